@@ -1,0 +1,56 @@
+// swift-tools-version:6.0
+// guts: a peer-to-peer layer for decentralized code collaboration.
+//
+// Module arrows point down only:
+//   GutsCrypto -> GutsNoise -> GutsWire -> GutsTransport -> GutsCLI -> guts
+//   GutsGit (git objects and storage) stands apart from networking.
+import PackageDescription
+
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+
+let package = Package(
+    name: "guts",
+    products: [
+        .executable(name: "guts", targets: ["guts"]),
+        .executable(name: "guts-bench", targets: ["guts-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
+    targets: [
+        // System libraries: libsodium for all cryptography, zlib for git objects.
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
+        // Small shared helpers with no I/O policy: hex, base32, atomic files, clocks.
+        .target(name: "GutsSupport"),
+        // libsodium wrappers: X25519, Ed25519, ChaCha20-Poly1305 IETF, BLAKE2b, randomness.
+        .target(name: "GutsCrypto", dependencies: ["CSodium"]),
+        // Noise_XX_25519_ChaChaPoly_BLAKE2b as a pure state machine.
+        .target(name: "GutsNoise", dependencies: ["GutsCrypto"]),
+        // Node identity: Ed25519 keys, peer IDs, key files.
+        .target(name: "GutsIdentity", dependencies: ["GutsCrypto", "GutsSupport"]),
+        // Bytes on the wire: identity proof, framing, message codec, session state machine.
+        .target(name: "GutsWire", dependencies: ["GutsNoise", "GutsIdentity", "GutsSupport"]),
+        // SwiftNIO shell around GutsWire sessions: dialing, listening, timeouts.
+        .target(name: "GutsTransport", dependencies: ["GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix]),
+        // Git objects, packs, refs and reachability. No networking.
+        .target(name: "GutsGit", dependencies: ["CZlib", "GutsSupport"]),
+        // Argument parsing and the subcommands.
+        .target(name: "GutsCLI", dependencies: [
+            "GutsSupport", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", nioCore, nioPosix,
+        ]),
+        .executableTarget(name: "guts", dependencies: ["GutsCLI"]),
+        .executableTarget(name: "guts-bench", dependencies: [
+            "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", nioCore, nioPosix,
+        ]),
+
+        .testTarget(name: "GutsCryptoTests", dependencies: ["GutsCrypto", "GutsNoise", "GutsSupport"]),
+        .testTarget(name: "GutsWireTests", dependencies: ["GutsWire", "GutsIdentity", "GutsNoise", "GutsCrypto", "GutsSupport"]),
+        .testTarget(name: "GutsGitTests", dependencies: ["GutsGit", "GutsSupport"]),
+        .testTarget(name: "GutsCLITests", dependencies: ["GutsCLI", "GutsSupport", "GutsIdentity"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

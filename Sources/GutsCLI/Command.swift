@@ -1,0 +1,146 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import GutsSupport
+
+/// An error that ends a command with a message on stderr and a specific exit code.
+public struct CommandError: Error, CustomStringConvertible, Sendable {
+    public let code: ExitCode
+    public let message: String
+    public init(_ code: ExitCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+    public var description: String { message }
+}
+
+/// A subcommand. Each one parses its own options, assembles only the modules it
+/// needs and returns an exit code.
+public protocol Command {
+    /// The words that select it: "keygen", or "objects verify".
+    static var name: String { get }
+    static var summary: String { get }
+    /// Synopsis after `guts`, e.g. "dial [options] [PEERID@]ADDR".
+    static var synopsis: String { get }
+    static var options: [OptionSpec] { get }
+    static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode
+}
+
+/// Options every command accepts, before or after the command name.
+public enum GlobalOptions {
+    public static let specs: [OptionSpec] = [
+        OptionSpec("home", value: "DIR", help: "state directory (default: $GUTS_HOME, else ~/.guts)"),
+        OptionSpec("json", help: "machine-readable JSON on stdout"),
+        OptionSpec("verbose", short: "v", repeatable: true, help: "more detail on stderr"),
+        OptionSpec("quiet", short: "q", help: "only errors on stderr"),
+        OptionSpec("help", short: "h", help: "show help and exit"),
+        OptionSpec("version", help: "print the version and exit"),
+    ]
+}
+
+/// What a running command sees of the world: options, environment, output streams.
+public final class Context: @unchecked Sendable {
+    public let json: Bool
+    public let verbosity: Int
+    public let quiet: Bool
+    public let environment: [String: String]
+    private let homeOverride: String?
+    private let lock = NSLockLite()
+
+    public init(arguments: ParsedArguments, environment: [String: String]) {
+        self.json = arguments.has("json")
+        self.verbosity = arguments.all("verbose").count
+        self.quiet = arguments.has("quiet")
+        self.environment = environment
+        self.homeOverride = arguments.value("home")
+    }
+
+    /// The state directory path: --home, else $GUTS_HOME, else ~/.guts.
+    public var homePath: String {
+        if let h = homeOverride, !h.isEmpty { return h }
+        if let h = environment["GUTS_HOME"], !h.isEmpty { return h }
+        let base = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? "/"
+        return base + "/.guts"
+    }
+
+    /// The state directory, created with mode 0700 when missing.
+    public func home() throws -> String {
+        let path = homePath
+        if !Files.isDirectory(path) {
+            do {
+                try Files.makeDirectories(Files.directoryName(path))
+                if mkdir(path, 0o700) != 0 && errno != EEXIST {
+                    throw FileError(path: path, operation: "mkdir", code: errno)
+                }
+            } catch {
+                throw CommandError(.io, "cannot create state directory: \(error)")
+            }
+        }
+        return path
+    }
+
+    public var stdoutIsTTY: Bool { isatty(1) == 1 }
+    public var stderrIsTTY: Bool { isatty(2) == 1 }
+
+    /// A line of data on stdout.
+    public func out(_ line: String) {
+        lock.locked { writeAll(1, line + "\n") }
+    }
+
+    /// A log line on stderr (suppressed by --quiet).
+    public func log(_ line: String) {
+        if quiet { return }
+        lock.locked { writeAll(2, line + "\n") }
+    }
+
+    /// A detail line on stderr, only with -v.
+    public func debug(_ line: String) {
+        if verbosity == 0 || quiet { return }
+        lock.locked { writeAll(2, line + "\n") }
+    }
+
+    /// An error line on stderr, always shown.
+    public func error(_ line: String) {
+        lock.locked { writeAll(2, "guts: " + line + "\n") }
+    }
+
+    /// Progress on a TTY only: rewrites the current stderr line.
+    public func progress(_ line: String) {
+        guard stderrIsTTY, !quiet else { return }
+        lock.locked { writeAll(2, "\r\u{1B}[K" + line) }
+    }
+
+    public func endProgress() {
+        guard stderrIsTTY, !quiet else { return }
+        lock.locked { writeAll(2, "\r\u{1B}[K") }
+    }
+}
+
+/// Writes all bytes to a file descriptor; gives up silently on EPIPE (reader went away).
+@discardableResult
+func writeAll(_ fd: Int32, _ text: String) -> Bool {
+    var bytes = Array(text.utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return false
+        }
+        offset += n
+    }
+    return true
+}
+
+/// A tiny mutex so concurrent log lines never interleave mid-line.
+final class NSLockLite: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+    @discardableResult
+    func locked<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return try body()
+    }
+}

@@ -1,0 +1,26 @@
+/// Process exit codes. Stable: documented in guts(1), relied on by scripts.
+public enum ExitCode: Int32, Sendable {
+    /// Success.
+    case ok = 0
+    /// The operation ran but had a negative answer: no pong received (as ping(8)).
+    case noReply = 1
+    /// Bad command line: unknown command or option, missing or malformed argument.
+    case usage = 2
+    /// Local I/O or state problem: state directory, identity, config, repository files.
+    case io = 3
+    /// The peer could not be reached: name resolution, connection refused or reset.
+    case unreachable = 4
+    /// Authentication failed: the remote identity differs from the PEERID asked for,
+    /// or its identity proof is invalid.
+    case authentication = 5
+    /// Integrity failure: corrupt or inconsistent objects, refs or packs.
+    case integrity = 6
+    /// A network wait exceeded its timeout.
+    case timeout = 7
+    /// The peer violated the protocol, speaks an incompatible version, or said goodbye.
+    case protocolError = 8
+    /// The peer refused the request or does not have what was asked for.
+    case refused = 9
+    /// Interrupted by SIGINT or SIGTERM before finishing.
+    case interrupted = 130
+}
