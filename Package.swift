@@ -2,12 +2,13 @@
 // guts: a peer-to-peer layer for decentralized code collaboration.
 //
 // Module arrows point down only:
-//   GutsCrypto -> GutsNoise -> GutsWire -> GutsTransport -> GutsCLI -> guts
+//   GutsCrypto -> GutsNoise -> GutsWire -> GutsTransport -> GutsNode -> GutsCLI -> guts
 //   GutsGit (git objects and storage) stands apart from networking.
 import PackageDescription
 
 let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
 let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let nioLocks = Target.Dependency.product(name: "NIOConcurrencyHelpers", package: "swift-nio")
 
 let package = Package(
     name: "guts",
@@ -34,12 +35,14 @@ let package = Package(
         // Bytes on the wire: identity proof, framing, message codec, session state machine.
         .target(name: "GutsWire", dependencies: ["GutsNoise", "GutsIdentity", "GutsSupport"]),
         // SwiftNIO shell around GutsWire sessions: dialing, listening, timeouts.
-        .target(name: "GutsTransport", dependencies: ["GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix]),
+        .target(name: "GutsTransport", dependencies: ["GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
+        // The long-running node: listener, bootstrap peers, request dispatch.
+        .target(name: "GutsNode", dependencies: ["GutsTransport", "GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
         // Git objects, packs, refs and reachability. No networking.
         .target(name: "GutsGit", dependencies: ["CZlib", "GutsSupport"]),
         // Argument parsing and the subcommands.
         .target(name: "GutsCLI", dependencies: [
-            "GutsSupport", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", nioCore, nioPosix,
+            "GutsSupport", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsNode", "GutsGit", nioCore, nioPosix,
         ]),
         .executableTarget(name: "guts", dependencies: ["GutsCLI"]),
         .executableTarget(name: "guts-bench", dependencies: [

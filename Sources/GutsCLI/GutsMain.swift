@@ -9,6 +9,9 @@ public enum GutsMain {
     /// Every subcommand, in the order `guts help` lists them.
     nonisolated(unsafe) public static let commands: [any Command.Type] = [
         KeygenCommand.self,
+        ListenCommand.self,
+        DialCommand.self,
+        PingCommand.self,
     ]
 
     /// Runs guts with `arguments` (without the program name); returns the exit code.

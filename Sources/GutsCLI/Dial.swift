@@ -1,0 +1,52 @@
+import GutsIdentity
+import GutsSupport
+import GutsTransport
+import GutsWire
+import NIOPosix
+
+/// `guts dial`: connect, handshake, exchange Hello, print who answered.
+enum DialCommand: Command {
+    static let name = "dial"
+    static let summary = "connect to a node, authenticate it and show its identity"
+    static let synopsis = "dial [--timeout SECONDS] [PEERID@]ADDR"
+    static let options = [
+        OptionSpec("timeout", short: "W", value: "SECONDS", help: "connect and handshake timeout (default: connect-timeout from config, 10)"),
+    ]
+
+    static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
+        guard args.positionals.count == 1 else { throw UsageError("dial needs exactly one address: [PEERID@]HOST[:PORT]") }
+        let endpoint = try Network.parseEndpoint(args.positionals[0])
+        var config = try NodeConfig.load(home: context.homePath)
+        if let t = try args.seconds("timeout", in: 0.1...3600) {
+            config.connectTimeout = t
+            config.handshakeTimeout = t
+        }
+        let identity = try Network.clientIdentity(context)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let connection = try Network.dial(endpoint, config: Network.sessionConfig(identity: identity, config: config),
+                                          group: group, connectTimeout: config.connectTimeout)
+        guard let peer = connection.peer else { throw CommandError(.protocolError, "session not established") }
+        connection.close(.shutdown, "dial finished")
+        _ = try? connection.closeFuture.wait()
+        if context.json {
+            context.out(JSON.object([
+                "peer_id": .string(peer.peerID.description),
+                "address": .string(connection.remoteAddress),
+                "protocol_version": .int(Int(peer.version)),
+                "capabilities": .array(peer.capabilities.map { .string($0) }),
+                "agent": .string(peer.agent),
+                "handshake_ms": .double(peer.handshakeSeconds * 1000),
+                "verified": .bool(endpoint.peer != nil),
+            ]))
+        } else {
+            context.out("peer         \(peer.peerID)" + (endpoint.peer != nil ? " (verified)" : ""))
+            context.out("address      \(connection.remoteAddress)")
+            context.out("protocol     \(peer.version)")
+            context.out("agent        \(peer.agent)")
+            context.out("capabilities \(peer.capabilities.isEmpty ? "-" : peer.capabilities.joined(separator: " "))")
+            context.out("handshake    \(Network.ms(peer.handshakeSeconds)) ms")
+        }
+        return .ok
+    }
+}

@@ -1,0 +1,72 @@
+import GutsIdentity
+import GutsNode
+import GutsSupport
+import GutsTransport
+import GutsWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `guts listen`: run a node until SIGINT/SIGTERM.
+enum ListenCommand: Command {
+    static let name = "listen"
+    static let summary = "run a node: accept peers, keep bootstrap peers connected, answer requests"
+    static let synopsis = "listen [--listen ADDR] [--bootstrap [PEERID@]ADDR ...] [--max-connections N] [options]"
+    static let options = [
+        OptionSpec("listen", short: "l", value: "ADDR", help: "address to bind (default 127.0.0.1:9000; port 0 picks a free port)"),
+        OptionSpec("bootstrap", short: "b", value: "[PEERID@]ADDR", repeatable: true, help: "peer to keep connected (repeatable; adds to config)"),
+        OptionSpec("max-connections", value: "N", help: "most inbound connections at once (default 128)"),
+        OptionSpec("handshake-timeout", value: "SECONDS", help: "drop peers that do not finish the handshake in time (default 10)"),
+        OptionSpec("idle-timeout", value: "SECONDS", help: "drop peers silent for this long (default 90)"),
+        OptionSpec("keepalive-interval", value: "SECONDS", help: "ping peers silent for this long (default 30)"),
+        OptionSpec("network", value: "ID", help: "network ID; nodes on different networks cannot connect (default empty)"),
+    ]
+
+    static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
+        guard args.positionals.isEmpty else { throw UsageError("listen takes no arguments (did you mean --listen ADDR?)") }
+        let home = try context.home()
+        var config = try NodeConfig.load(home: home)
+        if let v = args.value("listen") { config.listen = v }
+        config.bootstrap += args.all("bootstrap")
+        if let v = try args.int("max-connections", in: 1...100_000) { config.maxConnections = v }
+        if let v = try args.seconds("handshake-timeout", in: 0.1...3600) { config.handshakeTimeout = v }
+        if let v = try args.seconds("idle-timeout", in: 1...86400) { config.idleTimeout = v }
+        if let v = try args.seconds("keepalive-interval", in: 0.1...86400) { config.keepaliveInterval = v }
+        if let v = args.value("network") {
+            guard v.utf8.count <= WireProtocol.maxNetworkIDLength else { throw UsageError("--network: at most 64 bytes") }
+            config.network = v
+        }
+        let bind: Endpoint
+        do { bind = try Endpoint.parse(config.listen, allowPortZero: true) } catch { throw UsageError("--listen: \(error)") }
+        guard bind.peer == nil else { throw UsageError("--listen takes HOST:PORT without a peer ID") }
+        let bootstrap = try config.bootstrap.map { try Network.parseEndpoint($0) }
+        let identity = try loadIdentity(context)
+
+        let signals = SignalWatcher.install()
+        let log = NodeLog(info: { context.log($0) }, debug: { context.debug($0) })
+        let node = Node(options: .init(host: bind.host, port: bind.port, bootstrap: bootstrap,
+                                       maxConnections: config.maxConnections, connectTimeout: config.connectTimeout,
+                                       session: Network.sessionConfig(identity: identity, config: config)),
+                        log: log)
+        let address: String
+        do {
+            let bound = try node.start()
+            address = PeerConnectionAddress.render(bound)
+        } catch {
+            node.stop()
+            throw CommandError(.io, "cannot listen on \(bind.address): \(error)")
+        }
+        if context.json {
+            context.out(JSON.object(["peer_id": .string(identity.peerID.description), "address": .string(address),
+                                     "dial": .string("\(identity.peerID)@\(address)")]))
+        } else {
+            context.out("\(identity.peerID)@\(address)")
+        }
+        context.log("listening on \(address) as \(identity.peerID)" + (config.network.isEmpty ? "" : " (network \(config.network))"))
+        let sig = signals.wait()
+        context.log("received \(sig == SIGTERM ? "SIGTERM" : "SIGINT"), shutting down")
+        node.stop()
+        context.log("stopped")
+        return .ok
+    }
+}

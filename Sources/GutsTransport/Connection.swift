@@ -1,0 +1,278 @@
+import GutsIdentity
+import GutsSupport
+import GutsWire
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Errors of the transport shell (the session's own reasons are `SessionClose`).
+public enum TransportError: Error, CustomStringConvertible, Sendable {
+    case timeout(String)
+    case closed(SessionClose)
+    case notEstablished
+
+    public var description: String {
+        switch self {
+        case let .timeout(what): return "timed out \(what)"
+        case let .closed(why): return why.description
+        case .notEstablished: return "connection is not established"
+        }
+    }
+}
+
+/// One live connection to a peer. Thread-safe: every method may be called from any
+/// thread; state lives on the channel's event loop.
+public final class PeerConnection: @unchecked Sendable {
+    public let channel: Channel
+    private let initialAddress: String?
+    public let inbound: Bool
+    let established: EventLoopPromise<PeerInfo>
+    let closedPromise: EventLoopPromise<SessionClose>
+    /// Established session details (set on the event loop once known).
+    private let state = NIOLockedValueBox(State())
+    fileprivate weak var handler: SessionHandler?
+
+    struct State {
+        var peer: PeerInfo?
+        var queue: [Message] = []
+        var waiters: [EventLoopPromise<Message>] = []
+        var onMessage: (@Sendable (PeerConnection, Message) -> Void)?
+        var closeReason: SessionClose?
+    }
+
+    init(channel: Channel, inbound: Bool) {
+        self.channel = channel
+        self.inbound = inbound
+        self.initialAddress = channel.remoteAddress.map(Self.render)
+        self.established = channel.eventLoop.makePromise(of: PeerInfo.self)
+        self.closedPromise = channel.eventLoop.makePromise(of: SessionClose.self)
+    }
+
+    static func render(_ address: SocketAddress) -> String {
+        guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
+        if case .v6 = address { return "[\(ip)]:\(port)" }
+        return "\(ip):\(port)"
+    }
+
+    /// The remote `ip:port` (known once connected).
+    public var remoteAddress: String {
+        initialAddress ?? channel.remoteAddress.map(Self.render) ?? "?"
+    }
+
+    /// The peer, once the session is established.
+    public var peer: PeerInfo? { state.withLockedValue { $0.peer } }
+
+    /// Completes when Hello/HelloAck are exchanged; fails with the close reason otherwise.
+    public var establishedFuture: EventLoopFuture<PeerInfo> { established.futureResult }
+
+    /// Completes with the reason when the connection ends.
+    public var closeFuture: EventLoopFuture<SessionClose> { closedPromise.futureResult }
+
+    /// Delivers every application message to `handler` (on the event loop) instead of queueing.
+    public func setMessageHandler(_ handler: @escaping @Sendable (PeerConnection, Message) -> Void) {
+        let queued: [Message] = state.withLockedValue { s in
+            s.onMessage = handler
+            defer { s.queue = [] }
+            return s.queue
+        }
+        for m in queued { handler(self, m) }
+    }
+
+    /// Sends one message. The future fails when the session is not (or no longer) established.
+    @discardableResult
+    public func send(_ message: Message) -> EventLoopFuture<Void> {
+        let loop = channel.eventLoop
+        return loop.flatSubmit {
+            guard let handler = self.handler else { return loop.makeFailedFuture(TransportError.notEstablished) }
+            return handler.send(message)
+        }
+    }
+
+    /// Sends Goodbye and closes.
+    public func close(_ code: ReasonCode = .shutdown, _ reason: String = "closing") {
+        channel.eventLoop.execute {
+            self.handler?.closeWithGoodbye(code, reason)
+        }
+    }
+
+    /// The next queued application message, waiting up to `timeout` seconds.
+    public func nextMessage(timeout: Double) -> EventLoopFuture<Message> {
+        let loop = channel.eventLoop
+        let promise = loop.makePromise(of: Message.self)
+        loop.execute {
+            let (ready, reason): (Message?, SessionClose?) = self.state.withLockedValue { s in
+                if !s.queue.isEmpty { return (s.queue.removeFirst(), nil) }
+                if let r = s.closeReason { return (nil, r) }
+                s.waiters.append(promise)
+                return (nil, nil)
+            }
+            if let ready {
+                promise.succeed(ready)
+                return
+            }
+            if let reason {
+                promise.fail(TransportError.closed(reason))
+                return
+            }
+            let timer = loop.scheduleTask(in: .nanoseconds(Int64(timeout * 1e9))) {
+                let removed = self.state.withLockedValue { s -> Bool in
+                    guard let i = s.waiters.firstIndex(where: { $0.futureResult === promise.futureResult }) else { return false }
+                    s.waiters.remove(at: i)
+                    return true
+                }
+                if removed { promise.fail(TransportError.timeout("waiting for a message")) }
+            }
+            promise.futureResult.whenComplete { _ in timer.cancel() }
+        }
+        return promise.futureResult
+    }
+
+    // Called on the event loop by the handler.
+    func didEstablish(_ info: PeerInfo) {
+        state.withLockedValue { $0.peer = info }
+        established.succeed(info)
+    }
+
+    func didReceive(_ message: Message) {
+        let (handler, waiter): ((@Sendable (PeerConnection, Message) -> Void)?, EventLoopPromise<Message>?) = state.withLockedValue { s in
+            if let h = s.onMessage { return (h, nil) }
+            if !s.waiters.isEmpty { return (nil, s.waiters.removeFirst()) }
+            s.queue.append(message)
+            return (nil, nil)
+        }
+        if let handler { handler(self, message) } else { waiter?.succeed(message) }
+    }
+
+    func didClose(_ reason: SessionClose) {
+        let waiters: [EventLoopPromise<Message>] = state.withLockedValue { s in
+            if s.closeReason == nil { s.closeReason = reason }
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.fail(TransportError.closed(reason)) }
+        established.fail(TransportError.closed(reason))
+        closedPromise.succeed(reason)
+    }
+}
+
+/// Drives one `Session` from a NIO channel: bytes in, events out, timers at the
+/// session's deadlines. All work happens on the channel's event loop.
+final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private var session: Session
+    let connection: PeerConnection
+    private var context: ChannelHandlerContext?
+    private var timer: Scheduled<Void>?
+    private var timerDeadline: Instant?
+    private var finished = false
+
+    init(session: Session, connection: PeerConnection) {
+        self.session = session
+        self.connection = connection
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        connection.handler = self
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        perform(session.start())
+        scheduleTick()
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        let events = buffer.withUnsafeReadableBytes { session.receive($0, now: .now()) }
+        perform(events)
+        scheduleTick()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        perform(session.receiveEOF())
+        timer?.cancel()
+        finish(.connectionLost("connection closed"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        perform(session.receiveEOF())
+        finish(.connectionLost("\(error)"))
+        context.close(promise: nil)
+    }
+
+    func send(_ message: Message) -> EventLoopFuture<Void> {
+        guard let context else { return connection.channel.eventLoop.makeFailedFuture(TransportError.notEstablished) }
+        do {
+            let bytes = try session.send(message)
+            let promise = context.eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: promise)
+            return promise.futureResult
+        } catch {
+            return context.eventLoop.makeFailedFuture(error)
+        }
+    }
+
+    func closeWithGoodbye(_ code: ReasonCode, _ reason: String) {
+        guard let context, !finished else { return }
+        let bytes = session.goodbye(code, reason)
+        if !bytes.isEmpty {
+            context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
+        }
+        finish(.localGoodbye(Goodbye(code: code, reason: reason)))
+        flushAndClose(context)
+    }
+
+    /// Closes after everything written so far has reached the socket, so a Goodbye is not lost.
+    private func flushAndClose(_ context: ChannelHandlerContext) {
+        let channel = context.channel
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0)), promise: promise)
+        promise.futureResult.whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    private func finish(_ reason: SessionClose) {
+        guard !finished else { return }
+        finished = true
+        timer?.cancel()
+        connection.didClose(reason)
+    }
+
+    private func perform(_ events: [SessionEvent]) {
+        guard let context else { return }
+        var wrote = false
+        for event in events {
+            switch event {
+            case let .send(bytes):
+                context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
+                wrote = true
+            case let .established(info):
+                connection.didEstablish(info)
+            case let .message(message):
+                connection.didReceive(message)
+            case let .closed(reason):
+                finish(reason)
+                flushAndClose(context)
+                return
+            }
+        }
+        if wrote { context.flush() }
+    }
+
+    private func scheduleTick() {
+        guard let context, let deadline = session.nextDeadline, !finished else { return }
+        if let current = timerDeadline, current <= deadline, timer != nil { return }
+        timer?.cancel()
+        timerDeadline = deadline
+        let now = Instant.now()
+        let delay = deadline > now ? Int64(deadline.nanoseconds - now.nanoseconds) : 0
+        timer = context.eventLoop.scheduleTask(in: .nanoseconds(delay)) { [self] in
+            timer = nil
+            timerDeadline = nil
+            perform(session.tick(now: .now()))
+            scheduleTick()
+        }
+    }
+}

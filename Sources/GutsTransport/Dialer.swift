@@ -1,0 +1,33 @@
+import GutsIdentity
+import GutsSupport
+import GutsWire
+import NIOCore
+import NIOPosix
+
+/// Outbound connections.
+public enum Dialer {
+    /// Connects to `endpoint`, runs the handshake and Hello exchange, and completes with
+    /// the established connection. `timeout` bounds the TCP connect and, separately,
+    /// the session's handshake timeout in `config` bounds the rest.
+    public static func dial(_ endpoint: Endpoint, config: SessionConfig, group: EventLoopGroup,
+                            connectTimeout: Double) -> EventLoopFuture<PeerConnection> {
+        var config = config
+        if let peer = endpoint.peer { config.expectedPeer = peer }
+        let sessionConfig = config
+        let bootstrap = ClientBootstrap(group: group)
+            .connectTimeout(.nanoseconds(Int64(max(0.001, connectTimeout) * 1e9)))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let connection = PeerConnection(channel: channel, inbound: false)
+                    let session = Session(role: .initiator, config: sessionConfig, now: .now())
+                    try channel.pipeline.syncOperations.addHandler(SessionHandler(session: session, connection: connection))
+                }
+            }
+        return bootstrap.connect(host: endpoint.host, port: endpoint.port).flatMap { channel in
+            channel.pipeline.handler(type: SessionHandler.self).flatMap { handler in
+                handler.connection.establishedFuture.map { _ in handler.connection }
+            }
+        }
+    }
+}

@@ -1,0 +1,564 @@
+import GutsCrypto
+import GutsIdentity
+import GutsNoise
+import GutsSupport
+
+/// Settings of one connection's session.
+public struct SessionConfig: Sendable {
+    public var identity: Ed25519KeyPair
+    /// The node's Noise static key. Its binding to `identity` is proven in the handshake.
+    public var noiseStatic: X25519KeyPair
+    public var networkID: String
+    public var capabilities: [String]
+    public var agent: String
+    /// Initiator only: refuse any other remote identity.
+    public var expectedPeer: PeerID?
+    /// Seconds from start until Hello/HelloAck must be done.
+    public var handshakeTimeout: Double
+    /// Seconds without receiving anything after which the connection is closed.
+    public var idleTimeout: Double
+    /// Seconds without receiving anything after which a keepalive Ping is sent.
+    public var keepaliveInterval: Double
+    /// Responder only: when set, answer Hello with this Goodbye instead of HelloAck
+    /// (a clean, explained refusal such as too-many-connections).
+    public var refusal: Goodbye?
+
+    public init(identity: Ed25519KeyPair, noiseStatic: X25519KeyPair, networkID: String = "",
+                capabilities: [String] = Capabilities.default, agent: String = "guts",
+                expectedPeer: PeerID? = nil, handshakeTimeout: Double = 10,
+                idleTimeout: Double = 90, keepaliveInterval: Double = 30) {
+        self.identity = identity
+        self.noiseStatic = noiseStatic
+        self.networkID = networkID
+        self.capabilities = capabilities
+        self.agent = agent
+        self.expectedPeer = expectedPeer
+        self.handshakeTimeout = handshakeTimeout
+        self.idleTimeout = idleTimeout
+        self.keepaliveInterval = keepaliveInterval
+    }
+}
+
+/// Capability strings announced in Hello/HelloAck.
+public enum Capabilities {
+    /// Answers Ping with Pong.
+    public static let ping = "ping"
+    public static let `default` = [ping]
+}
+
+/// What the remote side is, once the session is established.
+public struct PeerInfo: Equatable, Sendable {
+    public let peerID: PeerID
+    public let version: UInt16
+    public let capabilities: [String]
+    public let agent: String
+    /// Seconds from session start to established.
+    public let handshakeSeconds: Double
+}
+
+/// Why a session ended.
+public enum SessionClose: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The Noise handshake or identity proof failed.
+    case handshakeFailed(String)
+    /// The remote identity is not the one asked for.
+    case identityMismatch(expected: PeerID, actual: PeerID)
+    /// The remote node is this node.
+    case selfConnection
+    /// The peer said Goodbye.
+    case remoteGoodbye(Goodbye)
+    /// This side closed with a Goodbye (sent before closing when possible).
+    case localGoodbye(Goodbye)
+    /// The connection ended (EOF) without Goodbye.
+    case connectionLost(String)
+    /// A timeout fired.
+    case timeout(String)
+
+    public var description: String {
+        switch self {
+        case let .handshakeFailed(why): return "handshake failed: \(why)"
+        case let .identityMismatch(expected, actual): return "remote identity is \(actual), expected \(expected)"
+        case .selfConnection: return "connected to itself (same peer ID)"
+        case let .remoteGoodbye(g): return "peer closed the connection (\(g.code)): \(g.reason)"
+        case let .localGoodbye(g): return "closed (\(g.code)): \(g.reason)"
+        case let .connectionLost(why): return "connection lost: \(why)"
+        case let .timeout(why): return "timeout: \(why)"
+        }
+    }
+}
+
+/// Output of the session state machine.
+public enum SessionEvent: Equatable, Sendable {
+    /// Bytes to write to the connection, in order.
+    case send([UInt8])
+    /// Handshake and Hello exchange done; application messages may flow.
+    case established(PeerInfo)
+    /// An application message from the peer (Ping is answered internally and not surfaced;
+    /// Pong is surfaced so callers can measure round trips).
+    case message(Message)
+    /// The session is over: flush preceding `.send` events, then close the connection.
+    case closed(SessionClose)
+}
+
+/// One connection's protocol state machine (guts-protocol(7)): Noise XX handshake with
+/// identity proofs, then Hello/HelloAck, then framed, encrypted application messages.
+///
+/// Sans-I/O: it never touches sockets or clocks. Feed it received bytes with
+/// `receive(_:now:)`, call `tick(now:)` at `nextDeadline`, and perform the events.
+public struct Session: Sendable {
+    public enum Role: Sendable { case initiator, responder }
+
+    enum Phase: Sendable {
+        case handshake(HandshakeState)
+        case awaitingHello(TransportState)
+        case awaitingHelloAck(TransportState)
+        case established(TransportState)
+        case closed
+    }
+
+    public let role: Role
+    let config: SessionConfig
+    var phase: Phase
+    let startedAt: Instant
+    var lastReceived: Instant
+    var keepaliveSentAt: Instant?
+    var keepaliveNonce: UInt64 = 0
+    public private(set) var peerID: PeerID?
+    public private(set) var peer: PeerInfo?
+
+    /// Received bytes not yet forming a whole Noise message.
+    var inbox: [UInt8] = []
+    /// Decrypted application stream not yet forming a whole message.
+    var stream: [UInt8] = []
+    var streamStart = 0
+
+    /// Largest handshake message accepted (XX messages here are at most 193 bytes).
+    static let maxHandshakeMessage = 1024
+
+    public init(role: Role, config: SessionConfig, now: Instant) {
+        self.role = role
+        self.config = config
+        self.startedAt = now
+        self.lastReceived = now
+        let noiseRole: NoiseRole = role == .initiator ? .initiator : .responder
+        self.phase = .handshake(HandshakeState(role: noiseRole, prologue: WireProtocol.prologue(networkID: config.networkID),
+                                               localStatic: config.noiseStatic))
+    }
+
+    public var isEstablished: Bool {
+        if case .established = phase { return true }
+        return false
+    }
+
+    public var isClosed: Bool {
+        if case .closed = phase { return true }
+        return false
+    }
+
+    /// The initiator's first bytes (Noise message 1). Responders return [].
+    public mutating func start() -> [SessionEvent] {
+        guard role == .initiator, case var .handshake(hs) = phase else { return [] }
+        do {
+            let m1 = try hs.writeMessage(payload: [])
+            phase = .handshake(hs)
+            return [.send(Self.frame(m1))]
+        } catch {
+            phase = .closed
+            return [.closed(.handshakeFailed("\(error)"))]
+        }
+    }
+
+    /// The moment `tick` next needs to run.
+    public var nextDeadline: Instant? {
+        switch phase {
+        case .handshake, .awaitingHello, .awaitingHelloAck:
+            return startedAt.adding(seconds: config.handshakeTimeout)
+        case .established:
+            if keepaliveSentAt == nil { return lastReceived.adding(seconds: config.keepaliveInterval) }
+            return lastReceived.adding(seconds: config.idleTimeout)
+        case .closed:
+            return nil
+        }
+    }
+
+    /// Applies timeouts: handshake deadline, keepalive pings, idle timeout.
+    public mutating func tick(now: Instant) -> [SessionEvent] {
+        switch phase {
+        case .closed:
+            return []
+        case .handshake, .awaitingHello, .awaitingHelloAck:
+            if now.seconds(since: startedAt) >= config.handshakeTimeout {
+                return fail(.timeout, "handshake not completed within \(Int(config.handshakeTimeout)) s")
+            }
+            return []
+        case .established:
+            let quiet = now.seconds(since: lastReceived)
+            if quiet >= config.idleTimeout {
+                return fail(.timeout, "nothing received for \(Int(quiet)) s")
+            }
+            if quiet >= config.keepaliveInterval && keepaliveSentAt == nil {
+                keepaliveSentAt = now
+                keepaliveNonce = Random.uint64()
+                if let bytes = try? seal(.ping(nonce: keepaliveNonce)) { return [.send(bytes)] }
+            }
+            return []
+        }
+    }
+
+    /// Encrypts and frames one application message. Only legal once established.
+    public mutating func send(_ message: Message) throws -> [UInt8] {
+        guard case .established = phase else { throw SessionClose.connectionLost("session is not established") }
+        return try seal(message)
+    }
+
+    /// A Goodbye to send before closing (empty when no transport keys exist yet).
+    public mutating func goodbye(_ code: ReasonCode, _ reason: String) -> [UInt8] {
+        let bytes: [UInt8]
+        switch phase {
+        case .established, .awaitingHello, .awaitingHelloAck:
+            bytes = (try? seal(.goodbye(Goodbye(code: code, reason: String(reason.utf8.prefix(Limits.maxReasonLength)) ?? "")))) ?? []
+        default:
+            bytes = []
+        }
+        phase = .closed
+        return bytes
+    }
+
+    /// The remote end closed the connection.
+    public mutating func receiveEOF() -> [SessionEvent] {
+        if case .closed = phase { return [] }
+        let wasEstablished = isEstablished
+        phase = .closed
+        return [.closed(.connectionLost(wasEstablished ? "connection closed by peer" : "connection closed during handshake"))]
+    }
+
+    // MARK: - Receiving
+
+    /// Feeds received bytes; returns what to do.
+    public mutating func receive(_ bytes: UnsafeRawBufferPointer, now: Instant) -> [SessionEvent] {
+        if case .closed = phase { return [] }
+        lastReceived = now
+        keepaliveSentAt = nil
+        var events: [SessionEvent] = []
+        var input = bytes[...]
+        // Fast path: no partial frame pending, process frames straight from the input.
+        if inbox.isEmpty {
+            while input.count >= 2 {
+                let length = Int(input[input.startIndex]) << 8 | Int(input[input.startIndex + 1])
+                guard input.count >= 2 + length else { break }
+                let frame = UnsafeRawBufferPointer(rebasing: input[(input.startIndex + 2)..<(input.startIndex + 2 + length)])
+                input = input[(input.startIndex + 2 + length)...]
+                if !handleFrame(frame, now: now, into: &events) { return events }
+            }
+            inbox.append(contentsOf: input)
+        } else {
+            inbox.append(contentsOf: input)
+            var consumed = 0
+            while inbox.count - consumed >= 2 {
+                let length = Int(inbox[consumed]) << 8 | Int(inbox[consumed + 1])
+                guard inbox.count - consumed >= 2 + length else { break }
+                let ok = inbox.withUnsafeBytes { raw in
+                    handleFrame(UnsafeRawBufferPointer(rebasing: raw[(consumed + 2)..<(consumed + 2 + length)]), now: now, into: &events)
+                }
+                consumed += 2 + length
+                if !ok { return events }
+            }
+            inbox.removeFirst(consumed)
+        }
+        if case .handshake = phase, inbox.count > 2 + Self.maxHandshakeMessage {
+            events += fail(.protocolViolation, "oversized handshake message")
+        }
+        return events
+    }
+
+    public mutating func receive(_ bytes: [UInt8], now: Instant) -> [SessionEvent] {
+        bytes.withUnsafeBytes { receive($0, now: now) }
+    }
+
+    /// Handles one Noise message. Returns false when the session closed.
+    mutating func handleFrame(_ frame: UnsafeRawBufferPointer, now: Instant, into events: inout [SessionEvent]) -> Bool {
+        switch phase {
+        case .closed:
+            return false
+        case var .handshake(hs):
+            guard frame.count <= Self.maxHandshakeMessage else {
+                events += fail(.protocolViolation, "oversized handshake message")
+                return false
+            }
+            do {
+                try handshakeStep(&hs, Array(frame), now: now, into: &events)
+            } catch let close as SessionClose {
+                phase = .closed
+                events.append(.closed(close))
+                return false
+            } catch {
+                phase = .closed
+                events.append(.closed(.handshakeFailed(Self.explain(error, role: role))))
+                return false
+            }
+            return !isClosed
+        case var .awaitingHello(ts), var .awaitingHelloAck(ts), var .established(ts):
+            // Decrypt in place at the end of the stream buffer.
+            compactStream()
+            let base = stream.count
+            stream.append(contentsOf: frame)
+            let plain: Int
+            do {
+                plain = try stream.withUnsafeMutableBytes { raw in
+                    try ts.receiver.decryptInPlace(UnsafeMutableRawBufferPointer(rebasing: raw[base...]), ciphertextCount: frame.count)
+                }
+            } catch {
+                phase = .closed
+                events.append(.closed(.localGoodbye(Goodbye(code: .protocolViolation, reason: "transport message failed authentication"))))
+                return false
+            }
+            stream.removeLast(frame.count - plain)
+            setTransport(ts)
+            return drainStream(now: now, into: &events)
+        }
+    }
+
+    mutating func setTransport(_ ts: TransportState) {
+        switch phase {
+        case .awaitingHello: phase = .awaitingHello(ts)
+        case .awaitingHelloAck: phase = .awaitingHelloAck(ts)
+        case .established: phase = .established(ts)
+        default: break
+        }
+    }
+
+    var transport: TransportState? {
+        switch phase {
+        case let .awaitingHello(ts), let .awaitingHelloAck(ts), let .established(ts): return ts
+        default: return nil
+        }
+    }
+
+    mutating func compactStream() {
+        if streamStart > 0 && (streamStart >= stream.count || streamStart > 1 << 20) {
+            stream.removeFirst(streamStart)
+            streamStart = 0
+        }
+    }
+
+    /// Parses whole application messages out of the decrypted stream.
+    mutating func drainStream(now: Instant, into events: inout [SessionEvent]) -> Bool {
+        while stream.count - streamStart >= WireProtocol.headerLength {
+            let h = streamStart
+            let typeByte = stream[h]
+            let length = Int(stream[h + 1]) << 24 | Int(stream[h + 2]) << 16 | Int(stream[h + 3]) << 8 | Int(stream[h + 4])
+            guard let kind = Message.Kind(rawValue: typeByte) else {
+                events += fail(.unknownMessageType, "unknown message type 0x\(String(typeByte, radix: 16))")
+                return false
+            }
+            guard length <= kind.maxBodySize else {
+                events += fail(.messageTooLarge, "\(kind) message of \(length) bytes exceeds the limit of \(kind.maxBodySize)")
+                return false
+            }
+            guard stream.count - h - WireProtocol.headerLength >= length else { break }
+            let body = Array(stream[(h + WireProtocol.headerLength)..<(h + WireProtocol.headerLength + length)])
+            streamStart = h + WireProtocol.headerLength + length
+            let message: Message
+            do {
+                message = try MessageCodec.decode(kind: kind, body: body)
+            } catch {
+                events += fail(.protocolViolation, "malformed \(kind) message: \(error)")
+                return false
+            }
+            if !handleMessage(message, now: now, into: &events) { return false }
+        }
+        if streamStart == stream.count {
+            stream.removeAll(keepingCapacity: stream.capacity <= 4 << 20)
+            streamStart = 0
+        }
+        return true
+    }
+
+    mutating func handleMessage(_ message: Message, now: Instant, into events: inout [SessionEvent]) -> Bool {
+        if case let .goodbye(g) = message {
+            phase = .closed
+            events.append(.closed(.remoteGoodbye(g)))
+            return false
+        }
+        switch phase {
+        case .awaitingHello:
+            guard case let .hello(hello) = message else {
+                events += fail(.protocolViolation, "expected Hello, got \(message.kind)")
+                return false
+            }
+            if let refusal = config.refusal {
+                events += fail(refusal.code, refusal.reason)
+                return false
+            }
+            let version = min(hello.maxVersion, WireProtocol.maxVersion)
+            guard version >= hello.minVersion, version >= WireProtocol.minVersion else {
+                events += fail(.unsupportedVersion,
+                               "peer speaks protocol versions \(hello.minVersion)-\(hello.maxVersion), this node \(WireProtocol.minVersion)-\(WireProtocol.maxVersion)")
+                return false
+            }
+            guard let ack = try? seal(.helloAck(HelloAck(version: version, capabilities: config.capabilities, agent: config.agent))),
+                  let id = peerID else {
+                events += fail(.internalError, "cannot encode HelloAck")
+                return false
+            }
+            events.append(.send(ack))
+            let info = PeerInfo(peerID: id, version: version, capabilities: hello.capabilities, agent: hello.agent,
+                                handshakeSeconds: now.seconds(since: startedAt))
+            peer = info
+            if let ts = transport { phase = .established(ts) }
+            events.append(.established(info))
+            return true
+        case .awaitingHelloAck:
+            guard case let .helloAck(ack) = message else {
+                events += fail(.protocolViolation, "expected HelloAck, got \(message.kind)")
+                return false
+            }
+            guard ack.version >= WireProtocol.minVersion, ack.version <= WireProtocol.maxVersion, let id = peerID else {
+                events += fail(.unsupportedVersion, "peer chose protocol version \(ack.version), this node speaks \(WireProtocol.minVersion)-\(WireProtocol.maxVersion)")
+                return false
+            }
+            let info = PeerInfo(peerID: id, version: ack.version, capabilities: ack.capabilities, agent: ack.agent,
+                                handshakeSeconds: now.seconds(since: startedAt))
+            peer = info
+            if let ts = transport { phase = .established(ts) }
+            events.append(.established(info))
+            return true
+        case .established:
+            switch message {
+            case .hello, .helloAck:
+                events += fail(.protocolViolation, "unexpected \(message.kind) after the session was established")
+                return false
+            case let .ping(nonce):
+                if let pong = try? seal(.pong(nonce: nonce)) { events.append(.send(pong)) }
+                return true
+            case let .pong(nonce) where nonce == keepaliveNonce && keepaliveNonce != 0:
+                keepaliveNonce = 0
+                return true
+            default:
+                events.append(.message(message))
+                return true
+            }
+        case .handshake, .closed:
+            return false
+        }
+    }
+
+    // MARK: - Handshake
+
+    mutating func handshakeStep(_ hs: inout HandshakeState, _ message: [UInt8], now: Instant, into events: inout [SessionEvent]) throws {
+        guard !hs.isMyTurn else {
+            throw SessionClose.handshakeFailed("peer sent a handshake message out of turn")
+        }
+        let hashBefore = hs.handshakeHash
+        switch role {
+        case .responder where hs.remoteEphemeralKey == nil:
+            // Message 1: -> e. The payload must be empty.
+            guard message.count == 32 else {
+                throw SessionClose.handshakeFailed("first handshake message is \(message.count) bytes, expected 32 (not a guts node?)")
+            }
+            _ = try hs.readMessage(message)
+            let proof = IdentityProof.make(identity: config.identity, handshakeHash: hs.handshakeHash,
+                                           noiseStatic: config.noiseStatic.publicKey)
+            let m2 = try hs.writeMessage(payload: proof)
+            phase = .handshake(hs)
+            events.append(.send(Self.frame(m2)))
+        case .responder:
+            // Message 3: -> s, se with the initiator's identity proof.
+            let payload = try hs.readMessage(message)
+            let id = try verifyProof(payload, hashBefore: hashBefore, hs: hs)
+            peerID = id
+            let ts = try hs.intoTransport()
+            phase = .awaitingHello(ts)
+        case .initiator:
+            // Message 2: <- e, ee, s, es with the responder's identity proof.
+            let payload = try hs.readMessage(message)
+            let id = try verifyProof(payload, hashBefore: hashBefore, hs: hs)
+            if let expected = config.expectedPeer, expected != id {
+                throw SessionClose.identityMismatch(expected: expected, actual: id)
+            }
+            peerID = id
+            let proof = IdentityProof.make(identity: config.identity, handshakeHash: hs.handshakeHash,
+                                           noiseStatic: config.noiseStatic.publicKey)
+            let m3 = try hs.writeMessage(payload: proof)
+            var ts = try hs.intoTransport()
+            var out = Self.frame(m3)
+            let hello = Hello(capabilities: config.capabilities, agent: config.agent)
+            out += try Self.seal(.hello(hello), with: &ts)
+            phase = .awaitingHelloAck(ts)
+            events.append(.send(out))
+        }
+    }
+
+    func verifyProof(_ payload: [UInt8], hashBefore: [UInt8], hs: HandshakeState) throws -> PeerID {
+        guard let remoteStatic = hs.remoteStaticKey else { throw SessionClose.handshakeFailed("no remote static key") }
+        let id: PeerID
+        do {
+            id = try IdentityProof.verify(payload, handshakeHash: hashBefore, remoteNoiseStatic: remoteStatic)
+        } catch {
+            throw SessionClose.handshakeFailed("\(error)")
+        }
+        if id.publicKey == config.identity.publicKey { throw SessionClose.selfConnection }
+        return id
+    }
+
+    static func explain(_ error: Error, role: Role) -> String {
+        if let n = error as? NoiseError, n == .decryptionFailed {
+            return role == .initiator
+                ? "could not decrypt the responder's handshake (different network ID, or not a guts node)"
+                : "could not decrypt the initiator's handshake (different network ID, or corrupted data)"
+        }
+        return "\(error)"
+    }
+
+    // MARK: - Sending
+
+    /// Closes with a Goodbye: returns the Goodbye bytes (when keys exist) and the close event.
+    mutating func fail(_ code: ReasonCode, _ reason: String) -> [SessionEvent] {
+        let bytes = goodbye(code, reason)
+        let g = Goodbye(code: code, reason: reason)
+        return (bytes.isEmpty ? [] : [.send(bytes)]) + [.closed(code == .timeout ? .timeout(reason) : .localGoodbye(g))]
+    }
+
+    mutating func seal(_ message: Message) throws -> [UInt8] {
+        guard var ts = transport else { throw SessionClose.connectionLost("no transport keys") }
+        let out = try Self.seal(message, with: &ts)
+        setTransport(ts)
+        return out
+    }
+
+    /// Encodes a message and splits the stream bytes into framed, encrypted Noise messages.
+    static func seal(_ message: Message, with ts: inout TransportState) throws -> [UInt8] {
+        let plain = try MessageCodec.encode(message)
+        return try sealStream(plain, with: &ts)
+    }
+
+    static func sealStream(_ plain: [UInt8], with ts: inout TransportState) throws -> [UInt8] {
+        let chunk = WireProtocol.maxChunk
+        let frames = max(1, (plain.count + chunk - 1) / chunk)
+        var out = [UInt8](repeating: 0, count: plain.count + frames * (2 + ChaChaPoly.tagLength))
+        try out.withUnsafeMutableBytes { o in
+            try plain.withUnsafeBytes { p in
+                var src = 0
+                var dst = 0
+                for _ in 0..<frames {
+                    let n = min(chunk, plain.count - src)
+                    let total = n + ChaChaPoly.tagLength
+                    o[dst] = UInt8(total >> 8)
+                    o[dst + 1] = UInt8(total & 0xff)
+                    if n > 0 {
+                        (o.baseAddress! + dst + 2).copyMemory(from: p.baseAddress! + src, byteCount: n)
+                    }
+                    _ = try ts.sender.encryptInPlace(UnsafeMutableRawBufferPointer(rebasing: o[(dst + 2)..<(dst + 2 + total)]),
+                                                     plaintextCount: n)
+                    src += n
+                    dst += 2 + total
+                }
+            }
+        }
+        return out
+    }
+
+    /// Prefixes a Noise message with its 16-bit big-endian length.
+    static func frame(_ message: [UInt8]) -> [UInt8] {
+        [UInt8(message.count >> 8), UInt8(message.count & 0xff)] + message
+    }
+}
