@@ -1,7 +1,7 @@
 import CSodium
 
 /// ChaCha20-Poly1305 IETF with Noise's nonce encoding: 32 bits of zeros followed
-/// by the 64-bit counter in little-endian (Noise spec section 12.5).
+/// by the 64-bit counter in little-endian (Noise spec section 12.3).
 public enum ChaChaPoly {
     public static let keyLength = 32
     public static let tagLength = 16
