@@ -6,6 +6,13 @@ public enum ChaChaPoly {
     public static let keyLength = 32
     public static let tagLength = 16
 
+    /// The 12-byte IETF nonce (4 zero bytes, then the counter little-endian) in a
+    /// stack value, so the per-message hot path does not allocate.
+    @inline(__always)
+    static func noiseNonce(_ n: UInt64) -> (UInt32, UInt32, UInt32) {
+        (0, UInt32(truncatingIfNeeded: n).littleEndian, UInt32(truncatingIfNeeded: n >> 32).littleEndian)
+    }
+
     /// Encrypts `plaintextCount` bytes at `plaintext` into `output`, which must have
     /// room for `plaintextCount + 16` bytes. `output` may equal `plaintext` (in place).
     @inline(__always)
@@ -13,17 +20,14 @@ public enum ChaChaPoly {
         key: UnsafeRawBufferPointer, nonce: UInt64, ad: UnsafeRawBufferPointer,
         plaintext: UnsafeRawPointer?, plaintextCount: Int, output: UnsafeMutableRawPointer
     ) {
-        var npub = [UInt8](repeating: 0, count: 12)
-        withUnsafeBytes(of: nonce.littleEndian) { n in
-            for i in 0..<8 { npub[4 + i] = n[i] }
-        }
+        var npub = noiseNonce(nonce)
         var clen: UInt64 = 0
-        _ = npub.withUnsafeBufferPointer { np in
+        _ = withUnsafeBytes(of: &npub) { np in
             crypto_aead_chacha20poly1305_ietf_encrypt(
                 output.assumingMemoryBound(to: UInt8.self), &clen,
                 plaintext?.assumingMemoryBound(to: UInt8.self), UInt64(plaintextCount),
                 ad.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(ad.count),
-                nil, np.baseAddress!, key.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                nil, np.baseAddress!.assumingMemoryBound(to: UInt8.self), key.baseAddress!.assumingMemoryBound(to: UInt8.self))
         }
     }
 
@@ -36,17 +40,14 @@ public enum ChaChaPoly {
         ciphertext: UnsafeRawPointer, ciphertextCount: Int, output: UnsafeMutableRawPointer?
     ) -> Bool {
         guard ciphertextCount >= tagLength else { return false }
-        var npub = [UInt8](repeating: 0, count: 12)
-        withUnsafeBytes(of: nonce.littleEndian) { n in
-            for i in 0..<8 { npub[4 + i] = n[i] }
-        }
+        var npub = noiseNonce(nonce)
         var mlen: UInt64 = 0
-        let rc = npub.withUnsafeBufferPointer { np in
+        let rc = withUnsafeBytes(of: &npub) { np in
             crypto_aead_chacha20poly1305_ietf_decrypt(
                 output?.assumingMemoryBound(to: UInt8.self), &mlen, nil,
                 ciphertext.assumingMemoryBound(to: UInt8.self), UInt64(ciphertextCount),
                 ad.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(ad.count),
-                np.baseAddress!, key.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                np.baseAddress!.assumingMemoryBound(to: UInt8.self), key.baseAddress!.assumingMemoryBound(to: UInt8.self))
         }
         return rc == 0
     }
