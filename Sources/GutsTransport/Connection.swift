@@ -166,6 +166,7 @@ final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
     private var timer: Scheduled<Void>?
     private var timerDeadline: Instant?
     private var finished = false
+    private var finishReason: SessionClose?
 
     init(session: Session, connection: PeerConnection) {
         self.session = session
@@ -205,6 +206,7 @@ final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func send(_ message: Message) -> EventLoopFuture<Void> {
         guard let context else { return connection.channel.eventLoop.makeFailedFuture(TransportError.notEstablished) }
+        if let finishReason { return context.eventLoop.makeFailedFuture(TransportError.closed(finishReason)) }
         do {
             let bytes = try session.send(message)
             let promise = context.eventLoop.makePromise(of: Void.self)
@@ -236,6 +238,7 @@ final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
     private func finish(_ reason: SessionClose) {
         guard !finished else { return }
         finished = true
+        finishReason = reason
         timer?.cancel()
         connection.didClose(reason)
     }

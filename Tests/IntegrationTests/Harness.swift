@@ -1,0 +1,178 @@
+import Foundation
+import XCTest
+
+/// Runs real `guts` processes for integration tests. Output goes to files in the test's
+/// temporary directory; every wait is bounded; `cleanup()` kills whatever is left.
+final class Harness {
+    let root: URL
+    private(set) var processes: [Process] = []
+    private var counter = 0
+
+    init() throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("guts-it-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+    }
+
+    /// The guts binary built next to the test bundle.
+    static let binary: String = {
+        let bundleDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for dir in [bundleDir, Bundle.main.bundleURL.deletingLastPathComponent(), Bundle.main.bundleURL] {
+            let candidate = dir.appendingPathComponent("guts").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return bundleDir.appendingPathComponent("guts").path
+    }()
+
+    func home(_ name: String) -> String { root.appendingPathComponent(name).path }
+
+    struct Result {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    /// A started process and the files its output goes to.
+    final class Running {
+        let process: Process
+        let stdoutPath: String
+        let stderrPath: String
+        init(process: Process, stdoutPath: String, stderrPath: String) {
+            self.process = process
+            self.stdoutPath = stdoutPath
+            self.stderrPath = stderrPath
+        }
+        var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+        var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+        /// Waits until `predicate` holds for stdout+stderr, or fails after `timeout` seconds.
+        @discardableResult
+        func waitFor(_ what: String, timeout: Double = 10, file: StaticString = #filePath, line: UInt = #line,
+                     _ predicate: (String, String) -> Bool) -> Bool {
+            let deadline = Date().addingTimeInterval(timeout)
+            while Date() < deadline {
+                if predicate(stdout, stderr) { return true }
+                if !process.isRunning, !predicate(stdout, stderr) { break }
+                usleep(20_000)
+            }
+            if predicate(stdout, stderr) { return true }
+            XCTFail("timed out waiting for \(what); stdout: \(stdout) stderr: \(stderr)", file: file, line: line)
+            return false
+        }
+
+        /// Waits for exit (bounded); returns the status, or nil after killing it on timeout.
+        func wait(timeout: Double = 20) -> Int32? {
+            let deadline = Date().addingTimeInterval(timeout)
+            while process.isRunning && Date() < deadline { usleep(10_000) }
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+                return nil
+            }
+            return process.terminationStatus
+        }
+
+        func signal(_ sig: Int32) { if process.isRunning { kill(process.processIdentifier, sig) } }
+    }
+
+    /// Starts guts with `args` in the background.
+    func start(_ args: [String], environment: [String: String] = [:]) throws -> Running {
+        counter += 1
+        let out = root.appendingPathComponent("p\(counter).out").path
+        let err = root.appendingPathComponent("p\(counter).err").path
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
+        _ = FileManager.default.createFile(atPath: err, contents: nil)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.binary)
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "GUTS_HOME")
+        for (k, v) in environment { env[k] = v }
+        p.environment = env
+        p.standardInput = FileHandle.nullDevice
+        p.standardOutput = FileHandle(forWritingAtPath: out)
+        p.standardError = FileHandle(forWritingAtPath: err)
+        try p.run()
+        processes.append(p)
+        return Running(process: p, stdoutPath: out, stderrPath: err)
+    }
+
+    /// Runs guts to completion (bounded by `timeout`).
+    func run(_ args: [String], environment: [String: String] = [:], timeout: Double = 30,
+             file: StaticString = #filePath, line: UInt = #line) throws -> Result {
+        let r = try start(args, environment: environment)
+        guard let status = r.wait(timeout: timeout) else {
+            XCTFail("guts \(args.joined(separator: " ")) did not finish within \(timeout) s", file: file, line: line)
+            return Result(status: -1, stdout: r.stdout, stderr: r.stderr)
+        }
+        return Result(status: status, stdout: r.stdout, stderr: r.stderr)
+    }
+
+    /// keygen into a fresh home; returns the peer ID.
+    func keygen(_ name: String) throws -> String {
+        let r = try run(["--home", home(name), "keygen"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Starts `guts listen` on a free port and returns it with its `PEERID@ADDR` line.
+    func listen(_ name: String, _ extra: [String] = []) throws -> (Running, String) {
+        let r = try start(["--home", home(name), "listen", "--listen", "127.0.0.1:0"] + extra)
+        r.waitFor("listen to print its address") { out, _ in out.contains("\n") }
+        let line = r.stdout.split(separator: "\n").first.map(String.init) ?? ""
+        return (r, line)
+    }
+
+    func cleanup() {
+        for p in processes where p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
+        processes = []
+        try? FileManager.default.removeItem(at: root)
+    }
+}
+
+/// A raw TCP client for feeding a listener bytes that no guts would send.
+final class RawSocket {
+    let fd: Int32
+
+    init?(port: Int) {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else {
+            close(fd)
+            return nil
+        }
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    func send(_ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// True when the peer closes the connection within `timeout` seconds.
+    func closedByPeer(within timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while Date() < deadline {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n == 0 { return true }
+            if n < 0 && errno != EAGAIN && errno != EINTR { return true }
+        }
+        return false
+    }
+
+    deinit { close(fd) }
+}
+
+func port(of address: String) -> Int {
+    Int(address.split(separator: ":").last ?? "") ?? 0
+}

@@ -1,0 +1,184 @@
+import Foundation
+import XCTest
+
+/// keygen, listen, dial and ping as a user runs them, on 127.0.0.1 with port 0.
+final class ChannelTests: XCTestCase {
+    var h: Harness!
+
+    override func setUpWithError() throws { h = try Harness() }
+    override func tearDown() { h.cleanup() }
+
+    func testKeygenListenDialPing() throws {
+        let serverID = try h.keygen("server")
+        XCTAssertTrue(serverID.hasPrefix("gt") && serverID.count == 58, serverID)
+        _ = try h.keygen("client")
+        let (listener, line) = try h.listen("server")
+        XCTAssertTrue(line.hasPrefix(serverID + "@127.0.0.1:"), line)
+
+        let dial = try h.run(["--home", h.home("client"), "dial", line])
+        XCTAssertEqual(dial.status, 0, dial.stderr)
+        XCTAssertTrue(dial.stdout.contains("peer         \(serverID) (verified)"), dial.stdout)
+        XCTAssertTrue(dial.stdout.contains("protocol     1"))
+        XCTAssertTrue(dial.stdout.contains("capabilities ping"))
+
+        let json = try h.run(["--home", h.home("client"), "--json", "dial", line])
+        XCTAssertEqual(json.status, 0, json.stderr)
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(object?["peer_id"] as? String, serverID)
+        XCTAssertEqual(object?["protocol_version"] as? Int, 1)
+        XCTAssertNotNil(object?["handshake_ms"] as? Double)
+
+        let ping = try h.run(["--home", h.home("client"), "ping", "-c", "3", "-i", "0.05", line])
+        XCTAssertEqual(ping.status, 0, ping.stderr)
+        let lines = ping.stdout.split(separator: "\n")
+        XCTAssertTrue(lines.first?.hasPrefix("PING \(serverID)@127.0.0.1:") ?? false, ping.stdout)
+        XCTAssertEqual(lines.filter { $0.contains("pong from") }.count, 3)
+        XCTAssertTrue(ping.stdout.contains("seq=3 time="))
+        XCTAssertTrue(ping.stdout.contains("3 pings transmitted, 3 received, 0% loss"))
+        XCTAssertTrue(ping.stdout.contains("rtt min/avg/max/mdev = "))
+
+        let pingJSON = try h.run(["--home", h.home("client"), "--json", "ping", "-c", "2", "-i", "0.05", line])
+        XCTAssertEqual(pingJSON.status, 0)
+        let objects = try pingJSON.stdout.split(separator: "\n").map {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        XCTAssertEqual(objects.count, 3)
+        XCTAssertEqual(objects[0]?["type"] as? String, "pong")
+        XCTAssertEqual(objects[2]?["received"] as? Int, 2)
+
+        // The listener logged the sessions on stderr, not stdout.
+        XCTAssertTrue(listener.stderr.contains("peer connected: "), listener.stderr)
+        XCTAssertEqual(listener.stdout.split(separator: "\n").count, 1, "stdout carries only the address line")
+    }
+
+    func testDialWithoutIdentityUsesOneTimeKeyAndAddressWithoutPeerID() throws {
+        _ = try h.keygen("server")
+        let (_, line) = try h.listen("server")
+        let address = String(line.split(separator: "@")[1])
+        let r = try h.run(["--home", h.home("nobody"), "dial", address])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(r.stdout.contains("(verified)"))
+    }
+
+    func testPeerIDMismatchIsRefused() throws {
+        _ = try h.keygen("server")
+        let other = try h.keygen("other")
+        let (_, line) = try h.listen("server")
+        let address = String(line.split(separator: "@")[1])
+        let r = try h.run(["--home", h.home("other"), "dial", "\(other)@\(address)"])
+        XCTAssertEqual(r.status, 5, "authentication exit code; stderr: \(r.stderr)")
+        XCTAssertTrue(r.stderr.contains("expected \(other)"), r.stderr)
+        XCTAssertTrue(r.stdout.isEmpty)
+        let ping = try h.run(["ping", "-c", "1", "\(other)@\(address)"], environment: ["GUTS_HOME": h.home("other")])
+        XCTAssertEqual(ping.status, 5)
+    }
+
+    func testUnreachableAndTimeoutExitCodes() throws {
+        // A port nothing listens on: connection refused.
+        let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &len) } }
+        let freePort = Int(UInt16(bigEndian: addr.sin_port))
+        close(probe)
+        let refused = try h.run(["--home", h.home("c"), "dial", "127.0.0.1:\(freePort)"])
+        XCTAssertEqual(refused.status, 4, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("cannot connect"), refused.stderr)
+
+        // A TCP server that accepts and never speaks: the handshake times out.
+        let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(server) }
+        addr.sin_port = 0
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(server, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(server, 4)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(server, $0, &len) } }
+        let silentPort = Int(UInt16(bigEndian: addr.sin_port))
+        let start = Date()
+        let timeout = try h.run(["--home", h.home("c"), "dial", "--timeout", "1", "127.0.0.1:\(silentPort)"])
+        XCTAssertEqual(timeout.status, 7, timeout.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 5)
+
+        let badAddress = try h.run(["dial", "not a host:99999"])
+        XCTAssertEqual(badAddress.status, 2)
+    }
+
+    /// Garbage, a truncated handshake and a silent connection are dropped; the listener
+    /// still answers a proper ping afterwards.
+    func testListenerSurvivesHostileClients() throws {
+        _ = try h.keygen("server")
+        let (listener, line) = try h.listen("server", ["--handshake-timeout", "1"])
+        let p = port(of: line)
+
+        let garbage = try XCTUnwrap(RawSocket(port: p))
+        garbage.send(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8) + [UInt8](repeating: 0xff, count: 3000))
+        XCTAssertTrue(garbage.closedByPeer(within: 5), "garbage connection must be dropped")
+
+        let truncated = try XCTUnwrap(RawSocket(port: p))
+        truncated.send([0, 32] + [UInt8](repeating: 7, count: 20))  // half of message 1
+        let silent = try XCTUnwrap(RawSocket(port: p))
+        XCTAssertTrue(truncated.closedByPeer(within: 5), "half a handshake is dropped at the handshake timeout")
+        XCTAssertTrue(silent.closedByPeer(within: 5), "a silent client is dropped at the handshake timeout")
+
+        let ping = try h.run(["--home", h.home("client"), "ping", "-c", "1", line])
+        XCTAssertEqual(ping.status, 0, ping.stderr)
+        XCTAssertTrue(ping.stdout.contains("1 received"))
+        XCTAssertTrue(listener.process.isRunning)
+        XCTAssertTrue(listener.stderr.contains("rejected"), listener.stderr)
+    }
+
+    func testMaxConnectionsIsEnforcedWithAnExplanation() throws {
+        _ = try h.keygen("server")
+        let (listener, line) = try h.listen("server", ["--max-connections", "2"])
+        // Two long-running pings hold the two slots.
+        let holders = try (0..<2).map { i in try h.start(["--home", h.home("c\(i)"), "ping", "-i", "0.2", line]) }
+        for holder in holders { holder.waitFor("a pong") { out, _ in out.contains("pong from") } }
+        let refused = try h.run(["--home", h.home("c9"), "dial", line])
+        XCTAssertEqual(refused.status, 9, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("too-many-connections"), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("at most 2"), refused.stderr)
+        // Freeing a slot lets the next one in.
+        holders[0].signal(SIGINT)
+        XCTAssertEqual(holders[0].wait(), 0)
+        XCTAssertTrue(holders[0].stdout.contains("guts ping statistics"), "ping prints its summary on SIGINT")
+        var admitted = false
+        for _ in 0..<50 where !admitted {
+            admitted = try h.run(["--home", h.home("c9"), "dial", line]).status == 0
+            if !admitted { usleep(100_000) }
+        }
+        XCTAssertTrue(admitted, listener.stderr)
+    }
+
+    func testGracefulShutdownSaysGoodbye() throws {
+        _ = try h.keygen("server")
+        let (listener, line) = try h.listen("server")
+        let client = try h.start(["--home", h.home("c"), "ping", "-i", "0.1", line])
+        client.waitFor("a pong") { out, _ in out.contains("pong from") }
+        listener.signal(SIGTERM)
+        XCTAssertEqual(listener.wait(timeout: 10), 0)
+        XCTAssertTrue(listener.stderr.contains("received SIGTERM, shutting down"), listener.stderr)
+        XCTAssertTrue(listener.stderr.contains("stopped"))
+        // The client learns why the connection ended and stops with its summary.
+        XCTAssertEqual(client.wait(timeout: 10), 0)
+        XCTAssertTrue(client.stderr.contains("shutdown"), client.stderr)
+        XCTAssertTrue(client.stdout.contains("guts ping statistics"))
+    }
+
+    func testBootstrapPeersConnectAndReconnect() throws {
+        _ = try h.keygen("a")
+        _ = try h.keygen("b")
+        let (a, aLine) = try h.listen("a")
+        let (b, _) = try h.listen("b", ["--bootstrap", aLine])
+        b.waitFor("b to connect to its bootstrap peer") { _, err in err.contains("(bootstrap") }
+        a.waitFor("a to see b") { _, err in err.contains("peer connected") }
+        // Restart a on the same port: b reconnects by itself.
+        a.signal(SIGTERM)
+        XCTAssertEqual(a.wait(), 0)
+        b.waitFor("b to notice") { _, err in err.contains("reconnecting") }
+        let port = aLine.split(separator: ":").last.map(String.init) ?? ""
+        let a2 = try h.start(["--home", h.home("a"), "listen", "--listen", "127.0.0.1:\(port)"])
+        a2.waitFor("b to reconnect to the restarted a", timeout: 20) { _, err in err.contains("peer connected") }
+    }
+}
