@@ -106,19 +106,58 @@ public struct CipherState: Sendable {
     public mutating func decryptInPlace(_ buffer: UnsafeMutableRawBufferPointer, ciphertextCount: Int) throws -> Int {
         precondition(ciphertextCount >= 0 && ciphertextCount <= buffer.count,
                      "decryptInPlace: ciphertextCount out of buffer bounds")
-        guard ciphertextCount <= NoiseProtocol.maxMessageLength else { throw NoiseError.messageTooLong }
-        guard let key else { return ciphertextCount }
-        guard ciphertextCount >= NoiseProtocol.tagLength else { throw NoiseError.messageTooShort }
+        guard let base = buffer.baseAddress else {
+            return try decrypt(UnsafeRawBufferPointer(start: nil, count: 0), into: nil)
+        }
+        return try decrypt(UnsafeRawBufferPointer(start: base, count: ciphertextCount), into: base)
+    }
+
+    /// Fast path for transport: authenticates and decrypts `ciphertext` (tag included) into
+    /// `output`, which must have room for `ciphertext.count - 16` bytes and may equal the
+    /// ciphertext's address. Empty associated data. Returns the plaintext length. Decrypting
+    /// straight out of a receive buffer saves a copy per byte on bulk transfers.
+    public mutating func decrypt(_ ciphertext: UnsafeRawBufferPointer, into output: UnsafeMutableRawPointer?) throws -> Int {
+        guard ciphertext.count <= NoiseProtocol.maxMessageLength else { throw NoiseError.messageTooLong }
+        guard let key else {
+            if ciphertext.count > 0, let output, let src = ciphertext.baseAddress, output != UnsafeMutableRawPointer(mutating: src) {
+                output.copyMemory(from: src, byteCount: ciphertext.count)
+            }
+            return ciphertext.count
+        }
+        guard ciphertext.count >= NoiseProtocol.tagLength, let src = ciphertext.baseAddress else { throw NoiseError.messageTooShort }
         guard nonce < Self.maxNonce else { throw NoiseError.nonceExhausted }
-        guard let base = buffer.baseAddress else { preconditionFailure("unreachable: buffer has at least 16 bytes") }
         let n = nonce
         let ok = key.withUnsafeBytes { k in
             ChaChaPoly.open(key: k, nonce: n, ad: UnsafeRawBufferPointer(start: nil, count: 0),
-                            ciphertext: UnsafeRawPointer(base), ciphertextCount: ciphertextCount, output: base)
+                            ciphertext: src, ciphertextCount: ciphertext.count, output: output)
         }
         guard ok else { throw NoiseError.decryptionFailed }
         nonce += 1
-        return ciphertextCount - NoiseProtocol.tagLength
+        return ciphertext.count - NoiseProtocol.tagLength
+    }
+
+    /// Fast path for transport: encrypts `plaintext` into `output` (room for
+    /// `plaintext.count + 16` bytes; may equal the plaintext's address) and appends the tag.
+    /// Empty associated data. Returns the bytes written.
+    public mutating func encrypt(_ plaintext: UnsafeRawBufferPointer, into output: UnsafeMutableRawPointer) throws -> Int {
+        guard let key else {
+            guard plaintext.count <= NoiseProtocol.maxMessageLength else { throw NoiseError.messageTooLong }
+            if plaintext.count > 0, let src = plaintext.baseAddress, output != UnsafeMutableRawPointer(mutating: src) {
+                output.copyMemory(from: src, byteCount: plaintext.count)
+            }
+            return plaintext.count
+        }
+        guard plaintext.count <= NoiseProtocol.maxMessageLength - NoiseProtocol.tagLength else {
+            throw NoiseError.messageTooLong
+        }
+        guard nonce < Self.maxNonce else { throw NoiseError.nonceExhausted }
+        let n = nonce
+        key.withUnsafeBytes { k in
+            ChaChaPoly.seal(key: k, nonce: n, ad: UnsafeRawBufferPointer(start: nil, count: 0),
+                            plaintext: plaintext.baseAddress, plaintextCount: plaintext.count, output: output)
+        }
+        nonce += 1
+        return plaintext.count + NoiseProtocol.tagLength
     }
 
     /// `Rekey()` (spec sections 4.2 and 5.1): `k = REKEY(k)`, the first 32 bytes of

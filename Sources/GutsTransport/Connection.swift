@@ -208,9 +208,14 @@ final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
         guard let context else { return connection.channel.eventLoop.makeFailedFuture(TransportError.notEstablished) }
         if let finishReason { return context.eventLoop.makeFailedFuture(TransportError.closed(finishReason)) }
         do {
-            let bytes = try session.send(message)
+            // Encrypt straight into the socket buffer.
+            let prepared = try session.prepare(message)
+            var buffer = context.channel.allocator.buffer(capacity: prepared.sealedLength)
+            _ = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: prepared.sealedLength) { raw in
+                try session.seal(prepared, into: raw)
+            }
             let promise = context.eventLoop.makePromise(of: Void.self)
-            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: promise)
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
             return promise.futureResult
         } catch {
             return context.eventLoop.makeFailedFuture(error)

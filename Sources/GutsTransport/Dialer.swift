@@ -4,6 +4,13 @@ import GutsWire
 import NIOCore
 import NIOPosix
 
+/// Socket settings shared by both directions.
+enum Tuning {
+    /// Reads grow up to 256 KiB when a peer streams (bulk transfers take fewer syscalls
+    /// and wake-ups) and shrink back for idle chatty connections.
+    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 256 << 10)
+}
+
 /// Outbound connections.
 public enum Dialer {
     /// Connects to `endpoint`, runs the handshake and Hello exchange, and completes with
@@ -17,6 +24,7 @@ public enum Dialer {
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(.nanoseconds(Int64(max(0.001, connectTimeout) * 1e9)))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.recvAllocator, value: Tuning.receiveAllocator)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let connection = PeerConnection(channel: channel, inbound: false)

@@ -36,6 +36,14 @@ public struct ByteWriter: Sendable {
         for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8((v >> UInt64(shift)) & 0xff)) }
     }
     public mutating func raw(_ b: [UInt8]) { bytes.append(contentsOf: b) }
+
+    /// Overwrites 4 bytes at `offset` (used to fill in a length once it is known).
+    public mutating func patchU32(at offset: Int, _ v: UInt32) {
+        bytes[offset] = UInt8(v >> 24)
+        bytes[offset + 1] = UInt8((v >> 16) & 0xff)
+        bytes[offset + 2] = UInt8((v >> 8) & 0xff)
+        bytes[offset + 3] = UInt8(v & 0xff)
+    }
     public mutating func raw(_ b: ArraySlice<UInt8>) { bytes.append(contentsOf: b) }
 
     /// u8 length + UTF-8. Callers validate lengths before encoding (see Message.validate()).
@@ -61,20 +69,28 @@ public struct ByteWriter: Sendable {
 
 /// Bounds-checked big-endian reader. Every read checks the remaining length first.
 public struct ByteReader: Sendable {
-    private let bytes: [UInt8]
-    public private(set) var offset: Int
+    private let bytes: ArraySlice<UInt8>
+    /// Absolute index of the next unread byte in `bytes`.
+    private var index: Int
 
     public init(_ bytes: [UInt8]) {
-        self.bytes = bytes
-        self.offset = 0
+        self.init(slice: bytes[...])
     }
 
-    public var remaining: Int { bytes.count - offset }
+    /// Reads a slice in place (no copy of the underlying storage).
+    public init(slice: ArraySlice<UInt8>) {
+        self.bytes = slice
+        self.index = slice.startIndex
+    }
+
+    /// Bytes consumed so far.
+    public var offset: Int { index - bytes.startIndex }
+    public var remaining: Int { bytes.endIndex - index }
 
     mutating func take(_ n: Int, _ field: String) throws -> ArraySlice<UInt8> {
         guard n >= 0, remaining >= n else { throw DecodeError.truncated(field: field) }
-        defer { offset += n }
-        return bytes[offset..<offset + n]
+        defer { index += n }
+        return bytes[index..<index + n]
     }
 
     public mutating func u8(_ field: String) throws -> UInt8 { try take(1, field).first ?? 0 }

@@ -6,16 +6,27 @@ public enum MessageCodec {
     /// Encodes `message` with its header. Throws when a field exceeds a wire limit,
     /// so a node never sends what a peer would have to reject.
     public static func encode(_ message: Message) throws -> [UInt8] {
-        let body = try encodeBody(message)
         let kind = message.kind
-        guard body.count <= kind.maxBodySize else {
-            throw DecodeError.tooLarge(field: "body", size: body.count, limit: kind.maxBodySize)
-        }
-        var w = ByteWriter(capacity: WireProtocol.headerLength + body.count)
+        // Header first with a length placeholder, body after it: one buffer, no body copy.
+        var w = ByteWriter(capacity: WireProtocol.headerLength + estimatedBodySize(message))
         w.u8(kind.rawValue)
-        w.u32(UInt32(body.count))
-        w.raw(body)
+        w.u32(0)
+        try encodeBody(message, into: &w)
+        let bodyLength = w.bytes.count - WireProtocol.headerLength
+        guard bodyLength <= kind.maxBodySize else {
+            throw DecodeError.tooLarge(field: "body", size: bodyLength, limit: kind.maxBodySize)
+        }
+        w.patchU32(at: 1, UInt32(bodyLength))
         return w.bytes
+    }
+
+    static func estimatedBodySize(_ message: Message) -> Int {
+        switch message {
+        case let .objects(o): return 16 + o.data.count
+        case let .gossip(g): return 400 + g.data.count
+        case let .refs(r): return 64 + r.refs.count * 64
+        default: return 128
+        }
     }
 
     static func check(_ s: String, _ field: String, _ limit: Int) throws {
@@ -64,8 +75,7 @@ public enum MessageCodec {
         return out
     }
 
-    static func encodeBody(_ message: Message) throws -> [UInt8] {
-        var w = ByteWriter()
+    static func encodeBody(_ message: Message, into w: inout ByteWriter) throws {
         switch message {
         case let .hello(h):
             try checkCount(h.capabilities.count, "capabilities", Limits.maxCapabilities)
@@ -147,16 +157,20 @@ public enum MessageCodec {
             w.bytes32(g.data)
             w.raw(g.signature)
         }
-        return w.bytes
     }
 
     /// Decodes the body of a message whose header said `kind`. The caller has already
     /// checked the body length against `kind.maxBodySize`.
     public static func decode(kind: Message.Kind, body: [UInt8]) throws -> Message {
+        try decode(kind: kind, body: body[...])
+    }
+
+    /// Decodes a body held in a slice of a larger buffer, without copying it first.
+    public static func decode(kind: Message.Kind, body: ArraySlice<UInt8>) throws -> Message {
         guard body.count <= kind.maxBodySize else {
             throw DecodeError.tooLarge(field: "body", size: body.count, limit: kind.maxBodySize)
         }
-        var r = ByteReader(body)
+        var r = ByteReader(slice: body)
         let message: Message
         switch kind {
         case .hello:

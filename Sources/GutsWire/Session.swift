@@ -297,21 +297,22 @@ public struct Session: Sendable {
             }
             return !isClosed
         case var .awaitingHello(ts), var .awaitingHelloAck(ts), var .established(ts):
-            // Decrypt in place at the end of the stream buffer.
+            // Decrypt straight from the receive buffer onto the end of the stream.
             compactStream()
             let base = stream.count
-            stream.append(contentsOf: frame)
+            let room = max(0, frame.count - ChaChaPoly.tagLength)
+            stream.append(contentsOf: repeatElement(0, count: room))
             let plain: Int
             do {
                 plain = try stream.withUnsafeMutableBytes { raw in
-                    try ts.receiver.decryptInPlace(UnsafeMutableRawBufferPointer(rebasing: raw[base...]), ciphertextCount: frame.count)
+                    try ts.receiver.decrypt(frame, into: raw.baseAddress.map { $0 + base })
                 }
             } catch {
                 phase = .closed
                 events.append(.closed(.localGoodbye(Goodbye(code: .protocolViolation, reason: "transport message failed authentication"))))
                 return false
             }
-            stream.removeLast(frame.count - plain)
+            if plain < room { stream.removeLast(room - plain) }
             setTransport(ts)
             return drainStream(now: now, into: &events)
         }
@@ -355,11 +356,11 @@ public struct Session: Sendable {
                 return false
             }
             guard stream.count - h - WireProtocol.headerLength >= length else { break }
-            let body = Array(stream[(h + WireProtocol.headerLength)..<(h + WireProtocol.headerLength + length)])
-            streamStart = h + WireProtocol.headerLength + length
+            let bodyStart = h + WireProtocol.headerLength
+            streamStart = bodyStart + length
             let message: Message
             do {
-                message = try MessageCodec.decode(kind: kind, body: body)
+                message = try MessageCodec.decode(kind: kind, body: stream[bodyStart..<(bodyStart + length)])
             } catch {
                 events += fail(.protocolViolation, "malformed \(kind) message: \(error)")
                 return false
@@ -532,29 +533,64 @@ public struct Session: Sendable {
     }
 
     static func sealStream(_ plain: [UInt8], with ts: inout TransportState) throws -> [UInt8] {
+        let total = sealedLength(plaintextCount: plain.count)
+        return try [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
+            initialized = try sealStream(plain, with: &ts, into: UnsafeMutableRawBufferPointer(buffer))
+        }
+    }
+
+    /// Bytes on the wire for `plaintextCount` bytes of application stream.
+    public static func sealedLength(plaintextCount: Int) -> Int {
+        let frames = max(1, (plaintextCount + WireProtocol.maxChunk - 1) / WireProtocol.maxChunk)
+        return plaintextCount + frames * (2 + ChaChaPoly.tagLength)
+    }
+
+    /// Splits stream bytes into framed Noise messages, encrypting from `plain` straight into `out`.
+    static func sealStream(_ plain: [UInt8], with ts: inout TransportState, into out: UnsafeMutableRawBufferPointer) throws -> Int {
         let chunk = WireProtocol.maxChunk
         let frames = max(1, (plain.count + chunk - 1) / chunk)
-        var out = [UInt8](repeating: 0, count: plain.count + frames * (2 + ChaChaPoly.tagLength))
-        try out.withUnsafeMutableBytes { o in
-            try plain.withUnsafeBytes { p in
-                var src = 0
-                var dst = 0
-                for _ in 0..<frames {
-                    let n = min(chunk, plain.count - src)
-                    let total = n + ChaChaPoly.tagLength
-                    o[dst] = UInt8(total >> 8)
-                    o[dst + 1] = UInt8(total & 0xff)
-                    if n > 0 {
-                        (o.baseAddress! + dst + 2).copyMemory(from: p.baseAddress! + src, byteCount: n)
-                    }
-                    _ = try ts.sender.encryptInPlace(UnsafeMutableRawBufferPointer(rebasing: o[(dst + 2)..<(dst + 2 + total)]),
-                                                     plaintextCount: n)
-                    src += n
-                    dst += 2 + total
-                }
-            }
+        guard let o = out.baseAddress, out.count >= sealedLength(plaintextCount: plain.count) else {
+            preconditionFailure("sealStream: output buffer too small")
         }
-        return out
+        return try plain.withUnsafeBytes { p in
+            var src = 0
+            var dst = 0
+            for _ in 0..<frames {
+                let n = min(chunk, plain.count - src)
+                let total = n + ChaChaPoly.tagLength
+                o.storeBytes(of: UInt8(total >> 8), toByteOffset: dst, as: UInt8.self)
+                o.storeBytes(of: UInt8(total & 0xff), toByteOffset: dst + 1, as: UInt8.self)
+                let slice = UnsafeRawBufferPointer(start: p.baseAddress.map { $0 + src }, count: n)
+                _ = try ts.sender.encrypt(slice, into: o + dst + 2)
+                src += n
+                dst += 2 + total
+            }
+            return dst
+        }
+    }
+
+    /// An encoded application message waiting to be encrypted (see `seal(_:into:)`).
+    public struct Prepared: Sendable {
+        let plaintext: [UInt8]
+        /// Exact number of bytes `seal(_:into:)` writes.
+        public let sealedLength: Int
+    }
+
+    /// Encodes a message for `seal(_:into:)`. Only legal once established.
+    public func prepare(_ message: Message) throws -> Prepared {
+        guard case .established = phase else { throw SessionClose.connectionLost("session is not established") }
+        let plain = try MessageCodec.encode(message)
+        return Prepared(plaintext: plain, sealedLength: Self.sealedLength(plaintextCount: plain.count))
+    }
+
+    /// Encrypts a prepared message straight into caller memory (e.g. a socket buffer), so
+    /// the shell avoids copying. `out` must hold `prepared.sealedLength` bytes. Messages must
+    /// be sealed in the order they are sent.
+    public mutating func seal(_ prepared: Prepared, into out: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard case var .established(ts) = phase else { throw SessionClose.connectionLost("session is not established") }
+        let n = try Self.sealStream(prepared.plaintext, with: &ts, into: out)
+        phase = .established(ts)
+        return n
     }
 
     /// Prefixes a Noise message with its 16-bit big-endian length.

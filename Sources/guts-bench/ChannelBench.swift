@@ -1,0 +1,229 @@
+import Foundation
+import GutsCrypto
+import GutsIdentity
+import GutsSupport
+import GutsTransport
+import GutsWire
+import NIOCore
+import NIOPosix
+
+/// Secure-channel figures: raw AEAD speed, handshakes per second against one real
+/// `guts listen`, and bulk throughput of one encrypted connection into it.
+enum ChannelBench {
+    static func run(arguments: [String]) -> Int32 {
+        let seconds = Double(value(after: "--seconds", in: arguments) ?? "") ?? 2
+        let rounds = Int(value(after: "--rounds", in: arguments) ?? "") ?? 3
+        let megabytes = Int(value(after: "--megabytes", in: arguments) ?? "") ?? 2048
+        let concurrency = Int(value(after: "--concurrency", in: arguments) ?? "") ?? 32
+
+        print("== secure channel (Noise_XX_25519_ChaChaPoly_BLAKE2b) ==")
+        print("machine: \(System.coreCount) cores")
+        let raw = (0..<rounds).map { _ in rawAEAD(seconds: seconds / 2) }
+        let rawEnc = median(raw.map(\.0)), rawDec = median(raw.map(\.1))
+        print("libsodium chacha20poly1305-ietf, 65519-byte messages, one core: encrypt \(gb(rawEnc)) GB/s, decrypt \(gb(rawDec)) GB/s (median of \(rounds))")
+
+        guard let node = startListener() else { return 1 }
+        defer {
+            node.process.terminate()
+            node.process.waitUntilExit()
+            try? FileManager.default.removeItem(atPath: node.home)
+        }
+        let clientThreads = Int(value(after: "--client-threads", in: arguments) ?? "") ?? 1
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: clientThreads)
+        defer { try? group.syncShutdownGracefully() }
+        guard let endpoint = try? Endpoint.parse(node.line) else {
+            print("cannot parse listener address '\(node.line)'")
+            return 1
+        }
+        let config = SessionConfig(identity: .generate(), noiseStatic: .generate(), agent: "guts-bench")
+
+        var rates: [Double] = []
+        for _ in 0..<rounds {
+            rates.append(handshakes(endpoint: endpoint, config: config, group: group, seconds: seconds, concurrency: concurrency))
+        }
+        print("handshakes/s against one guts listen (client and listener on this machine, \(concurrency) in flight): median \(Int(median(rates))) [\(rates.map { String(Int($0)) }.joined(separator: ", "))], target 3000")
+
+        var speeds: [Double] = []
+        for _ in 0..<rounds {
+            guard let s = bulk(endpoint: endpoint, config: config, group: group, megabytes: megabytes) else { return 1 }
+            speeds.append(s)
+        }
+        let m = median(speeds)
+        print("bulk throughput, one encrypted connection into guts listen, \(megabytes) MiB of 1 MiB Objects messages: median \(gb(m)) GB/s [\(speeds.map(gb).joined(separator: ", "))], target 1.0")
+        print("ratio to raw libsodium decrypt on one core: \(String(format: "%.2f", m / rawDec))")
+        return 0
+    }
+
+    static func value(after flag: String, in args: [String]) -> String? {
+        guard let i = args.firstIndex(of: flag), i + 1 < args.count else { return nil }
+        return args[i + 1]
+    }
+
+    static func median(_ xs: [Double]) -> Double {
+        let s = xs.sorted()
+        guard !s.isEmpty else { return 0 }
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    static func gb(_ bytesPerSecond: Double) -> String { String(format: "%.2f", bytesPerSecond / 1e9) }
+
+    /// Bytes per second of in-place encrypt and decrypt of Noise-sized messages.
+    static func rawAEAD(seconds: Double) -> (Double, Double) {
+        let key = Random.bytes(32)
+        let size = 65519
+        var buffer = [UInt8](repeating: 7, count: size + 16)
+        var sealed: [[UInt8]] = []
+        var bytes = 0
+        var start = Instant.now()
+        var n: UInt64 = 0
+        key.withUnsafeBytes { k in
+            buffer.withUnsafeMutableBytes { b in
+                while Instant.now().seconds(since: start) < seconds {
+                    for _ in 0..<64 {
+                        ChaChaPoly.seal(key: k, nonce: n, ad: UnsafeRawBufferPointer(start: nil, count: 0),
+                                        plaintext: b.baseAddress!, plaintextCount: size, output: b.baseAddress!)
+                        n += 1
+                        bytes += size
+                    }
+                }
+            }
+        }
+        let enc = Double(bytes) / Instant.now().seconds(since: start)
+        for i in 0..<64 { sealed.append(ChaChaPoly.seal(key: key, nonce: UInt64(i), ad: [], plaintext: [UInt8](repeating: 1, count: size))) }
+        var out = [UInt8](repeating: 0, count: size)
+        bytes = 0
+        start = Instant.now()
+        key.withUnsafeBytes { k in
+            out.withUnsafeMutableBytes { o in
+                while Instant.now().seconds(since: start) < seconds {
+                    for i in 0..<64 {
+                        let ok = sealed[i].withUnsafeBytes { c in
+                            ChaChaPoly.open(key: k, nonce: UInt64(i), ad: UnsafeRawBufferPointer(start: nil, count: 0),
+                                            ciphertext: c.baseAddress!, ciphertextCount: c.count, output: o.baseAddress)
+                        }
+                        precondition(ok, "bench: self-made ciphertext must open")
+                        bytes += size
+                    }
+                }
+            }
+        }
+        return (enc, Double(bytes) / Instant.now().seconds(since: start))
+    }
+
+    struct Node {
+        let process: Process
+        let home: String
+        let line: String
+    }
+
+    /// Starts `guts listen` (the binary next to this one) with a fresh identity.
+    static func startListener() -> Node? {
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let guts = dir.appendingPathComponent("guts").path
+        let home = NSTemporaryDirectory() + "guts-bench-\(UUID().uuidString.prefix(8))"
+        let keygen = Process()
+        keygen.executableURL = URL(fileURLWithPath: guts)
+        keygen.arguments = ["--home", home, "-q", "keygen"]
+        keygen.standardOutput = FileHandle.nullDevice
+        do { try keygen.run() } catch {
+            print("cannot run \(guts): \(error)")
+            return nil
+        }
+        keygen.waitUntilExit()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: guts)
+        p.arguments = ["--home", home, "-q", "listen", "--listen", "127.0.0.1:0", "--max-connections", "100000"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        do { try p.run() } catch { return nil }
+        var line = ""
+        let handle = pipe.fileHandleForReading
+        while !line.contains("\n") {
+            let d = handle.availableData
+            if d.isEmpty { break }
+            line += String(decoding: d, as: UTF8.self)
+        }
+        return Node(process: p, home: home, line: line.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Complete handshakes (TCP connect, Noise XX, identity proofs, Hello) per second.
+    static func handshakes(endpoint: Endpoint, config: SessionConfig, group: EventLoopGroup, seconds: Double, concurrency: Int) -> Double {
+        let loops = Array(group.makeIterator())
+        let start = Instant.now()
+        // One driver per event loop, each with its share of the dials in flight.
+        let results = loops.map { loop in
+            runDriver(loop: loop, endpoint: endpoint, config: config, start: start, seconds: seconds,
+                      concurrency: max(1, concurrency / loops.count))
+        }
+        var count = 0
+        var failures = 0
+        for r in results {
+            let (c, f) = (try? r.wait()) ?? (0, 0)
+            count += c
+            failures += f
+        }
+        let elapsed = Instant.now().seconds(since: start)
+        if failures > 0 { print("  (\(failures) handshakes failed)") }
+        return Double(count) / elapsed
+    }
+
+    static func runDriver(loop: EventLoop, endpoint: Endpoint, config: SessionConfig, start: Instant,
+                          seconds: Double, concurrency: Int) -> EventLoopFuture<(Int, Int)> {
+        final class Counter: @unchecked Sendable {
+            var completed = 0
+            var active = 0
+            var failures = 0
+        }
+        let done = loop.makePromise(of: (Int, Int).self)
+        let c = Counter()
+        @Sendable func launch() {
+            if Instant.now().seconds(since: start) >= seconds {
+                if c.active == 0 { done.succeed((c.completed, c.failures)) }
+                return
+            }
+            c.active += 1
+            Dialer.dial(endpoint, config: config, group: loop, connectTimeout: 5).hop(to: loop).whenComplete { result in
+                c.active -= 1
+                switch result {
+                case let .success(conn):
+                    c.completed += 1
+                    conn.channel.close(promise: nil)
+                case .failure:
+                    c.failures += 1
+                }
+                launch()
+            }
+        }
+        loop.execute { for _ in 0..<concurrency { launch() } }
+        return done.futureResult
+    }
+
+    /// Sends `megabytes` MiB as 1 MiB Objects messages, then a Ping; the Pong proves the
+    /// listener decrypted and parsed everything before it. Returns payload bytes per second.
+    static func bulk(endpoint: Endpoint, config: SessionConfig, group: EventLoopGroup, megabytes: Int) -> Double? {
+        guard let conn = try? Dialer.dial(endpoint, config: config, group: group, connectTimeout: 5).wait() else {
+            print("bulk: cannot connect")
+            return nil
+        }
+        defer { conn.channel.close(promise: nil) }
+        let chunk = [UInt8](repeating: 0x5a, count: Limits.maxObjectsChunk)
+        let start = Instant.now()
+        var inflight: [EventLoopFuture<Void>] = []
+        for i in 0..<megabytes {
+            inflight.append(conn.send(.objects(Objects(requestID: 1, final: i == megabytes - 1, data: chunk))))
+            if inflight.count >= 8 {
+                _ = try? inflight.removeFirst().wait()
+            }
+        }
+        for f in inflight { _ = try? f.wait() }
+        _ = try? conn.send(.ping(nonce: 99)).wait()
+        while true {
+            guard let m = try? conn.nextMessage(timeout: 60).wait() else {
+                print("bulk: no pong")
+                return nil
+            }
+            if case .pong(99) = m { break }
+        }
+        return Double(megabytes * Limits.maxObjectsChunk) / Instant.now().seconds(since: start)
+    }
+}
