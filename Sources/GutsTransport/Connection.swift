@@ -37,6 +37,7 @@ public final class PeerConnection: @unchecked Sendable {
         var waiters: [EventLoopPromise<Message>] = []
         var onMessage: (@Sendable (PeerConnection, Message) -> Void)?
         var closeReason: SessionClose?
+        var address: String?
     }
 
     init(channel: Channel, inbound: Bool) {
@@ -55,7 +56,14 @@ public final class PeerConnection: @unchecked Sendable {
 
     /// The remote `ip:port` (known once connected).
     public var remoteAddress: String {
-        initialAddress ?? channel.remoteAddress.map(Self.render) ?? "?"
+        initialAddress ?? state.withLockedValue { $0.address } ?? channel.remoteAddress.map(Self.render) ?? "?"
+    }
+
+    /// Remembers the remote address while the channel is connected, so it can still be
+    /// reported after the connection closes.
+    func cacheAddress() {
+        let rendered = channel.remoteAddress.map(Self.render)
+        state.withLockedValue { $0.address = rendered }
     }
 
     /// The peer, once the session is established.
@@ -179,6 +187,7 @@ final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        connection.cacheAddress()
         perform(session.start())
         scheduleTick()
         context.fireChannelActive()

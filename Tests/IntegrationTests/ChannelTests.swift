@@ -19,6 +19,7 @@ final class ChannelTests: XCTestCase {
         XCTAssertEqual(dial.status, 0, dial.stderr)
         XCTAssertTrue(dial.stdout.contains("peer         \(serverID) (verified)"), dial.stdout)
         XCTAssertTrue(dial.stdout.contains("protocol     1"))
+        XCTAssertTrue(dial.stdout.contains("address      127.0.0.1:\(port(of: line))"), dial.stdout)
         XCTAssertTrue(dial.stdout.contains("capabilities ping"))
 
         let json = try h.run(["--home", h.home("client"), "--json", "dial", line])
@@ -26,6 +27,7 @@ final class ChannelTests: XCTestCase {
         let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
         XCTAssertEqual(object?["peer_id"] as? String, serverID)
         XCTAssertEqual(object?["protocol_version"] as? Int, 1)
+        XCTAssertEqual(object?["address"] as? String, "127.0.0.1:\(port(of: line))")
         XCTAssertNotNil(object?["handshake_ms"] as? Double)
 
         let ping = try h.run(["--home", h.home("client"), "ping", "-c", "3", "-i", "0.05", line])
