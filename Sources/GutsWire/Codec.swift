@@ -156,7 +156,47 @@ public enum MessageCodec {
             w.u64(g.timestamp)
             w.bytes32(g.data)
             w.raw(g.signature)
+        case let .subscribe(sub):
+            try checkCount(sub.topics.count, "topics", Limits.maxTopicsPerSubscribe)
+            w.u8(sub.subscribe ? 1 : 0)
+            w.u8(UInt8(sub.topics.count))
+            for t in sub.topics {
+                try checkTopic(t)
+                w.str8(t)
+            }
+        case let .iHave(ih):
+            try checkTopic(ih.topic)
+            try checkIDs(ih.ids)
+            w.str8(ih.topic)
+            w.u16(UInt16(ih.ids.count))
+            for id in ih.ids { w.raw(id) }
+        case let .iWant(iw):
+            try checkIDs(iw.ids)
+            w.u16(UInt16(iw.ids.count))
+            for id in iw.ids { w.raw(id) }
         }
+    }
+
+    static func checkTopic(_ t: String) throws {
+        try check(t, "topic", Limits.maxTopicLength)
+        guard !t.isEmpty else { throw DecodeError.invalidValue(field: "topic", reason: "empty") }
+    }
+
+    static func checkIDs(_ ids: [[UInt8]]) throws {
+        try checkCount(ids.count, "ids", Limits.maxIDsPerControl)
+        for id in ids where id.count != Limits.gossipIDLength {
+            throw DecodeError.invalidValue(field: "ids", reason: "message IDs are \(Limits.gossipIDLength) bytes")
+        }
+    }
+
+    static func readIDs(_ r: inout ByteReader) throws -> [[UInt8]] {
+        let count = Int(try r.u16("count"))
+        try checkCount(count, "ids", Limits.maxIDsPerControl)
+        guard count * Limits.gossipIDLength <= r.remaining else { throw DecodeError.truncated(field: "ids") }
+        var ids: [[UInt8]] = []
+        ids.reserveCapacity(count)
+        for _ in 0..<count { ids.append(try r.raw(Limits.gossipIDLength, "id")) }
+        return ids
     }
 
     /// Decodes the body of a message whose header said `kind`. The caller has already
@@ -248,6 +288,24 @@ public enum MessageCodec {
             let data = try r.bytes32("data", limit: Limits.maxGossipData)
             let sig = try r.raw(64, "signature")
             message = .gossip(Gossip(topic: topic, origin: origin, sequence: seq, timestamp: ts, data: data, signature: sig))
+        case .subscribe:
+            let action = try r.u8("action")
+            guard action <= 1 else { throw DecodeError.invalidValue(field: "action", reason: "must be 0 or 1") }
+            let count = Int(try r.u8("count"))
+            try checkCount(count, "topics", Limits.maxTopicsPerSubscribe)
+            var topics: [String] = []
+            for _ in 0..<count {
+                let t = try r.str8("topic", limit: Limits.maxTopicLength)
+                guard !t.isEmpty else { throw DecodeError.invalidValue(field: "topic", reason: "empty") }
+                topics.append(t)
+            }
+            message = .subscribe(Subscribe(subscribe: action == 1, topics: topics))
+        case .iHave:
+            let topic = try r.str8("topic", limit: Limits.maxTopicLength)
+            guard !topic.isEmpty else { throw DecodeError.invalidValue(field: "topic", reason: "empty") }
+            message = .iHave(IHave(topic: topic, ids: try readIDs(&r)))
+        case .iWant:
+            message = .iWant(IWant(ids: try readIDs(&r)))
         }
         try r.expectEnd()
         return message

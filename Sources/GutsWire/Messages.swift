@@ -1,3 +1,5 @@
+import GutsCrypto
+
 /// Protocol constants of guts wire version 1. Man/guts-protocol.7 is the normative text.
 public enum WireProtocol {
     /// Application protocol versions this implementation speaks.
@@ -215,6 +217,9 @@ public struct Gossip: Equatable, Sendable {
         self.signature = signature
     }
 
+    /// The message ID: BLAKE2b-256 of `signedBytes` (guts-protocol(7), GOSSIP).
+    public var id: [UInt8] { BLAKE2b.hash(signedBytes, outputLength: Limits.gossipIDLength) }
+
     /// The bytes the origin signs: a domain string then the fields in wire order.
     public var signedBytes: [UInt8] {
         var w = ByteWriter(capacity: 64 + data.count)
@@ -227,6 +232,32 @@ public struct Gossip: Equatable, Sendable {
         w.bytes32(data)
         return w.bytes
     }
+}
+
+/// Topic subscription changes, sent to every connected peer (and the full set on connect).
+public struct Subscribe: Equatable, Sendable {
+    public var subscribe: Bool
+    public var topics: [String]
+    public init(subscribe: Bool, topics: [String]) {
+        self.subscribe = subscribe
+        self.topics = topics
+    }
+}
+
+/// Lazy push: "I have these gossip messages on this topic" (IDs only).
+public struct IHave: Equatable, Sendable {
+    public var topic: String
+    public var ids: [[UInt8]]
+    public init(topic: String, ids: [[UInt8]]) {
+        self.topic = topic
+        self.ids = ids
+    }
+}
+
+/// Lazy pull: "send me the gossip messages with these IDs".
+public struct IWant: Equatable, Sendable {
+    public var ids: [[UInt8]]
+    public init(ids: [[UInt8]]) { self.ids = ids }
 }
 
 /// Every application message of wire version 1.
@@ -244,6 +275,9 @@ public enum Message: Equatable, Sendable {
     case newCommit(NewCommit)
     case newRepository(NewRepository)
     case gossip(Gossip)
+    case subscribe(Subscribe)
+    case iHave(IHave)
+    case iWant(IWant)
 
     /// Type codes (the first header byte).
     public enum Kind: UInt8, Sendable, CaseIterable {
@@ -260,6 +294,9 @@ public enum Message: Equatable, Sendable {
         case newCommit = 0x20
         case newRepository = 0x21
         case gossip = 0x30
+        case subscribe = 0x31
+        case iHave = 0x32
+        case iWant = 0x33
 
         /// Largest body accepted for this type, checked from the header before any allocation.
         public var maxBodySize: Int {
@@ -274,6 +311,9 @@ public enum Message: Equatable, Sendable {
             case .newCommit: return 2 + Limits.maxRepositoryName + 2 + Limits.maxRefName + 2 * 33
             case .newRepository: return 2 + Limits.maxRepositoryName
             case .gossip: return 1 + 255 + 32 + 8 + 8 + 4 + Limits.maxGossipData + 64
+            case .subscribe: return 1 + 1 + Limits.maxTopicsPerSubscribe * 256
+            case .iHave: return 1 + 255 + 2 + Limits.maxIDsPerControl * Limits.gossipIDLength
+            case .iWant: return 2 + Limits.maxIDsPerControl * Limits.gossipIDLength
             }
         }
     }
@@ -293,6 +333,9 @@ public enum Message: Equatable, Sendable {
         case .newCommit: return .newCommit
         case .newRepository: return .newRepository
         case .gossip: return .gossip
+        case .subscribe: return .subscribe
+        case .iHave: return .iHave
+        case .iWant: return .iWant
         }
     }
 }
@@ -311,4 +354,8 @@ public enum Limits {
     public static let maxObjectsChunk = 1 << 20
     public static let maxTopicLength = 255
     public static let maxGossipData = 64 << 10
+    public static let maxTopicsPerSubscribe = 64
+    public static let maxIDsPerControl = 1024
+    /// Gossip message IDs are BLAKE2b-256 of the signed bytes.
+    public static let gossipIDLength = 32
 }

@@ -42,6 +42,9 @@ let sampleMessages: [Message] = [
     .newRepository(NewRepository(repository: "bob/tools")),
     .gossip(Gossip(topic: "guts/commits", origin: [UInt8](repeating: 4, count: 32), sequence: 5, timestamp: 1_700_000_000_000,
                    data: Array("hello".utf8), signature: [UInt8](repeating: 6, count: 64))),
+    .subscribe(Subscribe(subscribe: true, topics: ["guts/commits", "chat"])),
+    .iHave(IHave(topic: "chat", ids: [[UInt8](repeating: 1, count: 32), [UInt8](repeating: 2, count: 32)])),
+    .iWant(IWant(ids: [[UInt8](repeating: 3, count: 32)])),
 ]
 
 /// Two sessions wired back to back in memory, with a virtual clock.
