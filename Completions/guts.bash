@@ -1,0 +1,127 @@
+# bash completion for guts(1)
+# Install: source this file, or copy it to
+# /usr/share/bash-completion/completions/guts
+
+_guts_home() {
+    # The state directory the command line refers to: --home, $GUTS_HOME, ~/.guts.
+    local i home=
+    for ((i = 1; i < ${#COMP_WORDS[@]}; i++)); do
+        case ${COMP_WORDS[i]} in
+            --home) home=${COMP_WORDS[i + 1]} ;;
+            --home=*) home=${COMP_WORDS[i]#--home=} ;;
+        esac
+    done
+    [[ -z $home ]] && home=${GUTS_HOME:-}
+    [[ -z $home ]] && home=${HOME:-}/.guts
+    printf '%s\n' "${home/#\~/$HOME}"
+}
+
+_guts() {
+    local cur=${COMP_WORDS[COMP_CWORD]}
+    local prev=
+    ((COMP_CWORD > 0)) && prev=${COMP_WORDS[COMP_CWORD - 1]}
+    COMPREPLY=()
+
+    local global_opts="--home --json -v --verbose -q --quiet -h --help --version"
+    # Options that take a value (the next word, or after '=').
+    local value_opts="--home -l --listen -b --bootstrap --max-connections --handshake-timeout
+        --idle-timeout --keepalive-interval --network -W --timeout -c --count -i --interval"
+
+    # Find the command words, skipping options and their values.
+    local i w cmd= sub= skip= args=()
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        w=${COMP_WORDS[i]}
+        if [[ -n $skip ]]; then skip=; continue; fi
+        if [[ $w == "=" ]]; then skip=1; continue; fi
+        case $w in
+            --) continue ;;
+            --*=*) continue ;;
+            -*)
+                [[ " "$value_opts" " == *" $w "* ]] && skip=1
+                continue
+                ;;
+        esac
+        if [[ -z $cmd ]]; then
+            cmd=$w
+        elif [[ $cmd == objects && -z $sub ]]; then
+            sub=$w
+        else
+            args+=("$w")
+        fi
+    done
+
+    # --opt=value with '=' not a word break
+    if [[ $cur == --home=* ]]; then
+        local IFS=$'\n'
+        COMPREPLY=($(compgen -d -P --home= -- "${cur#--home=}"))
+        return
+    fi
+    # --opt=value split by COMP_WORDBREAKS into --opt, =, value
+    if [[ $prev == "=" ]] && ((COMP_CWORD >= 2)); then
+        prev=${COMP_WORDS[COMP_CWORD - 2]}
+    fi
+
+    case $prev in
+        --home)
+            local IFS=$'\n'
+            compopt -o filenames 2>/dev/null
+            COMPREPLY=($(compgen -d -- "$cur"))
+            return
+            ;;
+        -l | --listen | -b | --bootstrap | --max-connections | --handshake-timeout | \
+            --idle-timeout | --keepalive-interval | --network | -W | --timeout | \
+            -c | --count | -i | --interval)
+            return # free-form value
+            ;;
+    esac
+
+    local opts words=
+    case $cmd in
+        "") words="keygen listen dial ping objects help version"; opts=$global_opts ;;
+        keygen) opts="-f --force --show" ;;
+        listen)
+            opts="-l --listen -b --bootstrap --max-connections --handshake-timeout
+                --idle-timeout --keepalive-interval --network"
+            ;;
+        dial) opts="-W --timeout" ;;
+        ping) opts="-c --count -i --interval -W --timeout" ;;
+        objects)
+            if [[ -z $sub ]]; then
+                words="verify"
+            else
+                opts=""
+                if [[ $cur != -* ]]; then
+                    # A repository path, or OWNER/NAME of a repository in <home>/repos.
+                    local IFS=$'\n' home r names=()
+                    home=$(_guts_home)
+                    for r in "$home"/repos/*/*.git; do
+                        [[ -d $r ]] || continue
+                        r=${r#"$home"/repos/}
+                        names+=("${r%.git}")
+                    done
+                    compopt -o filenames 2>/dev/null
+                    COMPREPLY=($(compgen -W "${names[*]}" -- "$cur") $(compgen -d -- "$cur"))
+                    return
+                fi
+            fi
+            ;;
+        help)
+            case ${#args[@]}:${args[0]-} in
+                0:) words="keygen listen dial ping objects" ;;
+                1:objects) words="verify" ;;
+            esac
+            ;;
+        *) return ;;
+    esac
+    if [[ $cmd != "" ]]; then
+        opts="$opts $global_opts"
+    fi
+
+    if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+    elif [[ -n $words ]]; then
+        COMPREPLY=($(compgen -W "$words" -- "$cur"))
+    fi
+}
+
+complete -F _guts guts

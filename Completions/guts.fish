@@ -1,0 +1,112 @@
+# fish completion for guts(1)
+# Install: copy to ~/.config/fish/completions/guts.fish
+
+# The non-option words typed so far after 'guts' (command words and arguments),
+# skipping the values of options that take one.
+function __guts_words
+    set -l tokens (commandline -opc)
+    set -e tokens[1]
+    set -l skip 0
+    for t in $tokens
+        if test $skip = 1
+            set skip 0
+            continue
+        end
+        switch $t
+            case --home -l --listen -b --bootstrap --max-connections --handshake-timeout \
+                --idle-timeout --keepalive-interval --network -W --timeout -c --count -i --interval
+                set skip 1
+            case '-*'
+            case '*'
+                echo $t
+        end
+    end
+end
+
+# True when no command has been typed yet.
+function __guts_needs_command
+    test (count (__guts_words)) -eq 0
+end
+
+# True when the command is $argv[1] (and, with $argv[2], its subcommand is $argv[2]).
+function __guts_using
+    set -l w (__guts_words)
+    test (count $w) -ge (count $argv); or return 1
+    for i in (seq (count $argv))
+        test "$w[$i]" = "$argv[$i]"; or return 1
+    end
+end
+
+# True when the words typed are exactly $argv.
+function __guts_words_are
+    set -l w (__guts_words)
+    test "$w" = "$argv"
+end
+
+# OWNER/NAME of the repositories in <home>/repos, <home> being --home, $GUTS_HOME or ~/.guts.
+function __guts_repositories
+    set -l tokens (commandline -opc)
+    set -l home
+    for i in (seq (count $tokens))
+        switch $tokens[$i]
+            case --home
+                set home $tokens[(math $i + 1)]
+            case '--home=*'
+                set home (string replace -- --home= '' $tokens[$i])
+        end
+    end
+    test -n "$home"; or set home $GUTS_HOME
+    test -n "$home"; or set home ~/.guts
+    for r in $home/repos/*/*.git
+        test -d $r; and string replace -r '\.git$' '' (string replace -- "$home/repos/" '' $r)
+    end
+end
+
+complete -c guts -f
+
+# Global options, before or after the command
+complete -c guts -l home -x -a '(__fish_complete_directories (commandline -ct))' -d 'state directory (default: $GUTS_HOME, else ~/.guts)'
+complete -c guts -l json -d 'machine-readable JSON on stdout'
+complete -c guts -s v -l verbose -d 'more detail on stderr'
+complete -c guts -s q -l quiet -d 'only errors on stderr'
+complete -c guts -s h -l help -d 'show help and exit'
+complete -c guts -l version -d 'print the version and exit'
+
+# Commands
+complete -c guts -n __guts_needs_command -a keygen -d 'create the node identity (Ed25519) and print its peer ID'
+complete -c guts -n __guts_needs_command -a listen -d 'run a node: accept peers, keep bootstrap peers connected'
+complete -c guts -n __guts_needs_command -a dial -d 'connect to a node, authenticate it and show its identity'
+complete -c guts -n __guts_needs_command -a ping -d 'measure round-trip time to a node'
+complete -c guts -n __guts_needs_command -a objects -d 'repository objects (objects verify)'
+complete -c guts -n __guts_needs_command -a help -d 'show help for a command'
+complete -c guts -n __guts_needs_command -a version -d 'print the version and exit'
+
+# guts help COMMAND
+complete -c guts -n '__guts_words_are help' -a 'keygen listen dial ping objects' -d 'command'
+complete -c guts -n '__guts_words_are help objects' -a verify -d 'verify the objects of a repository'
+
+# guts keygen
+complete -c guts -n '__guts_using keygen' -s f -l force -d 'replace an existing identity (its peer ID is lost)'
+complete -c guts -n '__guts_using keygen' -l show -d 'print the existing peer ID instead of creating one'
+
+# guts listen
+complete -c guts -n '__guts_using listen' -s l -l listen -x -d 'address to bind (default 127.0.0.1:9000)'
+complete -c guts -n '__guts_using listen' -s b -l bootstrap -x -d 'peer to keep connected, [PEERID@]ADDR (repeatable)'
+complete -c guts -n '__guts_using listen' -l max-connections -x -d 'most inbound connections at once (default 128)'
+complete -c guts -n '__guts_using listen' -l handshake-timeout -x -d 'handshake deadline in seconds (default 10)'
+complete -c guts -n '__guts_using listen' -l idle-timeout -x -d 'drop peers silent for SECONDS (default 90)'
+complete -c guts -n '__guts_using listen' -l keepalive-interval -x -d 'ping peers silent for SECONDS (default 30)'
+complete -c guts -n '__guts_using listen' -l network -x -d 'network ID (default empty)'
+
+# guts dial
+complete -c guts -n '__guts_using dial' -s W -l timeout -x -d 'connect and handshake timeout in seconds'
+
+# guts ping
+complete -c guts -n '__guts_using ping' -s c -l count -x -d 'stop after COUNT pings'
+complete -c guts -n '__guts_using ping' -s i -l interval -x -d 'wait SECONDS between pings (default 1)'
+complete -c guts -n '__guts_using ping' -s W -l timeout -x -d 'wait SECONDS for each pong and for connecting (default 5)'
+
+# guts objects verify [path | OWNER/NAME]
+complete -c guts -n '__guts_words_are objects' -a verify -d 'verify the objects of a repository'
+complete -c guts -n '__guts_words_are objects verify' -a '(__guts_repositories)' -d 'repository'
+complete -c guts -n '__guts_words_are objects verify' -a '(__fish_complete_directories (commandline -ct))'
