@@ -36,6 +36,8 @@ let package = Package(
         .target(name: "GutsWire", dependencies: ["GutsNoise", "GutsIdentity", "GutsSupport"]),
         // SwiftNIO shell around GutsWire sessions: dialing, listening, timeouts.
         .target(name: "GutsTransport", dependencies: ["GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
+        // Gossip: signed messages, seen-cache, eager/lazy push. A pure state machine.
+        .target(name: "GutsGossip", dependencies: ["GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         // The long-running node: listener, bootstrap peers, request dispatch.
         .target(name: "GutsNode", dependencies: ["GutsTransport", "GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
         // Git objects, packs, refs and reachability. No networking.
@@ -51,6 +53,7 @@ let package = Package(
 
         .testTarget(name: "GutsCryptoTests", dependencies: ["GutsCrypto", "GutsNoise", "GutsSupport"]),
         .testTarget(name: "GutsWireTests", dependencies: ["GutsWire", "GutsIdentity", "GutsNoise", "GutsCrypto", "GutsSupport"]),
+        .testTarget(name: "GutsGossipTests", dependencies: ["GutsGossip", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsGitTests", dependencies: ["GutsGit", "GutsSupport"]),
         .testTarget(name: "GutsCLITests", dependencies: ["GutsCLI", "GutsSupport", "GutsIdentity"]),
         .testTarget(name: "IntegrationTests", dependencies: ["GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto"]),

@@ -174,6 +174,9 @@ public enum MessageCodec {
             try checkIDs(iw.ids)
             w.u16(UInt16(iw.ids.count))
             for id in iw.ids { w.raw(id) }
+        case let .prune(pr):
+            try checkTopic(pr.topic)
+            w.str8(pr.topic)
         }
     }
 
@@ -306,6 +309,10 @@ public enum MessageCodec {
             message = .iHave(IHave(topic: topic, ids: try readIDs(&r)))
         case .iWant:
             message = .iWant(IWant(ids: try readIDs(&r)))
+        case .prune:
+            let topic = try r.str8("topic", limit: Limits.maxTopicLength)
+            guard !topic.isEmpty else { throw DecodeError.invalidValue(field: "topic", reason: "empty") }
+            message = .prune(Prune(topic: topic))
         }
         try r.expectEnd()
         return message

@@ -260,6 +260,13 @@ public struct IWant: Equatable, Sendable {
     public init(ids: [[UInt8]]) { self.ids = ids }
 }
 
+/// "Stop pushing me whole messages on this topic; announcements (IHave) are enough."
+/// The receiver moves the sender from eager to lazy push for the topic.
+public struct Prune: Equatable, Sendable {
+    public var topic: String
+    public init(topic: String) { self.topic = topic }
+}
+
 /// Every application message of wire version 1.
 public enum Message: Equatable, Sendable {
     case hello(Hello)
@@ -278,6 +285,7 @@ public enum Message: Equatable, Sendable {
     case subscribe(Subscribe)
     case iHave(IHave)
     case iWant(IWant)
+    case prune(Prune)
 
     /// Type codes (the first header byte).
     public enum Kind: UInt8, Sendable, CaseIterable {
@@ -297,6 +305,7 @@ public enum Message: Equatable, Sendable {
         case subscribe = 0x31
         case iHave = 0x32
         case iWant = 0x33
+        case prune = 0x34
 
         /// Largest body accepted for this type, checked from the header before any allocation.
         public var maxBodySize: Int {
@@ -314,6 +323,7 @@ public enum Message: Equatable, Sendable {
             case .subscribe: return 1 + 1 + Limits.maxTopicsPerSubscribe * 256
             case .iHave: return 1 + 255 + 2 + Limits.maxIDsPerControl * Limits.gossipIDLength
             case .iWant: return 2 + Limits.maxIDsPerControl * Limits.gossipIDLength
+            case .prune: return 1 + 255
             }
         }
     }
@@ -336,6 +346,7 @@ public enum Message: Equatable, Sendable {
         case .subscribe: return .subscribe
         case .iHave: return .iHave
         case .iWant: return .iWant
+        case .prune: return .prune
         }
     }
 }

@@ -45,6 +45,7 @@ let sampleMessages: [Message] = [
     .subscribe(Subscribe(subscribe: true, topics: ["guts/commits", "chat"])),
     .iHave(IHave(topic: "chat", ids: [[UInt8](repeating: 1, count: 32), [UInt8](repeating: 2, count: 32)])),
     .iWant(IWant(ids: [[UInt8](repeating: 3, count: 32)])),
+    .prune(Prune(topic: "chat")),
 ]
 
 /// Two sessions wired back to back in memory, with a virtual clock.
