@@ -83,8 +83,8 @@ _guts() {
             opts="-l --listen -b --bootstrap --max-connections --handshake-timeout
                 --idle-timeout --keepalive-interval --network"
             ;;
-        dial) opts="-W --timeout" ;;
-        ping) opts="-c --count -i --interval -W --timeout" ;;
+        dial) opts="-W --timeout --network" ;;
+        ping) opts="-c --count -i --interval -W --timeout --network" ;;
         objects)
             if [[ -z $sub ]]; then
                 words="verify"

@@ -100,11 +100,13 @@ complete -c guts -n '__guts_using listen' -l network -x -d 'network ID (default 
 
 # guts dial
 complete -c guts -n '__guts_using dial' -s W -l timeout -x -d 'connect and handshake timeout in seconds'
+complete -c guts -n '__guts_using dial' -l network -x -d 'network ID to connect within'
 
 # guts ping
 complete -c guts -n '__guts_using ping' -s c -l count -x -d 'stop after COUNT pings'
 complete -c guts -n '__guts_using ping' -s i -l interval -x -d 'wait SECONDS between pings (default 1)'
 complete -c guts -n '__guts_using ping' -s W -l timeout -x -d 'wait SECONDS for each pong and for connecting (default 5)'
+complete -c guts -n '__guts_using ping' -l network -x -d 'network ID to connect within'
 
 # guts objects verify [path | OWNER/NAME]
 complete -c guts -n '__guts_words_are objects' -a verify -d 'verify the objects of a repository'

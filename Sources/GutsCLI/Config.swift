@@ -27,13 +27,13 @@ public struct NodeConfig: Equatable, Sendable {
             let line = rawLine.trimmingSpaces()
             if line.isEmpty || line.hasPrefix("#") { continue }
             guard let eq = line.firstIndex(of: "=") else {
-                throw CommandError(.usage, "\(origin):\(lineNumber): expected 'key = value'")
+                throw CommandError(.io, "\(origin):\(lineNumber): expected 'key = value'")
             }
             let key = String(line[..<eq]).trimmingSpaces()
             let value = String(line[line.index(after: eq)...]).trimmingSpaces()
             func number(_ range: ClosedRange<Double>) throws -> Double {
                 guard let v = Double(value), v.isFinite, range.contains(v) else {
-                    throw CommandError(.usage, "\(origin):\(lineNumber): \(key) must be a number from \(formatNumber(range.lowerBound)) to \(formatNumber(range.upperBound))")
+                    throw CommandError(.io, "\(origin):\(lineNumber): \(key) must be a number from \(formatNumber(range.lowerBound)) to \(formatNumber(range.upperBound))")
                 }
                 return v
             }
@@ -46,11 +46,11 @@ public struct NodeConfig: Equatable, Sendable {
             case "keepalive-interval": config.keepaliveInterval = try number(1...86400)
             case "idle-timeout": config.idleTimeout = try number(1...86400)
             case "network":
-                guard value.utf8.count <= 64 else { throw CommandError(.usage, "\(origin):\(lineNumber): network ID longer than 64 bytes") }
+                guard value.utf8.count <= 64 else { throw CommandError(.io, "\(origin):\(lineNumber): network ID longer than 64 bytes") }
                 config.network = value
             default:
                 let hint = ArgumentParser.closest(key, among: keys).map { "; did you mean '\($0)'?" } ?? ""
-                throw CommandError(.usage, "\(origin):\(lineNumber): unknown key '\(key)'\(hint)")
+                throw CommandError(.io, "\(origin):\(lineNumber): unknown key '\(key)'\(hint)")
             }
         }
         return config

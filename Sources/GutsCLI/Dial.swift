@@ -8,9 +8,10 @@ import NIOPosix
 enum DialCommand: Command {
     static let name = "dial"
     static let summary = "connect to a node, authenticate it and show its identity"
-    static let synopsis = "dial [--timeout SECONDS] [PEERID@]ADDR"
+    static let synopsis = "dial [--timeout SECONDS] [--network ID] [PEERID@]ADDR"
     static let options = [
-        OptionSpec("timeout", short: "W", value: "SECONDS", help: "connect and handshake timeout (default: connect-timeout from config, 10)"),
+        OptionSpec("timeout", short: "W", value: "SECONDS", help: "limit for the TCP connect and, separately, for the handshake (default: connect-timeout and handshake-timeout from config, 10 each)"),
+        OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
     ]
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
@@ -21,6 +22,7 @@ enum DialCommand: Command {
             config.connectTimeout = t
             config.handshakeTimeout = t
         }
+        try Network.applyNetworkOption(args, to: &config)
         let identity = try Network.clientIdentity(context)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }

@@ -21,6 +21,4 @@ public enum ExitCode: Int32, Sendable {
     case protocolError = 8
     /// The peer refused the request or does not have what was asked for.
     case refused = 9
-    /// Interrupted by SIGINT or SIGTERM before finishing.
-    case interrupted = 130
 }

@@ -117,6 +117,7 @@ public enum GutsMain {
             s += "  " + c.name.padded(to: width) + c.summary + "\n"
         }
         s += "  " + "help".padded(to: width) + "show help for a command\n"
+        s += "  " + "version".padded(to: width) + "print the version\n"
         s += "\nglobal options:\n" + optionLines(GlobalOptions.specs)
         s += "\nSee 'guts help <command>' and man guts(1) for exit codes and files.\n"
         return s

@@ -22,7 +22,6 @@ enum KeygenCommand: Command {
         do {
             try identity.save(home: home, force: args.has("force"))
         } catch let e as IdentityError {
-            if case .exists = e { throw CommandError(.io, e.description) }
             throw CommandError(.io, e.description)
         }
         context.log("created identity in \(home)/\(Identity.secretFileName)")

@@ -31,14 +31,14 @@ enum ListenCommand: Command {
         if let v = try args.int("max-connections", in: 1...100_000) { config.maxConnections = v }
         if let v = try args.seconds("handshake-timeout", in: 0.1...3600) { config.handshakeTimeout = v }
         if let v = try args.seconds("idle-timeout", in: 1...86400) { config.idleTimeout = v }
-        if let v = try args.seconds("keepalive-interval", in: 0.1...86400) { config.keepaliveInterval = v }
+        if let v = try args.seconds("keepalive-interval", in: 1...86400) { config.keepaliveInterval = v }
         if let v = args.value("network") {
             guard v.utf8.count <= WireProtocol.maxNetworkIDLength else { throw UsageError("--network: at most 64 bytes") }
             config.network = v
         }
         let bind: Endpoint
-        do { bind = try Endpoint.parse(config.listen, allowPortZero: true) } catch { throw UsageError("--listen: \(error)") }
-        guard bind.peer == nil else { throw UsageError("--listen takes HOST:PORT without a peer ID") }
+        do { bind = try Endpoint.parse(config.listen, allowPortZero: true) } catch { throw UsageError("listen address: \(error)") }
+        guard bind.peer == nil else { throw UsageError("the listen address takes HOST:PORT without a peer ID") }
         let bootstrap = try config.bootstrap.map { try Network.parseEndpoint($0) }
         let identity = try loadIdentity(context)
 

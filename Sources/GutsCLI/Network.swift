@@ -30,6 +30,13 @@ enum Network {
         }
     }
 
+    /// `--network ID` overrides the config file's network.
+    static func applyNetworkOption(_ args: ParsedArguments, to config: inout NodeConfig) throws {
+        guard let v = args.value("network") else { return }
+        guard v.utf8.count <= WireProtocol.maxNetworkIDLength else { throw UsageError("--network: at most 64 bytes") }
+        config.network = v
+    }
+
     static func parseEndpoint(_ text: String) throws -> Endpoint {
         do { return try Endpoint.parse(text) } catch { throw UsageError("\(error)") }
     }

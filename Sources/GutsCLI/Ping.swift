@@ -9,11 +9,12 @@ import NIOPosix
 enum PingCommand: Command {
     static let name = "ping"
     static let summary = "measure round-trip time to a node over an authenticated connection"
-    static let synopsis = "ping [-c COUNT] [-i INTERVAL] [-W TIMEOUT] [PEERID@]ADDR"
+    static let synopsis = "ping [-c COUNT] [-i SECONDS] [-W SECONDS] [--network ID] [PEERID@]ADDR"
     static let options = [
         OptionSpec("count", short: "c", value: "COUNT", help: "stop after COUNT pings (default: until interrupted)"),
         OptionSpec("interval", short: "i", value: "SECONDS", help: "wait SECONDS between pings (default 1)"),
-        OptionSpec("timeout", short: "W", value: "SECONDS", help: "wait SECONDS for each pong, and for connecting (default 5)"),
+        OptionSpec("timeout", short: "W", value: "SECONDS", help: "wait SECONDS for each pong, for the TCP connect and for the handshake (default 5)"),
+        OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
     ]
 
     struct Stats {
@@ -43,6 +44,7 @@ enum PingCommand: Command {
         var config = try NodeConfig.load(home: context.homePath)
         config.connectTimeout = timeout
         config.handshakeTimeout = timeout
+        try Network.applyNetworkOption(args, to: &config)
         let identity = try Network.clientIdentity(context)
 
         let signals = SignalWatcher.install()

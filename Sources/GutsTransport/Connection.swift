@@ -188,7 +188,7 @@ final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelActive(context: ChannelHandlerContext) {
         connection.cacheAddress()
-        perform(session.start())
+        perform(session.start(now: .now()))
         scheduleTick()
         context.fireChannelActive()
     }

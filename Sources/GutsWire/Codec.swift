@@ -61,6 +61,16 @@ public enum MessageCodec {
         for s in list { w.str8(s) }
     }
 
+    static func checkCapabilities(_ caps: [String]) throws {
+        try checkCount(caps.count, "capabilities", Limits.maxCapabilities)
+        for c in caps {
+            try check(c, "capability", Limits.maxCapabilityLength)
+            guard !c.isEmpty, c.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
+                throw DecodeError.invalidValue(field: "capability", reason: "must be printable ASCII without spaces")
+            }
+        }
+    }
+
     static func readCapabilities(_ r: inout ByteReader) throws -> [String] {
         let n = Int(try r.u8("capabilities"))
         try checkCount(n, "capabilities", Limits.maxCapabilities)
@@ -78,16 +88,17 @@ public enum MessageCodec {
     static func encodeBody(_ message: Message, into w: inout ByteWriter) throws {
         switch message {
         case let .hello(h):
-            try checkCount(h.capabilities.count, "capabilities", Limits.maxCapabilities)
-            for c in h.capabilities { try check(c, "capability", Limits.maxCapabilityLength) }
+            guard h.minVersion <= h.maxVersion else {
+                throw DecodeError.invalidValue(field: "max_version", reason: "smaller than min_version")
+            }
+            try checkCapabilities(h.capabilities)
             try check(h.agent, "agent", Limits.maxAgentLength)
             w.u16(h.minVersion)
             w.u16(h.maxVersion)
             writeStrings(&w, h.capabilities)
             w.str8(h.agent)
         case let .helloAck(h):
-            try checkCount(h.capabilities.count, "capabilities", Limits.maxCapabilities)
-            for c in h.capabilities { try check(c, "capability", Limits.maxCapabilityLength) }
+            try checkCapabilities(h.capabilities)
             try check(h.agent, "agent", Limits.maxAgentLength)
             w.u16(h.version)
             writeStrings(&w, h.capabilities)

@@ -118,7 +118,7 @@ public struct Session: Sendable {
     public let role: Role
     let config: SessionConfig
     var phase: Phase
-    let startedAt: Instant
+    var startedAt: Instant
     var lastReceived: Instant
     var keepaliveSentAt: Instant?
     var keepaliveNonce: UInt64 = 0
@@ -154,8 +154,11 @@ public struct Session: Sendable {
         return false
     }
 
-    /// The initiator's first bytes (Noise message 1). Responders return [].
-    public mutating func start() -> [SessionEvent] {
+    /// Call when the connection is up: the handshake deadline counts from `now`.
+    /// Returns the initiator's first bytes (Noise message 1); responders get [].
+    public mutating func start(now: Instant) -> [SessionEvent] {
+        startedAt = now
+        lastReceived = now
         guard role == .initiator, case var .handshake(hs) = phase else { return [] }
         do {
             let m1 = try hs.writeMessage(payload: [])
@@ -187,13 +190,13 @@ public struct Session: Sendable {
             return []
         case .handshake, .awaitingHello, .awaitingHelloAck:
             if now.seconds(since: startedAt) >= config.handshakeTimeout {
-                return fail(.timeout, "handshake not completed within \(Int(config.handshakeTimeout)) s")
+                return fail(.timeout, "handshake not completed within \(Self.seconds(config.handshakeTimeout)) s")
             }
             return []
         case .established:
             let quiet = now.seconds(since: lastReceived)
             if quiet >= config.idleTimeout {
-                return fail(.timeout, "nothing received for \(Int(quiet)) s")
+                return fail(.timeout, "nothing received for \(Self.seconds(quiet)) s")
             }
             if quiet >= config.keepaliveInterval && keepaliveSentAt == nil {
                 keepaliveSentAt = now
@@ -499,6 +502,10 @@ public struct Session: Sendable {
         }
         if id.publicKey == config.identity.publicKey { throw SessionClose.selfConnection }
         return id
+    }
+
+    static func seconds(_ v: Double) -> String {
+        v == v.rounded() ? String(Int(v)) : String((v * 1000).rounded() / 1000)
     }
 
     static func explain(_ error: Error, role: Role) -> String {

@@ -92,7 +92,7 @@ final class SessionTests: XCTestCase {
 
     func testHandshakeByteByByte() {
         var p = Pair()
-        var toB = p.a.start().compactMap { if case let .send(b) = $0 { return b } else { return nil } }.joined().map { $0 }
+        var toB = p.a.start(now: p.now).compactMap { if case let .send(b) = $0 { return b } else { return nil } }.joined().map { $0 }
         var toA: [UInt8] = []
         for _ in 0..<4 {
             for byte in toB {
@@ -110,7 +110,7 @@ final class SessionTests: XCTestCase {
 
     func testHandshakeTimeout() {
         var p = Pair()
-        _ = p.a.start()
+        _ = p.a.start(now: p.now)
         XCTAssertEqual(p.b.nextDeadline, p.now.adding(seconds: 10))
         XCTAssertTrue(p.b.tick(now: p.now.adding(seconds: 9.9)).isEmpty)
         let events = p.b.tick(now: p.now.adding(seconds: 10))
@@ -201,7 +201,7 @@ final class SessionTests: XCTestCase {
     func testVersionNegotiationRefusesDisjointRanges() throws {
         var p = Pair()
         // Drive the handshake by hand so the initiator's Hello can be replaced.
-        var toB = p.a.start()
+        var toB = p.a.start(now: p.now)
         var m2: [UInt8] = []
         for case let .send(bytes) in toB { for case let .send(b) in p.b.receive(bytes, now: p.now) { m2 += b } }
         toB = p.a.receive(m2, now: p.now)

@@ -73,7 +73,7 @@ struct Pair {
 
     /// Runs the handshake: delivers all bytes both ways until quiet.
     mutating func connect() {
-        pump(a.start(), fromA: true)
+        pump(a.start(now: now), fromA: true)
     }
 
     /// Delivers `.send` events to the other side, recursively, recording all other events.
