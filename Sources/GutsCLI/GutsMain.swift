@@ -9,6 +9,7 @@ public enum GutsMain {
     /// Every subcommand, in the order `guts help` lists them.
     nonisolated(unsafe) public static let commands: [any Command.Type] = [
         KeygenCommand.self,
+        ObjectsVerifyCommand.self,
     ]
 
     /// Runs guts with `arguments` (without the program name); returns the exit code.
