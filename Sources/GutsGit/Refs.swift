@@ -133,10 +133,11 @@ final class LockFile {
     private var fd: Int32
     private var done = false
 
-    init(_ target: String) throws {
-        self.target = target
-        self.path = target + ".lock"
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+    /// Creates `<target>.lock` exclusively; fails (leaving any existing lock alone)
+    /// when another writer holds it.
+    convenience init(_ target: String) throws {
+        let path = target + ".lock"
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             let code = errno
             if code == EEXIST {
@@ -144,6 +145,13 @@ final class LockFile {
             }
             throw GitError(.io, FileError(path: path, operation: "create lock", code: code).description)
         }
+        self.init(target: target, fd: fd)
+    }
+
+    private init(target: String, fd: Int32) {
+        self.target = target
+        self.path = target + ".lock"
+        self.fd = fd
     }
 
     func commit(_ text: String) throws {
