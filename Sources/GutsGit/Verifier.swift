@@ -518,19 +518,8 @@ public final class Verifier: @unchecked Sendable {
         }
         summary.objects = table.count
 
-        // Roots: HEAD and every ref.
+        // Roots: every ref, then HEAD (so a missing object is reported under its ref).
         var roots: [(ObjectID, String)] = []
-        do {
-            switch try repository.head() {
-            case .detached(let id): roots.append((id, "HEAD"))
-            case .symbolic(let target, let id):
-                if let id { roots.append((id, "HEAD")) } else if !target.hasPrefix("refs/") {
-                    error("HEAD", .badRef, "HEAD", "points to '\(target)', not under refs/")
-                }
-            }
-        } catch let e as GitError {
-            error("HEAD", .badRef, "HEAD", e.message)
-        } catch {}
         var refCount = 0
         do {
             let packed = try repository.packedRefs()
@@ -557,6 +546,17 @@ public final class Verifier: @unchecked Sendable {
             error("packed-refs", .badRef, "packed-refs", e.message)
         } catch {}
         summary.refs = refCount
+        do {
+            switch try repository.head() {
+            case .detached(let id): roots.append((id, "HEAD"))
+            case .symbolic(let target, let id):
+                if let id { roots.append((id, "HEAD")) } else if !target.hasPrefix("refs/") {
+                    error("HEAD", .badRef, "HEAD", "points to '\(target)', not under refs/")
+                }
+            }
+        } catch let e as GitError {
+            error("HEAD", .badRef, "HEAD", e.message)
+        } catch {}
 
         var visited = Set<UInt64>()
         var missing = Set<ObjectID>()
