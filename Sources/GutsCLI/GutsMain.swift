@@ -12,6 +12,7 @@ public enum GutsMain {
         ListenCommand.self,
         DialCommand.self,
         PingCommand.self,
+        ObjectsVerifyCommand.self,
     ]
 
     /// Runs guts with `arguments` (without the program name); returns the exit code.

@@ -1,0 +1,187 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import GutsSupport
+
+/// `git index-pack` for packs from untrusted peers.
+///
+/// Given a pack file (for example received into a quarantine directory), it parses
+/// every entry with bounds checks, verifies the trailer checksum, resolves all deltas
+/// (OFS and REF, any order, with cycle and missing-base detection), hashes every
+/// object, validates every object with git fsck's rules, and writes a v2 index.
+///
+/// Thin packs (REF_DELTA bases that are not in the pack) are completed as
+/// `git index-pack --fix-thin` does: the bases, read from `baseStore`, are appended to
+/// the pack as whole objects, the object count in the header is raised and the
+/// trailer recomputed. The result is always a self-contained pack that stock git
+/// accepts. The input file is replaced by `pack-<checksum>.pack` next to it (or in
+/// `outputDirectory`), with `pack-<checksum>.idx`.
+public enum PackIndexer {
+    /// What indexing produced.
+    public struct Result: Sendable {
+        public let packPath: String
+        public let indexPath: String
+        /// Hex SHA-1 trailer of the final pack.
+        public let checksum: String
+        /// Every object in the final pack, with its type.
+        public let objects: [(id: ObjectID, type: ObjectType)]
+        /// Bases appended to complete a thin pack.
+        public let appendedBases: Int
+        /// Non-fatal rule violations (warnings) found in objects.
+        public let warnings: [(id: ObjectID, issue: ObjectIssue)]
+    }
+
+    /// Indexes the pack at `packPath`. Throws on the first fatal problem: malformed
+    /// structure, checksum mismatch, unresolvable deltas, or an object breaking an
+    /// error-level fsck rule. On failure no output files are left behind (the input is
+    /// left in place for the caller to delete).
+    public static func index(packPath: String, outputDirectory: String? = nil, baseStore: (any ObjectStore)? = nil,
+                             limits: ObjectLimits = .default, threads: Int = 2) throws -> Result {
+        let map = try MappedFile(path: packPath)
+        let pack = map.buffer
+        map.adviseSequential()
+        guard pack.count >= 32 else { throw GitError(.corrupt, "pack too short (\(pack.count) bytes)") }
+        guard pack[0] == 0x50, pack[1] == 0x41, pack[2] == 0x43, pack[3] == 0x4B else { throw GitError(.corrupt, "not a pack file") }
+        let version = PackIndex.be32(pack, 4)
+        guard version == 2 || version == 3 else { throw GitError(.corrupt, "unsupported pack version \(version)") }
+        let declared = Int(PackIndex.be32(pack, 8))
+        guard declared <= limits.maxPackObjects else { throw GitError(.tooLarge, "pack declares \(declared) objects (limit \(limits.maxPackObjects))") }
+        // Each entry takes at least 2 bytes (header + minimal zlib is more), so a
+        // count beyond that is a lie; refuse before allocating per-entry tables.
+        guard declared <= (pack.count - 32) / 2 + 1 else { throw GitError(.corrupt, "pack declares \(declared) objects but is only \(pack.count) bytes") }
+        let end = pack.count - 20
+
+        // The trailer checksum, hashed on a second thread while entries are scanned.
+        let checksumOK = ChecksumTask(pack: pack, end: end)
+        var entries: [PackEntry] = []
+        entries.reserveCapacity(declared)
+        var crcs: [UInt32] = []
+        crcs.reserveCapacity(declared)
+        var scanError: GitError?
+        parallel(2) { worker in
+            if worker == 1 {
+                checksumOK.run()
+                return
+            }
+            let z = Inflater()
+            var scratch = [UInt8](repeating: 0, count: 1 << 16)
+            var offset = 12
+            do {
+                for _ in 0..<declared {
+                    let h = try PackEntryHeader.parse(pack, at: offset, end: end, limit: limits.maxObjectSize)
+                    let data = UnsafeRawBufferPointer(rebasing: pack[h.dataOffset..<end])
+                    let used: Int
+                    do {
+                        used = try scratch.withUnsafeMutableBytes { try z.skip(data, expectedSize: h.size, scratch: $0) }
+                    } catch let e as GitError {
+                        throw GitError(e.kind, "entry at \(offset): \(e.message)")
+                    }
+                    let next = h.dataOffset + used
+                    entries.append(PackEntry(offset: offset, end: next, header: h))
+                    crcs.append(Zlib.crc32(UnsafeRawBufferPointer(rebasing: pack[offset..<next])))
+                    offset = next
+                }
+                if offset != end {
+                    throw GitError(.corrupt, "\(end - offset) bytes of garbage after the last entry")
+                }
+            } catch {
+                scanError = GitError.io(error)
+            }
+        }
+        if let scanError { throw scanError }
+        guard checksumOK.matches else { throw GitError(.hashMismatch, "pack trailer checksum does not match its content") }
+
+        let store = baseStore
+        let resolver = DeltaResolver(pack: pack, entries: entries, limits: limits, name: packPath, external: store.map { s in
+            { id in (try? s.read(id)) ?? nil }
+        })
+        let workers = max(1, threads)
+        let issues = (0..<workers).map { _ in IssueList() }
+        resolver.run(threads: workers) { _, type, body, id, worker in
+            let found = ObjectChecker.check(type: type, body: body, limits: limits) { _, _ in }
+            for issue in found { issues[worker].items.append((id, issue)) }
+        }
+        if let (i, e) = resolver.failures.first {
+            throw GitError(e.kind, "entry at \(entries[i].offset): \(e.message)")
+        }
+        let allIssues = issues.flatMap { $0.items }
+        if let (id, e) = allIssues.first(where: { $0.1.severity == .error }) {
+            throw GitError(.invalidObject, "object \(id): \(e)")
+        }
+
+        var objects: [(id: ObjectID, type: ObjectType)] = []
+        var idxEntries: [(id: ObjectID, offset: Int, crc: UInt32)] = []
+        for i in 0..<entries.count {
+            guard let t = ObjectType(rawValue: resolver.types[i]) else { throw GitError(.corrupt, "entry at \(entries[i].offset) unresolved") }
+            objects.append((resolver.ids[i], t))
+            idxEntries.append((resolver.ids[i], entries[i].offset, crcs[i]))
+        }
+
+        let outDir = outputDirectory ?? Files.directoryName(packPath)
+        var finalPack = [UInt8]()
+        var digest: [UInt8]
+        let bases = resolver.externalBasesUsed.sorted { $0.key < $1.key }
+        if bases.isEmpty {
+            digest = Array(UnsafeRawBufferPointer(rebasing: pack[end...]))
+        } else {
+            // Complete the thin pack: same entries, bases appended, count raised.
+            finalPack = Array(UnsafeRawBufferPointer(rebasing: pack[0..<end]))
+            let total = UInt32(clamping: declared + bases.count)
+            withUnsafeBytes(of: total.bigEndian) { raw in for k in 0..<4 { finalPack[8 + k] = raw[k] } }
+            for (id, obj) in bases {
+                let offset = finalPack.count
+                var entry = PackWriter.entryHeader(kind: obj.type.rawValue, size: obj.body.count)
+                entry += try Zlib.deflate(obj.body, level: 6)
+                finalPack += entry
+                idxEntries.append((id, offset, entry.withUnsafeBytes { Zlib.crc32($0) }))
+                objects.append((id, obj.type))
+            }
+            digest = SHA1.hash(finalPack)
+            finalPack += digest
+        }
+        let hex = Hex.encode(digest)
+        let outPack = "\(outDir)/pack-\(hex).pack"
+        let outIndex = "\(outDir)/pack-\(hex).idx"
+        do {
+            try Files.makeDirectories(outDir)
+            if bases.isEmpty {
+                if outPack != packPath {
+                    guard rename(packPath, outPack) == 0 else {
+                        throw GitError(.io, FileError(path: outPack, operation: "rename", code: errno).description)
+                    }
+                }
+            } else {
+                try Files.writeAtomically(outPack, finalPack, mode: 0o444)
+                if outPack != packPath { unlink(packPath) }
+            }
+            let idx = PackIndexWriter.build(entries: idxEntries, packChecksum: digest)
+            try Files.writeAtomically(outIndex, idx, mode: 0o444)
+        } catch {
+            throw GitError.io(error)
+        }
+        return Result(packPath: outPack, indexPath: outIndex, checksum: hex, objects: objects,
+                      appendedBases: bases.count, warnings: allIssues)
+    }
+
+    final class IssueList {
+        var items: [(ObjectID, ObjectIssue)] = []
+    }
+}
+
+/// Hashes `pack[0..<end]` and compares with the 20 bytes at `end`.
+final class ChecksumTask: @unchecked Sendable {
+    let pack: UnsafeRawBufferPointer
+    let end: Int
+    private(set) var matches = false
+    private(set) var computed: [UInt8] = []
+
+    init(pack: UnsafeRawBufferPointer, end: Int) {
+        self.pack = pack
+        self.end = end
+    }
+
+    func run() {
+        computed = SHA1.hash(UnsafeRawBufferPointer(rebasing: pack[0..<end]))
+        matches = computed.elementsEqual(pack[end..<(end + 20)])
+    }
+}

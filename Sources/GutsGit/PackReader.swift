@@ -1,0 +1,275 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import GutsSupport
+
+/// Pack entry type numbers (the four object types plus the two delta kinds).
+enum PackEntryKind {
+    static let ofsDelta: UInt8 = 6
+    static let refDelta: UInt8 = 7
+}
+
+/// The header of one pack entry.
+struct PackEntryHeader {
+    /// 1-4 (object types), 6 (OFS_DELTA) or 7 (REF_DELTA).
+    var kind: UInt8
+    /// Inflated size of the entry's data (object body, or delta instructions).
+    var size: Int
+    /// Where the zlib stream starts.
+    var dataOffset: Int
+    /// For OFS_DELTA: the base entry's offset.
+    var baseOffset: Int
+    /// For REF_DELTA: the base object's name.
+    var baseID: ObjectID?
+
+    var isDelta: Bool { kind >= 6 }
+
+    /// Parses the entry header at `offset`; `end` is where entry data must stop (the
+    /// start of the pack trailer). Rejects bad types, overlong varints, sizes over
+    /// `limit` and OFS_DELTA bases outside `12..<offset`.
+    static func parse(_ pack: UnsafeRawBufferPointer, at offset: Int, end: Int, limit: Int) throws -> PackEntryHeader {
+        guard offset >= 12, offset < end else { throw GitError(.corrupt, "entry offset \(offset) outside the pack") }
+        var p = offset
+        var c = pack[p]
+        p += 1
+        let kind = (c >> 4) & 7
+        var size = Int(c & 15)
+        var shift = 4
+        while c & 0x80 != 0 {
+            guard p < end else { throw GitError(.corrupt, "entry header at \(offset) truncated") }
+            guard shift <= 56 else { throw GitError(.corrupt, "entry size at \(offset) overflows") }
+            c = pack[p]
+            p += 1
+            size |= Int(c & 0x7F) << shift
+            shift += 7
+        }
+        guard kind != 0 && kind != 5 else { throw GitError(.corrupt, "entry at \(offset) has invalid type \(kind)") }
+        guard size <= limit else {
+            throw GitError(.tooLarge, "entry at \(offset) declares \(size) bytes (limit \(limit))")
+        }
+        var header = PackEntryHeader(kind: kind, size: size, dataOffset: 0, baseOffset: -1, baseID: nil)
+        if kind == PackEntryKind.ofsDelta {
+            guard p < end else { throw GitError(.corrupt, "entry header at \(offset) truncated") }
+            c = pack[p]
+            p += 1
+            var rel = Int(c & 0x7F)
+            while c & 0x80 != 0 {
+                guard p < end else { throw GitError(.corrupt, "entry header at \(offset) truncated") }
+                guard rel < (1 << 55) else { throw GitError(.corrupt, "delta base offset at \(offset) overflows") }
+                c = pack[p]
+                p += 1
+                rel = ((rel + 1) << 7) | Int(c & 0x7F)
+            }
+            guard rel > 0, rel <= offset - 12 else {
+                throw GitError(.corrupt, "entry at \(offset) has delta base offset \(offset - rel) outside the pack")
+            }
+            header.baseOffset = offset - rel
+        } else if kind == PackEntryKind.refDelta {
+            guard end - p >= 20 else { throw GitError(.corrupt, "entry header at \(offset) truncated") }
+            header.baseID = ObjectID(unsafeRaw: pack.baseAddress! + p, algorithm: .sha1)
+            p += 20
+        }
+        guard p < end else { throw GitError(.corrupt, "entry at \(offset) has no data") }
+        header.dataOffset = p
+        return header
+    }
+}
+
+/// Random access to the objects of one pack through its v2 index, both memory-mapped.
+/// Resolves OFS_DELTA and REF_DELTA chains iteratively (no recursion), with depth and
+/// cycle checks, and keeps recently built delta bases in a small cache.
+/// Safe to share between threads (reads are serialised by an internal lock).
+public final class PackReader: @unchecked Sendable {
+    public let packPath: String
+    public let indexPath: String
+    let pack: MappedFile
+    let index: PackIndex
+    let limits: ObjectLimits
+    private let lock = Mutex()
+    private var inflater: Inflater?
+    private var cache: BaseCache
+
+    /// Opens a pack and its index, checking their structure (not yet their checksums).
+    public init(packPath: String, indexPath: String, limits: ObjectLimits = .default) throws {
+        self.packPath = packPath
+        self.indexPath = indexPath
+        self.limits = limits
+        pack = try MappedFile(path: packPath)
+        index = try PackIndex(file: try MappedFile(path: indexPath), limits: limits)
+        cache = BaseCache(budget: 32 << 20)
+        let b = pack.buffer
+        guard b.count >= 32 else { throw GitError(.corrupt, "\(packPath): pack too short") }
+        guard b[0] == 0x50, b[1] == 0x41, b[2] == 0x43, b[3] == 0x4B else { throw GitError(.corrupt, "\(packPath): not a pack file") }
+        let version = PackIndex.be32(b, 4)
+        guard version == 2 || version == 3 else { throw GitError(.corrupt, "\(packPath): unsupported pack version \(version)") }
+        let n = Int(PackIndex.be32(b, 8))
+        guard n == index.count else {
+            throw GitError(.corrupt, "\(packPath): pack has \(n) objects, its index \(index.count)")
+        }
+    }
+
+    /// Number of objects in the pack.
+    public var count: Int { index.count }
+
+    /// The object name at sorted position `i` (0..<count).
+    public func id(at i: Int) -> ObjectID { index.id(at: i) }
+
+    /// Whether the pack holds `id`.
+    public func contains(_ id: ObjectID) -> Bool { index.find(id) != nil }
+
+    /// The entry offset of `id`, if present.
+    public func offset(of id: ObjectID) -> Int? {
+        guard let i = index.find(id) else { return nil }
+        return index.offset(at: i)
+    }
+
+    /// The pack's trailer checksum (hex).
+    public var checksum: String { Hex.encode(UnsafeRawBufferPointer(rebasing: pack.buffer[(pack.count - 20)...])) }
+
+    /// Reads `id` from this pack, or nil when the pack does not have it.
+    public func read(_ id: ObjectID) throws -> GitObject? {
+        guard let i = index.find(id) else { return nil }
+        guard let off = index.offset(at: i) else { throw GitError(.corrupt, "\(indexPath): bad offset for \(id)") }
+        return try read(at: off)
+    }
+
+    /// Reads and fully resolves the entry at `offset`. `external` supplies REF_DELTA
+    /// bases that are not in this pack (thin packs); stored packs must not need it.
+    func read(at offset: Int, external: ((ObjectID) throws -> GitObject?)? = nil) throws -> GitObject {
+        try lock.locked {
+            if inflater == nil { inflater = Inflater() }
+            guard let z = inflater else { throw GitError(.io, "zlib unavailable") }
+            return try resolve(offset, z, external)
+        }
+    }
+
+    private func resolve(_ offset: Int, _ z: Inflater, _ external: ((ObjectID) throws -> GitObject?)?) throws -> GitObject {
+        let b = pack.buffer
+        let end = pack.count - 20
+        var chain: [PackEntryHeader] = []
+        var chainOffsets: [Int] = []
+        var visited = Set<Int>()
+        var cur = offset
+        var base: GitObject
+        while true {
+            if let hit = cache.get(cur) {
+                base = hit
+                break
+            }
+            let h = try PackEntryHeader.parse(b, at: cur, end: end, limit: limits.maxObjectSize)
+            if !h.isDelta {
+                guard let type = ObjectType(rawValue: h.kind) else { throw GitError(.corrupt, "bad entry type") }
+                let data = UnsafeRawBufferPointer(rebasing: b[h.dataOffset..<end])
+                let body: [UInt8]
+                do {
+                    body = try z.inflateExactly(data, size: h.size).bytes
+                } catch let e as GitError {
+                    throw GitError(e.kind, "\(packPath) entry at \(cur): \(e.message)")
+                }
+                base = GitObject(type: type, body: body)
+                if !chain.isEmpty { cache.put(cur, base) }
+                break
+            }
+            chain.append(h)
+            chainOffsets.append(cur)
+            if chain.count > limits.maxDeltaDepth {
+                throw GitError(.deltaCycle, "\(packPath): delta chain from \(offset) deeper than \(limits.maxDeltaDepth)")
+            }
+            if chain.count > 32 {
+                if visited.isEmpty { visited = Set(chainOffsets) } else { visited.insert(cur) }
+            }
+            if h.kind == PackEntryKind.ofsDelta {
+                cur = h.baseOffset
+            } else if let baseID = h.baseID {
+                if let i = index.find(baseID), let off = index.offset(at: i) {
+                    cur = off
+                } else if let external, let obj = try external(baseID) {
+                    base = obj
+                    break
+                } else {
+                    throw GitError(.missingBase, "\(packPath): delta at \(cur) needs missing base \(baseID)")
+                }
+            }
+            if visited.contains(cur) {
+                throw GitError(.deltaCycle, "\(packPath): delta chain from \(offset) loops back to \(cur)")
+            }
+        }
+        var i = chain.count - 1
+        while i >= 0 {
+            let h = chain[i]
+            let data = UnsafeRawBufferPointer(rebasing: b[h.dataOffset..<end])
+            let delta: [UInt8]
+            do {
+                delta = try z.inflateExactly(data, size: h.size).bytes
+            } catch let e as GitError {
+                throw GitError(e.kind, "\(packPath) entry at \(chainOffsets[i]): \(e.message)")
+            }
+            let result: [UInt8]
+            do {
+                result = try base.body.withUnsafeBytes { bb in
+                    try delta.withUnsafeBytes { try Delta.apply(base: bb, delta: $0, limit: limits.maxObjectSize) }
+                }
+            } catch let e as GitError {
+                throw GitError(e.kind, "\(packPath) entry at \(chainOffsets[i]): \(e.message)")
+            }
+            base = GitObject(type: base.type, body: result)
+            if i > 0 { cache.put(chainOffsets[i], base) }
+            i -= 1
+        }
+        return base
+    }
+}
+
+/// Two-generation approximation of an LRU cache of resolved delta bases, by offset.
+struct BaseCache {
+    private var young: [Int: GitObject] = [:]
+    private var old: [Int: GitObject] = [:]
+    private var youngBytes = 0
+    let budget: Int
+
+    init(budget: Int) { self.budget = budget }
+
+    mutating func get(_ key: Int) -> GitObject? {
+        if let v = young[key] { return v }
+        if let v = old.removeValue(forKey: key) {
+            put(key, v)
+            return v
+        }
+        return nil
+    }
+
+    mutating func put(_ key: Int, _ value: GitObject) {
+        guard value.body.count <= budget / 4 else { return }
+        if young[key] == nil { youngBytes += value.body.count }
+        young[key] = value
+        if youngBytes > budget / 2 {
+            old = young
+            young = [:]
+            youngBytes = 0
+        }
+    }
+}
+
+/// A pthread mutex for classes shared between threads.
+final class Mutex: @unchecked Sendable {
+    private let m: UnsafeMutablePointer<pthread_mutex_t>
+
+    init() {
+        m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        m.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(m, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(m)
+        m.deinitialize(count: 1)
+        m.deallocate()
+    }
+
+    @discardableResult
+    func locked<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(m)
+        defer { pthread_mutex_unlock(m) }
+        return try body()
+    }
+}

@@ -1,0 +1,201 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import GutsSupport
+
+/// Builds pack index v2 files.
+public enum PackIndexWriter {
+    /// The index for a pack whose entries are `(name, offset, CRC-32)`, ending with
+    /// `packChecksum` and the index's own SHA-1. Offsets at or above
+    /// `largeOffsetThreshold` (normally 2^31) go to the 64-bit table.
+    public static func build(entries: [(id: ObjectID, offset: Int, crc: UInt32)], packChecksum: [UInt8],
+                             largeOffsetThreshold: Int = 1 << 31) -> [UInt8] {
+        let sorted = entries.sorted { $0.id < $1.id }
+        var out = [UInt8]()
+        out.reserveCapacity(8 + 1024 + sorted.count * 28 + 40)
+        func be32(_ v: UInt32) { withUnsafeBytes(of: v.bigEndian) { out.append(contentsOf: $0) } }
+        out += PackIndex.magic
+        be32(2)
+        var fan = [UInt32](repeating: 0, count: 256)
+        for e in sorted { fan[Int(e.id.firstByte)] += 1 }
+        var acc: UInt32 = 0
+        for i in 0..<256 {
+            acc += fan[i]
+            be32(acc)
+        }
+        for e in sorted { out += e.id.bytes }
+        for e in sorted { be32(e.crc) }
+        var large: [UInt64] = []
+        let threshold = min(largeOffsetThreshold, 1 << 31)
+        for e in sorted {
+            if e.offset >= threshold {
+                be32(0x8000_0000 | UInt32(large.count))
+                large.append(UInt64(e.offset))
+            } else {
+                be32(UInt32(e.offset))
+            }
+        }
+        for v in large { withUnsafeBytes(of: v.bigEndian) { out.append(contentsOf: $0) } }
+        out += packChecksum
+        out += SHA1.hash(out)
+        return out
+    }
+}
+
+/// Writes a pack (version 2) and its index, one object at a time, straight to a
+/// temporary file in the target directory; `finish()` adds the trailer, writes the
+/// index and renames both to `pack-<checksum>.{pack,idx}` (fsynced, index last).
+///
+/// Objects are stored whole for now. Entries are written through `writeEntry`, which
+/// takes an already-encoded entry kind, so OFS/REF deltas can be added without
+/// changing the file handling.
+public final class PackWriter {
+    public let directory: String
+    private let tempPath: String
+    private var fd: Int32
+    private var hasher = SHA1()
+    private var buffer: [UInt8] = []
+    private var written = 0
+    private var entries: [(id: ObjectID, offset: Int, crc: UInt32)] = []
+    private var seen: Set<ObjectID> = []
+    private var finished = false
+    private let expectedCount: Int?
+    private let level: Int32
+    /// Offsets at or above this go to the index's 64-bit table (tests lower it).
+    public var largeOffsetThreshold = 1 << 31
+
+    /// Starts a pack in `directory`. When `expectedCount` is given the header is
+    /// written with it and checked at the end; otherwise the header is patched and the
+    /// file hashed again in `finish()`.
+    public init(directory: String, expectedCount: Int? = nil, compressionLevel: Int32 = 6) throws {
+        self.directory = directory
+        self.expectedCount = expectedCount
+        self.level = compressionLevel
+        do {
+            try Files.makeDirectories(directory)
+        } catch { throw GitError.io(error) }
+        var template = Array("\(directory)/tmp_pack_XXXXXX".utf8CString)
+        fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw GitError(.io, FileError(path: directory, operation: "create temporary pack in", code: errno).description) }
+        tempPath = String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        var header: [UInt8] = Array("PACK".utf8) + [0, 0, 0, 2]
+        let n = UInt32(clamping: expectedCount ?? 0)
+        withUnsafeBytes(of: n.bigEndian) { header.append(contentsOf: $0) }
+        try emit(header)
+    }
+
+    deinit {
+        if !finished {
+            if fd >= 0 { close(fd) }
+            unlink(tempPath)
+        }
+    }
+
+    /// Number of objects added.
+    public var count: Int { entries.count }
+
+    private func emit(_ bytes: [UInt8]) throws {
+        hasher.update(bytes)
+        buffer.append(contentsOf: bytes)
+        written += bytes.count
+        if buffer.count >= 1 << 20 { try flush() }
+    }
+
+    private func flush() throws {
+        var offset = 0
+        while offset < buffer.count {
+            let n = buffer.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw GitError(.io, FileError(path: tempPath, operation: "write", code: errno).description)
+            }
+            offset += n
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// Encodes an entry header: type in bits 4-6 of the first byte, size as a varint.
+    static func entryHeader(kind: UInt8, size: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var s = size >> 4
+        var c = UInt8(kind << 4) | UInt8(size & 15)
+        while s > 0 {
+            out.append(c | 0x80)
+            c = UInt8(s & 0x7F)
+            s >>= 7
+        }
+        out.append(c)
+        return out
+    }
+
+    /// Appends one entry: header, optional base reference bytes, zlib of `data`.
+    private func writeEntry(id: ObjectID, kind: UInt8, baseBytes: [UInt8], data: [UInt8]) throws {
+        let offset = written
+        var entry = PackWriter.entryHeader(kind: kind, size: data.count)
+        entry += baseBytes
+        entry += try Zlib.deflate(data, level: level)
+        let crc = entry.withUnsafeBytes { Zlib.crc32($0) }
+        try emit(entry)
+        entries.append((id, offset, crc))
+    }
+
+    /// Adds a whole object; returns its name. Adding the same object twice is a no-op.
+    @discardableResult
+    public func add(type: ObjectType, body: [UInt8]) throws -> ObjectID {
+        let id = ObjectID.compute(type: type, body: body)
+        try add(type: type, body: body, id: id)
+        return id
+    }
+
+    /// Adds a whole object whose name the caller already knows (and vouches for).
+    public func add(type: ObjectType, body: [UInt8], id: ObjectID) throws {
+        precondition(!finished, "PackWriter used after finish()")
+        guard seen.insert(id).inserted else { return }
+        try writeEntry(id: id, kind: type.rawValue, baseBytes: [], data: body)
+    }
+
+    /// The finished pack's paths and checksum.
+    public struct Result: Sendable {
+        public let packPath: String
+        public let indexPath: String
+        /// Hex SHA-1 trailer of the pack (also in the file names).
+        public let checksum: String
+        public let objectCount: Int
+    }
+
+    /// Writes the trailer and the index, fsyncs, renames into place.
+    public func finish() throws -> Result {
+        precondition(!finished, "PackWriter.finish() called twice")
+        try flush()
+        var digest: [UInt8]
+        if let expectedCount, expectedCount == entries.count {
+            digest = hasher.finalize()
+        } else {
+            if let expectedCount {
+                throw GitError(.corrupt, "pack declared \(expectedCount) objects but \(entries.count) were added")
+            }
+            var n = UInt32(clamping: entries.count).bigEndian
+            guard pwrite(fd, &n, 4, 8) == 4 else { throw GitError(.io, FileError(path: tempPath, operation: "write", code: errno).description) }
+            let map = try MappedFile(path: tempPath)
+            digest = SHA1.hash(map.buffer)
+        }
+        try emit(digest)
+        try flush()
+        guard fsync(fd) == 0 else { throw GitError(.io, FileError(path: tempPath, operation: "fsync", code: errno).description) }
+        close(fd)
+        fd = -1
+        let hex = Hex.encode(digest)
+        let packPath = "\(directory)/pack-\(hex).pack"
+        let indexPath = "\(directory)/pack-\(hex).idx"
+        _ = chmod(tempPath, 0o444)
+        guard rename(tempPath, packPath) == 0 else {
+            throw GitError(.io, FileError(path: packPath, operation: "rename", code: errno).description)
+        }
+        finished = true
+        let idx = PackIndexWriter.build(entries: entries, packChecksum: digest, largeOffsetThreshold: largeOffsetThreshold)
+        do {
+            try Files.writeAtomically(indexPath, idx, mode: 0o444)
+        } catch { throw GitError.io(error) }
+        return Result(packPath: packPath, indexPath: indexPath, checksum: hex, objectCount: entries.count)
+    }
+}

@@ -1,0 +1,313 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import GutsGit
+import GutsSupport
+
+/// `guts-bench git`: `guts objects verify` against `git fsck --full` on the same
+/// repository, and guts' SHA-1 against `sha1sum` on the same bytes.
+///
+///     guts-bench git [--repo PATH] [--commits N] [--runs N] [--sha-mb N]
+///                    [--threads N] [--in-process] [--keep]
+///
+/// Without --repo a repository is generated with `git fast-import` (N commits over a
+/// few hundred files, then `git repack -adf --depth=50`) in a temporary directory.
+/// Verification runs the `guts` binary next to this one (so both tools pay process
+/// start-up), or the verifier in-process with --in-process or when no binary is found.
+enum GitBench {
+    struct Options {
+        var repo: String?
+        var commits = 3000
+        var runs = 5
+        var shaMB = 256
+        var threads = 2
+        var inProcess = false
+        var keep = false
+    }
+
+    static func run(arguments: [String]) -> Int32 {
+        var o = Options()
+        var i = 0
+        func value() -> String? {
+            i += 1
+            return i < arguments.count ? arguments[i] : nil
+        }
+        while i < arguments.count {
+            switch arguments[i] {
+            case "--repo": o.repo = value()
+            case "--commits": o.commits = value().flatMap { Int($0) } ?? o.commits
+            case "--runs": o.runs = max(1, value().flatMap { Int($0) } ?? o.runs)
+            case "--sha-mb": o.shaMB = max(1, value().flatMap { Int($0) } ?? o.shaMB)
+            case "--threads": o.threads = max(1, value().flatMap { Int($0) } ?? o.threads)
+            case "--in-process": o.inProcess = true
+            case "--keep": o.keep = true
+            case "git": break
+            default:
+                print("usage: guts-bench git [--repo PATH] [--commits N] [--runs N] [--sha-mb N] [--threads N] [--in-process] [--keep]")
+                return 2
+            }
+            i += 1
+        }
+        var temp: String?
+        defer {
+            if let temp, !o.keep { Files.removeTree(temp) }
+        }
+        let repoPath: String
+        if let r = o.repo {
+            repoPath = r
+        } else {
+            var template = Array("/tmp/guts-bench-git-XXXXXX".utf8CString)
+            guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+                print("cannot create a temporary directory")
+                return 3
+            }
+            let dir = String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            temp = dir
+            print("generating a repository with \(o.commits) commits in \(dir) ...")
+            guard generate(at: dir + "/repo.git", commits: o.commits, scratch: dir) else {
+                print("repository generation failed")
+                return 3
+            }
+            repoPath = dir + "/repo.git"
+        }
+        guard verifyBenchmark(repoPath, o) else { return 1 }
+        shaBenchmark(o, scratch: temp)
+        return 0
+    }
+
+    // MARK: Verify vs git fsck
+
+    static func verifyBenchmark(_ path: String, _ o: Options) -> Bool {
+        let repository: Repository
+        do {
+            repository = try Repository.open(path)
+        } catch {
+            print("\(path): \(error)")
+            return false
+        }
+        let packBytes = repository.packs.reduce(0) { $0 + (Files.size($1.packPath) ?? 0) }
+        let objects = repository.packs.reduce(0) { $0 + $1.count }
+        print("repository: \(repository.gitDirectory)")
+        print("  \(objects) packed objects in \(repository.packs.count) pack(s), \(mb(packBytes)) MB; \(Files.list(repository.objectsDirectory).count - 2) loose fan-out dirs")
+        let guts = siblingBinary("guts")
+        let useBinary = !o.inProcess && guts != nil
+        var gutsTimes: [Double] = []
+        var gitTimes: [Double] = []
+        for run in 0..<o.runs {
+            // Alternate the order so neither tool always gets the warmer cache.
+            for which in (run % 2 == 0 ? [0, 1] : [1, 0]) {
+                if which == 0 {
+                    let start = Instant.now()
+                    let ok: Bool
+                    if useBinary, let guts {
+                        ok = spawn([guts, "objects", "verify", "-q", "--threads", String(o.threads), repository.gitDirectory], quiet: true) == 0
+                    } else {
+                        let v = Verifier(repository: (try? Repository.open(path)) ?? repository, options: VerifyOptions(threads: o.threads))
+                        ok = v.run { _ in }.isClean
+                    }
+                    gutsTimes.append(Instant.now().seconds(since: start))
+                    if !ok { print("  warning: guts objects verify reported problems") }
+                } else {
+                    let start = Instant.now()
+                    let status = spawn(["/usr/bin/git", "--git-dir", repository.gitDirectory, "fsck", "--full", "--no-dangling", "--no-progress"], quiet: true)
+                    gitTimes.append(Instant.now().seconds(since: start))
+                    if status != 0 { print("  warning: git fsck exited \(status)") }
+                }
+            }
+        }
+        let g = median(gutsTimes)
+        let f = median(gitTimes)
+        print("guts objects verify (\(useBinary ? "binary" : "in-process"), \(o.threads) threads): median \(fmt(g)) s of \(o.runs) runs [\(gutsTimes.map(fmt).joined(separator: " "))]")
+        print("git fsck --full:                 median \(fmt(f)) s of \(o.runs) runs [\(gitTimes.map(fmt).joined(separator: " "))]")
+        print("ratio guts/git: \(fmt(g / f)) (target <= 1.0) \(g <= f ? "OK" : "SLOWER")")
+        return true
+    }
+
+    // MARK: SHA-1 vs sha1sum
+
+    static func shaBenchmark(_ o: Options, scratch: String?) {
+        let size = o.shaMB << 20
+        var data = [UInt8](repeating: 0, count: size)
+        var x: UInt64 = 0x9E37_79B9_7F4A_7C15
+        data.withUnsafeMutableBytes { raw in
+            let words = raw.bindMemory(to: UInt64.self)
+            for k in 0..<words.count {
+                x ^= x << 13
+                x ^= x >> 7
+                x ^= x << 17
+                words[k] = x
+            }
+        }
+        var mine: [Double] = []
+        var digest = ""
+        for _ in 0..<o.runs {
+            let start = Instant.now()
+            digest = Hex.encode(SHA1.hash(data))
+            mine.append(Instant.now().seconds(since: start))
+        }
+        let dir = scratch ?? "/tmp"
+        let file = dir + "/guts-bench-sha1-\(getpid()).bin"
+        defer { Files.remove(file) }
+        do {
+            try Files.writeAtomically(file, data)
+        } catch {
+            print("cannot write \(file): \(error)")
+            return
+        }
+        var theirs: [Double] = []
+        var theirDigest = ""
+        for _ in 0..<o.runs {
+            let start = Instant.now()
+            let out = capture(["/usr/bin/sha1sum", file])
+            theirs.append(Instant.now().seconds(since: start))
+            theirDigest = String(out.prefix(40))
+        }
+        let m = Double(size) / 1e6 / median(mine)
+        let s = Double(size) / 1e6 / median(theirs)
+        print("SHA-1 over \(o.shaMB) MiB: guts \(fmt(m)) MB/s, sha1sum \(fmt(s)) MB/s (file in page cache, includes process start)")
+        print("ratio guts/sha1sum: \(fmt(m / s)) (target >= 0.70) \(m / s >= 0.7 ? "OK" : "BELOW")\(digest == theirDigest ? "" : "  DIGESTS DIFFER: \(digest) vs \(theirDigest)")")
+    }
+
+    // MARK: Repository generation
+
+    /// A repository of `commits` commits over ~400 files in 20 directories, each commit
+    /// editing a few files (text that deltas well), with tags and a few merges, packed
+    /// with `git repack -adf --depth=50`.
+    static func generate(at path: String, commits: Int, scratch: String) -> Bool {
+        guard spawn(["/usr/bin/git", "init", "-q", "--bare", path], quiet: true) == 0 else { return false }
+        let script = scratch + "/import.txt"
+        let fd = open(script, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { return false }
+        var buffer: [UInt8] = []
+        func emit(_ s: String) {
+            buffer.append(contentsOf: s.utf8)
+            if buffer.count > 1 << 20 { flush() }
+        }
+        func flush() {
+            buffer.withUnsafeBytes { raw in
+                var off = 0
+                while off < raw.count {
+                    let n = write(fd, raw.baseAddress! + off, raw.count - off)
+                    if n <= 0 { return }
+                    off += n
+                }
+            }
+            buffer.removeAll(keepingCapacity: true)
+        }
+        var rng: UInt64 = 42
+        func next() -> Int {
+            rng = rng &* 6364136223846793005 &+ 1442695040888963407
+            return Int(truncatingIfNeeded: rng >> 33)
+        }
+        let files = 400
+        var versions = [Int](repeating: 0, count: files)
+        for c in 0..<commits {
+            emit("commit refs/heads/main\nmark :\(c + 1)\n")
+            emit("author Dev \(c % 7) <dev\(c % 7)@example.com> \(1_500_000_000 + c * 600) +0200\n")
+            emit("committer Dev \(c % 7) <dev\(c % 7)@example.com> \(1_500_000_000 + c * 600) +0200\n")
+            let msg = "change \(c): update things\n"
+            emit("data \(msg.utf8.count)\n\(msg)")
+            if c > 0 { emit("from :\(c)\n") }
+            if c > 10 && c % 97 == 0 { emit("merge :\(c - 5)\n") }
+            let edits = c == 0 ? files : 1 + next() % 4
+            for e in 0..<edits {
+                let f = c == 0 ? e : next() % files
+                versions[f] += 1
+                var body = ""
+                let lines = 40 + (f % 13) * 10
+                for l in 0..<lines {
+                    let v = (l % 9 == versions[f] % 9) ? versions[f] : 0
+                    body += "file \(f) line \(l) value \(v) lorem ipsum dolor sit amet consectetur\n"
+                }
+                emit("M 100644 inline dir\(f % 20)/sub\(f % 3)/file\(f).txt\ndata \(body.utf8.count)\n\(body)")
+            }
+            emit("\n")
+            if c % 500 == 499 {
+                let tagMsg = "release \(c)\n"
+                emit("tag v\(c)\nfrom :\(c + 1)\ntagger Rel <rel@example.com> \(1_500_000_000 + c * 600) +0000\ndata \(tagMsg.utf8.count)\n\(tagMsg)\n")
+            }
+        }
+        flush()
+        close(fd)
+        guard spawn(["/usr/bin/git", "--git-dir", path, "fast-import", "--quiet"], stdin: script, quiet: true) == 0 else { return false }
+        Files.remove(script)
+        return spawn(["/usr/bin/git", "--git-dir", path, "repack", "-adfq", "--depth=50", "--window=10"], quiet: true) == 0
+    }
+
+    // MARK: Helpers
+
+    static func median(_ v: [Double]) -> Double {
+        let s = v.sorted()
+        guard !s.isEmpty else { return 0 }
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    static func fmt(_ d: Double) -> String {
+        let r = (d * 1000).rounded() / 1000
+        return String(r)
+    }
+
+    static func mb(_ bytes: Int) -> String { fmt(Double(bytes) / 1e6) }
+
+    /// A binary in the same directory as this one.
+    static func siblingBinary(_ name: String) -> String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let path = Files.directoryName(exe) + "/" + name
+        return access(path, X_OK) == 0 ? path : nil
+    }
+
+    /// Runs a program and waits; stdout/stderr to /dev/null when `quiet`.
+    @discardableResult
+    static func spawn(_ argv: [String], stdin: String? = nil, stdout: Int32? = nil, quiet: Bool = false) -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if let stdin { posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0) }
+        if let stdout {
+            posix_spawn_file_actions_adddup2(&actions, stdout, 1)
+        } else if quiet {
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        }
+        if quiet { posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0) }
+        var cargs = argv.map { strdup($0) } + [nil]
+        defer { for p in cargs { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &actions, nil, &cargs, environ)
+        guard rc == 0 else { return -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+    }
+
+    /// Runs a program and returns its stdout.
+    static func capture(_ argv: [String]) -> String {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return "" }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        var cargs = argv.map { strdup($0) } + [nil]
+        defer { for p in cargs { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &actions, nil, &cargs, environ)
+        close(fds[1])
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while rc == 0 {
+            let n = chunk.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            out += chunk[0..<n]
+        }
+        close(fds[0])
+        if rc == 0 {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

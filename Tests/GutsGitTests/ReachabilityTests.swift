@@ -1,0 +1,76 @@
+import Foundation
+import XCTest
+@testable import GutsGit
+
+final class ReachabilityTests: XCTestCase {
+    func ids(_ text: String) -> Set<ObjectID> {
+        Set(text.split(separator: "\n").compactMap { ObjectID(hex: $0.prefix(40)) })
+    }
+
+    func testWalkMatchesGitRevListObjects() throws {
+        let dir = try makeHistoryRepository(self, commits: 20)
+        try git(["gc", "-q"], in: dir)
+        let repo = try Repository.open(dir)
+        func rev(_ s: String) throws -> ObjectID {
+            try XCTUnwrap(ObjectID(hex: try git(["rev-parse", s], in: dir).text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        }
+        let walk = ObjectWalk(store: repo)
+        // Everything.
+        let all = try walk.objects(reachableFrom: [try rev("v1.0"), try rev("side")])
+        XCTAssertEqual(Set(all.objects), ids(try git(["rev-list", "--objects", "v1.0", "side"], in: dir).text).union([try rev("v1.0")]))
+        XCTAssertEqual(all.objects.count, Set(all.objects).count)
+        XCTAssertEqual(all.tags, 1)
+        // Order: commits first, then tags, trees, blobs.
+        let kinds = try all.objects.map { try XCTUnwrap(try repo.read($0)).type }
+        XCTAssertEqual(kinds, kinds.sorted { order($0) < order($1) })
+        // Incremental: main minus HEAD~7.
+        let inc = try walk.objects(reachableFrom: [try rev("main")], excluding: [try rev("main~7")])
+        let expected = ids(try git(["rev-list", "--objects", "main", "^main~7"], in: dir).text)
+        XCTAssertEqual(Set(inc.objects), expected)
+        XCTAssertTrue(try walk.missingObjects(reachableFrom: [try rev("main")]).isEmpty)
+        // A pack of the increment, applied to a repository that has main~7, is connected.
+        let writer = try PackWriter(directory: try makeTempDirectory(self) + "/p")
+        for id in inc.objects {
+            let obj = try XCTUnwrap(try repo.read(id))
+            try writer.add(type: obj.type, body: obj.body, id: id)
+        }
+        let pack = try writer.finish()
+        let vp = try git(["verify-pack", pack.indexPath], in: dir)
+        XCTAssertEqual(vp.status, 0)
+    }
+
+    func order(_ t: ObjectType) -> Int {
+        switch t {
+        case .commit: return 0
+        case .tag: return 1
+        case .tree: return 2
+        case .blob: return 3
+        }
+    }
+
+    /// A long linear history (built with fast-import) walks without recursion.
+    func testLongHistory() throws {
+        let dir = try makeTempDirectory(self)
+        try git(["init", "-q", "--bare", "long.git"], in: dir)
+        let n = 100_000
+        var script = ""
+        script.reserveCapacity(n * 120)
+        for i in 0..<n {
+            script += "commit refs/heads/main\nmark :\(i + 1)\ncommitter C <c@e> \(1_600_000_000 + i) +0000\ndata 0\n"
+            if i > 0 { script += "from :\(i)\n" }
+            script += "M 100644 inline f\ndata \(String(i).utf8.count)\n\(i)\n"
+        }
+        try git(["--git-dir", dir + "/long.git", "fast-import", "--quiet"], in: dir, input: Data(script.utf8))
+        let repo = try Repository.open(dir + "/long.git")
+        let head = try XCTUnwrap(try repo.resolveRef("refs/heads/main"))
+        let start = Date()
+        let result = try ObjectWalk(store: repo).objects(reachableFrom: [head])
+        XCTAssertEqual(result.commits, n)
+        XCTAssertEqual(result.trees, n)
+        XCTAssertEqual(result.blobs, n)
+        print("walked \(result.objects.count) objects in \(Date().timeIntervalSince(start)) s")
+        let (problems, summary) = try verify(dir + "/long.git")
+        XCTAssertEqual(problems, [])
+        XCTAssertEqual(summary.reachable, 3 * n)
+    }
+}
