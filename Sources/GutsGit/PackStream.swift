@@ -1,0 +1,198 @@
+import GutsSupport
+
+/// Produces a pack holding a given list of objects, piece by piece, for sending over
+/// a connection: memory stays bounded by one chunk plus one object, however large the
+/// pack.
+///
+/// Stored entries are reused as they are: a whole object stored in a pack is copied
+/// without inflating or recompressing it, and a stored delta is copied as a REF_DELTA
+/// when its base is in the same pack and also being sent (so the result never needs a
+/// base the receiver lacks, and never forms a cycle). Everything else (loose objects,
+/// deltas on bases not sent) is written whole, compressed afresh.
+public final class PackStream {
+    private let repository: Repository
+    private let ids: [ObjectID]
+    private let sending: Set<ObjectID>
+    private var next = 0
+    private var hasher = SHA1()
+    /// Bytes produced but not yet returned: `pending[pendingStart...]`.
+    private var pending: [UInt8] = []
+    private var pendingStart = 0
+    /// Stored compressed data still to copy; points into a mapping kept alive by `sources`.
+    private var raw: UnsafeRawBufferPointer?
+    private var trailerWritten = false
+    /// Packs used so far, kept alive while their mapped bytes may be referenced.
+    private var sources: [ObjectIdentifier: (PackReader, PackLayout)] = [:]
+    private let level: Int32
+
+    /// Entries copied from stored packs without recompression.
+    public private(set) var reusedObjects = 0
+    /// Of those, deltas reused as REF_DELTA.
+    public private(set) var reusedDeltas = 0
+    /// Objects compressed afresh.
+    public private(set) var compressedObjects = 0
+    /// Bytes produced so far.
+    public private(set) var bytesProduced = 0
+
+    public var objectCount: Int { ids.count }
+
+    public init(repository: Repository, objects: [ObjectID], compressionLevel: Int32 = 6) {
+        self.repository = repository
+        self.ids = objects
+        self.sending = Set(objects)
+        self.level = compressionLevel
+        var header: [UInt8] = Array("PACK".utf8) + [0, 0, 0, 2]
+        withUnsafeBytes(of: UInt32(clamping: objects.count).bigEndian) { header.append(contentsOf: $0) }
+        pending = header
+    }
+
+    /// The next piece of the pack, at most `maxBytes` long; nil once everything, the
+    /// trailer included, was returned.
+    public func nextChunk(maxBytes: Int) throws -> [UInt8]? {
+        precondition(maxBytes > 20, "nextChunk needs room for the trailer")
+        while pending.count - pendingStart < maxBytes {
+            if let r = raw, r.count > 0 {
+                // Copy stored compressed data in slices, so a huge entry never sits whole in memory.
+                let n = min(r.count, maxBytes - (pending.count - pendingStart))
+                pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: r[r.startIndex..<(r.startIndex + n)]))
+                raw = UnsafeRawBufferPointer(rebasing: r[(r.startIndex + n)...])
+                continue
+            }
+            raw = nil
+            if next < ids.count {
+                try appendEntry(ids[next])
+                next += 1
+                continue
+            }
+            if !trailerWritten {
+                // Everything before the trailer is hashed as it leaves; hash the rest now.
+                hasher.update(pending[pendingStart...])
+                let digest = hasher.finalize()
+                trailerWritten = true
+                if pending.count - pendingStart + digest.count <= maxBytes {
+                    let out = Array(pending[pendingStart...]) + digest
+                    pending = []
+                    pendingStart = 0
+                    bytesProduced += out.count
+                    return out
+                }
+                // Not enough room: the remainder goes now, the trailer next time.
+                let out = Array(pending[pendingStart...])
+                pending = digest
+                pendingStart = 0
+                bytesProduced += out.count
+                return out
+            }
+            break
+        }
+        if pending.count == pendingStart { return nil }
+        let n = min(maxBytes, pending.count - pendingStart)
+        let out = Array(pending[pendingStart..<(pendingStart + n)])
+        if !trailerWritten { hasher.update(out) }
+        pendingStart += n
+        if pendingStart == pending.count {
+            pending.removeAll(keepingCapacity: true)
+            pendingStart = 0
+        } else if pendingStart > 4 << 20 {
+            pending.removeFirst(pendingStart)
+            pendingStart = 0
+        }
+        bytesProduced += out.count
+        return out
+    }
+
+    private func appendEntry(_ id: ObjectID) throws {
+        if let (reader, layout) = source(of: id), let entry = try layout.entry(for: id, in: reader) {
+            if !entry.header.isDelta {
+                pending += PackWriter.entryHeader(kind: entry.header.kind, size: entry.header.size)
+                raw = entry.data
+                reusedObjects += 1
+                return
+            }
+            if let base = entry.baseID, sending.contains(base), let (baseReader, _) = source(of: base), baseReader === reader {
+                pending += PackWriter.entryHeader(kind: PackEntryKind.refDelta, size: entry.header.size)
+                pending += base.bytes
+                raw = entry.data
+                reusedObjects += 1
+                reusedDeltas += 1
+                return
+            }
+        }
+        guard let object = try repository.read(id) else {
+            throw GitError(.notFound, "object \(id) is missing")
+        }
+        pending += PackWriter.entryHeader(kind: object.type.rawValue, size: object.body.count)
+        pending += try Zlib.deflate(object.body, level: level)
+        compressedObjects += 1
+    }
+
+    /// The first pack holding `id`, with its layout.
+    private func source(of id: ObjectID) -> (PackReader, PackLayout)? {
+        for reader in repository.packs where reader.contains(id) {
+            let key = ObjectIdentifier(reader)
+            if let known = sources[key] { return known }
+            let layout = PackLayout(reader)
+            sources[key] = (reader, layout)
+            return (reader, layout)
+        }
+        return nil
+    }
+}
+
+/// Where each entry of a pack starts and ends, from its index: entry boundaries for
+/// raw copies, and offset-to-name for OFS_DELTA bases.
+final class PackLayout {
+    /// Entry offsets in ascending order, and the index position of each.
+    private let offsets: [Int]
+    private let positions: [Int]
+    private let end: Int
+
+    struct Entry {
+        let header: PackEntryHeader
+        let baseID: ObjectID?
+        /// The entry's zlib data.
+        let data: UnsafeRawBufferPointer
+    }
+
+    init(_ reader: PackReader) {
+        var pairs: [(Int, Int)] = []
+        pairs.reserveCapacity(reader.index.count)
+        for i in 0..<reader.index.count {
+            if let off = reader.index.offset(at: i) { pairs.append((off, i)) }
+        }
+        pairs.sort { $0.0 < $1.0 }
+        offsets = pairs.map(\.0)
+        positions = pairs.map(\.1)
+        end = reader.pack.count - 20
+    }
+
+    /// Index of the first offset greater than `offset`.
+    private func upperBound(_ offset: Int) -> Int {
+        var lo = 0, hi = offsets.count
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if offsets[mid] <= offset { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    func entry(for id: ObjectID, in reader: PackReader) throws -> Entry? {
+        guard let i = reader.index.find(id), let offset = reader.index.offset(at: i) else { return nil }
+        let b = reader.pack.buffer
+        let h = try PackEntryHeader.parse(b, at: offset, end: end, limit: reader.limits.maxObjectSize)
+        let u = upperBound(offset)
+        let entryEnd = u < offsets.count ? offsets[u] : end
+        guard h.dataOffset <= entryEnd, entryEnd <= end else {
+            throw GitError(.corrupt, "\(reader.packPath): entry at \(offset) overlaps the next one")
+        }
+        var baseID = h.baseID
+        if h.kind == PackEntryKind.ofsDelta {
+            let j = upperBound(h.baseOffset) - 1
+            guard j >= 0, offsets[j] == h.baseOffset else {
+                throw GitError(.corrupt, "\(reader.packPath): delta at \(offset) names no entry at \(h.baseOffset)")
+            }
+            baseID = reader.index.id(at: positions[j])
+        }
+        return Entry(header: h, baseID: baseID, data: UnsafeRawBufferPointer(rebasing: b[h.dataOffset..<entryEnd]))
+    }
+}
