@@ -375,7 +375,7 @@ public struct GossipEngine: Sendable {
         seen.insert(id, now: now)
         cache.insert(id, gossip, now: now)
         wants.removeValue(forKey: id)
-        guard let mesh = meshes[gossip.topic] else {
+        guard meshes[gossip.topic] != nil else {
             // Published here without a subscription: push to a random subset of subscribers.
             var targets = peers.filter { $0.key != source && $0.value.topics.contains(gossip.topic) }.map(\.key).sorted()
             targets.shuffle(using: &rng)
@@ -387,6 +387,12 @@ public struct GossipEngine: Sendable {
         }
         stats.delivered += 1
         actions.append(.deliver(gossip, id: idBytes, from: source))
+        if let source, meshes[gossip.topic]?.lazy.remove(source) != nil {
+            // The first copy came over this link: it is a branch of the tree, so keep it eager
+            // in our direction too (the eager cap may have left it lazy).
+            meshes[gossip.topic]?.eager.insert(source)
+        }
+        guard let mesh = meshes[gossip.topic] else { return }
         for peer in mesh.eager.sorted() where peer != source {
             actions.append(.send(peer, .gossip(gossip)))
             stats.relayed += 1

@@ -201,15 +201,27 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(engine.lazyPeers("chat"), [4, 5, 6])
         let key = try keyPair(1)
         for source in PeerKey(1)...6 {
+            let (eager, lazy) = (Set(engine.eagerPeers("chat")), Set(engine.lazyPeers("chat")))
             let g = signedGossip("from \(source)", by: key, sequence: source)
             let actions = engine.receive(.gossip(g), from: source, now: at(Double(source)), wallClockMillis: wall(0))
                 + engine.tick(now: at(Double(source) + 1))
             XCTAssertEqual(actions.delivered, [g])
             XCTAssertFalse(actions.sent.contains { $0.peer == source }, "nothing back to \(source)")
-            XCTAssertEqual(Set(actions.gossipTargets), Set([1, 2, 3]).subtracting([source]))
-            XCTAssertEqual(Set(actions.iHaves.map(\.peer)), Set([4, 5, 6]).subtracting([source]))
+            XCTAssertEqual(Set(actions.gossipTargets), eager.subtracting([source]))
+            XCTAssertEqual(Set(actions.iHaves.map(\.peer)), lazy.subtracting([source]))
             XCTAssertTrue(actions.iHaves.allSatisfy { $0.iHave == IHave(topic: "chat", ids: [g.id]) })
         }
+    }
+
+    func testTheLinkOfAFirstCopyBecomesEager() throws {
+        var config = GossipConfig()
+        config.eagerFanout = 1
+        var engine = try makeEngine(peers: [1, 2, 3], config: config)
+        XCTAssertEqual(engine.eagerPeers("chat"), [1])
+        // Peer 3 pushed us a new message: it is our parent in the tree, so we push to it too.
+        _ = engine.receive(.gossip(signedGossip("x", by: try keyPair(1))), from: 3, now: at(1), wallClockMillis: wall(1))
+        XCTAssertEqual(engine.eagerPeers("chat"), [1, 3])
+        XCTAssertEqual(try engine.publish(topic: "chat", data: [], now: at(2), wallClockMillis: wall(2)).actions.gossipTargets, [1, 3])
     }
 
     func testOnlySubscribedPeersReceive() throws {
