@@ -304,7 +304,8 @@ public struct GossipEngine: Sendable {
             return .failure(.duplicate)
         }
         if peer != nil, meshes[gossip.topic] == nil {
-            // Not (or no longer) subscribed: not ours to judge or relay.
+            // Not (or no longer) subscribed: not ours to judge or relay, and no penalty (the
+            // peer may not have our Unsubscribe yet). The result is not seen by any caller.
             stats.unsubscribedDropped += 1
             return .failure(.invalidTopic)
         }

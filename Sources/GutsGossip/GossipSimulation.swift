@@ -22,18 +22,24 @@ public struct GossipSimulation: Sendable {
 
     /// Parameters of a simulation.
     public struct Options: Sendable {
+        /// Number of nodes.
         public var nodes = 1000
+        /// How they are linked.
         public var topology = Topology.randomRegular(degree: 6)
         /// Each link's one-way latency is drawn uniformly from this range (seconds).
         public var minLatency = 0.005
         public var maxLatency = 0.050
         /// Probability that a message (other than Subscribe) is lost.
         public var lossRate = 0.0
+        /// Seeds the topology, the keys, the latencies, the losses and every engine.
         public var seed: UInt64 = 1
+        /// The topic every node subscribes to and `publish(from:data:)` uses.
         public var topic = "sim/topic"
+        /// The configuration of every engine.
         public var config = GossipConfig()
         /// Wall clock (ms since the epoch) at virtual time 0.
         public var wallClockStart: UInt64 = 1_800_000_000_000
+        /// The defaults: 1000 nodes, degree 6 to 8, 5 to 50 ms, no loss.
         public init() {}
     }
 
@@ -57,13 +63,16 @@ public struct GossipSimulation: Sendable {
 
     /// Counts over the whole run (including the subscription exchange at start).
     public struct Totals: Sendable, Equatable {
+        /// Gossip messages sent (eager pushes and IWant answers), lost ones included.
         public var fullMessagesSent = 0
+        /// Control messages sent, by kind, lost ones included.
         public var subscribeSent = 0
         public var iHaveSent = 0
         public var iWantSent = 0
         public var pruneSent = 0
         /// Messages dropped by the loss rate.
         public var lost = 0
+        /// `.deliver`, `.penalize` and `.disconnect` actions over all nodes.
         public var deliveries = 0
         public var penalties = 0
         public var disconnects = 0
@@ -85,6 +94,7 @@ public struct GossipSimulation: Sendable {
         var copies: [Int]
     }
 
+    /// The options the network was built with.
     public let options: Options
     private var engines: [GossipEngine]
     private var neighbors: [[Int]]
@@ -97,6 +107,7 @@ public struct GossipSimulation: Sendable {
     private var trackedIndex: [[UInt8]: Int] = [:]
     /// The virtual clock.
     public private(set) var now = Instant(nanoseconds: 0)
+    /// Counts since the start.
     public private(set) var totals = Totals()
 
     /// Builds the network, subscribes every node and connects the links at time 0.
@@ -159,9 +170,11 @@ public struct GossipSimulation: Sendable {
 
     // MARK: Access
 
+    /// Number of nodes (node numbers are 0..<nodeCount; a node's PeerKey for a neighbour is its number).
     public var nodeCount: Int { engines.count }
     /// A node's engine (a copy).
     public func engine(_ node: Int) -> GossipEngine { engines[node] }
+    /// The nodes linked to `node`.
     public func neighbors(of node: Int) -> [Int] { neighbors[node] }
     /// A node drawn from the simulation's seeded generator.
     public mutating func randomNode() -> Int { Int(rng.next() % UInt64(engines.count)) }
