@@ -2,7 +2,8 @@
 // guts: a peer-to-peer layer for decentralized code collaboration.
 //
 // Module arrows point down only:
-//   GutsCrypto -> GutsNoise -> GutsWire -> GutsTransport -> GutsNode -> GutsCLI -> guts
+//   GutsCrypto -> GutsNoise -> GutsWire -> GutsTransport -> GutsSync -> GutsNode -> GutsCLI
+//   (GutsSync also uses GutsGit)
 //   GutsGit (git objects and storage) stands apart from networking.
 import PackageDescription
 
@@ -38,22 +39,25 @@ let package = Package(
         .target(name: "GutsTransport", dependencies: ["GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
         // Gossip: signed messages, seen-cache, eager/lazy push. A pure state machine.
         .target(name: "GutsGossip", dependencies: ["GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
+        // Repository sync: names and access, negotiation plan, serving, fetching into quarantine.
+        .target(name: "GutsSync", dependencies: ["GutsGit", "GutsWire", "GutsTransport", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
         // The long-running node: listener, bootstrap peers, request dispatch.
-        .target(name: "GutsNode", dependencies: ["GutsTransport", "GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
+        .target(name: "GutsNode", dependencies: ["GutsTransport", "GutsSync", "GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
         // Git objects, packs, refs and reachability. No networking.
         .target(name: "GutsGit", dependencies: ["CZlib", "GutsSupport"]),
         // Argument parsing and the subcommands.
         .target(name: "GutsCLI", dependencies: [
-            "GutsSupport", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsNode", "GutsGit", nioCore, nioPosix,
+            "GutsSupport", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsNode", "GutsSync", "GutsGit", nioCore, nioPosix,
         ]),
         .executableTarget(name: "guts", dependencies: ["GutsCLI"]),
         .executableTarget(name: "guts-bench", dependencies: [
-            "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", nioCore, nioPosix,
+            "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", nioCore, nioPosix,
         ]),
 
         .testTarget(name: "GutsCryptoTests", dependencies: ["GutsCrypto", "GutsNoise", "GutsSupport"]),
         .testTarget(name: "GutsWireTests", dependencies: ["GutsWire", "GutsIdentity", "GutsNoise", "GutsCrypto", "GutsSupport"]),
         .testTarget(name: "GutsGossipTests", dependencies: ["GutsGossip", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
+        .testTarget(name: "GutsSyncTests", dependencies: ["GutsSync", "GutsGit", "GutsWire", "GutsSupport"]),
         .testTarget(name: "GutsGitTests", dependencies: ["GutsGit", "GutsSupport"]),
         .testTarget(name: "GutsCLITests", dependencies: ["GutsCLI", "GutsSupport", "GutsIdentity"]),
         .testTarget(name: "IntegrationTests", dependencies: ["GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto"]),

@@ -12,6 +12,7 @@ public enum GutsMain {
         ListenCommand.self,
         DialCommand.self,
         PingCommand.self,
+        SyncCommand.self,
         ObjectsVerifyCommand.self,
     ]
 

@@ -1,5 +1,6 @@
 import GutsIdentity
 import GutsNode
+import GutsSync
 import GutsSupport
 import GutsTransport
 import GutsWire
@@ -11,7 +12,7 @@ import Glibc
 enum ListenCommand: Command {
     static let name = "listen"
     static let summary = "run a node: accept peers, keep bootstrap peers connected, answer requests"
-    static let synopsis = "listen [--listen ADDR] [--bootstrap [PEERID@]ADDR ...] [--max-connections N] [options]"
+    static let synopsis = "listen [--listen ADDR] [--bootstrap [PEERID@]ADDR ...] [--repos DIR ...] [--max-connections N] [options]"
     static let options = [
         OptionSpec("listen", short: "l", value: "ADDR", help: "address to bind (default 127.0.0.1:9000; port 0 picks a free port)"),
         OptionSpec("bootstrap", short: "b", value: "[PEERID@]ADDR", repeatable: true, help: "peer to keep connected (repeatable; adds to config)"),
@@ -20,6 +21,7 @@ enum ListenCommand: Command {
         OptionSpec("idle-timeout", value: "SECONDS", help: "drop peers silent for this long (default 90)"),
         OptionSpec("keepalive-interval", value: "SECONDS", help: "ping peers silent for this long (default 30)"),
         OptionSpec("network", value: "ID", help: "network ID; nodes on different networks cannot connect (default empty)"),
+        OptionSpec("repos", value: "DIR", repeatable: true, help: "also serve the repositories under DIR (besides <home>/repos)"),
     ]
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
@@ -41,13 +43,21 @@ enum ListenCommand: Command {
         guard bind.peer == nil else { throw UsageError("the listen address takes HOST:PORT without a peer ID") }
         let bootstrap = try config.bootstrap.map { try Network.parseEndpoint($0) }
         let identity = try loadIdentity(context)
+        var roots = [home + "/repos"]
+        do { try Files.makeDirectories(roots[0], mode: 0o755) } catch { throw CommandError(.io, "cannot create \(roots[0]): \(error)") }
+        for dir in args.all("repos") {
+            guard Files.isDirectory(dir) else { throw CommandError(.io, "--repos \(dir): not a directory") }
+            roots.append(dir)
+        }
+        let catalog = RepositoryCatalog(roots: roots)
 
         let signals = SignalWatcher.install()
         let log = NodeLog(info: { context.log($0) }, debug: { context.debug($0) })
-        let node = Node(options: .init(host: bind.host, port: bind.port, bootstrap: bootstrap,
+        var nodeOptions = Node.Options(host: bind.host, port: bind.port, bootstrap: bootstrap,
                                        maxConnections: config.maxConnections, connectTimeout: config.connectTimeout,
-                                       session: Network.sessionConfig(identity: identity, config: config)),
-                        log: log)
+                                       session: Network.sessionConfig(identity: identity, config: config))
+        nodeOptions.repositories = catalog
+        let node = Node(options: nodeOptions, log: log)
         let address: String
         do {
             let bound = try node.start()
@@ -63,6 +73,8 @@ enum ListenCommand: Command {
             context.out("\(identity.peerID)@\(address)")
         }
         context.log("listening on \(address) as \(identity.peerID)" + (config.network.isEmpty ? "" : " (network \(config.network))"))
+        let served = catalog.all()
+        context.log("serving \(served.count) repositor\(served.count == 1 ? "y" : "ies") from \(roots.joined(separator: ", "))")
         let sig = signals.wait()
         context.log("received \(sig == SIGTERM ? "SIGTERM" : "SIGINT"), shutting down")
         node.stop()

@@ -1,5 +1,6 @@
 import GutsIdentity
 import GutsSupport
+import GutsSync
 import GutsTransport
 import GutsWire
 import NIOConcurrencyHelpers
@@ -25,6 +26,8 @@ public final class Node: @unchecked Sendable {
         public var maxConnections: Int
         public var connectTimeout: Double
         public var session: SessionConfig
+        /// Repositories to serve (nil: serve none).
+        public var repositories: RepositoryCatalog?
         /// Reconnect backoff bounds in seconds.
         public var minBackoff: Double = 1
         public var maxBackoff: Double = 60
@@ -43,6 +46,7 @@ public final class Node: @unchecked Sendable {
     let log: NodeLog
     let group: MultiThreadedEventLoopGroup
     private var listener: Listener?
+    private let sync: SyncServer?
     private let stopping = NIOLockedValueBox(false)
     private let outbound = NIOLockedValueBox([Int: PeerConnection]())
 
@@ -50,6 +54,7 @@ public final class Node: @unchecked Sendable {
         self.options = options
         self.log = log
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+        self.sync = options.repositories.map { SyncServer(catalog: $0, log: log.info) }
     }
 
     public var peerID: PeerID {
@@ -60,7 +65,9 @@ public final class Node: @unchecked Sendable {
 
     /// Binds the listener and starts dialling bootstrap peers. Returns the bound address.
     public func start() throws -> SocketAddress {
-        let listener = Listener(group: group, config: options.session, options: .init(maxConnections: options.maxConnections)) { [self] connection in
+        var session = options.session
+        if sync != nil { session.capabilities += SyncServer.capabilities.filter { !session.capabilities.contains($0) } }
+        let listener = Listener(group: group, config: session, options: .init(maxConnections: options.maxConnections)) { [self] connection in
             follow(connection, label: "inbound")
         }
         let address = try listener.bind(host: options.host, port: options.port)
@@ -78,6 +85,7 @@ public final class Node: @unchecked Sendable {
         let out = outbound.withLockedValue { Array($0.values) }
         for c in out { c.close(.shutdown, "node shutting down") }
         for c in out { _ = try? c.closeFuture.wait() }
+        sync?.shutdown()
         try? group.syncShutdownGracefully()
     }
 
@@ -139,6 +147,7 @@ public final class Node: @unchecked Sendable {
     // MARK: - Requests
 
     private func handle(_ message: Message, from connection: PeerConnection) {
+        if let sync, sync.handle(message, from: connection) { return }
         switch message {
         case let .getRefs(r):
             connection.send(.error(ErrorReply(requestID: r.requestID, code: .badRequest,

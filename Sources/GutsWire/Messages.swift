@@ -55,6 +55,7 @@ public struct ReasonCode: RawRepresentable, Hashable, Sendable, CustomStringConv
     public static let accessDenied = ReasonCode(rawValue: 10)
     public static let internalError = ReasonCode(rawValue: 11)
     public static let badRequest = ReasonCode(rawValue: 12)
+    public static let busy = ReasonCode(rawValue: 13)
 
     public var description: String {
         switch rawValue {
@@ -70,6 +71,7 @@ public struct ReasonCode: RawRepresentable, Hashable, Sendable, CustomStringConv
         case 10: return "access-denied"
         case 11: return "internal-error"
         case 12: return "bad-request"
+        case 13: return "busy"
         default: return "code-\(rawValue)"
         }
     }
@@ -111,7 +113,7 @@ public struct Goodbye: Equatable, Sendable {
     }
 }
 
-public struct ErrorReply: Equatable, Sendable {
+public struct ErrorReply: Error, Equatable, Sendable {
     public var requestID: UInt32
     public var code: ReasonCode
     public var message: String

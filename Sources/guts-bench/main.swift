@@ -1,21 +1,33 @@
 import Foundation
 
 // guts-bench: figures for the issue notes. Build with `swift build -c release` and run
-// `.build/release/guts-bench [channel|git|all] [options]`. Prints figures beside the
-// reference implementation measured in the same run.
+// `.build/release/guts-bench [SUITE] [options]`. Each suite prints guts' figures beside
+// the reference implementation measured in the same run.
+let suites: [(name: String, summary: String, run: ([String]) -> Int32)] = [
+    ("channel", "handshakes/s and encrypted bulk throughput vs raw libsodium", ChannelBench.run),
+    ("git", "objects verify vs git fsck --full, SHA-1 vs sha1sum", GitBench.run),
+    ("sync", "first mirror and incremental sync vs git over git daemon", SyncBench.run),
+    ("gossip", "gossip propagation latency and duplicates on real local nodes", GossipBench.run),
+]
 let args = Array(CommandLine.arguments.dropFirst())
-let suite = args.first.flatMap { $0.hasPrefix("-") ? nil : $0 } ?? "all"
-let rest = suite == "all" && args.first != "all" ? args : Array(args.dropFirst())
+if args.first == "-h" || args.first == "--help" || args.first == "help" {
+    print("usage: guts-bench [all | \(suites.map(\.name).joined(separator: " | "))] [suite options]")
+    for s in suites { print("  \(s.name.padding(toLength: 8, withPad: " ", startingAt: 0)) \(s.summary)") }
+    exit(0)
+}
+let selected = args.first.flatMap { $0.hasPrefix("-") ? nil : $0 } ?? "all"
+let rest = args.first == selected ? Array(args.dropFirst()) : args
 var status: Int32 = 0
-switch suite {
-case "channel":
-    status = ChannelBench.run(arguments: rest)
-case "all":
-    status = ChannelBench.run(arguments: rest)
-case "-h", "--help", "help":
-    print("usage: guts-bench [channel|all] [--seconds S] [--rounds N] [--megabytes M] [--concurrency C]")
-default:
-    FileHandle.standardError.write(Data("guts-bench: unknown suite '\(suite)'\n".utf8))
+if selected == "all" {
+    for s in suites {
+        let rc = s.run(rest)
+        if rc != 0 { status = rc }
+        print("")
+    }
+} else if let s = suites.first(where: { $0.name == selected }) {
+    status = s.run(rest)
+} else {
+    FileHandle.standardError.write(Data("guts-bench: unknown suite '\(selected)' (try --help)\n".utf8))
     status = 2
 }
 exit(status)

@@ -1,0 +1,164 @@
+import GutsGit
+import GutsIdentity
+import GutsSupport
+import GutsSync
+import GutsTransport
+import GutsWire
+import NIOPosix
+
+/// `guts sync`: mirror a repository from a peer, verified, into the state directory.
+enum SyncCommand: Command {
+    static let name = "sync"
+    static let summary = "mirror a repository from a peer, verifying every object before it becomes visible"
+    static let synopsis = "sync [--into DIR] [--timeout SECONDS] [--network ID] REPO --peer [PEERID@]ADDR [--peer ...]"
+    static let options = [
+        OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", repeatable: true, help: "peer to fetch from; several are tried in order until one succeeds"),
+        OptionSpec("into", value: "DIR", help: "bare repository to sync into (default <home>/repos/REPO.git)"),
+        OptionSpec("timeout", short: "W", value: "SECONDS", help: "connect, handshake and per-answer silence limit (default 30)"),
+        OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
+    ]
+
+    static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
+        guard args.positionals.count == 1 else { throw UsageError("sync needs exactly one repository name (OWNER/NAME)") }
+        guard let name = RepositoryName(args.positionals[0]) else {
+            throw UsageError("invalid repository name '\(args.positionals[0])': use NAME or OWNER/NAME with letters, digits, '.', '_' and '-'")
+        }
+        let peers = try args.all("peer").map { try Network.parseEndpoint($0) }
+        guard !peers.isEmpty else { throw UsageError("sync needs at least one --peer [PEERID@]ADDR") }
+        let timeout = try args.seconds("timeout", in: 0.1...3600) ?? 30
+        var config = try NodeConfig.load(home: context.homePath)
+        config.connectTimeout = timeout
+        config.handshakeTimeout = timeout
+        try Network.applyNetworkOption(args, to: &config)
+        let path: String
+        if let into = args.value("into") {
+            path = into
+        } else {
+            path = name.path(in: try context.home() + "/repos")
+        }
+        let identity = try Network.clientIdentity(context)
+        let session = Network.sessionConfig(identity: identity, config: config)
+        let signals = SignalWatcher.install()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+
+        var failures: [CommandError] = []
+        for endpoint in peers {
+            if signals.received != 0 { break }
+            let connection: PeerConnection
+            do {
+                connection = try Network.dial(endpoint, config: session, group: group, connectTimeout: timeout)
+            } catch let e as CommandError {
+                context.error("peer \(endpoint): \(e.message)")
+                failures.append(e)
+                continue
+            }
+            signals.onSignal { _ in connection.close(.shutdown, "sync interrupted") }
+            guard let peer = connection.peer else { continue }
+            let served = "\(peer.peerID)@\(connection.remoteAddress)"
+            context.debug("syncing \(name) from \(served)")
+            let progress: @Sendable (SyncProgress) -> Void = { p in
+                context.progress(progressLine(p))
+            }
+            do {
+                let report = try SyncClient.run(repository: name, into: path, over: connection,
+                                                options: SyncOptions(timeout: timeout, progress: context.stderrIsTTY ? progress : nil))
+                context.endProgress()
+                connection.close(.shutdown, "sync finished")
+                _ = try? connection.closeFuture.wait()
+                emit(report, name: name, peer: served, context)
+                return report.upToDate ? .noReply : .ok
+            } catch let f as SyncFailure {
+                context.endProgress()
+                connection.close(.shutdown, "sync failed")
+                _ = try? connection.closeFuture.wait()
+                if signals.received != 0 {
+                    throw CommandError(.io, "interrupted; \(path) is unchanged")
+                }
+                let e = describe(f, peer: served)
+                context.error(e.message)
+                failures.append(e)
+            }
+        }
+        // Every peer failed: report the most serious kind.
+        let order: [ExitCode] = [.integrity, .refused, .authentication, .protocolError, .timeout, .unreachable, .io]
+        let worst = order.first { code in failures.contains { $0.code == code } } ?? .unreachable
+        let count = peers.count
+        throw CommandError(worst, "could not sync \(name) from \(count == 1 ? "the peer" : "any of \(count) peers"); \(path) is unchanged")
+    }
+
+    static func describe(_ f: SyncFailure, peer: String) -> CommandError {
+        switch f {
+        case let .notFound(m): return CommandError(.refused, "peer \(peer): \(m)")
+        case let .refused(m): return CommandError(.refused, "peer \(peer): \(m)")
+        case let .integrity(m): return CommandError(.integrity, "peer \(peer) sent bad data: \(m); nothing was stored")
+        case let .protocolViolation(m): return CommandError(.protocolError, "peer \(peer): \(m)")
+        case let .timeout(m): return CommandError(.timeout, "peer \(peer): \(m)")
+        case let .connection(m): return CommandError(.unreachable, "peer \(peer): \(m)")
+        case let .local(m): return CommandError(.io, m)
+        }
+    }
+
+    static func progressLine(_ p: SyncProgress) -> String {
+        let rate = p.seconds > 0 ? Double(p.bytes) / p.seconds : 0
+        let objects = p.objects.map { "\($0) objects, " } ?? ""
+        switch p.phase {
+        case .refs: return "asking for refs..."
+        case .receiving: return "receiving: \(objects)\(bytes(p.bytes)), \(bytes(Int(rate)))/s"
+        case .indexing: return "verifying \(objects)\(bytes(p.bytes))..."
+        case .checking: return "checking connectivity..."
+        case .updating: return "updating refs..."
+        }
+    }
+
+    static func bytes(_ n: Int) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n)
+        var u = 0
+        while v >= 1024 && u < units.count - 1 {
+            v /= 1024
+            u += 1
+        }
+        return u == 0 ? "\(n) B" : "\(format3((v * 10).rounded() / 10)) \(units[u])"
+    }
+
+    static func short(_ id: ObjectID?) -> String { id.map { String($0.hex.prefix(12)) } ?? "-" }
+
+    static func emit(_ r: SyncReport, name: RepositoryName, peer: String, _ context: Context) {
+        let created = r.changes.filter { $0.kind == .created }.count
+        let updated = r.changes.filter { $0.kind == .updated }.count
+        let deleted = r.changes.filter { $0.kind == .deleted }.count
+        if context.json {
+            context.out(JSON.object([
+                "repository": .string(name.value),
+                "path": .string(r.repositoryPath),
+                "peer": .string(peer),
+                "status": .string(r.upToDate ? "up-to-date" : "updated"),
+                "created": .bool(r.created),
+                "refs_created": .int(created), "refs_updated": .int(updated), "refs_deleted": .int(deleted),
+                "changes": .array(r.changes.map { c in
+                    .object([("ref", .string(c.name)), ("old", c.old.map { .string($0.hex) } ?? .null),
+                             ("new", c.new.map { .string($0.hex) } ?? .null)])
+                }),
+                "head_changed": .bool(r.headChanged),
+                "objects": .int(r.objectsReceived),
+                "bytes": .int(r.bytesReceived),
+                "seconds": .double(r.seconds),
+            ]))
+            return
+        }
+        if r.upToDate {
+            context.out("\(name) is up to date with \(peer)")
+            return
+        }
+        context.out("synced \(name) from \(peer) into \(r.repositoryPath)\(r.created ? " (new)" : "")")
+        for c in r.changes {
+            switch c.kind {
+            case .created: context.out("  new      \(c.name)  \(short(c.new))")
+            case .updated: context.out("  updated  \(c.name)  \(short(c.old))..\(short(c.new))")
+            case .deleted: context.out("  deleted  \(c.name)  (was \(short(c.old)))")
+            }
+        }
+        context.out("refs: \(created) new, \(updated) updated, \(deleted) deleted; objects: \(r.objectsReceived) (\(bytes(r.bytesReceived))); \(format3(r.seconds)) s")
+    }
+}

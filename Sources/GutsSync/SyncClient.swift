@@ -1,0 +1,376 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import GutsGit
+import GutsSupport
+import GutsTransport
+import GutsWire
+import NIOCore
+
+/// Why a sync failed. The CLI maps each case to its own exit code.
+public enum SyncFailure: Error, Equatable, CustomStringConvertible, Sendable {
+    /// The peer has no such repository.
+    case notFound(String)
+    /// The peer refused (access list, busy).
+    case refused(String)
+    /// Something the peer sent is wrong, malformed, missing or unrequested.
+    case integrity(String)
+    /// The peer broke the protocol.
+    case protocolViolation(String)
+    /// The peer went silent.
+    case timeout(String)
+    /// The connection failed or closed.
+    case connection(String)
+    /// A local problem (disk, repository, lock).
+    case local(String)
+
+    public var description: String {
+        switch self {
+        case let .notFound(s), let .refused(s), let .integrity(s), let .protocolViolation(s),
+             let .timeout(s), let .connection(s), let .local(s): return s
+        }
+    }
+}
+
+/// Progress of a running sync (for a TTY progress line).
+public struct SyncProgress: Sendable {
+    public enum Phase: String, Sendable { case refs, receiving, indexing, checking, updating }
+    public var phase: Phase
+    public var bytes: Int
+    /// Objects announced by the pack header, once known.
+    public var objects: Int?
+    public var seconds: Double
+}
+
+/// What a sync did.
+public struct SyncReport: Sendable {
+    public var repositoryPath: String
+    public var created: Bool
+    public var upToDate: Bool
+    public var changes: [RefChange]
+    public var headChanged: Bool
+    public var objectsReceived: Int
+    public var bytesReceived: Int
+    public var seconds: Double
+}
+
+public struct SyncOptions: Sendable {
+    /// Longest silence tolerated from the peer while waiting for an answer or the next chunk.
+    public var timeout: Double
+    /// Most pack bytes accepted in one sync.
+    public var maxPackBytes: Int
+    public var limits: ObjectLimits
+    public var progress: (@Sendable (SyncProgress) -> Void)?
+
+    public init(timeout: Double = 60, maxPackBytes: Int = 16 << 30, limits: ObjectLimits = .default,
+                progress: (@Sendable (SyncProgress) -> Void)? = nil) {
+        self.timeout = timeout
+        self.maxPackBytes = maxPackBytes
+        self.limits = limits
+        self.progress = progress
+    }
+}
+
+/// Mirrors one repository from a connected peer into a local bare repository.
+///
+/// Nothing the peer sends becomes visible before it is verified: the pack is written
+/// to `objects/incoming-*` (a quarantine), indexed (every object hashed and checked
+/// with fsck rules, deltas resolved), checked for completeness (everything reachable
+/// from the new tips present) and for extras (nothing unrequested), and only then
+/// moved into `objects/pack`; the refs switch last, in one transaction. Any failure or
+/// interruption leaves the repository as it was (a repository created by this sync is
+/// removed again).
+public enum SyncClient {
+    public static let lockFile = "guts-sync.lock"
+    public static let quarantinePrefix = "incoming-"
+
+    public static func run(repository name: RepositoryName, into path: String, over connection: PeerConnection,
+                           options: SyncOptions = SyncOptions()) throws -> SyncReport {
+        let started = Instant.now()
+        var created = false
+        if !Files.exists(path) || (Files.isDirectory(path) && Files.list(path).isEmpty) {
+            do {
+                try Files.makeDirectories(Files.directoryName(path))
+                try Repository.create(bare: path)
+            } catch {
+                throw SyncFailure.local("cannot create \(path): \(error)")
+            }
+            created = true
+        }
+        let lock: SyncLock
+        do {
+            lock = try SyncLock(path + "/" + lockFile)
+        } catch {
+            if created { Files.removeTree(path) }
+            throw error
+        }
+        var succeeded = false
+        defer {
+            lock.release()
+            if created && !succeeded { Files.removeTree(path) }
+        }
+        let repo: Repository
+        do {
+            repo = try Repository.open(path, limits: options.limits)
+        } catch {
+            throw SyncFailure.local("\(path): \(error)")
+        }
+        for leftover in Files.list(repo.objectsDirectory) where leftover.hasPrefix(quarantinePrefix) {
+            Files.removeTree(repo.objectsDirectory + "/" + leftover)
+        }
+
+        // 1. Refs: one round trip.
+        options.progress?(SyncProgress(phase: .refs, bytes: 0, objects: nil, seconds: 0))
+        let refsID: UInt32 = 1
+        connection.send(.getRefs(GetRefs(requestID: refsID, repository: name.value)))
+        let remote: GutsWire.Refs = try waitFor(connection, options.timeout, "the list of refs") { message in
+            switch message {
+            case let .refs(r) where r.requestID == refsID: return .done(r)
+            case let .error(e) where e.requestID == refsID: throw failure(for: e, repository: name)
+            default: return .skip
+            }
+        }
+        let local: [Ref]
+        let localHead: String?
+        do {
+            local = try repo.listRefs()
+            if case let .symbolic(target, _) = try repo.head() { localHead = target } else { localHead = nil }
+        } catch {
+            throw SyncFailure.local("cannot read local refs: \(error)")
+        }
+        let plan: SyncPlan
+        do {
+            plan = try SyncPlan.make(remote: remote, local: local, localHead: localHead) { repo.contains($0) }
+        } catch {
+            throw SyncFailure.integrity("\(error)")
+        }
+        var report = SyncReport(repositoryPath: path, created: created, upToDate: plan.isUpToDate, changes: plan.changes,
+                                headChanged: plan.headChanges, objectsReceived: 0, bytesReceived: 0, seconds: 0)
+        if plan.isUpToDate && !created {
+            report.seconds = Instant.now().seconds(since: started)
+            succeeded = true
+            return report
+        }
+
+        // 2. Objects, into quarantine.
+        let quarantine = repo.objectsDirectory + "/" + quarantinePrefix + Hex.encode(randomBytes(6))
+        defer { Files.removeTree(quarantine) }
+        if !plan.wants.isEmpty {
+            let received = try receivePack(plan: plan, name: name, connection: connection, quarantine: quarantine,
+                                           options: options, started: started)
+            report.bytesReceived = received.bytes
+            options.progress?(SyncProgress(phase: .indexing, bytes: received.bytes, objects: received.objects,
+                                           seconds: Instant.now().seconds(since: started)))
+            let indexed: PackIndexer.Result
+            do {
+                indexed = try PackIndexer.index(packPath: received.path, outputDirectory: quarantine, baseStore: repo, limits: options.limits)
+            } catch {
+                throw SyncFailure.integrity("received pack rejected: \(error)")
+            }
+            options.progress?(SyncProgress(phase: .checking, bytes: received.bytes, objects: indexed.objects.count,
+                                           seconds: Instant.now().seconds(since: started)))
+            try check(indexed, plan: plan, repo: repo, limits: options.limits)
+            report.objectsReceived = indexed.objects.count - indexed.appendedBases
+            do {
+                try repo.installPack(packPath: indexed.packPath, indexPath: indexed.indexPath)
+            } catch {
+                throw SyncFailure.local("cannot install the received pack: \(error)")
+            }
+        }
+
+        // 3. Refs, in one step.
+        options.progress?(SyncProgress(phase: .updating, bytes: report.bytesReceived, objects: report.objectsReceived,
+                                       seconds: Instant.now().seconds(since: started)))
+        do {
+            for r in plan.remoteRefs where !repo.contains(r.id) {
+                throw SyncFailure.integrity("ref \(r.name) names \(r.id), which the peer did not send")
+            }
+            try repo.replaceRefs(with: plan.remoteRefs, expected: local)
+            if plan.headChanges || (created && !plan.remoteHead.isEmpty) {
+                try repo.setHead(symbolic: plan.remoteHead)
+                report.headChanged = true
+            }
+        } catch let f as SyncFailure {
+            throw f
+        } catch {
+            throw SyncFailure.local("cannot update refs: \(error)")
+        }
+        report.upToDate = false
+        report.seconds = Instant.now().seconds(since: started)
+        succeeded = true
+        return report
+    }
+
+    /// Receives the Objects stream into `<quarantine>/incoming.pack`.
+    static func receivePack(plan: SyncPlan, name: RepositoryName, connection: PeerConnection, quarantine: String,
+                            options: SyncOptions, started: Instant) throws -> (path: String, bytes: Int, objects: Int?) {
+        do {
+            try Files.makeDirectories(quarantine)
+        } catch {
+            throw SyncFailure.local("cannot create quarantine \(quarantine): \(error)")
+        }
+        let packPath = quarantine + "/incoming.pack"
+        let fd = open(packPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SyncFailure.local(FileError(path: packPath, operation: "create", code: errno).description) }
+        var closed = false
+        defer { if !closed { close(fd) } }
+        let requestID: UInt32 = 2
+        let wants = plan.wants.compactMap { WireOID($0.bytes) }
+        let haves = plan.haves.compactMap { WireOID($0.bytes) }
+        connection.send(.getObjects(GetObjects(requestID: requestID, repository: name.value, wants: wants, haves: haves)))
+        var bytes = 0
+        var header: [UInt8] = []
+        var objects: Int?
+        var lastProgress = Instant.now()
+        while true {
+            let chunk: Objects = try waitFor(connection, options.timeout, "objects") { message in
+                switch message {
+                case let .objects(o) where o.requestID == requestID: return .done(o)
+                case let .error(e) where e.requestID == requestID: throw failure(for: e, repository: name)
+                default: return .skip
+                }
+            }
+            bytes += chunk.data.count
+            guard bytes <= options.maxPackBytes else {
+                throw SyncFailure.integrity("peer sent more than \(options.maxPackBytes) bytes of objects")
+            }
+            if objects == nil && header.count < 12 {
+                header += chunk.data.prefix(12 - header.count)
+                if header.count == 12 {
+                    objects = Int(header[8]) << 24 | Int(header[9]) << 16 | Int(header[10]) << 8 | Int(header[11])
+                }
+            }
+            try chunk.data.withUnsafeBytes { raw in
+                var offset = 0
+                while offset < raw.count {
+                    let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw SyncFailure.local(FileError(path: packPath, operation: "write", code: errno).description)
+                    }
+                    offset += n
+                }
+            }
+            if let progress = options.progress, Instant.now().seconds(since: lastProgress) > 0.1 || chunk.final {
+                lastProgress = Instant.now()
+                progress(SyncProgress(phase: .receiving, bytes: bytes, objects: objects, seconds: Instant.now().seconds(since: started)))
+            }
+            if chunk.final { break }
+        }
+        guard fsync(fd) == 0 else { throw SyncFailure.local(FileError(path: packPath, operation: "fsync", code: errno).description) }
+        close(fd)
+        closed = true
+        return (packPath, bytes, objects)
+    }
+
+    /// Completeness and no extras: every object reachable from the wanted tips (down to
+    /// what we already have) is present, and the pack holds nothing beyond that.
+    static func check(_ indexed: PackIndexer.Result, plan: SyncPlan, repo: Repository, limits: ObjectLimits) throws {
+        let incoming: PackReader
+        do {
+            incoming = try PackReader(packPath: indexed.packPath, indexPath: indexed.indexPath, limits: limits)
+        } catch {
+            throw SyncFailure.integrity("received pack unreadable: \(error)")
+        }
+        let store = CombinedStore([incoming, repo])
+        let walk = ObjectWalk(store: store, limits: limits)
+        let missing: [ObjectID]
+        do {
+            missing = try walk.missingObjects(reachableFrom: plan.wants, excluding: plan.haves)
+        } catch {
+            throw SyncFailure.integrity("received objects do not form valid history: \(error)")
+        }
+        if let first = missing.first {
+            throw SyncFailure.integrity("object \(first) is missing (\(missing.count) missing in all): the peer did not send everything the new refs need")
+        }
+        let needed: Set<ObjectID>
+        do {
+            needed = Set(try walk.objects(reachableFrom: plan.wants, excluding: plan.haves).objects)
+        } catch {
+            throw SyncFailure.integrity("received objects do not form valid history: \(error)")
+        }
+        let appended = Set(indexed.objects.suffix(indexed.appendedBases).map(\.id))
+        for (id, _) in indexed.objects where !needed.contains(id) && !appended.contains(id) && !repo.contains(id) {
+            throw SyncFailure.integrity("object \(id) was not requested: it is not reachable from the refs being fetched")
+        }
+    }
+
+    enum Step<T> {
+        case done(T)
+        case skip
+    }
+
+    /// Waits for the message `match` accepts, skipping unrelated ones, with `timeout`
+    /// seconds of allowed silence between messages.
+    static func waitFor<T>(_ connection: PeerConnection, _ timeout: Double, _ what: String,
+                         _ match: (Message) throws -> Step<T>) throws -> T {
+        while true {
+            let message: Message
+            do {
+                message = try connection.nextMessage(timeout: timeout).wait()
+            } catch TransportError.timeout {
+                throw SyncFailure.timeout("no \(what) from the peer within \(formatSeconds(timeout)) s")
+            } catch let TransportError.closed(reason) {
+                throw SyncFailure.connection("connection closed while waiting for \(what): \(reason)")
+            } catch {
+                throw SyncFailure.connection("\(error)")
+            }
+            if case let .done(value) = try match(message) { return value }
+        }
+    }
+
+    static func failure(for error: ErrorReply, repository: RepositoryName) -> SyncFailure {
+        switch error.code {
+        case .notFound: return .notFound(error.message)
+        case .accessDenied, .busy: return .refused(error.message)
+        case .badRequest, .protocolViolation: return .protocolViolation("peer rejected the request: \(error.message)")
+        default: return .refused("peer could not serve '\(repository)': \(error.message)")
+        }
+    }
+
+    static func formatSeconds(_ v: Double) -> String {
+        v == v.rounded() ? String(Int(v)) : String(v)
+    }
+
+    static func randomBytes(_ n: Int) -> [UInt8] {
+        (0..<n).map { _ in UInt8.random(in: 0...255) }
+    }
+}
+
+/// `<repo>/guts-sync.lock`: one sync per repository at a time. Holds the PID; a lock
+/// left by a process that no longer exists is taken over.
+final class SyncLock {
+    let path: String
+    private var held = false
+
+    init(_ path: String) throws {
+        self.path = path
+        for attempt in 0..<2 {
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            if fd >= 0 {
+                let text = Array("\(getpid())\n".utf8)
+                _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                close(fd)
+                held = true
+                return
+            }
+            guard errno == EEXIST else {
+                throw SyncFailure.local(FileError(path: path, operation: "create lock", code: errno).description)
+            }
+            let owner = (try? Files.readString(path, limit: 64)).flatMap { Int32($0.filter { $0.isNumber }) }
+            if attempt == 0, let owner, kill(owner, 0) != 0, errno == ESRCH {
+                unlink(path)  // its owner died
+                continue
+            }
+            throw SyncFailure.local("another sync is running on this repository (\(path) held by process \(owner.map(String.init) ?? "?"))")
+        }
+        throw SyncFailure.local("cannot take \(path)")
+    }
+
+    func release() {
+        if held { unlink(path) }
+        held = false
+    }
+
+    deinit { release() }
+}

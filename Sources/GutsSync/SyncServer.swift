@@ -1,0 +1,158 @@
+import GutsGit
+import GutsIdentity
+import GutsSupport
+import GutsTransport
+import GutsWire
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// Serves GetRefs and GetObjects from a node's repositories. Disk and CPU work runs on
+/// its own thread pool, never on an event loop; object transfer streams a pack in
+/// chunks with at most `window` chunks queued per connection, so a large transfer
+/// neither grows memory nor starves pings on the same connection.
+public final class SyncServer: @unchecked Sendable {
+    public let catalog: RepositoryCatalog
+    let pool: NIOThreadPool
+    let log: @Sendable (String) -> Void
+    let maxTransfers: Int
+    let window = 4
+    /// Bytes per Objects message (leaves room for the trailer the stream may append).
+    static let chunkSize = Limits.maxObjectsChunk - 64
+    private let transfers = NIOLockedValueBox(0)
+
+    public init(catalog: RepositoryCatalog, threads: Int = 2, maxTransfers: Int = 8, log: @escaping @Sendable (String) -> Void) {
+        self.catalog = catalog
+        self.pool = NIOThreadPool(numberOfThreads: max(1, threads))
+        self.maxTransfers = maxTransfers
+        self.log = log
+        pool.start()
+    }
+
+    public func shutdown() {
+        try? pool.syncShutdownGracefully()
+    }
+
+    /// Capabilities to announce in Hello when serving.
+    public static let capabilities = ["refs", "objects"]
+
+    /// Handles a sync request; returns false for messages that are not sync requests.
+    public func handle(_ message: Message, from connection: PeerConnection) -> Bool {
+        switch message {
+        case let .getRefs(request):
+            pool.submit { [self] state in
+                guard state == .active else { return }
+                connection.send(answerRefs(request, peer: connection.peer?.peerID))
+            }
+            return true
+        case let .getObjects(request):
+            pool.submit { [self] state in
+                guard state == .active else { return }
+                serveObjects(request, connection: connection)
+            }
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Opens a repository for `peer`, or the Error reply explaining why not.
+    func open(_ rawName: String, requestID: UInt32, peer: PeerID?) -> Result<(RepositoryName, Repository), ErrorReply> {
+        guard let name = RepositoryName(rawName) else {
+            return .failure(ErrorReply(requestID: requestID, code: .badRequest, message: "invalid repository name '\(rawName.prefix(100))'"))
+        }
+        guard let path = catalog.locate(name) else {
+            return .failure(ErrorReply(requestID: requestID, code: .notFound, message: "no repository '\(name)' on this node"))
+        }
+        if let peer {
+            switch catalog.access(path, for: peer) {
+            case .allowed: break
+            case .denied:
+                return .failure(ErrorReply(requestID: requestID, code: .accessDenied,
+                                           message: "repository '\(name)' is restricted and \(peer) is not on its allow list"))
+            case let .broken(why):
+                log("refusing '\(name)': \(why)")
+                return .failure(ErrorReply(requestID: requestID, code: .accessDenied, message: "repository '\(name)' is restricted"))
+            }
+        }
+        do {
+            return .success((name, try Repository.open(path)))
+        } catch {
+            log("cannot open \(path): \(error)")
+            return .failure(ErrorReply(requestID: requestID, code: .internalError, message: "repository '\(name)' cannot be read"))
+        }
+    }
+
+    func answerRefs(_ request: GetRefs, peer: PeerID?) -> Message {
+        let repo: Repository
+        switch open(request.repository, requestID: request.requestID, peer: peer) {
+        case let .failure(reply): return .error(reply)
+        case let .success((_, r)): repo = r
+        }
+        do {
+            let refs = try repo.listRefs().filter { $0.symbolicTarget == nil && $0.name.hasPrefix(request.prefix) }
+            var head = ""
+            if case let .symbolic(target, _) = try repo.head() { head = target }
+            let entries = refs.compactMap { r in WireOID(r.id.bytes).map { RefEntry(name: r.name, id: $0) } }
+            guard entries.count <= Limits.maxRefs else {
+                return .error(ErrorReply(requestID: request.requestID, code: .internalError, message: "more than \(Limits.maxRefs) refs"))
+            }
+            return .refs(GutsWire.Refs(requestID: request.requestID, head: head, refs: entries))
+        } catch {
+            log("cannot read refs of '\(request.repository)': \(error)")
+            return .error(ErrorReply(requestID: request.requestID, code: .internalError, message: "cannot read refs: \(error)"))
+        }
+    }
+
+    func serveObjects(_ request: GetObjects, connection: PeerConnection) {
+        let id = request.requestID
+        func fail(_ code: ReasonCode, _ text: String) {
+            connection.send(.error(ErrorReply(requestID: id, code: code, message: text)))
+        }
+        let admitted = transfers.withLockedValue { n -> Bool in
+            guard n < maxTransfers else { return false }
+            n += 1
+            return true
+        }
+        guard admitted else { return fail(.busy, "this node is serving \(maxTransfers) transfers; try again later") }
+        defer { transfers.withLockedValue { $0 -= 1 } }
+
+        let name: RepositoryName
+        let repo: Repository
+        switch open(request.repository, requestID: id, peer: connection.peer?.peerID) {
+        case let .failure(reply): return connection.send(.error(reply)).whenComplete { _ in }
+        case let .success((n, r)):
+            name = n
+            repo = r
+        }
+        let started = Instant.now()
+        do {
+            // Only ref tips may be asked for: nothing unreachable or hidden leaks out.
+            let tips = Set(try repo.listRefs().filter { $0.symbolicTarget == nil }.map(\.id))
+            var wants: [ObjectID] = []
+            for w in request.wants {
+                guard let oid = ObjectID(bytes: w.bytes), tips.contains(oid) else {
+                    return fail(.badRequest, "\(w) is not the tip of a ref in '\(name)'")
+                }
+                wants.append(oid)
+            }
+            let haves = request.haves.compactMap { ObjectID(bytes: $0.bytes) }.filter { repo.contains($0) }
+            let walk = try ObjectWalk(store: repo).objects(reachableFrom: wants, excluding: haves)
+            let stream = PackStream(repository: repo, objects: walk.objects)
+            var inflight: [EventLoopFuture<Void>] = []
+            while let chunk = try stream.nextChunk(maxBytes: Self.chunkSize) {
+                inflight.append(connection.send(.objects(Objects(requestID: id, final: false, data: chunk))))
+                if inflight.count >= window { try inflight.removeFirst().wait() }
+            }
+            try connection.send(.objects(Objects(requestID: id, final: true, data: []))).wait()
+            for f in inflight { try f.wait() }
+            let peer = connection.peer.map { $0.peerID.short } ?? connection.remoteAddress
+            log("served '\(name)' to \(peer): \(walk.objects.count) objects, \(stream.bytesProduced) bytes (\(stream.reusedObjects) reused, \(stream.reusedDeltas) deltas) in \(Int(Instant.now().seconds(since: started) * 1000)) ms")
+        } catch let e as TransportError {
+            log("transfer of '\(name)' to \(connection.remoteAddress) stopped: \(e)")
+        } catch {
+            log("cannot serve '\(name)': \(error)")
+            fail(.internalError, "cannot produce objects: \(error)")
+        }
+    }
+}
