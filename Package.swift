@@ -60,7 +60,9 @@ let package = Package(
         .testTarget(name: "GutsSyncTests", dependencies: ["GutsSync", "GutsGit", "GutsWire", "GutsSupport"]),
         .testTarget(name: "GutsGitTests", dependencies: ["GutsGit", "GutsSupport"]),
         .testTarget(name: "GutsCLITests", dependencies: ["GutsCLI", "GutsSupport", "GutsIdentity"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto"]),
+        .testTarget(name: "IntegrationTests", dependencies: [
+            "GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto", "GutsTransport", "GutsGit", "GutsSync", nioCore, nioPosix,
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )
