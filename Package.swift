@@ -42,12 +42,14 @@ let package = Package(
         // Repository sync: names and access, negotiation plan, serving, fetching into quarantine.
         .target(name: "GutsSync", dependencies: ["GutsGit", "GutsWire", "GutsTransport", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
         // The long-running node: listener, bootstrap peers, request dispatch.
-        .target(name: "GutsNode", dependencies: ["GutsTransport", "GutsSync", "GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
+        .target(name: "GutsNode", dependencies: [
+            "GutsTransport", "GutsSync", "GutsGossip", "GutsGit", "GutsWire", "GutsIdentity", "GutsCrypto", "GutsSupport", nioCore, nioPosix, nioLocks,
+        ]),
         // Git objects, packs, refs and reachability. No networking.
         .target(name: "GutsGit", dependencies: ["CZlib", "GutsSupport"]),
         // Argument parsing and the subcommands.
         .target(name: "GutsCLI", dependencies: [
-            "GutsSupport", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsNode", "GutsSync", "GutsGit", nioCore, nioPosix,
+            "GutsSupport", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsNode", "GutsSync", "GutsGossip", "GutsGit", nioCore, nioPosix,
         ]),
         .executableTarget(name: "guts", dependencies: ["GutsCLI"]),
         .executableTarget(name: "guts-bench", dependencies: [

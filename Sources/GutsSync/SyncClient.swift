@@ -5,6 +5,7 @@ import GutsGit
 import GutsSupport
 import GutsTransport
 import GutsWire
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// Why a sync failed. The CLI maps each case to its own exit code.
@@ -121,7 +122,7 @@ public enum SyncClient {
 
         // 1. Refs: one round trip.
         options.progress?(SyncProgress(phase: .refs, bytes: 0, objects: nil, seconds: 0))
-        let refsID: UInt32 = 1
+        let refsID = RequestIDs.next()
         connection.send(.getRefs(GetRefs(requestID: refsID, repository: name.value)))
         let remote: GutsWire.Refs = try waitFor(connection, options.timeout, "the list of refs") { message in
             switch message {
@@ -214,7 +215,7 @@ public enum SyncClient {
         guard fd >= 0 else { throw SyncFailure.local(FileError(path: packPath, operation: "create", code: errno).description) }
         var closed = false
         defer { if !closed { close(fd) } }
-        let requestID: UInt32 = 2
+        let requestID = RequestIDs.next()
         let wants = plan.wants.compactMap { WireOID($0.bytes) }
         let haves = plan.haves.compactMap { WireOID($0.bytes) }
         connection.send(.getObjects(GetObjects(requestID: requestID, repository: name.value, wants: wants, haves: haves)))
@@ -335,6 +336,12 @@ public enum SyncClient {
     static func randomBytes(_ n: Int) -> [UInt8] {
         (0..<n).map { _ in UInt8.random(in: 0...255) }
     }
+}
+
+/// Request IDs unique within the process, so several syncs can share a connection.
+enum RequestIDs {
+    private static let counter = NIOLockedValueBox<UInt32>(0)
+    static func next() -> UInt32 { counter.withLockedValue { $0 &+= 1; return $0 } }
 }
 
 /// `<repo>/guts-sync.lock`: one sync per repository at a time. Holds the PID; a lock

@@ -35,7 +35,7 @@ public final class PeerConnection: @unchecked Sendable {
         var peer: PeerInfo?
         var queue: [Message] = []
         var waiters: [EventLoopPromise<Message>] = []
-        var onMessage: (@Sendable (PeerConnection, Message) -> Void)?
+        var onMessage: (@Sendable (PeerConnection, Message) -> Bool)?
         var closeReason: SessionClose?
         var address: String?
     }
@@ -75,14 +75,19 @@ public final class PeerConnection: @unchecked Sendable {
     /// Completes with the reason when the connection ends.
     public var closeFuture: EventLoopFuture<SessionClose> { closedPromise.futureResult }
 
-    /// Delivers every application message to `handler` (on the event loop) instead of queueing.
-    public func setMessageHandler(_ handler: @escaping @Sendable (PeerConnection, Message) -> Void) {
+    /// Most messages kept for `nextMessage` before the peer is considered abusive.
+    public static let maxQueuedMessages = 256
+
+    /// Offers every application message to `handler` (on the event loop) first; what it
+    /// does not consume (returns false for) is queued for `nextMessage`, as responses to
+    /// requests made on this connection are.
+    public func setMessageHandler(_ handler: @escaping @Sendable (PeerConnection, Message) -> Bool) {
         let queued: [Message] = state.withLockedValue { s in
             s.onMessage = handler
             defer { s.queue = [] }
             return s.queue
         }
-        for m in queued { handler(self, m) }
+        for m in queued where !handler(self, m) { enqueue(m) }
     }
 
     /// Sends one message. The future fails when the session is not (or no longer) established.
@@ -141,13 +146,19 @@ public final class PeerConnection: @unchecked Sendable {
     }
 
     func didReceive(_ message: Message) {
-        let (handler, waiter): ((@Sendable (PeerConnection, Message) -> Void)?, EventLoopPromise<Message>?) = state.withLockedValue { s in
-            if let h = s.onMessage { return (h, nil) }
-            if !s.waiters.isEmpty { return (nil, s.waiters.removeFirst()) }
+        let handler = state.withLockedValue { $0.onMessage }
+        if let handler, handler(self, message) { return }
+        enqueue(message)
+    }
+
+    private func enqueue(_ message: Message) {
+        let (waiter, overflow): (EventLoopPromise<Message>?, Bool) = state.withLockedValue { s in
+            if !s.waiters.isEmpty { return (s.waiters.removeFirst(), false) }
             s.queue.append(message)
-            return (nil, nil)
+            return (nil, s.queue.count > Self.maxQueuedMessages)
         }
-        if let handler { handler(self, message) } else { waiter?.succeed(message) }
+        waiter?.succeed(message)
+        if overflow { close(.protocolViolation, "more than \(Self.maxQueuedMessages) unsolicited messages") }
     }
 
     func didClose(_ reason: SessionClose) {

@@ -1,0 +1,205 @@
+import GutsCrypto
+import GutsGossip
+import GutsIdentity
+import GutsSupport
+import GutsTransport
+import GutsWire
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Capability a CLI tool announces in Hello to talk to a node as a gossip client
+/// (publish into the node, or receive its deliveries) rather than as a peer.
+public enum GossipClient {
+    public static let capability = "gossip-client"
+}
+
+/// Drives the pure `GossipEngine` for a node: every engine call runs on one event loop,
+/// actions are carried out in order, and the engine's deadlines are honoured.
+///
+/// Peers (other nodes) take part in dissemination. Gossip clients (CLI tools) do not:
+/// a client's Gossip is injected (validated as any other, then flooded) and answered
+/// with IHave {topic, [id]} when accepted or Error when rejected; a client's Subscribe
+/// makes the node subscribe to those topics and forward every delivery on them.
+final class GossipService: @unchecked Sendable {
+    let loop: EventLoop
+    private var engine: GossipEngine
+    private let log: NodeLog
+    private var peers: [PeerKey: PeerConnection] = [:]
+    private var keys: [ObjectIdentifier: PeerKey] = [:]
+    private var clients: [ObjectIdentifier: (connection: PeerConnection, topics: Set<String>)] = [:]
+    /// Topics the node subscribes to for its own sake (well-known and configured).
+    private let pinned: Set<String>
+    private var nextKey: PeerKey = 1
+    private var timer: Scheduled<Void>?
+    private var timerDeadline: Instant?
+    /// Called on `loop` for every delivery (announcement handling, mirroring).
+    var onDeliver: (@Sendable (Gossip, [UInt8], PeerConnection?) -> Void)?
+
+    init(loop: EventLoop, identity: Ed25519KeyPair, topics: Set<String>, log: NodeLog, config: GossipConfig = GossipConfig()) {
+        self.loop = loop
+        self.log = log
+        self.pinned = topics.union([Topic.repositories, Topic.commits])
+        engine = GossipEngine(config: config, identity: identity, seed: Random.uint64())
+        let now = Instant.now()
+        for t in pinned { _ = try? engine.subscribe(t, now: now) }
+    }
+
+    static func wallClock() -> UInt64 { UInt64(unixTime() * 1000) }
+
+    func isClient(_ connection: PeerConnection) -> Bool {
+        connection.peer?.capabilities.contains(GossipClient.capability) ?? false
+    }
+
+    /// A session was established: peers join dissemination; clients just get an entry.
+    func connected(_ connection: PeerConnection) {
+        loop.execute { [self] in
+            let id = ObjectIdentifier(connection)
+            if isClient(connection) {
+                clients[id] = (connection, [])
+                return
+            }
+            let key = nextKey
+            nextKey += 1
+            keys[id] = key
+            peers[key] = connection
+            perform(engine.peerConnected(key, now: .now()))
+        }
+    }
+
+    func disconnected(_ connection: PeerConnection) {
+        loop.execute { [self] in
+            let id = ObjectIdentifier(connection)
+            if let client = clients.removeValue(forKey: id) {
+                release(client.topics)
+                return
+            }
+            guard let key = keys.removeValue(forKey: id) else { return }
+            peers[key] = nil
+            engine.peerDisconnected(key)
+        }
+    }
+
+    /// Handles gossip traffic; returns false for other messages.
+    func handle(_ message: Message, from connection: PeerConnection) -> Bool {
+        switch message {
+        case .gossip, .subscribe, .iHave, .iWant, .prune: break
+        default: return false
+        }
+        loop.execute { [self] in
+            let id = ObjectIdentifier(connection)
+            if clients[id] != nil {
+                handleClient(message, from: connection)
+            } else if let key = keys[id] {
+                perform(engine.receive(message, from: key, now: .now(), wallClockMillis: Self.wallClock()))
+            }
+        }
+        return true
+    }
+
+    private func handleClient(_ message: Message, from connection: PeerConnection) {
+        let id = ObjectIdentifier(connection)
+        switch message {
+        case let .gossip(g):
+            let (result, actions) = engine.inject(g, now: .now(), wallClockMillis: Self.wallClock())
+            switch result {
+            case let .success(messageID):
+                connection.send(.iHave(IHave(topic: g.topic, ids: [messageID])))
+                log.debug("gossip: accepted \(Hex.encode(messageID.prefix(8))) on \(g.topic) from client \(connection.remoteAddress)")
+            case .failure(.duplicate):
+                connection.send(.iHave(IHave(topic: g.topic, ids: [g.id])))
+            case let .failure(rejection):
+                connection.send(.error(ErrorReply(requestID: 0, code: .badRequest, message: "gossip rejected: \(rejection)")))
+                log.info("gossip: rejected a message from client \(connection.remoteAddress): \(rejection)")
+            }
+            perform(actions)
+        case let .subscribe(s):
+            guard var client = clients[id] else { return }
+            let topics = Set(s.topics.filter(Topic.isValid))
+            if s.subscribe {
+                let added = topics.subtracting(client.topics)
+                client.topics.formUnion(added)
+                clients[id] = client
+                for t in added where !isWanted(t, except: id) {
+                    perform((try? engine.subscribe(t, now: .now())) ?? [])
+                }
+            } else {
+                let removed = topics.intersection(client.topics)
+                client.topics.subtract(removed)
+                clients[id] = client
+                release(removed)
+            }
+        default:
+            break
+        }
+    }
+
+    /// Whether anything other than client `except` wants `topic`.
+    private func isWanted(_ topic: String, except: ObjectIdentifier?) -> Bool {
+        pinned.contains(topic) || clients.contains { $0.key != except && $0.value.topics.contains(topic) }
+    }
+
+    private func release(_ topics: Set<String>) {
+        for t in topics where !isWanted(t, except: nil) {
+            perform(engine.unsubscribe(t))
+        }
+    }
+
+    /// Publishes `data` on `topic` signed by this node.
+    func publish(topic: String, data: [UInt8]) {
+        loop.execute { [self] in
+            do {
+                let (id, actions) = try engine.publish(topic: topic, data: data, now: .now(), wallClockMillis: Self.wallClock())
+                log.debug("gossip: published \(Hex.encode(id.prefix(8))) on \(topic)")
+                perform(actions)
+            } catch {
+                log.info("gossip: cannot publish on \(topic): \(error)")
+            }
+        }
+    }
+
+    /// The engine's counters (read on the loop).
+    func stats() -> EventLoopFuture<GossipStats> {
+        loop.submit { self.engine.stats }
+    }
+
+    private func perform(_ actions: [GossipAction]) {
+        for action in actions {
+            switch action {
+            case let .send(key, message):
+                peers[key]?.send(message)
+            case let .deliver(gossip, id, from):
+                for (_, client) in clients where client.topics.contains(gossip.topic) {
+                    client.connection.send(.gossip(gossip))
+                }
+                onDeliver?(gossip, id, from.flatMap { peers[$0] })
+            case let .penalize(key, reason):
+                log.info("gossip: penalised \(peers[key].map(Self.describe) ?? "peer"): \(reason)")
+            case let .disconnect(key, reason):
+                if let conn = peers.removeValue(forKey: key) {
+                    keys[ObjectIdentifier(conn)] = nil
+                    log.info("gossip: disconnecting \(Self.describe(conn)): \(reason)")
+                    conn.close(.protocolViolation, "gossip penalties: \(reason)")
+                }
+            }
+        }
+        schedule()
+    }
+
+    static func describe(_ c: PeerConnection) -> String {
+        c.peer.map { "\($0.peerID.short) \(c.remoteAddress)" } ?? c.remoteAddress
+    }
+
+    private func schedule() {
+        guard let deadline = engine.nextDeadline else { return }
+        if let current = timerDeadline, current <= deadline, timer != nil { return }
+        timer?.cancel()
+        timerDeadline = deadline
+        let now = Instant.now()
+        let delay = deadline > now ? Int64(deadline.nanoseconds - now.nanoseconds) : 0
+        timer = loop.scheduleTask(in: .nanoseconds(delay)) { [self] in
+            timer = nil
+            timerDeadline = nil
+            perform(engine.tick(now: .now()))
+        }
+    }
+}
