@@ -208,6 +208,13 @@ public final class Repository: ObjectStore, @unchecked Sendable {
         reloadPacks()
     }
 
+    /// Commits listed in `shallow` (a shallow clone's boundary): their parents are
+    /// absent on purpose.
+    public func shallowCommits() -> Set<ObjectID> {
+        guard let text = try? Files.readString(commonDirectory + "/shallow", limit: limits.maxRefFileSize) else { return [] }
+        return Set(text.split(separator: "\n").compactMap { ObjectID(hex: $0.trimmingCharacters()) })
+    }
+
     // MARK: Objects
 
     /// Path of the loose object `id` in the main object directory.

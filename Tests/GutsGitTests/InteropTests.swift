@@ -143,6 +143,21 @@ final class InteropTests: XCTestCase {
         XCTAssertThrowsError(try Repository.open(base)) { XCTAssertEqual(($0 as? GitError)?.kind, .notARepository) }
     }
 
+    func testShallowClone() throws {
+        let dir = try makeHistoryRepository(self, commits: 10)
+        let base = (dir as NSString).deletingLastPathComponent
+        try git(["clone", "-q", "--bare", "--depth", "3", "file://" + dir, base + "/shallow.git"], in: base)
+        let repo = try Repository.open(base + "/shallow.git")
+        XCTAssertFalse(repo.shallowCommits().isEmpty)
+        XCTAssertEqual(try verify(base + "/shallow.git").0, [])
+        let head = try XCTUnwrap(try repo.resolveRef("HEAD"))
+        let walk = ObjectWalk(store: repo, shallow: repo.shallowCommits())
+        XCTAssertEqual(try walk.missingObjects(reachableFrom: [head]), [])
+        XCTAssertEqual(Set(try walk.objects(reachableFrom: [head]).objects),
+                       Set(try git(["--git-dir", base + "/shallow.git", "rev-list", "--objects", "HEAD"], in: base).text
+                            .split(separator: "\n").compactMap { ObjectID(hex: $0.prefix(40)) }))
+    }
+
     func testCreatedBareRepositoryIsAcceptedByGit() throws {
         let base = try makeTempDirectory(self)
         try Repository.create(bare: base + "/r.git")
