@@ -235,10 +235,7 @@ public final class Repository: ObjectStore, @unchecked Sendable {
     /// content. Returns nil when absent.
     public func read(_ id: ObjectID) throws -> GitObject? {
         for p in packs {
-            if let obj = try p.read(id) {
-                guard obj.id == id else { throw GitError(.hashMismatch, "\(p.packPath): object \(id) hashes to \(obj.id)") }
-                return obj
-            }
+            if let obj = try p.read(id) { return obj }
         }
         for dir in [objectsDirectory] + alternateDirectories {
             let path = loosePath(id, in: dir)

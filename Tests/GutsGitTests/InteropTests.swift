@@ -260,7 +260,7 @@ final class InteropTests: XCTestCase {
         // Connectivity from the new tip is satisfied by old repository + quarantine.
         let quarantine = try PackReader(packPath: completed.packPath, indexPath: completed.indexPath)
         let head = try XCTUnwrap(ObjectID(hex: try git(["rev-parse", "HEAD"], in: dir).text.trimmingCharacters(in: .whitespacesAndNewlines)))
-        let walk = ObjectWalk(store: CombinedStore([old, PackStore(quarantine)]))
+        let walk = ObjectWalk(store: CombinedStore([old, quarantine]))
         XCTAssertEqual(try walk.missingObjects(reachableFrom: [head], excluding: [ObjectID(hex: oldHead)!]), [])
         XCTAssertFalse(try ObjectWalk(store: old).missingObjects(reachableFrom: [head]).isEmpty)
         // Install and verify the result with git.
@@ -270,12 +270,4 @@ final class InteropTests: XCTestCase {
         XCTAssertEqual(fsck.status, 0, fsck.stderr)
         XCTAssertEqual(try verify(base + "/old.git").0.filter { $0.severity == .error }, [])
     }
-}
-
-/// A single pack as an object store (what sync's quarantine looks like).
-struct PackStore: ObjectStore {
-    let reader: PackReader
-    init(_ reader: PackReader) { self.reader = reader }
-    func contains(_ id: ObjectID) -> Bool { reader.contains(id) }
-    func read(_ id: ObjectID) throws -> GitObject? { try reader.read(id) }
 }
