@@ -118,41 +118,50 @@ public enum PackIndexer {
         }
 
         let outDir = outputDirectory ?? Files.directoryName(packPath)
-        var finalPack = [UInt8]()
-        var digest: [UInt8]
+        do {
+            try Files.makeDirectories(outDir)
+        } catch { throw GitError.io(error) }
+        let digest: [UInt8]
         let bases = resolver.externalBasesUsed.sorted { $0.key < $1.key }
+        var completed: StreamingFile?
         if bases.isEmpty {
             digest = Array(UnsafeRawBufferPointer(rebasing: pack[end...]))
         } else {
-            // Complete the thin pack: same entries, bases appended, count raised.
-            finalPack = Array(UnsafeRawBufferPointer(rebasing: pack[0..<end]))
+            // Complete the thin pack, streamed to a temporary file: the same entries
+            // (so offsets and CRCs stay valid) with the count raised, then the bases.
+            let out = try StreamingFile(directory: outDir)
+            var header = Array(UnsafeRawBufferPointer(rebasing: pack[0..<12]))
             let total = UInt32(clamping: declared + bases.count)
-            withUnsafeBytes(of: total.bigEndian) { raw in for k in 0..<4 { finalPack[8 + k] = raw[k] } }
+            withUnsafeBytes(of: total.bigEndian) { raw in for k in 0..<4 { header[8 + k] = raw[k] } }
+            try out.write(header)
+            var at = 12
+            while at < end {
+                let n = min(end - at, 1 << 20)
+                try out.write(UnsafeRawBufferPointer(rebasing: pack[at..<(at + n)]))
+                at += n
+            }
             for (id, obj) in bases {
-                let offset = finalPack.count
                 var entry = PackWriter.entryHeader(kind: obj.type.rawValue, size: obj.body.count)
                 entry += try Zlib.deflate(obj.body, level: 6)
-                finalPack += entry
-                idxEntries.append((id, offset, entry.withUnsafeBytes { Zlib.crc32($0) }))
+                idxEntries.append((id, out.written, entry.withUnsafeBytes { Zlib.crc32($0) }))
                 objects.append((id, obj.type))
+                try out.write(entry)
             }
-            digest = SHA1.hash(finalPack)
-            finalPack += digest
+            digest = out.finishHash()
+            try out.write(digest)
+            completed = out
         }
         let hex = Hex.encode(digest)
         let outPack = "\(outDir)/pack-\(hex).pack"
         let outIndex = "\(outDir)/pack-\(hex).idx"
         do {
-            try Files.makeDirectories(outDir)
-            if bases.isEmpty {
-                if outPack != packPath {
-                    guard rename(packPath, outPack) == 0 else {
-                        throw GitError(.io, FileError(path: outPack, operation: "rename", code: errno).description)
-                    }
-                }
-            } else {
-                try Files.writeAtomically(outPack, finalPack, mode: 0o444)
+            if let completed {
+                try completed.commit(to: outPack)
                 if outPack != packPath { unlink(packPath) }
+            } else if outPack != packPath {
+                guard rename(packPath, outPack) == 0 else {
+                    throw GitError(.io, FileError(path: outPack, operation: "rename", code: errno).description)
+                }
             }
             let idx = PackIndexWriter.build(entries: idxEntries, packChecksum: digest)
             try Files.writeAtomically(outIndex, idx, mode: 0o444)
@@ -165,6 +174,68 @@ public enum PackIndexer {
 
     final class IssueList {
         var items: [(ObjectID, ObjectIssue)] = []
+    }
+}
+
+/// A temporary file in a directory, written through a buffer while being hashed, then
+/// fsynced and renamed into place (or removed if never committed).
+final class StreamingFile {
+    let path: String
+    private var fd: Int32
+    private var hasher = SHA1()
+    private var buffer: [UInt8] = []
+    private(set) var written = 0
+    private var committed = false
+
+    init(directory: String) throws {
+        var template = Array("\(directory)/tmp_pack_XXXXXX".utf8CString)
+        fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw GitError(.io, FileError(path: directory, operation: "create temporary file in", code: errno).description) }
+        path = String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    deinit {
+        if fd >= 0 { close(fd) }
+        if !committed { unlink(path) }
+    }
+
+    func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        hasher.update(bytes)
+        buffer.append(contentsOf: bytes)
+        written += bytes.count
+        if buffer.count >= 1 << 20 { try flush() }
+    }
+
+    /// The SHA-1 of everything written so far (further writes are not hashed).
+    func finishHash() -> [UInt8] { hasher.finalize() }
+
+    private func flush() throws {
+        var offset = 0
+        while offset < buffer.count {
+            let n = buffer.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw GitError(.io, FileError(path: path, operation: "write", code: errno).description)
+            }
+            offset += n
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// Flushes, fsyncs, makes read-only and renames to `target`.
+    func commit(to target: String) throws {
+        try flush()
+        guard fsync(fd) == 0 else { throw GitError(.io, FileError(path: path, operation: "fsync", code: errno).description) }
+        close(fd)
+        fd = -1
+        _ = chmod(path, 0o444)
+        guard rename(path, target) == 0 else { throw GitError(.io, FileError(path: target, operation: "rename", code: errno).description) }
+        committed = true
+        Files.syncDirectory(Files.directoryName(target))
     }
 }
 

@@ -79,7 +79,10 @@ struct PackEntryHeader {
 /// Resolves OFS_DELTA and REF_DELTA chains iteratively (no recursion), with depth and
 /// cycle checks, and keeps recently built delta bases in a small cache.
 /// Safe to share between threads (reads are serialised by an internal lock).
-public final class PackReader: @unchecked Sendable {
+///
+/// Conforms to `ObjectStore`, so a pack indexed into a quarantine directory can be
+/// combined with a repository (`CombinedStore`) for connectivity checks.
+public final class PackReader: ObjectStore, @unchecked Sendable {
     public let packPath: String
     public let indexPath: String
     let pack: MappedFile
@@ -126,11 +129,14 @@ public final class PackReader: @unchecked Sendable {
     /// The pack's trailer checksum (hex).
     public var checksum: String { Hex.encode(UnsafeRawBufferPointer(rebasing: pack.buffer[(pack.count - 20)...])) }
 
-    /// Reads `id` from this pack, or nil when the pack does not have it.
+    /// Reads `id` from this pack, or nil when the pack does not have it. The content
+    /// is hashed and must match `id` (`.hashMismatch` otherwise).
     public func read(_ id: ObjectID) throws -> GitObject? {
         guard let i = index.find(id) else { return nil }
         guard let off = index.offset(at: i) else { throw GitError(.corrupt, "\(indexPath): bad offset for \(id)") }
-        return try read(at: off)
+        let obj = try read(at: off)
+        guard obj.id == id else { throw GitError(.hashMismatch, "\(packPath): object \(id) hashes to \(obj.id)") }
+        return obj
     }
 
     /// Reads and fully resolves the entry at `offset`. `external` supplies REF_DELTA

@@ -46,9 +46,9 @@ public enum PackIndexWriter {
 /// temporary file in the target directory; `finish()` adds the trailer, writes the
 /// index and renames both to `pack-<checksum>.{pack,idx}` (fsynced, index last).
 ///
-/// Objects are stored whole for now. Entries are written through `writeEntry`, which
-/// takes an already-encoded entry kind, so OFS/REF deltas can be added without
-/// changing the file handling.
+/// `add` stores whole objects; `addDelta` stores a delta the caller computed (no delta
+/// search is done here yet). Both go through one entry writer, so a delta search can be
+/// added later without touching the file handling.
 public final class PackWriter {
     public let directory: String
     private let tempPath: String
@@ -57,7 +57,8 @@ public final class PackWriter {
     private var buffer: [UInt8] = []
     private var written = 0
     private var entries: [(id: ObjectID, offset: Int, crc: UInt32)] = []
-    private var seen: Set<ObjectID> = []
+    /// Offsets of the entries written so far, by object name.
+    private var offsets: [ObjectID: Int] = [:]
     private var finished = false
     private let expectedCount: Int?
     private let level: Int32
@@ -150,8 +151,33 @@ public final class PackWriter {
     /// Adds a whole object whose name the caller already knows (and vouches for).
     public func add(type: ObjectType, body: [UInt8], id: ObjectID) throws {
         precondition(!finished, "PackWriter used after finish()")
-        guard seen.insert(id).inserted else { return }
+        guard offsets[id] == nil else { return }
+        offsets[id] = written
         try writeEntry(id: id, kind: type.rawValue, baseBytes: [], data: body)
+    }
+
+    /// Adds object `id` as a delta (git delta format, see `Delta`) against `base`:
+    /// an OFS_DELTA when `base` is already in this pack, otherwise a REF_DELTA (which
+    /// makes the pack thin: the receiver must have `base`). The caller vouches that
+    /// applying `delta` to `base` yields the object named `id`.
+    public func addDelta(id: ObjectID, base: ObjectID, delta: [UInt8]) throws {
+        precondition(!finished, "PackWriter used after finish()")
+        guard offsets[id] == nil else { return }
+        let offset = written
+        offsets[id] = offset
+        if let baseOffset = offsets[base] {
+            var rel = offset - baseOffset
+            var enc = [UInt8(rel & 0x7F)]
+            rel >>= 7
+            while rel > 0 {
+                rel -= 1
+                enc.append(0x80 | UInt8(rel & 0x7F))
+                rel >>= 7
+            }
+            try writeEntry(id: id, kind: PackEntryKind.ofsDelta, baseBytes: enc.reversed(), data: delta)
+        } else {
+            try writeEntry(id: id, kind: PackEntryKind.refDelta, baseBytes: base.bytes, data: delta)
+        }
     }
 
     /// The finished pack's paths and checksum.

@@ -5,10 +5,14 @@
 public struct ObjectWalk: Sendable {
     public let store: any ObjectStore
     public let limits: ObjectLimits
+    /// Commits whose parents are not followed (a shallow clone's boundary, see
+    /// `Repository.shallowCommits()`).
+    public let shallow: Set<ObjectID>
 
-    public init(store: any ObjectStore, limits: ObjectLimits = .default) {
+    public init(store: any ObjectStore, limits: ObjectLimits = .default, shallow: Set<ObjectID> = []) {
         self.store = store
         self.limits = limits
+        self.shallow = shallow
     }
 
     /// The result of a walk.
@@ -100,7 +104,7 @@ public struct ObjectWalk: Sendable {
             case .commit:
                 let (tree, parents) = try commitLinks(obj, id)
                 if isTip { excludedTreeRoots.append(tree) }
-                for p in parents { stack.append((p, false)) }
+                if !shallow.contains(id) { for p in parents { stack.append((p, false)) } }
             case .tree: excludedTreeRoots.append(id)
             case .blob: break
             }
@@ -122,8 +126,9 @@ public struct ObjectWalk: Sendable {
                 pending.append(try tagTarget(obj, id))
             case .commit:
                 commits.append(id)
-                let (tree, parents) = try commitLinks(obj, id)
+                let (tree, allParents) = try commitLinks(obj, id)
                 wantTrees.append(tree)
+                let parents = shallow.contains(id) ? [] : allParents
                 for p in parents {
                     if excluded.contains(p) {
                         if let parent = try? store.read(p), parent.type == .commit {

@@ -208,6 +208,13 @@ public final class Repository: ObjectStore, @unchecked Sendable {
         reloadPacks()
     }
 
+    /// Commits listed in `shallow` (a shallow clone's boundary): their parents are
+    /// absent on purpose.
+    public func shallowCommits() -> Set<ObjectID> {
+        guard let text = try? Files.readString(commonDirectory + "/shallow", limit: limits.maxRefFileSize) else { return [] }
+        return Set(text.split(separator: "\n").compactMap { ObjectID(hex: $0.trimmingCharacters()) })
+    }
+
     // MARK: Objects
 
     /// Path of the loose object `id` in the main object directory.
@@ -228,10 +235,7 @@ public final class Repository: ObjectStore, @unchecked Sendable {
     /// content. Returns nil when absent.
     public func read(_ id: ObjectID) throws -> GitObject? {
         for p in packs {
-            if let obj = try p.read(id) {
-                guard obj.id == id else { throw GitError(.hashMismatch, "\(p.packPath): object \(id) hashes to \(obj.id)") }
-                return obj
-            }
+            if let obj = try p.read(id) { return obj }
         }
         for dir in [objectsDirectory] + alternateDirectories {
             let path = loosePath(id, in: dir)

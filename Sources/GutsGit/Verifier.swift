@@ -155,6 +155,10 @@ public final class Verifier: @unchecked Sendable {
         if options.connectivity {
             checkConnectivity()
             flush()
+        } else {
+            var distinct = Set<ObjectID>()
+            for chunk in chunks { distinct.formUnion(chunk.ids) }
+            summary.objects = distinct.count
         }
         summary.seconds = Instant.now().seconds(since: start)
         return summary
@@ -576,6 +580,7 @@ public final class Verifier: @unchecked Sendable {
             }
             if visited.insert(key).inserted { stack.append(key) }
         }
+        let shallow = repository.shallowCommits()
         var reachable = 0
         while let key = stack.popLast() {
             reachable += 1
@@ -584,7 +589,10 @@ public final class Verifier: @unchecked Sendable {
             let raw = chunk.types[l]
             let type = raw & 0x7F
             let id = chunk.ids[l]
+            let isShallow = !shallow.isEmpty && type == ObjectType.commit.rawValue && shallow.contains(id)
             func follow(_ link: ObjectID, _ expected: ObjectType) {
+                // A shallow clone's boundary commits keep their parent lines only.
+                if isShallow && expected == .commit { return }
                 guard let lk = table[link] else {
                     if !present(link) && missing.insert(link).inserted {
                         let parent = ObjectType(rawValue: type)?.name ?? "object"

@@ -88,7 +88,7 @@ enum GitBench {
         let packBytes = repository.packs.reduce(0) { $0 + (Files.size($1.packPath) ?? 0) }
         let objects = repository.packs.reduce(0) { $0 + $1.count }
         print("repository: \(repository.gitDirectory)")
-        print("  \(objects) packed objects in \(repository.packs.count) pack(s), \(mb(packBytes)) MB; \(Files.list(repository.objectsDirectory).count - 2) loose fan-out dirs")
+        print("  \(objects) packed objects in \(repository.packs.count) pack(s), \(mb(packBytes)) MB")
         let guts = siblingBinary("guts")
         let useBinary = !o.inProcess && guts != nil
         var gutsTimes: [Double] = []
@@ -170,9 +170,9 @@ enum GitBench {
 
     // MARK: Repository generation
 
-    /// A repository of `commits` commits over ~400 files in 20 directories, each commit
-    /// editing a few files (text that deltas well), with tags and a few merges, packed
-    /// with `git repack -adf --depth=50`.
+    /// A repository of `commits` commits over 600 source-like files in 120 directories,
+    /// each commit editing a few lines of 1-5 files, with a merge every 97 commits and a
+    /// tag every 500, packed with `git repack -adf --depth=50`.
     static func generate(at path: String, commits: Int, scratch: String) -> Bool {
         guard spawn(["/usr/bin/git", "init", "-q", "--bare", path], quiet: true) == 0 else { return false }
         let script = scratch + "/import.txt"
@@ -199,27 +199,41 @@ enum GitBench {
             rng = rng &* 6364136223846793005 &+ 1442695040888963407
             return Int(truncatingIfNeeded: rng >> 33)
         }
-        let files = 400
-        var versions = [Int](repeating: 0, count: files)
+        let words = ["let", "var", "func", "return", "if", "else", "for", "in", "while", "guard", "struct", "class",
+                     "value", "count", "index", "buffer", "result", "error", "throw", "try", "self", "init", "data",
+                     "offset", "size", "limit", "object", "commit", "tree", "blob", "pack", "delta", "base", "hash",
+                     "=", "+", "-", "{", "}", "(", ")", "[", "]", ":", ",", "0", "1", "42", "nil", "true", "false"]
+        func line() -> String {
+            var l = String(repeating: "    ", count: next() % 4)
+            for _ in 0..<(3 + next() % 9) { l += words[next() % words.count] + " " }
+            return l + "\n"
+        }
+        // Source-like files: ~600 files of 20-300 lines in 30 directories.
+        let files = 600
+        var content: [[String]] = (0..<files).map { _ in (0..<(20 + next() % 280)).map { _ in line() } }
         for c in 0..<commits {
             emit("commit refs/heads/main\nmark :\(c + 1)\n")
             emit("author Dev \(c % 7) <dev\(c % 7)@example.com> \(1_500_000_000 + c * 600) +0200\n")
             emit("committer Dev \(c % 7) <dev\(c % 7)@example.com> \(1_500_000_000 + c * 600) +0200\n")
-            let msg = "change \(c): update things\n"
+            let msg = "change \(c): \(line())"
             emit("data \(msg.utf8.count)\n\(msg)")
             if c > 0 { emit("from :\(c)\n") }
             if c > 10 && c % 97 == 0 { emit("merge :\(c - 5)\n") }
-            let edits = c == 0 ? files : 1 + next() % 4
+            let edits = c == 0 ? files : 1 + next() % 5
             for e in 0..<edits {
                 let f = c == 0 ? e : next() % files
-                versions[f] += 1
-                var body = ""
-                let lines = 40 + (f % 13) * 10
-                for l in 0..<lines {
-                    let v = (l % 9 == versions[f] % 9) ? versions[f] : 0
-                    body += "file \(f) line \(l) value \(v) lorem ipsum dolor sit amet consectetur\n"
+                if c > 0 {
+                    for _ in 0..<(1 + next() % 4) {
+                        let at = next() % content[f].count
+                        switch next() % 3 {
+                        case 0: content[f][at] = line()
+                        case 1: content[f].insert(line(), at: at)
+                        default: if content[f].count > 5 { content[f].remove(at: at) }
+                        }
+                    }
                 }
-                emit("M 100644 inline dir\(f % 20)/sub\(f % 3)/file\(f).txt\ndata \(body.utf8.count)\n\(body)")
+                let body = content[f].joined()
+                emit("M 100644 inline src/mod\(f % 30)/part\(f % 4)/file\(f).swift\ndata \(body.utf8.count)\n\(body)")
             }
             emit("\n")
             if c % 500 == 499 {

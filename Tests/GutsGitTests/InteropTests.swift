@@ -115,6 +115,55 @@ final class InteropTests: XCTestCase {
         XCTAssertEqual(try verify(base + "/packed.git").0, [])
     }
 
+    func testPackWriterDeltas() throws {
+        let base = try makeTempDirectory(self)
+        let repo = try Repository.create(bare: base + "/d.git")
+        let v1 = Array(String(repeating: "line of text\n", count: 200).utf8)
+        let v2 = v1 + Array("one more line\n".utf8)
+        let v3 = Array("prefix\n".utf8) + v2
+        // v2 = copy all of v1 + insert; v3 = insert + copy all of v2.
+        func copy(_ off: Int, _ size: Int) -> [UInt8] {
+            [0x80 | 0x01 | 0x02 | 0x10 | 0x20, UInt8(off & 0xFF), UInt8(off >> 8), UInt8(size & 0xFF), UInt8(size >> 8)]
+        }
+        let extra = Array("one more line\n".utf8)
+        let d2 = deltaVarint(v1.count) + deltaVarint(v2.count) + copy(0, v1.count) + [UInt8(extra.count)] + extra
+        let pre = Array("prefix\n".utf8)
+        let d3 = deltaVarint(v2.count) + deltaVarint(v3.count) + [UInt8(pre.count)] + pre + copy(0, v2.count)
+        let id1 = ObjectID.compute(type: .blob, body: v1)
+        let id2 = ObjectID.compute(type: .blob, body: v2)
+        let id3 = ObjectID.compute(type: .blob, body: v3)
+        let tree = Tree(entries: [TreeEntry(mode: 0o100644, name: Array("a".utf8), id: id1),
+                                  TreeEntry(mode: 0o100644, name: Array("b".utf8), id: id2),
+                                  TreeEntry(mode: 0o100644, name: Array("c".utf8), id: id3)]).serialized()
+        let sig = Signature(name: "T", email: "t@e", time: 1, timezone: "+0000")
+        let commitBody = Commit(tree: ObjectID.compute(type: .tree, body: tree), parents: [], author: sig, committer: sig,
+                                message: Array("d\n".utf8)).serialized()
+        let writer = try PackWriter(directory: repo.objectsDirectory + "/pack")
+        let commit = try writer.add(type: .commit, body: commitBody)
+        try writer.add(type: .tree, body: tree)
+        try writer.add(type: .blob, body: v1)
+        try writer.addDelta(id: id2, base: id1, delta: d2)
+        try writer.addDelta(id: id3, base: id2, delta: d3)
+        let result = try writer.finish()
+        let vp = try git(["verify-pack", "-v", result.indexPath], in: base)
+        XCTAssertEqual(vp.status, 0, vp.stderr)
+        XCTAssertTrue(vp.text.contains("chain length = 2: 1 object"), vp.text)
+        try repo.updateRef("refs/heads/main", to: commit)
+        repo.reloadPacks()
+        XCTAssertEqual(try repo.read(id3)?.body, v3)
+        XCTAssertEqual(try verify(base + "/d.git").0, [])
+        let fsck = try git(["--git-dir", base + "/d.git", "fsck", "--full"], in: base, check: false)
+        XCTAssertEqual(fsck.status, 0, fsck.stderr)
+        // A REF_DELTA against an object outside the pack makes a thin pack.
+        let thin = try PackWriter(directory: base + "/thin")
+        try thin.addDelta(id: id2, base: id1, delta: d2)
+        let thinResult = try thin.finish()
+        XCTAssertThrowsError(try PackIndexer.index(packPath: thinResult.packPath, outputDirectory: base + "/q"))
+        let fixed = try PackIndexer.index(packPath: thinResult.packPath, outputDirectory: base + "/q", baseStore: repo)
+        XCTAssertEqual(fixed.appendedBases, 1)
+        XCTAssertEqual(Set(fixed.objects.map(\.id)), [id1, id2])
+    }
+
     func testReadsIndexWithLargeOffsetsMadeByGit() throws {
         let dir = try makeHistoryRepository(self, commits: 8)
         try git(["repack", "-adq"], in: dir)
@@ -141,6 +190,21 @@ final class InteropTests: XCTestCase {
         XCTAssertEqual(try linked.head(), .symbolic("refs/heads/side", id: try linked.resolveRef("refs/heads/side")))
         XCTAssertEqual(try verify(base + "/linked").0, [])
         XCTAssertThrowsError(try Repository.open(base)) { XCTAssertEqual(($0 as? GitError)?.kind, .notARepository) }
+    }
+
+    func testShallowClone() throws {
+        let dir = try makeHistoryRepository(self, commits: 10)
+        let base = (dir as NSString).deletingLastPathComponent
+        try git(["clone", "-q", "--bare", "--depth", "3", "file://" + dir, base + "/shallow.git"], in: base)
+        let repo = try Repository.open(base + "/shallow.git")
+        XCTAssertFalse(repo.shallowCommits().isEmpty)
+        XCTAssertEqual(try verify(base + "/shallow.git").0, [])
+        let head = try XCTUnwrap(try repo.resolveRef("HEAD"))
+        let walk = ObjectWalk(store: repo, shallow: repo.shallowCommits())
+        XCTAssertEqual(try walk.missingObjects(reachableFrom: [head]), [])
+        XCTAssertEqual(Set(try walk.objects(reachableFrom: [head]).objects),
+                       Set(try git(["--git-dir", base + "/shallow.git", "rev-list", "--objects", "HEAD"], in: base).text
+                            .split(separator: "\n").compactMap { ObjectID(hex: $0.prefix(40)) }))
     }
 
     func testCreatedBareRepositoryIsAcceptedByGit() throws {
@@ -196,7 +260,7 @@ final class InteropTests: XCTestCase {
         // Connectivity from the new tip is satisfied by old repository + quarantine.
         let quarantine = try PackReader(packPath: completed.packPath, indexPath: completed.indexPath)
         let head = try XCTUnwrap(ObjectID(hex: try git(["rev-parse", "HEAD"], in: dir).text.trimmingCharacters(in: .whitespacesAndNewlines)))
-        let walk = ObjectWalk(store: CombinedStore([old, PackStore(quarantine)]))
+        let walk = ObjectWalk(store: CombinedStore([old, quarantine]))
         XCTAssertEqual(try walk.missingObjects(reachableFrom: [head], excluding: [ObjectID(hex: oldHead)!]), [])
         XCTAssertFalse(try ObjectWalk(store: old).missingObjects(reachableFrom: [head]).isEmpty)
         // Install and verify the result with git.
@@ -206,12 +270,4 @@ final class InteropTests: XCTestCase {
         XCTAssertEqual(fsck.status, 0, fsck.stderr)
         XCTAssertEqual(try verify(base + "/old.git").0.filter { $0.severity == .error }, [])
     }
-}
-
-/// A single pack as an object store (what sync's quarantine looks like).
-struct PackStore: ObjectStore {
-    let reader: PackReader
-    init(_ reader: PackReader) { self.reader = reader }
-    func contains(_ id: ObjectID) -> Bool { reader.contains(id) }
-    func read(_ id: ObjectID) throws -> GitObject? { try reader.read(id) }
 }
