@@ -196,7 +196,3 @@ final class PackLayout {
         return Entry(header: h, baseID: baseID, data: UnsafeRawBufferPointer(rebasing: b[h.dataOffset..<entryEnd]))
     }
 }
-
-/// A single pack is an object store too (e.g. a quarantined pack, combined with the
-/// repository for connectivity checks before it is accepted).
-extension PackReader: ObjectStore {}
