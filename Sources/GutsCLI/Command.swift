@@ -87,6 +87,11 @@ public final class Context: @unchecked Sendable {
         lock.locked { writeAll(1, line + "\n") }
     }
 
+    /// A line of data on stdout; false when the reader has gone (EPIPE), so streams can stop.
+    public func outChecked(_ line: String) -> Bool {
+        lock.locked { writeAll(1, line + "\n") }
+    }
+
     /// A log line on stderr (suppressed by --quiet).
     public func log(_ line: String) {
         if quiet { return }

@@ -13,6 +13,8 @@ public enum GutsMain {
         DialCommand.self,
         PingCommand.self,
         SyncCommand.self,
+        GossipPublishCommand.self,
+        GossipSubscribeCommand.self,
         ObjectsVerifyCommand.self,
     ]
 

@@ -1,5 +1,6 @@
 import GutsIdentity
 import GutsNode
+import GutsGossip
 import GutsSync
 import GutsSupport
 import GutsTransport
@@ -22,7 +23,24 @@ enum ListenCommand: Command {
         OptionSpec("keepalive-interval", value: "SECONDS", help: "ping peers silent for this long (default 30)"),
         OptionSpec("network", value: "ID", help: "network ID; nodes on different networks cannot connect (default empty)"),
         OptionSpec("repos", value: "DIR", repeatable: true, help: "also serve the repositories under DIR (besides <home>/repos)"),
+        OptionSpec("mirror", short: "m", value: "REPO[@[PEERID@]ADDR]", repeatable: true, help: "on a NewCommit for REPO, sync it (from the announcer, else from ADDR)"),
+        OptionSpec("topic", value: "TOPIC", repeatable: true, help: "also subscribe to and relay TOPIC"),
+        OptionSpec("announce-interval", value: "SECONDS", help: "how often served repositories are scanned for changes to announce (default 2)"),
     ]
+
+    /// `REPO` or `REPO@[PEERID@]ADDR`.
+    static func parseMirror(_ text: String) throws -> MirrorSpec {
+        let (repoText, peerText): (Substring, Substring?)
+        if let at = text.firstIndex(of: "@") {
+            repoText = text[..<at]
+            peerText = text[text.index(after: at)...]
+        } else {
+            repoText = Substring(text)
+            peerText = nil
+        }
+        guard let name = RepositoryName(String(repoText)) else { throw UsageError("--mirror: invalid repository name '\(repoText)'") }
+        return MirrorSpec(repository: name, peer: try peerText.map { try Network.parseEndpoint(String($0)) })
+    }
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
         guard args.positionals.isEmpty else { throw UsageError("listen takes no arguments (did you mean --listen ADDR?)") }
@@ -57,6 +75,12 @@ enum ListenCommand: Command {
                                        maxConnections: config.maxConnections, connectTimeout: config.connectTimeout,
                                        session: Network.sessionConfig(identity: identity, config: config))
         nodeOptions.repositories = catalog
+        nodeOptions.mirrors = try args.all("mirror").map(parseMirror)
+        nodeOptions.topics = try args.all("topic").map { t in
+            guard Topic.isValid(t) else { throw UsageError("--topic: invalid topic '\(t)'") }
+            return t
+        }
+        if let v = try args.seconds("announce-interval", in: 0.1...86400) { nodeOptions.announceInterval = v }
         let node = Node(options: nodeOptions, log: log)
         let address: String
         do {

@@ -22,3 +22,11 @@ final class SupportTests: XCTestCase {
         XCTAssertNil(Base32.decode("m"), "a lone character cannot encode a byte")
     }
 }
+
+final class Base64Tests: XCTestCase {
+    func testRFC4648Vectors() {
+        let vectors = ["": "", "f": "Zg==", "fo": "Zm8=", "foo": "Zm9v", "foob": "Zm9vYg==", "fooba": "Zm9vYmE=", "foobar": "Zm9vYmFy"]
+        for (plain, encoded) in vectors { XCTAssertEqual(Base64.encode(Array(plain.utf8)), encoded) }
+        XCTAssertEqual(Base64.encode([0xff, 0xfe, 0x00]), "//4A")
+    }
+}

@@ -1,0 +1,240 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import GutsCrypto
+import GutsGossip
+import GutsIdentity
+import GutsNode
+import GutsSupport
+import GutsTransport
+import GutsWire
+import NIOPosix
+
+/// Connection settings for talking to a node as a gossip client.
+enum GossipConnect {
+    static func open(_ args: ParsedArguments, _ context: Context, timeout: Double, signals: SignalWatcher?) throws -> (PeerConnection, Identity, MultiThreadedEventLoopGroup) {
+        guard let peerText = args.value("peer") else { throw UsageError("needs --peer [PEERID@]ADDR: the node to talk to") }
+        let endpoint = try Network.parseEndpoint(peerText)
+        var config = try NodeConfig.load(home: context.homePath)
+        config.connectTimeout = timeout
+        config.handshakeTimeout = timeout
+        try Network.applyNetworkOption(args, to: &config)
+        let identity = try Network.clientIdentity(context)
+        let session = Network.sessionConfig(identity: identity, config: config, capabilities: [Capabilities.ping, GossipClient.capability])
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        do {
+            let connection = try Network.dial(endpoint, config: session, group: group, connectTimeout: timeout)
+            return (connection, identity, group)
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw error
+        }
+    }
+
+    static func topic(_ args: ParsedArguments) throws -> String {
+        guard let topic = args.value("topic") else { throw UsageError("needs --topic TOPIC") }
+        guard Topic.isValid(topic) else {
+            throw UsageError("invalid topic '\(topic)': 1 to 255 of a-z 0-9 / . _ - , not starting or ending with /")
+        }
+        return topic
+    }
+}
+
+/// `guts gossip publish`: sign a message with this node's identity and hand it to a node.
+enum GossipPublishCommand: Command {
+    static let name = "gossip publish"
+    static let summary = "sign a message and hand it to a node, which floods it on its topic"
+    static let synopsis = "gossip publish --topic TOPIC --peer [PEERID@]ADDR [--data STRING]"
+    static let options = [
+        OptionSpec("topic", short: "t", value: "TOPIC", help: "topic to publish on"),
+        OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", help: "node to hand the message to"),
+        OptionSpec("data", short: "d", value: "STRING", help: "payload (default: all of standard input, binary-safe)"),
+        OptionSpec("timeout", short: "W", value: "SECONDS", help: "connect, handshake and acknowledgement timeout (default 10)"),
+        OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
+    ]
+
+    static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
+        guard args.positionals.isEmpty else { throw UsageError("gossip publish takes no arguments (payload: --data or standard input)") }
+        let topic = try GossipConnect.topic(args)
+        let timeout = try args.seconds("timeout", in: 0.1...3600) ?? 10
+        let data: [UInt8]
+        if let text = args.value("data") {
+            data = Array(text.utf8)
+        } else {
+            data = try readStandardInput(limit: Limits.maxGossipData)
+        }
+        guard data.count <= Limits.maxGossipData else {
+            throw UsageError("payload is \(data.count) bytes; the limit is \(Limits.maxGossipData)")
+        }
+        let (connection, identity, group) = try GossipConnect.open(args, context, timeout: timeout, signals: nil)
+        defer { try? group.syncShutdownGracefully() }
+        let timestamp = UInt64(unixTime() * 1000)
+        var gossip = Gossip(topic: topic, origin: identity.keyPair.publicKey, sequence: Random.uint64() >> 1,
+                            timestamp: timestamp, data: data, signature: [])
+        gossip.signature = identity.keyPair.sign(gossip.signedBytes)
+        let id = gossip.id
+        connection.send(.gossip(gossip))
+        defer {
+            connection.close(.shutdown, "published")
+            _ = try? connection.closeFuture.wait()
+        }
+        // The node acknowledges with IHave {topic, [id]} or explains with Error.
+        let started = Instant.now()
+        while true {
+            let remaining = timeout - Instant.now().seconds(since: started)
+            guard remaining > 0 else { throw CommandError(.timeout, "the node did not acknowledge the message within \(formatNumber(timeout)) s") }
+            let message: Message
+            do {
+                message = try connection.nextMessage(timeout: remaining).wait()
+            } catch TransportError.timeout {
+                throw CommandError(.timeout, "the node did not acknowledge the message within \(formatNumber(timeout)) s")
+            } catch {
+                throw CommandError(.unreachable, "connection lost before the node acknowledged: \(error)")
+            }
+            switch message {
+            case let .iHave(ack) where ack.ids.contains(id):
+                if context.json {
+                    context.out(JSON.object(["id": .string(Hex.encode(id)), "topic": .string(topic),
+                                             "origin": .string(identity.peerID.description), "bytes": .int(data.count)]))
+                } else {
+                    context.out(Hex.encode(id))
+                }
+                return .ok
+            case let .error(e):
+                throw CommandError(.refused, "the node rejected the message: \(e.message)")
+            default:
+                continue
+            }
+        }
+    }
+
+    static func readStandardInput(limit: Int) throws -> [UInt8] {
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CommandError(.io, "cannot read standard input")
+            }
+            if n == 0 { break }
+            out += buffer[0..<n]
+            if out.count > limit { throw UsageError("payload on standard input exceeds \(limit) bytes") }
+        }
+        return out
+    }
+}
+
+/// `guts gossip subscribe`: stream every message on a topic, one line each.
+enum GossipSubscribeCommand: Command {
+    static let name = "gossip subscribe"
+    static let summary = "print every message on a topic as a node receives it, one line each"
+    static let synopsis = "gossip subscribe --topic TOPIC --peer [PEERID@]ADDR [--count N] [--timeout SECONDS]"
+    static let options = [
+        OptionSpec("topic", short: "t", value: "TOPIC", help: "topic to follow"),
+        OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", help: "node to follow it through"),
+        OptionSpec("count", short: "c", value: "N", help: "exit after N messages"),
+        OptionSpec("timeout", short: "W", value: "SECONDS", help: "exit after SECONDS (also the connect and handshake timeout)"),
+        OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
+    ]
+
+    static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
+        guard args.positionals.isEmpty else { throw UsageError("gossip subscribe takes no arguments") }
+        let topic = try GossipConnect.topic(args)
+        let count = try args.int("count", in: 1...Int(Int32.max))
+        let limit = try args.seconds("timeout", in: 0.1...31_536_000)
+        let signals = SignalWatcher.install()
+        let (connection, _, group) = try GossipConnect.open(args, context, timeout: min(limit ?? 10, 10), signals: signals)
+        defer { try? group.syncShutdownGracefully() }
+        signals.onSignal { _ in connection.close(.shutdown, "subscriber interrupted") }
+        connection.send(.subscribe(Subscribe(subscribe: true, topics: [topic])))
+        context.debug("subscribed to \(topic)")
+        let started = Instant.now()
+        var received = 0
+        defer {
+            connection.close(.shutdown, "subscriber done")
+            _ = try? connection.closeFuture.wait()
+        }
+        while count.map({ received < $0 }) ?? true {
+            if signals.received != 0 { break }
+            var wait = 3600.0
+            if let limit {
+                wait = limit - Instant.now().seconds(since: started)
+                if wait <= 0 { break }
+            }
+            let message: Message
+            do {
+                message = try connection.nextMessage(timeout: wait).wait()
+            } catch TransportError.timeout {
+                if limit != nil { break }
+                continue
+            } catch {
+                if signals.received != 0 { break }
+                throw CommandError(.unreachable, "connection to the node lost: \(error)")
+            }
+            guard case let .gossip(g) = message, g.topic == topic else { continue }
+            received += 1
+            if !context.outChecked(render(g, json: context.json)) { break }  // reader went away (| head)
+        }
+        return received > 0 ? .ok : .noReply
+    }
+
+    static func render(_ g: Gossip, json: Bool) -> String {
+        let origin = (try? PeerID(publicKey: g.origin))?.description ?? Hex.encode(g.origin)
+        let id = Hex.encode(g.id)
+        let time = rfc3339(milliseconds: g.timestamp)
+        let text = validUTF8(g.data)
+        if json {
+            return JSON.object([
+                "topic": .string(g.topic), "origin": .string(origin), "id": .string(id),
+                "time": .string(time), "timestamp_ms": .int(Int(clamping: g.timestamp)),
+                "encoding": .string(text == nil ? "base64" : "utf8"),
+                "payload": .string(text ?? Base64.encode(g.data)),
+            ])
+        }
+        return "\(origin) \(id) \(time) \(escape(g.data))"
+    }
+
+    static func validUTF8(_ bytes: [UInt8]) -> String? {
+        var it = bytes.makeIterator()
+        var decoder = UTF8()
+        var out = String.UnicodeScalarView()
+        while true {
+            switch decoder.decode(&it) {
+            case let .scalarValue(v): out.append(v)
+            case .emptyInput: return String(out)
+            case .error: return nil
+            }
+        }
+    }
+
+    /// One line whatever the payload: printable UTF-8 as is, the rest as escapes.
+    static func escape(_ bytes: [UInt8]) -> String {
+        guard let text = validUTF8(bytes) else {
+            return bytes.map { b in (0x20..<0x7f).contains(b) && b != 0x5c ? String(UnicodeScalar(b)) : "\\x" + Hex.encode([b]) }.joined()
+        }
+        var out = ""
+        for s in text.unicodeScalars {
+            switch s {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\\": out += "\\\\"
+            default:
+                if s.value < 0x20 || s.value == 0x7f { out += "\\x" + Hex.encode([UInt8(s.value)]) } else { out.unicodeScalars.append(s) }
+            }
+        }
+        return out
+    }
+
+    static func rfc3339(milliseconds ms: UInt64) -> String {
+        var t = time_t(ms / 1000)
+        var tmv = tm()
+        gmtime_r(&t, &tmv)
+        func pad(_ v: Int32, _ n: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, n - s.count)) + s
+        }
+        return "\(pad(tmv.tm_year + 1900, 4))-\(pad(tmv.tm_mon + 1, 2))-\(pad(tmv.tm_mday, 2))T\(pad(tmv.tm_hour, 2)):\(pad(tmv.tm_min, 2)):\(pad(tmv.tm_sec, 2)).\(pad(Int32(ms % 1000), 3))Z"
+    }
+}
