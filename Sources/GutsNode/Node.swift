@@ -73,6 +73,7 @@ public final class Node: @unchecked Sendable {
     private let outbound = NIOLockedValueBox([Int: PeerConnection]())
     private let established = NIOLockedValueBox([ObjectIdentifier: PeerConnection]())
     private let announced = NIOLockedValueBox([RepositoryName: [String: ObjectID]]())
+    private let scanned = NIOLockedValueBox(false)
     private let mirroring = NIOLockedValueBox([RepositoryName: Bool]())
 
     public init(options: Options, log: NodeLog, threads: Int = System.coreCount) {
@@ -225,9 +226,16 @@ public final class Node: @unchecked Sendable {
     }
 
     /// Compares each served repository's refs with what was last announced: a new
-    /// repository gets NewRepository, each created or moved ref NewCommit.
+    /// repository gets NewRepository, each created or moved ref NewCommit. Repositories
+    /// found by the first scan are only announced as repositories; one that appears later
+    /// (pushed, or created by a sync) also gets NewCommit for each of its refs, so mirrors
+    /// downstream can follow it.
     func announceChanges() {
         guard let catalog = options.repositories else { return }
+        let initial = scanned.withLockedValue { done -> Bool in
+            defer { done = true }
+            return !done
+        }
         for name in catalog.all() {
             guard let path = catalog.locate(name), let repo = try? Repository.open(path),
                   let refs = try? repo.listRefs().filter({ $0.symbolicTarget == nil }) else { continue }
@@ -236,14 +244,15 @@ public final class Node: @unchecked Sendable {
                 defer { map[name] = current }
                 return map[name]
             }
-            guard let previous else {
+            if previous == nil {
                 publish(Topic.repositories, .newRepository(NewRepository(repository: name.value)))
-                continue
+                if initial { continue }
             }
-            for (ref, id) in current.sorted(by: { $0.key < $1.key }) where previous[ref] != id {
+            let before = previous ?? [:]
+            for (ref, id) in current.sorted(by: { $0.key < $1.key }) where before[ref] != id {
                 guard let new = WireOID(id.bytes) else { continue }
                 publish(Topic.commits, .newCommit(NewCommit(repository: name.value, ref: ref,
-                                                            old: previous[ref].flatMap { WireOID($0.bytes) }, new: new)))
+                                                            old: before[ref].flatMap { WireOID($0.bytes) }, new: new)))
             }
         }
     }

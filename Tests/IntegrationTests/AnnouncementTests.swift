@@ -1,0 +1,108 @@
+import Foundation
+import GutsWire
+import XCTest
+
+/// NewRepository / NewCommit announcements and event-driven mirroring, with real processes.
+final class AnnouncementTests: XCTestCase {
+    var h: Harness!
+
+    override func setUpWithError() throws { h = try Harness() }
+    override func tearDown() { h.cleanup() }
+
+    @discardableResult
+    func git(_ args: [String], in dir: String) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+        p.arguments = ["-c", "user.name=T", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"] + args
+        p.currentDirectoryURL = URL(fileURLWithPath: dir)
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, "git \(args)")
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A bare repository at `<home>/repos/demo/app.git` with one commit, and a work tree to push from.
+    func makeServedRepository(home: String) throws -> String {
+        let bare = home + "/repos/demo/app.git"
+        try FileManager.default.createDirectory(atPath: bare, withIntermediateDirectories: true)
+        try git(["init", "-q", "--bare", "."], in: bare)
+        let work = h.root.appendingPathComponent("work-\(UUID().uuidString.prefix(6))").path
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        try git(["init", "-q", "."], in: work)
+        try "v1\n".write(toFile: work + "/file", atomically: true, encoding: .utf8)
+        try git(["add", "file"], in: work)
+        try git(["commit", "-q", "-m", "first"], in: work)
+        try git(["remote", "add", "origin", bare], in: work)
+        try git(["push", "-q", "origin", "main"], in: work)
+        return work
+    }
+
+    /// Decoded announcements a JSON subscriber printed.
+    func announcements(_ s: Harness.Running) -> [Message] {
+        s.stdout.split(separator: "\n").compactMap { line -> Message? in
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let payload = o["payload"] as? String else { return nil }
+            // Announcements are wire-encoded messages: base64 unless they happen to be valid UTF-8.
+            let bytes = o["encoding"] as? String == "base64" ? Data(base64Encoded: payload).map { [UInt8]($0) } : Array(payload.utf8)
+            guard let data = bytes, data.count >= 5, let kind = Message.Kind(rawValue: data[0]) else { return nil }
+            return try? MessageCodec.decode(kind: kind, body: Array(data.dropFirst(5)))
+        }
+    }
+
+    func testPushIsAnnouncedAndMirroredByFollowers() throws {
+        _ = try h.keygen("origin")
+        _ = try h.keygen("follower")
+        let work = try makeServedRepository(home: h.home("origin"))
+        let (origin, originLine) = try h.listen("origin", ["--announce-interval", "0.3"])
+        let (follower, followerLine) = try h.listen("follower", ["--bootstrap", originLine, "--mirror", "demo/app",
+                                                                  "--announce-interval", "0.3"])
+        follower.waitFor("bootstrap connection") { _, err in err.contains("(bootstrap") }
+        let watcher = try h.start(["--home", h.home("w"), "--json", "gossip", "subscribe", "--topic", "guts/commits",
+                                   "--peer", followerLine, "--count", "2", "--timeout", "30"])
+        usleep(500_000)
+
+        try "v2\n".write(toFile: work + "/file", atomically: true, encoding: .utf8)
+        try git(["commit", "-q", "-am", "second"], in: work)
+        try git(["push", "-q", "origin", "main"], in: work)
+        let head = try git(["rev-parse", "HEAD"], in: work)
+
+        follower.waitFor("the follower to mirror the pushed commit", timeout: 20) { _, err in err.contains("mirror: synced demo/app") }
+        let mirror = h.home("follower") + "/repos/demo/app.git"
+        XCTAssertEqual(try git(["rev-parse", "refs/heads/main"], in: mirror), head)
+        XCTAssertEqual(try git(["fsck", "--full"], in: mirror), "")
+        // The origin announced the push; the follower re-announced after mirroring.
+        XCTAssertEqual(watcher.wait(timeout: 20), 0, watcher.stderr)
+        let seen = announcements(watcher)
+        XCTAssertEqual(seen.count, 2, watcher.stdout)
+        for m in seen {
+            guard case let .newCommit(c) = m else { return XCTFail("expected NewCommit, got \(m)") }
+            XCTAssertEqual(c.repository, "demo/app")
+            XCTAssertEqual(c.ref, "refs/heads/main")
+            XCTAssertEqual(c.new.description, head)
+        }
+        XCTAssertTrue(origin.stderr.contains("announcing demo/app refs/heads/main"), origin.stderr)
+    }
+
+    func testNewRepositoryAndSyncedRefsAreAnnounced() throws {
+        _ = try h.keygen("origin")
+        _ = try h.keygen("cron")
+        _ = try makeServedRepository(home: h.home("origin"))
+        let (_, originLine) = try h.listen("origin", ["--announce-interval", "0.3"])
+        // A node serving the home that cron syncs into: it announces what each sync brought.
+        let (cronNode, cronLine) = try h.listen("cron", ["--announce-interval", "0.3"])
+        let watcher = try h.start(["--home", h.home("w"), "--json", "gossip", "subscribe", "--topic", "guts/repositories",
+                                   "--peer", cronLine, "--count", "1", "--timeout", "30"])
+        usleep(400_000)
+        let sync = try h.run(["--home", h.home("cron"), "sync", "demo/app", "--peer", originLine])
+        XCTAssertEqual(sync.status, 0, sync.stderr)
+        cronNode.waitFor("the syncing node to announce the new repository", timeout: 15) { _, err in
+            err.contains("announcing repository demo/app")
+        }
+        XCTAssertEqual(watcher.wait(timeout: 20), 0, watcher.stderr)
+        XCTAssertEqual(announcements(watcher), [.newRepository(NewRepository(repository: "demo/app"))])
+    }
+}
