@@ -121,20 +121,11 @@ public final class Context: @unchecked Sendable {
     }
 }
 
-/// Writes all bytes to a file descriptor; gives up silently on EPIPE (reader went away).
+/// Writes a whole line of text to a file descriptor; false when it failed (e.g. EPIPE:
+/// the reader went away).
 @discardableResult
 func writeAll(_ fd: Int32, _ text: String) -> Bool {
-    var bytes = Array(text.utf8)
-    var offset = 0
-    while offset < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            return false
-        }
-        offset += n
-    }
-    return true
+    Files.writeAll(fd, Array(text.utf8)) == 0
 }
 
 /// A tiny mutex so concurrent log lines never interleave mid-line.

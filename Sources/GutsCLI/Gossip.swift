@@ -183,7 +183,7 @@ enum GossipSubscribeCommand: Command {
         let origin = (try? PeerID(publicKey: g.origin))?.description ?? Hex.encode(g.origin)
         let id = Hex.encode(g.id)
         let time = rfc3339(milliseconds: g.timestamp)
-        let text = validUTF8(g.data)
+        let text = decodeUTF8(g.data)
         if json {
             return JSON.object([
                 "topic": .string(g.topic), "origin": .string(origin), "id": .string(id),
@@ -195,22 +195,9 @@ enum GossipSubscribeCommand: Command {
         return "\(origin) \(id) \(time) \(escape(g.data))"
     }
 
-    static func validUTF8(_ bytes: [UInt8]) -> String? {
-        var it = bytes.makeIterator()
-        var decoder = UTF8()
-        var out = String.UnicodeScalarView()
-        while true {
-            switch decoder.decode(&it) {
-            case let .scalarValue(v): out.append(v)
-            case .emptyInput: return String(out)
-            case .error: return nil
-            }
-        }
-    }
-
     /// One line whatever the payload: printable UTF-8 as is, the rest as escapes.
     static func escape(_ bytes: [UInt8]) -> String {
-        guard let text = validUTF8(bytes) else {
+        guard let text = decodeUTF8(bytes) else {
             return bytes.map { b in (0x20..<0x7f).contains(b) && b != 0x5c ? String(UnicodeScalar(b)) : "\\x" + Hex.encode([b]) }.joined()
         }
         var out = ""

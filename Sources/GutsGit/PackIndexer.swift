@@ -214,15 +214,8 @@ final class StreamingFile {
     func finishHash() -> [UInt8] { hasher.finalize() }
 
     private func flush() throws {
-        var offset = 0
-        while offset < buffer.count {
-            let n = buffer.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw GitError(.io, FileError(path: path, operation: "write", code: errno).description)
-            }
-            offset += n
-        }
+        let code = Files.writeAll(fd, buffer)
+        guard code == 0 else { throw GitError(.io, FileError(path: path, operation: "write", code: code).description) }
         buffer.removeAll(keepingCapacity: true)
     }
 

@@ -103,15 +103,8 @@ public final class PackWriter {
     }
 
     private func flush() throws {
-        var offset = 0
-        while offset < buffer.count {
-            let n = buffer.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw GitError(.io, FileError(path: tempPath, operation: "write", code: errno).description)
-            }
-            offset += n
-        }
+        let code = Files.writeAll(fd, buffer)
+        guard code == 0 else { throw GitError(.io, FileError(path: tempPath, operation: "write", code: code).description) }
         buffer.removeAll(keepingCapacity: true)
     }
 

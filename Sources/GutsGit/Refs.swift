@@ -155,16 +155,8 @@ final class LockFile {
     }
 
     func commit(_ text: String) throws {
-        let bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw GitError(.io, FileError(path: path, operation: "write", code: errno).description)
-            }
-            offset += n
-        }
+        let code = Files.writeAll(fd, Array(text.utf8))
+        guard code == 0 else { throw GitError(.io, FileError(path: path, operation: "write", code: code).description) }
         guard fsync(fd) == 0 else { throw GitError(.io, FileError(path: path, operation: "fsync", code: errno).description) }
         close(fd)
         fd = -1

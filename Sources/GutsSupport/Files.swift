@@ -26,6 +26,29 @@ public struct FileError: Error, CustomStringConvertible, Sendable {
 /// Plain POSIX file helpers. Every write is atomic: temporary file in the same
 /// directory, fsync, rename over the target, fsync of the directory.
 public enum Files {
+    /// Writes every byte of `bytes` to `fd`, retrying after EINTR and short writes.
+    /// Returns 0, or the errno of the failed write.
+    @discardableResult
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32 {
+        guard let base = bytes.baseAddress else { return 0 }
+        var offset = 0
+        while offset < bytes.count {
+            let n = Glibc.write(fd, base + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            offset += n
+        }
+        return 0
+    }
+
+    /// `writeAll` for an array.
+    @discardableResult
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32 {
+        bytes.withUnsafeBytes { writeAll(fd, $0) }
+    }
+
     public static func exists(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0
@@ -108,17 +131,8 @@ public enum Files {
         do {
             defer { close(fd) }
             guard fchmod(fd, mode) == 0 else { throw FileError(path: tmpPath, operation: "chmod", code: errno) }
-            var offset = 0
-            while offset < bytes.count {
-                let n = bytes.withUnsafeBytes { raw in
-                    Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
-                }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw FileError(path: tmpPath, operation: "write", code: errno)
-                }
-                offset += n
-            }
+            let code = writeAll(fd, bytes)
+            guard code == 0 else { throw FileError(path: tmpPath, operation: "write", code: code) }
             guard fsync(fd) == 0 else { throw FileError(path: tmpPath, operation: "fsync", code: errno) }
         }
         guard rename(tmpPath, path) == 0 else { throw FileError(path: path, operation: "rename", code: errno) }

@@ -241,17 +241,8 @@ public enum SyncClient {
                     objects = Int(header[8]) << 24 | Int(header[9]) << 16 | Int(header[10]) << 8 | Int(header[11])
                 }
             }
-            try chunk.data.withUnsafeBytes { raw in
-                var offset = 0
-                while offset < raw.count {
-                    let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw SyncFailure.local(FileError(path: packPath, operation: "write", code: errno).description)
-                    }
-                    offset += n
-                }
-            }
+            let code = Files.writeAll(fd, chunk.data)
+            guard code == 0 else { throw SyncFailure.local(FileError(path: packPath, operation: "write", code: code).description) }
             if let progress = options.progress, Instant.now().seconds(since: lastProgress) > 0.1 || chunk.final {
                 lastProgress = Instant.now()
                 progress(SyncProgress(phase: .receiving, bytes: bytes, objects: objects, seconds: Instant.now().seconds(since: started)))

@@ -1,3 +1,5 @@
+import GutsSupport
+
 /// Why bytes from a peer could not be decoded. Every decode failure is one of these;
 /// decoding never traps.
 public enum DecodeError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -117,16 +119,8 @@ public struct ByteReader: Sendable {
     public mutating func raw(_ n: Int, _ field: String) throws -> [UInt8] { Array(try take(n, field)) }
 
     static func utf8(_ s: ArraySlice<UInt8>, _ field: String) throws -> String {
-        var it = s.makeIterator()
-        var decoder = UTF8()
-        var out = String.UnicodeScalarView()
-        while true {
-            switch decoder.decode(&it) {
-            case let .scalarValue(v): out.append(v)
-            case .emptyInput: return String(out)
-            case .error: throw DecodeError.invalidUTF8(field: field)
-            }
-        }
+        guard let text = decodeUTF8(s) else { throw DecodeError.invalidUTF8(field: field) }
+        return text
     }
 
     public mutating func str8(_ field: String, limit: Int = 255) throws -> String {

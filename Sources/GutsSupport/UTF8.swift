@@ -1,0 +1,14 @@
+/// Strict UTF-8 decoding: the string, or nil when `bytes` is not valid UTF-8 (no
+/// replacement characters, unlike `String(decoding:as:)`).
+public func decodeUTF8<S: Sequence>(_ bytes: S) -> String? where S.Element == UInt8 {
+    var it = bytes.makeIterator()
+    var decoder = UTF8()
+    var out = String.UnicodeScalarView()
+    while true {
+        switch decoder.decode(&it) {
+        case let .scalarValue(v): out.append(v)
+        case .emptyInput: return String(out)
+        case .error: return nil
+        }
+    }
+}
