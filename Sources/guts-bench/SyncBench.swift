@@ -116,7 +116,12 @@ enum SyncBench {
 
         init(options: Options) {
             o = options
-            guts = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("guts").path
+            var binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("guts").path
+            if access(binary, X_OK) != 0, let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+                // Started through $PATH: argv[0] has no directory.
+                binary = URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("guts").path
+            }
+            guts = binary
             hasTime = access(SyncBench.timeBinary, X_OK) == 0
             tools = options.gitFsck ? [.guts, .git, .gitFsck] : [.guts, .git]
             samples = Array(repeating: Array(repeating: [], count: Tool.allCases.count), count: Phase.allCases.count)
