@@ -25,7 +25,8 @@ _guts() {
     local global_opts="--home --json -v --verbose -q --quiet -h --help --version"
     # Options that take a value (the next word, or after '=').
     local value_opts="--home -l --listen -b --bootstrap --max-connections --handshake-timeout
-        --idle-timeout --keepalive-interval --network -W --timeout -c --count -i --interval"
+        --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval
+        -p --peer --into"
 
     # Find the command words, skipping options and their values.
     local i w cmd= sub= skip= args=()
@@ -51,18 +52,20 @@ _guts() {
     done
 
     # --opt=value with '=' not a word break
-    if [[ $cur == --home=* ]]; then
-        local IFS=$'\n'
-        COMPREPLY=($(compgen -d -P --home= -- "${cur#--home=}"))
-        return
-    fi
+    case $cur in
+        --home=* | --repos=* | --into=*)
+            local IFS=$'\n' opt=${cur%%=*}
+            COMPREPLY=($(compgen -d -P "$opt=" -- "${cur#*=}"))
+            return
+            ;;
+    esac
     # --opt=value split by COMP_WORDBREAKS into --opt, =, value
     if [[ $prev == "=" ]] && ((COMP_CWORD >= 2)); then
         prev=${COMP_WORDS[COMP_CWORD - 2]}
     fi
 
     case $prev in
-        --home)
+        --home | --repos | --into)
             local IFS=$'\n'
             compopt -o filenames 2>/dev/null
             COMPREPLY=($(compgen -d -- "$cur"))
@@ -70,18 +73,33 @@ _guts() {
             ;;
         -l | --listen | -b | --bootstrap | --max-connections | --handshake-timeout | \
             --idle-timeout | --keepalive-interval | --network | -W | --timeout | \
-            -c | --count | -i | --interval)
+            -c | --count | -i | --interval | -p | --peer)
             return # free-form value
             ;;
     esac
 
     local opts words=
     case $cmd in
-        "") words="keygen listen dial ping objects help version"; opts=$global_opts ;;
+        "") words="keygen listen sync dial ping objects help version"; opts=$global_opts ;;
         keygen) opts="-f --force --show" ;;
         listen)
-            opts="-l --listen -b --bootstrap --max-connections --handshake-timeout
+            opts="-l --listen -b --bootstrap --repos --max-connections --handshake-timeout
                 --idle-timeout --keepalive-interval --network"
+            ;;
+        sync)
+            opts="-p --peer --into -W --timeout --network"
+            if [[ $cur != -* ]] && ((${#args[@]} == 0)); then
+                # OWNER/NAME (or NAME) of the repositories in <home>/repos.
+                local IFS=$'\n' home r names=()
+                home=$(_guts_home)
+                for r in "$home"/repos/*/*.git "$home"/repos/*.git; do
+                    [[ -d $r ]] || continue
+                    r=${r#"$home"/repos/}
+                    names+=("${r%.git}")
+                done
+                COMPREPLY=($(compgen -W "${names[*]}" -- "$cur"))
+                return
+            fi
             ;;
         dial) opts="-W --timeout --network" ;;
         ping) opts="-c --count -i --interval -W --timeout --network" ;;
@@ -107,7 +125,7 @@ _guts() {
             ;;
         help)
             case ${#args[@]}:${args[0]-} in
-                0:) words="keygen listen dial ping objects" ;;
+                0:) words="keygen listen sync dial ping objects" ;;
                 1:objects) words="verify" ;;
             esac
             ;;

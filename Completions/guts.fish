@@ -14,7 +14,8 @@ function __guts_words
         end
         switch $t
             case --home -l --listen -b --bootstrap --max-connections --handshake-timeout \
-                --idle-timeout --keepalive-interval --network -W --timeout -c --count -i --interval
+                --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval \
+                -p --peer --into
                 set skip 1
             case '-*'
             case '*'
@@ -43,7 +44,8 @@ function __guts_words_are
     test "$w" = "$argv"
 end
 
-# OWNER/NAME of the repositories in <home>/repos, <home> being --home, $GUTS_HOME or ~/.guts.
+# OWNER/NAME (and NAME) of the repositories in <home>/repos, <home> being --home,
+# $GUTS_HOME or ~/.guts.
 function __guts_repositories
     set -l tokens (commandline -opc)
     set -l home
@@ -57,7 +59,7 @@ function __guts_repositories
     end
     test -n "$home"; or set home $GUTS_HOME
     test -n "$home"; or set home ~/.guts
-    for r in $home/repos/*/*.git
+    for r in $home/repos/*/*.git $home/repos/*.git
         test -d $r; and string replace -r '\.git$' '' (string replace -- "$home/repos/" '' $r)
     end
 end
@@ -75,6 +77,7 @@ complete -c guts -l version -d 'print the version and exit'
 # Commands
 complete -c guts -n __guts_needs_command -a keygen -d 'create the node identity (Ed25519) and print its peer ID'
 complete -c guts -n __guts_needs_command -a listen -d 'run a node: accept peers, keep bootstrap peers connected'
+complete -c guts -n __guts_needs_command -a sync -d 'mirror a repository from a peer, verifying every object'
 complete -c guts -n __guts_needs_command -a dial -d 'connect to a node, authenticate it and show its identity'
 complete -c guts -n __guts_needs_command -a ping -d 'measure round-trip time to a node'
 complete -c guts -n __guts_needs_command -a objects -d 'repository objects (objects verify)'
@@ -82,7 +85,7 @@ complete -c guts -n __guts_needs_command -a help -d 'show help for a command'
 complete -c guts -n __guts_needs_command -a version -d 'print the version and exit'
 
 # guts help COMMAND
-complete -c guts -n '__guts_words_are help' -a 'keygen listen dial ping objects' -d 'command'
+complete -c guts -n '__guts_words_are help' -a 'keygen listen sync dial ping objects' -d 'command'
 complete -c guts -n '__guts_words_are help objects' -a verify -d 'verify the objects of a repository'
 
 # guts keygen
@@ -97,6 +100,14 @@ complete -c guts -n '__guts_using listen' -l handshake-timeout -x -d 'handshake 
 complete -c guts -n '__guts_using listen' -l idle-timeout -x -d 'drop peers silent for SECONDS (default 90)'
 complete -c guts -n '__guts_using listen' -l keepalive-interval -x -d 'ping peers silent for SECONDS (default 30)'
 complete -c guts -n '__guts_using listen' -l network -x -d 'network ID (default empty)'
+complete -c guts -n '__guts_using listen' -l repos -x -a '(__fish_complete_directories (commandline -ct))' -d 'also serve the repositories under DIR (repeatable)'
+
+# guts sync REPO --peer [PEERID@]ADDR
+complete -c guts -n '__guts_using sync' -s p -l peer -x -d 'peer to sync from, [PEERID@]ADDR (repeatable, tried in order)'
+complete -c guts -n '__guts_using sync' -l into -x -a '(__fish_complete_directories (commandline -ct))' -d 'bare repository to sync into'
+complete -c guts -n '__guts_using sync' -s W -l timeout -x -d 'connect, handshake and per-answer silence limit (default 30)'
+complete -c guts -n '__guts_using sync' -l network -x -d 'network ID to connect within'
+complete -c guts -n '__guts_words_are sync' -a '(__guts_repositories)' -d 'repository'
 
 # guts dial
 complete -c guts -n '__guts_using dial' -s W -l timeout -x -d 'connect and handshake timeout in seconds'
