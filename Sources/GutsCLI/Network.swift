@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import GutsCrypto
 import GutsIdentity
 import GutsSupport
@@ -65,16 +68,22 @@ enum Network {
             return CommandError(.timeout, "\(target): connection timed out")
         }
         if let c = error as? NIOConnectionError {
-            let first = c.connectionErrors.first.map { "\($0.error)" } ?? (c.dnsAError.map { "\($0)" } ?? "no address found")
+            let first = c.connectionErrors.first.map { explain($0.error) } ?? (c.dnsAError.map { "\($0)" } ?? "no address found")
             if c.connectionErrors.isEmpty {
                 return CommandError(.unreachable, "\(target): cannot resolve host '\(c.host)'")
             }
             return CommandError(.unreachable, "\(target): cannot connect: \(first)")
         }
         if let io = error as? IOError {
-            return CommandError(.unreachable, "\(target): \(io)")
+            return CommandError(.unreachable, "\(target): \(explain(io))")
         }
         return CommandError(.unreachable, "\(target): \(error)")
+    }
+
+    /// An OS error as its plain strerror text ("Connection refused").
+    static func explain(_ error: Error) -> String {
+        if let io = error as? IOError, let text = strerror(io.errnoCode) { return String(cString: text) }
+        return "\(error)"
     }
 
     static func describe(_ reason: SessionClose, target: String) -> CommandError {

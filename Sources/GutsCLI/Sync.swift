@@ -49,7 +49,7 @@ enum SyncCommand: Command {
             do {
                 connection = try Network.dial(endpoint, config: session, group: group, connectTimeout: timeout)
             } catch let e as CommandError {
-                context.error("peer \(endpoint): \(e.message)")
+                context.error(e.message)
                 failures.append(e)
                 continue
             }
@@ -76,6 +76,8 @@ enum SyncCommand: Command {
                     throw CommandError(.io, "interrupted; \(path) is unchanged")
                 }
                 let e = describe(f, peer: served)
+                // A local problem (lock held, not a repository, disk) is the same with every peer.
+                if case .local = f { throw e }
                 context.error(e.message)
                 failures.append(e)
             }
@@ -141,6 +143,7 @@ enum SyncCommand: Command {
                              ("new", c.new.map { .string($0.hex) } ?? .null)])
                 }),
                 "head_changed": .bool(r.headChanged),
+                "head": r.head.map { .string($0) } ?? .null,
                 "objects": .int(r.objectsReceived),
                 "bytes": .int(r.bytesReceived),
                 "seconds": .double(r.seconds),
@@ -159,6 +162,7 @@ enum SyncCommand: Command {
             case .deleted: context.out("  deleted  \(c.name)  (was \(short(c.old)))")
             }
         }
+        if r.headChanged, let head = r.head { context.out("  HEAD  ->  \(head)") }
         context.out("refs: \(created) new, \(updated) updated, \(deleted) deleted; objects: \(r.objectsReceived) (\(bytes(r.bytesReceived))); \(format3(r.seconds)) s")
     }
 }

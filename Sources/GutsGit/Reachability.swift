@@ -45,6 +45,12 @@ public struct ObjectWalk: Sendable {
         try walk(tips: tips, haves: haves, collectMissing: true).missing
     }
 
+    /// One walk for a receiver: the objects (as `objects(reachableFrom:excluding:)`)
+    /// and, in `missing`, those the store lacks, instead of throwing at the first.
+    public func objectsCollectingMissing(reachableFrom tips: [ObjectID], excluding haves: [ObjectID] = []) throws -> Result {
+        try walk(tips: tips, haves: haves, collectMissing: true)
+    }
+
     /// Tree, then parents, of a commit body.
     private func commitLinks(_ obj: GitObject, _ id: ObjectID) throws -> (tree: ObjectID, parents: [ObjectID]) {
         var tree: ObjectID?
@@ -92,55 +98,93 @@ public struct ObjectWalk: Sendable {
             throw GitError(.notFound, "object \(id) is missing")
         }
 
-        // 1. Everything reachable from haves through commits and tags.
+        // 1. Peel the tips. Haves: tags are excluded, their commits start uninteresting;
+        //    wants: tags are sent, their commits start interesting.
         var excluded = Set<ObjectID>()
         var excludedTreeRoots: [ObjectID] = []
-        var stack: [(ObjectID, Bool)] = haves.map { ($0, true) }
-        while let (id, isTip) = stack.popLast() {
-            guard excluded.insert(id).inserted else { continue }
-            guard let obj = try? store.read(id) else { continue }
-            switch obj.type {
-            case .tag: stack.append((try tagTarget(obj, id), isTip))
-            case .commit:
-                let (tree, parents) = try commitLinks(obj, id)
-                if isTip { excludedTreeRoots.append(tree) }
-                if !shallow.contains(id) { for p in parents { stack.append((p, false)) } }
-            case .tree: excludedTreeRoots.append(id)
-            case .blob: break
-            }
-        }
-
-        // 2. Commits and tags to send; note boundary commits.
         var seen = Set<ObjectID>()
         var wantTrees: [ObjectID] = []
         var blobs: [ObjectID] = []
         var commits: [ObjectID] = []
         var tags: [ObjectID] = []
-        var pending = tips
-        while let id = pending.popLast() {
+        var walk = CommitQueue()
+
+        for have in haves {
+            var id = have
+            for _ in 0..<32 {
+                guard excluded.insert(id).inserted, let obj = try? store.read(id) else { break }
+                if obj.type == .tag {
+                    id = try tagTarget(obj, id)
+                    continue
+                }
+                switch obj.type {
+                case .commit:
+                    excluded.remove(id)  // the walk marks it
+                    let (tree, _) = try commitLinks(obj, id)
+                    excludedTreeRoots.append(tree)
+                    walk.push(id, date: Self.commitDate(obj), interesting: false)
+                case .tree: excludedTreeRoots.append(id)
+                default: break
+                }
+                break
+            }
+        }
+        var pendingTips = tips
+        while let id = pendingTips.popLast() {
             guard !excluded.contains(id), seen.insert(id).inserted else { continue }
             guard let obj = try read(id) else { continue }
             switch obj.type {
             case .tag:
                 tags.append(id)
-                pending.append(try tagTarget(obj, id))
+                pendingTips.append(try tagTarget(obj, id))
             case .commit:
-                commits.append(id)
-                let (tree, allParents) = try commitLinks(obj, id)
-                wantTrees.append(tree)
-                let parents = shallow.contains(id) ? [] : allParents
-                for p in parents {
-                    if excluded.contains(p) {
-                        if let parent = try? store.read(p), parent.type == .commit {
-                            excludedTreeRoots.append(try commitLinks(parent, p).tree)
-                        }
-                    } else {
-                        pending.append(p)
-                    }
-                }
+                seen.remove(id)  // the walk records it
+                walk.push(id, date: Self.commitDate(obj), interesting: true)
             case .tree: wantTrees.append(id)
             case .blob: blobs.append(id)
             }
+        }
+
+        // 2. Commits, newest first, as git's revision walk does: parents of uninteresting
+        //    commits become uninteresting, and the walk stops once only uninteresting
+        //    commits are queued. The cost is the new history, not the whole history.
+        //    Interesting commits whose parent is uninteresting form the boundary, whose
+        //    trees the receiver is known to have.
+        while walk.hasInteresting, let (id, interesting) = walk.pop() {
+            if !interesting {
+                excluded.insert(id)
+                guard !shallow.contains(id), let obj = try? store.read(id), obj.type == .commit else { continue }
+                for p in try commitLinks(obj, id).parents {
+                    if walk.markUninteresting(p) { continue }
+                    if let parent = try? store.read(p), parent.type == .commit {
+                        walk.push(p, date: Self.commitDate(parent), interesting: false)
+                    }
+                }
+                continue
+            }
+            guard seen.insert(id).inserted else { continue }
+            guard let obj = try read(id) else { continue }
+            guard obj.type == .commit else {
+                throw GitError(.invalidObject, "object \(id) is a \(obj.type.name), expected a commit")
+            }
+            commits.append(id)
+            let (tree, allParents) = try commitLinks(obj, id)
+            wantTrees.append(tree)
+            for p in shallow.contains(id) ? [] : allParents {
+                if walk.isUninteresting(p) {
+                    if let parent = try? store.read(p), parent.type == .commit {
+                        excludedTreeRoots.append(try commitLinks(parent, p).tree)
+                    }
+                    continue
+                }
+                if walk.isQueued(p) || seen.contains(p) { continue }
+                guard let parent = try read(p) else { continue }
+                walk.push(p, date: Self.commitDate(parent), interesting: true)
+            }
+        }
+        // Boundary parents met before they were known to be uninteresting.
+        for id in walk.uninterestingSeen where !excluded.contains(id) {
+            excluded.insert(id)
         }
 
         // 3. Trees and blobs of the excluded side's edge.
@@ -190,6 +234,136 @@ public struct ObjectWalk: Sendable {
         result.blobs = blobs.count
         result.objects = commits + tags + trees + blobs
         return result
+    }
+}
+
+extension ObjectWalk {
+    /// The committer time of a commit body (0 when unparsable: such a commit sorts last).
+    static func commitDate(_ obj: GitObject) -> Int64 {
+        obj.body.withUnsafeBytes { b -> Int64 in
+            // Find "\ncommitter " in the header, then the timestamp after the last '>'.
+            let needle = Array("\ncommitter ".utf8)
+            var i = 0
+            let n = b.count
+            while i + needle.count < n {
+                if b[i] == 0x0A && b[i + 1] == 0x0A { return 0 }  // end of header
+                if b[i] == 0x0A {
+                    var match = true
+                    for k in 0..<needle.count where b[i + k] != needle[k] {
+                        match = false
+                        break
+                    }
+                    if match {
+                        var end = i + needle.count
+                        while end < n && b[end] != 0x0A { end += 1 }
+                        var gt = end - 1
+                        while gt > i && b[gt] != UInt8(ascii: ">") { gt -= 1 }
+                        var p = gt + 1
+                        while p < end && b[p] == UInt8(ascii: " ") { p += 1 }
+                        var value: Int64 = 0
+                        var digits = 0
+                        while p < end, b[p] >= 0x30, b[p] <= 0x39, digits < 18 {
+                            value = value * 10 + Int64(b[p] - 0x30)
+                            p += 1
+                            digits += 1
+                        }
+                        return value
+                    }
+                }
+                i += 1
+            }
+            return 0
+        }
+    }
+}
+
+/// The commit queue of a revision walk: newest commit first (insertion order breaks
+/// ties), each commit marked interesting (to send) or uninteresting (the receiver has it).
+/// A queued commit can turn uninteresting; `hasInteresting` says whether the walk must go on.
+struct CommitQueue {
+    private var heap: [(date: Int64, order: Int, id: ObjectID)] = []
+    private var order = 0
+    private var marks: [ObjectID: Bool] = [:]  // true = interesting
+    private var dates: [ObjectID: Int64] = [:]
+    private var queued = Set<ObjectID>()
+    private var interestingQueued = 0
+    private(set) var uninterestingSeen: [ObjectID] = []
+
+    var hasInteresting: Bool { interestingQueued > 0 }
+
+    func isQueued(_ id: ObjectID) -> Bool { queued.contains(id) }
+    func isUninteresting(_ id: ObjectID) -> Bool { marks[id] == false }
+
+    /// Queues `id` unless it is queued already (then an uninteresting mark wins).
+    mutating func push(_ id: ObjectID, date: Int64, interesting: Bool) {
+        if queued.contains(id) {
+            if !interesting { _ = markUninteresting(id) }
+            return
+        }
+        if let mark = marks[id], mark == false || !interesting { return }  // already walked
+        marks[id] = interesting
+        dates[id] = date
+        if !interesting { uninterestingSeen.append(id) }
+        enqueue(id, date: date, interesting: interesting)
+    }
+
+    private mutating func enqueue(_ id: ObjectID, date: Int64, interesting: Bool) {
+        queued.insert(id)
+        if interesting { interestingQueued += 1 }
+        order += 1
+        heap.append((date, -order, id))
+        var c = heap.count - 1
+        while c > 0 {
+            let parent = (c - 1) / 2
+            guard Self.before(heap[c], heap[parent]) else { break }
+            heap.swapAt(c, parent)
+            c = parent
+        }
+    }
+
+    /// Marks a known commit uninteresting; returns false when the commit was never seen
+    /// (the caller then queues it). A commit already walked as interesting (its date said
+    /// it was newer than it is) is queued again as uninteresting, so its parents are
+    /// marked too and the surplus stays a few commits, not a whole history.
+    mutating func markUninteresting(_ id: ObjectID) -> Bool {
+        guard let mark = marks[id] else { return false }
+        if mark {
+            marks[id] = false
+            uninterestingSeen.append(id)
+            if queued.contains(id) {
+                interestingQueued -= 1
+            } else {
+                enqueue(id, date: dates[id] ?? 0, interesting: false)
+            }
+        }
+        return true
+    }
+
+    mutating func pop() -> (ObjectID, Bool)? {
+        guard !heap.isEmpty else { return nil }
+        let top = heap[0]
+        let last = heap.removeLast()
+        if !heap.isEmpty {
+            heap[0] = last
+            var p = 0
+            while true {
+                let l = 2 * p + 1, r = l + 1
+                var best = p
+                if l < heap.count && Self.before(heap[l], heap[best]) { best = l }
+                if r < heap.count && Self.before(heap[r], heap[best]) { best = r }
+                if best == p { break }
+                heap.swapAt(p, best)
+                p = best
+            }
+        }
+        queued.remove(top.id)
+        let interesting = marks[top.id] ?? false
+        if interesting { interestingQueued -= 1 }
+        return (top.id, interesting)
+    }
+
+    private static func before(_ a: (date: Int64, order: Int, id: ObjectID), _ b: (date: Int64, order: Int, id: ObjectID)) -> Bool {
+        a.date != b.date ? a.date > b.date : a.order > b.order
     }
 }
 

@@ -50,6 +50,8 @@ public struct SyncReport: Sendable {
     public var upToDate: Bool
     public var changes: [RefChange]
     public var headChanged: Bool
+    /// The symbolic HEAD target after the sync, when the peer has one.
+    public var head: String?
     public var objectsReceived: Int
     public var bytesReceived: Int
     public var seconds: Double
@@ -114,7 +116,7 @@ public enum SyncClient {
         do {
             repo = try Repository.open(path, limits: options.limits)
         } catch {
-            throw SyncFailure.local("\(path): \(error)")
+            throw SyncFailure.local("\(error)")
         }
         for leftover in Files.list(repo.objectsDirectory) where leftover.hasPrefix(quarantinePrefix) {
             Files.removeTree(repo.objectsDirectory + "/" + leftover)
@@ -146,7 +148,8 @@ public enum SyncClient {
             throw SyncFailure.integrity("\(error)")
         }
         var report = SyncReport(repositoryPath: path, created: created, upToDate: plan.isUpToDate, changes: plan.changes,
-                                headChanged: plan.headChanges, objectsReceived: 0, bytesReceived: 0, seconds: 0)
+                                headChanged: plan.headChanges, head: plan.remoteHead.isEmpty ? nil : plan.remoteHead,
+                                objectsReceived: 0, bytesReceived: 0, seconds: 0)
         if plan.isUpToDate && !created {
             report.seconds = Instant.now().seconds(since: started)
             succeeded = true
@@ -266,21 +269,16 @@ public enum SyncClient {
         }
         let store = CombinedStore([incoming, repo])
         let walk = ObjectWalk(store: store, limits: limits)
-        let missing: [ObjectID]
+        let result: ObjectWalk.Result
         do {
-            missing = try walk.missingObjects(reachableFrom: plan.wants, excluding: plan.haves)
+            result = try walk.objectsCollectingMissing(reachableFrom: plan.wants, excluding: plan.haves)
         } catch {
             throw SyncFailure.integrity("received objects do not form valid history: \(error)")
         }
-        if let first = missing.first {
-            throw SyncFailure.integrity("object \(first) is missing (\(missing.count) missing in all): the peer did not send everything the new refs need")
+        if let first = result.missing.first {
+            throw SyncFailure.integrity("object \(first) is missing (\(result.missing.count) missing in all): the peer did not send everything the new refs need")
         }
-        let needed: Set<ObjectID>
-        do {
-            needed = Set(try walk.objects(reachableFrom: plan.wants, excluding: plan.haves).objects)
-        } catch {
-            throw SyncFailure.integrity("received objects do not form valid history: \(error)")
-        }
+        let needed = Set(result.objects)
         let appended = Set(indexed.objects.suffix(indexed.appendedBases).map(\.id))
         for (id, _) in indexed.objects where !needed.contains(id) && !appended.contains(id) && !repo.contains(id) {
             throw SyncFailure.integrity("object \(id) was not requested: it is not reachable from the refs being fetched")

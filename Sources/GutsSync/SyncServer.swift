@@ -8,12 +8,15 @@ import NIOCore
 import NIOPosix
 
 /// Serves GetRefs and GetObjects from a node's repositories. Disk and CPU work runs on
-/// its own thread pool, never on an event loop; object transfer streams a pack in
-/// chunks with at most `window` chunks queued per connection, so a large transfer
-/// neither grows memory nor starves pings on the same connection.
+/// thread pools, never on an event loop: quick requests (refs) on one, transfers on
+/// another with one thread per admitted transfer, so slow downloads never hold up a
+/// GetRefs; a transfer beyond `maxTransfers` is answered `busy` at once. Object transfer
+/// streams a pack in chunks with at most `window` chunks queued per connection, so a
+/// large transfer neither grows memory nor starves pings on the same connection.
 public final class SyncServer: @unchecked Sendable {
     public let catalog: RepositoryCatalog
     let pool: NIOThreadPool
+    let transferPool: NIOThreadPool
     let log: @Sendable (String) -> Void
     let maxTransfers: Int
     let window = 4
@@ -24,13 +27,16 @@ public final class SyncServer: @unchecked Sendable {
     public init(catalog: RepositoryCatalog, threads: Int = 2, maxTransfers: Int = 8, log: @escaping @Sendable (String) -> Void) {
         self.catalog = catalog
         self.pool = NIOThreadPool(numberOfThreads: max(1, threads))
+        self.transferPool = NIOThreadPool(numberOfThreads: max(1, maxTransfers))
         self.maxTransfers = maxTransfers
         self.log = log
         pool.start()
+        transferPool.start()
     }
 
     public func shutdown() {
         try? pool.syncShutdownGracefully()
+        try? transferPool.syncShutdownGracefully()
     }
 
     /// Capabilities to announce in Hello when serving.
@@ -46,7 +52,18 @@ public final class SyncServer: @unchecked Sendable {
             }
             return true
         case let .getObjects(request):
-            pool.submit { [self] state in
+            let admitted = transfers.withLockedValue { n -> Bool in
+                guard n < maxTransfers else { return false }
+                n += 1
+                return true
+            }
+            guard admitted else {
+                connection.send(.error(ErrorReply(requestID: request.requestID, code: .busy,
+                                                  message: "this node is serving \(maxTransfers) transfers; try again later")))
+                return true
+            }
+            transferPool.submit { [self] state in
+                defer { transfers.withLockedValue { $0 -= 1 } }
                 guard state == .active else { return }
                 serveObjects(request, connection: connection)
             }
@@ -109,14 +126,6 @@ public final class SyncServer: @unchecked Sendable {
         func fail(_ code: ReasonCode, _ text: String) {
             connection.send(.error(ErrorReply(requestID: id, code: code, message: text)))
         }
-        let admitted = transfers.withLockedValue { n -> Bool in
-            guard n < maxTransfers else { return false }
-            n += 1
-            return true
-        }
-        guard admitted else { return fail(.busy, "this node is serving \(maxTransfers) transfers; try again later") }
-        defer { transfers.withLockedValue { $0 -= 1 } }
-
         let name: RepositoryName
         let repo: Repository
         switch open(request.repository, requestID: id, peer: connection.peer?.peerID) {

@@ -72,4 +72,34 @@ final class TransferTests: XCTestCase {
         // Conflicting names are refused.
         XCTAssertThrowsError(try repo.replaceRefs(with: [("refs/heads/a", main.id), ("refs/heads/a/b", main.id)], expected: after))
     }
+
+    /// An incremental walk reads the new history, not the whole history.
+    func testIncrementalWalkCostDoesNotGrowWithHistory() throws {
+        let work = try makeHistoryRepository(self, commits: 60)
+        let repo = try Repository.open(work)
+        let old = try XCTUnwrap(repo.resolveRef("refs/heads/main"))
+        try writeFile(work + "/new.txt", "new\n")
+        try git(["add", "new.txt"], in: work)
+        try git(["commit", "-q", "-m", "new"], in: work, date: 1_700_000_000)
+        let new = try XCTUnwrap(repo.resolveRef("refs/heads/main"))
+        final class Counting: ObjectStore, @unchecked Sendable {
+            let inner: Repository
+            var reads = 0
+            init(_ inner: Repository) { self.inner = inner }
+            func contains(_ id: ObjectID) -> Bool { inner.contains(id) }
+            func read(_ id: ObjectID) throws -> GitObject? {
+                reads += 1
+                return try inner.read(id)
+            }
+        }
+        let store = Counting(repo)
+        let result = try ObjectWalk(store: store).objects(reachableFrom: [new], excluding: [old])
+        XCTAssertEqual(result.commits, 1)
+        XCTAssertEqual(result.blobs, 1)
+        let trees = try git(["ls-tree", "-r", "-t", "HEAD"], in: work).text.split(separator: "\n").filter { $0.contains(" tree ") }.count
+        // The two commits, their root trees and the trees below them; no history.
+        XCTAssertLessThan(store.reads, 2 * (trees + 1) + 10, "read \(store.reads) objects for a one-commit increment")
+        let all = try git(["rev-list", "--objects", "\(new.hex)", "^\(old.hex)"], in: work).text.split(separator: "\n").count
+        XCTAssertEqual(result.objects.count, all, "same objects as git rev-list --objects")
+    }
 }
