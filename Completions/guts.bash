@@ -26,7 +26,7 @@ _guts() {
     # Options that take a value (the next word, or after '=').
     local value_opts="--home -l --listen -b --bootstrap --max-connections --handshake-timeout
         --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval
-        -p --peer --into"
+        -p --peer --into -m --mirror --topic -t --announce-interval -d --data"
 
     # Find the command words, skipping options and their values.
     local i w cmd= sub= skip= args=()
@@ -44,7 +44,7 @@ _guts() {
         esac
         if [[ -z $cmd ]]; then
             cmd=$w
-        elif [[ $cmd == objects && -z $sub ]]; then
+        elif [[ ($cmd == objects || $cmd == gossip) && -z $sub ]]; then
             sub=$w
         else
             args+=("$w")
@@ -73,18 +73,19 @@ _guts() {
             ;;
         -l | --listen | -b | --bootstrap | --max-connections | --handshake-timeout | \
             --idle-timeout | --keepalive-interval | --network | -W | --timeout | \
-            -c | --count | -i | --interval | -p | --peer)
+            -c | --count | -i | --interval | -p | --peer | -m | --mirror | --topic | -t | \
+            --announce-interval | -d | --data)
             return # free-form value
             ;;
     esac
 
     local opts words=
     case $cmd in
-        "") words="keygen listen sync dial ping objects help version"; opts=$global_opts ;;
+        "") words="keygen listen sync gossip dial ping objects help version"; opts=$global_opts ;;
         keygen) opts="-f --force --show" ;;
         listen)
             opts="-l --listen -b --bootstrap --repos --max-connections --handshake-timeout
-                --idle-timeout --keepalive-interval --network"
+                --idle-timeout --keepalive-interval --network -m --mirror --topic --announce-interval"
             ;;
         sync)
             opts="-p --peer --into -W --timeout --network"
@@ -100,6 +101,14 @@ _guts() {
                 COMPREPLY=($(compgen -W "${names[*]}" -- "$cur"))
                 return
             fi
+            ;;
+        gossip)
+            case $sub in
+                "") words="publish subscribe" ;;
+                publish) opts="-t --topic -p --peer -d --data -W --timeout --network" ;;
+                subscribe) opts="-t --topic -p --peer -c --count -W --timeout --network" ;;
+                *) return ;;
+            esac
             ;;
         dial) opts="-W --timeout --network" ;;
         ping) opts="-c --count -i --interval -W --timeout --network" ;;
@@ -125,8 +134,9 @@ _guts() {
             ;;
         help)
             case ${#args[@]}:${args[0]-} in
-                0:) words="keygen listen sync dial ping objects" ;;
+                0:) words="keygen listen sync gossip dial ping objects" ;;
                 1:objects) words="verify" ;;
+                1:gossip) words="publish subscribe" ;;
             esac
             ;;
         *) return ;;

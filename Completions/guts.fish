@@ -85,7 +85,7 @@ complete -c guts -n __guts_needs_command -a help -d 'show help for a command'
 complete -c guts -n __guts_needs_command -a version -d 'print the version and exit'
 
 # guts help COMMAND
-complete -c guts -n '__guts_words_are help' -a 'keygen listen sync dial ping objects' -d 'command'
+complete -c guts -n '__guts_words_are help' -a 'keygen listen sync gossip dial ping objects' -d 'command'
 complete -c guts -n '__guts_words_are help objects' -a verify -d 'verify the objects of a repository'
 
 # guts keygen
@@ -101,6 +101,21 @@ complete -c guts -n '__guts_using listen' -l idle-timeout -x -d 'drop peers sile
 complete -c guts -n '__guts_using listen' -l keepalive-interval -x -d 'ping peers silent for SECONDS (default 30)'
 complete -c guts -n '__guts_using listen' -l network -x -d 'network ID (default empty)'
 complete -c guts -n '__guts_using listen' -l repos -x -a '(__fish_complete_directories (commandline -ct))' -d 'also serve the repositories under DIR (repeatable)'
+complete -c guts -n '__guts_using listen' -s m -l mirror -x -d 'on a NewCommit for REPO[@[PEERID@]ADDR], sync it (repeatable)'
+complete -c guts -n '__guts_using listen' -l topic -x -d 'also subscribe to and relay TOPIC (repeatable)'
+complete -c guts -n '__guts_using listen' -l announce-interval -x -d 'seconds between scans for changes to announce (default 2)'
+
+# guts gossip publish|subscribe
+complete -c guts -n __guts_needs_command -a gossip -d 'publish to a topic or follow it'
+complete -c guts -n '__guts_words_are gossip' -a publish -d 'sign a message and hand it to a node'
+complete -c guts -n '__guts_words_are gossip' -a subscribe -d 'print every message on a topic'
+complete -c guts -n '__guts_words_are help gossip' -a 'publish subscribe' -d 'gossip command'
+complete -c guts -n '__guts_using gossip publish; or __guts_using gossip subscribe' -s t -l topic -x -d 'topic'
+complete -c guts -n '__guts_using gossip publish; or __guts_using gossip subscribe' -s p -l peer -x -d 'node, [PEERID@]ADDR'
+complete -c guts -n '__guts_using gossip publish; or __guts_using gossip subscribe' -s W -l timeout -x -d 'timeout in seconds'
+complete -c guts -n '__guts_using gossip publish; or __guts_using gossip subscribe' -l network -x -d 'network ID to connect within'
+complete -c guts -n '__guts_using gossip publish' -s d -l data -x -d 'payload (default: standard input)'
+complete -c guts -n '__guts_using gossip subscribe' -s c -l count -x -d 'exit after N messages'
 
 # guts sync REPO --peer [PEERID@]ADDR
 complete -c guts -n '__guts_using sync' -s p -l peer -x -d 'peer to sync from, [PEERID@]ADDR (repeatable, tried in order)'
