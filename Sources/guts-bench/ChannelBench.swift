@@ -19,7 +19,7 @@ enum ChannelBench {
         print("== secure channel (Noise_XX_25519_ChaChaPoly_BLAKE2b) ==")
         print("machine: \(System.coreCount) cores")
         let raw = (0..<rounds).map { _ in rawAEAD(seconds: seconds / 2) }
-        let rawEnc = median(raw.map(\.0)), rawDec = median(raw.map(\.1))
+        let rawEnc = Statistics.median(raw.map(\.0)), rawDec = Statistics.median(raw.map(\.1))
         print("libsodium chacha20poly1305-ietf, 65519-byte messages, one core: encrypt \(gb(rawEnc)) GB/s, decrypt \(gb(rawDec)) GB/s (median of \(rounds))")
 
         guard let node = startListener() else { return 1 }
@@ -41,14 +41,14 @@ enum ChannelBench {
         for _ in 0..<rounds {
             rates.append(handshakes(endpoint: endpoint, config: config, group: group, seconds: seconds, concurrency: concurrency))
         }
-        print("handshakes/s against one guts listen (client and listener on this machine, \(concurrency) in flight): median \(Int(median(rates))) [\(rates.map { String(Int($0)) }.joined(separator: ", "))], target 3000")
+        print("handshakes/s against one guts listen (client and listener on this machine, \(concurrency) in flight): median \(Int(Statistics.median(rates))) [\(rates.map { String(Int($0)) }.joined(separator: ", "))], target 3000")
 
         var speeds: [Double] = []
         for _ in 0..<rounds {
             guard let s = bulk(endpoint: endpoint, config: config, group: group, megabytes: megabytes) else { return 1 }
             speeds.append(s)
         }
-        let m = median(speeds)
+        let m = Statistics.median(speeds)
         print("bulk throughput, one encrypted connection into guts listen, \(megabytes) MiB of 1 MiB Objects messages: median \(gb(m)) GB/s [\(speeds.map(gb).joined(separator: ", "))], target 1.0")
         print("ratio to raw libsodium decrypt on one core: \(String(format: "%.2f", m / rawDec))")
         return 0
@@ -57,12 +57,6 @@ enum ChannelBench {
     static func value(after flag: String, in args: [String]) -> String? {
         guard let i = args.firstIndex(of: flag), i + 1 < args.count else { return nil }
         return args[i + 1]
-    }
-
-    static func median(_ xs: [Double]) -> Double {
-        let s = xs.sorted()
-        guard !s.isEmpty else { return 0 }
-        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
 
     static func gb(_ bytesPerSecond: Double) -> String { String(format: "%.2f", bytesPerSecond / 1e9) }

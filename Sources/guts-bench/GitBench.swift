@@ -115,8 +115,8 @@ enum GitBench {
                 }
             }
         }
-        let g = median(gutsTimes)
-        let f = median(gitTimes)
+        let g = Statistics.median(gutsTimes)
+        let f = Statistics.median(gitTimes)
         print("guts objects verify (\(useBinary ? "binary" : "in-process"), \(o.threads) threads): median \(fmt(g)) s of \(o.runs) runs [\(gutsTimes.map(fmt).joined(separator: " "))]")
         print("git fsck --full:                 median \(fmt(f)) s of \(o.runs) runs [\(gitTimes.map(fmt).joined(separator: " "))]")
         print("ratio guts/git: \(fmt(g / f)) (target <= 1.0) \(g <= f ? "OK" : "SLOWER")")
@@ -162,8 +162,8 @@ enum GitBench {
             theirs.append(Instant.now().seconds(since: start))
             theirDigest = String(out.prefix(40))
         }
-        let m = Double(size) / 1e6 / median(mine)
-        let s = Double(size) / 1e6 / median(theirs)
+        let m = Double(size) / 1e6 / Statistics.median(mine)
+        let s = Double(size) / 1e6 / Statistics.median(theirs)
         print("SHA-1 over \(o.shaMB) MiB: guts \(fmt(m)) MB/s, sha1sum \(fmt(s)) MB/s (file in page cache, includes process start)")
         print("ratio guts/sha1sum: \(fmt(m / s)) (target >= 0.70) \(m / s >= 0.7 ? "OK" : "BELOW")\(digest == theirDigest ? "" : "  DIGESTS DIFFER: \(digest) vs \(theirDigest)")")
     }
@@ -249,12 +249,6 @@ enum GitBench {
     }
 
     // MARK: Helpers
-
-    static func median(_ v: [Double]) -> Double {
-        let s = v.sorted()
-        guard !s.isEmpty else { return 0 }
-        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-    }
 
     static func fmt(_ d: Double) -> String {
         let r = (d * 1000).rounded() / 1000

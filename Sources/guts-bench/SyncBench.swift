@@ -349,7 +349,7 @@ enum SyncBench {
             header += "  guts/git" + (tools.contains(.gitFsck) ? "  guts/git+fsck" : "")
             print(header)
             for phase in Phase.allCases {
-                let m = tools.map { median(samples[phase.rawValue][$0.rawValue].map(\.seconds)) }
+                let m = tools.map { Statistics.median(samples[phase.rawValue][$0.rawValue].map(\.seconds)) }
                 var line = pad(phase.label, 26) + m.map { pad(fmt($0, 3), 10) }.joined()
                 line += "  " + pad(ratio(m[0], m[1]), 8)
                 if tools.contains(.gitFsck) { line += "  " + ratio(m[0], m[2]) }
@@ -387,7 +387,7 @@ enum SyncBench {
         func printMemory(_ label: String, phase: Phase, _ key: KeyPath<Sample, Int?>) {
             let values = tools.map { t -> Double? in
                 let kb = samples[phase.rawValue][t.rawValue].compactMap { $0[keyPath: key] }
-                return kb.isEmpty ? nil : median(kb.map(Double.init)) / 1024
+                return kb.isEmpty ? nil : Statistics.median(kb.map(Double.init)) / 1024
             }
             guard values.contains(where: { $0 != nil }) else { return }
             var line = pad(label, 26) + values.map { pad($0.map { fmt($0, 1) } ?? "n/a", 10) }.joined()
@@ -731,12 +731,6 @@ enum SyncBench {
     }
 
     // MARK: Formatting
-
-    static func median(_ v: [Double]) -> Double {
-        let s = v.sorted()
-        guard !s.isEmpty else { return 0 }
-        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-    }
 
     static func fmt(_ d: Double, _ decimals: Int) -> String { String(format: "%.\(decimals)f", d) }
     static func mb(_ bytes: Int) -> String { fmt(Double(bytes) / 1e6, 2) }
