@@ -189,8 +189,9 @@ public final class Node: @unchecked Sendable {
 
     // MARK: - Requests
 
-    /// Offers a message to the services; returns false for replies, which the connection
-    /// queues for whoever made the request (e.g. a mirror sync).
+    /// Offers a message to the services; returns false for answers to requests this node
+    /// made on the connection (a mirror sync), which the connection queues for it. Answers
+    /// nobody asked for are dropped.
     private func handle(_ message: Message, from connection: PeerConnection) -> Bool {
         if gossip.handle(message, from: connection) { return true }
         if let sync, sync.handle(message, from: connection) { return true }
@@ -204,7 +205,9 @@ public final class Node: @unchecked Sendable {
                                               message: "this node does not offer the 'objects' capability")))
             return true
         case .refs, .objects, .error, .pong:
-            return false
+            if connection.expectsAnswers { return false }
+            log.debug("dropping an unsolicited \(message.kind) from \(connection.peer.map { "\($0.peerID.short)" } ?? connection.remoteAddress)")
+            return true
         default:
             log.debug("ignoring \(message.kind) from \(connection.peer.map { "\($0.peerID.short)" } ?? connection.remoteAddress)")
             return true

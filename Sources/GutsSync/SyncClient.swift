@@ -90,6 +90,8 @@ public enum SyncClient {
     public static func run(repository name: RepositoryName, into path: String, over connection: PeerConnection,
                            options: SyncOptions = SyncOptions()) throws -> SyncReport {
         let started = Instant.now()
+        connection.beginRequests()
+        defer { connection.endRequests() }
         var created = false
         if !Files.exists(path) || (Files.isDirectory(path) && Files.list(path).isEmpty) {
             do {

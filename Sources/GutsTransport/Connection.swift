@@ -38,6 +38,7 @@ public final class PeerConnection: @unchecked Sendable {
         var onMessage: (@Sendable (PeerConnection, Message) -> Bool)?
         var closeReason: SessionClose?
         var address: String?
+        var outstanding = 0
     }
 
     init(channel: Channel, inbound: Bool) {
@@ -74,6 +75,14 @@ public final class PeerConnection: @unchecked Sendable {
 
     /// Completes with the reason when the connection ends.
     public var closeFuture: EventLoopFuture<SessionClose> { closedPromise.futureResult }
+
+    /// Marks the start of requests made on this connection whose answers a caller will
+    /// read with `nextMessage`; call `endRequests()` when done. While none are
+    /// outstanding, a message handler can tell answers nobody asked for (and drop them).
+    public func beginRequests() { state.withLockedValue { $0.outstanding += 1 } }
+    public func endRequests() { state.withLockedValue { $0.outstanding = max(0, $0.outstanding - 1) } }
+    /// Whether a caller is waiting for answers to its requests on this connection.
+    public var expectsAnswers: Bool { state.withLockedValue { $0.outstanding > 0 } }
 
     /// Most messages kept for `nextMessage` before the peer is considered abusive.
     public static let maxQueuedMessages = 256
