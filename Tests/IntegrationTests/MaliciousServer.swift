@@ -36,6 +36,8 @@ final class MaliciousServer: @unchecked Sendable {
         case truncatedFinal
         /// Advertises a ref with an invalid name.
         case badRefName
+        /// Advertises `refs/heads/main/x` next to `refs/heads/main`, which no repository can hold.
+        case conflictingRefs
     }
 
     let repositoryPath: String
@@ -120,6 +122,9 @@ final class MaliciousServer: @unchecked Sendable {
         }
         if case .badRefName = behavior, let first = entries.first {
             entries.append(RefEntry(name: "refs/heads/bad..name", id: first.id))
+        }
+        if case .conflictingRefs = behavior, let main = entries.first(where: { $0.name == "refs/heads/main" }) {
+            entries.append(RefEntry(name: "refs/heads/main/x", id: main.id))
         }
         return GutsWire.Refs(requestID: requestID, head: head, refs: entries)
     }

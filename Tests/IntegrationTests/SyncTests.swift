@@ -434,6 +434,13 @@ final class MaliciousSyncTests: XCTestCase {
         try assertIncrementalFails(.badRefName, exit: 6, mentions: ["invalid ref name 'refs/heads/bad..name'"])
         try assertFirstSyncFails(.badRefName, exit: 6)
     }
+
+    func testRefsNoRepositoryCanHold() throws {
+        // refs/heads/main and refs/heads/main/x: refused as the peer's fault, before any transfer.
+        let s = try assertIncrementalFails(.conflictingRefs, exit: 6, mentions: ["refs/heads/main/x", "conflicts with 'refs/heads/main'"])
+        XCTAssertFalse(s.events.contains { $0.hasPrefix("GetObjects") }, "\(s.events)")
+        try assertFirstSyncFails(.conflictingRefs, exit: 6)
+    }
 }
 
 /// Transfers interrupted by SIGKILL, on either side: the local repository is left as
