@@ -68,7 +68,7 @@ public struct RepositoryCatalog: Sendable {
         // Parse the whole file before deciding: a bad line anywhere breaks it for everyone,
         // whether or not the peer is listed above it.
         var allowed = false
-        for raw in text.split(separator: "\n") {
+        for raw in text.split(whereSeparator: \.isNewline) {  // "\r\n" is one Character, not "\n"
             let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
             let trimmed = line.filter { !$0.isWhitespace }
             if trimmed.isEmpty { continue }
