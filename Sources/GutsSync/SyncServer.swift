@@ -8,30 +8,43 @@ import NIOCore
 import NIOPosix
 
 /// Serves GetRefs and GetObjects from a node's repositories. Disk and CPU work runs on
-/// its own thread pool, never on an event loop; object transfer streams a pack in
-/// chunks with at most `window` chunks queued per connection, so a large transfer
-/// neither grows memory nor starves pings on the same connection.
+/// thread pools, never on an event loop: refs on a small pool of their own, so they are
+/// answered however many transfers run, and each object transfer on its own thread (at
+/// most `maxTransfers`; beyond that peers are told "busy" at once). A transfer streams
+/// a pack in chunks with at most `window` chunks queued per connection, so a large
+/// transfer neither grows memory nor starves pings on the same connection; a peer that
+/// stops reading for `stallTimeout` seconds is disconnected, freeing its slot.
 public final class SyncServer: @unchecked Sendable {
     public let catalog: RepositoryCatalog
     let pool: NIOThreadPool
+    let transferPool: NIOThreadPool
     let log: @Sendable (String) -> Void
     let maxTransfers: Int
+    let stallTimeout: Double
     let window = 4
     /// Bytes per Objects message (leaves room for the trailer the stream may append).
     static let chunkSize = Limits.maxObjectsChunk - 64
     private let transfers = NIOLockedValueBox(0)
 
-    public init(catalog: RepositoryCatalog, threads: Int = 2, maxTransfers: Int = 8, log: @escaping @Sendable (String) -> Void) {
+    public init(catalog: RepositoryCatalog, threads: Int = 2, maxTransfers: Int = 8, stallTimeout: Double = 60,
+                log: @escaping @Sendable (String) -> Void) {
         self.catalog = catalog
         self.pool = NIOThreadPool(numberOfThreads: max(1, threads))
-        self.maxTransfers = maxTransfers
+        self.maxTransfers = max(1, maxTransfers)
+        self.transferPool = NIOThreadPool(numberOfThreads: max(1, maxTransfers))
+        self.stallTimeout = stallTimeout
         self.log = log
         pool.start()
+        transferPool.start()
     }
 
     public func shutdown() {
         try? pool.syncShutdownGracefully()
+        try? transferPool.syncShutdownGracefully()
     }
+
+    /// Transfers running now.
+    public var activeTransfers: Int { transfers.withLockedValue { $0 } }
 
     /// Capabilities to announce in Hello when serving.
     public static let capabilities = ["refs", "objects"]
@@ -46,7 +59,20 @@ public final class SyncServer: @unchecked Sendable {
             }
             return true
         case let .getObjects(request):
-            pool.submit { [self] state in
+            // Admitted here, not when a thread picks it up: a peer over the limit hears
+            // "busy" now instead of waiting silently behind the running transfers.
+            let admitted = transfers.withLockedValue { n -> Bool in
+                guard n < maxTransfers else { return false }
+                n += 1
+                return true
+            }
+            guard admitted else {
+                connection.send(.error(ErrorReply(requestID: request.requestID, code: .busy,
+                                                  message: "this node is serving \(maxTransfers) transfers; try again later")))
+                return true
+            }
+            transferPool.submit { [self] state in
+                defer { transfers.withLockedValue { $0 -= 1 } }
                 guard state == .active else { return }
                 serveObjects(request, connection: connection)
             }
@@ -109,14 +135,6 @@ public final class SyncServer: @unchecked Sendable {
         func fail(_ code: ReasonCode, _ text: String) {
             connection.send(.error(ErrorReply(requestID: id, code: code, message: text)))
         }
-        let admitted = transfers.withLockedValue { n -> Bool in
-            guard n < maxTransfers else { return false }
-            n += 1
-            return true
-        }
-        guard admitted else { return fail(.busy, "this node is serving \(maxTransfers) transfers; try again later") }
-        defer { transfers.withLockedValue { $0 -= 1 } }
-
         let name: RepositoryName
         let repo: Repository
         switch open(request.repository, requestID: id, peer: connection.peer?.peerID) {
@@ -142,17 +160,39 @@ public final class SyncServer: @unchecked Sendable {
             var inflight: [EventLoopFuture<Void>] = []
             while let chunk = try stream.nextChunk(maxBytes: Self.chunkSize) {
                 inflight.append(connection.send(.objects(Objects(requestID: id, final: false, data: chunk))))
-                if inflight.count >= window { try inflight.removeFirst().wait() }
+                if inflight.count >= window { try awaitWrite(inflight.removeFirst(), connection) }
             }
-            try connection.send(.objects(Objects(requestID: id, final: true, data: []))).wait()
-            for f in inflight { try f.wait() }
+            inflight.append(connection.send(.objects(Objects(requestID: id, final: true, data: []))))
+            for f in inflight { try awaitWrite(f, connection) }
             let peer = connection.peer.map { $0.peerID.short } ?? connection.remoteAddress
             log("served '\(name)' to \(peer): \(walk.objects.count) objects, \(stream.bytesProduced) bytes (\(stream.reusedObjects) reused, \(stream.reusedDeltas) deltas) in \(Int(Instant.now().seconds(since: started) * 1000)) ms")
         } catch let e as TransportError {
             log("transfer of '\(name)' to \(connection.remoteAddress) stopped: \(e)")
+        } catch is Stalled {
+            log("transfer of '\(name)' to \(connection.remoteAddress) stopped: the peer read nothing for \(stallTimeout) s; disconnected")
         } catch {
             log("cannot serve '\(name)': \(error)")
             fail(.internalError, "cannot produce objects: \(error)")
+        }
+    }
+
+    struct Stalled: Error {}
+
+    /// Waits for a write to reach the socket. A peer that reads nothing for
+    /// `stallTimeout` seconds is cut off: the channel is closed outright, since a
+    /// Goodbye would queue behind the very bytes it does not read.
+    func awaitWrite(_ write: EventLoopFuture<Void>, _ connection: PeerConnection) throws {
+        let stalled = NIOLockedValueBox(false)
+        let timer = write.eventLoop.scheduleTask(in: .nanoseconds(Int64(stallTimeout * 1e9))) {
+            stalled.withLockedValue { $0 = true }
+            connection.channel.close(promise: nil)
+        }
+        defer { timer.cancel() }
+        do {
+            try write.wait()
+        } catch {
+            if stalled.withLockedValue({ $0 }) { throw Stalled() }
+            throw error
         }
     }
 }
