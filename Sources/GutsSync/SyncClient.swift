@@ -362,7 +362,7 @@ public enum SyncClient {
             do {
                 message = try connection.nextMessage(timeout: timeout).wait()
             } catch TransportError.timeout {
-                throw SyncFailure.timeout("no \(what) from the peer within \(formatSeconds(timeout)) s")
+                throw SyncFailure.timeout("timed out after \(formatSeconds(timeout)) s waiting for \(what)")
             } catch let TransportError.closed(reason) {
                 throw SyncFailure.connection("connection closed while waiting for \(what): \(reason)")
             } catch {
