@@ -36,6 +36,8 @@ final class MaliciousServer: @unchecked Sendable {
         case truncatedFinal
         /// Advertises a ref with an invalid name.
         case badRefName
+        /// Never answers GetRefs.
+        case silentRefs
         /// Advertises `refs/heads/main/x` next to `refs/heads/main`, which no repository can hold.
         case conflictingRefs
     }
@@ -97,6 +99,7 @@ final class MaliciousServer: @unchecked Sendable {
             switch message {
             case let .getRefs(request):
                 note("GetRefs \(request.repository)")
+                if case .silentRefs = behavior { return }
                 connection.send(.refs(try refs(requestID: request.requestID)))
             case let .getObjects(request):
                 note("GetObjects wants=\(request.wants.count) haves=\(request.haves.count)")
@@ -210,4 +213,31 @@ final class MaliciousServer: @unchecked Sendable {
         }
         return bytes
     }
+}
+
+/// A client that asks for objects and then stops reading (TCP-level: the socket is
+/// never drained), so the serving node's writes back up. It keeps the connection open.
+final class StalledReader: @unchecked Sendable {
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let connection: PeerConnection
+
+    /// Connects to `peer` (`PEERID@HOST:PORT`) and asks for everything reachable from `want`.
+    init(peer: String, repository: String, want: String) throws {
+        let endpoint = try Endpoint.parse(peer)
+        let config = SessionConfig(identity: Identity.generate().keyPair, noiseStatic: .generate(), agent: "stalled/1")
+        connection = try Dialer.dial(endpoint, config: config, group: group, connectTimeout: 5).wait()
+        try connection.channel.setOption(ChannelOptions.autoRead, value: false).wait()
+        let oid = try XCTUnwrapOID(want)
+        try connection.send(.getObjects(GetObjects(requestID: 7, repository: repository, wants: [oid], haves: []))).wait()
+    }
+
+    func shutdown() {
+        connection.channel.close(promise: nil)
+        try? group.syncShutdownGracefully()
+    }
+}
+
+private func XCTUnwrapOID(_ hex: String) throws -> WireOID {
+    guard let id = ObjectID(hex: hex), let oid = WireOID(id.bytes) else { throw GitError(.invalidObject, "bad id \(hex)") }
+    return oid
 }

@@ -1,4 +1,10 @@
 import Foundation
+import GutsCrypto
+import GutsIdentity
+import GutsSync
+import GutsTransport
+import GutsWire
+import NIOPosix
 import XCTest
 
 // Helpers for the sync tests: git with a deterministic environment, repository
@@ -83,7 +89,7 @@ enum SyncGit {
     @discardableResult
     static func bare(_ gitDir: String, _ args: [String], input: Data? = nil, check: Bool = true,
                      file: StaticString = #filePath, line: UInt = #line) throws -> SyncProcessResult {
-        try git(["--git-dir", gitDir] + args, in: SyncFiles.parent(gitDir), input: input, check: check, file: file, line: line)
+        try git(["--git-dir", gitDir] + args, in: NSTemporaryDirectory(), input: input, check: check, file: file, line: line)
     }
 
     /// `refname objectname` for every ref, sorted by git.
@@ -204,6 +210,22 @@ final class SyncFixture {
         try SyncGit.git(["init", "-q", "--bare", upstream], in: h.root.path)
         try SyncGit.git(["init", "-q", "."], in: work)
         try SyncGit.git(["remote", "add", "--mirror=push", "upstream", upstream], in: work)
+    }
+
+    /// A second repository on the same server and client as `other` (no work tree;
+    /// build it with `addBigCommit` or git on `upstream`).
+    init(_ h: Harness, repoName: String, reuseServerHome other: SyncFixture) throws {
+        self.h = h
+        self.repoName = repoName
+        serverHome = other.serverHome
+        clientHome = other.clientHome
+        work = h.home("work-" + repoName.replacingOccurrences(of: "/", with: "-"))
+        serverID = other.serverID
+        clientID = other.clientID
+        if !SyncFiles.exists(upstream + "/objects") {
+            try FileManager.default.createDirectory(atPath: SyncFiles.parent(upstream), withIntermediateDirectories: true)
+            try SyncGit.git(["init", "-q", "--bare", upstream], in: h.root.path)
+        }
     }
 
     /// Commits everything in the work tree with a fresh timestamp.
@@ -369,4 +391,47 @@ func syncUnusedPort() -> Int {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
     }
     return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// A SyncServer in the test process, behind a real Listener, with settings `guts listen`
+/// does not expose (transfer limit, stall timeout). Its log lines are kept.
+final class InProcessSyncServer: @unchecked Sendable {
+    let identity = Identity.generate()
+    let server: SyncServer
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private var listener: Listener?
+    private(set) var peer = ""
+
+    init(roots: [String], maxTransfers: Int, stallTimeout: Double) throws {
+        let box = LogBox()
+        server = SyncServer(catalog: RepositoryCatalog(roots: roots), maxTransfers: maxTransfers, stallTimeout: stallTimeout) { box.append($0) }
+        logBox = box
+        var config = SessionConfig(identity: identity.keyPair, noiseStatic: .generate(),
+                                   capabilities: Capabilities.default + SyncServer.capabilities, agent: "in-process/1")
+        config.idleTimeout = 60
+        let server = self.server
+        let listener = Listener(group: group, config: config, options: .init(maxConnections: 16)) { connection in
+            connection.setMessageHandler { conn, message in _ = server.handle(message, from: conn) }
+        }
+        let address = try listener.bind(host: "127.0.0.1", port: 0)
+        self.listener = listener
+        peer = "\(identity.peerID)@127.0.0.1:\(address.port ?? 0)"
+    }
+
+    private let logBox: LogBox
+    var log: [String] { logBox.lines }
+
+    final class LogBox: @unchecked Sendable {
+        private let lock = NSLock()
+        private var items: [String] = []
+        func append(_ s: String) { lock.withLock { items.append(s) } }
+        var lines: [String] { lock.withLock { items } }
+    }
+
+    func shutdown() {
+        listener?.shutdown(timeout: 1)
+        listener = nil
+        server.shutdown()
+        try? group.syncShutdownGracefully()
+    }
 }

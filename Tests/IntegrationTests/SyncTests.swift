@@ -421,8 +421,9 @@ final class MaliciousSyncTests: XCTestCase {
 
     func testStreamStopsMidway() throws {
         try assertIncrementalFails(.closeMidStream, exit: 4, mentions: ["connection closed while waiting for objects"])
-        try assertIncrementalFails(.silentMidStream, exit: 7, extra: ["--timeout", "2"], mentions: ["no objects from the peer within 2 s"])
+        try assertIncrementalFails(.silentMidStream, exit: 7, extra: ["--timeout", "2"], mentions: ["timed out after 2 s waiting for objects"])
         try assertFirstSyncFails(.closeMidStream, exit: 4)
+        try assertFirstSyncFails(.silentRefs, exit: 7, extra: ["--timeout", "1"], mentions: ["timed out after 1 s waiting for the list of refs"])
     }
 
     func testTruncatedPackMarkedFinal() throws {
@@ -532,6 +533,79 @@ final class InterruptedSyncTests: XCTestCase {
 
         try f.startServer()
         let r = try f.sync()
+        XCTAssertEqual(r.status, 0, r.stderr)
+        try f.assertMirrorsUpstream()
+    }
+}
+
+/// How a serving node shares itself between transfers.
+final class ServerSyncTests: XCTestCase {
+    var h: Harness!
+    var stalled: [StalledReader] = []
+
+    override func setUpWithError() throws { h = try Harness() }
+    override func tearDown() {
+        for s in stalled { s.shutdown() }
+        h.cleanup()
+    }
+
+    /// `alice/big`: `blobs` incompressible blobs, packed without deltas (served by raw
+    /// copy, fast), big enough that a reader who stops reading blocks the server's writes.
+    func makeBigRepository(_ f: SyncFixture, blobs: Int = 6, size: Int = 4 << 20) throws -> (path: String, tip: String) {
+        let big = f.serverHome + "/repos/alice/big.git"
+        try SyncGit.git(["init", "-q", "--bare", big], in: h.root.path)
+        let other = try SyncFixture(h, repoName: "alice/big", reuseServerHome: f)
+        let tip = try other.addBigCommit(branch: "main", blobs: blobs, size: size)
+        try SyncGit.bare(big, ["repack", "-q", "-a", "-d", "--window=0"])
+        return (big, tip)
+    }
+
+    func testRefsAreAnsweredWhileTransfersAreStuck() throws {
+        let f = try SyncFixture(h)
+        try f.commit("small", files: ["a.txt": "a\n"])
+        try f.push()
+        let (_, tip) = try makeBigRepository(f)
+        try f.startServer()
+
+        // Two peers ask for the big repository and stop reading.
+        for _ in 0..<2 { stalled.append(try StalledReader(peer: f.peer, repository: "alice/big", want: tip)) }
+        Thread.sleep(forTimeInterval: 2)
+
+        // A third peer is still served promptly.
+        let started = Date()
+        let r = try f.sync(extra: ["--timeout", "5"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 4)
+        try f.assertMirrorsUpstream()
+    }
+}
+
+extension ServerSyncTests {
+    func testBusyRefusalAndStalledReadersAreCutOff() throws {
+        let f = try SyncFixture(h)
+        try f.commit("small", files: ["a.txt": "a\n"])
+        try f.push()
+        let (_, tip) = try makeBigRepository(f)
+        let server = try InProcessSyncServer(roots: [f.serverHome + "/repos"], maxTransfers: 1, stallTimeout: 3)
+        defer { server.shutdown() }
+
+        // One transfer slot, taken by a peer that stops reading: the next peer hears "busy" at once.
+        let reader = try StalledReader(peer: server.peer, repository: "alice/big", want: tip)
+        stalled.append(reader)
+        let deadline = Date().addingTimeInterval(5)
+        while server.server.activeTransfers == 0 && Date() < deadline { usleep(10_000) }
+        let busy = try f.sync(peers: [server.peer])
+        XCTAssertEqual(busy.status, 9, busy.stderr)
+        XCTAssertTrue(busy.stderr.contains("busy") || busy.stderr.contains("serving 1 transfers"), busy.stderr)
+        XCTAssertFalse(SyncFiles.exists(f.mirror))
+
+        // After the stall timeout the reader is disconnected and its slot is free again.
+        // (The reader, which reads nothing, cannot notice; the server's side shows it.)
+        let cutOff = Date().addingTimeInterval(20)
+        while server.server.activeTransfers > 0 && Date() < cutOff { usleep(20_000) }
+        XCTAssertEqual(server.server.activeTransfers, 0)
+        XCTAssertTrue(server.log.contains { $0.contains("read nothing for 3.0 s; disconnected") }, "\(server.log)")
+        let r = try f.sync(peers: [server.peer])
         XCTAssertEqual(r.status, 0, r.stderr)
         try f.assertMirrorsUpstream()
     }
