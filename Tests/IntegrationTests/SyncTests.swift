@@ -38,6 +38,12 @@ final class SyncTests: XCTestCase {
         XCTAssertTrue(changes.allSatisfy { $0["old"] is NSNull }, "\(changes)")
         try f.assertMirrorsUpstream()
         try f.assertVerifies()
+        // The repacked upstream was served by copying its stored entries, deltas included.
+        f.listener?.waitFor("the transfer log line") { _, err in err.contains("served 'alice/proj'") }
+        let served = try XCTUnwrap(f.listener?.stderr.split(separator: "\n").first { $0.contains("served 'alice/proj'") })
+        let reuse = try XCTUnwrap(served.firstMatch(of: /\((\d+) reused, (\d+) deltas\)/), String(served))
+        XCTAssertGreaterThan(Int(reuse.1) ?? 0, objectCount / 2, String(served))
+        XCTAssertGreaterThan(Int(reuse.2) ?? 0, 5, String(served))
 
         // The mirror is a normal git repository: clone it and check out the tree.
         let clone = h.home("clone")
@@ -488,9 +494,22 @@ final class InterruptedSyncTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: repos + "/alice"), ["proj.git"],
                        "the stale staging directory is gone")
 
-        // 2. An incremental sync killed while receiving: refs and stored objects unchanged.
+        // 2. An incremental sync interrupted with SIGINT cleans up after itself; one killed
+        // with SIGKILL cannot, but leaves refs and stored objects unchanged. Meanwhile a
+        // second sync of the same repository is refused.
         try f.addBigCommit(branch: "main", blobs: blobs, size: blobSize)
         let before = try RepoSnapshot(f.mirror)
+        let interrupted = try startSync(f)
+        XCTAssertTrue(f.waitForIncomingPack(under: f.mirror + "/objects", bytes: 1 << 20, while: interrupted),
+                      "the transfer finished before it could be interrupted: \(interrupted.stdout) \(interrupted.stderr)")
+        let concurrent = try f.sync()
+        XCTAssertEqual(concurrent.status, 3, concurrent.stderr)
+        XCTAssertTrue(concurrent.stderr.contains("another sync is running on this repository"), concurrent.stderr)
+        interrupted.signal(SIGINT)
+        XCTAssertEqual(interrupted.wait(), 3, interrupted.stderr)
+        XCTAssertTrue(interrupted.stderr.contains("interrupted; \(f.mirror) is unchanged"), interrupted.stderr)
+        XCTAssertEqual(try RepoSnapshot(f.mirror), before, "SIGINT: nothing left behind")
+
         let second = try startSync(f)
         XCTAssertTrue(f.waitForIncomingPack(under: f.mirror + "/objects", bytes: 1 << 20, while: second),
                       "the transfer finished before it could be interrupted: \(second.stdout) \(second.stderr)")
@@ -531,10 +550,16 @@ final class InterruptedSyncTests: XCTestCase {
         XCTAssertTrue(sync.stdout.isEmpty)
         XCTAssertFalse(SyncFiles.exists(f.clientHome + "/repos/alice"), "\(SyncFiles.tree(f.clientHome))")
 
+        // The new server serves a repacked upstream: multi-megabyte stored entries are
+        // copied out in slices across chunks.
+        try SyncGit.bare(f.upstream, ["repack", "-q", "-a", "-d", "--window=0"])
         try f.startServer()
         let r = try f.sync()
         XCTAssertEqual(r.status, 0, r.stderr)
         try f.assertMirrorsUpstream()
+        try f.assertVerifies()
+        let objects = try XCTUnwrap(r.json["objects"] as? Int)
+        f.listener?.waitFor("the transfer log line") { _, err in err.contains("\(objects) objects, ") && err.contains("(\(objects) reused, 0 deltas)") }
     }
 }
 
