@@ -13,7 +13,7 @@ import NIOPosix
 /// most `maxTransfers`; beyond that peers are told "busy" at once). A transfer streams
 /// a pack in chunks with at most `window` chunks queued per connection, so a large
 /// transfer neither grows memory nor starves pings on the same connection; a peer that
-/// stops reading for `stallTimeout` seconds is disconnected, freeing its slot.
+/// reads nothing for `stallTimeout` seconds is disconnected, freeing its slot.
 public final class SyncServer: @unchecked Sendable {
     public let catalog: RepositoryCatalog
     let pool: NIOThreadPool
@@ -178,20 +178,39 @@ public final class SyncServer: @unchecked Sendable {
 
     struct Stalled: Error {}
 
-    /// Waits for a write to reach the socket. A peer that reads nothing for
-    /// `stallTimeout` seconds is cut off: the channel is closed outright, since a
-    /// Goodbye would queue behind the very bytes it does not read.
+    /// Waits for a write to reach the socket. A peer that takes no bytes at all for
+    /// `stallTimeout` seconds is cut off (a slow reader is fine, as long as the bytes
+    /// queued for it keep going down): the channel is closed outright, since a Goodbye
+    /// would queue behind the very bytes it does not read.
     func awaitWrite(_ write: EventLoopFuture<Void>, _ connection: PeerConnection) throws {
-        let stalled = NIOLockedValueBox(false)
-        let timer = write.eventLoop.scheduleTask(in: .nanoseconds(Int64(stallTimeout * 1e9))) {
-            stalled.withLockedValue { $0 = true }
-            connection.channel.close(promise: nil)
+        struct Watch {
+            var buffered = Int.max
+            var lastProgress = Instant.now()
+            var stalled = false
         }
-        defer { timer.cancel() }
+        let watch = NIOLockedValueBox(Watch())
+        let channel = connection.channel
+        let limit = stallTimeout
+        let tick = TimeAmount.nanoseconds(Int64(min(1, limit / 4) * 1e9))
+        let task = write.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { task in
+            channel.getOption(.bufferedWritableBytes).whenSuccess { now in
+                let cut = watch.withLockedValue { w -> Bool in
+                    if now < w.buffered { w.lastProgress = Instant.now() }
+                    w.buffered = now
+                    w.stalled = w.stalled || Instant.now().seconds(since: w.lastProgress) >= limit
+                    return w.stalled
+                }
+                if cut {
+                    task.cancel()
+                    channel.close(promise: nil)
+                }
+            }
+        }
+        defer { task.cancel() }
         do {
             try write.wait()
         } catch {
-            if stalled.withLockedValue({ $0 }) { throw Stalled() }
+            if watch.withLockedValue({ $0.stalled }) { throw Stalled() }
             throw error
         }
     }
