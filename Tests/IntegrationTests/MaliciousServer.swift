@@ -217,18 +217,24 @@ final class MaliciousServer: @unchecked Sendable {
 
 /// A client that asks for objects and then stops reading (TCP-level: the socket is
 /// never drained), so the serving node's writes back up. It keeps the connection open.
+/// With `readEvery`, it reads one socket buffer that often: slow, but never stuck.
 final class StalledReader: @unchecked Sendable {
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let connection: PeerConnection
 
     /// Connects to `peer` (`PEERID@HOST:PORT`) and asks for everything reachable from `want`.
-    init(peer: String, repository: String, want: String) throws {
+    init(peer: String, repository: String, want: String, readEvery: Double? = nil) throws {
         let endpoint = try Endpoint.parse(peer)
         let config = SessionConfig(identity: Identity.generate().keyPair, noiseStatic: .generate(), agent: "stalled/1")
         connection = try Dialer.dial(endpoint, config: config, group: group, connectTimeout: 5).wait()
         try connection.channel.setOption(ChannelOptions.autoRead, value: false).wait()
         let oid = try XCTUnwrapOID(want)
         try connection.send(.getObjects(GetObjects(requestID: 7, repository: repository, wants: [oid], haves: []))).wait()
+        if let readEvery {
+            let channel = connection.channel
+            let every = TimeAmount.nanoseconds(Int64(readEvery * 1e9))
+            channel.eventLoop.scheduleRepeatedTask(initialDelay: every, delay: every) { _ in channel.read() }
+        }
     }
 
     func shutdown() {

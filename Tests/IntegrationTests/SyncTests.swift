@@ -633,5 +633,12 @@ extension ServerSyncTests {
         let r = try f.sync(peers: [server.peer])
         XCTAssertEqual(r.status, 0, r.stderr)
         try f.assertMirrorsUpstream()
+
+        // A slow reader that keeps taking bytes is not cut off, however long one chunk takes.
+        let slow = try StalledReader(peer: server.peer, repository: "alice/big", want: tip, readEvery: 1)
+        stalled.append(slow)
+        Thread.sleep(forTimeInterval: 7)
+        XCTAssertEqual(server.server.activeTransfers, 1, "\(server.log)")
+        XCTAssertEqual(server.log.filter { $0.contains("read nothing") }.count, 1, "\(server.log)")
     }
 }
