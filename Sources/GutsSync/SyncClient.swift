@@ -55,7 +55,7 @@ public struct SyncReport: Sendable {
 }
 
 public struct SyncOptions: Sendable {
-    /// Longest silence tolerated from the peer while waiting for an answer or the next chunk.
+    /// Longest wait for an answer or the next chunk (unrelated messages meanwhile do not count).
     public var timeout: Double
     /// Most pack bytes accepted in one sync.
     public var maxPackBytes: Int
@@ -353,14 +353,18 @@ public enum SyncClient {
         case skip
     }
 
-    /// Waits for the message `match` accepts, skipping unrelated ones, with `timeout`
-    /// seconds of allowed silence between messages.
+    /// Waits up to `timeout` seconds for the message `match` accepts, skipping unrelated
+    /// ones. Skipped messages do not restart the clock: a peer that keeps talking but
+    /// never answers times out like a silent one.
     static func waitFor<T>(_ connection: PeerConnection, _ timeout: Double, _ what: String,
                          _ match: (Message) throws -> Step<T>) throws -> T {
+        let started = Instant.now()
         while true {
             let message: Message
             do {
-                message = try connection.nextMessage(timeout: timeout).wait()
+                let left = timeout - Instant.now().seconds(since: started)
+                guard left > 0 else { throw TransportError.timeout("waiting for \(what)") }
+                message = try connection.nextMessage(timeout: left).wait()
             } catch TransportError.timeout {
                 throw SyncFailure.timeout("timed out after \(formatSeconds(timeout)) s waiting for \(what)")
             } catch let TransportError.closed(reason) {
