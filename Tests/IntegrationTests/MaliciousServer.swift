@@ -38,6 +38,8 @@ final class MaliciousServer: @unchecked Sendable {
         case badRefName
         /// Never answers GetRefs.
         case silentRefs
+        /// Answers GetRefs with a stream of unrelated messages (one every 200 ms), never Refs.
+        case chatterInsteadOfRefs
         /// Advertises `refs/heads/main/x` next to `refs/heads/main`, which no repository can hold.
         case conflictingRefs
     }
@@ -51,6 +53,7 @@ final class MaliciousServer: @unchecked Sendable {
     private let lock = NSLock()
     private var _events: [String] = []
     private var _victim: String?
+    private var stopped = false
     private let scratch: String
 
     /// `PEERID@127.0.0.1:PORT`.
@@ -81,6 +84,8 @@ final class MaliciousServer: @unchecked Sendable {
     }
 
     func shutdown() {
+        lock.withLock { stopped = true }
+        queue.sync {}  // let a running answer notice and finish before the loop goes away
         listener?.shutdown(timeout: 1)
         listener = nil
         try? group.syncShutdownGracefully()
@@ -100,6 +105,14 @@ final class MaliciousServer: @unchecked Sendable {
             case let .getRefs(request):
                 note("GetRefs \(request.repository)")
                 if case .silentRefs = behavior { return }
+                if case .chatterInsteadOfRefs = behavior {
+                    for i in 0..<300 {
+                        guard !lock.withLock({ stopped }) else { break }
+                        guard (try? connection.send(.newRepository(NewRepository(repository: "chatter/\(i)"))).wait()) != nil else { break }
+                        Thread.sleep(forTimeInterval: 0.2)
+                    }
+                    return
+                }
                 connection.send(.refs(try refs(requestID: request.requestID)))
             case let .getObjects(request):
                 note("GetObjects wants=\(request.wants.count) haves=\(request.haves.count)")

@@ -432,6 +432,16 @@ final class MaliciousSyncTests: XCTestCase {
         try assertFirstSyncFails(.silentRefs, exit: 7, extra: ["--timeout", "1"], mentions: ["timed out after 1 s waiting for the list of refs"])
     }
 
+    func testChatterIsNotAnAnswer() throws {
+        // Unrelated messages keep coming, but no answer: the timeout still applies.
+        let server = try serve(.chatterInsteadOfRefs)
+        let started = Date()
+        let r = try f.sync(peers: [server.peer], extra: ["--timeout", "2"], timeout: 15)
+        XCTAssertEqual(r.status, 7, r.stderr)
+        XCTAssertTrue(r.stderr.contains("timed out after 2 s waiting for the list of refs"), r.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 6)
+    }
+
     func testTruncatedPackMarkedFinal() throws {
         try assertIncrementalFails(.truncatedFinal, exit: 6, mentions: ["received pack rejected"])
         try assertFirstSyncFails(.truncatedFinal, exit: 6)
