@@ -26,7 +26,7 @@ _guts() {
     # Options that take a value (the next word, or after '=').
     local value_opts="--home -l --listen -b --bootstrap --max-connections --handshake-timeout
         --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval
-        -p --peer --into -m --mirror --topic -t --announce-interval -d --data"
+        -p --peer --into -m --mirror --topic -t --announce-interval -d --data --max-transfers --stall-timeout"
 
     # Find the command words, skipping options and their values.
     local i w cmd= sub= skip= args=()
@@ -74,7 +74,7 @@ _guts() {
         -l | --listen | -b | --bootstrap | --max-connections | --handshake-timeout | \
             --idle-timeout | --keepalive-interval | --network | -W | --timeout | \
             -c | --count | -i | --interval | -p | --peer | -m | --mirror | --topic | -t | \
-            --announce-interval | -d | --data)
+            --announce-interval | -d | --data | --max-transfers | --stall-timeout)
             return # free-form value
             ;;
     esac
@@ -85,7 +85,7 @@ _guts() {
         keygen) opts="-f --force --show" ;;
         listen)
             opts="-l --listen -b --bootstrap --repos --max-connections --handshake-timeout
-                --idle-timeout --keepalive-interval --network -m --mirror --topic --announce-interval"
+                --idle-timeout --keepalive-interval --network -m --mirror --topic --announce-interval --max-transfers --stall-timeout"
             ;;
         sync)
             opts="-p --peer --into -W --timeout --network"

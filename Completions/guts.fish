@@ -104,6 +104,8 @@ complete -c guts -n '__guts_using listen' -l repos -x -a '(__fish_complete_direc
 complete -c guts -n '__guts_using listen' -s m -l mirror -x -d 'on a NewCommit for REPO[@[PEERID@]ADDR], sync it (repeatable)'
 complete -c guts -n '__guts_using listen' -l topic -x -d 'also subscribe to and relay TOPIC (repeatable)'
 complete -c guts -n '__guts_using listen' -l announce-interval -x -d 'seconds between scans for changes to announce (default 2)'
+complete -c guts -n '__guts_using listen' -l max-transfers -x -d 'object transfers served at once (default 8)'
+complete -c guts -n '__guts_using listen' -l stall-timeout -x -d 'cut off transfers whose peer takes nothing for SECONDS (default 60)'
 
 # guts gossip publish|subscribe
 complete -c guts -n __guts_needs_command -a gossip -d 'publish to a topic or follow it'

@@ -26,6 +26,8 @@ enum ListenCommand: Command {
         OptionSpec("mirror", short: "m", value: "REPO[@[PEERID@]ADDR]", repeatable: true, help: "on a NewCommit for REPO, sync it (from the announcer, else from ADDR)"),
         OptionSpec("topic", value: "TOPIC", repeatable: true, help: "also subscribe to and relay TOPIC"),
         OptionSpec("announce-interval", value: "SECONDS", help: "how often served repositories are scanned for changes to announce (default 2)"),
+        OptionSpec("max-transfers", value: "N", help: "object transfers served at once; more are answered busy (default 8)"),
+        OptionSpec("stall-timeout", value: "SECONDS", help: "cut off a transfer whose peer takes no bytes for this long (default 60)"),
     ]
 
     /// `REPO` or `REPO@[PEERID@]ADDR`.
@@ -81,6 +83,8 @@ enum ListenCommand: Command {
             return t
         }
         if let v = try args.seconds("announce-interval", in: 0.1...86400) { nodeOptions.announceInterval = v }
+        if let v = try args.int("max-transfers", in: 1...1024) { nodeOptions.maxTransfers = v }
+        if let v = try args.seconds("stall-timeout", in: 1...86400) { nodeOptions.stallTimeout = v }
         let node = Node(options: nodeOptions, log: log)
         let address: String
         do {

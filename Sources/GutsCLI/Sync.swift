@@ -36,6 +36,9 @@ enum SyncCommand: Command {
         } else {
             path = name.path(in: try context.home() + "/repos")
         }
+        // What a failure leaves: the existing mirror untouched, or no repository at all.
+        let existed = Files.exists(path) && !(Files.isDirectory(path) && Files.list(path).isEmpty)
+        let untouched = existed ? "\(path) is unchanged" : "nothing was created at \(path)"
         let identity = try Network.clientIdentity(context)
         let session = Network.sessionConfig(identity: identity, config: config)
         let signals = SignalWatcher.install()
@@ -73,7 +76,7 @@ enum SyncCommand: Command {
                 connection.close(.shutdown, "sync failed")
                 _ = try? connection.closeFuture.wait()
                 if signals.received != 0 {
-                    throw CommandError(.io, "interrupted; \(path) is unchanged")
+                    throw CommandError(.io, "interrupted; \(untouched)")
                 }
                 let e = describe(f, peer: served)
                 // A local problem (lock held, not a repository, disk) is the same with every peer.
@@ -86,7 +89,7 @@ enum SyncCommand: Command {
         let order: [ExitCode] = [.integrity, .refused, .authentication, .protocolError, .timeout, .unreachable, .io]
         let worst = order.first { code in failures.contains { $0.code == code } } ?? .unreachable
         let count = peers.count
-        throw CommandError(worst, "could not sync \(name) from \(count == 1 ? "the peer" : "any of \(count) peers"); \(path) is unchanged")
+        throw CommandError(worst, "could not sync \(name) from \(count == 1 ? "the peer" : "any of \(count) peers"); \(untouched)")
     }
 
     static func describe(_ f: SyncFailure, peer: String) -> CommandError {

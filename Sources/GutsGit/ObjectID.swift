@@ -156,9 +156,12 @@ public struct ObjectID: Hashable, Comparable, Sendable, CustomStringConvertible 
     public var description: String { hex }
 
     public func hash(into hasher: inout Hasher) {
-        // The words are already uniformly distributed hash output.
+        // All of the ID: IDs that come from peers need not be real hash output, and
+        // hashing only a prefix would let crafted IDs collide in every set.
         hasher.combine(w0)
         hasher.combine(w1)
+        hasher.combine(w2)
+        hasher.combine(w3)
     }
 
     public static func == (a: ObjectID, b: ObjectID) -> Bool {

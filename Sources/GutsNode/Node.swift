@@ -46,6 +46,10 @@ public final class Node: @unchecked Sendable {
         public var topics: [String] = []
         /// Repositories to mirror on announcements.
         public var mirrors: [MirrorSpec] = []
+        /// Object transfers served at once; more are answered busy.
+        public var maxTransfers = 8
+        /// Seconds a transfer may go without the peer taking any bytes before it is cut off.
+        public var stallTimeout: Double = 60
         /// Seconds between scans of served repositories for changes to announce.
         public var announceInterval: Double = 2
         /// Reconnect backoff bounds in seconds.
@@ -80,7 +84,9 @@ public final class Node: @unchecked Sendable {
         self.options = options
         self.log = log
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
-        self.sync = options.repositories.map { SyncServer(catalog: $0, log: log.info) }
+        self.sync = options.repositories.map {
+            SyncServer(catalog: $0, maxTransfers: options.maxTransfers, stallTimeout: options.stallTimeout, log: log.info)
+        }
         self.gossip = GossipService(loop: group.next(), identity: options.session.identity,
                                     topics: Set(options.topics), log: log)
         self.work = NIOThreadPool(numberOfThreads: 1)
@@ -120,6 +126,7 @@ public final class Node: @unchecked Sendable {
         listener?.shutdown()
         let out = outbound.withLockedValue { Array($0.values) }
         for c in out { c.close(.shutdown, "node shutting down") }
+        // Closing is bounded by the transport's flush limit, so this wait ends.
         for c in out { _ = try? c.closeFuture.wait() }
         sync?.shutdown()
         try? work.syncShutdownGracefully()

@@ -65,14 +65,17 @@ public struct RepositoryCatalog: Sendable {
         let file = path + "/" + Self.allowFile
         guard Files.exists(file) else { return .allowed }
         guard let text = try? Files.readString(file, limit: 1 << 20) else { return .broken("cannot read \(file)") }
-        for raw in text.split(separator: "\n") {
+        // Parse the whole file before deciding: a bad line anywhere breaks it for everyone,
+        // whether or not the peer is listed above it.
+        var allowed = false
+        for raw in text.split(whereSeparator: \.isNewline) {  // "\r\n" is one Character, not "\n"
             let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
             let trimmed = line.filter { !$0.isWhitespace }
             if trimmed.isEmpty { continue }
             guard let id = PeerID(trimmed) else { return .broken("\(file): '\(trimmed)' is not a peer ID") }
-            if id == peer { return .allowed }
+            if id == peer { allowed = true }
         }
-        return .denied
+        return allowed ? .allowed : .denied
     }
 
     /// Every servable repository name, sorted.

@@ -58,7 +58,7 @@ public struct SyncReport: Sendable {
 }
 
 public struct SyncOptions: Sendable {
-    /// Longest silence tolerated from the peer while waiting for an answer or the next chunk.
+    /// Longest wait for an answer or the next chunk (unrelated messages meanwhile do not count).
     public var timeout: Double
     /// Most pack bytes accepted in one sync.
     public var maxPackBytes: Int
@@ -81,39 +81,103 @@ public struct SyncOptions: Sendable {
 /// with fsck rules, deltas resolved), checked for completeness (everything reachable
 /// from the new tips present) and for extras (nothing unrequested), and only then
 /// moved into `objects/pack`; the refs switch last, in one transaction. Any failure or
-/// interruption leaves the repository as it was (a repository created by this sync is
-/// removed again).
+/// interruption leaves the repository as it was. A first sync builds the repository
+/// under a hidden name beside the target and renames it into place once complete, so
+/// a failed or killed first sync leaves no repository at the target at all.
 public enum SyncClient {
     public static let lockFile = "guts-sync.lock"
     public static let quarantinePrefix = "incoming-"
 
-    public static func run(repository name: RepositoryName, into path: String, over connection: PeerConnection,
+    public static func run(repository name: RepositoryName, into target: String, over connection: PeerConnection,
                            options: SyncOptions = SyncOptions()) throws -> SyncReport {
         let started = Instant.now()
         connection.beginRequests()
         defer { connection.endRequests() }
-        var created = false
-        if !Files.exists(path) || (Files.isDirectory(path) && Files.list(path).isEmpty) {
-            do {
-                try Files.makeDirectories(Files.directoryName(path))
-                try Repository.create(bare: path)
-            } catch {
-                throw SyncFailure.local("cannot create \(path): \(error)")
-            }
-            created = true
+        let path = target.count > 1 && target.hasSuffix("/") ? String(target.dropLast()) : target
+        removeStaleStaging(for: path)
+        guard !Files.exists(path) || (Files.isDirectory(path) && Files.list(path).isEmpty) else {
+            return try sync(name, into: path, created: false, remote: nil, over: connection, options: options, started: started)
         }
-        let lock: SyncLock
-        do {
-            lock = try SyncLock(path + "/" + lockFile)
-        } catch {
-            if created { Files.removeTree(path) }
-            throw error
+
+        // A first sync. Refs first, before anything touches the disk: a refusal or an
+        // unknown repository leaves nothing behind. Then the repository is built beside
+        // the target under a hidden name and renamed into place only when complete, so
+        // the target never exists half-built, even if this process is killed (the
+        // hidden leftover is removed by the next sync of the same path).
+        let remote = try requestRefs(name, over: connection, options: options)
+        let parent = Files.directoryName(path)
+        var missing: [String] = []
+        var dir = parent
+        while !dir.isEmpty && dir != "/" && dir != "." && !Files.exists(dir) {
+            missing.append(dir)
+            dir = Files.directoryName(dir)
         }
-        var succeeded = false
+        let staging = (parent == "/" ? "" : parent) + "/" + stagingPrefix(for: path) + "\(getpid())-" + Hex.encode(randomBytes(4))
+        var installed = false
         defer {
-            lock.release()
-            if created && !succeeded { Files.removeTree(path) }
+            if !installed {
+                Files.removeTree(staging)
+                for d in missing { rmdir(d) }  // deepest first; only if still empty
+            }
         }
+        do {
+            try Files.makeDirectories(parent)
+            try Repository.create(bare: staging)
+        } catch {
+            throw SyncFailure.local("cannot create \(path): \(error)")
+        }
+        var report = try sync(name, into: staging, created: true, remote: remote, over: connection, options: options, started: started)
+        guard rename(staging, path) == 0 else {
+            let code = errno
+            if code == EEXIST || code == ENOTEMPTY {
+                throw SyncFailure.local("\(path) was created by something else during the sync; nothing was changed (run again)")
+            }
+            throw SyncFailure.local(FileError(path: path, operation: "rename into place", code: code).description)
+        }
+        installed = true
+        Files.syncDirectory(parent)
+        report.repositoryPath = path
+        return report
+    }
+
+    /// `.<name>.guts-sync-`: the hidden sibling a first sync builds the repository in.
+    static func stagingPrefix(for path: String) -> String {
+        "." + Files.baseName(path) + ".guts-sync-"
+    }
+
+    /// Removes staging directories of first syncs whose process no longer exists.
+    static func removeStaleStaging(for path: String) {
+        let parent = Files.directoryName(path)
+        let prefix = stagingPrefix(for: path)
+        for entry in Files.list(parent) where entry.hasPrefix(prefix) {
+            let rest = entry.dropFirst(prefix.count)
+            guard let pid = rest.split(separator: "-").first.flatMap({ Int32($0) }) else { continue }
+            if pid != getpid(), kill(pid, 0) != 0, errno == ESRCH {
+                Files.removeTree((parent == "/" ? "" : parent) + "/" + entry)
+            }
+        }
+    }
+
+    /// Asks for the refs: one round trip.
+    static func requestRefs(_ name: RepositoryName, over connection: PeerConnection, options: SyncOptions) throws -> GutsWire.Refs {
+        options.progress?(SyncProgress(phase: .refs, bytes: 0, objects: nil, seconds: 0))
+        let refsID = RequestIDs.next()
+        connection.send(.getRefs(GetRefs(requestID: refsID, repository: name.value)))
+        return try waitFor(connection, options.timeout, "the list of refs") { message in
+            switch message {
+            case let .refs(r) where r.requestID == refsID: return .done(r)
+            case let .error(e) where e.requestID == refsID: throw failure(for: e, repository: name)
+            default: return .skip
+            }
+        }
+    }
+
+    /// Syncs into the existing repository at `path`; `remote` is the refs answer when
+    /// already asked for.
+    static func sync(_ name: RepositoryName, into path: String, created: Bool, remote known: GutsWire.Refs?,
+                     over connection: PeerConnection, options: SyncOptions, started: Instant) throws -> SyncReport {
+        let lock = try SyncLock(path + "/" + lockFile)
+        defer { lock.release() }
         let repo: Repository
         do {
             repo = try Repository.open(path, limits: options.limits)
@@ -124,17 +188,8 @@ public enum SyncClient {
             Files.removeTree(repo.objectsDirectory + "/" + leftover)
         }
 
-        // 1. Refs: one round trip.
-        options.progress?(SyncProgress(phase: .refs, bytes: 0, objects: nil, seconds: 0))
-        let refsID = RequestIDs.next()
-        connection.send(.getRefs(GetRefs(requestID: refsID, repository: name.value)))
-        let remote: GutsWire.Refs = try waitFor(connection, options.timeout, "the list of refs") { message in
-            switch message {
-            case let .refs(r) where r.requestID == refsID: return .done(r)
-            case let .error(e) where e.requestID == refsID: throw failure(for: e, repository: name)
-            default: return .skip
-            }
-        }
+        // 1. Refs.
+        let remote = try known ?? requestRefs(name, over: connection, options: options)
         let local: [Ref]
         let localHead: String?
         do {
@@ -154,7 +209,6 @@ public enum SyncClient {
                                 objectsReceived: 0, bytesReceived: 0, seconds: 0)
         if plan.isUpToDate && !created {
             report.seconds = Instant.now().seconds(since: started)
-            succeeded = true
             return report
         }
 
@@ -203,7 +257,6 @@ public enum SyncClient {
         }
         report.upToDate = false
         report.seconds = Instant.now().seconds(since: started)
-        succeeded = true
         return report
     }
 
@@ -292,16 +345,20 @@ public enum SyncClient {
         case skip
     }
 
-    /// Waits for the message `match` accepts, skipping unrelated ones, with `timeout`
-    /// seconds of allowed silence between messages.
+    /// Waits up to `timeout` seconds for the message `match` accepts, skipping unrelated
+    /// ones. Skipped messages do not restart the clock: a peer that keeps talking but
+    /// never answers times out like a silent one.
     static func waitFor<T>(_ connection: PeerConnection, _ timeout: Double, _ what: String,
                          _ match: (Message) throws -> Step<T>) throws -> T {
+        let started = Instant.now()
         while true {
             let message: Message
             do {
-                message = try connection.nextMessage(timeout: timeout).wait()
+                let left = timeout - Instant.now().seconds(since: started)
+                guard left > 0 else { throw TransportError.timeout("waiting for \(what)") }
+                message = try connection.nextMessage(timeout: left).wait()
             } catch TransportError.timeout {
-                throw SyncFailure.timeout("no \(what) from the peer within \(formatSeconds(timeout)) s")
+                throw SyncFailure.timeout("timed out after \(formatSeconds(timeout)) s waiting for \(what)")
             } catch let TransportError.closed(reason) {
                 throw SyncFailure.connection("connection closed while waiting for \(what): \(reason)")
             } catch {

@@ -41,6 +41,8 @@ public struct SyncPlan: Equatable, Sendable {
         case badObjectID(String)
         case duplicateRef(String)
         case badHead(String)
+        /// A ref below another ref (`a/b` next to `a`): no repository can hold both.
+        case refConflict(String, String)
 
         public var description: String {
             switch self {
@@ -48,6 +50,7 @@ public struct SyncPlan: Equatable, Sendable {
             case let .badObjectID(n): return "peer sent a ref '\(n)' with an object ID of the wrong kind"
             case let .duplicateRef(n): return "peer sent ref '\(n)' twice"
             case let .badHead(h): return "peer sent an invalid HEAD target '\(h)'"
+            case let .refConflict(n, other): return "peer sent ref '\(n)', which conflicts with '\(other)' (no repository can hold both)"
             }
         }
     }
@@ -64,6 +67,14 @@ public struct SyncPlan: Equatable, Sendable {
             remoteRefs.append((entry.name, id))
         }
         remoteRefs.sort { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }
+        // Refused now, as the peer's fault, rather than by the ref update after the transfer.
+        for r in remoteRefs {
+            var prefix = Substring()
+            for component in r.name.split(separator: "/").dropLast() {
+                prefix = prefix.isEmpty ? component : r.name[r.name.startIndex..<component.endIndex]
+                if seen.contains(String(prefix)) { throw Invalid.refConflict(r.name, String(prefix)) }
+            }
+        }
         if !remote.head.isEmpty {
             guard remote.head.hasPrefix("refs/"), GutsGit.Refs.checkRefFormat(remote.head) else { throw Invalid.badHead(remote.head) }
         }

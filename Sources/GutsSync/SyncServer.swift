@@ -8,27 +8,31 @@ import NIOCore
 import NIOPosix
 
 /// Serves GetRefs and GetObjects from a node's repositories. Disk and CPU work runs on
-/// thread pools, never on an event loop: quick requests (refs) on one, transfers on
-/// another with one thread per admitted transfer, so slow downloads never hold up a
-/// GetRefs; a transfer beyond `maxTransfers` is answered `busy` at once. Object transfer
-/// streams a pack in chunks with at most `window` chunks queued per connection, so a
-/// large transfer neither grows memory nor starves pings on the same connection.
+/// thread pools, never on an event loop: refs on a small pool of their own, so they are
+/// answered however many transfers run, and each object transfer on its own thread (at
+/// most `maxTransfers`; beyond that peers are told "busy" at once). A transfer streams
+/// a pack in chunks with at most `window` chunks queued per connection, so a large
+/// transfer neither grows memory nor starves pings on the same connection; a peer that
+/// reads nothing for `stallTimeout` seconds is disconnected, freeing its slot.
 public final class SyncServer: @unchecked Sendable {
     public let catalog: RepositoryCatalog
     let pool: NIOThreadPool
     let transferPool: NIOThreadPool
     let log: @Sendable (String) -> Void
     let maxTransfers: Int
+    let stallTimeout: Double
     let window = 4
     /// Bytes per Objects message (leaves room for the trailer the stream may append).
     static let chunkSize = Limits.maxObjectsChunk - 64
     private let transfers = NIOLockedValueBox(0)
 
-    public init(catalog: RepositoryCatalog, threads: Int = 2, maxTransfers: Int = 8, log: @escaping @Sendable (String) -> Void) {
+    public init(catalog: RepositoryCatalog, threads: Int = 2, maxTransfers: Int = 8, stallTimeout: Double = 60,
+                log: @escaping @Sendable (String) -> Void) {
         self.catalog = catalog
         self.pool = NIOThreadPool(numberOfThreads: max(1, threads))
+        self.maxTransfers = max(1, maxTransfers)
         self.transferPool = NIOThreadPool(numberOfThreads: max(1, maxTransfers))
-        self.maxTransfers = maxTransfers
+        self.stallTimeout = stallTimeout
         self.log = log
         pool.start()
         transferPool.start()
@@ -38,6 +42,9 @@ public final class SyncServer: @unchecked Sendable {
         try? pool.syncShutdownGracefully()
         try? transferPool.syncShutdownGracefully()
     }
+
+    /// Transfers running now.
+    public var activeTransfers: Int { transfers.withLockedValue { $0 } }
 
     /// Capabilities to announce in Hello when serving.
     public static let capabilities = ["refs", "objects"]
@@ -52,6 +59,8 @@ public final class SyncServer: @unchecked Sendable {
             }
             return true
         case let .getObjects(request):
+            // Admitted here, not when a thread picks it up: a peer over the limit hears
+            // "busy" now instead of waiting silently behind the running transfers.
             let admitted = transfers.withLockedValue { n -> Bool in
                 guard n < maxTransfers else { return false }
                 n += 1
@@ -151,17 +160,58 @@ public final class SyncServer: @unchecked Sendable {
             var inflight: [EventLoopFuture<Void>] = []
             while let chunk = try stream.nextChunk(maxBytes: Self.chunkSize) {
                 inflight.append(connection.send(.objects(Objects(requestID: id, final: false, data: chunk))))
-                if inflight.count >= window { try inflight.removeFirst().wait() }
+                if inflight.count >= window { try awaitWrite(inflight.removeFirst(), connection) }
             }
-            try connection.send(.objects(Objects(requestID: id, final: true, data: []))).wait()
-            for f in inflight { try f.wait() }
+            inflight.append(connection.send(.objects(Objects(requestID: id, final: true, data: []))))
+            for f in inflight { try awaitWrite(f, connection) }
             let peer = connection.peer.map { $0.peerID.short } ?? connection.remoteAddress
             log("served '\(name)' to \(peer): \(walk.objects.count) objects, \(stream.bytesProduced) bytes (\(stream.reusedObjects) reused, \(stream.reusedDeltas) deltas) in \(Int(Instant.now().seconds(since: started) * 1000)) ms")
         } catch let e as TransportError {
             log("transfer of '\(name)' to \(connection.remoteAddress) stopped: \(e)")
+        } catch is Stalled {
+            log("transfer of '\(name)' to \(connection.remoteAddress) stopped: the peer read nothing for \(stallTimeout) s; disconnected")
         } catch {
             log("cannot serve '\(name)': \(error)")
             fail(.internalError, "cannot produce objects: \(error)")
+        }
+    }
+
+    struct Stalled: Error {}
+
+    /// Waits for a write to reach the socket. A peer that takes no bytes at all for
+    /// `stallTimeout` seconds is cut off (a slow reader is fine, as long as the bytes
+    /// queued for it keep going down): the channel is closed outright, since a Goodbye
+    /// would queue behind the very bytes it does not read.
+    func awaitWrite(_ write: EventLoopFuture<Void>, _ connection: PeerConnection) throws {
+        struct Watch {
+            var buffered = Int.max
+            var lastProgress = Instant.now()
+            var stalled = false
+        }
+        let watch = NIOLockedValueBox(Watch())
+        let channel = connection.channel
+        let limit = stallTimeout
+        let tick = TimeAmount.nanoseconds(Int64(min(1, limit / 4) * 1e9))
+        let task = write.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { task in
+            channel.getOption(.bufferedWritableBytes).whenSuccess { now in
+                let cut = watch.withLockedValue { w -> Bool in
+                    if now < w.buffered { w.lastProgress = Instant.now() }
+                    w.buffered = now
+                    w.stalled = w.stalled || Instant.now().seconds(since: w.lastProgress) >= limit
+                    return w.stalled
+                }
+                if cut {
+                    task.cancel()
+                    channel.close(promise: nil)
+                }
+            }
+        }
+        defer { task.cancel() }
+        do {
+            try write.wait()
+        } catch {
+            if watch.withLockedValue({ $0.stalled }) { throw Stalled() }
+            throw error
         }
     }
 }

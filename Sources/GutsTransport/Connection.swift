@@ -261,12 +261,21 @@ final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
         flushAndClose(context)
     }
 
-    /// Closes after everything written so far has reached the socket, so a Goodbye is not lost.
+    /// Seconds a closing connection may take to flush what was written (a Goodbye
+    /// included) before it is cut, so a peer that stops reading cannot hold it open.
+    static let closeFlushLimit: Int64 = 5
+
+    /// Closes after everything written so far has reached the socket, so a Goodbye is not
+    /// lost; a peer that does not read it within `closeFlushLimit` is cut off anyway.
     private func flushAndClose(_ context: ChannelHandlerContext) {
         let channel = context.channel
         let promise = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0)), promise: promise)
-        promise.futureResult.whenComplete { _ in channel.close(promise: nil) }
+        let cutoff = context.eventLoop.scheduleTask(in: .seconds(Self.closeFlushLimit)) { channel.close(promise: nil) }
+        promise.futureResult.whenComplete { _ in
+            cutoff.cancel()
+            channel.close(promise: nil)
+        }
     }
 
     private func finish(_ reason: SessionClose) {
