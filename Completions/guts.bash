@@ -88,7 +88,7 @@ _guts() {
                 --idle-timeout --keepalive-interval --network -m --mirror --topic --announce-interval --max-transfers --stall-timeout"
             ;;
         sync)
-            opts="-p --peer --into -W --timeout --network"
+            opts="-p --peer --into -f --force -W --timeout --network"
             if [[ $cur != -* ]] && ((${#args[@]} == 0)); then
                 # OWNER/NAME (or NAME) of the repositories in <home>/repos.
                 local IFS=$'\n' home r names=()

@@ -122,6 +122,7 @@ complete -c guts -n '__guts_using gossip subscribe' -s c -l count -x -d 'exit af
 # guts sync REPO --peer [PEERID@]ADDR
 complete -c guts -n '__guts_using sync' -s p -l peer -x -d 'peer to sync from, [PEERID@]ADDR (repeatable, tried in order)'
 complete -c guts -n '__guts_using sync' -l into -x -a '(__fish_complete_directories (commandline -ct))' -d 'bare repository to sync into'
+complete -c guts -n '__guts_using sync' -s f -l force -d 'mirror into a repository guts did not create (replaces its refs)'
 complete -c guts -n '__guts_using sync' -s W -l timeout -x -d 'connect, handshake and per-answer silence limit (default 30)'
 complete -c guts -n '__guts_using sync' -l network -x -d 'network ID to connect within'
 complete -c guts -n '__guts_words_are sync' -a '(__guts_repositories)' -d 'repository'

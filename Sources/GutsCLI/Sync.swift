@@ -10,12 +10,13 @@ import NIOPosix
 enum SyncCommand: Command {
     static let name = "sync"
     static let summary = "mirror a repository from a peer, verifying every object before it becomes visible"
-    static let synopsis = "sync [--into DIR] [--timeout SECONDS] [--network ID] REPO --peer [PEERID@]ADDR [--peer ...]"
+    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--network ID] REPO --peer [PEERID@]ADDR [--peer ...]"
     static let options = [
         OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", repeatable: true, help: "peer to fetch from; several are tried in order until one succeeds"),
         OptionSpec("into", value: "DIR", help: "bare repository to sync into (default <home>/repos/REPO.git)"),
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "connect, handshake and per-answer silence limit (default 30)"),
         OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
+        OptionSpec("force", short: "f", help: "mirror into an existing repository that guts did not create (replaces all its refs)"),
     ]
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
@@ -65,7 +66,8 @@ enum SyncCommand: Command {
             }
             do {
                 let report = try SyncClient.run(repository: name, into: path, over: connection,
-                                                options: SyncOptions(timeout: timeout, progress: context.stderrIsTTY ? progress : nil))
+                                                options: SyncOptions(timeout: timeout, progress: context.stderrIsTTY ? progress : nil,
+                                                                     adoptExisting: args.has("force")))
                 context.endProgress()
                 connection.close(.shutdown, "sync finished")
                 _ = try? connection.closeFuture.wait()

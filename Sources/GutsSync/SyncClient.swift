@@ -64,9 +64,12 @@ public struct SyncOptions: Sendable {
     public var maxPackBytes: Int
     public var limits: ObjectLimits
     public var progress: (@Sendable (SyncProgress) -> Void)?
+    /// Mirror into an existing repository that guts did not create (its refs are replaced).
+    public var adoptExisting = false
 
     public init(timeout: Double = 60, maxPackBytes: Int = 16 << 30, limits: ObjectLimits = .default,
-                progress: (@Sendable (SyncProgress) -> Void)? = nil) {
+                progress: (@Sendable (SyncProgress) -> Void)? = nil, adoptExisting: Bool = false) {
+        self.adoptExisting = adoptExisting
         self.timeout = timeout
         self.maxPackBytes = maxPackBytes
         self.limits = limits
@@ -87,6 +90,9 @@ public struct SyncOptions: Sendable {
 public enum SyncClient {
     public static let lockFile = "guts-sync.lock"
     public static let quarantinePrefix = "incoming-"
+    /// Marks a repository as a guts mirror: a sync replaces every ref in it, so a sync
+    /// into a repository without this file (someone's own work) is refused unless adopted.
+    public static let mirrorMarker = "guts-mirror"
 
     public static func run(repository name: RepositoryName, into target: String, over connection: PeerConnection,
                            options: SyncOptions = SyncOptions()) throws -> SyncReport {
@@ -123,6 +129,7 @@ public enum SyncClient {
         do {
             try Files.makeDirectories(parent)
             try Repository.create(bare: staging)
+            try Files.writeAtomically(staging + "/" + mirrorMarker, string: "mirror of \(name), kept by guts sync\n")
         } catch {
             throw SyncFailure.local("cannot create \(path): \(error)")
         }
@@ -176,6 +183,12 @@ public enum SyncClient {
     /// already asked for.
     static func sync(_ name: RepositoryName, into path: String, created: Bool, remote known: GutsWire.Refs?,
                      over connection: PeerConnection, options: SyncOptions, started: Instant) throws -> SyncReport {
+        let marker = path + "/" + mirrorMarker
+        if !created && !Files.exists(marker) {
+            guard options.adoptExisting else {
+                throw SyncFailure.local("\(path) was not created by guts sync (it has no \(mirrorMarker) file); a sync would replace all its refs with the peer's. Use --force to mirror into it anyway")
+            }
+        }
         let lock = try SyncLock(path + "/" + lockFile)
         defer { lock.release() }
         let repo: Repository
@@ -254,6 +267,10 @@ public enum SyncClient {
             throw f
         } catch {
             throw SyncFailure.local("cannot update refs: \(error)")
+        }
+        if !Files.exists(marker) {
+            // Adopted with --force: from now on it is a mirror.
+            try? Files.writeAtomically(marker, string: "mirror of \(name), kept by guts sync\n")
         }
         report.upToDate = false
         report.seconds = Instant.now().seconds(since: started)
