@@ -6,9 +6,9 @@ import NIOPosix
 
 /// Socket settings shared by both directions.
 enum Tuning {
-    /// Reads grow up to 256 KiB when a peer streams (bulk transfers take fewer syscalls
+    /// Reads grow up to 1 MiB when a peer streams (bulk transfers take fewer syscalls
     /// and wake-ups) and shrink back for idle chatty connections.
-    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 256 << 10)
+    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 1 << 20)
 }
 
 /// Outbound connections.

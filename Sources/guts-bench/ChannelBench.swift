@@ -35,13 +35,24 @@ enum ChannelBench {
             print("cannot parse listener address '\(node.line)'")
             return 1
         }
-        let config = SessionConfig(identity: .generate(), noiseStatic: .generate(), agent: "guts-bench")
+        let config = SessionConfig(identity: .generate(), noiseStatic: .generate(), capabilities: arguments.contains("--as-client") ? ["ping", "gossip-client"] : ["ping"], agent: "guts-bench")
 
         var rates: [Double] = []
+        var perCore: [Double] = []
         for _ in 0..<rounds {
-            rates.append(handshakes(endpoint: endpoint, config: config, group: group, seconds: seconds, concurrency: concurrency))
+            let cpuBefore = cpuSeconds(of: node.process.processIdentifier)
+            let started = Instant.now()
+            let rate = handshakes(endpoint: endpoint, config: config, group: group, seconds: seconds, concurrency: concurrency)
+            let elapsed = Instant.now().seconds(since: started)
+            rates.append(rate)
+            if let before = cpuBefore, let after = cpuSeconds(of: node.process.processIdentifier), after > before {
+                perCore.append(rate * elapsed / (after - before))
+            }
         }
         print("handshakes/s against one guts listen (client and listener on this machine, \(concurrency) in flight): median \(Int(Statistics.median(rates))) [\(rates.map { String(Int($0)) }.joined(separator: ", "))], target 3000")
+        if !perCore.isEmpty {
+            print("  the listener's own cost: \(Int(Statistics.median(perCore))) handshakes per CPU-second of guts listen (median), so one core of its own serves that many per second")
+        }
 
         var speeds: [Double] = []
         for _ in 0..<rounds {
@@ -52,6 +63,16 @@ enum ChannelBench {
         print("bulk throughput, one encrypted connection into guts listen, \(megabytes) MiB of 1 MiB Objects messages: median \(gb(m)) GB/s [\(speeds.map(gb).joined(separator: ", "))], target 1.0")
         print("ratio to raw libsodium decrypt on one core: \(String(format: "%.2f", m / rawDec))")
         return 0
+    }
+
+    /// User plus system CPU seconds a process has used, from /proc/PID/stat.
+    static func cpuSeconds(of pid: Int32) -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // After the command: state is field 3, utime 14 and stime 15 (1-based in proc(5)).
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     static func value(after flag: String, in args: [String]) -> String? {
