@@ -183,4 +183,23 @@ final class ChannelTests: XCTestCase {
         let a2 = try h.start(["--home", h.home("a"), "listen", "--listen", "127.0.0.1:\(port)"])
         a2.waitFor("b to reconnect to the restarted a", timeout: 20) { _, err in err.contains("peer connected") }
     }
+
+    func testIPv6AndHostNames() throws {
+        _ = try h.keygen("server")
+        let r = try h.start(["--home", h.home("server"), "listen", "--listen", "[::1]:0"])
+        r.waitFor("listen on ::1 to answer") { out, _ in out.contains("\n") || !r.process.isRunning }
+        guard r.process.isRunning, let line = r.stdout.split(separator: "\n").first.map(String.init) else {
+            throw XCTSkip("no IPv6 loopback on this machine: \(r.stderr)")
+        }
+        XCTAssertTrue(line.contains("@[::1]:"), line)
+        let dial = try h.run(["--home", h.home("c"), "dial", line])
+        XCTAssertEqual(dial.status, 0, dial.stderr)
+        XCTAssertTrue(dial.stdout.contains("address      [::1]:"), dial.stdout)
+        // A host name that resolves to the loopback (the listener on 127.0.0.1).
+        _ = try h.keygen("v4")
+        let (_, v4) = try h.listen("v4")
+        let hostPort = "localhost:" + String(port(of: v4))
+        let byName = try h.run(["--home", h.home("c"), "ping", "-c", "1", hostPort])
+        XCTAssertEqual(byName.status, 0, byName.stderr)
+    }
 }
