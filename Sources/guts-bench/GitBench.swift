@@ -100,7 +100,7 @@ enum GitBench {
                     let start = Instant.now()
                     let ok: Bool
                     if useBinary, let guts {
-                        ok = spawn([guts, "objects", "verify", "-q", "--threads", String(o.threads), repository.gitDirectory], quiet: true) == 0
+                        ok = Processes.run([guts, "objects", "verify", "-q", "--threads", String(o.threads), repository.gitDirectory], env: nil) == 0
                     } else {
                         let v = Verifier(repository: (try? Repository.open(path)) ?? repository, options: VerifyOptions(threads: o.threads))
                         ok = v.run { _ in }.isClean
@@ -109,7 +109,7 @@ enum GitBench {
                     if !ok { print("  warning: guts objects verify reported problems") }
                 } else {
                     let start = Instant.now()
-                    let status = spawn(["/usr/bin/git", "--git-dir", repository.gitDirectory, "fsck", "--full", "--no-dangling", "--no-progress"], quiet: true)
+                    let status = Processes.run(["/usr/bin/git", "--git-dir", repository.gitDirectory, "fsck", "--full", "--no-dangling", "--no-progress"], env: nil)
                     gitTimes.append(Instant.now().seconds(since: start))
                     if status != 0 { print("  warning: git fsck exited \(status)") }
                 }
@@ -158,7 +158,7 @@ enum GitBench {
         var theirDigest = ""
         for _ in 0..<o.runs {
             let start = Instant.now()
-            let out = capture(["/usr/bin/sha1sum", file])
+            let out = Processes.capture(["/usr/bin/sha1sum", file])
             theirs.append(Instant.now().seconds(since: start))
             theirDigest = String(out.prefix(40))
         }
@@ -174,7 +174,7 @@ enum GitBench {
     /// each commit editing a few lines of 1-5 files, with a merge every 97 commits and a
     /// tag every 500, packed with `git repack -adf --depth=50`.
     static func generate(at path: String, commits: Int, scratch: String) -> Bool {
-        guard spawn(["/usr/bin/git", "init", "-q", "--bare", path], quiet: true) == 0 else { return false }
+        guard Processes.run(["/usr/bin/git", "init", "-q", "--bare", path], env: nil) == 0 else { return false }
         let script = scratch + "/import.txt"
         let fd = open(script, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { return false }
@@ -243,9 +243,9 @@ enum GitBench {
         }
         flush()
         close(fd)
-        guard spawn(["/usr/bin/git", "--git-dir", path, "fast-import", "--quiet"], stdin: script, quiet: true) == 0 else { return false }
+        guard Processes.run(["/usr/bin/git", "--git-dir", path, "fast-import", "--quiet"], env: nil, stdin: script) == 0 else { return false }
         Files.remove(script)
-        return spawn(["/usr/bin/git", "--git-dir", path, "repack", "-adfq", "--depth=50", "--window=10"], quiet: true) == 0
+        return Processes.run(["/usr/bin/git", "--git-dir", path, "repack", "-adfq", "--depth=50", "--window=10"], env: nil) == 0
     }
 
     // MARK: Helpers
@@ -265,57 +265,5 @@ enum GitBench {
         let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let path = Files.directoryName(exe) + "/" + name
         return access(path, X_OK) == 0 ? path : nil
-    }
-
-    /// Runs a program and waits; stdout/stderr to /dev/null when `quiet`.
-    @discardableResult
-    static func spawn(_ argv: [String], stdin: String? = nil, stdout: Int32? = nil, quiet: Bool = false) -> Int32 {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        if let stdin { posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0) }
-        if let stdout {
-            posix_spawn_file_actions_adddup2(&actions, stdout, 1)
-        } else if quiet {
-            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        }
-        if quiet { posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0) }
-        var cargs = argv.map { strdup($0) } + [nil]
-        defer { for p in cargs { free(p) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, nil, &cargs, environ)
-        guard rc == 0 else { return -1 }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
-    }
-
-    /// Runs a program and returns its stdout.
-    static func capture(_ argv: [String]) -> String {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { return "" }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        posix_spawn_file_actions_addclose(&actions, fds[0])
-        var cargs = argv.map { strdup($0) } + [nil]
-        defer { for p in cargs { free(p) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, nil, &cargs, environ)
-        close(fds[1])
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while rc == 0 {
-            let n = chunk.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
-            if n <= 0 { break }
-            out += chunk[0..<n]
-        }
-        close(fds[0])
-        if rc == 0 {
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -128,9 +128,9 @@ enum SyncBench {
         }
 
         func cleanUp() {
-            if listenPID > 0 { stop(listenPID) }
+            if listenPID > 0 { Processes.stop(listenPID) }
             if listenOut >= 0 { close(listenOut) }
-            if daemonPID > 0 { stop(daemonPID) }
+            if daemonPID > 0 { Processes.stop(daemonPID) }
             listenPID = 0
             listenOut = -1
             daemonPID = 0
@@ -268,7 +268,7 @@ enum SyncBench {
             let rssFile = dir + "/rss"
             let command = hasTime ? [timeBinary, "-f", "%M", "-o", rssFile] + argv : argv
             let start = Instant.now()
-            let status = SyncBench.run(command, env: gitEnvironment(temp + "/gitconfig-client"), stdout: out, stderr: out + ".err")
+            let status = Processes.run(command, env: gitEnvironment(temp + "/gitconfig-client"), stdout: out, stderr: out + ".err")
             let seconds = Instant.now().seconds(since: start)
             guard status == expected else {
                 print("  \(tool.label) \(phase): exit status \(status), expected \(expected): \(argv.joined(separator: " "))")
@@ -325,7 +325,7 @@ enum SyncBench {
             try? Files.writeAtomically(scriptPath, string: script)
             let packDir = upstream + "/objects/pack"
             let before = Set(Files.list(packDir))
-            guard SyncBench.run([git, "--git-dir", upstream, "fast-import", "--quiet"], env: gitEnvironment(temp + "/gitconfig-client"),
+            guard Processes.run([git, "--git-dir", upstream, "fast-import", "--quiet"], env: gitEnvironment(temp + "/gitconfig-client"),
                                 stdin: scriptPath) == 0 else {
                 print("  cannot add a commit upstream")
                 return nil
@@ -334,7 +334,7 @@ enum SyncBench {
             let upstream = self.upstream
             let env = gitEnvironment(temp + "/gitconfig-client")
             return {
-                _ = SyncBench.run([SyncBench.git, "--git-dir", upstream, "update-ref", branch, old], env: env)
+                _ = Processes.run([SyncBench.git, "--git-dir", upstream, "update-ref", branch, old], env: env)
                 for name in added { Files.remove(packDir + "/" + name) }
             }
         }
@@ -398,14 +398,14 @@ enum SyncBench {
         // MARK: Servers
 
         func startListen(home: String) -> Bool {
-            guard SyncBench.run([guts, "--home", home, "-q", "keygen"], env: nil) == 0 else {
+            guard Processes.run([guts, "--home", home, "-q", "keygen"], env: nil) == 0 else {
                 print("guts keygen failed")
                 return false
             }
             var fds: [Int32] = [0, 0]
             guard pipe(&fds) == 0 else { return false }
             for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-            let pid = SyncBench.launch([guts, "--home", home, "listen", "--listen", "127.0.0.1:0"], env: nil,
+            let pid = Processes.launch([guts, "--home", home, "listen", "--listen", "127.0.0.1:0"], env: nil,
                                        stdoutFD: fds[1], stderr: temp + "/listen.log")
             close(fds[1])
             listenOut = fds[0]
@@ -428,7 +428,7 @@ enum SyncBench {
                 print("no free port for git daemon")
                 return false
             }
-            let pid = SyncBench.launch([git, "daemon", "--reuseaddr", "--base-path=\(base)", "--export-all",
+            let pid = Processes.launch([git, "daemon", "--reuseaddr", "--base-path=\(base)", "--export-all",
                                         "--listen=127.0.0.1", "--port=\(port)", base],
                                        env: gitEnvironment(temp + "/gitconfig-daemon"), stderr: temp + "/daemon.log")
             guard let pid else {
@@ -476,12 +476,12 @@ enum SyncBench {
         }
 
         func runGit(_ args: [String]) -> Int32 {
-            SyncBench.run([git] + args, env: gitEnvironment(temp + "/gitconfig-client"), stdout: "/dev/null", stderr: temp + "/git.err")
+            Processes.run([git] + args, env: gitEnvironment(temp + "/gitconfig-client"), stdout: "/dev/null", stderr: temp + "/git.err")
         }
 
         func capture(_ argv: [String]) -> String {
             let file = temp + "/capture.out"
-            _ = SyncBench.run(argv, env: gitEnvironment(temp + "/gitconfig-client"), stdout: file, stderr: "/dev/null")
+            _ = Processes.run(argv, env: gitEnvironment(temp + "/gitconfig-client"), stdout: file, stderr: "/dev/null")
             defer { Files.remove(file) }
             return (try? Files.readString(file, limit: 64 << 20)) ?? ""
         }
@@ -583,7 +583,7 @@ enum SyncBench {
             }
             flush()
             close(fd)
-            guard SyncBench.run([git, "--git-dir", path, "fast-import", "--quiet"], env: gitEnvironment(temp + "/gitconfig-client"),
+            guard Processes.run([git, "--git-dir", path, "fast-import", "--quiet"], env: gitEnvironment(temp + "/gitconfig-client"),
                                 stdin: script, stderr: temp + "/git.err") == 0 else { return false }
             Files.remove(script)
             guard runGit(["--git-dir", path, "repack", "-adfq", "--depth=50", "--window=10"]) == 0 else { return false }
@@ -598,58 +598,6 @@ enum SyncBench {
     }
 
     // MARK: Processes
-
-    /// Starts a program; stdout to `stdoutFD` or the file `stdout`, stderr to the file
-    /// `stderr` (both /dev/null when not given).
-    static func launch(_ argv: [String], env: [String: String]?, stdin: String? = nil, stdout: String? = nil,
-                       stdoutFD: Int32? = nil, stderr: String? = nil) -> pid_t? {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, stdin ?? "/dev/null", O_RDONLY, 0)
-        if let stdoutFD {
-            posix_spawn_file_actions_adddup2(&actions, stdoutFD, 1)
-        } else {
-            posix_spawn_file_actions_addopen(&actions, 1, stdout ?? "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        }
-        posix_spawn_file_actions_addopen(&actions, 2, stderr ?? "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        var cargs = argv.map { strdup($0) } + [nil]
-        defer { for p in cargs { free(p) } }
-        var cenv: [UnsafeMutablePointer<CChar>?] = (env ?? [:]).map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { for p in cenv { free(p) } }
-        var pid: pid_t = 0
-        let rc: Int32
-        if env != nil {
-            rc = posix_spawn(&pid, argv[0], &actions, nil, &cargs, &cenv)
-        } else {
-            rc = posix_spawn(&pid, argv[0], &actions, nil, &cargs, environ)
-        }
-        return rc == 0 ? pid : nil
-    }
-
-    /// Runs a program to its end; its exit status (128 + signal when killed, -1 when it
-    /// could not start).
-    @discardableResult
-    static func run(_ argv: [String], env: [String: String]?, stdin: String? = nil, stdout: String? = nil, stderr: String? = nil) -> Int32 {
-        guard let pid = launch(argv, env: env, stdin: stdin, stdout: stdout, stderr: stderr) else { return -1 }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
-    }
-
-    /// SIGTERM, then SIGKILL after 5 seconds.
-    static func stop(_ pid: pid_t) {
-        kill(pid, SIGTERM)
-        let deadline = Instant.now().adding(seconds: 5)
-        while waitpid(pid, nil, WNOHANG) == 0 {
-            if Instant.now() > deadline {
-                kill(pid, SIGKILL)
-                waitpid(pid, nil, 0)
-                return
-            }
-            usleep(10_000)
-        }
-    }
 
     /// The first line written to `fd`, waiting at most `timeout` seconds.
     static func readLine(_ fd: Int32, timeout: Double) -> String? {
