@@ -33,37 +33,43 @@ let package = Package(
         .target(name: "GutsNoise", dependencies: ["GutsCrypto"]),
         // Node identity: Ed25519 keys, peer IDs, key files.
         .target(name: "GutsIdentity", dependencies: ["GutsCrypto", "GutsSupport"]),
+        // Where peers are: endpoints and address parsing, below the transport so pure cores can name addresses.
+        .target(name: "GutsAddress", dependencies: ["GutsIdentity"]),
         // Bytes on the wire: identity proof, framing, message codec, session state machine.
         .target(name: "GutsWire", dependencies: ["GutsNoise", "GutsIdentity", "GutsSupport"]),
         // SwiftNIO shell around GutsWire sessions: dialing, listening, timeouts.
-        .target(name: "GutsTransport", dependencies: ["GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
+        .target(name: "GutsTransport", dependencies: ["GutsAddress", "GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
         // Gossip: signed messages, seen-cache, eager/lazy push. A pure state machine.
         .target(name: "GutsGossip", dependencies: ["GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         // Repository sync: names and access, negotiation plan, serving, fetching into quarantine.
         .target(name: "GutsSync", dependencies: ["GutsGit", "GutsWire", "GutsTransport", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
         // The long-running node: listener, bootstrap peers, request dispatch.
         .target(name: "GutsNode", dependencies: [
-            "GutsTransport", "GutsSync", "GutsGossip", "GutsGit", "GutsWire", "GutsIdentity", "GutsCrypto", "GutsSupport", nioCore, nioPosix, nioLocks,
+            "GutsAddress", "GutsTransport", "GutsSync", "GutsGossip", "GutsGit", "GutsWire", "GutsIdentity", "GutsCrypto", "GutsSupport", nioCore, nioPosix, nioLocks,
         ]),
         // Git objects, packs, refs and reachability. No networking.
         .target(name: "GutsGit", dependencies: ["CZlib", "GutsSupport"]),
         // Argument parsing and the subcommands.
         .target(name: "GutsCLI", dependencies: [
-            "GutsSupport", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsNode", "GutsSync", "GutsGossip", "GutsGit", nioCore, nioPosix,
+            "GutsAddress", "GutsSupport", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsNode", "GutsSync", "GutsGossip", "GutsGit", nioCore, nioPosix,
         ]),
         .executableTarget(name: "guts", dependencies: ["GutsCLI"]),
         .executableTarget(name: "guts-bench", dependencies: [
-            "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", nioCore, nioPosix,
+            "GutsAddress", "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", nioCore, nioPosix,
         ]),
 
         .testTarget(name: "GutsCryptoTests", dependencies: ["GutsCrypto", "GutsNoise", "GutsSupport"]),
         .testTarget(name: "GutsWireTests", dependencies: ["GutsWire", "GutsIdentity", "GutsNoise", "GutsCrypto", "GutsSupport"]),
         .testTarget(name: "GutsGossipTests", dependencies: ["GutsGossip", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
+        .testTarget(name: "GutsNodeTests", dependencies: [
+            "GutsNode", "GutsWire", "GutsSync", "GutsGossip", "GutsGit", "GutsIdentity", "GutsCrypto", "GutsSupport",
+        ]),
         .testTarget(name: "GutsSyncTests", dependencies: ["GutsSync", "GutsGit", "GutsWire", "GutsSupport"]),
         .testTarget(name: "GutsGitTests", dependencies: ["GutsGit", "GutsSupport"]),
         .testTarget(name: "GutsCLITests", dependencies: ["GutsCLI", "GutsSupport", "GutsIdentity"]),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto", "GutsTransport", "GutsGit", "GutsSync", nioCore, nioPosix,
+            "GutsAddress", "GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsNode",
+            nioCore, nioPosix,
         ]),
     ],
     swiftLanguageModes: [.v6]

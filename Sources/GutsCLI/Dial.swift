@@ -1,3 +1,4 @@
+import GutsAddress
 import GutsIdentity
 import GutsSupport
 import GutsTransport

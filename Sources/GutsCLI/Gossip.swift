@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import Glibc
+import GutsAddress
 #endif
 import GutsCrypto
 import GutsGossip
@@ -20,7 +21,8 @@ enum GossipConnect {
         config.handshakeTimeout = timeout
         try Network.applyNetworkOption(args, to: &config)
         let identity = try Network.clientIdentity(context)
-        let session = Network.sessionConfig(identity: identity, config: config, capabilities: [Capabilities.ping, GossipClient.capability])
+        let session = Network.sessionConfig(identity: identity, config: config, capabilities: [Capabilities.ping, GossipClient.capability],
+                                             protocols: MessageRegistry([GossipProtocol()]))
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         do {
             let connection = try Network.dial(endpoint, config: session, group: group, connectTimeout: timeout)
@@ -61,10 +63,10 @@ enum GossipPublishCommand: Command {
         if let text = args.value("data") {
             data = Array(text.utf8)
         } else {
-            data = try readStandardInput(limit: Limits.maxGossipData)
+            data = try readStandardInput(limit: GossipLimits.maxData)
         }
-        guard data.count <= Limits.maxGossipData else {
-            throw UsageError("payload is \(data.count) bytes; the limit is \(Limits.maxGossipData)")
+        guard data.count <= GossipLimits.maxData else {
+            throw UsageError("payload is \(data.count) bytes; the limit is \(GossipLimits.maxData)")
         }
         let (connection, identity, group) = try GossipConnect.open(args, context, timeout: timeout, signals: nil)
         defer { try? group.syncShutdownGracefully() }
@@ -73,7 +75,7 @@ enum GossipPublishCommand: Command {
                             timestamp: timestamp, data: data, signature: [])
         gossip.signature = identity.keyPair.sign(gossip.signedBytes)
         let id = gossip.id
-        connection.send(.gossip(gossip))
+        connection.send(.gossip(.gossip(gossip)))
         defer {
             connection.close(.shutdown, "published")
             _ = try? connection.closeFuture.wait()
@@ -91,8 +93,8 @@ enum GossipPublishCommand: Command {
             } catch {
                 throw CommandError(.unreachable, "connection lost before the node acknowledged: \(error)")
             }
-            switch message {
-            case let .iHave(ack) where ack.ids.contains(id):
+            switch (message, message.gossipMessage) {
+            case let (_, .iHave(ack)?) where ack.ids.contains(id):
                 if context.json {
                     context.out(JSON.object(["id": .string(Hex.encode(id)), "topic": .string(topic),
                                              "origin": .string(identity.peerID.description), "bytes": .int(data.count)]))
@@ -100,7 +102,7 @@ enum GossipPublishCommand: Command {
                     context.out(Hex.encode(id))
                 }
                 return .ok
-            case let .error(e):
+            case let (.error(e), _):
                 throw CommandError(.refused, "the node rejected the message: \(e.message)")
             default:
                 continue
@@ -147,7 +149,7 @@ enum GossipSubscribeCommand: Command {
         let (connection, _, group) = try GossipConnect.open(args, context, timeout: min(limit ?? 10, 10), signals: signals)
         defer { try? group.syncShutdownGracefully() }
         signals.onSignal { _ in connection.close(.shutdown, "subscriber interrupted") }
-        connection.send(.subscribe(Subscribe(subscribe: true, topics: [topic])))
+        connection.send(.gossip(.subscribe(Subscribe(subscribe: true, topics: [topic]))))
         context.debug("subscribed to \(topic)")
         let started = Instant.now()
         var received = 0
@@ -172,7 +174,7 @@ enum GossipSubscribeCommand: Command {
                 if signals.received != 0 { break }
                 throw CommandError(.unreachable, "connection to the node lost: \(error)")
             }
-            guard case let .gossip(g) = message, g.topic == topic else { continue }
+            guard case let .gossip(g)? = message.gossipMessage, g.topic == topic else { continue }
             received += 1
             if !context.outChecked(render(g, json: context.json)) { break }  // reader went away (| head)
         }

@@ -7,6 +7,7 @@ import GutsTransport
 import GutsWire
 #if canImport(Glibc)
 import Glibc
+import GutsAddress
 #endif
 
 /// `guts listen`: run a node until SIGINT/SIGTERM.

@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import Glibc
+import GutsAddress
 #endif
 import GutsCrypto
 import GutsIdentity
@@ -14,10 +15,13 @@ enum Network {
     static var agent: String { "guts/\(GutsMain.version)" }
 
     /// Session settings from the node identity and config.
-    static func sessionConfig(identity: Identity, config: NodeConfig, capabilities: [String] = Capabilities.default) -> SessionConfig {
+    /// `protocols` are the message families the command speaks besides the control messages.
+    static func sessionConfig(identity: Identity, config: NodeConfig, capabilities: [String] = Capabilities.default,
+                              protocols: MessageRegistry = .control) -> SessionConfig {
         SessionConfig(identity: identity.keyPair, noiseStatic: .generate(), networkID: config.network,
                       capabilities: capabilities, agent: agent, handshakeTimeout: config.handshakeTimeout,
-                      idleTimeout: config.idleTimeout, keepaliveInterval: config.keepaliveInterval)
+                      idleTimeout: config.idleTimeout, keepaliveInterval: config.keepaliveInterval,
+                      protocols: protocols)
     }
 
     /// The node identity for outbound-only commands: the stored one when present (its key

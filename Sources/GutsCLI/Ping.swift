@@ -1,3 +1,4 @@
+import GutsAddress
 import GutsCrypto
 import GutsIdentity
 import GutsSupport

@@ -1,3 +1,4 @@
+import GutsAddress
 import GutsGit
 import GutsIdentity
 import GutsSupport
@@ -41,7 +42,7 @@ enum SyncCommand: Command {
         let existed = Files.exists(path) && !(Files.isDirectory(path) && Files.list(path).isEmpty)
         let untouched = existed ? "\(path) is unchanged" : "nothing was created at \(path)"
         let identity = try Network.clientIdentity(context)
-        let session = Network.sessionConfig(identity: identity, config: config)
+        let session = Network.sessionConfig(identity: identity, config: config, protocols: MessageRegistry([SyncProtocol()]))
         let signals = SignalWatcher.install()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }

@@ -136,8 +136,8 @@ public struct GossipEngine: Sendable {
             iWantBudget: TokenBucket(capacity: 2 * config.maxIWantIDsPerSecond, rate: config.maxIWantIDsPerSecond, now: t))
         let topics = meshes.keys.sorted()
         var actions: [GossipAction] = []
-        for start in stride(from: 0, to: topics.count, by: Limits.maxTopicsPerSubscribe) {
-            let chunk = Array(topics[start..<min(topics.count, start + Limits.maxTopicsPerSubscribe)])
+        for start in stride(from: 0, to: topics.count, by: GossipLimits.maxTopicsPerSubscribe) {
+            let chunk = Array(topics[start..<min(topics.count, start + GossipLimits.maxTopicsPerSubscribe)])
             actions.append(.send(peer, .subscribe(Subscribe(subscribe: true, topics: chunk))))
             stats.subscribeSent += 1
         }
@@ -186,7 +186,7 @@ public struct GossipEngine: Sendable {
     public mutating func publish(topic: String, data: [UInt8], now: Instant,
                                  wallClockMillis: UInt64) throws(GossipRejection) -> (id: [UInt8], actions: [GossipAction]) {
         guard Topic.isValid(topic) else { throw .invalidTopic }
-        guard data.count <= Limits.maxGossipData else { throw .dataTooLarge }
+        guard data.count <= GossipLimits.maxData else { throw .dataTooLarge }
         let t = now.nanoseconds
         advance(to: t)
         sequence &+= 1
@@ -194,7 +194,7 @@ public struct GossipEngine: Sendable {
                             data: data, signature: [])
         let signed = gossip.signedBytes
         gossip.signature = identity.sign(signed)
-        let idBytes = BLAKE2b.hash(signed, outputLength: Limits.gossipIDLength)
+        let idBytes = BLAKE2b.hash(signed, outputLength: GossipLimits.idLength)
         guard let id = MessageID(idBytes) else { throw .invalidOrigin }
         guard !seen.contains(id) else { throw .duplicate }
         var actions: [GossipAction] = []
@@ -216,9 +216,9 @@ public struct GossipEngine: Sendable {
         return (result, actions)
     }
 
-    /// A message from a connected peer. Handles Gossip, Subscribe, IHave, IWant and Prune;
-    /// ignores other messages and anything from peers that are not connected.
-    public mutating func receive(_ message: Message, from peer: PeerKey, now: Instant,
+    /// A gossip message from a connected peer; anything from a peer that is not connected
+    /// is ignored.
+    public mutating func receive(_ message: GossipMessage, from peer: PeerKey, now: Instant,
                                  wallClockMillis: UInt64) -> [GossipAction] {
         guard peers[peer] != nil else { return [] }
         let t = now.nanoseconds
@@ -236,8 +236,6 @@ public struct GossipEngine: Sendable {
             onIWant(iWant, from: peer, now: t, into: &actions)
         case let .prune(prune):
             if meshes[prune.topic]?.eager.remove(peer) != nil { meshes[prune.topic]?.lazy.insert(peer) }
-        default:
-            break
         }
         return actions
     }
@@ -297,7 +295,7 @@ public struct GossipEngine: Sendable {
             return .failure(rejection)
         }
         let signed = gossip.signedBytes
-        let idBytes = BLAKE2b.hash(signed, outputLength: Limits.gossipIDLength)
+        let idBytes = BLAKE2b.hash(signed, outputLength: GossipLimits.idLength)
         guard let id = MessageID(idBytes) else { return .failure(.invalidOrigin) }
         if seen.contains(id) {
             if let peer { onDuplicate(id, topic: gossip.topic, from: peer, into: &actions) }
@@ -321,7 +319,7 @@ public struct GossipEngine: Sendable {
 
     private func structuralRejection(_ gossip: Gossip) -> GossipRejection? {
         guard Topic.isValid(gossip.topic) else { return .invalidTopic }
-        guard gossip.data.count <= Limits.maxGossipData else { return .dataTooLarge }
+        guard gossip.data.count <= GossipLimits.maxData else { return .dataTooLarge }
         guard gossip.origin.count == Ed25519KeyPair.publicKeyLength else { return .invalidOrigin }
         return nil
     }
@@ -507,14 +505,14 @@ public struct GossipEngine: Sendable {
         }
         for peer in requests.keys.sorted() {
             let ids = requests[peer] ?? []
-            for start in stride(from: 0, to: ids.count, by: Limits.maxIDsPerControl) {
-                actions.append(.send(peer, .iWant(IWant(ids: Array(ids[start..<min(ids.count, start + Limits.maxIDsPerControl)])))))
+            for start in stride(from: 0, to: ids.count, by: GossipLimits.maxIDsPerControl) {
+                actions.append(.send(peer, .iWant(IWant(ids: Array(ids[start..<min(ids.count, start + GossipLimits.maxIDsPerControl)])))))
                 stats.iWantSent += 1
             }
         }
     }
 
-    /// Heartbeat: one IHave per peer and topic (split at `Limits.maxIDsPerControl`).
+    /// Heartbeat: one IHave per peer and topic (split at `GossipLimits.maxIDsPerControl`).
     private mutating func flushAnnouncements(into actions: inout [GossipAction]) {
         for peer in peers.keys.sorted() {
             guard let pending = peers[peer]?.pendingIHave, !pending.isEmpty else { continue }
@@ -523,8 +521,8 @@ public struct GossipEngine: Sendable {
             for (id, announcement) in pending { byTopic[announcement.topic, default: []].append((announcement.order, id)) }
             for (topic, entries) in byTopic.sorted(by: { $0.key < $1.key }) {
                 let ids = entries.sorted { $0.order < $1.order }.map(\.id.bytes)
-                for start in stride(from: 0, to: ids.count, by: Limits.maxIDsPerControl) {
-                    let chunk = Array(ids[start..<min(ids.count, start + Limits.maxIDsPerControl)])
+                for start in stride(from: 0, to: ids.count, by: GossipLimits.maxIDsPerControl) {
+                    let chunk = Array(ids[start..<min(ids.count, start + GossipLimits.maxIDsPerControl)])
                     actions.append(.send(peer, .iHave(IHave(topic: topic, ids: chunk))))
                     stats.iHaveSent += 1
                 }

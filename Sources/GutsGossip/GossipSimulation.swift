@@ -81,7 +81,7 @@ public struct GossipSimulation: Sendable {
     }
 
     private enum EventKind: Sendable {
-        case message(from: Int, to: Int, Message, tracked: Int, hop: Int)
+        case message(from: Int, to: Int, GossipMessage, tracked: Int, hop: Int)
         case tick(Int)
     }
 
@@ -227,7 +227,7 @@ public struct GossipSimulation: Sendable {
     }
 
     /// Sends an arbitrary message over the link from `from` to `to` (e.g. a forgery), without loss.
-    public mutating func transmit(_ message: Message, from: Int, to: Int) {
+    public mutating func transmit(_ message: GossipMessage, from: Int, to: Int) {
         enqueue(message, from: from, to: to, tracked: -1, hop: 1)
     }
 
@@ -252,7 +252,7 @@ public struct GossipSimulation: Sendable {
 
     private func linkKey(_ from: Int, _ to: Int) -> UInt64 { UInt64(from) << 32 | UInt64(to) }
 
-    private mutating func enqueue(_ message: Message, from: Int, to: Int, tracked index: Int, hop: Int) {
+    private mutating func enqueue(_ message: GossipMessage, from: Int, to: Int, tracked index: Int, hop: Int) {
         let key = linkKey(from, to)
         let arrival = max(now.nanoseconds + (linkLatency[key] ?? nanoseconds(options.maxLatency)), linkLastArrival[key] ?? 0)
         linkLastArrival[key] = arrival
@@ -276,7 +276,6 @@ public struct GossipSimulation: Sendable {
                 case .iHave: totals.iHaveSent += 1
                 case .iWant: totals.iWantSent += 1
                 case .prune: totals.pruneSent += 1
-                default: break
                 }
                 if message.kind != .subscribe, options.lossRate > 0, rng.unit() < options.lossRate {
                     totals.lost += 1

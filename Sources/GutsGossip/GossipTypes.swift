@@ -7,7 +7,7 @@ public typealias PeerKey = UInt64
 /// carried out.
 public enum GossipAction: Equatable, Sendable {
     /// Send a wire message to one peer.
-    case send(PeerKey, Message)
+    case send(PeerKey, GossipMessage)
     /// A new valid message on a topic this node subscribes to; `from` is the peer it came
     /// from, or nil when it was published or injected locally.
     case deliver(Gossip, id: [UInt8], from: PeerKey?)
@@ -22,7 +22,7 @@ public enum GossipAction: Equatable, Sendable {
 public enum GossipRejection: Error, Hashable, Sendable, CustomStringConvertible {
     /// The topic does not satisfy `Topic.isValid`.
     case invalidTopic
-    /// The data is over `Limits.maxGossipData`.
+    /// The data is over `GossipLimits.maxData`.
     case dataTooLarge
     /// The origin is not a 32-byte Ed25519 public key.
     case invalidOrigin

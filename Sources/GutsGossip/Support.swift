@@ -8,9 +8,9 @@ import GutsWire
 struct MessageID: Hashable, Sendable {
     let w0: UInt64, w1: UInt64, w2: UInt64, w3: UInt64
 
-    /// Nil unless `bytes` is exactly `Limits.gossipIDLength` (32) bytes.
+    /// Nil unless `bytes` is exactly `GossipLimits.idLength` (32) bytes.
     init?(_ bytes: [UInt8]) {
-        guard bytes.count == Limits.gossipIDLength else { return nil }
+        guard bytes.count == GossipLimits.idLength else { return nil }
         func word(_ i: Int) -> UInt64 {
             var v: UInt64 = 0
             for k in 0..<8 { v = v << 8 | UInt64(bytes[i * 8 + k]) }

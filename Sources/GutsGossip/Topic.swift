@@ -10,7 +10,7 @@ public enum Topic {
 
     public static func isValid(_ topic: String) -> Bool {
         let bytes = Array(topic.utf8)
-        guard !bytes.isEmpty, bytes.count <= Limits.maxTopicLength, bytes.first != UInt8(ascii: "/"), bytes.last != UInt8(ascii: "/") else {
+        guard !bytes.isEmpty, bytes.count <= GossipLimits.maxTopicLength, bytes.first != UInt8(ascii: "/"), bytes.last != UInt8(ascii: "/") else {
             return false
         }
         return bytes.allSatisfy { b in

@@ -50,7 +50,16 @@ final class GossipService: @unchecked Sendable {
         connection.peer?.capabilities.contains(GossipClient.capability) ?? false
     }
 
-    /// A session was established: peers join dissemination; clients just get an entry.
+    /// Capability a node announces to take part in gossip as a peer.
+    static let capability = "gossip"
+
+    /// Whether the peer announced `gossip` (and so may be sent Subscribe and Gossip).
+    func isGossipPeer(_ connection: PeerConnection) -> Bool {
+        connection.peer?.capabilities.contains(Self.capability) ?? false
+    }
+
+    /// A session was established: gossip peers join dissemination; clients just get an
+    /// entry; a peer that announced neither is never sent gossip.
     func connected(_ connection: PeerConnection) {
         loop.execute { [self] in
             let id = ObjectIdentifier(connection)
@@ -58,6 +67,7 @@ final class GossipService: @unchecked Sendable {
                 clients[id] = (connection, [])
                 return
             }
+            guard isGossipPeer(connection) else { return }
             let key = nextKey
             nextKey += 1
             keys[id] = key
@@ -81,32 +91,32 @@ final class GossipService: @unchecked Sendable {
 
     /// Handles gossip traffic; returns false for other messages.
     func handle(_ message: Message, from connection: PeerConnection) -> Bool {
-        switch message {
-        case .gossip, .subscribe, .iHave, .iWant, .prune: break
-        default: return false
-        }
+        guard let message = message.gossipMessage else { return false }
         loop.execute { [self] in
             let id = ObjectIdentifier(connection)
             if clients[id] != nil {
                 handleClient(message, from: connection)
             } else if let key = keys[id] {
                 perform(engine.receive(message, from: key, now: .now(), wallClockMillis: Self.wallClock()))
+            } else if connection.peer != nil, !isGossipPeer(connection) {
+                // Gossip from a peer that did not announce the capability (guts-protocol(7)).
+                connection.close(.protocolViolation, "\(message.typeName) from a peer that did not announce 'gossip' or 'gossip-client'")
             }
         }
         return true
     }
 
-    private func handleClient(_ message: Message, from connection: PeerConnection) {
+    private func handleClient(_ message: GossipMessage, from connection: PeerConnection) {
         let id = ObjectIdentifier(connection)
         switch message {
         case let .gossip(g):
             let (result, actions) = engine.inject(g, now: .now(), wallClockMillis: Self.wallClock())
             switch result {
             case let .success(messageID):
-                connection.send(.iHave(IHave(topic: g.topic, ids: [messageID])))
+                connection.send(.gossip(.iHave(IHave(topic: g.topic, ids: [messageID]))))
                 log.debug("gossip: accepted \(Hex.encode(messageID.prefix(8))) on \(g.topic) from client \(connection.remoteAddress)")
             case .failure(.duplicate):
-                connection.send(.iHave(IHave(topic: g.topic, ids: [g.id])))
+                connection.send(.gossip(.iHave(IHave(topic: g.topic, ids: [g.id]))))
             case let .failure(rejection):
                 connection.send(.error(ErrorReply(requestID: 0, code: .badRequest, message: "gossip rejected: \(rejection)")))
                 log.info("gossip: rejected a message from client \(connection.remoteAddress): \(rejection)")
@@ -166,10 +176,10 @@ final class GossipService: @unchecked Sendable {
         for action in actions {
             switch action {
             case let .send(key, message):
-                peers[key]?.send(message)
+                peers[key]?.send(.gossip(message))
             case let .deliver(gossip, id, from):
                 for (_, client) in clients where client.topics.contains(gossip.topic) {
-                    client.connection.send(.gossip(gossip))
+                    client.connection.send(.gossip(.gossip(gossip)))
                 }
                 onDeliver?(gossip, id, from.flatMap { peers[$0] })
             case let .penalize(key, reason):

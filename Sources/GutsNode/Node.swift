@@ -1,3 +1,4 @@
+import GutsAddress
 import GutsGit
 import GutsGossip
 import GutsIdentity
@@ -105,6 +106,7 @@ public final class Node: @unchecked Sendable {
         var session = options.session
         let extra = (sync != nil ? SyncServer.capabilities : []) + ["gossip"]
         session.capabilities += extra.filter { !session.capabilities.contains($0) }
+        session.protocols = MessageRegistry([SyncProtocol(), GossipProtocol()])
         let listener = Listener(group: group, config: session, options: .init(maxConnections: options.maxConnections)) { [self] connection in
             follow(connection, label: "inbound", bootstrap: nil)
         }
@@ -202,21 +204,21 @@ public final class Node: @unchecked Sendable {
     private func handle(_ message: Message, from connection: PeerConnection) -> Bool {
         if gossip.handle(message, from: connection) { return true }
         if let sync, sync.handle(message, from: connection) { return true }
-        switch message {
-        case let .getRefs(r):
+        switch (message, message.syncMessage) {
+        case let (_, .getRefs(r)?):
             connection.send(.error(ErrorReply(requestID: r.requestID, code: .badRequest,
                                               message: "this node does not offer the 'refs' capability")))
             return true
-        case let .getObjects(r):
+        case let (_, .getObjects(r)?):
             connection.send(.error(ErrorReply(requestID: r.requestID, code: .badRequest,
                                               message: "this node does not offer the 'objects' capability")))
             return true
-        case .refs, .objects, .error, .pong:
+        case (_, .refs?), (_, .objects?), (.error, _), (.pong, _):
             if connection.expectsAnswers { return false }
-            log.debug("dropping an unsolicited \(message.kind) from \(connection.peer.map { "\($0.peerID.short)" } ?? connection.remoteAddress)")
+            log.debug("dropping an unsolicited \(message.typeName) from \(connection.peer.map { "\($0.peerID.short)" } ?? connection.remoteAddress)")
             return true
         default:
-            log.debug("ignoring \(message.kind) from \(connection.peer.map { "\($0.peerID.short)" } ?? connection.remoteAddress)")
+            log.debug("ignoring \(message.typeName) from \(connection.peer.map { "\($0.peerID.short)" } ?? connection.remoteAddress)")
             return true
         }
     }
@@ -267,8 +269,8 @@ public final class Node: @unchecked Sendable {
         }
     }
 
-    private func publish(_ topic: String, _ message: Message) {
-        guard let data = try? MessageCodec.encode(message) else { return }
+    private func publish(_ topic: String, _ message: Announcement) {
+        guard let data = try? message.encoded() else { return }
         if case let .newCommit(c) = message {
             log.info("announcing \(c.repository) \(c.ref) \(c.new.description.prefix(12))")
         } else if case let .newRepository(r) = message {
@@ -282,7 +284,7 @@ public final class Node: @unchecked Sendable {
     /// An announcement arrived (on the gossip loop): mirror it when it is followed.
     private func delivered(_ message: Gossip, id: [UInt8], from: PeerConnection?) {
         guard message.topic == Topic.commits, !options.mirrors.isEmpty,
-              let decoded = Self.decodeAnnouncement(message.data), case let .newCommit(commit) = decoded,
+              case let .newCommit(commit)? = Announcement.decode(message.data),
               let name = RepositoryName(commit.repository),
               let spec = options.mirrors.first(where: { $0.repository == name }),
               let origin = try? PeerID(publicKey: message.origin), origin != peerID else { return }
@@ -300,11 +302,6 @@ public final class Node: @unchecked Sendable {
             guard state == .active else { return }
             mirror(spec, origin: origin)
         }
-    }
-
-    static func decodeAnnouncement(_ data: [UInt8]) -> Message? {
-        guard data.count >= WireProtocol.headerLength, let kind = Message.Kind(rawValue: data[0]) else { return nil }
-        return try? MessageCodec.decode(kind: kind, body: data[WireProtocol.headerLength...])
     }
 
     /// Syncs `spec` from the announcing node (over its connection when connected), else

@@ -166,14 +166,14 @@ public enum SyncClient {
     }
 
     /// Asks for the refs: one round trip.
-    static func requestRefs(_ name: RepositoryName, over connection: PeerConnection, options: SyncOptions) throws -> GutsWire.Refs {
+    static func requestRefs(_ name: RepositoryName, over connection: PeerConnection, options: SyncOptions) throws -> Refs {
         options.progress?(SyncProgress(phase: .refs, bytes: 0, objects: nil, seconds: 0))
         let refsID = RequestIDs.next()
-        connection.send(.getRefs(GetRefs(requestID: refsID, repository: name.value)))
+        connection.send(.sync(.getRefs(GetRefs(requestID: refsID, repository: name.value))))
         return try waitFor(connection, options.timeout, "the list of refs") { message in
-            switch message {
-            case let .refs(r) where r.requestID == refsID: return .done(r)
-            case let .error(e) where e.requestID == refsID: throw failure(for: e, repository: name)
+            switch (message, message.syncMessage) {
+            case let (_, .refs(r)?) where r.requestID == refsID: return .done(r)
+            case let (.error(e), _) where e.requestID == refsID: throw failure(for: e, repository: name)
             default: return .skip
             }
         }
@@ -181,7 +181,7 @@ public enum SyncClient {
 
     /// Syncs into the existing repository at `path`; `remote` is the refs answer when
     /// already asked for.
-    static func sync(_ name: RepositoryName, into path: String, created: Bool, remote known: GutsWire.Refs?,
+    static func sync(_ name: RepositoryName, into path: String, created: Bool, remote known: Refs?,
                      over connection: PeerConnection, options: SyncOptions, started: Instant) throws -> SyncReport {
         let marker = path + "/" + mirrorMarker
         if !created && !Files.exists(marker) {
@@ -293,16 +293,16 @@ public enum SyncClient {
         let requestID = RequestIDs.next()
         let wants = plan.wants.compactMap { WireOID($0.bytes) }
         let haves = plan.haves.compactMap { WireOID($0.bytes) }
-        connection.send(.getObjects(GetObjects(requestID: requestID, repository: name.value, wants: wants, haves: haves)))
+        connection.send(.sync(.getObjects(GetObjects(requestID: requestID, repository: name.value, wants: wants, haves: haves))))
         var bytes = 0
         var header: [UInt8] = []
         var objects: Int?
         var lastProgress = Instant.now()
         while true {
             let chunk: Objects = try waitFor(connection, options.timeout, "objects") { message in
-                switch message {
-                case let .objects(o) where o.requestID == requestID: return .done(o)
-                case let .error(e) where e.requestID == requestID: throw failure(for: e, repository: name)
+                switch (message, message.syncMessage) {
+                case let (_, .objects(o)?) where o.requestID == requestID: return .done(o)
+                case let (.error(e), _) where e.requestID == requestID: throw failure(for: e, repository: name)
                 default: return .skip
                 }
             }
@@ -406,7 +406,14 @@ public enum SyncClient {
 /// Request IDs unique within the process, so several syncs can share a connection.
 enum RequestIDs {
     private static let counter = NIOLockedValueBox<UInt32>(0)
-    static func next() -> UInt32 { counter.withLockedValue { $0 &+= 1; return $0 } }
+    /// Never 0: request_id 0 is reserved for errors that answer no request.
+    static func next() -> UInt32 {
+        counter.withLockedValue {
+            $0 &+= 1
+            if $0 == 0 { $0 = 1 }
+            return $0
+        }
+    }
 }
 
 /// `<repo>/guts-sync.lock`: one sync per repository at a time. Holds the PID; a lock

@@ -57,7 +57,7 @@ public struct SyncPlan: Equatable, Sendable {
 
     /// Validates the peer's refs and computes the plan. `has` says whether the local
     /// repository stores an object; `localHead` is the current symbolic HEAD target.
-    public static func make(remote: GutsWire.Refs, local: [Ref], localHead: String?, has: (ObjectID) -> Bool) throws -> SyncPlan {
+    public static func make(remote: Refs, local: [Ref], localHead: String?, has: (ObjectID) -> Bool) throws -> SyncPlan {
         var remoteRefs: [(name: String, id: ObjectID)] = []
         var seen = Set<String>()
         for entry in remote.refs {
@@ -85,7 +85,7 @@ public struct SyncPlan: Equatable, Sendable {
         let localDirect = local.filter { $0.symbolicTarget == nil }
         var haveSet = Set<ObjectID>()
         var haves: [ObjectID] = []
-        for r in localDirect where haveSet.insert(r.id).inserted && haves.count < Limits.maxHaves { haves.append(r.id) }
+        for r in localDirect where haveSet.insert(r.id).inserted && haves.count < SyncLimits.maxHaves { haves.append(r.id) }
 
         let before = Dictionary(localDirect.map { ($0.name, $0.id) }, uniquingKeysWith: { a, _ in a })
         let after = Dictionary(remoteRefs.map { ($0.name, $0.id) }, uniquingKeysWith: { a, _ in a })

@@ -23,7 +23,7 @@ public final class SyncServer: @unchecked Sendable {
     let stallTimeout: Double
     let window = 4
     /// Bytes per Objects message (leaves room for the trailer the stream may append).
-    static let chunkSize = Limits.maxObjectsChunk - 64
+    static let chunkSize = SyncLimits.maxObjectsChunk - 64
     private let transfers = NIOLockedValueBox(0)
 
     public init(catalog: RepositoryCatalog, threads: Int = 2, maxTransfers: Int = 8, stallTimeout: Double = 60,
@@ -51,14 +51,18 @@ public final class SyncServer: @unchecked Sendable {
 
     /// Handles a sync request; returns false for messages that are not sync requests.
     public func handle(_ message: Message, from connection: PeerConnection) -> Bool {
-        switch message {
-        case let .getRefs(request):
+        if let request = message.syncMessage, request.requestID == 0, request.isRequest {
+            connection.send(.error(ErrorReply(requestID: 0, code: .badRequest, message: "request_id 0 is reserved")))
+            return true
+        }
+        switch message.syncMessage {
+        case let .getRefs(request)?:
             pool.submit { [self] state in
                 guard state == .active else { return }
                 connection.send(answerRefs(request, peer: connection.peer?.peerID))
             }
             return true
-        case let .getObjects(request):
+        case let .getObjects(request)?:
             // Admitted here, not when a thread picks it up: a peer over the limit hears
             // "busy" now instead of waiting silently behind the running transfers.
             let admitted = transfers.withLockedValue { n -> Bool in
@@ -120,10 +124,10 @@ public final class SyncServer: @unchecked Sendable {
             var head = ""
             if case let .symbolic(target, _) = try repo.head() { head = target }
             let entries = refs.compactMap { r in WireOID(r.id.bytes).map { RefEntry(name: r.name, id: $0) } }
-            guard entries.count <= Limits.maxRefs else {
-                return .error(ErrorReply(requestID: request.requestID, code: .internalError, message: "more than \(Limits.maxRefs) refs"))
+            guard entries.count <= SyncLimits.maxRefs else {
+                return .error(ErrorReply(requestID: request.requestID, code: .internalError, message: "more than \(SyncLimits.maxRefs) refs"))
             }
-            return .refs(GutsWire.Refs(requestID: request.requestID, head: head, refs: entries))
+            return .sync(.refs(Refs(requestID: request.requestID, head: head, refs: entries)))
         } catch {
             log("cannot read refs of '\(request.repository)': \(error)")
             return .error(ErrorReply(requestID: request.requestID, code: .internalError, message: "cannot read refs: \(error)"))
@@ -159,10 +163,10 @@ public final class SyncServer: @unchecked Sendable {
             let stream = PackStream(repository: repo, objects: walk.objects)
             var inflight: [EventLoopFuture<Void>] = []
             while let chunk = try stream.nextChunk(maxBytes: Self.chunkSize) {
-                inflight.append(connection.send(.objects(Objects(requestID: id, final: false, data: chunk))))
+                inflight.append(connection.send(.sync(.objects(Objects(requestID: id, final: false, data: chunk)))))
                 if inflight.count >= window { try awaitWrite(inflight.removeFirst(), connection) }
             }
-            inflight.append(connection.send(.objects(Objects(requestID: id, final: true, data: []))))
+            inflight.append(connection.send(.sync(.objects(Objects(requestID: id, final: true, data: [])))))
             for f in inflight { try awaitWrite(f, connection) }
             let peer = connection.peer.map { $0.peerID.short } ?? connection.remoteAddress
             log("served '\(name)' to \(peer): \(walk.objects.count) objects, \(stream.bytesProduced) bytes (\(stream.reusedObjects) reused, \(stream.reusedDeltas) deltas) in \(Int(Instant.now().seconds(since: started) * 1000)) ms")

@@ -8,6 +8,14 @@ public enum DecodeError: Error, Equatable, Sendable, CustomStringConvertible {
     case tooLarge(field: String, size: Int, limit: Int)
     case invalidUTF8(field: String)
     case invalidValue(field: String, reason: String)
+    case tooMany(field: String, count: Int, limit: Int)
+    case unknownType(UInt8)
+
+    /// A type code as guts-protocol(7) writes it: 0x followed by two hex digits.
+    public static func hex(_ t: UInt8) -> String {
+        let d = Array("0123456789abcdef")
+        return "0x" + String(d[Int(t >> 4)]) + String(d[Int(t & 15)])
+    }
 
     public var description: String {
         switch self {
@@ -16,6 +24,8 @@ public enum DecodeError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .tooLarge(field, size, limit): return "field '\(field)' is \(size) bytes, limit \(limit)"
         case let .invalidUTF8(field): return "field '\(field)' is not valid UTF-8"
         case let .invalidValue(field, reason): return "field '\(field)': \(reason)"
+        case let .tooMany(field, count, limit): return "field '\(field)' has \(count) entries, limit \(limit)"
+        case let .unknownType(t): return "unknown message type \(Self.hex(t))"
         }
     }
 }

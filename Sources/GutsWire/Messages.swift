@@ -124,251 +124,174 @@ public struct ErrorReply: Error, Equatable, Sendable {
     }
 }
 
-public struct RefEntry: Equatable, Sendable {
-    public var name: String
-    public var id: WireOID
-    public init(name: String, id: WireOID) {
-        self.name = name
-        self.id = id
+/// One protocol's message (sync, gossip, announcements, and every later protocol).
+/// GutsWire knows only the envelope and the control messages; each protocol owns its
+/// messages, their codec and size limits, and a range of type codes (`MessageFamily`).
+public protocol WireMessage: Sendable, CustomStringConvertible {
+    /// The type code: the first byte of the message header.
+    var typeCode: UInt8 { get }
+    /// The message's name as guts-protocol(7) spells it ("GetRefs"), for logs and errors.
+    var typeName: String { get }
+    /// Largest body the family accepts for this type.
+    var maxBodySize: Int { get }
+    /// Writes the body (not the header). Throws when a field exceeds a wire limit.
+    func encodeBody(into w: inout ByteWriter) throws
+    /// Equality across the existential (messages of other types are never equal).
+    func isEqual(to other: any WireMessage) -> Bool
+}
+
+extension WireMessage where Self: Equatable {
+    public func isEqual(to other: any WireMessage) -> Bool { (other as? Self) == self }
+}
+
+extension WireMessage {
+    public var description: String { typeName }
+}
+
+/// A protocol's set of messages: its type-code range, per-type body limits (checked from
+/// the header before any allocation) and its decoder. A session dispatches each message
+/// to the family whose range holds its type code.
+public protocol MessageFamily: Sendable {
+    /// Short name, e.g. "sync".
+    var name: String { get }
+    /// The type codes this family owns (guts-protocol(7), MESSAGE TYPES).
+    var typeCodes: ClosedRange<UInt8> { get }
+    /// Largest body for `type`, or nil when the family defines no such type.
+    func maxBodySize(type: UInt8) -> Int?
+    /// Decodes one body. Never traps; every failure is a `DecodeError`.
+    func decode(type: UInt8, body: ArraySlice<UInt8>) throws -> any WireMessage
+}
+
+/// The protocols one session speaks besides the control messages. Built once from the
+/// families a command or node links; a type code outside every family is an unknown type.
+public struct MessageRegistry: Sendable {
+    public let families: [any MessageFamily]
+    /// Family index per type code, for a lookup without search.
+    private let table: [Int8]
+
+    /// Fails when two families (or a family and the control range) claim one type code.
+    public init(_ families: [any MessageFamily]) {
+        var table = [Int8](repeating: -1, count: 256)
+        var kept: [any MessageFamily] = []
+        for f in families {
+            let clash = f.typeCodes.contains { table[Int($0)] >= 0 || ControlKind.range.contains($0) }
+            precondition(!clash, "message family \(f.name) overlaps another family's type codes")
+            for code in f.typeCodes { table[Int(code)] = Int8(kept.count) }
+            kept.append(f)
+        }
+        self.families = kept
+        self.table = table
+    }
+
+    /// Only the control messages (Hello, HelloAck, Ping, Pong, Goodbye, Error).
+    public static let control = MessageRegistry([])
+
+    /// The family that owns `type`, if any.
+    public func family(for type: UInt8) -> (any MessageFamily)? {
+        let i = Int(table[Int(type)])
+        return i >= 0 ? families[i] : nil
+    }
+
+    /// Largest body for `type`, nil for an unknown type.
+    public func maxBodySize(type: UInt8) -> Int? {
+        if let k = ControlKind(rawValue: type) { return k.maxBodySize }
+        return family(for: type)?.maxBodySize(type: type)
+    }
+
+    /// Whether a family named `name` is present.
+    public func contains(_ name: String) -> Bool { families.contains { $0.name == name } }
+}
+
+/// The control messages, owned by GutsWire (type codes 0x01-0x0F).
+public enum ControlKind: UInt8, Sendable, CaseIterable {
+    case hello = 0x01
+    case helloAck = 0x02
+    case ping = 0x03
+    case pong = 0x04
+    case goodbye = 0x05
+    case error = 0x06
+
+    /// Type codes reserved for control messages.
+    public static let range: ClosedRange<UInt8> = 0x01...0x0F
+
+    /// Largest body accepted for this type, checked from the header before any allocation.
+    public var maxBodySize: Int {
+        switch self {
+        case .hello, .helloAck: return 4096
+        case .ping, .pong: return 8
+        // Goodbye: code (2) + reason (2 + 1024). Error: request_id (4) + code (2) + message (2 + 1024).
+        case .goodbye: return 2 + 2 + Limits.maxReasonLength
+        case .error: return 4 + 2 + 2 + Limits.maxReasonLength
+        }
+    }
+
+    public var name: String {
+        switch self {
+        case .hello: return "Hello"
+        case .helloAck: return "HelloAck"
+        case .ping: return "Ping"
+        case .pong: return "Pong"
+        case .goodbye: return "Goodbye"
+        case .error: return "Error"
+        }
     }
 }
 
-public struct GetRefs: Equatable, Sendable {
-    public var requestID: UInt32
-    public var repository: String
-    public var prefix: String
-    public init(requestID: UInt32, repository: String, prefix: String = "") {
-        self.requestID = requestID
-        self.repository = repository
-        self.prefix = prefix
-    }
-}
-
-public struct Refs: Equatable, Sendable {
-    public var requestID: UInt32
-    /// Target of the symbolic HEAD (e.g. "refs/heads/main"), or "" when HEAD is detached or absent.
-    public var head: String
-    public var refs: [RefEntry]
-    public init(requestID: UInt32, head: String, refs: [RefEntry]) {
-        self.requestID = requestID
-        self.head = head
-        self.refs = refs
-    }
-}
-
-public struct GetObjects: Equatable, Sendable {
-    public var requestID: UInt32
-    public var repository: String
-    public var wants: [WireOID]
-    public var haves: [WireOID]
-    public init(requestID: UInt32, repository: String, wants: [WireOID], haves: [WireOID]) {
-        self.requestID = requestID
-        self.repository = repository
-        self.wants = wants
-        self.haves = haves
-    }
-}
-
-public struct Objects: Equatable, Sendable {
-    public var requestID: UInt32
-    /// Set on the last chunk of the response.
-    public var final: Bool
-    /// The next chunk of a git pack stream.
-    public var data: [UInt8]
-    public init(requestID: UInt32, final: Bool, data: [UInt8]) {
-        self.requestID = requestID
-        self.final = final
-        self.data = data
-    }
-}
-
-public struct NewCommit: Equatable, Sendable {
-    public var repository: String
-    public var ref: String
-    public var old: WireOID?
-    public var new: WireOID
-    public init(repository: String, ref: String, old: WireOID?, new: WireOID) {
-        self.repository = repository
-        self.ref = ref
-        self.old = old
-        self.new = new
-    }
-}
-
-public struct NewRepository: Equatable, Sendable {
-    public var repository: String
-    public init(repository: String) { self.repository = repository }
-}
-
-/// A signed gossip message. The signature (by `origin`, an Ed25519 public key) covers
-/// every other field; see guts-protocol(7), GOSSIP.
-public struct Gossip: Equatable, Sendable {
-    public var topic: String
-    public var origin: [UInt8]
-    public var sequence: UInt64
-    public var timestamp: UInt64
-    public var data: [UInt8]
-    public var signature: [UInt8]
-
-    public init(topic: String, origin: [UInt8], sequence: UInt64, timestamp: UInt64, data: [UInt8], signature: [UInt8]) {
-        self.topic = topic
-        self.origin = origin
-        self.sequence = sequence
-        self.timestamp = timestamp
-        self.data = data
-        self.signature = signature
-    }
-
-    /// The message ID: BLAKE2b-256 of `signedBytes` (guts-protocol(7), GOSSIP).
-    public var id: [UInt8] { BLAKE2b.hash(signedBytes, outputLength: Limits.gossipIDLength) }
-
-    /// The bytes the origin signs: a domain string then the fields in wire order.
-    public var signedBytes: [UInt8] {
-        var w = ByteWriter(capacity: 64 + data.count)
-        w.raw(Array("guts-gossip-v1".utf8))
-        w.u8(0)
-        w.str8(topic)
-        w.raw(origin)
-        w.u64(sequence)
-        w.u64(timestamp)
-        w.bytes32(data)
-        return w.bytes
-    }
-}
-
-/// Topic subscription changes, sent to every connected peer (and the full set on connect).
-public struct Subscribe: Equatable, Sendable {
-    public var subscribe: Bool
-    public var topics: [String]
-    public init(subscribe: Bool, topics: [String]) {
-        self.subscribe = subscribe
-        self.topics = topics
-    }
-}
-
-/// Lazy push: "I have these gossip messages on this topic" (IDs only).
-public struct IHave: Equatable, Sendable {
-    public var topic: String
-    public var ids: [[UInt8]]
-    public init(topic: String, ids: [[UInt8]]) {
-        self.topic = topic
-        self.ids = ids
-    }
-}
-
-/// Lazy pull: "send me the gossip messages with these IDs".
-public struct IWant: Equatable, Sendable {
-    public var ids: [[UInt8]]
-    public init(ids: [[UInt8]]) { self.ids = ids }
-}
-
-/// "Stop pushing me whole messages on this topic; announcements (IHave) are enough."
-/// The receiver moves the sender from eager to lazy push for the topic.
-public struct Prune: Equatable, Sendable {
-    public var topic: String
-    public init(topic: String) { self.topic = topic }
-}
-
-/// Every application message of wire version 1.
-public enum Message: Equatable, Sendable {
+/// A message on a session's application stream: a control message or a message of one of
+/// the protocols in the session's registry.
+public enum Message: Sendable, Equatable, CustomStringConvertible {
     case hello(Hello)
     case helloAck(HelloAck)
     case ping(nonce: UInt64)
     case pong(nonce: UInt64)
     case goodbye(Goodbye)
     case error(ErrorReply)
-    case getRefs(GetRefs)
-    case refs(Refs)
-    case getObjects(GetObjects)
-    case objects(Objects)
-    case newCommit(NewCommit)
-    case newRepository(NewRepository)
-    case gossip(Gossip)
-    case subscribe(Subscribe)
-    case iHave(IHave)
-    case iWant(IWant)
-    case prune(Prune)
+    case app(any WireMessage)
 
-    /// Type codes (the first header byte).
-    public enum Kind: UInt8, Sendable, CaseIterable {
-        case hello = 0x01
-        case helloAck = 0x02
-        case ping = 0x03
-        case pong = 0x04
-        case goodbye = 0x05
-        case error = 0x06
-        case getRefs = 0x10
-        case refs = 0x11
-        case getObjects = 0x12
-        case objects = 0x13
-        case newCommit = 0x20
-        case newRepository = 0x21
-        case gossip = 0x30
-        case subscribe = 0x31
-        case iHave = 0x32
-        case iWant = 0x33
-        case prune = 0x34
-
-        /// Largest body accepted for this type, checked from the header before any allocation.
-        public var maxBodySize: Int {
-            switch self {
-            case .hello, .helloAck: return 4096
-            case .ping, .pong: return 8
-            case .goodbye, .error: return 4 + 2 + 2 + 1024
-            case .getRefs: return 4 + 2 + Limits.maxRepositoryName + 2 + Limits.maxRefName
-            case .refs: return 16 << 20
-            case .getObjects: return 8 << 20
-            case .objects: return 4 + 1 + 4 + Limits.maxObjectsChunk
-            case .newCommit: return 2 + Limits.maxRepositoryName + 2 + Limits.maxRefName + 2 * 33
-            case .newRepository: return 2 + Limits.maxRepositoryName
-            case .gossip: return 1 + 255 + 32 + 8 + 8 + 4 + Limits.maxGossipData + 64
-            case .subscribe: return 1 + 1 + Limits.maxTopicsPerSubscribe * 256
-            case .iHave: return 1 + 255 + 2 + Limits.maxIDsPerControl * Limits.gossipIDLength
-            case .iWant: return 2 + Limits.maxIDsPerControl * Limits.gossipIDLength
-            case .prune: return 1 + 255
-            }
+    public var typeCode: UInt8 {
+        switch self {
+        case .hello: return ControlKind.hello.rawValue
+        case .helloAck: return ControlKind.helloAck.rawValue
+        case .ping: return ControlKind.ping.rawValue
+        case .pong: return ControlKind.pong.rawValue
+        case .goodbye: return ControlKind.goodbye.rawValue
+        case .error: return ControlKind.error.rawValue
+        case let .app(m): return m.typeCode
         }
     }
 
-    public var kind: Kind {
-        switch self {
-        case .hello: return .hello
-        case .helloAck: return .helloAck
-        case .ping: return .ping
-        case .pong: return .pong
-        case .goodbye: return .goodbye
-        case .error: return .error
-        case .getRefs: return .getRefs
-        case .refs: return .refs
-        case .getObjects: return .getObjects
-        case .objects: return .objects
-        case .newCommit: return .newCommit
-        case .newRepository: return .newRepository
-        case .gossip: return .gossip
-        case .subscribe: return .subscribe
-        case .iHave: return .iHave
-        case .iWant: return .iWant
-        case .prune: return .prune
+    /// The name guts-protocol(7) gives the message type.
+    public var typeName: String {
+        if case let .app(m) = self { return m.typeName }
+        return ControlKind(rawValue: typeCode)?.name ?? "?"
+    }
+
+    public var description: String { typeName }
+
+    /// The protocol message carried, when it is of type `T`.
+    public func payload<T: WireMessage>(_ type: T.Type) -> T? {
+        if case let .app(m) = self { return m as? T }
+        return nil
+    }
+
+    public static func == (a: Message, b: Message) -> Bool {
+        switch (a, b) {
+        case let (.hello(x), .hello(y)): return x == y
+        case let (.helloAck(x), .helloAck(y)): return x == y
+        case let (.ping(x), .ping(y)): return x == y
+        case let (.pong(x), .pong(y)): return x == y
+        case let (.goodbye(x), .goodbye(y)): return x == y
+        case let (.error(x), .error(y)): return x == y
+        case let (.app(x), .app(y)): return x.isEqual(to: y)
+        default: return false
         }
     }
 }
 
-/// Field limits of wire version 1.
+/// Field limits of the control messages and the envelope.
 public enum Limits {
     public static let maxCapabilities = 32
     public static let maxCapabilityLength = 64
     public static let maxAgentLength = 255
     public static let maxReasonLength = 1024
-    public static let maxRepositoryName = 255
-    public static let maxRefName = 1024
-    public static let maxRefs = 200_000
-    public static let maxWants = 100_000
-    public static let maxHaves = 100_000
-    public static let maxObjectsChunk = 1 << 20
-    public static let maxTopicLength = 255
-    public static let maxGossipData = 64 << 10
-    public static let maxTopicsPerSubscribe = 64
-    public static let maxIDsPerControl = 1024
-    /// Gossip message IDs are BLAKE2b-256 of the signed bytes.
-    public static let gossipIDLength = 32
 }

@@ -22,11 +22,16 @@ public struct SessionConfig: Sendable {
     /// Responder only: when set, answer Hello with this Goodbye instead of HelloAck
     /// (a clean, explained refusal such as too-many-connections).
     public var refusal: Goodbye?
+    /// The protocols this session decodes besides the control messages. A message whose
+    /// type code no family owns closes the session with unknown-message-type.
+    public var protocols: MessageRegistry
 
     public init(identity: Ed25519KeyPair, noiseStatic: X25519KeyPair, networkID: String = "",
                 capabilities: [String] = Capabilities.default, agent: String = "guts",
                 expectedPeer: PeerID? = nil, handshakeTimeout: Double = 10,
-                idleTimeout: Double = 90, keepaliveInterval: Double = 30) {
+                idleTimeout: Double = 90, keepaliveInterval: Double = 30,
+                protocols: MessageRegistry = .control) {
+        self.protocols = protocols
         self.identity = identity
         self.noiseStatic = noiseStatic
         self.networkID = networkID
@@ -350,12 +355,12 @@ public struct Session: Sendable {
             let h = streamStart
             let typeByte = stream[h]
             let length = Int(stream[h + 1]) << 24 | Int(stream[h + 2]) << 16 | Int(stream[h + 3]) << 8 | Int(stream[h + 4])
-            guard let kind = Message.Kind(rawValue: typeByte) else {
-                events += fail(.unknownMessageType, "unknown message type 0x\(String(typeByte, radix: 16))")
+            guard let limit = config.protocols.maxBodySize(type: typeByte) else {
+                events += fail(.unknownMessageType, "unknown message type \(DecodeError.hex(typeByte))")
                 return false
             }
-            guard length <= kind.maxBodySize else {
-                events += fail(.messageTooLarge, "\(kind) message of \(length) bytes exceeds the limit of \(kind.maxBodySize)")
+            guard length <= limit else {
+                events += fail(.messageTooLarge, "\(Self.typeName(typeByte, config.protocols)) message of \(length) bytes exceeds the limit of \(limit)")
                 return false
             }
             guard stream.count - h - WireProtocol.headerLength >= length else { break }
@@ -363,9 +368,10 @@ public struct Session: Sendable {
             streamStart = bodyStart + length
             let message: Message
             do {
-                message = try MessageCodec.decode(kind: kind, body: stream[bodyStart..<(bodyStart + length)])
+                message = try MessageCodec.decode(type: typeByte, body: stream[bodyStart..<(bodyStart + length)],
+                                                  registry: config.protocols)
             } catch {
-                events += fail(.protocolViolation, "malformed \(kind) message: \(error)")
+                events += fail(.protocolViolation, "malformed \(Self.typeName(typeByte, config.protocols)) message: \(error)")
                 return false
             }
             if !handleMessage(message, now: now, into: &events) { return false }
@@ -377,6 +383,12 @@ public struct Session: Sendable {
         return true
     }
 
+    /// A type code's name for reasons: the control name, else the family and the code.
+    static func typeName(_ type: UInt8, _ registry: MessageRegistry) -> String {
+        if let k = ControlKind(rawValue: type) { return k.name }
+        return "\(registry.family(for: type)?.name ?? "unknown") \(DecodeError.hex(type))"
+    }
+
     mutating func handleMessage(_ message: Message, now: Instant, into events: inout [SessionEvent]) -> Bool {
         if case let .goodbye(g) = message {
             phase = .closed
@@ -386,7 +398,7 @@ public struct Session: Sendable {
         switch phase {
         case .awaitingHello:
             guard case let .hello(hello) = message else {
-                events += fail(.protocolViolation, "expected Hello, got \(message.kind)")
+                events += fail(.protocolViolation, "expected Hello, got \(message.typeName)")
                 return false
             }
             if let refusal = config.refusal {
@@ -413,7 +425,7 @@ public struct Session: Sendable {
             return true
         case .awaitingHelloAck:
             guard case let .helloAck(ack) = message else {
-                events += fail(.protocolViolation, "expected HelloAck, got \(message.kind)")
+                events += fail(.protocolViolation, "expected HelloAck, got \(message.typeName)")
                 return false
             }
             guard ack.version >= WireProtocol.minVersion, ack.version <= WireProtocol.maxVersion, let id = peerID else {
@@ -429,7 +441,7 @@ public struct Session: Sendable {
         case .established:
             switch message {
             case .hello, .helloAck:
-                events += fail(.protocolViolation, "unexpected \(message.kind) after the session was established")
+                events += fail(.protocolViolation, "unexpected \(message.typeName) after the session was established")
                 return false
             case let .ping(nonce):
                 if let pong = try? seal(.pong(nonce: nonce)) { events.append(.send(pong)) }

@@ -1,7 +1,9 @@
 import Foundation
+import GutsAddress
 import GutsCrypto
 import GutsIdentity
 import GutsSupport
+import GutsSync
 import GutsTransport
 import GutsWire
 import NIOCore
@@ -221,11 +223,11 @@ enum ChannelBench {
             return nil
         }
         defer { conn.channel.close(promise: nil) }
-        let chunk = [UInt8](repeating: 0x5a, count: Limits.maxObjectsChunk)
+        let chunk = [UInt8](repeating: 0x5a, count: SyncLimits.maxObjectsChunk)
         let start = Instant.now()
         var inflight: [EventLoopFuture<Void>] = []
         for i in 0..<megabytes {
-            inflight.append(conn.send(.objects(Objects(requestID: 1, final: i == megabytes - 1, data: chunk))))
+            inflight.append(conn.send(.sync(.objects(Objects(requestID: 1, final: i == megabytes - 1, data: chunk)))))
             if inflight.count >= 8 {
                 _ = try? inflight.removeFirst().wait()
             }
@@ -239,6 +241,6 @@ enum ChannelBench {
             }
             if case .pong(99) = m { break }
         }
-        return Double(megabytes * Limits.maxObjectsChunk) / Instant.now().seconds(since: start)
+        return Double(megabytes * SyncLimits.maxObjectsChunk) / Instant.now().seconds(since: start)
     }
 }

@@ -1,5 +1,7 @@
 import Foundation
+import GutsAddress
 import GutsCrypto
+import GutsGossip
 import GutsIdentity
 import GutsSupport
 import GutsTransport
@@ -82,7 +84,7 @@ enum GossipBench {
         defer { try? group.syncShutdownGracefully() }
         let identity = Ed25519KeyPair.generate()
         let clientConfig = SessionConfig(identity: identity, noiseStatic: .generate(), capabilities: ["ping", "gossip-client"],
-                                         agent: "guts-bench")
+                                         agent: "guts-bench", protocols: MessageRegistry([GossipProtocol()]))
         let arrivals = NIOLockedValueBox([[UInt8]: [Instant]]())
         var clients: [PeerConnection] = []
         for line in lines {
@@ -92,14 +94,14 @@ enum GossipBench {
                 return 1
             }
             c.setMessageHandler { _, message in
-                if case let .gossip(g) = message {
+                if case let .gossip(g)? = message.gossipMessage {
                     let now = Instant.now()
                     arrivals.withLockedValue { $0[g.id, default: []].append(now) }
                     return true
                 }
                 return false
             }
-            _ = try? c.send(.subscribe(Subscribe(subscribe: true, topics: [topic]))).wait()
+            _ = try? c.send(.gossip(.subscribe(Subscribe(subscribe: true, topics: [topic])))).wait()
             clients.append(c)
         }
         usleep(300_000)
@@ -113,7 +115,7 @@ enum GossipBench {
             g.signature = identity.sign(g.signedBytes)
             let client = clients[Int.random(in: 0..<clients.count, using: &rng)]
             sent[g.id] = Instant.now()
-            client.send(.gossip(g))
+            client.send(.gossip(.gossip(g)))
             usleep(UInt32(spacing * 1e6))
         }
         // Wait for every delivery (bounded).

@@ -55,7 +55,7 @@ extension [GossipAction] {
     }
 
     /// Every message sent, with its destination.
-    var sent: [(peer: PeerKey, message: Message)] {
+    var sent: [(peer: PeerKey, message: GossipMessage)] {
         compactMap { if case let .send(peer, message) = $0 { return (peer, message) } else { return nil } }
     }
 

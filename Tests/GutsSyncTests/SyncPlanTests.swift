@@ -11,11 +11,11 @@ final class SyncPlanTests: XCTestCase {
         ObjectID(bytes: SHA1.hash(Array("object \(n)".utf8)))!
     }
 
-    func remote(_ refs: [(String, ObjectID)], head: String = "refs/heads/main") -> GutsWire.Refs {
-        GutsWire.Refs(requestID: 1, head: head, refs: refs.map { RefEntry(name: $0.0, id: WireOID($0.1.bytes)!) })
+    func remote(_ refs: [(String, ObjectID)], head: String = "refs/heads/main") -> GutsSync.Refs {
+        GutsSync.Refs(requestID: 1, head: head, refs: refs.map { RefEntry(name: $0.0, id: WireOID($0.1.bytes)!) })
     }
 
-    func plan(_ r: GutsWire.Refs, local: [Ref] = [], head: String? = "refs/heads/main", has: Set<ObjectID> = []) throws -> SyncPlan {
+    func plan(_ r: GutsSync.Refs, local: [Ref] = [], head: String? = "refs/heads/main", has: Set<ObjectID> = []) throws -> SyncPlan {
         try SyncPlan.make(remote: r, local: local, localHead: head) { has.contains($0) }
     }
 
@@ -116,7 +116,7 @@ final class SyncPlanTests: XCTestCase {
     }
 
     func testRejectsSHA256IDs() {
-        let long = GutsWire.Refs(requestID: 1, head: "", refs: [RefEntry(name: "refs/heads/main", id: WireOID([UInt8](repeating: 7, count: 32))!)])
+        let long = GutsSync.Refs(requestID: 1, head: "", refs: [RefEntry(name: "refs/heads/main", id: WireOID([UInt8](repeating: 7, count: 32))!)])
         XCTAssertThrowsError(try plan(long)) { error in
             XCTAssertEqual(error as? SyncPlan.Invalid, .badObjectID("refs/heads/main"))
         }
@@ -134,8 +134,8 @@ final class SyncPlanTests: XCTestCase {
     }
 
     func testHavesAreCapped() throws {
-        let local = (0..<(Limits.maxHaves + 10)).map { Ref(name: "refs/tags/t\($0)", id: oid($0)) }
+        let local = (0..<(SyncLimits.maxHaves + 10)).map { Ref(name: "refs/tags/t\($0)", id: oid($0)) }
         let p = try plan(remote([("refs/heads/main", oid(1))]), local: local)
-        XCTAssertEqual(p.haves.count, Limits.maxHaves)
+        XCTAssertEqual(p.haves.count, SyncLimits.maxHaves)
     }
 }

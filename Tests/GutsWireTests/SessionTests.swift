@@ -64,8 +64,8 @@ final class SessionTests: XCTestCase {
         p.pump([.send(try p.a.send(.ping(nonce: 42)))], fromA: true)
         XCTAssertEqual(p.aMessages, [.pong(nonce: 42)])
         XCTAssertTrue(p.bMessages.isEmpty, "ping is answered inside the session")
-        p.pump([.send(try p.b.send(.newRepository(NewRepository(repository: "x/y"))))], fromA: false)
-        XCTAssertEqual(p.aMessages.last, .newRepository(NewRepository(repository: "x/y")))
+        p.pump([.send(try p.b.send(.app(Blob(data: [1, 2, 3]))))], fromA: false)
+        XCTAssertEqual(p.aMessages.last, .app(Blob(data: [1, 2, 3])))
     }
 
     /// A message far larger than one Noise message is chunked and arrives intact, even when
@@ -74,8 +74,8 @@ final class SessionTests: XCTestCase {
         var p = Pair()
         p.connect()
         var rng = SeededRandom(seed: 7)
-        let data = rng.bytes(Limits.maxObjectsChunk)
-        let first = try p.a.send(.objects(Objects(requestID: 1, final: false, data: data)))
+        let data = rng.bytes(1 << 20)
+        let first = try p.a.send(.app(Blob(data: data)))
         let second = try p.a.send(.ping(nonce: 1))
         XCTAssertGreaterThan(first.count, 16 * 65535, "spans many Noise messages")
         var stream = first + second
@@ -86,7 +86,7 @@ final class SessionTests: XCTestCase {
             stream.removeFirst(n)
         }
         let messages = events.compactMap { if case let .message(m) = $0 { return m } else { return nil } }
-        XCTAssertEqual(messages, [.objects(Objects(requestID: 1, final: false, data: data))])
+        XCTAssertEqual(messages, [.app(Blob(data: data))])
         XCTAssertEqual(events.filter { if case .send = $0 { return true } else { return false } }.count, 1, "one pong")
     }
 
@@ -232,8 +232,8 @@ final class SessionTests: XCTestCase {
             }
             var raw = rng.bytes(Int.random(in: 1...200, using: &rng))
             // Half the cases start with a real type byte so bodies get parsed.
-            if i % 2 == 0, let kind = Message.Kind.allCases.randomElement(using: &rng) {
-                raw[0] = kind.rawValue
+            if i % 2 == 0, let kind = ([0x70] + ControlKind.allCases.map(\.rawValue)).randomElement(using: &rng) {
+                raw[0] = kind
                 if raw.count >= 5 { raw[1] = 0; raw[2] = 0; raw[3] = 0; raw[4] = UInt8(min(raw.count - 5, 255)) }
             }
             var ts = try XCTUnwrap(p.a.transport)

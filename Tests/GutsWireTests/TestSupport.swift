@@ -17,36 +17,41 @@ struct SeededRandom: RandomNumberGenerator {
     mutating func bytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8.random(in: 0...255, using: &self) } }
 }
 
-func oid(_ fill: UInt8, _ length: Int = 20) -> WireOID {
-    guard let id = WireOID([UInt8](repeating: fill, count: length)) else { preconditionFailure("test oid") }
-    return id
-}
-
-/// One sample of every message kind, with non-trivial field values.
-let sampleMessages: [Message] = [
+/// One sample of every control message, with non-trivial field values.
+let controlSamples: [Message] = [
     .hello(Hello(minVersion: 1, maxVersion: 3, capabilities: ["ping", "refs"], agent: "guts/test ü")),
     .helloAck(HelloAck(version: 1, capabilities: ["ping"], agent: "other-agent")),
     .ping(nonce: 0x0102_0304_0506_0708),
     .pong(nonce: .max),
     .goodbye(Goodbye(code: .tooManyConnections, reason: "full")),
     .error(ErrorReply(requestID: 7, code: .notFound, message: "no such repository")),
-    .getRefs(GetRefs(requestID: 1, repository: "alice/project", prefix: "refs/heads/")),
-    .refs(Refs(requestID: 1, head: "refs/heads/main", refs: [
-        RefEntry(name: "refs/heads/main", id: oid(0xaa)),
-        RefEntry(name: "refs/tags/v1", id: oid(0xbb, 32)),
-    ])),
-    .getObjects(GetObjects(requestID: 2, repository: "alice/project", wants: [oid(1), oid(2)], haves: [oid(3)])),
-    .objects(Objects(requestID: 2, final: true, data: Array(0..<255))),
-    .newCommit(NewCommit(repository: "alice/project", ref: "refs/heads/main", old: nil, new: oid(9))),
-    .newCommit(NewCommit(repository: "alice/project", ref: "refs/heads/main", old: oid(8), new: oid(9))),
-    .newRepository(NewRepository(repository: "bob/tools")),
-    .gossip(Gossip(topic: "guts/commits", origin: [UInt8](repeating: 4, count: 32), sequence: 5, timestamp: 1_700_000_000_000,
-                   data: Array("hello".utf8), signature: [UInt8](repeating: 6, count: 64))),
-    .subscribe(Subscribe(subscribe: true, topics: ["guts/commits", "chat"])),
-    .iHave(IHave(topic: "chat", ids: [[UInt8](repeating: 1, count: 32), [UInt8](repeating: 2, count: 32)])),
-    .iWant(IWant(ids: [[UInt8](repeating: 3, count: 32)])),
-    .prune(Prune(topic: "chat")),
 ]
+
+/// A protocol of the tests' own (type 0x70: an opaque blob of up to 1 MiB), so session
+/// tests exercise dispatch by type range without depending on a real protocol module.
+struct Blob: WireMessage, Equatable {
+    var data: [UInt8]
+    var typeCode: UInt8 { 0x70 }
+    var typeName: String { "Blob" }
+    var maxBodySize: Int { BlobProtocol.limit }
+    func encodeBody(into w: inout ByteWriter) throws { w.bytes32(data) }
+}
+
+struct BlobProtocol: MessageFamily {
+    static let limit = 4 + (1 << 20)
+    var name: String { "blob" }
+    var typeCodes: ClosedRange<UInt8> { 0x70...0x7F }
+    func maxBodySize(type: UInt8) -> Int? { type == 0x70 ? Self.limit : nil }
+    func decode(type: UInt8, body: ArraySlice<UInt8>) throws -> any WireMessage {
+        guard type == 0x70 else { throw DecodeError.unknownType(type) }
+        var r = ByteReader(slice: body)
+        let data = try r.bytes32("data", limit: 1 << 20)
+        try r.expectEnd()
+        return Blob(data: data)
+    }
+}
+
+let blobRegistry = MessageRegistry([BlobProtocol()])
 
 /// Two sessions wired back to back in memory, with a virtual clock.
 struct Pair {
@@ -63,9 +68,11 @@ struct Pair {
         now = Instant(nanoseconds: 1_000_000_000)
         self.aIdentity = aIdentity
         self.bIdentity = bIdentity
-        var ac = SessionConfig(identity: aIdentity, noiseStatic: .generate(), networkID: aNetwork, agent: "a")
+        var ac = SessionConfig(identity: aIdentity, noiseStatic: .generate(), networkID: aNetwork, agent: "a",
+                               protocols: blobRegistry)
         ac.expectedPeer = expected
-        var bc = SessionConfig(identity: bIdentity, noiseStatic: .generate(), networkID: bNetwork, agent: "b")
+        var bc = SessionConfig(identity: bIdentity, noiseStatic: .generate(), networkID: bNetwork, agent: "b",
+                               protocols: blobRegistry)
         bc.refusal = refusal
         a = Session(role: .initiator, config: ac, now: now)
         b = Session(role: .responder, config: bc, now: now)

@@ -1,4 +1,5 @@
 import Foundation
+import GutsNode
 import GutsWire
 import XCTest
 
@@ -42,14 +43,14 @@ final class AnnouncementTests: XCTestCase {
     }
 
     /// Decoded announcements a JSON subscriber printed.
-    func announcements(_ s: Harness.Running) -> [Message] {
-        s.stdout.split(separator: "\n").compactMap { line -> Message? in
+    func announcements(_ s: Harness.Running) -> [Announcement] {
+        s.stdout.split(separator: "\n").compactMap { line -> Announcement? in
             guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                   let payload = o["payload"] as? String else { return nil }
             // Announcements are wire-encoded messages: base64 unless they happen to be valid UTF-8.
             let bytes = o["encoding"] as? String == "base64" ? Data(base64Encoded: payload).map { [UInt8]($0) } : Array(payload.utf8)
-            guard let data = bytes, data.count >= 5, let kind = Message.Kind(rawValue: data[0]) else { return nil }
-            return try? MessageCodec.decode(kind: kind, body: Array(data.dropFirst(5)))
+            guard let data = bytes else { return nil }
+            return Announcement.decode(data)
         }
     }
 

@@ -1,5 +1,7 @@
 import Foundation
+import GutsAddress
 import GutsCrypto
+import GutsGossip
 import GutsIdentity
 import GutsTransport
 import GutsWire
@@ -128,21 +130,24 @@ final class GossipTests: XCTestCase {
 
         let endpoint = try Endpoint.parse(nodes[0].1)
         // As a gossip client: the node refuses with an explanation.
-        var clientConfig = SessionConfig(identity: attacker, noiseStatic: .generate(), capabilities: ["ping", "gossip-client"])
+        var clientConfig = SessionConfig(identity: attacker, noiseStatic: .generate(), capabilities: ["ping", "gossip-client"],
+                                         protocols: MessageRegistry([GossipProtocol()]))
         clientConfig.agent = "forger"
         let client = try Dialer.dial(endpoint, config: clientConfig, group: group, connectTimeout: 5).wait()
         for g in [forged, tampered] {
-            try client.send(.gossip(g)).wait()
+            try client.send(.gossip(.gossip(g))).wait()
             let reply = try client.nextMessage(timeout: 5).wait()
             guard case let .error(e) = reply else { return XCTFail("expected a rejection, got \(reply)") }
             XCTAssertTrue(e.message.contains("bad signature"), e.message)
         }
         // As a peer relaying them: dropped and the sender penalised.
-        let peer = try Dialer.dial(endpoint, config: SessionConfig(identity: .generate(), noiseStatic: .generate()), group: group,
+        let relayConfig = SessionConfig(identity: .generate(), noiseStatic: .generate(), capabilities: ["ping", "gossip"],
+                                        protocols: MessageRegistry([GossipProtocol()]))
+        let peer = try Dialer.dial(endpoint, config: relayConfig, group: group,
                                    connectTimeout: 5).wait()
-        try peer.send(.subscribe(Subscribe(subscribe: true, topics: [topic]))).wait()
-        try peer.send(.gossip(forged)).wait()
-        try peer.send(.gossip(tampered)).wait()
+        try peer.send(.gossip(.subscribe(Subscribe(subscribe: true, topics: [topic])))).wait()
+        try peer.send(.gossip(.gossip(forged))).wait()
+        try peer.send(.gossip(.gossip(tampered))).wait()
         nodes[0].0.waitFor("the node to penalise the relay") { _, err in err.contains("penalised") }
 
         // A genuine message still flows, and it is the only thing anyone delivers.

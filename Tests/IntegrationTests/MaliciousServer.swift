@@ -1,6 +1,8 @@
 import Foundation
+import GutsAddress
 import GutsCrypto
 import GutsGit
+import GutsSync
 import GutsIdentity
 import GutsTransport
 import GutsWire
@@ -69,7 +71,8 @@ final class MaliciousServer: @unchecked Sendable {
 
     private func start() throws {
         var config = SessionConfig(identity: identity.keyPair, noiseStatic: .generate(),
-                                   capabilities: Capabilities.default + ["refs", "objects"], agent: "malicious/1")
+                                   capabilities: Capabilities.default + ["refs", "objects"], agent: "malicious/1",
+                                   protocols: MessageRegistry([SyncProtocol()]))
         config.idleTimeout = 60
         let listener = Listener(group: group, config: config, options: .init(maxConnections: 16)) { [weak self] connection in
             guard let server = self else { return }
@@ -102,20 +105,20 @@ final class MaliciousServer: @unchecked Sendable {
 
     private func handle(_ message: Message, from connection: PeerConnection) {
         do {
-            switch message {
-            case let .getRefs(request):
+            switch message.syncMessage {
+            case let .getRefs(request)?:
                 note("GetRefs \(request.repository)")
                 if case .silentRefs = behavior { return }
                 if case .chatterInsteadOfRefs = behavior {
                     for i in 0..<300 {
                         guard !lock.withLock({ stopped }) else { break }
-                        guard (try? connection.send(.newRepository(NewRepository(repository: "chatter/\(i)"))).wait()) != nil else { break }
+                        guard (try? connection.send(.pong(nonce: UInt64(i))).wait()) != nil else { break }
                         Thread.sleep(forTimeInterval: 0.2)
                     }
                     return
                 }
-                connection.send(.refs(try refs(requestID: request.requestID)))
-            case let .getObjects(request):
+                connection.send(.sync(.refs(try refs(requestID: request.requestID))))
+            case let .getObjects(request)?:
                 note("GetObjects wants=\(request.wants.count) haves=\(request.haves.count)")
                 try serveObjects(request, connection)
             default:
@@ -127,7 +130,7 @@ final class MaliciousServer: @unchecked Sendable {
         }
     }
 
-    private func refs(requestID: UInt32) throws -> GutsWire.Refs {
+    private func refs(requestID: UInt32) throws -> GutsSync.Refs {
         let repo = try Repository.open(repositoryPath)
         var head = ""
         if case let .symbolic(target, _) = try repo.head() { head = target }
@@ -143,7 +146,7 @@ final class MaliciousServer: @unchecked Sendable {
         if case .conflictingRefs = behavior, let main = entries.first(where: { $0.name == "refs/heads/main" }) {
             entries.append(RefEntry(name: "refs/heads/main/x", id: main.id))
         }
-        return GutsWire.Refs(requestID: requestID, head: head, refs: entries)
+        return GutsSync.Refs(requestID: requestID, head: head, refs: entries)
     }
 
     private func serveObjects(_ request: GetObjects, _ connection: PeerConnection) throws {
@@ -176,7 +179,7 @@ final class MaliciousServer: @unchecked Sendable {
         for (i, piece) in pieces.enumerated() {
             let final: Bool
             if case .truncatedFinal = behavior { final = i == pieces.count - 1 } else { final = false }
-            try connection.send(.objects(Objects(requestID: request.requestID, final: final, data: piece))).wait()
+            try connection.send(.sync(.objects(Objects(requestID: request.requestID, final: final, data: piece)))).wait()
         }
         note("sent \(pieces.count) chunks")
         switch behavior {
@@ -186,7 +189,7 @@ final class MaliciousServer: @unchecked Sendable {
         case .silentMidStream, .truncatedFinal:
             break
         default:
-            try connection.send(.objects(Objects(requestID: request.requestID, final: true, data: []))).wait()
+            try connection.send(.sync(.objects(Objects(requestID: request.requestID, final: true, data: [])))).wait()
             note("sent final")
         }
     }
@@ -239,11 +242,12 @@ final class StalledReader: @unchecked Sendable {
     /// Connects to `peer` (`PEERID@HOST:PORT`) and asks for everything reachable from `want`.
     init(peer: String, repository: String, want: String, readEvery: Double? = nil) throws {
         let endpoint = try Endpoint.parse(peer)
-        let config = SessionConfig(identity: Identity.generate().keyPair, noiseStatic: .generate(), agent: "stalled/1")
+        let config = SessionConfig(identity: Identity.generate().keyPair, noiseStatic: .generate(), agent: "stalled/1",
+                                   protocols: MessageRegistry([SyncProtocol()]))
         connection = try Dialer.dial(endpoint, config: config, group: group, connectTimeout: 5).wait()
         try connection.channel.setOption(ChannelOptions.autoRead, value: false).wait()
         let oid = try XCTUnwrapOID(want)
-        try connection.send(.getObjects(GetObjects(requestID: 7, repository: repository, wants: [oid], haves: []))).wait()
+        try connection.send(.sync(.getObjects(GetObjects(requestID: 7, repository: repository, wants: [oid], haves: [])))).wait()
         if let readEvery {
             let channel = connection.channel
             let every = TimeAmount.nanoseconds(Int64(readEvery * 1e9))

@@ -407,7 +407,8 @@ final class InProcessSyncServer: @unchecked Sendable {
         server = SyncServer(catalog: RepositoryCatalog(roots: roots), maxTransfers: maxTransfers, stallTimeout: stallTimeout) { box.append($0) }
         logBox = box
         var config = SessionConfig(identity: identity.keyPair, noiseStatic: .generate(),
-                                   capabilities: Capabilities.default + SyncServer.capabilities, agent: "in-process/1")
+                                   capabilities: Capabilities.default + SyncServer.capabilities, agent: "in-process/1",
+                                   protocols: MessageRegistry([SyncProtocol()]))
         config.idleTimeout = 60
         let server = self.server
         let listener = Listener(group: group, config: config, options: .init(maxConnections: 16)) { connection in

@@ -1,0 +1,80 @@
+import GutsIdentity
+
+/// Where to reach a peer: `[PEERID@]HOST[:PORT]`, with HOST an IPv4 address, a
+/// bracketed IPv6 address (`[::1]:9000`) or a host name.
+public struct Endpoint: Equatable, Sendable, CustomStringConvertible {
+    public static let defaultPort = 9000
+
+    public var host: String
+    public var port: Int
+    /// The identity the peer must prove, when given.
+    public var peer: PeerID?
+
+    public init(host: String, port: Int, peer: PeerID? = nil) {
+        self.host = host
+        self.port = port
+        self.peer = peer
+    }
+
+    public enum ParseError: Error, Equatable, CustomStringConvertible, Sendable {
+        case invalid(String, String)
+        public var description: String {
+            switch self {
+            case let .invalid(text, why): return "invalid address '\(text)': \(why)"
+            }
+        }
+    }
+
+    /// Parses `[PEERID@]HOST[:PORT]`. `allowPortZero` for listen addresses.
+    public static func parse(_ text: String, defaultPort: Int = Endpoint.defaultPort, allowPortZero: Bool = false) throws -> Endpoint {
+        var rest = Substring(text)
+        var peer: PeerID?
+        if let at = rest.firstIndex(of: "@") {
+            let idText = rest[..<at]
+            guard let id = PeerID(idText) else {
+                throw ParseError.invalid(text, "'\(idText)' is not a peer ID (expected gt followed by 56 base32 characters)")
+            }
+            peer = id
+            rest = rest[rest.index(after: at)...]
+        }
+        var host: Substring
+        var portText: Substring?
+        if rest.hasPrefix("[") {
+            guard let close = rest.firstIndex(of: "]") else { throw ParseError.invalid(text, "missing ']' after IPv6 address") }
+            host = rest[rest.index(after: rest.startIndex)..<close]
+            let after = rest[rest.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { throw ParseError.invalid(text, "expected ':PORT' after ']'") }
+                portText = after.dropFirst()
+            }
+        } else if rest.filter({ $0 == ":" }).count > 1 {
+            host = rest  // bare IPv6 without port
+        } else if let colon = rest.firstIndex(of: ":") {
+            host = rest[..<colon]
+            portText = rest[rest.index(after: colon)...]
+        } else {
+            host = rest
+        }
+        guard !host.isEmpty else { throw ParseError.invalid(text, "missing host") }
+        guard host.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == ":" || $0 == "%" || $0 == "_" }) else {
+            throw ParseError.invalid(text, "bad characters in host")
+        }
+        var port = defaultPort
+        if let portText {
+            guard let p = Int(portText), p >= (allowPortZero ? 0 : 1), p <= 65535 else {
+                throw ParseError.invalid(text, "port must be a number from \(allowPortZero ? 0 : 1) to 65535")
+            }
+            port = p
+        }
+        return Endpoint(host: String(host), port: port, peer: peer)
+    }
+
+    /// `host:port`, bracketing IPv6 literals.
+    public var address: String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
+    public var description: String {
+        (peer.map { "\($0)@" } ?? "") + address
+    }
+}

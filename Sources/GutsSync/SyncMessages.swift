@@ -1,0 +1,231 @@
+import GutsWire
+
+/// Field limits of the sync protocol.
+public enum SyncLimits {
+    public static let maxRepositoryName = 255
+    public static let maxRefName = 1024
+    public static let maxRefs = 200_000
+    public static let maxWants = 100_000
+    public static let maxHaves = 100_000
+    public static let maxObjectsChunk = 1 << 20
+}
+
+public struct RefEntry: Equatable, Sendable {
+    public var name: String
+    public var id: WireOID
+    public init(name: String, id: WireOID) {
+        self.name = name
+        self.id = id
+    }
+}
+
+public struct GetRefs: Equatable, Sendable {
+    public var requestID: UInt32
+    public var repository: String
+    public var prefix: String
+    public init(requestID: UInt32, repository: String, prefix: String = "") {
+        self.requestID = requestID
+        self.repository = repository
+        self.prefix = prefix
+    }
+}
+
+public struct Refs: Equatable, Sendable {
+    public var requestID: UInt32
+    /// Target of the symbolic HEAD (e.g. "refs/heads/main"), or "" when HEAD is detached or absent.
+    public var head: String
+    public var refs: [RefEntry]
+    public init(requestID: UInt32, head: String, refs: [RefEntry]) {
+        self.requestID = requestID
+        self.head = head
+        self.refs = refs
+    }
+}
+
+public struct GetObjects: Equatable, Sendable {
+    public var requestID: UInt32
+    public var repository: String
+    public var wants: [WireOID]
+    public var haves: [WireOID]
+    public init(requestID: UInt32, repository: String, wants: [WireOID], haves: [WireOID]) {
+        self.requestID = requestID
+        self.repository = repository
+        self.wants = wants
+        self.haves = haves
+    }
+}
+
+public struct Objects: Equatable, Sendable {
+    public var requestID: UInt32
+    /// Set on the last chunk of the response.
+    public var final: Bool
+    /// The next chunk of a git pack stream.
+    public var data: [UInt8]
+    public init(requestID: UInt32, final: Bool, data: [UInt8]) {
+        self.requestID = requestID
+        self.final = final
+        self.data = data
+    }
+}
+
+/// The sync protocol's messages (type codes 0x10-0x1F, guts-protocol(7), REPOSITORY SYNC).
+public enum SyncMessage: WireMessage, Equatable {
+    case getRefs(GetRefs)
+    case refs(Refs)
+    case getObjects(GetObjects)
+    case objects(Objects)
+
+    public enum Kind: UInt8, Sendable, CaseIterable {
+        case getRefs = 0x10
+        case refs = 0x11
+        case getObjects = 0x12
+        case objects = 0x13
+
+        public var maxBodySize: Int {
+            switch self {
+            case .getRefs: return 4 + 2 + SyncLimits.maxRepositoryName + 2 + SyncLimits.maxRefName
+            case .refs: return 16 << 20
+            case .getObjects: return 8 << 20
+            case .objects: return 4 + 1 + 4 + SyncLimits.maxObjectsChunk
+            }
+        }
+
+        public var name: String {
+            switch self {
+            case .getRefs: return "GetRefs"
+            case .refs: return "Refs"
+            case .getObjects: return "GetObjects"
+            case .objects: return "Objects"
+            }
+        }
+    }
+
+    public var kind: Kind {
+        switch self {
+        case .getRefs: return .getRefs
+        case .refs: return .refs
+        case .getObjects: return .getObjects
+        case .objects: return .objects
+        }
+    }
+
+    public var typeCode: UInt8 { kind.rawValue }
+    public var typeName: String { kind.name }
+    public var maxBodySize: Int { kind.maxBodySize }
+
+    /// Whether this is a request (GetRefs, GetObjects) rather than an answer.
+    public var isRequest: Bool {
+        switch self {
+        case .getRefs, .getObjects: return true
+        case .refs, .objects: return false
+        }
+    }
+
+    /// The request this message opens or answers.
+    public var requestID: UInt32 {
+        switch self {
+        case let .getRefs(m): return m.requestID
+        case let .refs(m): return m.requestID
+        case let .getObjects(m): return m.requestID
+        case let .objects(m): return m.requestID
+        }
+    }
+
+    public func encodeBody(into w: inout ByteWriter) throws {
+        switch self {
+        case let .getRefs(g):
+            try WireField.check(g.repository, "repository", SyncLimits.maxRepositoryName)
+            try WireField.check(g.prefix, "prefix", SyncLimits.maxRefName)
+            w.u32(g.requestID)
+            w.str16(g.repository)
+            w.str16(g.prefix)
+        case let .refs(r):
+            try WireField.check(r.head, "head", SyncLimits.maxRefName)
+            try WireField.checkCount(r.refs.count, "refs", SyncLimits.maxRefs)
+            w.u32(r.requestID)
+            w.str16(r.head)
+            w.u32(UInt32(r.refs.count))
+            for ref in r.refs {
+                try WireField.check(ref.name, "ref name", SyncLimits.maxRefName)
+                w.str16(ref.name)
+                WireField.writeOID(&w, ref.id)
+            }
+        case let .getObjects(g):
+            try WireField.check(g.repository, "repository", SyncLimits.maxRepositoryName)
+            try WireField.checkCount(g.wants.count, "wants", SyncLimits.maxWants)
+            try WireField.checkCount(g.haves.count, "haves", SyncLimits.maxHaves)
+            w.u32(g.requestID)
+            w.str16(g.repository)
+            w.u32(UInt32(g.wants.count))
+            for id in g.wants { WireField.writeOID(&w, id) }
+            w.u32(UInt32(g.haves.count))
+            for id in g.haves { WireField.writeOID(&w, id) }
+        case let .objects(o):
+            try WireField.checkCount(o.data.count, "data", SyncLimits.maxObjectsChunk)
+            w.u32(o.requestID)
+            w.u8(o.final ? 1 : 0)
+            w.bytes32(o.data)
+        }
+    }
+}
+
+/// The sync protocol's message family.
+public struct SyncProtocol: MessageFamily {
+    public init() {}
+    public var name: String { "sync" }
+    public var typeCodes: ClosedRange<UInt8> { 0x10...0x1F }
+
+    public func maxBodySize(type: UInt8) -> Int? { SyncMessage.Kind(rawValue: type)?.maxBodySize }
+
+    public func decode(type: UInt8, body: ArraySlice<UInt8>) throws -> any WireMessage {
+        guard let kind = SyncMessage.Kind(rawValue: type) else { throw DecodeError.unknownType(type) }
+        guard body.count <= kind.maxBodySize else {
+            throw DecodeError.tooLarge(field: "body", size: body.count, limit: kind.maxBodySize)
+        }
+        var r = ByteReader(slice: body)
+        let message: SyncMessage
+        switch kind {
+        case .getRefs:
+            let id = try r.u32("request_id")
+            let repo = try r.str16("repository", limit: SyncLimits.maxRepositoryName)
+            let prefix = try r.str16("prefix", limit: SyncLimits.maxRefName)
+            message = .getRefs(GetRefs(requestID: id, repository: repo, prefix: prefix))
+        case .refs:
+            let id = try r.u32("request_id")
+            let head = try r.str16("head", limit: SyncLimits.maxRefName)
+            let count = Int(try r.u32("count"))
+            try WireField.checkCount(count, "refs", SyncLimits.maxRefs)
+            // Each entry takes at least 2 + 1 + 20 bytes: a lying count fails before allocating.
+            guard count * 23 <= r.remaining else { throw DecodeError.truncated(field: "refs") }
+            var refs: [RefEntry] = []
+            refs.reserveCapacity(count)
+            for _ in 0..<count {
+                let name = try r.str16("ref name", limit: SyncLimits.maxRefName)
+                guard let oid = try WireField.readOID(&r, "ref id") else { throw DecodeError.truncated(field: "ref id") }
+                refs.append(RefEntry(name: name, id: oid))
+            }
+            message = .refs(Refs(requestID: id, head: head, refs: refs))
+        case .getObjects:
+            let id = try r.u32("request_id")
+            let repo = try r.str16("repository", limit: SyncLimits.maxRepositoryName)
+            let wants = try WireField.readOIDList(&r, "wants", SyncLimits.maxWants)
+            let haves = try WireField.readOIDList(&r, "haves", SyncLimits.maxHaves)
+            message = .getObjects(GetObjects(requestID: id, repository: repo, wants: wants, haves: haves))
+        case .objects:
+            let id = try r.u32("request_id")
+            let flags = try r.u8("flags")
+            guard flags & ~1 == 0 else { throw DecodeError.invalidValue(field: "flags", reason: "unknown flag bits \(flags)") }
+            let data = try r.bytes32("data", limit: SyncLimits.maxObjectsChunk)
+            message = .objects(Objects(requestID: id, final: flags & 1 == 1, data: data))
+        }
+        try r.expectEnd()
+        return message
+    }
+}
+
+extension Message {
+    /// The sync message carried, if any.
+    public var syncMessage: SyncMessage? { payload(SyncMessage.self) }
+
+    public static func sync(_ m: SyncMessage) -> Message { .app(m) }
+}
