@@ -98,7 +98,7 @@ final class GossipService: @unchecked Sendable {
                 handleClient(message, from: connection)
             } else if let key = keys[id] {
                 perform(engine.receive(message, from: key, now: .now(), wallClockMillis: Self.wallClock()))
-            } else if connection.peer != nil, !isGossipPeer(connection) {
+            } else if connection.peer != nil, !isGossipPeer(connection), !isClient(connection) {
                 // Gossip from a peer that did not announce the capability (guts-protocol(7)).
                 connection.close(.protocolViolation, "\(message.typeName) from a peer that did not announce 'gossip' or 'gossip-client'")
             }

@@ -1,4 +1,5 @@
 import GutsAddress
+import GutsCrypto
 import GutsGit
 import GutsGossip
 import GutsIdentity
@@ -31,9 +32,13 @@ public struct MirrorSpec: Sendable, Equatable {
     }
 }
 
-/// A running guts node: accepts peers, keeps its bootstrap peers connected, serves
-/// repositories, gossips, announces what changes, and mirrors what it follows.
-public final class Node: @unchecked Sendable {
+/// A running guts node: the NIO shell around `NodeService`. It accepts peers and dials
+/// bootstrap peers, feeds the service their events on one event loop (the service and the
+/// link table are bound to that loop), and carries out the service's actions: messages,
+/// disconnects, sync requests handed to the sync server, scans and mirror syncs on
+/// bounded executors of their own, announcements through gossip. Nothing blocks an event
+/// loop and the service never waits.
+public final class Node: Sendable {
     public struct Options: Sendable {
         public var host: String
         public var port: Int
@@ -49,6 +54,8 @@ public final class Node: @unchecked Sendable {
         public var mirrors: [MirrorSpec] = []
         /// Object transfers served at once; more are answered busy.
         public var maxTransfers = 8
+        /// Mirror syncs run at once (each repository at most once).
+        public var maxMirrors = 2
         /// Seconds a transfer may go without the peer taking any bytes before it is cut off.
         public var stallTimeout: Double = 60
         /// Seconds between scans of served repositories for changes to announce.
@@ -67,292 +74,298 @@ public final class Node: @unchecked Sendable {
         }
     }
 
+    /// What lives on the service loop.
+    struct Shell {
+        var service: NodeService
+        var links: [LinkID: PeerConnection] = [:]
+        var nextLink: LinkID = 1
+        var timer: Scheduled<Void>?
+        var timerAt: Instant?
+    }
+
     public let options: Options
     let log: NodeLog
     let group: MultiThreadedEventLoopGroup
-    private var listener: Listener?
+    /// The loop the service runs on.
+    let loop: EventLoop
+    private let shell: NIOLoopBoundBox<Shell>
+    private let session: SessionConfig
+    private let listener = NIOLockedValueBox<Listener?>(nil)
     private let sync: SyncServer?
-    private let gossip: GossipService
-    private let work: NIOThreadPool
-    private let stopping = NIOLockedValueBox(false)
-    private let outbound = NIOLockedValueBox([Int: PeerConnection]())
+    let gossip: GossipService
+    /// Reads the refs of served repositories for the announcer (one scan at a time).
+    private let scanner: BlockingExecutor
+    /// Mirror syncs, apart from serving and announcing.
+    private let mirrors: BlockingExecutor
     private let established = NIOLockedValueBox([ObjectIdentifier: PeerConnection]())
-    private let announced = NIOLockedValueBox([RepositoryName: [String: ObjectID]]())
-    private let scanned = NIOLockedValueBox(false)
-    private let mirroring = NIOLockedValueBox([RepositoryName: Bool]())
+    public let startedAt = Instant.now()
 
     public init(options: Options, log: NodeLog, threads: Int = System.coreCount) {
         self.options = options
         self.log = log
-        self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
-        self.sync = options.repositories.map {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+        loop = group.next()
+        sync = options.repositories.map {
             SyncServer(catalog: $0, maxTransfers: options.maxTransfers, stallTimeout: options.stallTimeout, log: log.info)
         }
-        self.gossip = GossipService(loop: group.next(), identity: options.session.identity,
-                                    topics: Set(options.topics), log: log)
-        self.work = NIOThreadPool(numberOfThreads: 1)
-        work.start()
-        gossip.onDeliver = { [weak self] message, id, from in self?.delivered(message, id: id, from: from) }
+        gossip = GossipService(loop: group.next(), identity: options.session.identity, topics: Set(options.topics), log: log)
+        scanner = BlockingExecutor(name: "announce", threads: 1, limit: 1)
+        mirrors = BlockingExecutor(name: "mirror", threads: max(1, options.maxMirrors), limit: max(1, options.mirrors.count))
+        var session = options.session
+        let extra = (sync != nil ? SyncServer.capabilities : []) + [GossipService.capability]
+        session.capabilities += extra.filter { !session.capabilities.contains($0) }
+        session.protocols = MessageRegistry([SyncProtocol(), GossipProtocol()])
+        self.session = session
+        var serviceOptions = NodeService.Options()
+        serviceOptions.bootstrap = options.bootstrap
+        serviceOptions.serving = options.repositories != nil
+        serviceOptions.mirrors = options.mirrors
+        serviceOptions.announceInterval = options.announceInterval
+        serviceOptions.minBackoff = options.minBackoff
+        serviceOptions.maxBackoff = options.maxBackoff
+        let local = Self.peerID(of: options.session)
+        let service = NodeService(options: serviceOptions, localPeer: local, seed: Random.uint64())
+        shell = NIOLoopBoundBox.makeBoxSendingValue(Shell(service: service), eventLoop: loop)
+        gossip.onDeliver = { [weak self] message, _, _ in self?.delivered(message) }
     }
 
-    public var peerID: PeerID {
+    static func peerID(of session: SessionConfig) -> PeerID {
         // A 32-byte Ed25519 public key always makes a PeerID.
-        guard let id = try? PeerID(publicKey: options.session.identity.publicKey) else { preconditionFailure("unreachable") }
+        guard let id = try? PeerID(publicKey: session.identity.publicKey) else { preconditionFailure("unreachable") }
         return id
     }
 
-    /// Binds the listener, starts dialling bootstrap peers and announcing. Returns the bound address.
+    public var peerID: PeerID { Self.peerID(of: options.session) }
+
+    /// Binds the listener, then starts the service (bootstrap dials, announcements).
+    /// Returns the bound address.
     public func start() throws -> SocketAddress {
-        var session = options.session
-        let extra = (sync != nil ? SyncServer.capabilities : []) + ["gossip"]
-        session.capabilities += extra.filter { !session.capabilities.contains($0) }
-        session.protocols = MessageRegistry([SyncProtocol(), GossipProtocol()])
-        let listener = Listener(group: group, config: session, options: .init(maxConnections: options.maxConnections)) { [self] connection in
-            follow(connection, label: "inbound", bootstrap: nil)
+        let listener = Listener(group: group, config: session, options: .init(maxConnections: options.maxConnections)) { [weak self] connection in
+            self?.follow(connection, bootstrap: nil)
         }
         let address = try listener.bind(host: options.host, port: options.port)
-        self.listener = listener
-        for (index, endpoint) in options.bootstrap.enumerated() {
-            connectBootstrap(index: index, endpoint: endpoint, session: session, backoff: options.minBackoff)
-        }
-        if options.repositories != nil { scheduleAnnouncements(first: true) }
+        self.listener.withLockedValue { $0 = listener }
+        loop.execute { self.apply(.started) }
         return address
     }
 
     /// Says Goodbye to every peer, stops accepting and releases the threads.
     public func stop() {
-        stopping.withLockedValue { $0 = true }
+        // Called from outside the loops (the CLI's main thread), so waiting here is fine.
+        let outbound = try? loop.submit { () -> [PeerConnection] in
+            let shell = self.shell.value
+            shell.timer?.cancel()
+            self.shell.value.service.stop()
+            return shell.links.values.filter { !$0.inbound }
+        }.wait()
         if let stats = try? gossip.stats().wait() {
             log.info("gossip: received \(stats.received) (\(stats.duplicates) duplicates), delivered \(stats.delivered), published \(stats.published), relayed \(stats.relayed)")
         }
-        listener?.shutdown()
-        let out = outbound.withLockedValue { Array($0.values) }
-        for c in out { c.close(.shutdown, "node shutting down") }
+        listener.withLockedValue { $0 }?.shutdown()
+        for c in outbound ?? [] { c.close(.shutdown, "node shutting down") }
         // Closing is bounded by the transport's flush limit, so this wait ends.
-        for c in out { _ = try? c.closeFuture.wait() }
+        for c in outbound ?? [] { _ = try? c.closeFuture.wait() }
         sync?.shutdown()
-        try? work.syncShutdownGracefully()
+        scanner.shutdown()
+        mirrors.shutdown()
         try? group.syncShutdownGracefully()
     }
 
     /// Number of open connections (inbound and outbound).
     public var connectionCount: Int {
-        (listener?.connectionCount ?? 0) + outbound.withLockedValue { $0.count }
+        (listener.withLockedValue { $0 }?.connectionCount ?? 0)
+            + ((try? loop.submit { self.shell.value.links.values.filter { !$0.inbound }.count }.wait()) ?? 0)
+    }
+
+    /// Sessions established, inbound and outbound (gossip clients included).
+    var establishedConnections: [PeerConnection] { established.withLockedValue { Array($0.values) } }
+
+    /// The gossip service, for publishing and subscribing on behalf of local clients.
+    var gossipService: GossipService { gossip }
+
+    // MARK: - Feeding the service
+
+    /// Hands one event to the service and carries out what it asks. On `loop` only.
+    private func apply(_ event: NodeEvent) {
+        loop.preconditionInEventLoop()
+        let actions = shell.value.service.handle(event, now: .now())
+        for action in actions { perform(action) }
+        schedule()
+    }
+
+    private func schedule() {
+        guard let deadline = shell.value.service.nextDeadline else { return }
+        if let at = shell.value.timerAt, at <= deadline, shell.value.timer != nil { return }
+        shell.value.timer?.cancel()
+        shell.value.timerAt = deadline
+        let now = Instant.now()
+        let delay = deadline > now ? Int64(deadline.nanoseconds - now.nanoseconds) : 0
+        shell.value.timer = loop.scheduleTask(in: .nanoseconds(delay)) { [weak self] in
+            guard let self else { return }
+            self.shell.value.timer = nil
+            self.shell.value.timerAt = nil
+            self.apply(.tick)
+        }
+    }
+
+    private func perform(_ action: NodeAction) {
+        switch action {
+        case let .dial(b, endpoint):
+            Dialer.dial(endpoint, config: session, group: group, connectTimeout: options.connectTimeout).whenComplete { [weak self] result in
+                guard let self else { return }
+                switch result {
+                case let .success(connection):
+                    self.follow(connection, bootstrap: b)
+                case let .failure(error):
+                    self.loop.execute { self.apply(.dialFailed(bootstrap: b, reason: "\(error)")) }
+                }
+            }
+        case let .send(link, message):
+            shell.value.links[link]?.send(message)
+        case let .disconnect(link, code, reason):
+            shell.value.links[link]?.close(code, reason)
+        case let .serve(link, request):
+            if let connection = shell.value.links[link] { _ = sync?.handle(.sync(request), from: connection) }
+        case .scan:
+            let submitted = scanner.submit { [weak self] in
+                guard let self else { return }
+                let current = self.readServedRefs()
+                self.loop.execute { self.apply(.scanned(current)) }
+            }
+            if !submitted { log.debug("announce: a scan is still running") }
+        case let .publish(topic, announcement):
+            guard let data = try? announcement.encoded() else { return }
+            gossip.publish(topic: topic, data: data)
+        case let .mirror(job):
+            let links = job.links.compactMap { shell.value.links[$0] }
+            let submitted = mirrors.submit { [weak self] in
+                guard let self else { return }
+                let outcome = self.runMirror(job, over: links)
+                self.loop.execute { self.apply(.mirrored(job.spec.repository, outcome)) }
+            }
+            if !submitted {
+                // The mirrorer admits one job per followed repository, so this is unreachable;
+                // if it ever happens, report it so the repository is not stuck as running.
+                apply(.mirrored(job.spec.repository, .failed("the mirror executor is full")))
+            }
+        case let .log(level, text):
+            switch level {
+            case .info: log.info(text)
+            case .debug: log.debug(text)
+            }
+        }
     }
 
     // MARK: - Connections
 
-    private func follow(_ connection: PeerConnection, label: String, bootstrap: Endpoint?) {
-        connection.setMessageHandler { [self] conn, message in handle(message, from: conn) }
-        connection.establishedFuture.whenSuccess { [self] info in
-            let key = ObjectIdentifier(connection)
-            established.withLockedValue { $0[key] = connection }
-            gossip.connected(connection)
-            let kind = info.capabilities.contains(GossipClient.capability) ? "\(label), gossip client" : label
-            log.info("peer connected: \(info.peerID) \(connection.remoteAddress) (\(kind), \(info.agent), protocol \(info.version), handshake \(Self.ms(info.handshakeSeconds)) ms)")
-            connection.closeFuture.whenSuccess { [self] reason in
-                established.withLockedValue { _ = $0.removeValue(forKey: key) }
-                gossip.disconnected(connection)
-                log.info("peer disconnected: \(info.peerID) \(connection.remoteAddress) (\(reason))")
-            }
+    /// Follows a connection from acceptance (or dial) to close, feeding the service.
+    private func follow(_ connection: PeerConnection, bootstrap: Int?) {
+        connection.setMessageHandler { [weak self] conn, message in
+            guard let self else { return true }
+            if self.gossip.handle(message, from: conn) { return true }
+            // Answers to a request this node made on the link (a mirror sync) wait there.
+            if conn.expectsAnswers, message.isAnswer { return false }
+            self.loop.execute { self.deliver(message, from: conn) }
+            return true
         }
-        if bootstrap == nil {
-            connection.establishedFuture.whenFailure { [self] error in
-                // Refusals and failed handshakes: the peer never became a session.
-                log.info("connection from \(connection.remoteAddress) rejected: \(error)")
-            }
-        }
-    }
-
-    private func connectBootstrap(index: Int, endpoint: Endpoint, session: SessionConfig, backoff: Double) {
-        if stopping.withLockedValue({ $0 }) { return }
-        log.debug("dialling bootstrap peer \(endpoint)")
-        Dialer.dial(endpoint, config: session, group: group, connectTimeout: options.connectTimeout).whenComplete { [self] result in
+        connection.establishedFuture.whenComplete { [weak self] result in
+            guard let self else { return }
             switch result {
-            case let .success(connection):
-                outbound.withLockedValue { $0[index] = connection }
-                follow(connection, label: "bootstrap", bootstrap: endpoint)
-                connection.closeFuture.whenSuccess { [self] reason in
-                    outbound.withLockedValue { _ = $0.removeValue(forKey: index) }
-                    if stopping.withLockedValue({ $0 }) { return }
-                    log.info("bootstrap peer \(endpoint) disconnected (\(reason)); reconnecting in \(Int(options.minBackoff)) s")
-                    scheduleReconnect(index: index, endpoint: endpoint, session: session, after: options.minBackoff)
-                }
+            case let .success(info):
+                // Gossip learns of the session first, from the connection's own loop, so the
+                // session's first messages (which take the same path) find it registered.
+                self.gossip.connected(connection)
+                self.loop.execute { self.register(connection, info: info, bootstrap: bootstrap) }
             case let .failure(error):
-                if stopping.withLockedValue({ $0 }) { return }
-                let next = min(options.maxBackoff, backoff * 2)
-                log.info("bootstrap peer \(endpoint) unreachable (\(error)); retrying in \(Int(backoff.rounded())) s")
-                scheduleReconnect(index: index, endpoint: endpoint, session: session, after: backoff, nextBackoff: next)
+                if let bootstrap {
+                    self.loop.execute { self.apply(.dialFailed(bootstrap: bootstrap, reason: "\(error)")) }
+                } else {
+                    // Refusals and failed handshakes: the peer never became a session.
+                    self.log.info("connection from \(connection.remoteAddress) rejected: \(error)")
+                }
             }
         }
     }
 
-    private func scheduleReconnect(index: Int, endpoint: Endpoint, session: SessionConfig, after delay: Double, nextBackoff: Double? = nil) {
-        // ±20% jitter so many nodes restarting together do not reconnect in lockstep.
-        let jitter = Double(UInt32.random(in: 0...400)) / 1000 - 0.2
-        let wait = max(0.05, delay * (1 + jitter))
-        group.next().scheduleTask(in: .nanoseconds(Int64(wait * 1e9))) { [self] in
-            connectBootstrap(index: index, endpoint: endpoint, session: session, backoff: nextBackoff ?? options.minBackoff)
-        }
-    }
-
-    // MARK: - Requests
-
-    /// Offers a message to the services; returns false for answers to requests this node
-    /// made on the connection (a mirror sync), which the connection queues for it. Answers
-    /// nobody asked for are dropped.
-    private func handle(_ message: Message, from connection: PeerConnection) -> Bool {
-        if gossip.handle(message, from: connection) { return true }
-        if let sync, sync.handle(message, from: connection) { return true }
-        switch (message, message.syncMessage) {
-        case let (_, .getRefs(r)?):
-            connection.send(.error(ErrorReply(requestID: r.requestID, code: .badRequest,
-                                              message: "this node does not offer the 'refs' capability")))
-            return true
-        case let (_, .getObjects(r)?):
-            connection.send(.error(ErrorReply(requestID: r.requestID, code: .badRequest,
-                                              message: "this node does not offer the 'objects' capability")))
-            return true
-        case (_, .refs?), (_, .objects?), (.error, _), (.pong, _):
-            if connection.expectsAnswers { return false }
-            log.debug("dropping an unsolicited \(message.typeName) from \(connection.peer.map { "\($0.peerID.short)" } ?? connection.remoteAddress)")
-            return true
-        default:
-            log.debug("ignoring \(message.typeName) from \(connection.peer.map { "\($0.peerID.short)" } ?? connection.remoteAddress)")
-            return true
-        }
-    }
-
-    // MARK: - Announcements
-
-    private func scheduleAnnouncements(first: Bool) {
-        if stopping.withLockedValue({ $0 }) { return }
-        let delay = first ? min(1, options.announceInterval) : options.announceInterval
-        group.next().scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) { [self] in
-            work.submit { [self] state in
-                guard state == .active else { return }
-                announceChanges()
-                scheduleAnnouncements(first: false)
+    private func register(_ connection: PeerConnection, info: PeerInfo, bootstrap: Int?) {
+        let link = shell.value.nextLink
+        shell.value.nextLink += 1
+        shell.value.links[link] = connection
+        let key = ObjectIdentifier(connection)
+        established.withLockedValue { $0[key] = connection }
+        apply(.established(link, info, address: connection.remoteAddress, inbound: connection.inbound, bootstrap: bootstrap))
+        connection.closeFuture.whenComplete { [weak self] result in
+            guard let self else { return }
+            let reason = (try? result.get()).map { "\($0)" } ?? "closed"
+            self.established.withLockedValue { _ = $0.removeValue(forKey: key) }
+            self.gossip.disconnected(connection)
+            self.loop.execute {
+                self.shell.value.links[link] = nil
+                self.apply(.closed(link, reason: reason))
             }
         }
     }
 
-    /// Compares each served repository's refs with what was last announced: a new
-    /// repository gets NewRepository, each created or moved ref NewCommit. Repositories
-    /// found by the first scan are only announced as repositories; one that appears later
-    /// (pushed, or created by a sync) also gets NewCommit for each of its refs, so mirrors
-    /// downstream can follow it.
-    func announceChanges() {
-        guard let catalog = options.repositories else { return }
-        let initial = scanned.withLockedValue { done -> Bool in
-            defer { done = true }
-            return !done
-        }
+    private func deliver(_ message: Message, from connection: PeerConnection) {
+        guard let link = shell.value.links.first(where: { $0.value === connection })?.key else { return }
+        apply(.message(link, message))
+    }
+
+    /// An announcement was delivered by gossip (on the gossip loop).
+    private func delivered(_ message: Gossip) {
+        guard message.topic == Topic.commits, !options.mirrors.isEmpty,
+              case let .newCommit(commit)? = Announcement.decode(message.data),
+              let origin = try? PeerID(publicKey: message.origin) else { return }
+        loop.execute { self.apply(.announced(commit, origin: origin)) }
+    }
+
+    // MARK: - Blocking work (executor threads only)
+
+    /// The refs of every served repository.
+    private func readServedRefs() -> [RepositoryName: [String: ObjectID]] {
+        guard let catalog = options.repositories else { return [:] }
+        var out: [RepositoryName: [String: ObjectID]] = [:]
         for name in catalog.all() {
             guard let path = catalog.locate(name), let repo = try? Repository.open(path),
                   let refs = try? repo.listRefs().filter({ $0.symbolicTarget == nil }) else { continue }
-            let current = Dictionary(refs.map { ($0.name, $0.id) }, uniquingKeysWith: { a, _ in a })
-            let previous = announced.withLockedValue { map -> [String: ObjectID]? in
-                defer { map[name] = current }
-                return map[name]
-            }
-            if previous == nil {
-                publish(Topic.repositories, .newRepository(NewRepository(repository: name.value)))
-                if initial { continue }
-            }
-            let before = previous ?? [:]
-            for (ref, id) in current.sorted(by: { $0.key < $1.key }) where before[ref] != id {
-                guard let new = WireOID(id.bytes) else { continue }
-                publish(Topic.commits, .newCommit(NewCommit(repository: name.value, ref: ref,
-                                                            old: before[ref].flatMap { WireOID($0.bytes) }, new: new)))
-            }
+            out[name] = Dictionary(refs.map { ($0.name, $0.id) }, uniquingKeysWith: { a, _ in a })
         }
+        return out
     }
 
-    private func publish(_ topic: String, _ message: Announcement) {
-        guard let data = try? message.encoded() else { return }
-        if case let .newCommit(c) = message {
-            log.info("announcing \(c.repository) \(c.ref) \(c.new.description.prefix(12))")
-        } else if case let .newRepository(r) = message {
-            log.info("announcing repository \(r.repository)")
+    /// Syncs a followed repository over the announcer's link when connected, else from the
+    /// configured peer, else from any connected peer that serves objects.
+    private func runMirror(_ job: MirrorJob, over connected: [PeerConnection]) -> MirrorOutcome {
+        guard let root = options.repositories?.roots.first else { return .failed("no repository root to mirror into") }
+        let path = job.spec.repository.path(in: root)
+        var candidates = connected
+        var dialled: PeerConnection?
+        if candidates.first?.peer?.peerID != job.origin || candidates.isEmpty, let endpoint = job.spec.peer {
+            dialled = try? Dialer.dial(endpoint, config: session, group: group, connectTimeout: options.connectTimeout).wait()
+            if let dialled { candidates.insert(dialled, at: 0) }
         }
-        gossip.publish(topic: topic, data: data)
+        defer { dialled?.close(.shutdown, "mirror sync finished") }
+        var last = "no peer that serves objects is connected"
+        for connection in candidates {
+            let who = connection.peer.map { "\($0.peerID.short)@\(connection.remoteAddress)" } ?? connection.remoteAddress
+            do {
+                let report = try SyncClient.run(repository: job.spec.repository, into: path, over: connection)
+                return report.upToDate ? .upToDate(from: who) : .updated(from: who, refs: report.changes.count, objects: report.objectsReceived)
+            } catch {
+                last = "\(who): \(error)"
+            }
+        }
+        return .failed(last)
     }
+}
 
-    // MARK: - Mirroring
-
-    /// An announcement arrived (on the gossip loop): mirror it when it is followed.
-    private func delivered(_ message: Gossip, id: [UInt8], from: PeerConnection?) {
-        guard message.topic == Topic.commits, !options.mirrors.isEmpty,
-              case let .newCommit(commit)? = Announcement.decode(message.data),
-              let name = RepositoryName(commit.repository),
-              let spec = options.mirrors.first(where: { $0.repository == name }),
-              let origin = try? PeerID(publicKey: message.origin), origin != peerID else { return }
-        log.info("announcement: \(origin.short) has \(name) \(commit.ref) at \(commit.new.description.prefix(12))")
-        let start = mirroring.withLockedValue { map -> Bool in
-            if map[name] != nil {
-                map[name] = true  // run again when the current sync ends
-                return false
-            }
-            map[name] = false
-            return true
+extension Message {
+    /// Whether this answers a request (Refs, Objects, Error, Pong) rather than being one.
+    var isAnswer: Bool {
+        switch self {
+        case .error, .pong: return true
+        case .app: return syncMessage.map { !$0.isRequest } ?? false
+        default: return false
         }
-        guard start else { return }
-        work.submit { [self] state in
-            guard state == .active else { return }
-            mirror(spec, origin: origin)
-        }
-    }
-
-    /// Syncs `spec` from the announcing node (over its connection when connected), else
-    /// from the configured peer, else from any connected peer; repeats if more
-    /// announcements came meanwhile.
-    private func mirror(_ spec: MirrorSpec, origin: PeerID) {
-        guard let root = options.repositories?.roots.first else { return }
-        let path = spec.repository.path(in: root)
-        while !stopping.withLockedValue({ $0 }) {
-            var candidates: [PeerConnection] = established.withLockedValue { Array($0.values) }.filter { c in
-                guard let p = c.peer else { return false }
-                return !p.capabilities.contains(GossipClient.capability) && p.capabilities.contains("objects")
-            }
-            candidates.sort { a, _ in a.peer?.peerID == origin }
-            var dialled: PeerConnection?
-            if !(candidates.first?.peer?.peerID == origin), let endpoint = spec.peer {
-                dialled = try? Dialer.dial(endpoint, config: options.session, group: group, connectTimeout: options.connectTimeout).wait()
-                if let dialled { candidates.insert(dialled, at: 0) }
-            }
-            var done = false
-            for connection in candidates where !done {
-                let who = connection.peer.map { "\($0.peerID.short)@\(connection.remoteAddress)" } ?? connection.remoteAddress
-                do {
-                    let report = try SyncClient.run(repository: spec.repository, into: path, over: connection)
-                    if report.upToDate {
-                        log.info("mirror: \(spec.repository) is up to date with \(who)")
-                    } else {
-                        log.info("mirror: synced \(spec.repository) from \(who): \(report.changes.count) refs changed, \(report.objectsReceived) objects")
-                    }
-                    done = true
-                } catch {
-                    log.info("mirror: cannot sync \(spec.repository) from \(who): \(error)")
-                }
-            }
-            dialled?.close(.shutdown, "mirror sync finished")
-            let again = mirroring.withLockedValue { map -> Bool in
-                if map[spec.repository] == true {
-                    map[spec.repository] = false
-                    return true
-                }
-                map[spec.repository] = nil
-                return false
-            }
-            if !again { break }
-        }
-        // Re-announce promptly: the next scan sees the new refs.
-        announceChanges()
-    }
-
-    static func ms(_ s: Double) -> String {
-        let v = (s * 1000 * 1000).rounded() / 1000
-        return "\(v)"
     }
 }

@@ -206,6 +206,15 @@ final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
         connection.handler = self
     }
 
+    /// The context holds this handler strongly, so holding the context here makes a cycle
+    /// (handler, context, pipeline, channel) that outlives the connection: drop it when the
+    /// pipeline lets go of the handler.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        self.context = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         connection.cacheAddress()
         perform(session.start(now: .now()))

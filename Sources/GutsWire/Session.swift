@@ -59,6 +59,14 @@ public struct PeerInfo: Equatable, Sendable {
     public let agent: String
     /// Seconds from session start to established.
     public let handshakeSeconds: Double
+
+    public init(peerID: PeerID, version: UInt16, capabilities: [String], agent: String, handshakeSeconds: Double) {
+        self.peerID = peerID
+        self.version = version
+        self.capabilities = capabilities
+        self.agent = agent
+        self.handshakeSeconds = handshakeSeconds
+    }
 }
 
 /// Why a session ended.

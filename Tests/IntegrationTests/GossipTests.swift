@@ -87,7 +87,9 @@ final class GossipTests: XCTestCase {
 
     func testSparseNetworkOfTwentyDeliversToAll() throws {
         let topic = "test/sparse"
-        var rng = SystemRandomNumberGenerator()
+        // Seeded so a failing topology can be replayed: set GUTS_TEST_SEED to the printed seed.
+        let seed = ProcessInfo.processInfo.environment["GUTS_TEST_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
+        var rng = TestRandom(seed: seed)
         var linkTable: [[Int]] = [[]]
         for i in 1..<20 {
             // One or two random earlier nodes: connected, sparse.
@@ -100,8 +102,8 @@ final class GossipTests: XCTestCase {
         usleep(700_000)
         for m in 0..<3 { _ = try publish(nodes[(m * 7) % 20].1, topic: topic, data: "sparse \(m)") }
         for (i, s) in subs.enumerated() {
-            XCTAssertEqual(s.wait(timeout: 40), 0, "subscriber on node \(i) (links \(linkTable[i])): \(s.stderr)")
-            XCTAssertEqual(Set(payloads(s)), ["sparse 0", "sparse 1", "sparse 2"], "node \(i)")
+            XCTAssertEqual(s.wait(timeout: 40), 0, "subscriber on node \(i) (links \(linkTable[i]), seed \(seed)): \(s.stderr)")
+            XCTAssertEqual(Set(payloads(s)), ["sparse 0", "sparse 1", "sparse 2"], "node \(i), seed \(seed)")
         }
     }
 
@@ -168,5 +170,18 @@ final class GossipTests: XCTestCase {
         XCTAssertEqual(big.status, 2)
         let none = try h.run(["--home", h.home("s"), "gossip", "subscribe", "--topic", "quiet", "--peer", line, "--timeout", "0.5"])
         XCTAssertEqual(none.status, 1, "nothing received before the timeout")
+    }
+}
+
+/// SplitMix64, so random topologies are reproducible from a printed seed.
+struct TestRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

@@ -648,7 +648,10 @@ extension ServerSyncTests {
         let slow = try StalledReader(peer: server.peer, repository: "alice/big", want: tip, readEvery: 1)
         stalled.append(slow)
         Thread.sleep(forTimeInterval: 7)
-        XCTAssertEqual(server.server.activeTransfers, 1, "\(server.log)")
+        // Still running, or finished in full (a fast machine with large socket buffers):
+        // either way it was never cut off.
+        let finished = server.log.filter { $0.contains("served 'alice/big'") }.count == 2
+        XCTAssertTrue(server.server.activeTransfers == 1 || finished, "\(server.log)")
         XCTAssertEqual(server.log.filter { $0.contains("read nothing") }.count, 1, "\(server.log)")
     }
 }

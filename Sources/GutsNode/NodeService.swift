@@ -1,0 +1,420 @@
+import GutsAddress
+import GutsGit
+import GutsGossip
+import GutsIdentity
+import GutsSupport
+import GutsSync
+import GutsWire
+
+/// A connection's number inside one node (never reused while the node runs).
+public typealias LinkID = UInt64
+
+/// What the node service learns: peer events, requests, results of work it asked for.
+/// The time comes with every event (`NodeService.handle(_:now:)`), never from a clock.
+public enum NodeEvent: Sendable {
+    /// The node started; bootstrap peers are dialled and the first scan is planned.
+    case started
+    /// A session was established on a link; `bootstrap` names the bootstrap peer it was
+    /// dialled for.
+    case established(LinkID, PeerInfo, address: String, inbound: Bool, bootstrap: Int?)
+    /// A link ended (established or not).
+    case closed(LinkID, reason: String)
+    /// Dialling a bootstrap peer failed before a session was established.
+    case dialFailed(bootstrap: Int, reason: String)
+    /// A message from a peer that no protocol engine took and no local request awaits.
+    case message(LinkID, Message)
+    /// The refs of every served repository, read by the announcer's executor.
+    case scanned([RepositoryName: [String: ObjectID]])
+    /// A valid NewCommit announcement arrived by gossip from `origin`.
+    case announced(NewCommit, origin: PeerID)
+    /// A mirror sync finished.
+    case mirrored(RepositoryName, MirrorOutcome)
+    /// A wake-up the service asked for (or any other moment).
+    case tick
+}
+
+/// How a mirror sync ended (for logs and for deciding what comes next).
+public enum MirrorOutcome: Sendable, Equatable {
+    case updated(from: String, refs: Int, objects: Int)
+    case upToDate(from: String)
+    case failed(String)
+}
+
+/// A mirror sync for the mirror executor to run.
+public struct MirrorJob: Sendable, Equatable {
+    public var spec: MirrorSpec
+    /// The node that announced, tried first when connected.
+    public var origin: PeerID?
+    /// Connected links that serve objects, best first.
+    public var links: [LinkID]
+}
+
+public enum LogLevel: Sendable, Equatable { case info, debug }
+
+/// What the service asks its shell to do, in order.
+public enum NodeAction: Sendable, Equatable {
+    case dial(bootstrap: Int, Endpoint)
+    case send(LinkID, Message)
+    case disconnect(LinkID, ReasonCode, String)
+    /// Hand a sync request to the sync server's executors.
+    case serve(LinkID, SyncMessage)
+    /// Read the refs of every served repository (answered with `.scanned`).
+    case scan
+    /// Sign and publish an announcement on `topic`.
+    case publish(topic: String, Announcement)
+    /// Run a mirror sync (answered with `.mirrored`).
+    case mirror(MirrorJob)
+    case log(LogLevel, String)
+}
+
+/// The node as a pure state machine (in the style of heartwood's service and its outbox):
+/// events and the time in, actions out. It owns the peer manager, the announcer and the
+/// mirrorer; the NIO shell (`Node`) executes its actions and feeds back their results.
+/// Deterministic: randomness (reconnect jitter) comes from a seeded generator.
+public struct NodeService: Sendable {
+    public struct Options: Sendable {
+        public var bootstrap: [Endpoint] = []
+        /// Whether repositories are served (sync requests answered, changes announced).
+        public var serving = false
+        public var mirrors: [MirrorSpec] = []
+        public var announceInterval: Double = 2
+        public var minBackoff: Double = 1
+        public var maxBackoff: Double = 60
+        public init() {}
+    }
+
+    public let options: Options
+    public let localPeer: PeerID
+    public private(set) var peers: PeerManager
+    public private(set) var announcer: Announcer
+    public private(set) var mirrorer: Mirrorer
+    private var stopped = false
+
+    public init(options: Options, localPeer: PeerID, seed: UInt64) {
+        self.options = options
+        self.localPeer = localPeer
+        peers = PeerManager(bootstrap: options.bootstrap, minBackoff: options.minBackoff, maxBackoff: options.maxBackoff, seed: seed)
+        announcer = Announcer(interval: options.announceInterval, enabled: options.serving)
+        mirrorer = Mirrorer(specs: options.mirrors)
+    }
+
+    /// When the shell must next call `handle(.tick, now:)`, if ever.
+    public var nextDeadline: Instant? {
+        [peers.nextDeadline, announcer.nextDeadline].compactMap { $0 }.min()
+    }
+
+    /// From now on, start nothing new (no dials, scans or mirrors).
+    public mutating func stop() { stopped = true }
+
+    public mutating func handle(_ event: NodeEvent, now: Instant) -> [NodeAction] {
+        var out: [NodeAction] = []
+        switch event {
+        case .started:
+            announcer.start(now: now)
+        case let .established(link, info, address, inbound, bootstrap):
+            peers.established(link, info: info, address: address, inbound: inbound, bootstrap: bootstrap, now: now)
+            let kind = info.capabilities.contains(GossipClient.capability) ? "gossip client" : (bootstrap != nil ? "bootstrap" : (inbound ? "inbound" : "outbound"))
+            out.append(.log(.info, "peer connected: \(info.peerID) \(address) (\(kind), \(Escape.text(info.agent)), protocol \(info.version), handshake \(Self.ms(info.handshakeSeconds)) ms)"))
+        case let .closed(link, reason):
+            if let gone = peers.closed(link, now: now, reconnect: !stopped) {
+                out.append(.log(.info, "peer disconnected: \(gone.info.peerID) \(gone.address) (\(Escape.text(reason)))"))
+                if let b = gone.bootstrap, let wait = peers.retryDelay(b) {
+                    out.append(.log(.info, "bootstrap peer \(options.bootstrap[b]) disconnected; reconnecting in \(Self.seconds(wait)) s"))
+                }
+            }
+        case let .dialFailed(b, reason):
+            let wait = peers.dialFailed(b, now: now, reconnect: !stopped)
+            out.append(.log(.info, "bootstrap peer \(options.bootstrap[b]) unreachable (\(Escape.text(reason)))" + (wait.map { "; retrying in \(Self.seconds($0)) s" } ?? "")))
+        case let .message(link, message):
+            out += dispatch(message, from: link)
+        case let .scanned(current):
+            out += announcer.scanned(current, now: now)
+        case let .announced(commit, origin):
+            out += announced(commit, origin: origin)
+        case let .mirrored(name, outcome):
+            switch outcome {
+            case let .updated(from, refs, objects):
+                out.append(.log(.info, "mirror: synced \(name) from \(from): \(refs) refs changed, \(objects) objects"))
+            case let .upToDate(from):
+                out.append(.log(.info, "mirror: \(name) is up to date with \(from)"))
+            case let .failed(why):
+                out.append(.log(.info, "mirror: cannot sync \(name): \(Escape.text(why))"))
+            }
+            if let again = mirrorer.finished(name), !stopped {
+                out.append(.mirror(job(for: again.spec, origin: again.origin)))
+            }
+            // Re-announce promptly: the next scan sees the new refs.
+            announcer.scanSoon(now: now)
+        case .tick:
+            break
+        }
+        if !stopped {
+            for (b, endpoint) in peers.dueDials(now: now) {
+                out.append(.log(.debug, "dialling bootstrap peer \(endpoint)"))
+                out.append(.dial(bootstrap: b, endpoint))
+            }
+            if announcer.scanDue(now: now) { out.append(.scan) }
+        }
+        return out
+    }
+
+    /// Requests that no engine took: sync requests go to the sync server when serving;
+    /// answers nobody asked for are dropped.
+    func dispatch(_ message: Message, from link: LinkID) -> [NodeAction] {
+        let who = peers.describe(link)
+        switch (message, message.syncMessage) {
+        case let (_, request?) where request.isRequest:
+            if options.serving { return [.serve(link, request)] }
+            let capability = request.kind == .getRefs ? "refs" : "objects"
+            return [.send(link, .error(ErrorReply(requestID: request.requestID, code: .badRequest,
+                                                  message: "this node does not offer the '\(capability)' capability")))]
+        case (_, _?), (.error, _), (.pong, _):
+            return [.log(.debug, "dropping an unsolicited \(message.typeName) from \(who)")]
+        default:
+            return [.log(.debug, "ignoring \(message.typeName) from \(who)")]
+        }
+    }
+
+    mutating func announced(_ commit: NewCommit, origin: PeerID) -> [NodeAction] {
+        guard origin != localPeer, let name = RepositoryName(commit.repository),
+              let spec = options.mirrors.first(where: { $0.repository == name }) else { return [] }
+        var out: [NodeAction] = [.log(.info, "announcement: \(origin.short) has \(name) \(Escape.text(commit.ref)) at \(commit.new.description.prefix(12))")]
+        if !stopped, mirrorer.request(name, origin: origin) {
+            out.append(.mirror(job(for: spec, origin: origin)))
+        }
+        return out
+    }
+
+    func job(for spec: MirrorSpec, origin: PeerID?) -> MirrorJob {
+        MirrorJob(spec: spec, origin: origin, links: peers.objectServers(preferring: origin))
+    }
+
+    static func ms(_ s: Double) -> String { String((s * 1_000_000).rounded() / 1000) }
+
+    static func seconds(_ v: Double) -> String {
+        let r = (v * 10).rounded() / 10
+        return r == r.rounded() ? String(Int(r)) : String(r)
+    }
+}
+
+/// The node's connected peers and its bootstrap peers' reconnect schedule (pure).
+public struct PeerManager: Sendable {
+    public struct Entry: Sendable, Equatable {
+        public var info: PeerInfo
+        public var address: String
+        public var inbound: Bool
+        public var bootstrap: Int?
+        public var since: Instant
+    }
+
+    struct Bootstrap: Sendable {
+        var endpoint: Endpoint
+        var connected: LinkID?
+        var dialling = false
+        /// Backoff for the next failure.
+        var backoff: Double
+        /// When to dial next (nil: not planned).
+        var nextDial: Instant?
+        var lastDelay: Double?
+    }
+
+    public private(set) var links: [LinkID: Entry] = [:]
+    var bootstrap: [Bootstrap]
+    let minBackoff: Double
+    let maxBackoff: Double
+    var rng: SplitMix
+
+    init(bootstrap: [Endpoint], minBackoff: Double, maxBackoff: Double, seed: UInt64) {
+        self.bootstrap = bootstrap.map { Bootstrap(endpoint: $0, backoff: minBackoff, nextDial: Instant(nanoseconds: 0)) }
+        self.minBackoff = minBackoff
+        self.maxBackoff = maxBackoff
+        rng = SplitMix(seed: seed)
+    }
+
+    var nextDeadline: Instant? {
+        bootstrap.compactMap { $0.dialling ? nil : $0.nextDial }.min()
+    }
+
+    /// Bootstrap peers whose dial time has come (marked as being dialled).
+    mutating func dueDials(now: Instant) -> [(Int, Endpoint)] {
+        var due: [(Int, Endpoint)] = []
+        for i in bootstrap.indices {
+            guard !bootstrap[i].dialling, bootstrap[i].connected == nil, let at = bootstrap[i].nextDial, at <= now else { continue }
+            bootstrap[i].dialling = true
+            bootstrap[i].nextDial = nil
+            due.append((i, bootstrap[i].endpoint))
+        }
+        return due
+    }
+
+    mutating func established(_ link: LinkID, info: PeerInfo, address: String, inbound: Bool, bootstrap b: Int?, now: Instant) {
+        links[link] = Entry(info: info, address: address, inbound: inbound, bootstrap: b, since: now)
+        if let b, bootstrap.indices.contains(b) {
+            bootstrap[b].connected = link
+            bootstrap[b].dialling = false
+            bootstrap[b].backoff = minBackoff
+        }
+    }
+
+    /// Forgets a link; a bootstrap link is redialled after the minimum backoff (jittered).
+    mutating func closed(_ link: LinkID, now: Instant, reconnect: Bool) -> Entry? {
+        guard let entry = links.removeValue(forKey: link) else { return nil }
+        if let b = entry.bootstrap, bootstrap.indices.contains(b), bootstrap[b].connected == link {
+            bootstrap[b].connected = nil
+            bootstrap[b].dialling = false
+            if reconnect { plan(b, after: minBackoff, now: now) }
+        }
+        return entry
+    }
+
+    /// A dial failed: retry after the current backoff (jittered), doubling it up to the cap.
+    mutating func dialFailed(_ b: Int, now: Instant, reconnect: Bool) -> Double? {
+        guard bootstrap.indices.contains(b) else { return nil }
+        bootstrap[b].dialling = false
+        guard reconnect else { return nil }
+        let wait = bootstrap[b].backoff
+        bootstrap[b].backoff = min(maxBackoff, wait * 2)
+        return plan(b, after: wait, now: now)
+    }
+
+    func retryDelay(_ b: Int) -> Double? { bootstrap.indices.contains(b) ? bootstrap[b].lastDelay : nil }
+
+    /// ±20% jitter so many nodes restarting together do not reconnect in lockstep.
+    @discardableResult
+    mutating func plan(_ b: Int, after delay: Double, now: Instant) -> Double {
+        let jitter = Double(rng.next() % 401) / 1000 - 0.2
+        let wait = max(0.05, delay * (1 + jitter))
+        bootstrap[b].nextDial = now.adding(seconds: wait)
+        bootstrap[b].lastDelay = wait
+        return wait
+    }
+
+    /// Connected peers that serve objects (not gossip clients), `preferring` first.
+    func objectServers(preferring origin: PeerID?) -> [LinkID] {
+        let servers = links.filter { _, e in
+            e.info.capabilities.contains("objects") && !e.info.capabilities.contains(GossipClient.capability)
+        }
+        return servers.keys.sorted { a, b in
+            let ea = servers[a]?.info.peerID == origin, eb = servers[b]?.info.peerID == origin
+            return ea != eb ? ea : a < b
+        }
+    }
+
+    func describe(_ link: LinkID) -> String {
+        links[link].map { "\($0.info.peerID.short) \($0.address)" } ?? "link \(link)"
+    }
+}
+
+/// Decides what to announce from scans of the served repositories (pure): a new
+/// repository gets NewRepository, each created or moved ref NewCommit. Repositories found
+/// by the first scan are only announced as repositories; one that appears later (pushed,
+/// or created by a sync) also gets NewCommit for each of its refs, so mirrors downstream
+/// can follow it.
+public struct Announcer: Sendable {
+    let interval: Double
+    let enabled: Bool
+    var announced: [RepositoryName: [String: ObjectID]] = [:]
+    var initial = true
+    var scanning = false
+    var nextScan: Instant?
+
+    init(interval: Double, enabled: Bool) {
+        self.interval = interval
+        self.enabled = enabled
+    }
+
+    var nextDeadline: Instant? { scanning ? nil : nextScan }
+
+    mutating func start(now: Instant) {
+        if enabled { nextScan = now.adding(seconds: min(1, interval)) }
+    }
+
+    mutating func scanSoon(now: Instant) {
+        if enabled { nextScan = now }
+    }
+
+    mutating func scanDue(now: Instant) -> Bool {
+        guard enabled, !scanning, let at = nextScan, at <= now else { return false }
+        scanning = true
+        nextScan = nil
+        return true
+    }
+
+    mutating func scanned(_ current: [RepositoryName: [String: ObjectID]], now: Instant) -> [NodeAction] {
+        scanning = false
+        if nextScan == nil { nextScan = now.adding(seconds: interval) }
+        var out: [NodeAction] = []
+        for name in current.keys.sorted(by: { $0.value < $1.value }) {
+            let refs = current[name] ?? [:]
+            let previous = announced[name]
+            announced[name] = refs
+            if previous == nil {
+                out.append(.log(.info, "announcing repository \(name)"))
+                out.append(.publish(topic: Topic.repositories, .newRepository(NewRepository(repository: name.value))))
+                if initial { continue }
+            }
+            let before = previous ?? [:]
+            for (ref, id) in refs.sorted(by: { $0.key < $1.key }) where before[ref] != id {
+                guard let new = WireOID(id.bytes) else { continue }
+                out.append(.log(.info, "announcing \(name) \(Escape.text(ref)) \(id.hex.prefix(12))"))
+                out.append(.publish(topic: Topic.commits, .newCommit(NewCommit(repository: name.value, ref: ref,
+                                                                                old: before[ref].flatMap { WireOID($0.bytes) }, new: new))))
+            }
+        }
+        // A repository that disappeared is announced again if it comes back.
+        for name in announced.keys where current[name] == nil { announced[name] = nil }
+        initial = false
+        return out
+    }
+}
+
+/// Mirror syncs per repository (pure): at most one runs per repository; announcements that
+/// arrive meanwhile coalesce into one more run after it.
+public struct Mirrorer: Sendable {
+    struct Running: Sendable {
+        var again = false
+        var origin: PeerID?
+    }
+
+    let specs: [MirrorSpec]
+    var running: [RepositoryName: Running] = [:]
+
+    init(specs: [MirrorSpec]) { self.specs = specs }
+
+    /// Whether a sync of `name` should start now (false: one runs; it will run again).
+    mutating func request(_ name: RepositoryName, origin: PeerID?) -> Bool {
+        if running[name] != nil {
+            running[name]?.again = true
+            running[name]?.origin = origin
+            return false
+        }
+        running[name] = Running()
+        return true
+    }
+
+    /// A sync ended: the spec and origin to run again with, if more announcements came.
+    mutating func finished(_ name: RepositoryName) -> (spec: MirrorSpec, origin: PeerID?)? {
+        guard let state = running[name] else { return nil }
+        guard state.again, let spec = specs.first(where: { $0.repository == name }) else {
+            running[name] = nil
+            return nil
+        }
+        running[name] = Running()
+        return (spec, state.origin)
+    }
+
+    public var active: Int { running.count }
+}
+
+/// SplitMix64: a small deterministic generator for jitter.
+struct SplitMix: Sendable {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,43 @@
+import GutsWire
+import NIOCore
+
+/// One authenticated connection to a peer, whatever carries it (TCP today; QUIC later).
+/// The node, the sync client and server and gossip reach connections only through this
+/// interface, so a second transport plugs in without touching them.
+public protocol PeerLink: AnyObject, Sendable {
+    /// The remote `ip:port`, still known after the link closed.
+    var remoteAddress: String { get }
+    /// Whether the remote side dialled this node.
+    var inbound: Bool { get }
+    /// The remote identity and what it announced, once the session is established.
+    var peer: PeerInfo? { get }
+    /// Completes when the session is established; fails with the close reason otherwise.
+    var establishedFuture: EventLoopFuture<PeerInfo> { get }
+    /// Completes with the reason when the link ends.
+    var closeFuture: EventLoopFuture<SessionClose> { get }
+
+    /// Queues one message; the future completes when it was handed to the transport.
+    @discardableResult func send(_ message: Message) -> EventLoopFuture<Void>
+    /// Says Goodbye and closes once what was queued before it is flushed (bounded).
+    func close(_ code: ReasonCode, _ reason: String)
+    /// Closes at once without a Goodbye (for a peer that does not read).
+    func abort()
+    /// Bytes queued for the peer that the transport has not written yet.
+    func pendingOutboundBytes() -> EventLoopFuture<Int>
+
+    /// The next queued message (see `setMessageHandler`), waiting up to `timeout` seconds.
+    func nextMessage(timeout: Double) -> EventLoopFuture<Message>
+    /// Brackets requests whose answers a caller reads with `nextMessage`.
+    func beginRequests()
+    func endRequests()
+    /// Whether a caller waits for answers on this link.
+    var expectsAnswers: Bool { get }
+}
+
+extension PeerConnection: PeerLink {
+    public func abort() { channel.close(promise: nil) }
+
+    public func pendingOutboundBytes() -> EventLoopFuture<Int> {
+        channel.getOption(.bufferedWritableBytes)
+    }
+}

@@ -1,0 +1,211 @@
+import XCTest
+import GutsAddress
+import GutsCrypto
+import GutsGit
+import GutsGossip
+import GutsIdentity
+import GutsSupport
+import GutsSync
+import GutsWire
+@testable import GutsNode
+
+/// The node service driven alone, with a virtual clock: no sockets, no threads.
+final class NodeServiceTests: XCTestCase {
+    let seed: UInt64 = 0x6e6f_6465
+    var now = Instant(nanoseconds: 1_000_000_000)
+
+    func peer() -> PeerID {
+        guard let id = try? PeerID(publicKey: Ed25519KeyPair.generate().publicKey) else { preconditionFailure("key") }
+        return id
+    }
+
+    func info(_ id: PeerID, _ caps: [String] = ["ping", "refs", "objects", "gossip"]) -> PeerInfo {
+        PeerInfo(peerID: id, version: 1, capabilities: caps, agent: "test", handshakeSeconds: 0.001)
+    }
+
+    func advance(_ s: Double) { now = now.adding(seconds: s) }
+
+    func oid(_ fill: UInt8) -> ObjectID {
+        guard let id = ObjectID(bytes: [UInt8](repeating: fill, count: 20)) else { preconditionFailure("oid") }
+        return id
+    }
+
+    func name(_ s: String) -> RepositoryName {
+        guard let n = RepositoryName(s) else { preconditionFailure("name") }
+        return n
+    }
+
+    func dials(_ actions: [NodeAction]) -> [Int] {
+        actions.compactMap { if case let .dial(b, _) = $0 { return b } else { return nil } }
+    }
+
+    func publishes(_ actions: [NodeAction]) -> [Announcement] {
+        actions.compactMap { if case let .publish(_, a) = $0 { return a } else { return nil } }
+    }
+
+    func mirrorJobs(_ actions: [NodeAction]) -> [MirrorJob] {
+        actions.compactMap { if case let .mirror(j) = $0 { return j } else { return nil } }
+    }
+
+    // MARK: Reconnect backoff
+
+    func testBootstrapIsDialledAtStartAndRetriedWithGrowingJitteredBackoff() throws {
+        var options = NodeService.Options()
+        options.bootstrap = [try Endpoint.parse("127.0.0.1:9000")]
+        options.minBackoff = 1
+        options.maxBackoff = 8
+        var s = NodeService(options: options, localPeer: peer(), seed: seed)
+        XCTAssertEqual(dials(s.handle(.started, now: now)), [0], "dialled at once")
+        XCTAssertEqual(dials(s.handle(.tick, now: now)), [], "not again while the dial is under way")
+        var expected = 1.0
+        for attempt in 0..<6 {
+            _ = s.handle(.dialFailed(bootstrap: 0, reason: "refused"), now: now)
+            let deadline = try XCTUnwrap(s.nextDeadline, "seed \(seed)")
+            let wait = deadline.seconds(since: now)
+            XCTAssertGreaterThanOrEqual(wait, expected * 0.8 - 1e-9, "attempt \(attempt), seed \(seed)")
+            XCTAssertLessThanOrEqual(wait, expected * 1.2 + 1e-9, "attempt \(attempt), seed \(seed)")
+            XCTAssertEqual(dials(s.handle(.tick, now: Instant(nanoseconds: deadline.nanoseconds - 10_000_000))), [], "not before its time")
+            now = deadline
+            XCTAssertEqual(dials(s.handle(.tick, now: now)), [0])
+            expected = min(8, expected * 2)
+        }
+        // Success resets the backoff; a later disconnect redials after the minimum.
+        let p = peer()
+        _ = s.handle(.established(7, info(p), address: "127.0.0.1:9000", inbound: false, bootstrap: 0), now: now)
+        XCTAssertNil(s.nextDeadline)
+        let closed = s.handle(.closed(7, reason: "connection lost"), now: now)
+        XCTAssertTrue(closed.contains { if case let .log(_, t) = $0 { return t.contains("reconnecting") } else { return false } })
+        let wait = try XCTUnwrap(s.nextDeadline).seconds(since: now)
+        XCTAssertLessThanOrEqual(wait, 1.2 + 1e-9)
+        now = try XCTUnwrap(s.nextDeadline)
+        XCTAssertEqual(dials(s.handle(.tick, now: now)), [0])
+        // After stop nothing is dialled again.
+        _ = s.handle(.dialFailed(bootstrap: 0, reason: "refused"), now: now)
+        s.stop()
+        advance(100)
+        XCTAssertEqual(dials(s.handle(.tick, now: now)), [])
+    }
+
+    func testJitterIsReproducibleFromTheSeed() throws {
+        func deadlines(_ seed: UInt64) throws -> [UInt64] {
+            var options = NodeService.Options()
+            options.bootstrap = [try Endpoint.parse("127.0.0.1:9000")]
+            var s = NodeService(options: options, localPeer: peer(), seed: seed)
+            let t = Instant(nanoseconds: 5_000_000_000)
+            _ = s.handle(.started, now: t)
+            var out: [UInt64] = []
+            for _ in 0..<4 {
+                _ = s.handle(.dialFailed(bootstrap: 0, reason: "x"), now: t)
+                out.append(try XCTUnwrap(s.nextDeadline).nanoseconds)
+                _ = s.handle(.tick, now: Instant(nanoseconds: out.last ?? 0))
+            }
+            return out
+        }
+        XCTAssertEqual(try deadlines(seed), try deadlines(seed))
+        XCTAssertNotEqual(try deadlines(seed), try deadlines(seed + 1))
+    }
+
+    // MARK: Announcements
+
+    func testAnnouncerScansOnScheduleAndAnnouncesChanges() throws {
+        var options = NodeService.Options()
+        options.serving = true
+        options.announceInterval = 2
+        var s = NodeService(options: options, localPeer: peer(), seed: seed)
+        XCTAssertFalse(s.handle(.started, now: now).contains(.scan), "the first scan waits a moment")
+        advance(1)
+        XCTAssertTrue(s.handle(.tick, now: now).contains(.scan))
+        XCTAssertFalse(s.handle(.tick, now: now).contains(.scan), "never two scans at once")
+        // First scan: repositories only.
+        let first = publishes(s.handle(.scanned([name("a/x"): ["refs/heads/main": oid(1)]]), now: now))
+        XCTAssertEqual(first, [.newRepository(NewRepository(repository: "a/x"))])
+        XCTAssertEqual(try XCTUnwrap(s.nextDeadline).seconds(since: now), 2, accuracy: 1e-9)
+        advance(2)
+        XCTAssertTrue(s.handle(.tick, now: now).contains(.scan))
+        // A moved ref and a new repository with its refs.
+        let second = publishes(s.handle(.scanned([
+            name("a/x"): ["refs/heads/main": oid(2)],
+            name("b/y"): ["refs/heads/dev": oid(3)],
+        ]), now: now))
+        XCTAssertEqual(second, [
+            .newCommit(NewCommit(repository: "a/x", ref: "refs/heads/main", old: WireOID(oid(1).bytes), new: try XCTUnwrap(WireOID(oid(2).bytes)))),
+            .newRepository(NewRepository(repository: "b/y")),
+            .newCommit(NewCommit(repository: "b/y", ref: "refs/heads/dev", old: nil, new: try XCTUnwrap(WireOID(oid(3).bytes)))),
+        ])
+        advance(2)
+        _ = s.handle(.tick, now: now)
+        XCTAssertEqual(publishes(s.handle(.scanned([name("a/x"): ["refs/heads/main": oid(2)], name("b/y"): ["refs/heads/dev": oid(3)]]), now: now)), [],
+                       "nothing changed, nothing announced")
+    }
+
+    func testNodeThatServesNothingNeverScans() {
+        var s = NodeService(options: NodeService.Options(), localPeer: peer(), seed: seed)
+        _ = s.handle(.started, now: now)
+        advance(100)
+        XCTAssertFalse(s.handle(.tick, now: now).contains(.scan))
+        XCTAssertNil(s.nextDeadline)
+    }
+
+    // MARK: Mirroring
+
+    func testMirrorSyncsCoalesce() throws {
+        let origin = peer()
+        var options = NodeService.Options()
+        options.serving = true
+        options.mirrors = [MirrorSpec(repository: name("demo/app"), peer: nil)]
+        let me = peer()
+        var s = NodeService(options: options, localPeer: me, seed: seed)
+        _ = s.handle(.started, now: now)
+        let server = peer()
+        _ = s.handle(.established(3, info(server), address: "127.0.0.1:1", inbound: true, bootstrap: nil), now: now)
+        _ = s.handle(.established(4, info(origin), address: "127.0.0.1:2", inbound: true, bootstrap: nil), now: now)
+        _ = s.handle(.established(5, info(peer(), ["ping", "gossip-client"]), address: "127.0.0.1:3", inbound: true, bootstrap: nil), now: now)
+        let commit = NewCommit(repository: "demo/app", ref: "refs/heads/main", old: nil, new: try XCTUnwrap(WireOID(oid(1).bytes)))
+        let jobs = mirrorJobs(s.handle(.announced(commit, origin: origin), now: now))
+        XCTAssertEqual(jobs.count, 1)
+        XCTAssertEqual(jobs.first?.links, [4, 3], "the announcer first; gossip clients never")
+        // Three more announcements while it runs: no new job now, exactly one afterwards.
+        for _ in 0..<3 { XCTAssertEqual(mirrorJobs(s.handle(.announced(commit, origin: origin), now: now)), []) }
+        XCTAssertEqual(s.mirrorer.active, 1)
+        let after = s.handle(.mirrored(name("demo/app"), .updated(from: "x", refs: 1, objects: 3)), now: now)
+        XCTAssertEqual(mirrorJobs(after).count, 1)
+        XCTAssertTrue(after.contains { if case let .log(_, t) = $0 { return t.contains("mirror: synced demo/app") } else { return false } })
+        XCTAssertTrue(after.contains(.scan), "a finished mirror is announced promptly")
+        XCTAssertEqual(mirrorJobs(s.handle(.mirrored(name("demo/app"), .upToDate(from: "x")), now: now)), [])
+        XCTAssertEqual(s.mirrorer.active, 0)
+        // Unfollowed repositories and this node's own announcements start nothing.
+        let other = NewCommit(repository: "other/repo", ref: "refs/heads/main", old: nil, new: commit.new)
+        XCTAssertEqual(mirrorJobs(s.handle(.announced(other, origin: origin), now: now)), [])
+        XCTAssertEqual(mirrorJobs(s.handle(.announced(commit, origin: me), now: now)), [])
+    }
+
+    // MARK: Requests
+
+    func testRequestsAreDispatchedByCapability() {
+        var serving = NodeService.Options()
+        serving.serving = true
+        var s = NodeService(options: serving, localPeer: peer(), seed: seed)
+        let get = SyncMessage.getRefs(GetRefs(requestID: 9, repository: "a/b"))
+        XCTAssertEqual(s.handle(.message(1, .sync(get)), now: now), [.serve(1, get)])
+
+        var plain = NodeService(options: NodeService.Options(), localPeer: peer(), seed: seed)
+        XCTAssertEqual(plain.handle(.message(1, .sync(get)), now: now),
+                       [.send(1, .error(ErrorReply(requestID: 9, code: .badRequest, message: "this node does not offer the 'refs' capability")))])
+        let objects = SyncMessage.getObjects(GetObjects(requestID: 10, repository: "a/b", wants: [], haves: []))
+        XCTAssertEqual(plain.handle(.message(1, .sync(objects)), now: now),
+                       [.send(1, .error(ErrorReply(requestID: 10, code: .badRequest, message: "this node does not offer the 'objects' capability")))])
+        // Answers nobody asked for are dropped, never queued.
+        let unsolicited = s.handle(.message(1, .sync(.refs(Refs(requestID: 1, head: "", refs: [])))), now: now)
+        XCTAssertEqual(unsolicited.count, 1)
+        if case .log(.debug, _)? = unsolicited.first {} else { XCTFail("expected only a debug log, got \(unsolicited)") }
+    }
+
+    func testPeerStringsAreEscapedInLogs() {
+        var s = NodeService(options: NodeService.Options(), localPeer: peer(), seed: seed)
+        let evil = PeerInfo(peerID: peer(), version: 1, capabilities: [], agent: "x\u{1b}[2Jy", handshakeSeconds: 0)
+        let out = s.handle(.established(1, evil, address: "127.0.0.1:1", inbound: true, bootstrap: nil), now: now)
+        guard case let .log(_, text)? = out.first else { return XCTFail("no log") }
+        XCTAssertFalse(text.contains("\u{1b}"))
+        XCTAssertTrue(text.contains("x\\x1b[2Jy"), text)
+    }
+}
