@@ -8,7 +8,10 @@ public enum Base64 {
         var i = 0
         while i + 3 <= bytes.count {
             let v = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
-            out += [alphabet[Int(v >> 18)], alphabet[Int((v >> 12) & 63)], alphabet[Int((v >> 6) & 63)], alphabet[Int(v & 63)]]
+            out.append(alphabet[Int(v >> 18)])
+            out.append(alphabet[Int((v >> 12) & 63)])
+            out.append(alphabet[Int((v >> 6) & 63)])
+            out.append(alphabet[Int(v & 63)])
             i += 3
         }
         let rest = bytes.count - i
@@ -44,10 +47,12 @@ extension Base64 {
                 guard let d = value(utf8[i + k]) else { return nil }
                 v = v << 6 | UInt32(d)
             }
-            let bytes = [UInt8(v >> 16), UInt8((v >> 8) & 0xff), UInt8(v & 0xff)]
             // Bits beyond the last byte must be zero: one encoding per byte string.
-            guard bytes[(3 - pad)...].allSatisfy({ $0 == 0 }) else { return nil }
-            out.append(contentsOf: bytes[..<(3 - pad)])
+            if pad == 2, v & 0xffff != 0 { return nil }
+            if pad == 1, v & 0xff != 0 { return nil }
+            out.append(UInt8(v >> 16))
+            if pad < 2 { out.append(UInt8((v >> 8) & 0xff)) }
+            if pad < 1 { out.append(UInt8(v & 0xff)) }
             i += 4
         }
         return out

@@ -99,6 +99,8 @@ public enum JSON {
     }
 
     public static func quote(_ s: String) -> String {
+        // Most strings need no escapes: copy them whole.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5c }) { return "\"" + s + "\"" }
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {
@@ -271,12 +273,23 @@ struct JSONParser {
         i += 1  // opening quote
         var out: [UInt8] = []
         while true {
+            // Copy the run of plain bytes up to the next quote, backslash or control byte at once.
+            let from = i
+            let end = bytes.withUnsafeBufferPointer { buf in
+                var k = from
+                while k < buf.count, buf[k] >= 0x20, buf[k] != 0x22, buf[k] != 0x5c { k += 1 }
+                return k
+            }
+            if end > i {
+                out.append(contentsOf: bytes[i..<end])
+                i = end
+            }
             guard i < bytes.count else { throw fail("unterminated string", at: start) }
             let b = bytes[i]
             switch b {
             case UInt8(ascii: "\""):
                 i += 1
-                guard let s = decodeUTF8(out) else { throw fail("string is not valid UTF-8", at: start) }
+                guard let s = String(validating: out, as: UTF8.self) else { throw fail("string is not valid UTF-8", at: start) }
                 return s
             case UInt8(ascii: "\\"):
                 i += 1
