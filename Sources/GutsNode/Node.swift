@@ -359,3 +359,13 @@ public final class Node: @unchecked Sendable {
         return "\(v)"
     }
 }
+
+// MARK: - Accessors for the control socket (NodeControl.swift)
+
+extension Node {
+    /// Sessions established, inbound and outbound (gossip clients included).
+    var establishedConnections: [PeerConnection] { established.withLockedValue { Array($0.values) } }
+
+    /// The gossip service, for publishing and subscribing on behalf of control clients.
+    var gossipService: GossipService { gossip }
+}
