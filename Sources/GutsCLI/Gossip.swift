@@ -32,6 +32,11 @@ enum GossipConnect {
         }
     }
 
+    /// The local node has its own network: --network means nothing without --peer.
+    static func refuseNetworkWithoutPeer(_ args: ParsedArguments) throws {
+        if args.has("network") { throw UsageError("--network applies only with --peer (the local node keeps its own network)") }
+    }
+
     static func topic(_ args: ParsedArguments) throws -> String {
         guard let topic = args.value("topic") else { throw UsageError("needs --topic TOPIC") }
         guard Topic.isValid(topic) else {
@@ -51,7 +56,7 @@ enum GossipPublishCommand: Command {
         OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", help: "node to hand the message to (default: the node running for this home)"),
         OptionSpec("data", short: "d", value: "STRING", help: "payload (default: all of standard input, binary-safe)"),
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "connect, handshake and acknowledgement timeout (default 10)"),
-        OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
+        OptionSpec("network", value: "ID", help: "with --peer: network ID to connect within (default: network from config, empty)"),
     ]
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
@@ -67,7 +72,10 @@ enum GossipPublishCommand: Command {
         guard data.count <= Limits.maxGossipData else {
             throw UsageError("payload is \(data.count) bytes; the limit is \(Limits.maxGossipData)")
         }
-        guard args.has("peer") else { return try publishLocally(topic: topic, data: data, timeout: timeout, context) }
+        guard args.has("peer") else {
+            try GossipConnect.refuseNetworkWithoutPeer(args)
+            return try publishLocally(topic: topic, data: data, timeout: timeout, context)
+        }
         let (connection, identity, group) = try GossipConnect.open(args, context, timeout: timeout, signals: nil)
         defer { try? group.syncShutdownGracefully() }
         let timestamp = UInt64(unixTime() * 1000)
@@ -165,7 +173,7 @@ enum GossipSubscribeCommand: Command {
         OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", help: "node to follow it through (default: the node running for this home)"),
         OptionSpec("count", short: "c", value: "N", help: "exit after N messages"),
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "exit after SECONDS (also the connect and handshake timeout)"),
-        OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
+        OptionSpec("network", value: "ID", help: "with --peer: network ID to connect within (default: network from config, empty)"),
     ]
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
@@ -174,7 +182,10 @@ enum GossipSubscribeCommand: Command {
         let count = try args.int("count", in: 1...Int(Int32.max))
         let limit = try args.seconds("timeout", in: 0.1...31_536_000)
         let signals = SignalWatcher.install()
-        guard args.has("peer") else { return try subscribeLocally(topic: topic, count: count, limit: limit, signals: signals, context) }
+        guard args.has("peer") else {
+            try GossipConnect.refuseNetworkWithoutPeer(args)
+            return try subscribeLocally(topic: topic, count: count, limit: limit, signals: signals, context)
+        }
         let (connection, _, group) = try GossipConnect.open(args, context, timeout: min(limit ?? 10, 10), signals: signals)
         defer { try? group.syncShutdownGracefully() }
         signals.onSignal { _ in connection.close(.shutdown, "subscriber interrupted") }

@@ -215,6 +215,8 @@ final class ControlTests: XCTestCase {
         XCTAssertEqual(remote.status, 0, remote.stderr)
         let bad = try h.run(["--home", h.home("a"), "gossip", "publish", "-t", "Bad Topic", "-d", "x"])
         XCTAssertEqual(bad.status, 2, bad.stderr)
+        let network = try h.run(["--home", h.home("a"), "gossip", "publish", "-t", topic, "-d", "x", "--network", "lab"])
+        XCTAssertEqual(network.status, 2, "the local node keeps its own network: \(network.stderr)")
     }
 
     func testSubscribeEndsAsSoonAsItsReaderGoes() throws {
