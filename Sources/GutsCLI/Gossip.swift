@@ -232,20 +232,25 @@ enum GossipSubscribeCommand: Command {
         let client = try LocalNode.connect(context, timeout: min(limit ?? 10, 10), hint: ", or give --peer")
         defer { client.close() }
         signals.onSignal { _ in client.interrupt() }
+        let setup = min(limit ?? 10, 10)  // for connecting and the acknowledgement
         var received = 0
         var id: Int?
+        var subscribed = false
         while count.map({ received < $0 }) ?? true {
             if signals.received != 0 { break }
-            let wait = limit.map { $0 - Instant.now().seconds(since: started) }
-            if let wait, wait <= 0 { break }
+            let elapsed = Instant.now().seconds(since: started)
+            if let limit, elapsed >= limit { break }
+            let wait = subscribed ? limit.map { $0 - elapsed } : setup - elapsed
             let event: ControlClient.Event
             do {
-                if id == nil { id = try client.send(request, timeout: min(limit ?? 10, 10)) }
+                if id == nil { id = try client.send(request, timeout: setup) }
                 event = try client.next(answering: request, timeout: wait, watch: 1)
             } catch {
                 if signals.received != 0 { break }
                 switch error {
-                case .timeout where limit != nil:
+                case .timeout where !subscribed:
+                    throw CommandError(.timeout, "the node did not acknowledge the subscription within \(formatNumber(setup)) s")
+                case .timeout:
                     return received > 0 ? .ok : .noReply
                 case .closed:
                     throw CommandError(.unreachable, "the node closed the subscription (it stopped, or this reader fell too far behind)")
@@ -257,6 +262,7 @@ enum GossipSubscribeCommand: Command {
             guard lineID == id || lineID == nil else { continue }
             switch response {
             case .subscribed:
+                subscribed = true
                 context.debug("subscribed to \(topic)")
             case let .gossip(d) where d.topic == topic:
                 received += 1

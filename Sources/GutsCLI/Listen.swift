@@ -121,8 +121,8 @@ enum ListenCommand: Command {
             context.out("\(identity.peerID)@\(address)")
         }
         context.log("listening on \(address) as \(identity.peerID)" + (config.network.isEmpty ? "" : " (network \(config.network))"))
-        let served = catalog.all()
         context.debug("control socket: \(controlServer.path)")
+        let served = catalog.all()
         context.log("serving \(served.count) repositor\(served.count == 1 ? "y" : "ies") from \(roots.joined(separator: ", "))")
         let sig = signals.wait()
         context.log("received \(sig == SIGTERM ? "SIGTERM" : "SIGINT"), shutting down")

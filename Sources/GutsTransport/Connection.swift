@@ -29,10 +29,10 @@ public final class PeerConnection: @unchecked Sendable {
     let established: EventLoopPromise<PeerInfo>
     let closedPromise: EventLoopPromise<SessionClose>
     /// Established session details (set on the event loop once known).
-    let state = NIOLockedValueBox(State())
+    private let state = NIOLockedValueBox(State())
     /// Unix time the connection was set up (accepted, or connected when dialled).
     public let openedAt = unixTime()
-    let traffic = TrafficCounters()
+    fileprivate let traffic = TrafficCounters()
     fileprivate weak var handler: SessionHandler?
 
     struct State {
@@ -268,7 +268,7 @@ extension PeerConnection {
 }
 
 /// Byte counters, updated on the event loop and read from anywhere.
-final class TrafficCounters: Sendable {
+fileprivate final class TrafficCounters: Sendable {
     let received = Atomic<UInt64>(0)
     let sent = Atomic<UInt64>(0)
 }
