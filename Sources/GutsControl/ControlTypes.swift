@@ -59,8 +59,6 @@ public struct ControlError: Error, Equatable, Sendable, CustomStringConvertible 
         public static let evicted = Code(rawValue: "evicted")
         /// The node refused the publication or subscription (e.g. invalid topic).
         public static let rejected = Code(rawValue: "rejected")
-        /// The subscriber did not read its events fast enough.
-        public static let tooSlow = Code(rawValue: "too-slow")
         /// The node is shutting down or cannot do it now.
         public static let unavailable = Code(rawValue: "unavailable")
     }
