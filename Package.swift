@@ -4,6 +4,7 @@
 // Module arrows point down only:
 //   GutsCrypto -> GutsNoise -> GutsWire -> GutsTransport -> GutsSync -> GutsNode -> GutsCLI
 //   (GutsSync also uses GutsGit)
+//   GutsControl (the control socket) needs only GutsSupport; GutsNode implements it, GutsCLI calls it.
 //   GutsGit (git objects and storage) stands apart from networking.
 import PackageDescription
 
@@ -43,15 +44,20 @@ let package = Package(
         .target(name: "GutsGossip", dependencies: ["GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         // Repository sync: names and access, negotiation plan, serving, fetching into quarantine.
         .target(name: "GutsSync", dependencies: ["GutsGit", "GutsWire", "GutsTransport", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
+        // The control socket: newline-delimited JSON over a Unix socket in the state directory;
+        // server (NIO), blocking client, and the protocol a node implements to be controlled.
+        .target(name: "GutsControl", dependencies: ["GutsSupport", nioCore, nioPosix, nioLocks]),
         // The long-running node: listener, bootstrap peers, request dispatch.
         .target(name: "GutsNode", dependencies: [
-            "GutsAddress", "GutsTransport", "GutsSync", "GutsGossip", "GutsGit", "GutsWire", "GutsIdentity", "GutsCrypto", "GutsSupport", nioCore, nioPosix, nioLocks,
+            "GutsAddress", "GutsControl", "GutsTransport", "GutsSync", "GutsGossip", "GutsGit", "GutsWire", "GutsIdentity", "GutsCrypto", "GutsSupport",
+            nioCore, nioPosix, nioLocks,
         ]),
         // Git objects, packs, refs and reachability. No networking.
         .target(name: "GutsGit", dependencies: ["CZlib", "GutsSupport"]),
         // Argument parsing and the subcommands.
         .target(name: "GutsCLI", dependencies: [
-            "GutsAddress", "GutsSupport", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsNode", "GutsSync", "GutsGossip", "GutsGit", nioCore, nioPosix,
+            "GutsAddress", "GutsSupport", "GutsControl", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsNode", "GutsSync",
+            "GutsGossip", "GutsGit", nioCore, nioPosix,
         ]),
         .executableTarget(name: "guts", dependencies: ["GutsCLI"]),
         .executableTarget(name: "guts-bench", dependencies: [
@@ -66,6 +72,7 @@ let package = Package(
         ]),
         .testTarget(name: "GutsSyncTests", dependencies: ["GutsSync", "GutsGit", "GutsWire", "GutsSupport"]),
         .testTarget(name: "GutsGitTests", dependencies: ["GutsGit", "GutsSupport"]),
+        .testTarget(name: "GutsControlTests", dependencies: ["GutsControl", "GutsSupport"]),
         .testTarget(name: "GutsCLITests", dependencies: ["GutsCLI", "GutsSupport", "GutsIdentity"]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "GutsAddress", "GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsNode",

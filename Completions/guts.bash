@@ -81,7 +81,7 @@ _guts() {
 
     local opts words=
     case $cmd in
-        "") words="keygen listen sync gossip dial ping objects help version"; opts=$global_opts ;;
+        "") words="keygen listen status peers sync gossip dial ping objects help version"; opts=$global_opts ;;
         keygen) opts="-f --force --show" ;;
         listen)
             opts="-l --listen -b --bootstrap --repos --max-connections --handshake-timeout
@@ -110,6 +110,7 @@ _guts() {
                 *) return ;;
             esac
             ;;
+        status | peers) opts="" ;;
         dial) opts="-W --timeout --network" ;;
         ping) opts="-c --count -i --interval -W --timeout --network" ;;
         objects)
@@ -134,7 +135,7 @@ _guts() {
             ;;
         help)
             case ${#args[@]}:${args[0]-} in
-                0:) words="keygen listen sync gossip dial ping objects" ;;
+                0:) words="keygen listen status peers sync gossip dial ping objects" ;;
                 1:objects) words="verify" ;;
                 1:gossip) words="publish subscribe" ;;
             esac

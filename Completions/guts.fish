@@ -77,6 +77,8 @@ complete -c guts -l version -d 'print the version and exit'
 # Commands
 complete -c guts -n __guts_needs_command -a keygen -d 'create the node identity (Ed25519) and print its peer ID'
 complete -c guts -n __guts_needs_command -a listen -d 'run a node: accept peers, keep bootstrap peers connected'
+complete -c guts -n __guts_needs_command -a status -d 'show the running node: addresses, repositories, uptime'
+complete -c guts -n __guts_needs_command -a peers -d 'list the peers the running node is connected to'
 complete -c guts -n __guts_needs_command -a sync -d 'mirror a repository from a peer, verifying every object'
 complete -c guts -n __guts_needs_command -a dial -d 'connect to a node, authenticate it and show its identity'
 complete -c guts -n __guts_needs_command -a ping -d 'measure round-trip time to a node'
@@ -85,7 +87,7 @@ complete -c guts -n __guts_needs_command -a help -d 'show help for a command'
 complete -c guts -n __guts_needs_command -a version -d 'print the version and exit'
 
 # guts help COMMAND
-complete -c guts -n '__guts_words_are help' -a 'keygen listen sync gossip dial ping objects' -d 'command'
+complete -c guts -n '__guts_words_are help' -a 'keygen listen status peers sync gossip dial ping objects' -d 'command'
 complete -c guts -n '__guts_words_are help objects' -a verify -d 'verify the objects of a repository'
 
 # guts keygen
@@ -113,7 +115,7 @@ complete -c guts -n '__guts_words_are gossip' -a publish -d 'sign a message and 
 complete -c guts -n '__guts_words_are gossip' -a subscribe -d 'print every message on a topic'
 complete -c guts -n '__guts_words_are help gossip' -a 'publish subscribe' -d 'gossip command'
 complete -c guts -n '__guts_using gossip publish; or __guts_using gossip subscribe' -s t -l topic -x -d 'topic'
-complete -c guts -n '__guts_using gossip publish; or __guts_using gossip subscribe' -s p -l peer -x -d 'node, [PEERID@]ADDR'
+complete -c guts -n '__guts_using gossip publish; or __guts_using gossip subscribe' -s p -l peer -x -d 'node, [PEERID@]ADDR (default: the local node)'
 complete -c guts -n '__guts_using gossip publish; or __guts_using gossip subscribe' -s W -l timeout -x -d 'timeout in seconds'
 complete -c guts -n '__guts_using gossip publish; or __guts_using gossip subscribe' -l network -x -d 'network ID to connect within'
 complete -c guts -n '__guts_using gossip publish' -s d -l data -x -d 'payload (default: standard input)'

@@ -2,6 +2,7 @@
 import Glibc
 import GutsAddress
 #endif
+import GutsControl
 import GutsCrypto
 import GutsGossip
 import GutsIdentity
@@ -33,6 +34,11 @@ enum GossipConnect {
         }
     }
 
+    /// The local node has its own network: --network means nothing without --peer.
+    static func refuseNetworkWithoutPeer(_ args: ParsedArguments) throws {
+        if args.has("network") { throw UsageError("--network applies only with --peer (the local node keeps its own network)") }
+    }
+
     static func topic(_ args: ParsedArguments) throws -> String {
         guard let topic = args.value("topic") else { throw UsageError("needs --topic TOPIC") }
         guard Topic.isValid(topic) else {
@@ -46,13 +52,13 @@ enum GossipConnect {
 enum GossipPublishCommand: Command {
     static let name = "gossip publish"
     static let summary = "sign a message and hand it to a node, which floods it on its topic"
-    static let synopsis = "gossip publish --topic TOPIC --peer [PEERID@]ADDR [--data STRING]"
+    static let synopsis = "gossip publish --topic TOPIC [--peer [PEERID@]ADDR] [--data STRING]"
     static let options = [
         OptionSpec("topic", short: "t", value: "TOPIC", help: "topic to publish on"),
-        OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", help: "node to hand the message to"),
+        OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", help: "node to hand the message to (default: the node running for this home)"),
         OptionSpec("data", short: "d", value: "STRING", help: "payload (default: all of standard input, binary-safe)"),
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "connect, handshake and acknowledgement timeout (default 10)"),
-        OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
+        OptionSpec("network", value: "ID", help: "with --peer: network ID to connect within (default: network from config, empty)"),
     ]
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
@@ -67,6 +73,10 @@ enum GossipPublishCommand: Command {
         }
         guard data.count <= GossipLimits.maxData else {
             throw UsageError("payload is \(data.count) bytes; the limit is \(GossipLimits.maxData)")
+        }
+        guard args.has("peer") else {
+            try GossipConnect.refuseNetworkWithoutPeer(args)
+            return try publishLocally(topic: topic, data: data, timeout: timeout, context)
         }
         let (connection, identity, group) = try GossipConnect.open(args, context, timeout: timeout, signals: nil)
         defer { try? group.syncShutdownGracefully() }
@@ -110,6 +120,34 @@ enum GossipPublishCommand: Command {
         }
     }
 
+    /// Through the control socket of the node running for this home; the node signs.
+    static func publishLocally(topic: String, data: [UInt8], timeout: Double, _ context: Context) throws -> ExitCode {
+        let client = try LocalNode.connect(context, timeout: timeout, hint: ", or give --peer")
+        defer { client.close() }
+        let response: ControlResponse
+        do {
+            response = try client.call(.publish(topic: topic, data: data), timeout: timeout)
+        } catch .timeout {
+            throw CommandError(.timeout, "the node did not acknowledge the message within \(formatNumber(timeout)) s")
+        } catch {
+            throw LocalNode.describe(error, context)
+        }
+        switch response {
+        case let .published(r):
+            if context.json {
+                context.out(JSON.object(["id": .string(Hex.encode(r.id)), "topic": .string(r.topic),
+                                         "origin": .string(r.origin), "bytes": .int(r.bytes)]))
+            } else {
+                context.out(Hex.encode(r.id))
+            }
+            return .ok
+        case let .failure(e):
+            throw LocalNode.describe(e)
+        default:
+            throw CommandError(.protocolError, "the node answered publish with something else")
+        }
+    }
+
     static func readStandardInput(limit: Int) throws -> [UInt8] {
         var out: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -131,13 +169,13 @@ enum GossipPublishCommand: Command {
 enum GossipSubscribeCommand: Command {
     static let name = "gossip subscribe"
     static let summary = "print every message on a topic as a node receives it, one line each"
-    static let synopsis = "gossip subscribe --topic TOPIC --peer [PEERID@]ADDR [--count N] [--timeout SECONDS]"
+    static let synopsis = "gossip subscribe --topic TOPIC [--peer [PEERID@]ADDR] [--count N] [--timeout SECONDS]"
     static let options = [
         OptionSpec("topic", short: "t", value: "TOPIC", help: "topic to follow"),
-        OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", help: "node to follow it through"),
+        OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", help: "node to follow it through (default: the node running for this home)"),
         OptionSpec("count", short: "c", value: "N", help: "exit after N messages"),
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "exit after SECONDS (also the connect and handshake timeout)"),
-        OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
+        OptionSpec("network", value: "ID", help: "with --peer: network ID to connect within (default: network from config, empty)"),
     ]
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
@@ -146,6 +184,10 @@ enum GossipSubscribeCommand: Command {
         let count = try args.int("count", in: 1...Int(Int32.max))
         let limit = try args.seconds("timeout", in: 0.1...31_536_000)
         let signals = SignalWatcher.install()
+        guard args.has("peer") else {
+            try GossipConnect.refuseNetworkWithoutPeer(args)
+            return try subscribeLocally(topic: topic, count: count, limit: limit, signals: signals, context)
+        }
         let (connection, _, group) = try GossipConnect.open(args, context, timeout: min(limit ?? 10, 10), signals: signals)
         defer { try? group.syncShutdownGracefully() }
         signals.onSignal { _ in connection.close(.shutdown, "subscriber interrupted") }
@@ -176,25 +218,79 @@ enum GossipSubscribeCommand: Command {
             }
             guard case let .gossip(g)? = message.gossipMessage, g.topic == topic else { continue }
             received += 1
-            if !context.outChecked(render(g, json: context.json)) { break }  // reader went away (| head)
+            let origin = (try? PeerID(publicKey: g.origin))?.description ?? Hex.encode(g.origin)
+            let line = render(GossipDelivery(topic: g.topic, origin: origin, id: g.id, timestampMillis: g.timestamp, data: g.data),
+                              json: context.json)
+            if !context.outChecked(line) { break }  // reader went away (| head)
         }
         return received > 0 ? .ok : .noReply
     }
 
-    static func render(_ g: Gossip, json: Bool) -> String {
-        let origin = (try? PeerID(publicKey: g.origin))?.description ?? Hex.encode(g.origin)
+    /// Through the control socket of the node running for this home. Ends as soon as
+    /// standard output's reader goes away (`| head -1`), not only at the next message.
+    static func subscribeLocally(topic: String, count: Int?, limit: Double?, signals: SignalWatcher, _ context: Context) throws -> ExitCode {
+        let started = Instant.now()
+        let request = ControlRequest.subscribe(topics: [topic])
+        let client = try LocalNode.connect(context, timeout: min(limit ?? 10, 10), hint: ", or give --peer")
+        defer { client.close() }
+        signals.onSignal { _ in client.interrupt() }
+        let setup = min(limit ?? 10, 10)  // for connecting and the acknowledgement
+        var received = 0
+        var id: Int?
+        var subscribed = false
+        while count.map({ received < $0 }) ?? true {
+            if signals.received != 0 { break }
+            let elapsed = Instant.now().seconds(since: started)
+            if let limit, elapsed >= limit { break }
+            let wait = subscribed ? limit.map { $0 - elapsed } : setup - elapsed
+            let event: ControlClient.Event
+            do {
+                if id == nil { id = try client.send(request, timeout: setup) }
+                event = try client.next(answering: request, timeout: wait, watch: 1)
+            } catch {
+                if signals.received != 0 { break }
+                switch error {
+                case .timeout where !subscribed:
+                    throw CommandError(.timeout, "the node did not acknowledge the subscription within \(formatNumber(setup)) s")
+                case .timeout:
+                    return received > 0 ? .ok : .noReply
+                case .closed:
+                    throw CommandError(.unreachable, "the node closed the subscription (it stopped, or this reader fell too far behind)")
+                default:
+                    throw LocalNode.describe(error, context)
+                }
+            }
+            guard case let .line(lineID, response) = event else { break }  // stdout's reader went away
+            guard lineID == id || lineID == nil else { continue }
+            switch response {
+            case .subscribed:
+                subscribed = true
+                context.debug("subscribed to \(topic)")
+            case let .gossip(d) where d.topic == topic:
+                received += 1
+                if !context.outChecked(render(d, json: context.json)) { return .ok }
+            case let .failure(e):
+                throw LocalNode.describe(e)
+            default:
+                continue
+            }
+        }
+        return received > 0 ? .ok : .noReply
+    }
+
+    static func render(_ g: GossipDelivery, json: Bool) -> String {
         let id = Hex.encode(g.id)
-        let time = rfc3339(milliseconds: g.timestamp)
+        let time = rfc3339(milliseconds: g.timestampMillis)
         let text = decodeUTF8(g.data)
         if json {
             return JSON.object([
-                "topic": .string(g.topic), "origin": .string(origin), "id": .string(id),
-                "time": .string(time), "timestamp_ms": .int(Int(clamping: g.timestamp)),
+                "topic": .string(g.topic), "origin": .string(g.origin), "id": .string(id),
+                "time": .string(time), "timestamp_ms": .int(Int(clamping: g.timestampMillis)),
                 "encoding": .string(text == nil ? "base64" : "utf8"),
                 "payload": .string(text ?? Base64.encode(g.data)),
             ])
         }
-        return "\(origin) \(id) \(time) \(escape(g.data))"
+        return "\(g.origin) \(id) \(time) \(escape(g.data))"
     }
 
     /// One line whatever the payload: printable UTF-8 as is, the rest as escapes.

@@ -13,6 +13,8 @@ public enum GutsMain {
         DialCommand.self,
         PingCommand.self,
         SyncCommand.self,
+        StatusCommand.self,
+        PeersCommand.self,
         GossipPublishCommand.self,
         GossipSubscribeCommand.self,
         ObjectsVerifyCommand.self,

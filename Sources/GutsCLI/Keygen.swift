@@ -1,4 +1,5 @@
 import GutsIdentity
+import GutsSupport
 
 /// `guts keygen`: create (or show) the node identity.
 enum KeygenCommand: Command {

@@ -1,3 +1,4 @@
+import GutsControl
 import GutsIdentity
 import GutsNode
 import GutsGossip
@@ -86,26 +87,47 @@ enum ListenCommand: Command {
         if let v = try args.seconds("announce-interval", in: 0.1...86400) { nodeOptions.announceInterval = v }
         if let v = try args.int("max-transfers", in: 1...1024) { nodeOptions.maxTransfers = v }
         if let v = try args.seconds("stall-timeout", in: 1...86400) { nodeOptions.stallTimeout = v }
+        // The control socket first: a node already running for this home keeps it.
+        let controlServer = ControlServer(directory: home, log: { context.log($0) })
+        do {
+            try controlServer.bind()
+        } catch .nodeRunning {
+            throw CommandError(.io, "another node is already running for \(home) (it answers on \(controlServer.path)); stop it first, or use another --home")
+        } catch {
+            throw CommandError(.io, "cannot open the control socket: \(error)")
+        }
         let node = Node(options: nodeOptions, log: log)
+        let control = NodeControl(node: node)
+        do {
+            try controlServer.start(handler: control)
+        } catch {
+            node.stop()
+            controlServer.stop()
+            throw CommandError(.io, "cannot open the control socket: \(error)")
+        }
         let address: String
         do {
             let bound = try node.start()
             address = PeerConnectionAddress.render(bound)
         } catch {
+            controlServer.stop()
             node.stop()
             throw CommandError(.io, "cannot listen on \(bind.address): \(error)")
         }
+        control.setListening([address])
         if context.json {
             context.out(JSON.object(["peer_id": .string(identity.peerID.description), "address": .string(address),
-                                     "dial": .string("\(identity.peerID)@\(address)")]))
+                                     "dial": .string("\(identity.peerID)@\(address)"), "control": .string(controlServer.path)]))
         } else {
             context.out("\(identity.peerID)@\(address)")
         }
         context.log("listening on \(address) as \(identity.peerID)" + (config.network.isEmpty ? "" : " (network \(config.network))"))
+        context.debug("control socket: \(controlServer.path)")
         let served = catalog.all()
         context.log("serving \(served.count) repositor\(served.count == 1 ? "y" : "ies") from \(roots.joined(separator: ", "))")
         let sig = signals.wait()
         context.log("received \(sig == SIGTERM ? "SIGTERM" : "SIGINT"), shutting down")
+        controlServer.stop()  // before the node: no request may reach a stopping node
         node.stop()
         context.log("stopped")
         return .ok

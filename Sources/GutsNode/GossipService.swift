@@ -32,6 +32,9 @@ final class GossipService: @unchecked Sendable {
     private var nextKey: PeerKey = 1
     private var timer: Scheduled<Void>?
     private var timerDeadline: Instant?
+    /// Subscribers inside this process (control-socket clients), by token.
+    private var locals: [Int: LocalSubscriber] = [:]
+    private var nextLocal = 1
     /// Called on `loop` for every delivery (announcement handling, mirroring).
     var onDeliver: (@Sendable (Gossip, [UInt8], PeerConnection?) -> Void)?
 
@@ -146,6 +149,7 @@ final class GossipService: @unchecked Sendable {
     /// Whether anything other than client `except` wants `topic`.
     private func isWanted(_ topic: String, except: ObjectIdentifier?) -> Bool {
         pinned.contains(topic) || clients.contains { $0.key != except && $0.value.topics.contains(topic) }
+            || locals.values.contains { $0.topics.contains(topic) }
     }
 
     private func release(_ topics: Set<String>) {
@@ -181,6 +185,7 @@ final class GossipService: @unchecked Sendable {
                 for (_, client) in clients where client.topics.contains(gossip.topic) {
                     client.connection.send(.gossip(.gossip(gossip)))
                 }
+                deliverLocally(gossip, id: id)
                 onDeliver?(gossip, id, from.flatMap { peers[$0] })
             case let .penalize(key, reason):
                 log.info("gossip: penalised \(peers[key].map(Self.describe) ?? "peer"): \(reason)")
@@ -210,6 +215,58 @@ final class GossipService: @unchecked Sendable {
             timer = nil
             timerDeadline = nil
             perform(engine.tick(now: .now()))
+        }
+    }
+}
+
+// MARK: - Local publishers and subscribers (the control socket)
+
+extension GossipService {
+    /// A subscriber in this process: `deliver` returns false to end the subscription.
+    struct LocalSubscriber {
+        let topics: Set<String>
+        let deliver: @Sendable (Gossip, [UInt8]) -> Bool
+    }
+
+    /// Publishes like `publish`, but reports the message ID or why it was refused.
+    func publishReporting(topic: String, data: [UInt8]) -> EventLoopFuture<[UInt8]> {
+        loop.submit { [self] in
+            let (id, actions) = try engine.publish(topic: topic, data: data, now: .now(), wallClockMillis: Self.wallClock())
+            log.debug("gossip: published \(Hex.encode(id.prefix(8))) on \(topic) for a control client")
+            perform(actions)
+            return id
+        }
+    }
+
+    /// Subscribes the node to `topics` (valid ones; check first) for an in-process
+    /// subscriber; completes with a token for `removeLocalSubscriber` once deliveries flow.
+    func addLocalSubscriber(topics: Set<String>, deliver: @escaping @Sendable (Gossip, [UInt8]) -> Bool) -> EventLoopFuture<Int> {
+        loop.submit { [self] in
+            let token = nextLocal
+            nextLocal += 1
+            for t in topics where !isWanted(t, except: nil) {
+                perform((try? engine.subscribe(t, now: .now())) ?? [])
+            }
+            locals[token] = LocalSubscriber(topics: topics, deliver: deliver)
+            return token
+        }
+    }
+
+    func removeLocalSubscriber(_ token: Int) {
+        loop.execute { [self] in
+            guard let gone = locals.removeValue(forKey: token) else { return }
+            release(gone.topics)
+        }
+    }
+
+    /// Hands a delivery to the local subscribers of its topic; drops those that are done.
+    fileprivate func deliverLocally(_ gossip: Gossip, id: [UInt8]) {
+        var done: [Int] = []
+        for (token, sub) in locals where sub.topics.contains(gossip.topic) {
+            if !sub.deliver(gossip, id) { done.append(token) }
+        }
+        for token in done {
+            if let gone = locals.removeValue(forKey: token) { release(gone.topics) }
         }
     }
 }

@@ -14,7 +14,7 @@ import NIOPosix
 /// a pack in chunks with at most `window` chunks queued per connection, so a large
 /// transfer neither grows memory nor starves pings on the same connection; a peer that
 /// reads nothing for `stallTimeout` seconds is disconnected, freeing its slot.
-public final class SyncServer: @unchecked Sendable {
+public final class SyncServer: Sendable {
     public let catalog: RepositoryCatalog
     let pool: NIOThreadPool
     let transferPool: NIOThreadPool

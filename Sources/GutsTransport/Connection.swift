@@ -3,6 +3,7 @@ import GutsSupport
 import GutsWire
 import NIOConcurrencyHelpers
 import NIOCore
+import Synchronization
 
 /// Errors of the transport shell (the session's own reasons are `SessionClose`).
 public enum TransportError: Error, CustomStringConvertible, Sendable {
@@ -29,6 +30,9 @@ public final class PeerConnection: @unchecked Sendable {
     let closedPromise: EventLoopPromise<SessionClose>
     /// Established session details (set on the event loop once known).
     private let state = NIOLockedValueBox(State())
+    /// Unix time the connection was set up (accepted, or connected when dialled).
+    public let openedAt = unixTime()
+    fileprivate let traffic = TrafficCounters()
     fileprivate weak var handler: SessionHandler?
 
     struct State {
@@ -39,6 +43,8 @@ public final class PeerConnection: @unchecked Sendable {
         var closeReason: SessionClose?
         var address: String?
         var outstanding = 0
+        var probe: Probe?
+        var roundTrip: Double?
     }
 
     init(channel: Channel, inbound: Bool) {
@@ -155,6 +161,7 @@ public final class PeerConnection: @unchecked Sendable {
     }
 
     func didReceive(_ message: Message) {
+        if case let .pong(nonce) = message, answersProbe(nonce) { return }
         let handler = state.withLockedValue { $0.onMessage }
         if let handler, handler(self, message) { return }
         enqueue(message)
@@ -171,15 +178,99 @@ public final class PeerConnection: @unchecked Sendable {
     }
 
     func didClose(_ reason: SessionClose) {
-        let waiters: [EventLoopPromise<Message>] = state.withLockedValue { s in
+        let (waiters, probe): ([EventLoopPromise<Message>], Probe?) = state.withLockedValue { s in
             if s.closeReason == nil { s.closeReason = reason }
-            defer { s.waiters = [] }
-            return s.waiters
+            defer {
+                s.waiters = []
+                s.probe = nil
+            }
+            return (s.waiters, s.probe)
         }
         for w in waiters { w.fail(TransportError.closed(reason)) }
+        for w in probe?.waiters ?? [] { w.succeed(nil) }
         established.fail(TransportError.closed(reason))
         closedPromise.succeed(reason)
     }
+}
+
+// MARK: - Traffic and round trips (reported by `guts peers`)
+
+extension PeerConnection {
+    /// A Ping sent by `measureRoundTrip`, waiting for its Pong.
+    struct Probe {
+        let nonce: UInt64
+        let sentAt: Instant
+        var waiters: [EventLoopPromise<Double?>]
+    }
+
+    /// Bytes received from the peer on this connection (handshake and framing included).
+    public var bytesReceived: UInt64 { traffic.received.load(ordering: .relaxed) }
+    /// Bytes written to the peer on this connection (handshake and framing included).
+    public var bytesSent: UInt64 { traffic.sent.load(ordering: .relaxed) }
+
+    /// Round-trip time in seconds of the latest Ping sent by `measureRoundTrip` that was
+    /// answered; nil when none was.
+    public var lastRoundTrip: Double? { state.withLockedValue { $0.roundTrip } }
+
+    /// Sends a Ping and completes with the round-trip time when its Pong arrives, or nil
+    /// after `timeout` seconds or when the connection ends. Joins a probe already waiting
+    /// (sent less than `timeout` ago) instead of sending another. A late Pong still
+    /// updates `lastRoundTrip`.
+    public func measureRoundTrip(timeout: Double) -> EventLoopFuture<Double?> {
+        let loop = channel.eventLoop
+        let promise = loop.makePromise(of: Double?.self)
+        loop.execute {
+            let now = Instant.now()
+            // nil: closed; 0: joined the probe in flight; else the nonce of a new one.
+            let nonce: UInt64? = self.state.withLockedValue { s in
+                if s.closeReason != nil { return nil }
+                if var p = s.probe, now.seconds(since: p.sentAt) < timeout {
+                    p.waiters.append(promise)
+                    s.probe = p
+                    return 0
+                }
+                let nonce = UInt64.random(in: 1...UInt64.max)
+                s.probe = Probe(nonce: nonce, sentAt: now, waiters: (s.probe?.waiters ?? []) + [promise])
+                return nonce
+            }
+            guard let nonce else {
+                promise.succeed(nil)
+                return
+            }
+            if nonce != 0 { self.send(.ping(nonce: nonce)) }
+            let timer = loop.scheduleTask(in: .nanoseconds(Int64(timeout * 1e9))) {
+                let removed = self.state.withLockedValue { s -> Bool in
+                    guard let i = s.probe?.waiters.firstIndex(where: { $0.futureResult === promise.futureResult }) else { return false }
+                    s.probe?.waiters.remove(at: i)
+                    return true
+                }
+                if removed { promise.succeed(nil) }
+            }
+            promise.futureResult.whenComplete { _ in timer.cancel() }
+        }
+        return promise.futureResult
+    }
+
+    /// A Pong: when it answers the probe, records the round trip and consumes it.
+    fileprivate func answersProbe(_ nonce: UInt64) -> Bool {
+        let now = Instant.now()
+        let answered: (Double, [EventLoopPromise<Double?>])? = state.withLockedValue { s in
+            guard let p = s.probe, p.nonce == nonce else { return nil }
+            let rtt = now.seconds(since: p.sentAt)
+            s.roundTrip = rtt
+            s.probe = nil
+            return (rtt, p.waiters)
+        }
+        guard let (rtt, waiters) = answered else { return false }
+        for w in waiters { w.succeed(rtt) }
+        return true
+    }
+}
+
+/// Byte counters, updated on the event loop and read from anywhere.
+fileprivate final class TrafficCounters: Sendable {
+    let received = Atomic<UInt64>(0)
+    let sent = Atomic<UInt64>(0)
 }
 
 /// Drives one `Session` from a NIO channel: bytes in, events out, timers at the
@@ -224,6 +315,7 @@ final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
+        connection.traffic.received.add(UInt64(buffer.readableBytes), ordering: .relaxed)
         let events = buffer.withUnsafeReadableBytes { session.receive($0, now: .now()) }
         perform(events)
         scheduleTick()
@@ -252,6 +344,7 @@ final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
             _ = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: prepared.sealedLength) { raw in
                 try session.seal(prepared, into: raw)
             }
+            connection.traffic.sent.add(UInt64(buffer.readableBytes), ordering: .relaxed)
             let promise = context.eventLoop.makePromise(of: Void.self)
             context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
             return promise.futureResult
@@ -264,6 +357,7 @@ final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
         guard let context, !finished else { return }
         let bytes = session.goodbye(code, reason)
         if !bytes.isEmpty {
+            connection.traffic.sent.add(UInt64(bytes.count), ordering: .relaxed)
             context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
         }
         finish(.localGoodbye(Goodbye(code: code, reason: reason)))
@@ -301,6 +395,7 @@ final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
         for event in events {
             switch event {
             case let .send(bytes):
+                connection.traffic.sent.add(UInt64(bytes.count), ordering: .relaxed)
                 context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
                 wrote = true
             case let .established(info):

@@ -7,7 +7,7 @@ import NIOPosix
 
 /// Accepts inbound connections and runs a session on each, enforcing the connection
 /// limit with an explained refusal (Goodbye too-many-connections after the handshake).
-public final class Listener: @unchecked Sendable {
+public final class Listener: Sendable {
     public struct Options: Sendable {
         public var maxConnections: Int
         public init(maxConnections: Int) { self.maxConnections = maxConnections }
@@ -17,7 +17,7 @@ public final class Listener: @unchecked Sendable {
     let config: SessionConfig
     let options: Options
     let onConnection: @Sendable (PeerConnection) -> Void
-    private var channel: Channel?
+    private let channel = NIOLockedValueBox<Channel?>(nil)
     private let connections = NIOLockedValueBox([ObjectIdentifier: PeerConnection]())
 
     /// `onConnection` runs on the connection's event loop as soon as it is accepted
@@ -65,14 +65,14 @@ public final class Listener: @unchecked Sendable {
                 }
             }
         let ch = try bootstrap.bind(host: host, port: port).wait()
-        channel = ch
+        channel.withLockedValue { $0 = ch }
         guard let address = ch.localAddress else { throw TransportError.notEstablished }
         return address
     }
 
     /// Stops accepting, says Goodbye(shutdown) to every peer, and waits (bounded) for them to close.
     public func shutdown(reason: String = "node shutting down", timeout: Double = 3) {
-        if let channel { try? channel.close().wait() }
+        if let channel = channel.withLockedValue({ $0 }) { try? channel.close().wait() }
         let all = activeConnections
         for c in all { c.close(.shutdown, reason) }
         let futures = all.map { $0.closeFuture.map { _ in () } }

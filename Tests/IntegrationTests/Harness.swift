@@ -74,16 +74,18 @@ final class Harness {
         func signal(_ sig: Int32) { if process.isRunning { kill(process.processIdentifier, sig) } }
     }
 
-    /// Starts guts with `args` in the background.
-    func start(_ args: [String], environment: [String: String] = [:]) throws -> Running {
+    /// Starts guts with `args` in the background; with a `launcher` (e.g. ["/usr/bin/setpriv",
+    /// "--reuid=65534", ...] or ["/bin/sh", "-c", "\"$0\" \"$@\" | head -1"]), runs that with the
+    /// guts binary and `args` appended.
+    func start(_ args: [String], environment: [String: String] = [:], launcher: [String] = []) throws -> Running {
         counter += 1
         let out = root.appendingPathComponent("p\(counter).out").path
         let err = root.appendingPathComponent("p\(counter).err").path
         _ = FileManager.default.createFile(atPath: out, contents: nil)
         _ = FileManager.default.createFile(atPath: err, contents: nil)
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.binary)
-        p.arguments = args
+        p.executableURL = URL(fileURLWithPath: launcher.first ?? Self.binary)
+        p.arguments = launcher.isEmpty ? args : Array(launcher.dropFirst()) + [Self.binary] + args
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "GUTS_HOME")
         for (k, v) in environment { env[k] = v }
@@ -97,9 +99,9 @@ final class Harness {
     }
 
     /// Runs guts to completion (bounded by `timeout`).
-    func run(_ args: [String], environment: [String: String] = [:], timeout: Double = 30,
+    func run(_ args: [String], environment: [String: String] = [:], launcher: [String] = [], timeout: Double = 30,
              file: StaticString = #filePath, line: UInt = #line) throws -> Result {
-        let r = try start(args, environment: environment)
+        let r = try start(args, environment: environment, launcher: launcher)
         guard let status = r.wait(timeout: timeout) else {
             XCTFail("guts \(args.joined(separator: " ")) did not finish within \(timeout) s", file: file, line: line)
             return Result(status: -1, stdout: r.stdout, stderr: r.stderr)

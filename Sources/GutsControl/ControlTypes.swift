@@ -1,0 +1,217 @@
+/// The control socket: a Unix stream socket in the state directory over which the CLI
+/// asks a running node for its status and peers and publishes or follows gossip.
+/// Requests and responses are newline-delimited JSON objects (guts-control(7)).
+public enum ControlSocket {
+    /// The socket's file name in the state directory.
+    public static let fileName = "control.sock"
+    /// Longest request line accepted, newline included; longer ones are answered
+    /// `too-large` and skipped without being buffered.
+    public static let maxRequestLine = 256 << 10
+    /// Longest response line a client accepts.
+    public static let maxResponseLine = 4 << 20
+    /// Deepest JSON nesting accepted in a request.
+    public static let maxRequestDepth = 8
+    /// Most topics in one subscribe request.
+    public static let maxTopics = 64
+}
+
+/// A request to the node.
+public enum ControlRequest: Equatable, Sendable {
+    /// The node's identity, listening addresses, repositories, uptime, connection counts.
+    case status
+    /// The connected peers.
+    case peers
+    /// Sign `data` with the node's identity and flood it on `topic`.
+    case publish(topic: String, data: [UInt8])
+    /// Follow `topics`: an acknowledgement, then one event line per delivery until the
+    /// client closes the connection.
+    case subscribe(topics: [String])
+
+    /// The `cmd` member.
+    public var command: String {
+        switch self {
+        case .status: return "status"
+        case .peers: return "peers"
+        case .publish: return "publish"
+        case .subscribe: return "subscribe"
+        }
+    }
+}
+
+/// An error answer: a stable machine-readable code and a sentence for people.
+public struct ControlError: Error, Equatable, Sendable, CustomStringConvertible {
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// The line is not a JSON object of the documented form.
+        public static let badRequest = Code(rawValue: "bad-request")
+        /// The line is longer than `ControlSocket.maxRequestLine`.
+        public static let tooLarge = Code(rawValue: "too-large")
+        /// `cmd` names no known command.
+        public static let unknownCommand = Code(rawValue: "unknown-command")
+        /// The client runs as another user.
+        public static let forbidden = Code(rawValue: "forbidden")
+        /// Every connection slot holds a subscription.
+        public static let busy = Code(rawValue: "busy")
+        /// An idle connection was closed to make room for a new one.
+        public static let evicted = Code(rawValue: "evicted")
+        /// The node refused the publication or subscription (e.g. invalid topic).
+        public static let rejected = Code(rawValue: "rejected")
+        /// The node is shutting down or cannot do it now.
+        public static let unavailable = Code(rawValue: "unavailable")
+    }
+
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(message) (\(code))" }
+}
+
+/// What `status` answers.
+public struct NodeStatus: Equatable, Sendable {
+    public var peerID: String
+    /// Software name and version, e.g. "guts/0.1.0".
+    public var agent: String
+    /// Process ID of the node.
+    public var pid: Int
+    /// Addresses the node accepts peers on, `HOST:PORT`.
+    public var listening: [String]
+    /// Names of the repositories served.
+    public var repositories: [String]
+    /// Unix time (seconds) the node started.
+    public var startedAt: Double
+    public var uptimeSeconds: Double
+    /// Established sessions accepted (gossip clients included).
+    public var inbound: Int
+    /// Established sessions this node dialled.
+    public var outbound: Int
+    /// Every open connection, handshakes in progress included.
+    public var open: Int
+
+    public init(peerID: String, agent: String, pid: Int, listening: [String], repositories: [String],
+                startedAt: Double, uptimeSeconds: Double, inbound: Int, outbound: Int, open: Int) {
+        self.peerID = peerID
+        self.agent = agent
+        self.pid = pid
+        self.listening = listening
+        self.repositories = repositories
+        self.startedAt = startedAt
+        self.uptimeSeconds = uptimeSeconds
+        self.inbound = inbound
+        self.outbound = outbound
+        self.open = open
+    }
+}
+
+/// One connected peer, as `peers` answers.
+public struct PeerSummary: Equatable, Sendable {
+    public enum Direction: String, Sendable {
+        case inbound, outbound
+    }
+
+    public var peerID: String
+    public var direction: Direction
+    /// Remote `HOST:PORT`.
+    public var address: String
+    /// Software name and version the peer announced.
+    public var agent: String
+    /// A CLI tool connected as a gossip client rather than a node.
+    public var isClient: Bool
+    /// Round-trip time in seconds of the most recent Ping answered, nil when none was.
+    public var roundTrip: Double?
+    /// Unix time (seconds) the connection was opened.
+    public var connectedSince: Double
+    /// Bytes received from and sent to the peer on this connection, handshake included.
+    public var bytesIn: UInt64
+    public var bytesOut: UInt64
+
+    public init(peerID: String, direction: Direction, address: String, agent: String, isClient: Bool,
+                roundTrip: Double?, connectedSince: Double, bytesIn: UInt64, bytesOut: UInt64) {
+        self.peerID = peerID
+        self.direction = direction
+        self.address = address
+        self.agent = agent
+        self.isClient = isClient
+        self.roundTrip = roundTrip
+        self.connectedSince = connectedSince
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+    }
+}
+
+/// What `publish` answers once the node has accepted the message.
+public struct PublishReceipt: Equatable, Sendable {
+    /// The gossip message ID.
+    public var id: [UInt8]
+    public var topic: String
+    /// Peer ID of the signer (the node).
+    public var origin: String
+    public var bytes: Int
+
+    public init(id: [UInt8], topic: String, origin: String, bytes: Int) {
+        self.id = id
+        self.topic = topic
+        self.origin = origin
+        self.bytes = bytes
+    }
+}
+
+/// One gossip message delivered to a subscriber.
+public struct GossipDelivery: Equatable, Sendable {
+    public var topic: String
+    /// Peer ID of the signer.
+    public var origin: String
+    /// The gossip message ID.
+    public var id: [UInt8]
+    /// The signer's wall clock at publication, milliseconds since the Unix epoch.
+    public var timestampMillis: UInt64
+    public var data: [UInt8]
+
+    public init(topic: String, origin: String, id: [UInt8], timestampMillis: UInt64, data: [UInt8]) {
+        self.topic = topic
+        self.origin = origin
+        self.id = id
+        self.timestampMillis = timestampMillis
+        self.data = data
+    }
+}
+
+/// A response line, typed.
+public enum ControlResponse: Equatable, Sendable {
+    case status(NodeStatus)
+    case peers([PeerSummary])
+    case published(PublishReceipt)
+    /// The subscription is in place: deliveries from now on are sent.
+    case subscribed(topics: [String])
+    /// An event on a subscription.
+    case gossip(GossipDelivery)
+    case failure(ControlError)
+}
+
+/// A live subscription; `cancel` ends it (idempotent).
+public protocol ControlSubscription: Sendable {
+    func cancel()
+}
+
+/// What the control server needs from a node. The server calls these on its own event
+/// loop threads; none may block. Completion handlers are called exactly once, on any thread.
+public protocol ControlHandler: Sendable {
+    func status() -> NodeStatus
+    /// The connected peers (established sessions), round trips measured fresh where the
+    /// peers answer promptly.
+    func peers(_ done: @escaping @Sendable ([PeerSummary]) -> Void)
+    /// Signs `data` with the node's identity and floods it on `topic`.
+    func publish(topic: String, data: [UInt8], _ done: @escaping @Sendable (Result<PublishReceipt, ControlError>) -> Void)
+    /// Makes the node follow `topics` and calls `deliver` for every message delivered on
+    /// them until `deliver` returns false or the subscription is cancelled. `done` reports
+    /// when the node follows the topics (or why it will not).
+    func subscribe(topics: [String], deliver: @escaping @Sendable (GossipDelivery) -> Bool,
+                   _ done: @escaping @Sendable (Result<any ControlSubscription, ControlError>) -> Void)
+}

@@ -1,0 +1,123 @@
+import GutsControl
+import GutsSupport
+import XCTest
+
+final class ControlCodecTests: XCTestCase {
+    func line(_ bytes: [UInt8]) -> [UInt8] {
+        XCTAssertEqual(bytes.last, 0x0a, "a line ends with a newline")
+        XCTAssertFalse(bytes.dropLast().contains(0x0a), "one line only")
+        return Array(bytes.dropLast())
+    }
+
+    func decode(_ text: String) -> (Int?, Result<ControlRequest, ControlError>) {
+        let (id, r) = ControlCodec.decodeRequest(Array(text.utf8))
+        return (id, r)
+    }
+
+    func assertError(_ text: String, _ code: ControlError.Code, id: Int? = nil, file: StaticString = #filePath, line: UInt = #line) {
+        let (gotID, result) = decode(text)
+        XCTAssertEqual(gotID, id, file: file, line: line)
+        guard case let .failure(e) = result else { return XCTFail("accepted \(text)", file: file, line: line) }
+        XCTAssertEqual(e.code, code, e.message, file: file, line: line)
+    }
+
+    func testRequestsRoundTrip() {
+        let requests: [ControlRequest] = [
+            .status, .peers, .publish(topic: "chat/room", data: [0, 1, 2, 255, 10]), .publish(topic: "t", data: []),
+            .subscribe(topics: ["a", "b/c"]),
+        ]
+        for (i, r) in requests.enumerated() {
+            let (id, decoded) = ControlCodec.decodeRequest(line(ControlCodec.encode(r, id: i + 40)))
+            XCTAssertEqual(id, i + 40)
+            XCTAssertEqual(try decoded.get(), r)
+        }
+    }
+
+    func testDocumentedRequestForms() {
+        XCTAssertEqual(try decode(#"{"id":1,"cmd":"status"}"#).1.get(), .status)
+        XCTAssertEqual(try decode(#"{"cmd":"peers"}"#).1.get(), .peers)
+        XCTAssertNil(decode(#"{"cmd":"peers"}"#).0)
+        XCTAssertEqual(try decode(#"{"id":3,"cmd":"publish","topic":"chat","data":"aGVsbG8="}"#).1.get(),
+                       .publish(topic: "chat", data: Array("hello".utf8)))
+        XCTAssertEqual(try decode(#"{"id":4,"cmd":"subscribe","topics":["chat","chat","news"]}"#).1.get(),
+                       .subscribe(topics: ["chat", "news"]))
+        // Members a command does not use are ignored.
+        XCTAssertEqual(try decode(#"{"id":5,"cmd":"status","verbose":true}"#).1.get(), .status)
+    }
+
+    func testBadRequestsAreExplainedUnderTheirID() {
+        assertError("", .badRequest)
+        assertError("not json", .badRequest)
+        assertError("[1,2]", .badRequest)
+        assertError(#"{"id":"1","cmd":"status"}"#, .badRequest)
+        assertError(#"{"id":1.5,"cmd":"status"}"#, .badRequest)
+        assertError(#"{"id":7}"#, .badRequest, id: 7)
+        assertError(#"{"id":7,"cmd":5}"#, .badRequest, id: 7)
+        assertError(#"{"id":8,"cmd":"reboot"}"#, .unknownCommand, id: 8)
+        assertError(#"{"id":9,"cmd":"publish","topic":"t"}"#, .badRequest, id: 9)
+        assertError(#"{"id":9,"cmd":"publish","data":"aGk="}"#, .badRequest, id: 9)
+        assertError(#"{"id":9,"cmd":"publish","topic":"t","data":"not base64!"}"#, .badRequest, id: 9)
+        assertError(#"{"id":10,"cmd":"subscribe","topics":[]}"#, .badRequest, id: 10)
+        assertError(#"{"id":10,"cmd":"subscribe","topics":"chat"}"#, .badRequest, id: 10)
+        assertError(#"{"id":10,"cmd":"subscribe","topics":["a",1]}"#, .badRequest, id: 10)
+        let many = (0...ControlSocket.maxTopics).map { "\"t\($0)\"" }.joined(separator: ",")
+        assertError(#"{"id":11,"cmd":"subscribe","topics":["# + many + "]}", .badRequest, id: 11)
+        assertError(#"{"id":12,"cmd":"status","cmd":"peers"}"#, .badRequest)
+    }
+
+    func testHostileRequestsAreRefusedCheaply() {
+        let deep = "{\"id\":1,\"cmd\":\"status\",\"x\":" + String(repeating: "[", count: 100_000) + "}"
+        assertError(deep, .badRequest)
+        let huge = [UInt8](repeating: UInt8(ascii: " "), count: ControlSocket.maxRequestLine + 1)
+        guard case let .failure(e) = ControlCodec.decodeRequest(huge).1 else { return XCTFail("accepted") }
+        XCTAssertEqual(e.code, .badRequest)
+        assertError("{\"id\":1,\"cmd\":\"st\u{0}atus\"}", .badRequest)
+        guard case .failure = ControlCodec.decodeRequest([0x7b, 0xff, 0xfe, 0x7d]).1 else { return XCTFail("accepted") }
+    }
+
+    func testResponsesRoundTrip() throws {
+        let status = NodeStatus(peerID: "gtabc", agent: "guts/0.1.0", pid: 4242, listening: ["127.0.0.1:9000", "[::1]:9000"],
+                                repositories: ["a", "team/b"], startedAt: 1_700_000_000.25, uptimeSeconds: 12.5,
+                                inbound: 2, outbound: 1, open: 4)
+        let peers = [
+            PeerSummary(peerID: "gtp1", direction: .inbound, address: "127.0.0.1:5000", agent: "guts/0.1.0", isClient: false,
+                        roundTrip: 0.001234, connectedSince: 1_700_000_001.5, bytesIn: 1234, bytesOut: 5678),
+            PeerSummary(peerID: "gtp2", direction: .outbound, address: "[::1]:9001", agent: "guts/0.2.0", isClient: true,
+                        roundTrip: nil, connectedSince: 1_700_000_002, bytesIn: 0, bytesOut: UInt64(Int.max)),
+        ]
+        let cases: [(ControlRequest, ControlResponse)] = [
+            (.status, .status(status)),
+            (.peers, .peers(peers)),
+            (.peers, .peers([])),
+            (.publish(topic: "t", data: [1]), .published(PublishReceipt(id: [0xab, 0xcd], topic: "t", origin: "gtme", bytes: 1))),
+            (.subscribe(topics: ["t"]), .subscribed(topics: ["t", "u"])),
+            (.subscribe(topics: ["t"]), .gossip(GossipDelivery(topic: "t", origin: "gtyou", id: [1, 2, 3], timestampMillis: 1_700_000_000_123,
+                                                               data: [0, 0x0a, 0xff]))),
+            (.status, .failure(ControlError(.forbidden, "go away \"now\""))),
+            (.peers, .failure(ControlError(ControlError.Code(rawValue: "future-code"), "newer node"))),
+        ]
+        for (request, response) in cases {
+            for id in [nil, 0, 99] as [Int?] {
+                let (gotID, got) = try ControlCodec.decodeResponse(line(ControlCodec.encode(response, id: id)), answering: request)
+                XCTAssertEqual(gotID, id)
+                XCTAssertEqual(got, response)
+            }
+        }
+    }
+
+    func testDocumentedResponseForms() throws {
+        let error = String(decoding: ControlCodec.encode(.failure(ControlError(.tooLarge, "too long")), id: nil), as: UTF8.self)
+        XCTAssertEqual(error, #"{"id":null,"ok":false,"error":{"code":"too-large","message":"too long"}}"# + "\n")
+        let event = String(decoding: ControlCodec.encode(.gossip(GossipDelivery(topic: "t", origin: "gto", id: [0xff], timestampMillis: 5,
+                                                                                data: Array("hi".utf8))), id: 4), as: UTF8.self)
+        XCTAssertEqual(event, #"{"id":4,"event":"gossip","topic":"t","origin":"gto","msg_id":"ff","timestamp_ms":5,"data":"aGk="}"# + "\n")
+    }
+
+    func testMalformedResponsesThrow() {
+        for bad in ["", "{}", "[]", #"{"id":1}"#, #"{"id":1,"ok":false}"#, #"{"id":1,"ok":true}"#,
+                    #"{"id":1,"event":"other"}"#, #"{"id":1,"ok":true,"peers":[{"peer_id":"x"}]}"#] {
+            XCTAssertThrowsError(try ControlCodec.decodeResponse(Array(bad.utf8), answering: .peers), bad)
+        }
+        XCTAssertThrowsError(try ControlCodec.decodeResponse(Array(#"{"id":1,"ok":true,"peer_id":"x"}"#.utf8), answering: .status))
+    }
+}
