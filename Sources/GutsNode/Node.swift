@@ -173,8 +173,7 @@ public final class Node: Sendable {
 
     /// Number of open connections (inbound and outbound).
     public var connectionCount: Int {
-        (listener.withLockedValue { $0 }?.connectionCount ?? 0)
-            + ((try? loop.submit { self.shell.value.links.values.filter { !$0.inbound }.count }.wait()) ?? 0)
+        (listener.withLockedValue { $0 }?.connectionCount ?? 0) + established.withLockedValue { $0.values.filter { !$0.inbound }.count }
     }
 
     /// Sessions established, inbound and outbound (gossip clients included).

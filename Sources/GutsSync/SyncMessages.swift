@@ -177,6 +177,9 @@ public struct SyncProtocol: MessageFamily {
 
     public func maxBodySize(type: UInt8) -> Int? { SyncMessage.Kind(rawValue: type)?.maxBodySize }
 
+    /// Refs and Objects answer GetRefs and GetObjects.
+    public func isAnswer(type: UInt8) -> Bool { type == SyncMessage.Kind.refs.rawValue || type == SyncMessage.Kind.objects.rawValue }
+
     public func decode(type: UInt8, body: ArraySlice<UInt8>) throws -> any WireMessage {
         guard let kind = SyncMessage.Kind(rawValue: type) else { throw DecodeError.unknownType(type) }
         guard body.count <= kind.maxBodySize else {

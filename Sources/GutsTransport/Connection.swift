@@ -29,7 +29,7 @@ public final class PeerConnection: @unchecked Sendable {
     let established: EventLoopPromise<PeerInfo>
     let closedPromise: EventLoopPromise<SessionClose>
     /// Established session details (set on the event loop once known).
-    private let state = NIOLockedValueBox(State())
+    fileprivate let state = NIOLockedValueBox(State())
     /// Unix time the connection was set up (accepted, or connected when dialled).
     public let openedAt = unixTime()
     fileprivate let traffic = TrafficCounters()
@@ -43,6 +43,7 @@ public final class PeerConnection: @unchecked Sendable {
         var closeReason: SessionClose?
         var address: String?
         var outstanding = 0
+        var discarded = 0
         var probe: Probe?
         var roundTrip: Double?
     }
@@ -85,8 +86,27 @@ public final class PeerConnection: @unchecked Sendable {
     /// Marks the start of requests made on this connection whose answers a caller will
     /// read with `nextMessage`; call `endRequests()` when done. While none are
     /// outstanding, a message handler can tell answers nobody asked for (and drop them).
-    public func beginRequests() { state.withLockedValue { $0.outstanding += 1 } }
-    public func endRequests() { state.withLockedValue { $0.outstanding = max(0, $0.outstanding - 1) } }
+    public func beginRequests() {
+        state.withLockedValue { $0.outstanding += 1 }
+        updateExpectation()
+    }
+
+    public func endRequests() {
+        state.withLockedValue { $0.outstanding = max(0, $0.outstanding - 1) }
+        updateExpectation()
+    }
+
+    /// Tells the session whether answers are expected (queued on the loop, so it takes
+    /// effect before any request sent after this call).
+    private func updateExpectation() {
+        channel.eventLoop.execute {
+            let expecting = self.state.withLockedValue { $0.outstanding > 0 }
+            self.handler?.setAnswersExpected(expecting)
+        }
+    }
+
+    /// Large answers that arrived while no request was outstanding and were skipped unread.
+    public var discardedAnswers: Int { state.withLockedValue { $0.discarded } }
     /// Whether a caller is waiting for answers to its requests on this connection.
     public var expectsAnswers: Bool { state.withLockedValue { $0.outstanding > 0 } }
 
@@ -110,7 +130,11 @@ public final class PeerConnection: @unchecked Sendable {
     public func send(_ message: Message) -> EventLoopFuture<Void> {
         let loop = channel.eventLoop
         return loop.flatSubmit {
-            guard let handler = self.handler else { return loop.makeFailedFuture(TransportError.notEstablished) }
+            guard let handler = self.handler else {
+                // After the close the handler is gone; report why the connection ended.
+                let reason = self.state.withLockedValue { $0.closeReason }
+                return loop.makeFailedFuture(reason.map { TransportError.closed($0) } ?? TransportError.notEstablished)
+            }
             return handler.send(message)
         }
     }
@@ -300,7 +324,11 @@ final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// The context holds this handler strongly, so holding the context here makes a cycle
     /// (handler, context, pipeline, channel) that outlives the connection: drop it when the
     /// pipeline lets go of the handler.
+    func setAnswersExpected(_ expected: Bool) { session.answersExpected = expected }
+
     func handlerRemoved(context: ChannelHandlerContext) {
+        // Whatever removed the handler, the connection is over: complete its promises.
+        finish(.connectionLost("connection closed"))
         timer?.cancel()
         timer = nil
         self.context = nil
@@ -335,6 +363,7 @@ final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func send(_ message: Message) -> EventLoopFuture<Void> {
+        if let finishReason, context == nil { return connection.channel.eventLoop.makeFailedFuture(TransportError.closed(finishReason)) }
         guard let context else { return connection.channel.eventLoop.makeFailedFuture(TransportError.notEstablished) }
         if let finishReason { return context.eventLoop.makeFailedFuture(TransportError.closed(finishReason)) }
         do {
@@ -402,6 +431,8 @@ final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
                 connection.didEstablish(info)
             case let .message(message):
                 connection.didReceive(message)
+            case .discarded:
+                connection.state.withLockedValue { $0.discarded += 1 }
             case let .closed(reason):
                 finish(reason)
                 flushAndClose(context)

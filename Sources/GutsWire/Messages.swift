@@ -160,6 +160,12 @@ public protocol MessageFamily: Sendable {
     func maxBodySize(type: UInt8) -> Int?
     /// Decodes one body. Never traps; every failure is a `DecodeError`.
     func decode(type: UInt8, body: ArraySlice<UInt8>) throws -> any WireMessage
+    /// Whether `type` answers a request (and so is expected only while one is outstanding).
+    func isAnswer(type: UInt8) -> Bool
+}
+
+extension MessageFamily {
+    public func isAnswer(type: UInt8) -> Bool { false }
 }
 
 /// The protocols one session speaks besides the control messages. Built once from the

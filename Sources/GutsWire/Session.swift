@@ -110,6 +110,9 @@ public enum SessionEvent: Equatable, Sendable {
     case message(Message)
     /// The session is over: flush preceding `.send` events, then close the connection.
     case closed(SessionClose)
+    /// A large answer arrived while no request of this side was waiting for one; its body
+    /// was skipped as it arrived, never buffered (see `answersExpected`).
+    case discarded(typeName: String, bytes: Int)
 }
 
 /// One connection's protocol state machine (guts-protocol(7)): Noise XX handshake with
@@ -143,7 +146,15 @@ public struct Session: Sendable {
     /// Decrypted application stream not yet forming a whole message.
     var stream: [UInt8] = []
     var streamStart = 0
+    /// Body bytes of a discarded message still to skip.
+    var skipRemaining = 0
 
+    /// Whether this side has requests outstanding, so answers (Refs, Objects) are
+    /// expected. The shell keeps it current. While false, an answer whose header
+    /// announces more than `unsolicitedAnswerLimit` bytes is skipped from its header on.
+    public var answersExpected = false
+    /// Largest answer buffered when no request is outstanding.
+    public static let unsolicitedAnswerLimit = 64 << 10
     /// Largest handshake message accepted (XX messages here are at most 193 bytes).
     static let maxHandshakeMessage = 1024
 
@@ -359,7 +370,12 @@ public struct Session: Sendable {
 
     /// Parses whole application messages out of the decrypted stream.
     mutating func drainStream(now: Instant, into events: inout [SessionEvent]) -> Bool {
-        while stream.count - streamStart >= WireProtocol.headerLength {
+        if skipRemaining > 0 {
+            let n = min(skipRemaining, stream.count - streamStart)
+            streamStart += n
+            skipRemaining -= n
+        }
+        while skipRemaining == 0, stream.count - streamStart >= WireProtocol.headerLength {
             let h = streamStart
             let typeByte = stream[h]
             let length = Int(stream[h + 1]) << 24 | Int(stream[h + 2]) << 16 | Int(stream[h + 3]) << 8 | Int(stream[h + 4])
@@ -370,6 +386,15 @@ public struct Session: Sendable {
             guard length <= limit else {
                 events += fail(.messageTooLarge, "\(Self.typeName(typeByte, config.protocols)) message of \(length) bytes exceeds the limit of \(limit)")
                 return false
+            }
+            if !answersExpected, length > Self.unsolicitedAnswerLimit,
+               config.protocols.family(for: typeByte)?.isAnswer(type: typeByte) == true {
+                // Refuse it from its header: skip the body as it arrives instead of buffering it.
+                let available = min(length, stream.count - h - WireProtocol.headerLength)
+                streamStart = h + WireProtocol.headerLength + available
+                skipRemaining = length - available
+                events.append(.discarded(typeName: Self.typeName(typeByte, config.protocols), bytes: length))
+                continue
             }
             guard stream.count - h - WireProtocol.headerLength >= length else { break }
             let bodyStart = h + WireProtocol.headerLength

@@ -244,4 +244,30 @@ final class SessionTests: XCTestCase {
         }
         XCTAssertGreaterThan(closed, 100)
     }
+
+    /// An answer nobody asked for is refused from its header: its body is skipped as it
+    /// arrives (never buffered whole), and the session goes on.
+    func testLargeUnsolicitedAnswerIsSkippedFromItsHeader() throws {
+        var p = Pair()
+        p.connect()
+        var rng = SeededRandom(seed: 11)
+        let big = Blob(data: rng.bytes(1 << 20), answer: true)
+        var stream = try p.a.send(.app(big)) + (try p.a.send(.ping(nonce: 5)))
+        var events: [SessionEvent] = []
+        var largestBuffer = 0
+        while !stream.isEmpty {
+            let n = min(stream.count, 70_000)
+            events += p.b.receive(Array(stream[..<n]), now: p.now)
+            stream.removeFirst(n)
+            largestBuffer = max(largestBuffer, p.b.stream.count - p.b.streamStart)
+        }
+        XCTAssertTrue(events.contains(.discarded(typeName: "blob 0x71", bytes: 4 + (1 << 20))), "\(events.count) events")
+        XCTAssertFalse(events.contains { if case .message = $0 { return true } else { return false } })
+        XCTAssertEqual(events.filter { if case .send = $0 { return true } else { return false } }.count, 1, "the ping after it is answered")
+        XCTAssertLessThan(largestBuffer, 128 << 10, "never buffered whole")
+        // Small answers, and any answer while a request is outstanding, are delivered.
+        p.b.answersExpected = true
+        let delivered = p.b.receive(try p.a.send(.app(big)), now: p.now)
+        XCTAssertTrue(delivered.contains(.message(.app(big))))
+    }
 }

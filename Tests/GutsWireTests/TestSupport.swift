@@ -31,8 +31,10 @@ let controlSamples: [Message] = [
 /// tests exercise dispatch by type range without depending on a real protocol module.
 struct Blob: WireMessage, Equatable {
     var data: [UInt8]
-    var typeCode: UInt8 { 0x70 }
-    var typeName: String { "Blob" }
+    /// Sent as an answer (type 0x71) rather than unasked (0x70).
+    var answer = false
+    var typeCode: UInt8 { answer ? 0x71 : 0x70 }
+    var typeName: String { answer ? "BlobAnswer" : "Blob" }
     var maxBodySize: Int { BlobProtocol.limit }
     func encodeBody(into w: inout ByteWriter) throws { w.bytes32(data) }
 }
@@ -41,13 +43,14 @@ struct BlobProtocol: MessageFamily {
     static let limit = 4 + (1 << 20)
     var name: String { "blob" }
     var typeCodes: ClosedRange<UInt8> { 0x70...0x7F }
-    func maxBodySize(type: UInt8) -> Int? { type == 0x70 ? Self.limit : nil }
+    func maxBodySize(type: UInt8) -> Int? { type == 0x70 || type == 0x71 ? Self.limit : nil }
+    func isAnswer(type: UInt8) -> Bool { type == 0x71 }
     func decode(type: UInt8, body: ArraySlice<UInt8>) throws -> any WireMessage {
-        guard type == 0x70 else { throw DecodeError.unknownType(type) }
+        guard type == 0x70 || type == 0x71 else { throw DecodeError.unknownType(type) }
         var r = ByteReader(slice: body)
         let data = try r.bytes32("data", limit: 1 << 20)
         try r.expectEnd()
-        return Blob(data: data)
+        return Blob(data: data, answer: type == 0x71)
     }
 }
 
