@@ -30,6 +30,8 @@ final class GossipService: @unchecked Sendable {
     /// Topics the node subscribes to for its own sake (well-known and configured).
     private let pinned: Set<String>
     private var nextKey: PeerKey = 1
+    /// Gossip messages not sent because the peer or client was not reading.
+    private(set) var droppedForBackpressure = 0
     private var timer: Scheduled<Void>?
     private var timerDeadline: Instant?
     /// Subscribers inside this process (control-socket clients), by token.
@@ -180,9 +182,20 @@ final class GossipService: @unchecked Sendable {
         for action in actions {
             switch action {
             case let .send(key, message):
-                peers[key]?.send(.gossip(message))
+                guard let peer = peers[key] else { break }
+                // Full messages are best effort: a peer that does not take what it was sent
+                // gets announcements only (it can pull with IWant once it reads again).
+                if case .gossip = message, !peer.isWritable {
+                    droppedForBackpressure += 1
+                    break
+                }
+                peer.send(.gossip(message))
             case let .deliver(gossip, id, from):
                 for (_, client) in clients where client.topics.contains(gossip.topic) {
+                    guard client.connection.isWritable else {
+                        droppedForBackpressure += 1
+                        continue
+                    }
                     client.connection.send(.gossip(.gossip(gossip)))
                 }
                 deliverLocally(gossip, id: id)

@@ -299,9 +299,18 @@ fileprivate final class TrafficCounters: Sendable {
 
 /// Drives one `Session` from a NIO channel: bytes in, events out, timers at the
 /// session's deadlines. All work happens on the channel's event loop.
-final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
+final class SessionHandler: ChannelDuplexHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
+
+    /// Outbound bytes queued beyond which the peer's input is no longer read (its
+    /// requests, pings and gossip wait in the kernel, then in its own socket) until
+    /// the queue drains below `lowWatermark`.
+    static let highWatermark = 1 << 20
+    static let lowWatermark = 256 << 10
+    /// A read NIO asked for while paused for backpressure.
+    private var readPending = false
 
     private var session: Session
     let connection: PeerConnection
@@ -341,6 +350,24 @@ final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
         context.fireChannelActive()
     }
 
+    /// Backpressure: while the peer does not take what this node queued for it, do not
+    /// read more of its input, so nothing it sends can make the queue grow further.
+    func read(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, readPending {
+            readPending = false
+            context.read()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         connection.traffic.received.add(UInt64(buffer.readableBytes), ordering: .relaxed)
@@ -376,6 +403,8 @@ final class SessionHandler: ChannelInboundHandler, @unchecked Sendable {
             connection.traffic.sent.add(UInt64(buffer.readableBytes), ordering: .relaxed)
             let promise = context.eventLoop.makePromise(of: Void.self)
             context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
+            // A peer that takes our bytes is alive even while its input is not read.
+            promise.futureResult.whenSuccess { [self] in session.noteProgress(now: .now()) }
             return promise.futureResult
         } catch {
             return context.eventLoop.makeFailedFuture(error)

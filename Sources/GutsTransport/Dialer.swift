@@ -10,6 +10,10 @@ enum Tuning {
     /// Reads grow up to 1 MiB when a peer streams (bulk transfers take fewer syscalls
     /// and wake-ups) and shrink back for idle chatty connections.
     static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 1 << 20)
+    /// Above the high mark a channel is unwritable and its peer's input is not read
+    /// (see SessionHandler); below the low mark reading resumes.
+    static let writeWatermark = ChannelOptions.Types.WriteBufferWaterMark(low: SessionHandler.lowWatermark,
+                                                                           high: SessionHandler.highWatermark)
 }
 
 /// Outbound connections.
@@ -26,6 +30,7 @@ public enum Dialer {
             .connectTimeout(.nanoseconds(Int64(max(0.001, connectTimeout) * 1e9)))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.recvAllocator, value: Tuning.receiveAllocator)
+            .channelOption(.writeBufferWaterMark, value: Tuning.writeWatermark)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let connection = PeerConnection(channel: channel, inbound: false)

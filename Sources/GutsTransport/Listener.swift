@@ -44,6 +44,7 @@ public final class Listener: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.recvAllocator, value: Tuning.receiveAllocator)
+            .childChannelOption(.writeBufferWaterMark, value: Tuning.writeWatermark)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let connection = PeerConnection(channel: channel, inbound: true)

@@ -24,6 +24,9 @@ public protocol PeerLink: AnyObject, Sendable {
     func abort()
     /// Bytes queued for the peer that the transport has not written yet.
     func pendingOutboundBytes() -> EventLoopFuture<Int>
+    /// False while more is queued for the peer than it has taken (above the high
+    /// watermark); best-effort traffic (gossip pushes) is dropped meanwhile.
+    var isWritable: Bool { get }
 
     /// The next queued message (see `setMessageHandler`), waiting up to `timeout` seconds.
     func nextMessage(timeout: Double) -> EventLoopFuture<Message>
@@ -36,6 +39,8 @@ public protocol PeerLink: AnyObject, Sendable {
 
 extension PeerConnection: PeerLink {
     public func abort() { channel.close(promise: nil) }
+
+    public var isWritable: Bool { channel.isWritable }
 
     public func pendingOutboundBytes() -> EventLoopFuture<Int> {
         channel.getOption(.bufferedWritableBytes)

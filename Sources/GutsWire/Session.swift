@@ -250,6 +250,14 @@ public struct Session: Sendable {
         return bytes
     }
 
+    /// The peer took bytes this side wrote: while its input is not read (backpressure),
+    /// that is the sign of life that keeps the idle timeout from firing.
+    public mutating func noteProgress(now: Instant) {
+        guard case .established = phase, now > lastReceived else { return }
+        lastReceived = now
+        keepaliveSentAt = nil
+    }
+
     /// The remote end closed the connection.
     public mutating func receiveEOF() -> [SessionEvent] {
         if case .closed = phase { return [] }
