@@ -36,6 +36,9 @@ let package = Package(
         .target(name: "GutsIdentity", dependencies: ["GutsCrypto", "GutsSupport"]),
         // Where peers are: endpoints and address parsing, below the transport so pure cores can name addresses.
         .target(name: "GutsAddress", dependencies: ["GutsIdentity"]),
+        // Node defences as pure values: rate limits, address groups, peer scores and bans, the peer
+        // book's text format, inbound eviction and handshake admission. No I/O, no clocks.
+        .target(name: "GutsPolicy", dependencies: ["GutsSupport", "GutsIdentity", "GutsAddress"]),
         // Bytes on the wire: identity proof, framing, message codec, session state machine.
         .target(name: "GutsWire", dependencies: ["GutsNoise", "GutsIdentity", "GutsSupport"]),
         // SwiftNIO shell around GutsWire sessions: dialing, listening, timeouts.
@@ -70,6 +73,7 @@ let package = Package(
         .testTarget(name: "GutsNodeTests", dependencies: [
             "GutsNode", "GutsWire", "GutsSync", "GutsGossip", "GutsGit", "GutsIdentity", "GutsCrypto", "GutsSupport",
         ]),
+        .testTarget(name: "GutsPolicyTests", dependencies: ["GutsPolicy", "GutsAddress", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsSyncTests", dependencies: ["GutsSync", "GutsGit", "GutsWire", "GutsSupport"]),
         .testTarget(name: "GutsGitTests", dependencies: ["GutsGit", "GutsSupport"]),
         .testTarget(name: "GutsControlTests", dependencies: ["GutsControl", "GutsSupport"]),
