@@ -42,7 +42,7 @@ let package = Package(
         // Bytes on the wire: identity proof, framing, message codec, session state machine.
         .target(name: "GutsWire", dependencies: ["GutsNoise", "GutsIdentity", "GutsSupport"]),
         // SwiftNIO shell around GutsWire sessions: dialing, listening, timeouts.
-        .target(name: "GutsTransport", dependencies: ["GutsAddress", "GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
+        .target(name: "GutsTransport", dependencies: ["GutsAddress", "GutsPolicy", "GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
         // Gossip: signed messages, seen-cache, eager/lazy push. A pure state machine.
         .target(name: "GutsGossip", dependencies: ["GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         // Repository sync: names and access, negotiation plan, serving, fetching into quarantine.

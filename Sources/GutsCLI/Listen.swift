@@ -79,6 +79,10 @@ enum ListenCommand: Command {
                                        maxConnections: config.maxConnections, connectTimeout: config.connectTimeout,
                                        session: Network.sessionConfig(identity: identity, config: config))
         nodeOptions.repositories = catalog
+        nodeOptions.stateDirectory = home
+        nodeOptions.score = config.score
+        nodeOptions.admission = config.admission
+        nodeOptions.rates = config.rates
         nodeOptions.mirrors = try args.all("mirror").map(parseMirror)
         nodeOptions.topics = try args.all("topic").map { t in
             guard Topic.isValid(t) else { throw UsageError("--topic: invalid topic '\(t)'") }

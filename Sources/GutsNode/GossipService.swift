@@ -37,6 +37,10 @@ final class GossipService: @unchecked Sendable {
     /// Subscribers inside this process (control-socket clients), by token.
     private var locals: [Int: LocalSubscriber] = [:]
     private var nextLocal = 1
+    /// Called on `loop` when a peer or client sent invalid gossip (for its score).
+    var onOffence: (@Sendable (PeerConnection, String) -> Void)?
+    /// Called on `loop` when a peer was the first to bring a valid message of another origin.
+    var onFirstDelivery: (@Sendable (PeerConnection) -> Void)?
     /// Called on `loop` for every delivery (announcement handling, mirroring).
     var onDeliver: (@Sendable (Gossip, [UInt8], PeerConnection?) -> Void)?
 
@@ -125,6 +129,8 @@ final class GossipService: @unchecked Sendable {
             case let .failure(rejection):
                 connection.send(.error(ErrorReply(requestID: 0, code: .badRequest, message: "gossip rejected: \(rejection)")))
                 log.info("gossip: rejected a message from client \(connection.remoteAddress): \(rejection)")
+                // Clients are scored like peers: a forged message costs the same.
+                onOffence?(connection, "\(rejection)")
             }
             perform(actions)
         case let .subscribe(s):
@@ -199,9 +205,13 @@ final class GossipService: @unchecked Sendable {
                     client.connection.send(.gossip(.gossip(gossip)))
                 }
                 deliverLocally(gossip, id: id)
+                if let key = from, let peer = peers[key], peer.peer?.peerID.publicKey != gossip.origin {
+                    onFirstDelivery?(peer)
+                }
                 onDeliver?(gossip, id, from.flatMap { peers[$0] })
             case let .penalize(key, reason):
                 log.info("gossip: penalised \(peers[key].map(Self.describe) ?? "peer"): \(reason)")
+                if let peer = peers[key] { onOffence?(peer, reason) }
             case let .disconnect(key, reason):
                 if let conn = peers.removeValue(forKey: key) {
                     keys[ObjectIdentifier(conn)] = nil

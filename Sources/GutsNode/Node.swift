@@ -3,6 +3,7 @@ import GutsCrypto
 import GutsGit
 import GutsGossip
 import GutsIdentity
+import GutsPolicy
 import GutsSupport
 import GutsSync
 import GutsTransport
@@ -63,6 +64,14 @@ public final class Node: Sendable {
         /// Reconnect backoff bounds in seconds.
         public var minBackoff: Double = 1
         public var maxBackoff: Double = 60
+        /// Where the peer book (`peers`) is kept; nil keeps it in memory only.
+        public var stateDirectory: String?
+        /// Peer scoring: weights, caps, half-lives, thresholds, ban durations.
+        public var score = ScoreParameters()
+        /// Caps on connections still in the handshake.
+        public var admission = AdmissionPolicy<ObjectIdentifier>.Limits()
+        /// Per-peer message and request budgets.
+        public var rates = LinkGuard.Rates()
 
         public init(host: String, port: Int, bootstrap: [Endpoint], maxConnections: Int, connectTimeout: Double, session: SessionConfig) {
             self.host = host
@@ -99,6 +108,11 @@ public final class Node: Sendable {
     private let mirrors: BlockingExecutor
     private let established = NIOLockedValueBox([ObjectIdentifier: PeerConnection]())
     public let startedAt = Instant.now()
+    /// Scores, bans and admitted sessions.
+    let reputation: Reputation
+    /// Writes the peer book off the loops.
+    private let stateWriter: BlockingExecutor
+    private let chores = NIOLockedValueBox<[RepeatedTask]>([])
 
     public init(options: Options, log: NodeLog, threads: Int = System.coreCount) {
         self.options = options
@@ -126,7 +140,13 @@ public final class Node: Sendable {
         let local = Self.peerID(of: options.session)
         let service = NodeService(options: serviceOptions, localPeer: local, seed: Random.uint64())
         shell = NIOLoopBoundBox.makeBoxSendingValue(Shell(service: service), eventLoop: loop)
+        let bookPath = options.stateDirectory.map { $0 + "/peers" }
+        reputation = Reputation(book: Reputation.load(path: bookPath, parameters: options.score, log: log),
+                                maxInbound: options.maxConnections, path: bookPath, log: log, seed: Random.uint64())
+        stateWriter = BlockingExecutor(name: "state", threads: 1, limit: 1)
         gossip.onDeliver = { [weak self] message, _, _ in self?.delivered(message) }
+        gossip.onOffence = { [weak self] connection, reason in self?.reputation.record(.invalidGossip, connection, reason: "gossip: \(reason)") }
+        gossip.onFirstDelivery = { [weak self] connection in self?.reputation.record(.firstDelivery, connection, reason: "delivered first") }
     }
 
     static func peerID(of session: SessionConfig) -> PeerID {
@@ -140,12 +160,30 @@ public final class Node: Sendable {
     /// Binds the listener, then starts the service (bootstrap dials, announcements).
     /// Returns the bound address.
     public func start() throws -> SocketAddress {
-        let listener = Listener(group: group, config: session, options: .init(maxConnections: options.maxConnections)) { [weak self] connection in
+        var listenerOptions = Listener.Options(maxConnections: options.maxConnections)
+        listenerOptions.admission = options.admission
+        var hooks = Listener.Hooks()
+        let reputation = self.reputation
+        let log = self.log
+        hooks.isBanned = { reputation.isBanned($0) }
+        hooks.admit = { connection, peer, hello in reputation.admit(connection, peer, hello) }
+        hooks.refused = { address, why in log.debug("connection from \(address) closed before the handshake: \(why)") }
+        let listener = Listener(group: group, config: session, options: listenerOptions, hooks: hooks) { [weak self] connection in
             self?.follow(connection, bootstrap: nil)
         }
         let address = try listener.bind(host: options.host, port: options.port)
         self.listener.withLockedValue { $0 = listener }
         loop.execute { self.apply(.started) }
+        // Chores: a minute of uptime earns connected peers a (capped) reward; the peer
+        // book is written when it changed, at most every few seconds.
+        let uptime = loop.scheduleRepeatedTask(initialDelay: .seconds(60), delay: .seconds(60)) { [weak self] _ in
+            self?.reputation.creditUptime()
+        }
+        let save = loop.scheduleRepeatedTask(initialDelay: .seconds(2), delay: .seconds(2)) { [weak self] _ in
+            guard let self else { return }
+            self.stateWriter.submit { [weak self] in self?.reputation.save() }
+        }
+        chores.withLockedValue { $0 = [uptime, save] }
         return address
     }
 
@@ -165,9 +203,12 @@ public final class Node: Sendable {
         for c in outbound ?? [] { c.close(.shutdown, "node shutting down") }
         // Closing is bounded by the transport's flush limit, so this wait ends.
         for c in outbound ?? [] { _ = try? c.closeFuture.wait() }
+        for task in chores.withLockedValue({ $0 }) { task.cancel() }
         sync?.shutdown()
         scanner.shutdown()
         mirrors.shutdown()
+        stateWriter.shutdown()
+        reputation.save()
         try? group.syncShutdownGracefully()
     }
 
@@ -259,8 +300,24 @@ public final class Node: Sendable {
 
     /// Follows a connection from acceptance (or dial) to close, feeding the service.
     private func follow(_ connection: PeerConnection, bootstrap: Int?) {
+        let guardian = LinkGuard(rates: options.rates)
         connection.setMessageHandler { [weak self] conn, message in
             guard let self else { return true }
+            // Answers to this node's own requests are never rate-limited or graylisted.
+            if conn.expectsAnswers, message.isAnswer { return false }
+            switch guardian.admit(message, bytesReceived: conn.bytesReceived, now: .now()) {
+            case .allow:
+                break
+            case let .busy(request, retryAfter):
+                conn.send(.error(ErrorReply(requestID: request, code: .busy,
+                                            message: "retry-after=\(Int(retryAfter.rounded(.up))); too many requests from this peer")))
+                self.overrun(conn, guardian, "requests")
+                return true
+            case let .drop(what):
+                self.overrun(conn, guardian, what)
+                return true
+            }
+            if let peer = conn.peer?.peerID, self.reputation.isGraylisted(peer) { return true }
             if self.gossip.handle(message, from: conn) { return true }
             // Answers to a request this node made on the link (a mirror sync) wait there.
             if conn.expectsAnswers, message.isAnswer { return false }
@@ -271,6 +328,7 @@ public final class Node: Sendable {
             guard let self else { return }
             switch result {
             case let .success(info):
+                self.reputation.established(connection, peer: info.peerID)
                 // Gossip learns of the session first, from the connection's own loop, so the
                 // session's first messages (which take the same path) find it registered.
                 self.gossip.connected(connection)
@@ -295,13 +353,27 @@ public final class Node: Sendable {
         apply(.established(link, info, address: connection.remoteAddress, inbound: connection.inbound, bootstrap: bootstrap))
         connection.closeFuture.whenComplete { [weak self] result in
             guard let self else { return }
-            let reason = (try? result.get()).map { "\($0)" } ?? "closed"
+            let close = try? result.get()
+            let reason = close.map { "\($0)" } ?? "closed"
             self.established.withLockedValue { _ = $0.removeValue(forKey: key) }
+            if case let .localGoodbye(goodbye)? = close,
+               [ReasonCode.protocolViolation, .unknownMessageType, .messageTooLarge].contains(goodbye.code) {
+                self.reputation.record(.protocolViolation, connection, reason: goodbye.reason)
+            }
+            self.reputation.closed(connection)
             self.gossip.disconnected(connection)
             self.loop.execute {
                 self.shell.value.links[link] = nil
                 self.apply(.closed(link, reason: reason))
             }
+        }
+    }
+
+    /// A peer went over one of its budgets: what it sent is dropped, and the overrun
+    /// counts against its score (at most once a second, so the score, not the log, grows).
+    private func overrun(_ connection: PeerConnection, _ guardian: LinkGuard, _ what: String) {
+        if guardian.shouldReport(now: .now()) {
+            reputation.record(.rateLimitOverrun, connection, reason: "over its \(what) budget")
         }
     }
 
@@ -337,7 +409,14 @@ public final class Node: Sendable {
     private func runMirror(_ job: MirrorJob, over connected: [PeerConnection]) -> MirrorOutcome {
         guard let root = options.repositories?.roots.first else { return .failed("no repository root to mirror into") }
         let path = job.spec.repository.path(in: root)
-        var candidates = connected
+        // Best-scoring peers first (the announcer stays first when it is connected).
+        var candidates = connected.enumerated().sorted { a, b in
+            let first = a.element.peer?.peerID == job.origin, second = b.element.peer?.peerID == job.origin
+            if first != second { return first }
+            let sa = a.element.peer.map { reputation.score($0.peerID) } ?? 0
+            let sb = b.element.peer.map { reputation.score($0.peerID) } ?? 0
+            return sa != sb ? sa > sb : a.offset < b.offset
+        }.map(\.element)
         var dialled: PeerConnection?
         if candidates.first?.peer?.peerID != job.origin || candidates.isEmpty, let endpoint = job.spec.peer {
             dialled = try? Dialer.dial(endpoint, config: session, group: group, connectTimeout: options.connectTimeout).wait()
@@ -347,11 +426,21 @@ public final class Node: Sendable {
         var last = "no peer that serves objects is connected"
         for connection in candidates {
             let who = connection.peer.map { "\($0.peerID.short)@\(connection.remoteAddress)" } ?? connection.remoteAddress
+            if let peer = connection.peer?.peerID, reputation.state.withLockedValue({ $0.book.isBanned(peer, now: .now()) }) { continue }
             do {
                 let report = try SyncClient.run(repository: job.spec.repository, into: path, over: connection)
+                if report.objectsReceived > 0 { reputation.record(.objectsServed, connection, reason: "served verified objects") }
                 return report.upToDate ? .upToDate(from: who) : .updated(from: who, refs: report.changes.count, objects: report.objectsReceived)
             } catch {
                 last = "\(who): \(error)"
+                if let failure = error as? SyncFailure {
+                    switch failure {
+                    case .integrity: reputation.record(.badObjects, connection, reason: "\(failure)")
+                    case .protocolViolation: reputation.record(.protocolViolation, connection, reason: "\(failure)")
+                    case .timeout: reputation.record(.stall, connection, reason: "\(failure)")
+                    default: break
+                    }
+                }
             }
         }
         return .failed(last)

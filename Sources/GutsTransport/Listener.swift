@@ -1,4 +1,5 @@
 import GutsIdentity
+import GutsPolicy
 import GutsSupport
 import GutsWire
 import NIOConcurrencyHelpers
@@ -9,25 +10,102 @@ import NIOPosix
 /// limit with an explained refusal (Goodbye too-many-connections after the handshake).
 public final class Listener: Sendable {
     public struct Options: Sendable {
+        /// Sessions at once when no `admit` hook decides (the hook takes over the limit).
         public var maxConnections: Int
+        /// Caps on connections still in the handshake, per address group and in all.
+        public var admission = AdmissionPolicy<ObjectIdentifier>.Limits()
         public init(maxConnections: Int) { self.maxConnections = maxConnections }
+    }
+
+    /// The node's say over inbound connections.
+    public struct Hooks: Sendable {
+        /// Asked at accept, before any cryptography: true closes the socket at once.
+        public var isBanned: @Sendable (IPAddress) -> Bool = { _ in false }
+        /// Asked when the peer's Hello arrives (identity proven): a Goodbye refuses it.
+        public var admit: (@Sendable (PeerConnection, PeerID, Hello) -> Goodbye?)?
+        /// Told about sockets closed before the handshake (bans, admission), for logs.
+        public var refused: @Sendable (String, String) -> Void = { _, _ in }
+        public init() {}
     }
 
     let group: EventLoopGroup
     let config: SessionConfig
     let options: Options
     let onConnection: @Sendable (PeerConnection) -> Void
+    let hooks: Hooks
+    /// Connections in the handshake (admission control before any cryptography).
+    private let pending: NIOLockedValueBox<Pending>
+
+    struct Pending {
+        var policy: AdmissionPolicy<ObjectIdentifier>
+        var connections: [ObjectIdentifier: PeerConnection] = [:]
+    }
     private let channel = NIOLockedValueBox<Channel?>(nil)
     private let connections = NIOLockedValueBox([ObjectIdentifier: PeerConnection]())
 
     /// `onConnection` runs on the connection's event loop as soon as it is accepted
     /// (before the handshake); use its futures to follow it.
-    public init(group: EventLoopGroup, config: SessionConfig, options: Options,
+    public init(group: EventLoopGroup, config: SessionConfig, options: Options, hooks: Hooks = Hooks(),
                 onConnection: @escaping @Sendable (PeerConnection) -> Void) {
         self.group = group
         self.config = config
         self.options = options
+        self.hooks = hooks
         self.onConnection = onConnection
+        pending = NIOLockedValueBox(Pending(policy: AdmissionPolicy(limits: options.admission, seed: UInt64.random(in: 0...UInt64.max))))
+    }
+
+    /// Connections still in the handshake.
+    public var pendingCount: Int { pending.withLockedValue { $0.connections.count } }
+
+    /// Admission before any cryptography: banned addresses are closed; the handshake caps
+    /// per address group and in all make room by evicting a random pending handshake of
+    /// the busiest group (a trickling attacker is never silent, so silence is no signal).
+    /// Returns false when the socket was closed.
+    private func admitSocket(_ channel: Channel, _ connection: PeerConnection) -> Bool {
+        func reject(_ address: String, _ why: String) -> Bool {
+            hooks.refused(address, why)
+            channel.close(promise: nil)
+            // No session ever ran: complete the connection's promises here.
+            connection.didClose(.connectionLost("refused before the handshake: \(why)"))
+            return false
+        }
+        guard let text = channel.remoteAddress?.ipAddress, let ip = IPAddress(text) else {
+            return reject("?", "no remote address")
+        }
+        if hooks.isBanned(ip) { return reject(text, "banned address") }
+        let id = ObjectIdentifier(connection)
+        let (decision, victim) = pending.withLockedValue { p -> (AdmissionPolicy<ObjectIdentifier>.Decision, PeerConnection?) in
+            let d = p.policy.admit(id, group: ip.group, now: .now())
+            switch d {
+            case .accept:
+                p.connections[id] = connection
+                return (d, nil)
+            case let .acceptEvicting(victim):
+                p.connections[id] = connection
+                return (d, p.connections.removeValue(forKey: victim))
+            case .refuse:
+                return (d, nil)
+            }
+        }
+        switch decision {
+        case .accept:
+            break
+        case .acceptEvicting:
+            if let victim {
+                hooks.refused(victim.remoteAddress, "handshake evicted to make room")
+                victim.abort()
+            }
+        case let .refuse(why):
+            return reject(text, "\(why)")
+        }
+        connection.establishedFuture.whenComplete { [pending] _ in
+            pending.withLockedValue {
+                $0.connections[id] = nil
+                $0.policy.pendingEnded(id)
+            }
+        }
+        return true
     }
 
     public var connectionCount: Int { connections.withLockedValue { $0.count } }
@@ -48,12 +126,18 @@ public final class Listener: Sendable {
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let connection = PeerConnection(channel: channel, inbound: true)
+                    guard self.admitSocket(channel, connection) else { return }
                     var sessionConfig = template
                     let count = self.connections.withLockedValue { map -> Int in
                         map[ObjectIdentifier(connection)] = connection
                         return map.count
                     }
-                    if count > limit {
+                    if let admit = self.hooks.admit {
+                        sessionConfig.admit = { [weak connection] id, hello in
+                            guard let connection else { return Goodbye(code: .shutdown, reason: "connection closed") }
+                            return admit(connection, id, hello)
+                        }
+                    } else if count > limit {
                         sessionConfig.refusal = Goodbye(code: .tooManyConnections,
                                                         reason: "this node accepts at most \(limit) connections")
                     }

@@ -22,6 +22,10 @@ public struct SessionConfig: Sendable {
     /// Responder only: when set, answer Hello with this Goodbye instead of HelloAck
     /// (a clean, explained refusal such as too-many-connections).
     public var refusal: Goodbye?
+    /// Responder only: asked when Hello arrives, with the peer's proven identity and what
+    /// it announced; a Goodbye refuses the session in place of HelloAck (limits, bans,
+    /// eviction are decided here, after authentication and before any request).
+    public var admit: (@Sendable (PeerID, Hello) -> Goodbye?)?
     /// The protocols this session decodes besides the control messages. A message whose
     /// type code no family owns closes the session with unknown-message-type.
     public var protocols: MessageRegistry
@@ -443,6 +447,10 @@ public struct Session: Sendable {
                 return false
             }
             if let refusal = config.refusal {
+                events += fail(refusal.code, refusal.reason)
+                return false
+            }
+            if let admit = config.admit, let id = peerID, let refusal = admit(id, hello) {
                 events += fail(refusal.code, refusal.reason)
                 return false
             }

@@ -133,24 +133,47 @@ final class ChannelTests: XCTestCase {
 
     func testMaxConnectionsIsEnforcedWithAnExplanation() throws {
         _ = try h.keygen("server")
-        let (listener, line) = try h.listen("server", ["--max-connections", "2"])
-        // Two long-running pings hold the two slots.
-        let holders = try (0..<2).map { i in try h.start(["--home", h.home("c\(i)"), "ping", "-i", "0.2", line]) }
-        for holder in holders { holder.waitFor("a pong") { out, _ in out.contains("pong from") } }
+        let (listener, line) = try h.listen("server", ["--max-connections", "1"])
+        // One long-running ping holds the only slot; a peer alone is always protected from
+        // eviction, so the newcomer is refused in place of HelloAck.
+        let holder = try h.start(["--home", h.home("c0"), "ping", "-i", "0.2", line])
+        holder.waitFor("a pong") { out, _ in out.contains("pong from") }
         let refused = try h.run(["--home", h.home("c9"), "dial", line])
         XCTAssertEqual(refused.status, 9, refused.stderr)
         XCTAssertTrue(refused.stderr.contains("too-many-connections"), refused.stderr)
-        XCTAssertTrue(refused.stderr.contains("at most 2"), refused.stderr)
-        // Freeing a slot lets the next one in.
-        holders[0].signal(SIGINT)
-        XCTAssertEqual(holders[0].wait(), 0)
-        XCTAssertTrue(holders[0].stdout.contains("guts ping statistics"), "ping prints its summary on SIGINT")
+        XCTAssertTrue(refused.stderr.contains("at most 1"), refused.stderr)
+        // Freeing the slot lets the next one in.
+        holder.signal(SIGINT)
+        XCTAssertEqual(holder.wait(), 0)
+        XCTAssertTrue(holder.stdout.contains("guts ping statistics"), "ping prints its summary on SIGINT")
         var admitted = false
         for _ in 0..<50 where !admitted {
             admitted = try h.run(["--home", h.home("c9"), "dial", line]).status == 0
             if !admitted { usleep(100_000) }
         }
         XCTAssertTrue(admitted, listener.stderr)
+    }
+
+    /// When the node is full, a newcomer evicts the least valuable inbound peer (the
+    /// youngest of the busiest address group, as Bitcoin Core does) instead of being refused.
+    func testFullNodeEvictsTheLeastValuablePeerForANewcomer() throws {
+        _ = try h.keygen("server")
+        let (listener, line) = try h.listen("server", ["--max-connections", "3"])
+        let holders = try (0..<3).map { i -> Harness.Running in
+            let p = try h.start(["--home", h.home("c\(i)"), "ping", "-i", "0.2", line])
+            p.waitFor("a pong") { out, _ in out.contains("pong from") }
+            return p
+        }
+        let newcomer = try h.run(["--home", h.home("c9"), "dial", line])
+        XCTAssertEqual(newcomer.status, 0, newcomer.stderr)
+        listener.waitFor("an eviction") { _, err in err.contains("evicting") }
+        // Exactly one holder was told why it was dropped.
+        let deadline = Date().addingTimeInterval(10)
+        while !holders.contains(where: { !$0.process.isRunning }) && Date() < deadline { usleep(20_000) }
+        let evicted = holders.filter { !$0.process.isRunning }
+        XCTAssertEqual(evicted.count, 1, listener.stderr)
+        XCTAssertTrue(evicted.first?.stderr.contains("evicted") ?? false, evicted.first?.stderr ?? "")
+        for h in holders { h.signal(SIGINT) }
     }
 
     func testGracefulShutdownSaysGoodbye() throws {

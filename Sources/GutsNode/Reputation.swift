@@ -1,0 +1,215 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import GutsIdentity
+import GutsPolicy
+import GutsSupport
+import GutsTransport
+import GutsWire
+import NIOConcurrencyHelpers
+
+/// The node's memory of peers for its shell: the peer book (scores, bans, addresses, kept
+/// in `<home>/peers`) and the sessions it admitted, under one lock so that admission can
+/// be decided synchronously on any connection's loop. Every decision is made by the pure
+/// types of GutsPolicy; this class only holds them.
+final class Reputation: Sendable {
+    struct Session {
+        let connection: PeerConnection
+        let peer: PeerID
+        let ip: IPAddress?
+        let inbound: Bool
+        let since: Instant
+    }
+
+    struct State {
+        var book: PeerBook
+        var sessions: [ObjectIdentifier: Session] = [:]
+        var dirty = false
+        var eviction: InboundEviction
+    }
+
+    /// Sessions one identity may hold at once (inbound and outbound together).
+    static let maxSessionsPerPeer = 2
+
+    let state: NIOLockedValueBox<State>
+    let maxInbound: Int
+    let path: String?
+    let log: NodeLog
+
+    init(book: PeerBook, maxInbound: Int, path: String?, log: NodeLog, seed: UInt64) {
+        state = NIOLockedValueBox(State(book: book, eviction: InboundEviction(key: seed)))
+        self.maxInbound = maxInbound
+        self.path = path
+        self.log = log
+    }
+
+    /// Loads the peer book at `path` (absent: empty). A damaged file is reported and
+    /// kept aside rather than silently replaced.
+    static func load(path: String?, parameters: ScoreParameters, log: NodeLog) -> PeerBook {
+        let epoch = unixTime() - Instant.now().seconds(since: Instant(nanoseconds: 0))
+        let empty = PeerBook(epoch: epoch, parameters: parameters)
+        guard let path, Files.exists(path) else { return empty }
+        do {
+            let text = try Files.readString(path, limit: PeerBook.Limits().maxFileBytes)
+            return try PeerBook.parse(text, epoch: epoch, now: .now(), parameters: parameters)
+        } catch {
+            let aside = path + ".damaged"
+            _ = rename(path, aside)
+            log.info("peer book \(path) cannot be read (\(error)); moved to \(aside), starting with an empty one")
+            return empty
+        }
+    }
+
+    static func address(of connection: PeerConnection) -> IPAddress? {
+        let text = connection.remoteAddress
+        // "a.b.c.d:port" or "[v6]:port"
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            return IPAddress(text[text.index(after: text.startIndex)..<close])
+        }
+        return text.lastIndex(of: ":").flatMap { IPAddress(text[..<$0]) }
+    }
+
+    // MARK: Admission
+
+    func isBanned(_ ip: IPAddress) -> Bool {
+        state.withLockedValue { $0.book.isBanned(ip, now: .now()) }
+    }
+
+    /// Decides on an inbound session when its Hello arrives: bans, sessions per identity,
+    /// and when the node is full, the least valuable inbound peer makes room (Bitcoin
+    /// Core's eviction) or the newcomer is refused.
+    func admit(_ connection: PeerConnection, _ peer: PeerID, _ hello: Hello) -> Goodbye? {
+        let now = Instant.now()
+        let ip = Self.address(of: connection)
+        let (refusal, victim): (Goodbye?, PeerConnection?) = state.withLockedValue { s in
+            if s.book.isBanned(peer, now: now) {
+                return (Goodbye(code: .identityRejected, reason: "this identity is banned on this node"), nil)
+            }
+            if s.sessions.values.filter({ $0.peer == peer }).count >= Self.maxSessionsPerPeer {
+                return (Goodbye(code: .tooManyConnections, reason: "at most \(Self.maxSessionsPerPeer) sessions per peer"), nil)
+            }
+            var victim: PeerConnection?
+            let inbound = s.sessions.values.filter(\.inbound)
+            if inbound.count >= maxInbound {
+                let candidates = inbound.map { session in
+                    EvictionCandidate(id: ObjectIdentifier(session.connection),
+                                      group: session.ip?.group ?? AddressGroup(.v4(0)),
+                                      connectedSince: session.since,
+                                      minPing: session.connection.lastRoundTrip,
+                                      lastUseful: nil,
+                                      score: s.book.score(session.peer, now: now))
+                }
+                guard let chosen = s.eviction.select(candidates), let gone = s.sessions.removeValue(forKey: chosen) else {
+                    return (Goodbye(code: .tooManyConnections, reason: "this node accepts at most \(maxInbound) connections"), nil)
+                }
+                victim = gone.connection
+            }
+            s.sessions[ObjectIdentifier(connection)] = Session(connection: connection, peer: peer, ip: ip, inbound: true, since: now)
+            s.book.seen(peer, at: nil, now: now)
+            s.dirty = true
+            return (nil, victim)
+        }
+        if let victim {
+            log.info("evicting \(victim.peer.map { $0.peerID.short } ?? "?") \(victim.remoteAddress) to make room for \(peer.short) \(connection.remoteAddress)")
+            victim.close(.tooManyConnections, "evicted to make room for a newcomer")
+        }
+        return refusal
+    }
+
+    /// An outbound session (which never takes an inbound slot).
+    func established(_ connection: PeerConnection, peer: PeerID) {
+        state.withLockedValue { s in
+            let key = ObjectIdentifier(connection)
+            if s.sessions[key] == nil {
+                s.sessions[key] = Session(connection: connection, peer: peer, ip: Self.address(of: connection),
+                                          inbound: connection.inbound, since: .now())
+            }
+            s.book.seen(peer, at: nil, now: .now())
+            s.dirty = true
+        }
+    }
+
+    func closed(_ connection: PeerConnection) {
+        _ = state.withLockedValue { $0.sessions.removeValue(forKey: ObjectIdentifier(connection)) }
+    }
+
+    // MARK: Scores
+
+    /// Records an event of `connection`'s peer and enforces the verdict: graylisted peers
+    /// are ignored (see `isGraylisted`), those below the disconnect threshold are
+    /// disconnected, banned ones disconnected and refused until the ban ends.
+    func record(_ event: ScoreEvent, _ connection: PeerConnection, reason: String) {
+        guard let peer = connection.peer?.peerID else { return }
+        record(event, peer: peer, address: Self.address(of: connection), reason: reason)
+    }
+
+    func record(_ event: ScoreEvent, peer: PeerID, address: IPAddress?, reason: String) {
+        let now = Instant.now()
+        let (standing, victims, score): (PeerStanding, [PeerConnection], Double) = state.withLockedValue { s in
+            let standing = s.book.record(event, peer: peer, address: address, now: now)
+            s.dirty = true
+            let victims: [PeerConnection]
+            switch standing {
+            case .disconnect, .banned: victims = s.sessions.values.filter { $0.peer == peer }.map(\.connection)
+            default: victims = []
+            }
+            return (standing, victims, s.book.score(peer, now: now))
+        }
+        if event.isPenalty {
+            log.info("score: \(peer.short) \(event.rawValue) (\(Escape.text(reason))); score \(Self.format(score))")
+        }
+        switch standing {
+        case let .banned(until):
+            let when = until.map { "for \(Self.format($0.seconds(since: now))) s" } ?? "until unbanned"
+            log.info("score: banning \(peer.short) \(when)")
+            for c in victims { c.close(.identityRejected, "banned: \(reason)") }
+        case .disconnect:
+            log.info("score: disconnecting \(peer.short): score \(Self.format(score)) below the disconnect threshold")
+            for c in victims { c.close(.protocolViolation, "score below the disconnect threshold: \(reason)") }
+        case .good, .graylisted:
+            break
+        }
+    }
+
+    /// Whether the peer's gossip and requests are ignored.
+    func isGraylisted(_ peer: PeerID) -> Bool {
+        state.withLockedValue { $0.book.standing(peer, now: .now()) } == .graylisted
+    }
+
+    func score(_ peer: PeerID) -> Double {
+        state.withLockedValue { $0.book.score(peer, now: .now()) }
+    }
+
+    /// Rewards every connected peer for a minute of uptime (capped by the parameters).
+    func creditUptime() {
+        let peers = state.withLockedValue { Set($0.sessions.values.map(\.peer)) }
+        for p in peers { record(.uptime, peer: p, address: nil, reason: "connected") }
+    }
+
+    // MARK: Persistence
+
+    /// The peer book's text when it changed since the last call.
+    func takeSnapshot() -> String? {
+        state.withLockedValue { s in
+            guard s.dirty else { return nil }
+            s.dirty = false
+            s.book.prune(now: .now())
+            return s.book.serialize(now: .now())
+        }
+    }
+
+    /// Writes the peer book if it changed (atomically; blocking: call off the loops).
+    func save() {
+        guard let path, let text = takeSnapshot() else { return }
+        do {
+            try Files.writeAtomically(path, string: text, mode: 0o600)
+        } catch {
+            log.info("cannot write the peer book \(path): \(error)")
+        }
+    }
+
+    static func format(_ v: Double) -> String {
+        let r = (v * 10).rounded() / 10
+        return r == r.rounded() && abs(r) < 1e15 ? String(Int(r)) : String(r)
+    }
+}
