@@ -46,7 +46,7 @@ let package = Package(
         // Gossip: signed messages, seen-cache, eager/lazy push. A pure state machine.
         .target(name: "GutsGossip", dependencies: ["GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         // Repository sync: names and access, negotiation plan, serving, fetching into quarantine.
-        .target(name: "GutsSync", dependencies: ["GutsGit", "GutsWire", "GutsTransport", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
+        .target(name: "GutsSync", dependencies: ["GutsGit", "GutsPolicy", "GutsWire", "GutsTransport", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
         // The control socket: newline-delimited JSON over a Unix socket in the state directory;
         // server (NIO), blocking client, and the protocol a node implements to be controlled.
         .target(name: "GutsControl", dependencies: ["GutsSupport", nioCore, nioPosix, nioLocks]),

@@ -119,8 +119,11 @@ public final class Node: Sendable {
         self.log = log
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         loop = group.next()
+        let stalls = NIOLockedValueBox<Reputation?>(nil)
         sync = options.repositories.map {
-            SyncServer(catalog: $0, maxTransfers: options.maxTransfers, stallTimeout: options.stallTimeout, log: log.info)
+            SyncServer(catalog: $0, maxTransfers: options.maxTransfers, stallTimeout: options.stallTimeout,
+                       onStall: { connection in stalls.withLockedValue { $0 }?.record(.stall, connection, reason: "stopped reading a transfer") },
+                       log: log.info)
         }
         gossip = GossipService(loop: group.next(), identity: options.session.identity, topics: Set(options.topics), log: log)
         scanner = BlockingExecutor(name: "announce", threads: 1, limit: 1)
@@ -144,6 +147,7 @@ public final class Node: Sendable {
         reputation = Reputation(book: Reputation.load(path: bookPath, parameters: options.score, log: log),
                                 maxInbound: options.maxConnections, path: bookPath, log: log, seed: Random.uint64())
         stateWriter = BlockingExecutor(name: "state", threads: 1, limit: 1)
+        stalls.withLockedValue { [reputation] in $0 = reputation }
         gossip.onDeliver = { [weak self] message, _, _ in self?.delivered(message) }
         gossip.onOffence = { [weak self] connection, reason in self?.reputation.record(.invalidGossip, connection, reason: "gossip: \(reason)") }
         gossip.onFirstDelivery = { [weak self] connection in self?.reputation.record(.firstDelivery, connection, reason: "delivered first") }

@@ -1,5 +1,6 @@
 import GutsGit
 import GutsIdentity
+import GutsPolicy
 import GutsSupport
 import GutsTransport
 import GutsWire
@@ -24,11 +25,35 @@ public final class SyncServer: Sendable {
     let window = 4
     /// Bytes per Objects message (leaves room for the trailer the stream may append).
     static let chunkSize = SyncLimits.maxObjectsChunk - 64
-    private let transfers = NIOLockedValueBox(0)
+    /// Transfers one peer (identity) or one address group may hold at once, so no single
+    /// source can take every slot.
+    public let maxTransfersPerPeer: Int
+    public let maxTransfersPerGroup: Int
+    /// GetRefs waiting for a thread, in all and per connection; beyond that: busy.
+    public let maxQueuedRefs = 64
+    public let maxQueuedRefsPerLink = 4
+    /// Seconds suggested to a peer told "busy".
+    public static let retryAfter = 5
+    /// Told when a transfer is cut off because the peer stopped reading.
+    public let onStall: @Sendable (PeerConnection) -> Void
+    private let slots = NIOLockedValueBox(Slots())
+
+    struct Slots {
+        var transfers = 0
+        var perPeer: [PeerID: Int] = [:]
+        var perGroup: [AddressGroup: Int] = [:]
+        var queuedRefs = 0
+        var refsPerLink: [ObjectIdentifier: Int] = [:]
+    }
 
     public init(catalog: RepositoryCatalog, threads: Int = 2, maxTransfers: Int = 8, stallTimeout: Double = 60,
+                maxTransfersPerPeer: Int = 2, maxTransfersPerGroup: Int = 4,
+                onStall: @escaping @Sendable (PeerConnection) -> Void = { _ in },
                 log: @escaping @Sendable (String) -> Void) {
         self.catalog = catalog
+        self.maxTransfersPerPeer = max(1, maxTransfersPerPeer)
+        self.maxTransfersPerGroup = max(1, maxTransfersPerGroup)
+        self.onStall = onStall
         self.pool = NIOThreadPool(numberOfThreads: max(1, threads))
         self.maxTransfers = max(1, maxTransfers)
         self.transferPool = NIOThreadPool(numberOfThreads: max(1, maxTransfers))
@@ -44,7 +69,19 @@ public final class SyncServer: Sendable {
     }
 
     /// Transfers running now.
-    public var activeTransfers: Int { transfers.withLockedValue { $0 } }
+    public var activeTransfers: Int { slots.withLockedValue { $0.transfers } }
+
+    static func group(of connection: PeerConnection) -> AddressGroup? {
+        let text = connection.remoteAddress
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            return IPAddress(text[text.index(after: text.startIndex)..<close])?.group
+        }
+        return text.lastIndex(of: ":").flatMap { IPAddress(text[..<$0]) }?.group
+    }
+
+    static func busy(_ id: UInt32, _ why: String) -> Message {
+        .error(ErrorReply(requestID: id, code: .busy, message: "retry-after=\(retryAfter); \(why)"))
+    }
 
     /// Capabilities to announce in Hello when serving.
     public static let capabilities = ["refs", "objects"]
@@ -57,27 +94,69 @@ public final class SyncServer: Sendable {
         }
         switch message.syncMessage {
         case let .getRefs(request)?:
+            // A bounded queue in front of the refs threads: a burst from one connection
+            // is answered busy, never queued without bound.
+            let link = ObjectIdentifier(connection)
+            let queued = slots.withLockedValue { s -> Bool in
+                guard s.queuedRefs < maxQueuedRefs, s.refsPerLink[link, default: 0] < maxQueuedRefsPerLink else { return false }
+                s.queuedRefs += 1
+                s.refsPerLink[link, default: 0] += 1
+                return true
+            }
+            guard queued else {
+                connection.send(Self.busy(request.requestID, "too many refs requests waiting"))
+                return true
+            }
             pool.submit { [self] state in
-                guard state == .active else { return }
+                defer {
+                    slots.withLockedValue { s in
+                        s.queuedRefs -= 1
+                        s.refsPerLink[link, default: 1] -= 1
+                        if s.refsPerLink[link] == 0 { s.refsPerLink[link] = nil }
+                    }
+                }
+                // Work for a peer that has gone is dropped, not done.
+                guard state == .active, !connection.isClosed else { return }
                 connection.send(answerRefs(request, peer: connection.peer?.peerID))
             }
             return true
         case let .getObjects(request)?:
-            // Admitted here, not when a thread picks it up: a peer over the limit hears
+            // Admitted here, not when a thread picks it up: a peer over a limit hears
             // "busy" now instead of waiting silently behind the running transfers.
-            let admitted = transfers.withLockedValue { n -> Bool in
-                guard n < maxTransfers else { return false }
-                n += 1
-                return true
+            let peer = connection.peer?.peerID
+            let group = Self.group(of: connection)
+            let refusal = slots.withLockedValue { s -> String? in
+                if s.transfers >= maxTransfers { return "this node is serving \(maxTransfers) transfers" }
+                if let peer, s.perPeer[peer, default: 0] >= maxTransfersPerPeer {
+                    return "at most \(maxTransfersPerPeer) transfers per peer"
+                }
+                if let group, s.perGroup[group, default: 0] >= maxTransfersPerGroup {
+                    return "at most \(maxTransfersPerGroup) transfers per address group"
+                }
+                s.transfers += 1
+                if let peer { s.perPeer[peer, default: 0] += 1 }
+                if let group { s.perGroup[group, default: 0] += 1 }
+                return nil
             }
-            guard admitted else {
-                connection.send(.error(ErrorReply(requestID: request.requestID, code: .busy,
-                                                  message: "this node is serving \(maxTransfers) transfers; try again later")))
+            if let refusal {
+                connection.send(Self.busy(request.requestID, refusal))
                 return true
             }
             transferPool.submit { [self] state in
-                defer { transfers.withLockedValue { $0 -= 1 } }
-                guard state == .active else { return }
+                defer {
+                    slots.withLockedValue { s in
+                        s.transfers -= 1
+                        if let peer {
+                            s.perPeer[peer, default: 1] -= 1
+                            if s.perPeer[peer] == 0 { s.perPeer[peer] = nil }
+                        }
+                        if let group {
+                            s.perGroup[group, default: 1] -= 1
+                            if s.perGroup[group] == 0 { s.perGroup[group] = nil }
+                        }
+                    }
+                }
+                guard state == .active, !connection.isClosed else { return }
                 serveObjects(request, connection: connection)
             }
             return true
@@ -174,6 +253,7 @@ public final class SyncServer: Sendable {
             log("transfer of '\(name)' to \(connection.remoteAddress) stopped: \(e)")
         } catch is Stalled {
             log("transfer of '\(name)' to \(connection.remoteAddress) stopped: the peer read nothing for \(stallTimeout) s; disconnected")
+            onStall(connection)
         } catch {
             log("cannot serve '\(name)': \(error)")
             fail(.internalError, "cannot produce objects: \(error)")

@@ -105,6 +105,9 @@ public final class PeerConnection: @unchecked Sendable {
         }
     }
 
+    /// Whether the connection has ended.
+    public var isClosed: Bool { state.withLockedValue { $0.closeReason != nil } }
+
     /// Large answers that arrived while no request was outstanding and were skipped unread.
     public var discardedAnswers: Int { state.withLockedValue { $0.discarded } }
     /// Whether a caller is waiting for answers to its requests on this connection.

@@ -15,6 +15,8 @@ public protocol PeerLink: AnyObject, Sendable {
     var establishedFuture: EventLoopFuture<PeerInfo> { get }
     /// Completes with the reason when the link ends.
     var closeFuture: EventLoopFuture<SessionClose> { get }
+    /// Whether the link has ended (work queued for it can be dropped).
+    var isClosed: Bool { get }
 
     /// Queues one message; the future completes when it was handed to the transport.
     @discardableResult func send(_ message: Message) -> EventLoopFuture<Void>
