@@ -1,3 +1,5 @@
+import GutsSupport
+
 /// Minimal JSON writer for --json output (one object per line, keys in given order).
 public enum JSONValue: Sendable {
     case string(String)
@@ -35,6 +37,10 @@ public enum JSON {
         JSONValue.object(pairs.map { ($0.key, $0.value) }).rendered
     }
 
+    /// A JSON string literal for `s`. Besides what JSON requires (quote, backslash,
+    /// U+0000 to U+001F), everything `Escape` escapes for terminals (DEL, C1 controls,
+    /// line separators, bidirectional formatting) is written as `\uXXXX`, so the line
+    /// is safe to print and the value still decodes to exactly `s`.
     public static func quote(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
@@ -45,7 +51,7 @@ public enum JSON {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             default:
-                if scalar.value < 0x20 {
+                if scalar.value < 0x20 || Escape.needsEscape(scalar) {
                     let hex = String(scalar.value, radix: 16)
                     out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
                 } else {
