@@ -359,7 +359,11 @@ final class DeltaResolver: @unchecked Sendable {
                     let built = try applyDelta(child, base: baseBody, z: z)
                     let id = finishEntry(child, stack[top].type, built)
                     if hasChildren(child, id: id) {
-                        if retained + built.count <= keep {
+                        // Kept when there is room, or when it is the only child left to
+                        // enter (entered next, as the base is released).
+                        let last = stack[top].nextChild >= Int(childStart[stack[top].entry + 1])
+                            && stack[top].nextRef >= stack[top].refKids.count && stack[top].waiting.isEmpty
+                        if last || retained + built.count <= keep {
                             stack[top].waiting.append((child, built))
                             retained += built.count
                         } else {
