@@ -173,6 +173,14 @@ final class DeltaResolver: @unchecked Sendable {
             for (baseID, kids) in refChildren where kids.contains(where: { states[Int($0)] == EntryState.pending.rawValue }) {
                 if isAborted { break }
                 if let obj = external(baseID), obj.id == baseID {
+                    // Which of our objects a thin pack makes us read (and keep) is the
+                    // sender's choice: charged like inflating it.
+                    do {
+                        try budget.chargeInflate(obj.body.count)
+                    } catch {
+                        if let k = kids.first { fail(Int(k), error, 0) }
+                        break
+                    }
                     externalBasesUsed[baseID] = obj
                     let z = Inflater()
                     for k in kids where states[Int(k)] == EntryState.pending.rawValue && !isAborted {

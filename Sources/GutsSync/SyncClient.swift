@@ -218,7 +218,9 @@ public enum SyncClient {
         defer { lock.release() }
         let repo: Repository
         do {
-            repo = try Repository.open(path, limits: options.limits)
+            // Our own repository is read with the limits for local stores; what the peer
+            // sends is held to `options.limits`.
+            repo = try Repository.open(path, limits: .localStore)
         } catch {
             throw SyncFailure.local("\(error)")
         }
@@ -266,7 +268,10 @@ public enum SyncClient {
                                     deadline: options.deadline.map { started.adding(seconds: $0) })
             let indexed: PackIndexer.Result
             do {
-                indexed = try PackIndexer.index(packPath: received.path, outputDirectory: quarantine, baseStore: repo,
+                // Bases a thin pack leaves out are read with the peer's limits: the peer
+                // picks them, so none may be larger than an object it could send.
+                let bases = try Repository.open(path, limits: options.limits)
+                indexed = try PackIndexer.index(packPath: received.path, outputDirectory: quarantine, baseStore: bases,
                                                 limits: options.limits, budget: budget)
             } catch {
                 throw failure(rejecting: error, "received pack rejected", options: options)
@@ -385,7 +390,11 @@ public enum SyncClient {
         do {
             result = try walk.objectsCollectingMissing(reachableFrom: plan.wants, excluding: plan.haves)
         } catch {
-            throw failure(rejecting: error, "received objects do not form valid history", options: options)
+            throw failure(rejecting: budget.exceeded ?? error, "received objects do not form valid history", options: options)
+        }
+        // The walk skips objects it cannot read; when that was the budget, say so.
+        if let exceeded = budget.exceeded {
+            throw failure(rejecting: exceeded, "received objects could not be checked", options: options)
         }
         if let first = result.missing.first {
             throw SyncFailure.integrity("object \(first) is missing (\(result.missing.count) missing in all): the peer did not send everything the new refs need")
