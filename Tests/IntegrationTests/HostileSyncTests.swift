@@ -169,6 +169,22 @@ final class HostileSyncTests: XCTestCase {
         XCTAssertTrue(names.contains(c1) && names.contains(bidi), "\(names)")
     }
 
+    /// A peer's agent string is printed escaped by `guts dial`, as text and as JSON.
+    func testAgentStringIsEscapedByDial() throws {
+        let agent = "evil/1 \u{1B}[2J\u{1B}]0;title\u{07}\u{9B}K"
+        let server = try MaliciousServer(repository: f.upstream, behavior: .honest, agent: agent)
+        servers.append(server)
+        let text = try h.run(["--home", f.clientHome, "dial", server.peer])
+        XCTAssertEqual(text.status, 0, text.stderr)
+        XCTAssertTrue(text.stdout.contains("agent        evil/1 \\x1b[2J\\x1b]0;title\\x07\\xc2\\x9bK"), text.stdout)
+        XCTAssertFalse(text.stdout.unicodeScalars.contains { $0 == "\u{1B}" || $0 == "\u{07}" || $0 == "\u{9B}" }, text.stdout)
+        let json = try h.run(["--home", f.clientHome, "--json", "dial", server.peer])
+        XCTAssertEqual(json.status, 0, json.stderr)
+        XCTAssertFalse(json.stdout.unicodeScalars.contains { $0 == "\u{1B}" || $0 == "\u{07}" || $0 == "\u{9B}" }, json.stdout)
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(object?["agent"] as? String, agent)
+    }
+
     /// Free disk space is checked before the transfer: a reserve larger than the disk
     /// refuses the sync as a local problem (status 3), leaving the mirror as it was.
     func testFreeDiskReserve() throws {

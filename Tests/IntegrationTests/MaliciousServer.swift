@@ -66,6 +66,8 @@ final class MaliciousServer: @unchecked Sendable {
 
     let repositoryPath: String
     let behavior: Behavior
+    /// The agent string of its Hello.
+    let agent: String
     let identity = Identity.generate()
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private var listener: Listener?
@@ -80,16 +82,17 @@ final class MaliciousServer: @unchecked Sendable {
     private(set) var peer = ""
     var peerID: String { identity.peerID.description }
 
-    init(repository: String, behavior: Behavior) throws {
+    init(repository: String, behavior: Behavior, agent: String = "malicious/1") throws {
         repositoryPath = repository
         self.behavior = behavior
+        self.agent = agent
         scratch = NSTemporaryDirectory() + "guts-malicious-" + UUID().uuidString
         try start()
     }
 
     private func start() throws {
         var config = SessionConfig(identity: identity.keyPair, noiseStatic: .generate(),
-                                   capabilities: Capabilities.default + ["refs", "objects"], agent: "malicious/1")
+                                   capabilities: Capabilities.default + ["refs", "objects"], agent: agent)
         config.idleTimeout = 60
         let listener = Listener(group: group, config: config, options: .init(maxConnections: 16)) { [weak self] connection in
             guard let server = self else { return }
