@@ -26,7 +26,8 @@ _guts() {
     # Options that take a value (the next word, or after '=').
     local value_opts="--home -l --listen -b --bootstrap --max-connections --handshake-timeout
         --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval
-        -p --peer --into -m --mirror --topic -t --announce-interval -d --data --max-transfers --stall-timeout"
+        -p --peer --into -m --mirror --topic -t --announce-interval -d --data --max-transfers --stall-timeout
+        --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor --max-work -j --threads"
 
     # Find the command words, skipping options and their values.
     local i w cmd= sub= skip= args=()
@@ -74,7 +75,9 @@ _guts() {
         -l | --listen | -b | --bootstrap | --max-connections | --handshake-timeout | \
             --idle-timeout | --keepalive-interval | --network | -W | --timeout | \
             -c | --count | -i | --interval | -p | --peer | -m | --mirror | --topic | -t | \
-            --announce-interval | -d | --data | --max-transfers | --stall-timeout)
+            --announce-interval | -d | --data | --max-transfers | --stall-timeout | \
+            --deadline | --max-pack-size | --max-object-size | --max-delta-depth | --work-factor | \
+            --max-work | -j | --threads)
             return # free-form value
             ;;
     esac
@@ -85,10 +88,12 @@ _guts() {
         keygen) opts="-f --force --show" ;;
         listen)
             opts="-l --listen -b --bootstrap --repos --max-connections --handshake-timeout
-                --idle-timeout --keepalive-interval --network -m --mirror --topic --announce-interval --max-transfers --stall-timeout"
+                --idle-timeout --keepalive-interval --network -m --mirror --topic --announce-interval --max-transfers --stall-timeout
+                --follow-symlinks"
             ;;
         sync)
-            opts="-p --peer --into -f --force -W --timeout --network"
+            opts="-p --peer --into -f --force -W --timeout --deadline --network --max-pack-size --max-object-size
+                --max-delta-depth --work-factor --max-work"
             if [[ $cur != -* ]] && ((${#args[@]} == 0)); then
                 # OWNER/NAME (or NAME) of the repositories in <home>/repos.
                 local IFS=$'\n' home r names=()
@@ -117,7 +122,7 @@ _guts() {
             if [[ -z $sub ]]; then
                 words="verify"
             else
-                opts=""
+                opts="-j --threads --no-connectivity --max-object-size --max-delta-depth --work-factor --max-work"
                 if [[ $cur != -* ]]; then
                     # A repository path, or OWNER/NAME of a repository in <home>/repos.
                     local IFS=$'\n' home r names=()

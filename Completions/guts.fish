@@ -15,7 +15,8 @@ function __guts_words
         switch $t
             case --home -l --listen -b --bootstrap --max-connections --handshake-timeout \
                 --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval \
-                -p --peer --into
+                -p --peer --into --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor \
+                --max-work -j --threads
                 set skip 1
             case '-*'
             case '*'
@@ -108,6 +109,7 @@ complete -c guts -n '__guts_using listen' -l topic -x -d 'also subscribe to and 
 complete -c guts -n '__guts_using listen' -l announce-interval -x -d 'seconds between scans for changes to announce (default 2)'
 complete -c guts -n '__guts_using listen' -l max-transfers -x -d 'object transfers served at once (default 8)'
 complete -c guts -n '__guts_using listen' -l stall-timeout -x -d 'cut off transfers whose peer takes nothing for SECONDS (default 60)'
+complete -c guts -n '__guts_using listen' -l follow-symlinks -d 'also serve repositories that symbolic links place outside their root'
 
 # guts gossip publish|subscribe
 complete -c guts -n __guts_needs_command -a gossip -d 'publish to a topic or follow it'
@@ -125,8 +127,14 @@ complete -c guts -n '__guts_using gossip subscribe' -s c -l count -x -d 'exit af
 complete -c guts -n '__guts_using sync' -s p -l peer -x -d 'peer to sync from, [PEERID@]ADDR (repeatable, tried in order)'
 complete -c guts -n '__guts_using sync' -l into -x -a '(__fish_complete_directories (commandline -ct))' -d 'bare repository to sync into'
 complete -c guts -n '__guts_using sync' -s f -l force -d 'mirror into a repository guts did not create (replaces its refs)'
-complete -c guts -n '__guts_using sync' -s W -l timeout -x -d 'connect, handshake and per-answer silence limit (default 30)'
+complete -c guts -n '__guts_using sync' -s W -l timeout -x -d 'connect, handshake, per-answer silence and no-pack-data limit (default 30)'
+complete -c guts -n '__guts_using sync' -l deadline -x -d 'most SECONDS the whole sync may take (default 3600, 0 for none)'
 complete -c guts -n '__guts_using sync' -l network -x -d 'network ID to connect within'
+complete -c guts -n '__guts_using sync' -l max-pack-size -x -d 'most pack BYTES accepted (default 4G)'
+complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l max-object-size -x -d 'largest object accepted, BYTES (default 100M)'
+complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l max-delta-depth -x -d 'longest delta chain accepted (default 64)'
+complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l work-factor -x -d 'work allowed per pack byte (default 64, 0 for no limit)'
+complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l max-work -x -d 'cap on each kind of work, BYTES (default 64G)'
 complete -c guts -n '__guts_words_are sync' -a '(__guts_repositories)' -d 'repository'
 
 # guts dial
@@ -143,3 +151,5 @@ complete -c guts -n '__guts_using ping' -l network -x -d 'network ID to connect 
 complete -c guts -n '__guts_words_are objects' -a verify -d 'verify the objects of a repository'
 complete -c guts -n '__guts_words_are objects verify' -a '(__guts_repositories)' -d 'repository'
 complete -c guts -n '__guts_words_are objects verify' -a '(__fish_complete_directories (commandline -ct))'
+complete -c guts -n '__guts_using objects verify' -s j -l threads -x -d 'worker threads (default: CPUs, at most 4)'
+complete -c guts -n '__guts_using objects verify' -l no-connectivity -d 'skip the reachability check'

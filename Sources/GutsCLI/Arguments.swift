@@ -45,6 +45,15 @@ public struct ParsedArguments: Sendable, Equatable {
         return v
     }
 
+    /// Parses an option value as a byte count in `range` (see `parseByteCount`).
+    public func bytes(_ long: String, in range: ClosedRange<Int>) throws -> Int? {
+        guard let text = value(long) else { return nil }
+        guard let v = parseByteCount(text), range.contains(v) else {
+            throw UsageError("--\(long): expected a byte count from \(range.lowerBound) to \(range.upperBound) (suffixes K, M, G, T allowed), got '\(text)'")
+        }
+        return v
+    }
+
     /// Parses an option value as seconds (decimal allowed) in `range`.
     public func seconds(_ long: String, in range: ClosedRange<Double>) throws -> Double? {
         guard let text = value(long) else { return nil }
@@ -53,6 +62,23 @@ public struct ParsedArguments: Sendable, Equatable {
         }
         return v
     }
+}
+
+/// A byte count: a whole number, optionally followed by K, M, G or T (powers of 1024,
+/// also written KiB, MiB, GiB, TiB); nil when malformed or too large.
+func parseByteCount(_ text: String) -> Int? {
+    var digits = Substring(text)
+    var shift = 0
+    for (suffixes, s) in [(["T", "TiB"], 40), (["G", "GiB"], 30), (["M", "MiB"], 20), (["K", "KiB"], 10)] {
+        if let suffix = suffixes.first(where: { text.uppercased().hasSuffix($0.uppercased()) }) {
+            digits = digits.dropLast(suffix.count)
+            shift = s
+            break
+        }
+    }
+    guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = Int(digits) else { return nil }
+    let (v, overflow) = n.multipliedReportingOverflow(by: 1 << shift)
+    return overflow ? nil : v
 }
 
 func formatNumber(_ v: Double) -> String {

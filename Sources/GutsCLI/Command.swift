@@ -92,27 +92,31 @@ public final class Context: @unchecked Sendable {
         lock.locked { writeAll(1, line + "\n") }
     }
 
+    // Everything written to stderr is one line of text that may quote what a peer
+    // sent (ref names, agents, Goodbye reasons, error texts): it is escaped here, as it
+    // is written (see `Escape`), so no byte from a peer reaches the terminal raw.
+
     /// A log line on stderr (suppressed by --quiet).
     public func log(_ line: String) {
         if quiet { return }
-        lock.locked { writeAll(2, line + "\n") }
+        lock.locked { writeAll(2, Escape.text(line) + "\n") }
     }
 
     /// A detail line on stderr, only with -v.
     public func debug(_ line: String) {
         if verbosity == 0 || quiet { return }
-        lock.locked { writeAll(2, line + "\n") }
+        lock.locked { writeAll(2, Escape.text(line) + "\n") }
     }
 
     /// An error line on stderr, always shown.
     public func error(_ line: String) {
-        lock.locked { writeAll(2, "guts: " + line + "\n") }
+        lock.locked { writeAll(2, "guts: " + Escape.text(line) + "\n") }
     }
 
     /// Progress on a TTY only: rewrites the current stderr line.
     public func progress(_ line: String) {
         guard stderrIsTTY, !quiet else { return }
-        lock.locked { writeAll(2, "\r\u{1B}[K" + line) }
+        lock.locked { writeAll(2, "\r\u{1B}[K" + Escape.text(line)) }
     }
 
     public func endProgress() {

@@ -1,6 +1,8 @@
 import GutsNode
 import GutsPolicy
+import GutsGit
 import GutsSupport
+import GutsSync
 
 /// The optional `config` file in the state directory (guts-config(5)):
 /// `key = value` lines, `#` comments, blank lines ignored, repeatable `bootstrap`.
@@ -19,15 +21,34 @@ public struct NodeConfig: Equatable, Sendable {
     public var admission = AdmissionPolicy<ObjectIdentifier>.Limits()
     /// Per-connection budgets.
     public var rates = LinkGuard.Rates()
+    // Limits on data from peers (guts sync) and on packs checked by objects verify.
+    public var maxObjectSize = ObjectLimits.default.maxObjectSize
+    public var maxDeltaDepth = ObjectLimits.default.maxDeltaDepth
+    public var workFactor = ObjectLimits.default.workFactor
+    public var maxWork = ObjectLimits.default.maxWork
+    public var maxPackSize = SyncOptions.defaultMaxPackBytes
+    public var minFreeDisk = SyncOptions.defaultMinFreeBytes
+    /// Seconds a whole sync may take; 0 for no deadline.
+    public var syncDeadline = SyncOptions.defaultDeadline
 
     public static let fileName = "config"
     static let scoreKeys = ScoreEvent.allCases.flatMap { e in ["weight", "cap", "half-life"].map { "score.\(e.rawValue).\($0)" } }
         + ["score.graylist", "score.disconnect", "score.ban", "ban.base", "ban.growth", "ban.max", "ban.address-max"]
     public static let keys = ["listen", "bootstrap", "max-connections", "connect-timeout", "handshake-timeout",
-                              "keepalive-interval", "idle-timeout", "network",
+                              "keepalive-interval", "idle-timeout", "network", "max-object-size", "max-delta-depth",
+                              "work-factor", "max-work", "max-pack-size", "min-free-disk", "sync-deadline",
                               "max-pending-handshakes", "max-pending-per-address", "handshake-rate", "handshake-burst",
                               "peer-message-rate", "peer-message-burst", "peer-byte-rate", "peer-byte-burst",
                               "peer-request-rate", "peer-request-burst"] + scoreKeys
+
+    /// Ranges of the limit settings, shared by the config keys and the options.
+    static let objectSizeRange = 1...(1 << 40)
+    static let deltaDepthRange = 1...10_000
+    static let workFactorRange = 0...1_000_000
+    static let maxWorkRange = 1...(1 << 60)
+    static let packSizeRange = 1...(1 << 50)
+    static let freeDiskRange = 0...(1 << 50)
+    static let deadlineRange = 0.0...604_800
 
     public init() {}
 
@@ -47,6 +68,18 @@ public struct NodeConfig: Equatable, Sendable {
             func number(_ range: ClosedRange<Double>) throws -> Double {
                 guard let v = Double(value), v.isFinite, range.contains(v) else {
                     throw CommandError(.io, "\(origin):\(lineNumber): \(key) must be a number from \(formatNumber(range.lowerBound)) to \(formatNumber(range.upperBound))")
+                }
+                return v
+            }
+            func bytes(_ range: ClosedRange<Int>) throws -> Int {
+                guard let v = parseByteCount(value), range.contains(v) else {
+                    throw CommandError(.io, "\(origin):\(lineNumber): \(key) must be a byte count from \(range.lowerBound) to \(range.upperBound) (suffixes K, M, G, T allowed)")
+                }
+                return v
+            }
+            func integer(_ range: ClosedRange<Int>) throws -> Int {
+                guard let v = Int(value), range.contains(v) else {
+                    throw CommandError(.io, "\(origin):\(lineNumber): \(key) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
                 }
                 return v
             }
@@ -89,6 +122,13 @@ public struct NodeConfig: Equatable, Sendable {
                 case "cap": config.score[event].cap = try number(0...ScoreParameters.penaltyCap)
                 default: config.score[event].halfLife = try number(1...31_536_000)
                 }
+            case "max-object-size": config.maxObjectSize = try bytes(objectSizeRange)
+            case "max-delta-depth": config.maxDeltaDepth = try integer(deltaDepthRange)
+            case "work-factor": config.workFactor = try integer(workFactorRange)
+            case "max-work": config.maxWork = try bytes(maxWorkRange)
+            case "max-pack-size": config.maxPackSize = try bytes(packSizeRange)
+            case "min-free-disk": config.minFreeDisk = try bytes(freeDiskRange)
+            case "sync-deadline": config.syncDeadline = try number(deadlineRange)
             default:
                 let hint = ArgumentParser.closest(key, among: keys).map { "; did you mean '\($0)'?" } ?? ""
                 throw CommandError(.io, "\(origin):\(lineNumber): unknown key '\(key)'\(hint)")
@@ -99,6 +139,26 @@ public struct NodeConfig: Equatable, Sendable {
         }
         return config
     }
+
+    /// The object limits and work budget for untrusted data: the config's, overridden
+    /// by the options `--max-object-size`, `--max-delta-depth`, `--work-factor` and
+    /// `--max-work` where the command has them.
+    func objectLimits(_ args: ParsedArguments) throws -> ObjectLimits {
+        var limits = ObjectLimits.default
+        limits.maxObjectSize = try args.bytes("max-object-size", in: Self.objectSizeRange) ?? maxObjectSize
+        limits.maxDeltaDepth = try args.int("max-delta-depth", in: Self.deltaDepthRange) ?? maxDeltaDepth
+        limits.workFactor = try args.int("work-factor", in: Self.workFactorRange) ?? workFactor
+        limits.maxWork = try args.bytes("max-work", in: Self.maxWorkRange) ?? maxWork
+        return limits
+    }
+
+    /// The options that set the limits of `objectLimits`.
+    static let limitOptions = [
+        OptionSpec("max-object-size", value: "BYTES", help: "largest object accepted (default 100M; config max-object-size)"),
+        OptionSpec("max-delta-depth", value: "N", help: "longest delta chain accepted (default 64; config max-delta-depth)"),
+        OptionSpec("work-factor", value: "N", help: "bytes inflated, and bytes built from deltas, allowed per pack byte (default 64, 0 for no limit; config work-factor)"),
+        OptionSpec("max-work", value: "BYTES", help: "cap on each kind of work per pack, whatever its size (default 64G; config max-work)"),
+    ]
 
     /// Loads `<home>/config` if present, else defaults.
     public static func load(home: String) throws -> NodeConfig {

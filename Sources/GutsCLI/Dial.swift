@@ -46,8 +46,9 @@ enum DialCommand: Command {
             context.out("peer         \(peer.peerID)" + (endpoint.peer != nil ? " (verified)" : ""))
             context.out("address      \(connection.remoteAddress)")
             context.out("protocol     \(peer.version)")
-            context.out("agent        \(peer.agent)")
-            context.out("capabilities \(peer.capabilities.isEmpty ? "-" : peer.capabilities.joined(separator: " "))")
+            // The agent and capabilities are the peer's words: escaped as printed.
+            context.out("agent        \(Escape.text(peer.agent))")
+            context.out("capabilities \(peer.capabilities.isEmpty ? "-" : Escape.text(peer.capabilities.joined(separator: " ")))")
             context.out("handshake    \(Network.ms(peer.handshakeSeconds)) ms")
         }
         return .ok

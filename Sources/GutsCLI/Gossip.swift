@@ -290,26 +290,8 @@ enum GossipSubscribeCommand: Command {
                 "payload": .string(text ?? Base64.encode(g.data)),
             ])
         }
-        return "\(g.origin) \(id) \(time) \(escape(g.data))"
-    }
-
-    /// One line whatever the payload: printable UTF-8 as is, the rest as escapes.
-    static func escape(_ bytes: [UInt8]) -> String {
-        guard let text = decodeUTF8(bytes) else {
-            return bytes.map { b in (0x20..<0x7f).contains(b) && b != 0x5c ? String(UnicodeScalar(b)) : "\\x" + Hex.encode([b]) }.joined()
-        }
-        var out = ""
-        for s in text.unicodeScalars {
-            switch s {
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\\": out += "\\\\"
-            default:
-                if s.value < 0x20 || s.value == 0x7f { out += "\\x" + Hex.encode([UInt8(s.value)]) } else { out.unicodeScalars.append(s) }
-            }
-        }
-        return out
+        // One line whatever the payload: printable text as is, the rest escaped.
+        return "\(g.origin) \(id) \(time) \(Escape.bytes(g.data))"
     }
 
     static func rfc3339(milliseconds ms: UInt64) -> String {

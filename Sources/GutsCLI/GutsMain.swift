@@ -26,13 +26,13 @@ public enum GutsMain {
         do {
             return try dispatch(arguments, environment: environment).rawValue
         } catch let e as UsageError {
-            writeAll(2, "guts: \(e.message)\n")
+            writeAll(2, "guts: \(Escape.text(e.message))\n")
             return ExitCode.usage.rawValue
         } catch let e as CommandError {
-            writeAll(2, "guts: \(e.message)\n")
+            writeAll(2, "guts: \(Escape.text(e.message))\n")
             return e.code.rawValue
         } catch {
-            writeAll(2, "guts: \(error)\n")
+            writeAll(2, "guts: \(Escape.text(String(describing: error)))\n")
             return ExitCode.io.rawValue
         }
     }

@@ -25,6 +25,7 @@ enum ListenCommand: Command {
         OptionSpec("keepalive-interval", value: "SECONDS", help: "ping peers silent for this long (default 30)"),
         OptionSpec("network", value: "ID", help: "network ID; nodes on different networks cannot connect (default empty)"),
         OptionSpec("repos", value: "DIR", repeatable: true, help: "also serve the repositories under DIR (besides <home>/repos)"),
+        OptionSpec("follow-symlinks", help: "also serve repositories that symbolic links place outside their repository directory"),
         OptionSpec("mirror", short: "m", value: "REPO[@[PEERID@]ADDR]", repeatable: true, help: "on a NewCommit for REPO, sync it (from the announcer, else from ADDR)"),
         OptionSpec("topic", value: "TOPIC", repeatable: true, help: "also subscribe to and relay TOPIC"),
         OptionSpec("announce-interval", value: "SECONDS", help: "how often served repositories are scanned for changes to announce (default 2)"),
@@ -71,9 +72,11 @@ enum ListenCommand: Command {
             guard Files.isDirectory(dir) else { throw CommandError(.io, "--repos \(dir): not a directory") }
             roots.append(dir)
         }
-        let catalog = RepositoryCatalog(roots: roots)
+        let catalog = RepositoryCatalog(roots: roots, followExternalLinks: args.has("follow-symlinks"))
 
         let signals = SignalWatcher.install()
+        // The node's lines quote what peers send; context.log and context.debug escape
+        // each line as it is written (see Context), so they reach stderr safe.
         let log = NodeLog(info: { context.log($0) }, debug: { context.debug($0) })
         var nodeOptions = Node.Options(host: bind.host, port: bind.port, bootstrap: bootstrap,
                                        maxConnections: config.maxConnections, connectTimeout: config.connectTimeout,

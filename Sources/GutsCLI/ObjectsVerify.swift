@@ -14,12 +14,11 @@ import GutsSupport
 enum ObjectsVerifyCommand: Command {
     static let name = "objects verify"
     static let summary = "check every object, pack, index and ref of a repository (like git fsck --full)"
-    static let synopsis = "objects verify [--threads N] [--no-connectivity] [--max-object-size BYTES] [REPO-OR-PATH]"
+    static let synopsis = "objects verify [--threads N] [--no-connectivity] [limits] [REPO-OR-PATH]"
     static let options = [
         OptionSpec("threads", short: "j", value: "N", help: "worker threads (default: number of CPUs, at most 4)"),
         OptionSpec("no-connectivity", help: "skip checking that everything reachable from refs is present"),
-        OptionSpec("max-object-size", value: "BYTES", help: "treat larger objects as errors (default 1073741824)"),
-    ]
+    ] + NodeConfig.limitOptions
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
         guard args.positionals.count <= 1 else {
@@ -27,8 +26,8 @@ enum ObjectsVerifyCommand: Command {
         }
         let cpus = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         let threads = try args.int("threads", in: 1...64) ?? min(cpus, 4)
-        var limits = ObjectLimits()
-        if let max = try args.int("max-object-size", in: 1...(1 << 40)) { limits.maxObjectSize = max }
+        // The same limits as for data from peers: a pack may have arrived by other means.
+        let limits = try NodeConfig.load(home: context.homePath).objectLimits(args)
         let path = try repositoryPath(args.positionals.first ?? ".", home: context.homePath)
 
         let repository: Repository
@@ -42,7 +41,14 @@ enum ObjectsVerifyCommand: Command {
         let verifier = Verifier(repository: repository, options: options) { p in
             context.progress("\(p.phase): \(p.done)/\(p.total)")
         }
+        var limitsCrossed = Set<String>()
         let summary = verifier.run { problem in
+            switch problem.kind {
+            case .tooLarge: limitsCrossed.insert("--max-object-size")
+            case .overBudget: limitsCrossed.insert("--work-factor")
+            case .deltaCycle where problem.message.contains("deeper than"): limitsCrossed.insert("--max-delta-depth")
+            default: break
+            }
             if context.json {
                 context.out(JSON.object([
                     "type": .string("problem"),
@@ -78,6 +84,10 @@ enum ObjectsVerifyCommand: Command {
                 + "\(summary.objects) objects (\(summary.looseObjects) loose, \(summary.packedObjects) in \(summary.packs) pack\(summary.packs == 1 ? "" : "s")), "
                 + "\(summary.refs) refs, \(summary.reachable) reachable, \(format3(summary.seconds)) s"
             if summary.isClean { context.log(line) } else { context.error(line) }
+        }
+        if !limitsCrossed.isEmpty {
+            context.error("some objects were over the limits for untrusted data; to check them anyway raise "
+                          + limitsCrossed.sorted().joined(separator: ", ") + " (or the same keys in the config file)")
         }
         return summary.isClean ? .ok : .integrity
     }

@@ -11,14 +11,16 @@ import NIOPosix
 enum SyncCommand: Command {
     static let name = "sync"
     static let summary = "mirror a repository from a peer, verifying every object before it becomes visible"
-    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--network ID] REPO --peer [PEERID@]ADDR [--peer ...]"
+    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--deadline SECONDS] [--network ID] [limits] REPO --peer [PEERID@]ADDR [--peer ...]"
     static let options = [
         OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", repeatable: true, help: "peer to fetch from; several are tried in order until one succeeds"),
         OptionSpec("into", value: "DIR", help: "bare repository to sync into (default <home>/repos/REPO.git)"),
-        OptionSpec("timeout", short: "W", value: "SECONDS", help: "connect, handshake and per-answer silence limit (default 30)"),
+        OptionSpec("timeout", short: "W", value: "SECONDS", help: "connect, handshake, per-answer silence and no-pack-data limit (default 30)"),
+        OptionSpec("deadline", value: "SECONDS", help: "most time the whole sync may take, per peer (default 3600, 0 for none; config sync-deadline)"),
         OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
         OptionSpec("force", short: "f", help: "mirror into an existing repository that guts did not create (replaces all its refs)"),
-    ]
+        OptionSpec("max-pack-size", value: "BYTES", help: "most pack bytes accepted in one sync (default 4G; config max-pack-size)"),
+    ] + NodeConfig.limitOptions
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
         guard args.positionals.count == 1 else { throw UsageError("sync needs exactly one repository name (OWNER/NAME)") }
@@ -31,6 +33,9 @@ enum SyncCommand: Command {
         var config = try NodeConfig.load(home: context.homePath)
         config.connectTimeout = timeout
         config.handshakeTimeout = timeout
+        let limits = try config.objectLimits(args)
+        let deadline = try args.seconds("deadline", in: NodeConfig.deadlineRange) ?? config.syncDeadline
+        let maxPackSize = try args.bytes("max-pack-size", in: NodeConfig.packSizeRange) ?? config.maxPackSize
         try Network.applyNetworkOption(args, to: &config)
         let path: String
         if let into = args.value("into") {
@@ -66,9 +71,10 @@ enum SyncCommand: Command {
                 context.progress(progressLine(p))
             }
             do {
-                let report = try SyncClient.run(repository: name, into: path, over: connection,
-                                                options: SyncOptions(timeout: timeout, progress: context.stderrIsTTY ? progress : nil,
-                                                                     adoptExisting: args.has("force")))
+                let options = SyncOptions(timeout: timeout, deadline: deadline > 0 ? deadline : nil, maxPackBytes: maxPackSize,
+                                          minFreeBytes: config.minFreeDisk, limits: limits,
+                                          progress: context.stderrIsTTY ? progress : nil, adoptExisting: args.has("force"))
+                let report = try SyncClient.run(repository: name, into: path, over: connection, options: options)
                 context.endProgress()
                 connection.close(.shutdown, "sync finished")
                 _ = try? connection.closeFuture.wait()
@@ -104,6 +110,22 @@ enum SyncCommand: Command {
         case let .timeout(m): return CommandError(.timeout, "peer \(peer): \(m)")
         case let .connection(m): return CommandError(.unreachable, "peer \(peer): \(m)")
         case let .local(m): return CommandError(.io, m)
+        case let .budget(limit, m):
+            return CommandError(.integrity, "peer \(peer) sent more than this client accepts: \(m); nothing was stored\(hint(limit))")
+        }
+    }
+
+    /// How to raise `limit`, for people who mirror unusual repositories.
+    static func hint(_ limit: ResourceLimit) -> String {
+        switch limit {
+        case .objectSize, .deltaDepth, .packSize:
+            return " (limit \(limit.setting): raise it with --\(limit.setting) or '\(limit.setting) = ...' in the config file)"
+        case .inflatedBytes, .deltaBytes:
+            return " (limit work-factor: raise it with --work-factor, or --max-work when the cap was reached, or in the config file)"
+        case .deadline:
+            return " (limit deadline: raise it with --deadline or 'sync-deadline = ...' in the config file)"
+        case .packObjects:
+            return ""
         }
     }
 
@@ -161,14 +183,16 @@ enum SyncCommand: Command {
             return
         }
         context.out("synced \(name) from \(peer) into \(r.repositoryPath)\(r.created ? " (new)" : "")")
+        // Ref names come from the peer: escaped as they are printed.
         for c in r.changes {
+            let ref = Escape.text(c.name)
             switch c.kind {
-            case .created: context.out("  new      \(c.name)  \(short(c.new))")
-            case .updated: context.out("  updated  \(c.name)  \(short(c.old))..\(short(c.new))")
-            case .deleted: context.out("  deleted  \(c.name)  (was \(short(c.old)))")
+            case .created: context.out("  new      \(ref)  \(short(c.new))")
+            case .updated: context.out("  updated  \(ref)  \(short(c.old))..\(short(c.new))")
+            case .deleted: context.out("  deleted  \(ref)  (was \(short(c.old)))")
             }
         }
-        if r.headChanged, let head = r.head { context.out("  HEAD  ->  \(head)") }
+        if r.headChanged, let head = r.head { context.out("  HEAD  ->  \(Escape.text(head))") }
         context.out("refs: \(created) new, \(updated) updated, \(deleted) deleted; objects: \(r.objectsReceived) (\(bytes(r.bytesReceived))); \(format3(r.seconds)) s")
     }
 }

@@ -28,15 +28,18 @@ public enum Delta {
     /// Applies `delta` to `base`. Fails when the declared base size differs from the
     /// base, when the result would exceed `limit` (checked before allocating), when an
     /// instruction reads outside the base or writes past the declared result, or when
-    /// the result comes out short.
-    public static func apply(base: UnsafeRawBufferPointer, delta: UnsafeRawBufferPointer, limit: Int) throws -> [UInt8] {
+    /// the result comes out short. With a `budget`, the declared result size is charged
+    /// to it before anything is allocated.
+    public static func apply(base: UnsafeRawBufferPointer, delta: UnsafeRawBufferPointer, limit: Int,
+                             budget: WorkBudget? = nil) throws -> [UInt8] {
         let (baseSize, resultSize, start) = try sizes(delta)
         guard baseSize == base.count else {
             throw GitError(.corrupt, "delta expects a base of \(baseSize) bytes, base has \(base.count)")
         }
         guard resultSize <= limit else {
-            throw GitError(.tooLarge, "delta claims a result of \(resultSize) bytes (limit \(limit))")
+            throw GitError(.tooLarge, "delta claims a result of \(resultSize) bytes (limit \(limit))", limit: .objectSize)
         }
+        try budget?.chargeDelta(resultSize)
         var failure: GitError?
         let out = [UInt8](unsafeUninitializedCapacity: resultSize) { buf, count in
             count = 0

@@ -24,13 +24,27 @@ enum EntryState: UInt8 {
 /// are classified afterwards as missing-base, cycle or corrupt-base.
 ///
 /// Work is split between threads by root entry; a root and its delta subtree are
-/// handled by one thread. Memory: the stack holds only the current chain's objects,
-/// and above `limits.deltaBaseBudget` the lower ones are dropped and rebuilt on demand.
+/// handled by one thread. All of it is charged to a `WorkBudget`: every inflation and
+/// every delta application, rebuilds included, before anything is allocated. When a
+/// limit is crossed (budget, deadline, and with `stopOnLimit` also object size and
+/// chain depth) every thread stops and `aborted` says why.
+///
+/// Order and memory: all children of a base are built before the walk descends into
+/// any of them, so a child that has children of its own is entered only once its
+/// siblings are done, and the base is released as the last such child is entered. A
+/// chain whose links each also carry leaves therefore never needs a base twice. Built
+/// children waiting to be entered, and the bases on the current path, are kept up to
+/// `limits.deltaBaseBudget` (shared by the threads); beyond it the lowest bases are
+/// dropped and rebuilt on demand (charged again).
 final class DeltaResolver: @unchecked Sendable {
     let pack: UnsafeRawBufferPointer
     let entries: [PackEntry]
     let limits: ObjectLimits
     let name: String
+    let budget: WorkBudget
+    /// Stop everything at the first limit crossed (object size, depth), not only at
+    /// budget and deadline failures. Indexing wants this; verification reports each.
+    let stopOnLimit: Bool
     /// Supplies REF_DELTA bases that are not in the pack (thin packs).
     let external: ((ObjectID) -> GitObject?)?
 
@@ -54,16 +68,21 @@ final class DeltaResolver: @unchecked Sendable {
     private let lock = Mutex()
     private var nextRoot = 0
     private var roots: [Int32] = []
+    private var abortError: GitError?
+    private var abortEntry = -1
 
     /// A callback for each resolved object: entry index, type, body, name, worker.
     typealias Visit = (Int, ObjectType, UnsafeRawBufferPointer, ObjectID, Int) -> Void
 
     init(pack: UnsafeRawBufferPointer, entries: [PackEntry], limits: ObjectLimits, name: String,
+         budget: WorkBudget = WorkBudget(unlimitedUntil: nil), stopOnLimit: Bool = false,
          external: ((ObjectID) -> GitObject?)? = nil) {
         self.pack = pack
         self.entries = entries
         self.limits = limits
         self.name = name
+        self.budget = budget
+        self.stopOnLimit = stopOnLimit
         self.external = external
         let n = entries.count
         ids = .allocate(capacity: n)
@@ -81,6 +100,14 @@ final class DeltaResolver: @unchecked Sendable {
     }
 
     var failures: [(Int, GitError)] { workerFailures.flatMap { $0.items }.sorted { $0.0 < $1.0 } }
+
+    /// Why resolution stopped early (a limit crossed), and at which entry; nil when it
+    /// ran to the end.
+    var aborted: (entry: Int, error: GitError)? {
+        lock.locked { abortError.map { (abortEntry, $0) } }
+    }
+
+    private var isAborted: Bool { lock.locked { abortError != nil } }
 
     /// Index of the entry starting at `offset`, by binary search.
     func entryIndex(at offset: Int) -> Int? {
@@ -133,26 +160,36 @@ final class DeltaResolver: @unchecked Sendable {
             children[Int(fill[b])] = Int32(i)
             fill[b] += 1
         }
+        let keep = max(0, limits.deltaBaseBudget / max(1, threads))
         parallel(threads) { worker in
             if worker == threads - 1, let extra { extra() }
             let z = Inflater()
-            while let root = self.takeRoot() {
-                self.resolveTree(root: Int(root), base: nil, z: z, worker: worker, visit: visit)
+            while !self.isAborted, let root = self.takeRoot() {
+                self.resolveTree(root: Int(root), base: nil, z: z, worker: worker, keep: keep, visit: visit)
             }
         }
         // Thin-pack bases from outside.
-        if let external {
+        if let external, !isAborted {
             for (baseID, kids) in refChildren where kids.contains(where: { states[Int($0)] == EntryState.pending.rawValue }) {
+                if isAborted { break }
                 if let obj = external(baseID), obj.id == baseID {
+                    // Which of our objects a thin pack makes us read (and keep) is the
+                    // sender's choice: charged like inflating it.
+                    do {
+                        try budget.chargeInflate(obj.body.count)
+                    } catch {
+                        if let k = kids.first { fail(Int(k), error, 0) }
+                        break
+                    }
                     externalBasesUsed[baseID] = obj
                     let z = Inflater()
-                    for k in kids where states[Int(k)] == EntryState.pending.rawValue {
-                        resolveTree(root: Int(k), base: obj, z: z, worker: 0, visit: visit)
+                    for k in kids where states[Int(k)] == EntryState.pending.rawValue && !isAborted {
+                        resolveTree(root: Int(k), base: obj, z: z, worker: 0, keep: keep * max(1, threads), visit: visit)
                     }
                 }
             }
         }
-        classifyUnresolved()
+        if !isAborted { classifyUnresolved() }
     }
 
     private func takeRoot() -> Int32? {
@@ -163,20 +200,27 @@ final class DeltaResolver: @unchecked Sendable {
         }
     }
 
+    /// A base on the current path.
     private struct Frame {
         var entry: Int
+        /// Nil once dropped to save memory (rebuilt when needed).
         var body: [UInt8]?
         var type: ObjectType
+        var bytes: Int
+        /// Next OFS child (index into `children`) and next REF child to build.
         var nextChild: Int
         var refKids: [Int32]
         var nextRef: Int
-        var bytes: Int
+        /// Built children that have children of their own, to be entered once every
+        /// child is built (body kept when memory allowed).
+        var waiting: [(entry: Int, body: [UInt8]?)] = []
     }
 
     /// Inflates entry data, checking the declared size and that the stream ends where
-    /// the entry ends.
+    /// the entry ends. The declared size is charged first.
     private func inflateEntry(_ i: Int, _ z: Inflater) throws -> [UInt8] {
         let e = entries[i]
+        try budget.chargeInflate(e.header.size)
         let data = UnsafeRawBufferPointer(rebasing: pack[e.header.dataOffset..<e.end])
         let (bytes, used) = try z.inflateExactly(data, size: e.header.size)
         if used != data.count {
@@ -189,63 +233,119 @@ final class DeltaResolver: @unchecked Sendable {
     private func applyDelta(_ i: Int, base: [UInt8], z: Inflater) throws -> [UInt8] {
         let delta = try inflateEntry(i, z)
         return try base.withUnsafeBytes { b in
-            try delta.withUnsafeBytes { try Delta.apply(base: b, delta: $0, limit: limits.maxObjectSize) }
+            try delta.withUnsafeBytes { try Delta.apply(base: b, delta: $0, limit: limits.maxObjectSize, budget: budget) }
         }
     }
 
     private func fail(_ i: Int, _ e: any Error, _ worker: Int) {
         states[i] = EntryState.failed.rawValue
-        workerFailures[worker].items.append((i, e as? GitError ?? GitError(.corrupt, String(describing: e))))
+        let error = e as? GitError ?? GitError(.corrupt, String(describing: e))
+        if budget.exceeded != nil || (stopOnLimit && error.limit != nil) {
+            lock.locked {
+                if abortError == nil {
+                    abortError = budget.exceeded ?? error
+                    abortEntry = i
+                }
+            }
+            return
+        }
+        workerFailures[worker].items.append((i, error))
+    }
+
+    /// Whether entry `i` has delta children (OFS ones by position, REF ones by `id`).
+    private func hasChildren(_ i: Int, id: ObjectID) -> Bool {
+        childStart[i + 1] > childStart[i] || refChildren[id] != nil
     }
 
     /// Resolves `root` and all its descendants. With `base`, `root` is a REF_DELTA
-    /// whose base came from outside the pack.
-    private func resolveTree(root: Int, base: GitObject?, z: Inflater, worker: Int, visit: Visit) {
+    /// whose base came from outside the pack. `keep` bounds the bytes of bases held.
+    private func resolveTree(root: Int, base: GitObject?, z: Inflater, worker: Int, keep: Int, visit: Visit) {
         var stack: [Frame] = []
         var retained = 0
+        let extraDepth = base == nil ? 0 : 1
 
-        func finishEntry(_ i: Int, _ type: ObjectType, _ body: [UInt8]) {
+        /// Hashes and reports a built entry; returns its name.
+        func finishEntry(_ i: Int, _ type: ObjectType, _ body: [UInt8]) -> ObjectID {
             let id = body.withUnsafeBytes { ObjectID.compute(type: type, body: $0) }
             ids[i] = id
             types[i] = type.rawValue
             states[i] = EntryState.done.rawValue
             body.withUnsafeBytes { visit(i, type, $0, id, worker) }
-            let kids = refChildren[id] ?? []
-            let ofs = Int(childStart[i + 1] - childStart[i])
-            if ofs > 0 || !kids.isEmpty {
-                stack.append(Frame(entry: i, body: body, type: type, nextChild: Int(childStart[i]), refKids: kids, nextRef: 0, bytes: body.count))
-                retained += body.count
-                // Keep memory bounded: drop the bodies of lower frames; rebuilt on demand.
-                var k = 0
-                while retained > limits.deltaBaseBudget && k < stack.count - 1 {
-                    if stack[k].body != nil {
-                        stack[k].body = nil
-                        retained -= stack[k].bytes
-                    }
-                    k += 1
+            return id
+        }
+
+        /// Makes `i` the top of the path.
+        func push(_ i: Int, _ type: ObjectType, _ body: [UInt8]?, id: ObjectID) {
+            let bytes = body?.count ?? 0
+            stack.append(Frame(entry: i, body: body, type: type, bytes: bytes, nextChild: Int(childStart[i]),
+                               refKids: refChildren[id] ?? [], nextRef: 0))
+            retained += bytes
+            trim()
+        }
+
+        /// Keeps memory bounded: drops the bodies of the lowest bases on the path
+        /// (never the top one); they are rebuilt if needed again.
+        func trim() {
+            var k = 0
+            while retained > keep && k < stack.count - 1 {
+                if stack[k].body != nil {
+                    stack[k].body = nil
+                    retained -= stack[k].bytes
                 }
+                k += 1
             }
         }
 
-        if let base {
-            guard states[root] == EntryState.pending.rawValue else { return }
-            do {
-                finishEntry(root, base.type, try applyDelta(root, base: base.body, z: z))
-            } catch {
-                fail(root, error, worker)
-                return
+        /// The body of frame `k`, rebuilt from the nearest lower frame that still has
+        /// one (or from the pack, or `base`, for the root) when it was dropped.
+        func bodyOf(_ k: Int) throws -> [UInt8] {
+            if let b = stack[k].body { return b }
+            var j = k - 1
+            while j >= 0 && stack[j].body == nil { j -= 1 }
+            var rebuilt: [UInt8]
+            if j >= 0, let b = stack[j].body {
+                rebuilt = b
+            } else {
+                j = 0
+                if stack[0].entry == root, let base {
+                    rebuilt = try applyDelta(stack[0].entry, base: base.body, z: z)
+                } else {
+                    rebuilt = try inflateEntry(stack[0].entry, z)
+                }
             }
-        } else {
-            guard let type = ObjectType(rawValue: entries[root].header.kind) else { return }
-            do {
-                finishEntry(root, type, try inflateEntry(root, z))
-            } catch {
-                fail(root, error, worker)
-                return
+            var m = j + 1
+            while m <= k {
+                rebuilt = try applyDelta(stack[m].entry, base: rebuilt, z: z)
+                m += 1
             }
+            stack[k].body = rebuilt
+            retained += stack[k].bytes
+            return rebuilt
+        }
+
+        // The root.
+        do {
+            let type: ObjectType
+            let body: [UInt8]
+            if let base {
+                guard states[root] == EntryState.pending.rawValue else { return }
+                type = base.type
+                body = try applyDelta(root, base: base.body, z: z)
+            } else {
+                guard let t = ObjectType(rawValue: entries[root].header.kind) else { return }
+                type = t
+                body = try inflateEntry(root, z)
+            }
+            let id = finishEntry(root, type, body)
+            guard hasChildren(root, id: id) else { return }
+            push(root, type, body, id: id)
+        } catch {
+            fail(root, error, worker)
+            return
         }
 
         while !stack.isEmpty {
+            if isAborted { return }
             let top = stack.count - 1
             var child = -1
             if stack[top].nextChild < Int(childStart[stack[top].entry + 1]) {
@@ -254,57 +354,61 @@ final class DeltaResolver: @unchecked Sendable {
             } else if stack[top].nextRef < stack[top].refKids.count {
                 child = Int(stack[top].refKids[stack[top].nextRef])
                 stack[top].nextRef += 1
-            } else {
-                if stack[top].body != nil { retained -= stack[top].bytes }
-                stack.removeLast()
-                continue
             }
-            guard states[child] == EntryState.pending.rawValue else { continue }
-            if stack[top].body == nil {
-                do {
-                    stack[top].body = try rebuild(stack, top, base: base, z: z)
-                    retained += stack[top].bytes
-                } catch {
-                    fail(child, error, worker)
+            if child >= 0 {
+                // Build the next child of the top base.
+                guard states[child] == EntryState.pending.rawValue else { continue }
+                guard stack.count + extraDepth <= limits.maxDeltaDepth else {
+                    fail(child, GitError(.deltaCycle, "delta chain deeper than \(limits.maxDeltaDepth)", limit: .deltaDepth), worker)
                     continue
                 }
-            }
-            guard stack.count <= limits.maxDeltaDepth else {
-                fail(child, GitError(.deltaCycle, "delta chain deeper than \(limits.maxDeltaDepth)"), worker)
+                do {
+                    let baseBody = try bodyOf(top)
+                    let built = try applyDelta(child, base: baseBody, z: z)
+                    let id = finishEntry(child, stack[top].type, built)
+                    if hasChildren(child, id: id) {
+                        // Kept when there is room, or when it is the only child left to
+                        // enter (entered next, as the base is released).
+                        let last = stack[top].nextChild >= Int(childStart[stack[top].entry + 1])
+                            && stack[top].nextRef >= stack[top].refKids.count && stack[top].waiting.isEmpty
+                        if last || retained + built.count <= keep {
+                            stack[top].waiting.append((child, built))
+                            retained += built.count
+                        } else {
+                            stack[top].waiting.append((child, nil))
+                        }
+                    }
+                } catch {
+                    fail(child, error, worker)
+                }
                 continue
             }
-            let type = stack[top].type
-            do {
-                let body = try applyDelta(child, base: stack[top].body!, z: z)
-                finishEntry(child, type, body)
-            } catch {
-                fail(child, error, worker)
+            if !stack[top].waiting.isEmpty {
+                // Every child is built: enter the waiting ones, the top base's body
+                // released as the last one is entered.
+                let (entry, kept) = stack[top].waiting.removeFirst()
+                var body = kept
+                if let kept { retained -= kept.count }
+                do {
+                    if body == nil {
+                        body = try applyDelta(entry, base: try bodyOf(top), z: z)
+                    }
+                } catch {
+                    // It was built once already; only a limit can fail it now.
+                    fail(entry, error, worker)
+                    continue
+                }
+                if stack[top].waiting.isEmpty, stack[top].body != nil {
+                    stack[top].body = nil
+                    retained -= stack[top].bytes
+                }
+                push(entry, stack[top].type, body, id: ids[entry])
+                continue
             }
+            if stack[top].body != nil { retained -= stack[top].bytes }
+            stack.removeLast()
         }
-    }
 
-    /// Rebuilds the body of frame `k` from the nearest lower frame that still has one
-    /// (or from the pack for the root).
-    private func rebuild(_ stack: [Frame], _ k: Int, base: GitObject?, z: Inflater) throws -> [UInt8] {
-        var j = k - 1
-        while j >= 0 && stack[j].body == nil { j -= 1 }
-        var body: [UInt8]
-        if j >= 0 {
-            body = stack[j].body!
-        } else {
-            j = 0
-            if let base {
-                body = try applyDelta(stack[0].entry, base: base.body, z: z)
-            } else {
-                body = try inflateEntry(stack[0].entry, z)
-            }
-        }
-        var m = j + 1
-        while m <= k {
-            body = try applyDelta(stack[m].entry, base: body, z: z)
-            m += 1
-        }
-        return body
     }
 
     /// Explains every entry left pending: its chain ends at a missing base, loops, or

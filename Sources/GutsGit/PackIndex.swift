@@ -32,7 +32,7 @@ struct PackIndex: @unchecked Sendable {
             previous = v
         }
         let n = Int(previous)
-        guard n <= limits.maxPackObjects else { throw GitError(.tooLarge, "index lists \(n) objects (limit \(limits.maxPackObjects))") }
+        guard n <= limits.maxPackObjects else { throw GitError(.tooLarge, "index lists \(n) objects (limit \(limits.maxPackObjects))", limit: .packObjects) }
         count = n
         namesStart = header
         crcStart = namesStart + 20 * n

@@ -35,17 +35,22 @@ public enum PackIndexer {
     /// structure, checksum mismatch, unresolvable deltas, or an object breaking an
     /// error-level fsck rule. On failure no output files are left behind (the input is
     /// left in place for the caller to delete).
+    ///
+    /// All work is charged to `budget` (by default one computed from the pack's size
+    /// and `limits`, see `WorkBudget`): the first limit crossed (work, deadline, object
+    /// size, chain depth) stops every thread and is thrown, its `limit` set.
     public static func index(packPath: String, outputDirectory: String? = nil, baseStore: (any ObjectStore)? = nil,
-                             limits: ObjectLimits = .default, threads: Int = 2) throws -> Result {
+                             limits: ObjectLimits = .default, budget: WorkBudget? = nil, threads: Int = 2) throws -> Result {
         let map = try MappedFile(path: packPath)
         let pack = map.buffer
+        let budget = budget ?? WorkBudget(limits: limits, inputBytes: pack.count)
         map.adviseSequential()
         guard pack.count >= 32 else { throw GitError(.corrupt, "pack too short (\(pack.count) bytes)") }
         guard pack[0] == 0x50, pack[1] == 0x41, pack[2] == 0x43, pack[3] == 0x4B else { throw GitError(.corrupt, "not a pack file") }
         let version = PackIndex.be32(pack, 4)
         guard version == 2 || version == 3 else { throw GitError(.corrupt, "unsupported pack version \(version)") }
         let declared = Int(PackIndex.be32(pack, 8))
-        guard declared <= limits.maxPackObjects else { throw GitError(.tooLarge, "pack declares \(declared) objects (limit \(limits.maxPackObjects))") }
+        guard declared <= limits.maxPackObjects else { throw GitError(.tooLarge, "pack declares \(declared) objects (limit \(limits.maxPackObjects))", limit: .packObjects) }
         // Each entry takes at least 2 bytes (header + minimal zlib is more), so a
         // count beyond that is a lie; refuse before allocating per-entry tables.
         guard declared <= (pack.count - 32) / 2 + 1 else { throw GitError(.corrupt, "pack declares \(declared) objects but is only \(pack.count) bytes") }
@@ -58,9 +63,12 @@ public enum PackIndexer {
         var crcs: [UInt32] = []
         crcs.reserveCapacity(declared)
         var scanError: GitError?
+        var scanFailed = false
+        let scanLock = Mutex()
         parallel(2) { worker in
             if worker == 1 {
-                checksumOK.run()
+                // Stops early once the scan failed (no point finishing the hash).
+                checksumOK.run { scanLock.locked { scanFailed } }
                 return
             }
             let z = Inflater()
@@ -72,9 +80,10 @@ public enum PackIndexer {
                     let data = UnsafeRawBufferPointer(rebasing: pack[h.dataOffset..<end])
                     let used: Int
                     do {
+                        try budget.chargeInflate(h.size)
                         used = try scratch.withUnsafeMutableBytes { try z.skip(data, expectedSize: h.size, scratch: $0) }
                     } catch let e as GitError {
-                        throw GitError(e.kind, "entry at \(offset): \(e.message)")
+                        throw e.prefixed("entry at \(offset): ")
                     }
                     let next = h.dataOffset + used
                     entries.append(PackEntry(offset: offset, end: next, header: h))
@@ -86,13 +95,15 @@ public enum PackIndexer {
                 }
             } catch {
                 scanError = GitError.io(error)
+                scanLock.locked { scanFailed = true }
             }
         }
         if let scanError { throw scanError }
         guard checksumOK.matches else { throw GitError(.hashMismatch, "pack trailer checksum does not match its content") }
 
         let store = baseStore
-        let resolver = DeltaResolver(pack: pack, entries: entries, limits: limits, name: packPath, external: store.map { s in
+        let resolver = DeltaResolver(pack: pack, entries: entries, limits: limits, name: packPath, budget: budget,
+                                     stopOnLimit: true, external: store.map { s in
             { id in (try? s.read(id)) ?? nil }
         })
         let workers = max(1, threads)
@@ -101,8 +112,8 @@ public enum PackIndexer {
             let found = ObjectChecker.check(type: type, body: body, limits: limits) { _, _ in }
             for issue in found { issues[worker].items.append((id, issue)) }
         }
-        if let (i, e) = resolver.failures.first {
-            throw GitError(e.kind, "entry at \(entries[i].offset): \(e.message)")
+        if let (i, e) = resolver.aborted ?? resolver.failures.first {
+            throw e.prefixed("entry at \(entries[i].offset): ")
         }
         let allIssues = issues.flatMap { $0.items }
         if let (id, e) = allIssues.first(where: { $0.1.severity == .error }) {
@@ -244,8 +255,18 @@ final class ChecksumTask: @unchecked Sendable {
         self.end = end
     }
 
-    func run() {
-        computed = SHA1.hash(UnsafeRawBufferPointer(rebasing: pack[0..<end]))
+    /// Hashes in 8 MiB steps; gives up (leaving `matches` false) as soon as `stop`
+    /// says the result is no longer wanted.
+    func run(stop: () -> Bool = { false }) {
+        var hasher = SHA1()
+        var at = 0
+        while at < end {
+            if stop() { return }
+            let n = min(end - at, 8 << 20)
+            hasher.update(UnsafeRawBufferPointer(rebasing: pack[at..<(at + n)]))
+            at += n
+        }
+        computed = hasher.finalize()
         matches = computed.elementsEqual(pack[end..<(end + 20)])
     }
 }

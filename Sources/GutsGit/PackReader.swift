@@ -45,7 +45,7 @@ struct PackEntryHeader {
         }
         guard kind != 0 && kind != 5 else { throw GitError(.corrupt, "entry at \(offset) has invalid type \(kind)") }
         guard size <= limit else {
-            throw GitError(.tooLarge, "entry at \(offset) declares \(size) bytes (limit \(limit))")
+            throw GitError(.tooLarge, "entry at \(offset) declares \(size) bytes (limit \(limit))", limit: .objectSize)
         }
         var header = PackEntryHeader(kind: kind, size: size, dataOffset: 0, baseOffset: -1, baseID: nil)
         if kind == PackEntryKind.ofsDelta {
@@ -88,15 +88,19 @@ public final class PackReader: ObjectStore, @unchecked Sendable {
     let pack: MappedFile
     let index: PackIndex
     let limits: ObjectLimits
+    /// Charged with every inflation and delta application (for packs from peers).
+    let budget: WorkBudget?
     private let lock = Mutex()
     private var inflater: Inflater?
     private var cache: BaseCache
 
     /// Opens a pack and its index, checking their structure (not yet their checksums).
-    public init(packPath: String, indexPath: String, limits: ObjectLimits = .default) throws {
+    /// With a `budget`, every object read is charged to it (see `WorkBudget`).
+    public init(packPath: String, indexPath: String, limits: ObjectLimits = .localStore, budget: WorkBudget? = nil) throws {
         self.packPath = packPath
         self.indexPath = indexPath
         self.limits = limits
+        self.budget = budget
         pack = try MappedFile(path: packPath)
         index = try PackIndex(file: try MappedFile(path: indexPath), limits: limits)
         cache = BaseCache(budget: 32 << 20)
@@ -168,9 +172,10 @@ public final class PackReader: ObjectStore, @unchecked Sendable {
                 let data = UnsafeRawBufferPointer(rebasing: b[h.dataOffset..<end])
                 let body: [UInt8]
                 do {
+                    try budget?.chargeInflate(h.size)
                     body = try z.inflateExactly(data, size: h.size).bytes
                 } catch let e as GitError {
-                    throw GitError(e.kind, "\(packPath) entry at \(cur): \(e.message)")
+                    throw e.prefixed("\(packPath) entry at \(cur): ")
                 }
                 base = GitObject(type: type, body: body)
                 if !chain.isEmpty { cache.put(cur, base) }
@@ -179,7 +184,8 @@ public final class PackReader: ObjectStore, @unchecked Sendable {
             chain.append(h)
             chainOffsets.append(cur)
             if chain.count > limits.maxDeltaDepth {
-                throw GitError(.deltaCycle, "\(packPath): delta chain from \(offset) deeper than \(limits.maxDeltaDepth)")
+                throw GitError(.deltaCycle, "\(packPath): delta chain from \(offset) deeper than \(limits.maxDeltaDepth)",
+                               limit: .deltaDepth)
             }
             if chain.count > 32 {
                 if visited.isEmpty { visited = Set(chainOffsets) } else { visited.insert(cur) }
@@ -206,17 +212,18 @@ public final class PackReader: ObjectStore, @unchecked Sendable {
             let data = UnsafeRawBufferPointer(rebasing: b[h.dataOffset..<end])
             let delta: [UInt8]
             do {
+                try budget?.chargeInflate(h.size)
                 delta = try z.inflateExactly(data, size: h.size).bytes
             } catch let e as GitError {
-                throw GitError(e.kind, "\(packPath) entry at \(chainOffsets[i]): \(e.message)")
+                throw e.prefixed("\(packPath) entry at \(chainOffsets[i]): ")
             }
             let result: [UInt8]
             do {
                 result = try base.body.withUnsafeBytes { bb in
-                    try delta.withUnsafeBytes { try Delta.apply(base: bb, delta: $0, limit: limits.maxObjectSize) }
+                    try delta.withUnsafeBytes { try Delta.apply(base: bb, delta: $0, limit: limits.maxObjectSize, budget: budget) }
                 }
             } catch let e as GitError {
-                throw GitError(e.kind, "\(packPath) entry at \(chainOffsets[i]): \(e.message)")
+                throw e.prefixed("\(packPath) entry at \(chainOffsets[i]): ")
             }
             base = GitObject(type: base.type, body: result)
             if i > 0 { cache.put(chainOffsets[i], base) }

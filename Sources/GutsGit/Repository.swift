@@ -45,7 +45,7 @@ public final class Repository: ObjectStore, @unchecked Sendable {
     /// Opens the repository at `path`: a bare repository, a work tree containing
     /// `.git`, or a git directory. Throws `.notARepository` otherwise and
     /// `.unsupported` for SHA-256 or unknown repository format versions.
-    public static func open(_ path: String, limits: ObjectLimits = .default) throws -> Repository {
+    public static func open(_ path: String, limits: ObjectLimits = .localStore) throws -> Repository {
         let path = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
         var gitDir: String
         let dotGit = path + "/.git"
@@ -124,7 +124,7 @@ public final class Repository: ObjectStore, @unchecked Sendable {
     /// `repositoryformatversion = 0` and `bare = true`, `objects/{info,pack}` and
     /// `refs/{heads,tags}`. Fails if `path` exists and is not empty.
     @discardableResult
-    public static func create(bare path: String, initialBranch: String = "main", limits: ObjectLimits = .default) throws -> Repository {
+    public static func create(bare path: String, initialBranch: String = "main", limits: ObjectLimits = .localStore) throws -> Repository {
         guard Refs.checkRefFormat("refs/heads/" + initialBranch) else {
             throw GitError(.invalidRefName, "invalid branch name '\(initialBranch)'")
         }
@@ -278,12 +278,14 @@ enum LooseObject {
         do {
             return try data.withUnsafeBytes { try parse($0, limits: limits) }
         } catch let e as GitError {
-            throw GitError(e.kind, "\(path): \(e.message)")
+            throw e.prefixed("\(path): ")
         }
     }
 
     /// Inflates a loose object from memory.
-    static func parse(_ raw: UnsafeRawBufferPointer, limits: ObjectLimits, inflater: Inflater? = nil) throws -> GitObject {
+    /// With a `budget`, the declared size is charged to it before the body is allocated.
+    static func parse(_ raw: UnsafeRawBufferPointer, limits: ObjectLimits, inflater: Inflater? = nil,
+                      budget: WorkBudget? = nil) throws -> GitObject {
         let z = inflater ?? Inflater()
         try z.begin(raw)
         var head = [UInt8](repeating: 0, count: 64)
@@ -302,8 +304,9 @@ enum LooseObject {
         }
         let size = digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
         guard size <= limits.maxObjectSize else {
-            throw GitError(.tooLarge, "object declares \(size) bytes (limit \(limits.maxObjectSize))")
+            throw GitError(.tooLarge, "object declares \(size) bytes (limit \(limits.maxObjectSize))", limit: .objectSize)
         }
+        try budget?.chargeInflate(size)
         let have = r.produced - (nul + 1)
         if have > size {
             throw GitError(.corrupt, "inflates to more than its declared size \(size)")

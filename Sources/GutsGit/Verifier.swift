@@ -22,6 +22,9 @@ public enum ProblemKind: String, Sendable, CaseIterable {
     case deltaCycle = "delta-cycle"
     /// A declared size is over the configured limit.
     case tooLarge = "too-large"
+    /// Checking a pack (or the loose objects) would take more work than its size
+    /// justifies (`--work-factor`); the rest of it was not checked.
+    case overBudget = "over-budget"
     /// A pack file is malformed (header, entries, length).
     case badPack = "bad-pack"
     /// A pack's trailing SHA-1 does not match its content.
@@ -192,6 +195,7 @@ public final class Verifier: @unchecked Sendable {
         case .missingBase: return .missingBase
         case .deltaCycle: return .deltaCycle
         case .tooLarge: return .tooLarge
+        case .overBudget: return .overBudget
         case .invalidObject: return .invalidObject
         case .io: return .ioError
         default: return .corruptObject
@@ -288,6 +292,7 @@ public final class Verifier: @unchecked Sendable {
         let declared = Int(PackIndex.be32(pack, 8))
         let end = pack.count - 20
         let checksum = ChecksumTask(pack: pack, end: end)
+        let budget = WorkBudget(limits: options.limits, inputBytes: pack.count)
 
         var index: PackIndex?
         do {
@@ -369,6 +374,7 @@ public final class Verifier: @unchecked Sendable {
                 do {
                     let h = try PackEntryHeader.parse(pack, at: offset, end: end, limit: options.limits.maxObjectSize)
                     let data = UnsafeRawBufferPointer(rebasing: pack[h.dataOffset..<end])
+                    try budget.chargeInflate(h.size)
                     let used = try scratch.withUnsafeMutableBytes { try z.skip(data, expectedSize: h.size, scratch: $0) }
                     entries.append(PackEntry(offset: offset, end: h.dataOffset + used, header: h))
                     entryIdxPos.append(-1)
@@ -382,7 +388,7 @@ public final class Verifier: @unchecked Sendable {
 
         summary.packedObjects += entries.count
         progressTotal += entries.count
-        let resolver = DeltaResolver(pack: pack, entries: entries, limits: options.limits, name: packName)
+        let resolver = DeltaResolver(pack: pack, entries: entries, limits: options.limits, name: packName, budget: budget)
         if let index {
             var names: [ObjectID: Int] = [:]
             for (k, pos) in entryIdxPos.enumerated() where pos >= 0 { names[index.id(at: Int(pos))] = k }
@@ -439,6 +445,17 @@ public final class Verifier: @unchecked Sendable {
             }
             self.error(subject, Verifier.kind(for: e), "\(packName)@\(entries[k].offset)", e.message)
         }
+        if let (k, e) = resolver.aborted {
+            // One problem for the pack; what was not reached counts as present but
+            // unchecked, so the connectivity walk does not report it missing.
+            self.error(packName, Verifier.kind(for: e), "\(packName)@\(entries[k].offset)",
+                       "\(e.message); the rest of the pack was not checked")
+            if let index = idxCopy {
+                for (j, pos) in entryIdxPos.enumerated() where pos >= 0 && resolver.states[j] != EntryState.done.rawValue {
+                    record(failed, index.id(at: Int(pos)), nil, nil, subject: "", location: "")
+                }
+            }
+        }
         chunks.append(failed)
     }
 
@@ -465,6 +482,9 @@ public final class Verifier: @unchecked Sendable {
         summary.looseObjects = files.count
         progressTotal += files.count
         guard !files.isEmpty else { return }
+        // One budget for all loose objects, from their total size on disk.
+        let budget = WorkBudget(limits: options.limits, inputBytes: files.reduce(0) { $0 + (Files.size($1.0) ?? 0) })
+        var overBudgetReported = false
         let workers = max(1, min(options.threads, files.count))
         let workerChunks = (0..<workers).map { _ in GraphChunk() }
         let counter = Mutex()
@@ -481,7 +501,7 @@ public final class Verifier: @unchecked Sendable {
                 let rel = relative(path)
                 do {
                     let data = try Files.read(path, limit: options.limits.maxObjectSize + options.limits.maxObjectSize / 8 + 4096)
-                    let obj = try data.withUnsafeBytes { try LooseObject.parse($0, limits: options.limits, inflater: z) }
+                    let obj = try data.withUnsafeBytes { try LooseObject.parse($0, limits: options.limits, inflater: z, budget: budget) }
                     let actual = ObjectID.compute(type: obj.type, body: obj.body)
                     if actual != id {
                         self.error(id.hex, .hashMismatch, rel, "content hashes to \(actual)")
@@ -489,6 +509,14 @@ public final class Verifier: @unchecked Sendable {
                     } else {
                         obj.body.withUnsafeBytes { record(workerChunks[worker], id, obj.type, $0, subject: id.hex, location: rel) }
                     }
+                } catch let e as GitError where e.kind == .overBudget {
+                    // Reported once; the objects not checked count as present.
+                    let first: Bool = counter.locked {
+                        defer { overBudgetReported = true }
+                        return !overBudgetReported
+                    }
+                    if first { self.error("objects", .overBudget, rel, "loose objects: \(e.message); the rest were not checked") }
+                    record(workerChunks[worker], id, nil, nil, subject: "", location: "")
                 } catch let e as GitError {
                     self.error(id.hex, Verifier.kind(for: e), rel, e.message)
                     record(workerChunks[worker], id, nil, nil, subject: "", location: "")

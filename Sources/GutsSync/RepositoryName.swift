@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import GutsGit
 import GutsIdentity
 import GutsSupport
@@ -38,19 +41,53 @@ public struct RepositoryName: Hashable, Sendable, CustomStringConvertible, Compa
 ///
 /// Access: a repository is public unless its directory holds a `guts-allow` file,
 /// which lists the peer IDs allowed to read it (one per line, `#` comments).
+///
+/// Symbolic links: a repository is served only when it really lies inside its root.
+/// The repository directory, its `objects`, `objects/pack` and `refs` directories and
+/// every file in `objects/pack` are resolved (`realpath`) and must all be under the
+/// resolved root; a link inside the root that points inside it is fine, one that
+/// leaves it makes the repository absent (unless `followExternalLinks`).
 public struct RepositoryCatalog: Sendable {
     public static let allowFile = "guts-allow"
     public let roots: [String]
+    /// Serve repositories that symbolic links place outside their root.
+    public let followExternalLinks: Bool
 
-    public init(roots: [String]) { self.roots = roots }
+    public init(roots: [String], followExternalLinks: Bool = false) {
+        self.roots = roots
+        self.followExternalLinks = followExternalLinks
+    }
 
     /// The path of `name` in the first root that has it.
     public func locate(_ name: RepositoryName) -> String? {
         for root in roots {
             let path = name.path(in: root)
-            if Files.isDirectory(path + "/objects") { return path }
+            if Files.isDirectory(path + "/objects") && isContained(path, in: root) { return path }
         }
         return nil
+    }
+
+    /// Whether the repository at `path` really lies inside `root` (see the type's
+    /// description); always true with `followExternalLinks`.
+    public func isContained(_ path: String, in root: String) -> Bool {
+        if followExternalLinks { return true }
+        guard let realRoot = Self.realPath(root) else { return false }
+        let prefix = realRoot == "/" ? "/" : realRoot + "/"
+        func inside(_ p: String) -> Bool {
+            guard let real = Self.realPath(p) else { return !Files.exists(p) }  // absent parts are harmless
+            return real.hasPrefix(prefix)
+        }
+        guard Files.exists(path), inside(path) else { return false }
+        for sub in ["objects", "objects/pack", "refs", "packed-refs", "HEAD"] where !inside(path + "/" + sub) { return false }
+        for file in Files.list(path + "/objects/pack") where !inside(path + "/objects/pack/" + file) { return false }
+        return true
+    }
+
+    /// `realpath(3)`: the absolute path with every symbolic link resolved, or nil.
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     public enum Access: Equatable, Sendable {
@@ -83,12 +120,14 @@ public struct RepositoryCatalog: Sendable {
         var names = Set<RepositoryName>()
         for root in roots {
             for entry in Files.list(root) {
-                if entry.hasSuffix(".git"), let n = RepositoryName(String(entry.dropLast(4))), Files.isDirectory(root + "/" + entry + "/objects") {
+                if entry.hasSuffix(".git"), let n = RepositoryName(String(entry.dropLast(4))), Files.isDirectory(root + "/" + entry + "/objects"),
+                   isContained(root + "/" + entry, in: root) {
                     names.insert(n)
                 } else if Files.isDirectory(root + "/" + entry), !entry.hasSuffix(".git") {
                     for sub in Files.list(root + "/" + entry) where sub.hasSuffix(".git") {
                         if let n = RepositoryName(entry + "/" + String(sub.dropLast(4))),
-                           Files.isDirectory(root + "/" + entry + "/" + sub + "/objects") {
+                           Files.isDirectory(root + "/" + entry + "/" + sub + "/objects"),
+                           isContained(root + "/" + entry + "/" + sub, in: root) {
                             names.insert(n)
                         }
                     }

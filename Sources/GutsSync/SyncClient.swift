@@ -24,12 +24,22 @@ public enum SyncFailure: Error, Equatable, CustomStringConvertible, Sendable {
     case connection(String)
     /// A local problem (disk, repository, lock).
     case local(String)
+    /// What the peer sent crosses one of the receiver's limits (pack size, object size,
+    /// delta depth, work budget). An integrity failure (exit 6) whose reason is
+    /// structured, so the peer can be held to account for it.
+    case budget(limit: ResourceLimit, String)
 
     public var description: String {
         switch self {
         case let .notFound(s), let .refused(s), let .integrity(s), let .protocolViolation(s),
-             let .timeout(s), let .connection(s), let .local(s): return s
+             let .timeout(s), let .connection(s), let .local(s), let .budget(_, s): return s
         }
+    }
+
+    /// The limit crossed, for `.budget`.
+    public var limit: ResourceLimit? {
+        if case let .budget(limit, _) = self { return limit }
+        return nil
     }
 }
 
@@ -58,20 +68,33 @@ public struct SyncReport: Sendable {
 }
 
 public struct SyncOptions: Sendable {
-    /// Longest wait for an answer or the next chunk (unrelated messages meanwhile do not count).
+    /// Longest wait for an answer, and longest time without pack bytes during the
+    /// transfer (unrelated messages and empty chunks meanwhile do not count).
     public var timeout: Double
+    /// Seconds the whole sync may take, whatever the peer does (nil: no deadline).
+    public var deadline: Double?
     /// Most pack bytes accepted in one sync.
     public var maxPackBytes: Int
+    /// Bytes that must stay free on the repository's file system.
+    public var minFreeBytes: Int
+    /// Object limits and work budget for what the peer sends.
     public var limits: ObjectLimits
     public var progress: (@Sendable (SyncProgress) -> Void)?
     /// Mirror into an existing repository that guts did not create (its refs are replaced).
     public var adoptExisting = false
 
-    public init(timeout: Double = 60, maxPackBytes: Int = 16 << 30, limits: ObjectLimits = .default,
+    public static let defaultMaxPackBytes = 4 << 30
+    public static let defaultMinFreeBytes = 256 << 20
+    public static let defaultDeadline = 3600.0
+
+    public init(timeout: Double = 60, deadline: Double? = SyncOptions.defaultDeadline, maxPackBytes: Int = SyncOptions.defaultMaxPackBytes,
+                minFreeBytes: Int = SyncOptions.defaultMinFreeBytes, limits: ObjectLimits = .default,
                 progress: (@Sendable (SyncProgress) -> Void)? = nil, adoptExisting: Bool = false) {
         self.adoptExisting = adoptExisting
         self.timeout = timeout
+        self.deadline = deadline
         self.maxPackBytes = maxPackBytes
+        self.minFreeBytes = minFreeBytes
         self.limits = limits
         self.progress = progress
     }
@@ -110,7 +133,7 @@ public enum SyncClient {
         // the target under a hidden name and renamed into place only when complete, so
         // the target never exists half-built, even if this process is killed (the
         // hidden leftover is removed by the next sync of the same path).
-        let remote = try requestRefs(name, over: connection, options: options)
+        let remote = try requestRefs(name, over: connection, options: options, started: started)
         let parent = Files.directoryName(path)
         var missing: [String] = []
         var dir = parent
@@ -166,11 +189,13 @@ public enum SyncClient {
     }
 
     /// Asks for the refs: one round trip.
-    static func requestRefs(_ name: RepositoryName, over connection: PeerConnection, options: SyncOptions) throws -> Refs {
+    static func requestRefs(_ name: RepositoryName, over connection: PeerConnection, options: SyncOptions,
+                            started: Instant) throws -> Refs {
         options.progress?(SyncProgress(phase: .refs, bytes: 0, objects: nil, seconds: 0))
         let refsID = RequestIDs.next()
         connection.send(.sync(.getRefs(GetRefs(requestID: refsID, repository: name.value))))
-        return try waitFor(connection, options.timeout, "the list of refs") { message in
+        let deadline = options.deadline.map { started.adding(seconds: $0) }
+        return try waitFor(connection, options.timeout, deadline: deadline, deadlineSeconds: options.deadline, "the list of refs") { message in
             switch (message, message.syncMessage) {
             case let (_, .refs(r)?) where r.requestID == refsID: return .done(r)
             case let (.error(e), _) where e.requestID == refsID: throw failure(for: e, repository: name)
@@ -193,7 +218,9 @@ public enum SyncClient {
         defer { lock.release() }
         let repo: Repository
         do {
-            repo = try Repository.open(path, limits: options.limits)
+            // Our own repository is read with the limits for local stores; what the peer
+            // sends is held to `options.limits`.
+            repo = try Repository.open(path, limits: .localStore)
         } catch {
             throw SyncFailure.local("\(error)")
         }
@@ -202,7 +229,7 @@ public enum SyncClient {
         }
 
         // 1. Refs.
-        let remote = try known ?? requestRefs(name, over: connection, options: options)
+        let remote = try known ?? requestRefs(name, over: connection, options: options, started: started)
         let local: [Ref]
         let localHead: String?
         do {
@@ -225,7 +252,8 @@ public enum SyncClient {
             return report
         }
 
-        // 2. Objects, into quarantine.
+        // 2. Objects, into quarantine. Removed on every way out; only what the index
+        // and the checks accept is moved out of it first.
         let quarantine = repo.objectsDirectory + "/" + quarantinePrefix + Hex.encode(randomBytes(6))
         defer { Files.removeTree(quarantine) }
         if !plan.wants.isEmpty {
@@ -234,15 +262,26 @@ public enum SyncClient {
             report.bytesReceived = received.bytes
             options.progress?(SyncProgress(phase: .indexing, bytes: received.bytes, objects: received.objects,
                                            seconds: Instant.now().seconds(since: started)))
+            // The work the pack may cost follows from the bytes that arrived; the
+            // deadline still runs.
+            let budget = WorkBudget(limits: options.limits, inputBytes: received.bytes,
+                                    deadline: options.deadline.map { started.adding(seconds: $0) })
             let indexed: PackIndexer.Result
             do {
-                indexed = try PackIndexer.index(packPath: received.path, outputDirectory: quarantine, baseStore: repo, limits: options.limits)
+                // Bases a thin pack leaves out are read with the peer's limits: the peer
+                // picks them, so none may be larger than an object it could send.
+                let bases = try Repository.open(path, limits: options.limits)
+                indexed = try PackIndexer.index(packPath: received.path, outputDirectory: quarantine, baseStore: bases,
+                                                limits: options.limits, budget: budget)
             } catch {
-                throw SyncFailure.integrity("received pack rejected: \(error)")
+                throw failure(rejecting: error, "received pack rejected", options: options)
             }
             options.progress?(SyncProgress(phase: .checking, bytes: received.bytes, objects: indexed.objects.count,
                                            seconds: Instant.now().seconds(since: started)))
-            try check(indexed, plan: plan, repo: repo, limits: options.limits)
+            try check(indexed, plan: plan, repo: repo, limits: options.limits, budget: budget, options: options)
+            if let late = deadlineFailure(budget.deadline, options.deadline, at: Instant.now(), doing: "checking the received objects") {
+                throw late
+            }
             report.objectsReceived = indexed.objects.count - indexed.appendedBases
             do {
                 try repo.installPack(packPath: indexed.packPath, indexPath: indexed.indexPath)
@@ -286,6 +325,9 @@ public enum SyncClient {
             throw SyncFailure.local("cannot create quarantine \(quarantine): \(error)")
         }
         let packPath = quarantine + "/incoming.pack"
+        var limits = TransferGuard(noProgressTimeout: options.timeout, deadlineSeconds: options.deadline, started: started,
+                                   maxPackBytes: options.maxPackBytes, minFreeBytes: options.minFreeBytes)
+        try limits.checkDisk(free: TransferGuard.freeBytes(quarantine), path: quarantine)
         let fd = open(packPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SyncFailure.local(FileError(path: packPath, operation: "create", code: errno).description) }
         var closed = false
@@ -294,22 +336,23 @@ public enum SyncClient {
         let wants = plan.wants.compactMap { WireOID($0.bytes) }
         let haves = plan.haves.compactMap { WireOID($0.bytes) }
         connection.send(.sync(.getObjects(GetObjects(requestID: requestID, repository: name.value, wants: wants, haves: haves))))
-        var bytes = 0
+        limits.start(at: Instant.now())
         var header: [UInt8] = []
         var objects: Int?
         var lastProgress = Instant.now()
         while true {
-            let chunk: Objects = try waitFor(connection, options.timeout, "objects") { message in
+            // Waits until the next chunk with pack bytes in it: empty chunks and other
+            // messages do not restart the clock.
+            let chunk: Objects = try waitFor(connection, guard: limits, "objects") { message in
                 switch (message, message.syncMessage) {
-                case let (_, .objects(o)?) where o.requestID == requestID: return .done(o)
+                case let (_, .objects(o)?) where o.requestID == requestID:
+                    return o.data.isEmpty && !o.final ? .skip : .done(o)
                 case let (.error(e), _) where e.requestID == requestID: throw failure(for: e, repository: name)
                 default: return .skip
                 }
             }
-            bytes += chunk.data.count
-            guard bytes <= options.maxPackBytes else {
-                throw SyncFailure.integrity("peer sent more than \(options.maxPackBytes) bytes of objects")
-            }
+            let checkDisk = try limits.received(chunk.data.count, at: Instant.now())
+            let bytes = limits.bytes
             if objects == nil && header.count < 12 {
                 header += chunk.data.prefix(12 - header.count)
                 if header.count == 12 {
@@ -318,6 +361,7 @@ public enum SyncClient {
             }
             let code = Files.writeAll(fd, chunk.data)
             guard code == 0 else { throw SyncFailure.local(FileError(path: packPath, operation: "write", code: code).description) }
+            if checkDisk || chunk.final { try limits.checkDisk(free: TransferGuard.freeBytes(quarantine), path: quarantine) }
             if let progress = options.progress, Instant.now().seconds(since: lastProgress) > 0.1 || chunk.final {
                 lastProgress = Instant.now()
                 progress(SyncProgress(phase: .receiving, bytes: bytes, objects: objects, seconds: Instant.now().seconds(since: started)))
@@ -327,17 +371,18 @@ public enum SyncClient {
         guard fsync(fd) == 0 else { throw SyncFailure.local(FileError(path: packPath, operation: "fsync", code: errno).description) }
         close(fd)
         closed = true
-        return (packPath, bytes, objects)
+        return (packPath, limits.bytes, objects)
     }
 
     /// Completeness and no extras: every object reachable from the wanted tips (down to
     /// what we already have) is present, and the pack holds nothing beyond that.
-    static func check(_ indexed: PackIndexer.Result, plan: SyncPlan, repo: Repository, limits: ObjectLimits) throws {
+    static func check(_ indexed: PackIndexer.Result, plan: SyncPlan, repo: Repository, limits: ObjectLimits,
+                      budget: WorkBudget, options: SyncOptions) throws {
         let incoming: PackReader
         do {
-            incoming = try PackReader(packPath: indexed.packPath, indexPath: indexed.indexPath, limits: limits)
+            incoming = try PackReader(packPath: indexed.packPath, indexPath: indexed.indexPath, limits: limits, budget: budget)
         } catch {
-            throw SyncFailure.integrity("received pack unreadable: \(error)")
+            throw failure(rejecting: error, "received pack unreadable", options: options)
         }
         let store = CombinedStore([incoming, repo])
         let walk = ObjectWalk(store: store, limits: limits)
@@ -345,7 +390,11 @@ public enum SyncClient {
         do {
             result = try walk.objectsCollectingMissing(reachableFrom: plan.wants, excluding: plan.haves)
         } catch {
-            throw SyncFailure.integrity("received objects do not form valid history: \(error)")
+            throw failure(rejecting: budget.exceeded ?? error, "received objects do not form valid history", options: options)
+        }
+        // The walk skips objects it cannot read; when that was the budget, say so.
+        if let exceeded = budget.exceeded {
+            throw failure(rejecting: exceeded, "received objects could not be checked", options: options)
         }
         if let first = result.missing.first {
             throw SyncFailure.integrity("object \(first) is missing (\(result.missing.count) missing in all): the peer did not send everything the new refs need")
@@ -362,20 +411,41 @@ public enum SyncClient {
         case skip
     }
 
-    /// Waits up to `timeout` seconds for the message `match` accepts, skipping unrelated
-    /// ones. Skipped messages do not restart the clock: a peer that keeps talking but
-    /// never answers times out like a silent one.
-    static func waitFor<T>(_ connection: PeerConnection, _ timeout: Double, _ what: String,
-                         _ match: (Message) throws -> Step<T>) throws -> T {
+    /// Waits up to `timeout` seconds (and never past `deadline`) for the message `match`
+    /// accepts, skipping unrelated ones. Skipped messages do not restart the clock: a
+    /// peer that keeps talking but never answers times out like a silent one.
+    static func waitFor<T>(_ connection: PeerConnection, _ timeout: Double, deadline: Instant?, deadlineSeconds: Double?,
+                           _ what: String, _ match: (Message) throws -> Step<T>) throws -> T {
         let started = Instant.now()
+        return try waitFor(connection, limit: { now in
+            if let failure = deadlineFailure(deadline, deadlineSeconds, at: now, doing: "waiting for \(what)") { throw failure }
+            let left = timeout - now.seconds(since: started)
+            guard left > 0 else { throw SyncFailure.timeout("timed out after \(formatSeconds(timeout)) s waiting for \(what)") }
+            return deadline.map { min(left, max(0.001, $0.seconds(since: now))) } ?? left
+        }, what, match)
+    }
+
+    /// Waits for the next message `match` accepts for as long as `guard` allows.
+    static func waitFor<T>(_ connection: PeerConnection, guard limits: TransferGuard, _ what: String,
+                           _ match: (Message) throws -> Step<T>) throws -> T {
+        try waitFor(connection, limit: { try limits.waitLimit(at: $0, waitingFor: what) }, what, match)
+    }
+
+    /// The wait loop: `limit` gives the seconds left at a given instant, or throws the
+    /// failure once none are.
+    static func waitFor<T>(_ connection: PeerConnection, limit: (Instant) throws -> Double, _ what: String,
+                           _ match: (Message) throws -> Step<T>) throws -> T {
         while true {
             let message: Message
             do {
-                let left = timeout - Instant.now().seconds(since: started)
-                guard left > 0 else { throw TransportError.timeout("waiting for \(what)") }
+                let left = try limit(Instant.now())
                 message = try connection.nextMessage(timeout: left).wait()
+            } catch let f as SyncFailure {
+                throw f
             } catch TransportError.timeout {
-                throw SyncFailure.timeout("timed out after \(formatSeconds(timeout)) s waiting for \(what)")
+                // The limit says which one ran out.
+                _ = try limit(Instant.now().adding(seconds: 0.002))
+                continue
             } catch let TransportError.closed(reason) {
                 throw SyncFailure.connection("connection closed while waiting for \(what): \(reason)")
             } catch {
@@ -383,6 +453,24 @@ public enum SyncClient {
             }
             if case let .done(value) = try match(message) { return value }
         }
+    }
+
+    /// The failure for an error from indexing or checking the received pack: a crossed
+    /// limit is named (the deadline is a timeout), anything else is bad data.
+    static func failure(rejecting error: any Error, _ what: String, options: SyncOptions) -> SyncFailure {
+        if let e = error as? GitError, let limit = e.limit {
+            if limit == .deadline {
+                return .timeout("the deadline of \(formatSeconds(options.deadline ?? 0)) s passed while checking the received objects")
+            }
+            return .budget(limit: limit, "\(what): \(e.message)")
+        }
+        return .integrity("\(what): \(error)")
+    }
+
+    /// The timeout failure when `deadline` has passed at `now`, else nil.
+    static func deadlineFailure(_ deadline: Instant?, _ seconds: Double?, at now: Instant, doing what: String) -> SyncFailure? {
+        guard let deadline, now >= deadline else { return nil }
+        return .timeout("the deadline of \(formatSeconds(seconds ?? 0)) s passed while \(what)")
     }
 
     static func failure(for error: ErrorReply, repository: RepositoryName) -> SyncFailure {

@@ -8,6 +8,7 @@ let suites: [(name: String, summary: String, run: ([String]) -> Int32)] = [
     ("git", "objects verify vs git fsck --full, SHA-1 vs sha1sum", GitBench.run),
     ("sync", "first mirror and incremental sync vs git over git daemon", SyncBench.run),
     ("gossip", "gossip propagation latency and duplicates on real local nodes", GossipBench.run),
+    ("hostile", "CPU and memory of hostile packs vs benign packs of the same size", HostileBench.run),
 ]
 let args = Array(CommandLine.arguments.dropFirst())
 if args.first == "-h" || args.first == "--help" || args.first == "help" {

@@ -123,4 +123,42 @@ final class RepositoryCatalogTests: XCTestCase {
         XCTAssertEqual(catalog.access(path, for: peer(2)), .allowed)
         XCTAssertEqual(catalog.access(path, for: peer(3)), .denied)
     }
+
+    /// Symbolic links: one inside the root that points inside it is followed; one that
+    /// leaves the root (the repository itself, its owner directory, or its objects, pack
+    /// or refs inside) makes the repository absent, unless links are to be followed.
+    func testSymlinksThatLeaveTheRootAreNotServed() throws {
+        try repo("r/alice/real.git")
+        try repo("outside/secret.git")
+        try repo("outside/owner/hidden.git")
+        try repo("r/alice/objects-out.git")
+        try repo("outside/objects-store")
+        try repo("r/alice/pack-out.git")
+        try Files.makeDirectories(base + "/outside/pack")
+        try write("outside/pack/pack-1.pack", "secret")
+        symlink(base + "/r/alice/real.git", base + "/r/alice/alias.git")  // inside, absolute
+        symlink("real.git", base + "/r/alice/relative.git")  // inside, relative
+        symlink(base + "/outside/secret.git", base + "/r/alice/secret.git")
+        symlink(base + "/outside/owner", base + "/r/bob")
+        Files.removeTree(base + "/r/alice/objects-out.git/objects")
+        symlink(base + "/outside/objects-store/objects", base + "/r/alice/objects-out.git/objects")
+        try Files.makeDirectories(base + "/r/alice/pack-out.git/objects/pack")
+        symlink(base + "/outside/pack/pack-1.pack", base + "/r/alice/pack-out.git/objects/pack/pack-1.pack")
+
+        let catalog = RepositoryCatalog(roots: [base + "/r"])
+        XCTAssertEqual(catalog.all().map(\.value), ["alice/alias", "alice/real", "alice/relative"])
+        XCTAssertNotNil(catalog.locate(RepositoryName("alice/alias")!))
+        XCTAssertNotNil(catalog.locate(RepositoryName("alice/relative")!))
+        for name in ["alice/secret", "bob/hidden", "alice/objects-out", "alice/pack-out"] {
+            XCTAssertNil(catalog.locate(RepositoryName(name)!), name)
+        }
+        // The root itself may be reached through a link.
+        symlink(base + "/r", base + "/root-link")
+        XCTAssertEqual(RepositoryCatalog(roots: [base + "/root-link"]).all().map(\.value), ["alice/alias", "alice/real", "alice/relative"])
+        // Opting in serves them all.
+        let following = RepositoryCatalog(roots: [base + "/r"], followExternalLinks: true)
+        XCTAssertEqual(following.all().map(\.value),
+                       ["alice/alias", "alice/objects-out", "alice/pack-out", "alice/real", "alice/relative", "alice/secret", "bob/hidden"])
+        XCTAssertNotNil(following.locate(RepositoryName("alice/secret")!))
+    }
 }

@@ -6,6 +6,8 @@ import XCTest
 final class Harness {
     let root: URL
     private(set) var processes: [Process] = []
+    /// Children started by `runMeasured` that may still run.
+    private var spawned: [pid_t] = []
     private var counter = 0
 
     init() throws {
@@ -109,6 +111,90 @@ final class Harness {
         return Result(status: status, stdout: r.stdout, stderr: r.stderr)
     }
 
+    /// A finished child with what it cost: wall time, CPU time (user + system) and peak
+    /// resident memory, from `wait4` on exactly that process.
+    struct Measured {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+        let seconds: Double
+        let cpuSeconds: Double
+        let peakRSSKB: Int
+        var peakRSSMB: Double { Double(peakRSSKB) / 1024 }
+        var summary: String { "exit \(status), \(String(format: "%.2f", seconds)) s, CPU \(String(format: "%.2f", cpuSeconds)) s, peak RSS \(String(format: "%.1f", peakRSSMB)) MB" }
+    }
+
+    /// Runs guts to completion like `run`, but spawned directly so that its own CPU time
+    /// and peak RSS can be read. Killed after `timeout`.
+    ///
+    /// Peak RSS: Linux starts a spawned child's `ru_maxrss` at the parent's peak (the
+    /// child ran in the parent's memory until exec), so `ru_maxrss` is the child's own
+    /// only when it exceeds the test process's peak at spawn time; otherwise the child
+    /// stayed below that, and its VmHWM, sampled every few milliseconds while it ran,
+    /// is reported.
+    func runMeasured(_ args: [String], environment: [String: String] = [:], timeout: Double = 60,
+                     file: StaticString = #filePath, line: UInt = #line) throws -> Measured {
+        counter += 1
+        let out = root.appendingPathComponent("m\(counter).out").path
+        let err = root.appendingPathComponent("m\(counter).err").path
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "GUTS_HOME")
+        for (k, v) in environment { env[k] = v }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let argv = [Self.binary] + args
+        var cargs = argv.map { strdup($0) } + [nil]
+        defer { for p in cargs { free(p) } }
+        var cenv: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for p in cenv { free(p) } }
+        var pid: pid_t = 0
+        let parentPeak = Self.vmHWM("self") ?? Int.max
+        var sampledPeak = 0
+        let started = Date()
+        let rc = posix_spawn(&pid, Self.binary, &actions, nil, &cargs, &cenv)
+        guard rc == 0 else { throw NSError(domain: "Harness", code: Int(rc)) }
+        spawned.append(pid)
+        var status: Int32 = 0
+        var usage = rusage()
+        let deadline = started.addingTimeInterval(timeout)
+        var reaped = false
+        while Date() < deadline {
+            let r = wait4(pid, &status, WNOHANG, &usage)
+            if r == pid {
+                reaped = true
+                break
+            }
+            if r < 0 && errno != EINTR { break }
+            if let hwm = Self.vmHWM("\(pid)") { sampledPeak = max(sampledPeak, hwm) }
+            usleep(2_000)
+        }
+        if !reaped {
+            kill(pid, SIGKILL)
+            while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+            XCTFail("guts \(args.joined(separator: " ")) did not finish within \(timeout) s", file: file, line: line)
+        }
+        spawned.removeAll { $0 == pid }
+        let seconds = Date().timeIntervalSince(started)
+        let exit: Int32 = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : -1
+        let cpu = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+            + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+        return Measured(status: reaped ? exit : -1, stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
+                        stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "",
+                        seconds: seconds, cpuSeconds: cpu,
+                        peakRSSKB: Int(usage.ru_maxrss) > parentPeak ? Int(usage.ru_maxrss) : sampledPeak)
+    }
+
+    /// VmHWM (peak resident memory, KiB) of /proc/`pid`, or nil.
+    static func vmHWM(_ pid: String) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }
+        return Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "")
+    }
+
     /// keygen into a fresh home; returns the peer ID.
     func keygen(_ name: String) throws -> String {
         let r = try run(["--home", home(name), "keygen"])
@@ -125,6 +211,12 @@ final class Harness {
     }
 
     func cleanup() {
+        for pid in spawned {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
+        spawned = []
         for p in processes where p.isRunning {
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()

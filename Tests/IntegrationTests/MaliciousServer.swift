@@ -44,10 +44,32 @@ final class MaliciousServer: @unchecked Sendable {
         case chatterInsteadOfRefs
         /// Advertises `refs/heads/main/x` next to `refs/heads/main`, which no repository can hold.
         case conflictingRefs
+        /// Advertises these refs too, on the tip of main (names no check would stop, or that
+        /// only git's rules stop: terminal escapes and the like).
+        case extraRefs([String])
+
+        // Hostile packs: the pack sent instead of the objects asked for. Object names in
+        // them are made up (the client never gets far enough to check them).
+
+        /// A base blob (`zeros`: of zero bytes, which compress to almost nothing; else
+        /// incompressible) and a chain of `depth` OFS_DELTAs on it, each link rebuilding
+        /// the whole base, each link also the base of a leaf delta when `leaves`.
+        case deltaChain(baseSize: Int, zeros: Bool, depth: Int, leaves: Bool)
+        /// One incompressible base and `count` deltas on it, each declaring and building a
+        /// `resultSize`-byte result by copying the base over and over.
+        case deltaFan(baseSize: Int, count: Int, resultSize: Int)
+        /// One blob of `size` zero bytes: megabytes inflated from a few kilobytes.
+        case zeroBlob(size: Int)
+        /// A pack that never ends: `chunk` bytes every `interval` seconds, never final.
+        case neverFinal(chunk: Int, interval: Double)
+        /// Empty, non-final Objects messages every `interval` seconds, forever.
+        case emptyDrip(interval: Double)
     }
 
     let repositoryPath: String
     let behavior: Behavior
+    /// The agent string of its Hello.
+    let agent: String
     let identity = Identity.generate()
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private var listener: Listener?
@@ -62,16 +84,17 @@ final class MaliciousServer: @unchecked Sendable {
     private(set) var peer = ""
     var peerID: String { identity.peerID.description }
 
-    init(repository: String, behavior: Behavior) throws {
+    init(repository: String, behavior: Behavior, agent: String = "malicious/1") throws {
         repositoryPath = repository
         self.behavior = behavior
+        self.agent = agent
         scratch = NSTemporaryDirectory() + "guts-malicious-" + UUID().uuidString
         try start()
     }
 
     private func start() throws {
         var config = SessionConfig(identity: identity.keyPair, noiseStatic: .generate(),
-                                   capabilities: Capabilities.default + ["refs", "objects"], agent: "malicious/1",
+                                   capabilities: Capabilities.default + ["refs", "objects"], agent: agent,
                                    protocols: MessageRegistry([SyncProtocol()]))
         config.idleTimeout = 60
         let listener = Listener(group: group, config: config, options: .init(maxConnections: 16)) { [weak self] connection in
@@ -146,10 +169,51 @@ final class MaliciousServer: @unchecked Sendable {
         if case .conflictingRefs = behavior, let main = entries.first(where: { $0.name == "refs/heads/main" }) {
             entries.append(RefEntry(name: "refs/heads/main/x", id: main.id))
         }
+        if case let .extraRefs(names) = behavior, let main = entries.first(where: { $0.name == "refs/heads/main" }) {
+            for n in names { entries.append(RefEntry(name: n, id: main.id)) }
+        }
         return GutsSync.Refs(requestID: requestID, head: head, refs: entries)
     }
 
+    private var isStopped: Bool { lock.withLock { stopped } }
+
     private func serveObjects(_ request: GetObjects, _ connection: PeerConnection) throws {
+        switch behavior {
+        case let .neverFinal(chunk, interval):
+            var header = Array("PACK".utf8) + [0, 0, 0, 2, 0, 0, 0x10, 0]
+            var sent = 0
+            var rng = SystemRandomNumberGenerator()
+            while !isStopped {
+                let data = header + (0..<chunk).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                header = []
+                guard (try? connection.send(.sync(.objects(Objects(requestID: request.requestID, final: false, data: data)))).wait()) != nil else { break }
+                sent += data.count
+                if interval > 0 { Thread.sleep(forTimeInterval: interval) }
+            }
+            note("endless stream stopped after \(sent) bytes")
+            return
+        case let .emptyDrip(interval):
+            var sent = 0
+            while !isStopped {
+                guard (try? connection.send(.sync(.objects(Objects(requestID: request.requestID, final: false, data: [])))).wait()) != nil else { break }
+                sent += 1
+                Thread.sleep(forTimeInterval: interval)
+            }
+            note("drip stopped after \(sent) empty messages")
+            return
+        case .deltaChain, .deltaFan, .zeroBlob:
+            let pack = try hostilePack()
+            note("hostile pack of \(pack.count) bytes")
+            for start in stride(from: 0, to: pack.count, by: 64 << 10) {
+                let piece = Array(pack[start..<min(pack.count, start + (64 << 10))])
+                guard (try? connection.send(.sync(.objects(Objects(requestID: request.requestID, final: false, data: piece)))).wait()) != nil else { return }
+            }
+            try connection.send(.sync(.objects(Objects(requestID: request.requestID, final: true, data: [])))).wait()
+            note("sent final")
+            return
+        default:
+            break
+        }
         let repo = try Repository.open(repositoryPath)
         var wants = request.wants.compactMap { ObjectID(bytes: $0.bytes) }
         let haves = request.haves.compactMap { ObjectID(bytes: $0.bytes) }.filter { repo.contains($0) }
@@ -192,6 +256,46 @@ final class MaliciousServer: @unchecked Sendable {
             try connection.send(.sync(.objects(Objects(requestID: request.requestID, final: true, data: [])))).wait()
             note("sent final")
         }
+    }
+
+    /// The hostile pack for the behaviours that send one (see `Behavior`).
+    private func hostilePack() throws -> [UInt8] {
+        let writer = try PackWriter(directory: scratch + "/" + UUID().uuidString)
+        var names = 0
+        func name() -> ObjectID {  // made up, distinct
+            names += 1
+            return ObjectID.compute(type: .blob, body: Array("name \(names)".utf8))
+        }
+        func random(_ n: Int) -> [UInt8] {
+            var rng = SystemRandomNumberGenerator()
+            return (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        }
+        switch behavior {
+        case let .deltaChain(baseSize, zeros, depth, leaves):
+            let base = zeros ? [UInt8](repeating: 0, count: baseSize) : random(baseSize)
+            var previous = name()
+            try writer.add(type: .blob, body: base, id: previous)
+            for i in 1...depth {
+                let link = name()
+                try writer.addDelta(id: link, base: previous, delta: HostileDelta.copyThenInsert(baseSize: baseSize, prefix: baseSize - 1, literal: [UInt8(i & 0xFF)]))
+                if leaves {
+                    try writer.addDelta(id: name(), base: link, delta: HostileDelta.copyThenInsert(baseSize: baseSize, prefix: baseSize - 2, literal: [0xAA, UInt8(i & 0xFF)]))
+                }
+                previous = link
+            }
+        case let .deltaFan(baseSize, count, resultSize):
+            let baseID = name()
+            try writer.add(type: .blob, body: random(baseSize), id: baseID)
+            for i in 0..<count {
+                try writer.addDelta(id: name(), base: baseID, delta: HostileDelta.repeating(baseSize: baseSize, resultSize: resultSize, last: UInt8(i & 0xFF)))
+            }
+        case let .zeroBlob(size):
+            try writer.add(type: .blob, body: [UInt8](repeating: 0, count: size), id: name())
+        default:
+            throw GitError(.corrupt, "no hostile pack for \(behavior)")
+        }
+        let result = try writer.finish()
+        return [UInt8](try Data(contentsOf: URL(fileURLWithPath: result.packPath)))
     }
 
     /// The pack bytes for `objects`, with the chosen lie applied.
@@ -264,4 +368,58 @@ final class StalledReader: @unchecked Sendable {
 private func XCTUnwrapOID(_ hex: String) throws -> WireOID {
     guard let id = ObjectID(hex: hex), let oid = WireOID(id.bytes) else { throw GitError(.invalidObject, "bad id \(hex)") }
     return oid
+}
+
+/// Deltas in git's format, for hostile packs.
+enum HostileDelta {
+    static func varint(_ v: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var v = v
+        repeat {
+            var c = UInt8(v & 0x7F)
+            v >>= 7
+            if v > 0 { c |= 0x80 }
+            out.append(c)
+        } while v > 0
+        return out
+    }
+
+    /// One copy instruction: `size` bytes (at most 0xFFFFFF) from `offset` of the base.
+    static func copy(offset: Int, size: Int) -> [UInt8] {
+        var op: UInt8 = 0x80
+        var tail: [UInt8] = []
+        for k in 0..<4 where (offset >> (8 * k)) & 0xFF != 0 {
+            op |= 1 << k
+            tail.append(UInt8((offset >> (8 * k)) & 0xFF))
+        }
+        for k in 0..<3 where (size >> (8 * k)) & 0xFF != 0 {
+            op |= 0x10 << k
+            tail.append(UInt8((size >> (8 * k)) & 0xFF))
+        }
+        return [op] + tail
+    }
+
+    /// The first `prefix` bytes of the base, then `literal` (at most 127 bytes).
+    static func copyThenInsert(baseSize: Int, prefix: Int, literal: [UInt8]) -> [UInt8] {
+        var d = varint(baseSize) + varint(prefix + literal.count)
+        var at = 0
+        while at < prefix {
+            let n = min(prefix - at, 0xFF_FF00)
+            d += copy(offset: at, size: n)
+            at += n
+        }
+        return d + [UInt8(literal.count)] + literal
+    }
+
+    /// `resultSize` bytes: the whole base again and again, the last byte `last`.
+    static func repeating(baseSize: Int, resultSize: Int, last: UInt8) -> [UInt8] {
+        var d = varint(baseSize) + varint(resultSize)
+        var left = resultSize - 1
+        while left > 0 {
+            let n = min(left, baseSize, 0xFF_FF00)
+            d += copy(offset: 0, size: n)
+            left -= n
+        }
+        return d + [1, last]
+    }
 }

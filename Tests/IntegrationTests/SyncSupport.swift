@@ -357,6 +357,17 @@ final class SyncFixture {
         return SyncResult(status: r.status, stdout: r.stdout, stderr: r.stderr, json: object)
     }
 
+    /// `sync` with the client's CPU time and peak memory measured (see `Harness.runMeasured`).
+    func syncMeasured(peers: [String]? = nil, home: String? = nil, json: Bool = true, extra: [String] = [],
+                      timeout: Double = 90, file: StaticString = #filePath, line: UInt = #line) throws -> Harness.Measured {
+        var args = ["--home", home ?? clientHome]
+        if json { args.append("--json") }
+        args += ["sync", repoName]
+        for p in peers ?? [peer] { args += ["--peer", p] }
+        args += extra
+        return try h.runMeasured(args, timeout: timeout, file: file, line: line)
+    }
+
     /// The mirror has exactly the upstream's refs and HEAD, and passes git fsck.
     func assertMirrorsUpstream(_ mirrorPath: String? = nil, file: StaticString = #filePath, line: UInt = #line) throws {
         let m = mirrorPath ?? mirror

@@ -427,7 +427,7 @@ final class MaliciousSyncTests: XCTestCase {
 
     func testStreamStopsMidway() throws {
         try assertIncrementalFails(.closeMidStream, exit: 4, mentions: ["connection closed while waiting for objects"])
-        try assertIncrementalFails(.silentMidStream, exit: 7, extra: ["--timeout", "2"], mentions: ["timed out after 2 s waiting for objects"])
+        try assertIncrementalFails(.silentMidStream, exit: 7, extra: ["--timeout", "2"], mentions: ["no pack data for 2 s while waiting for objects"])
         try assertFirstSyncFails(.closeMidStream, exit: 4)
         try assertFirstSyncFails(.silentRefs, exit: 7, extra: ["--timeout", "1"], mentions: ["timed out after 1 s waiting for the list of refs"])
     }
