@@ -44,7 +44,7 @@ let package = Package(
         // SwiftNIO shell around GutsWire sessions: dialing, listening, timeouts.
         .target(name: "GutsTransport", dependencies: ["GutsAddress", "GutsPolicy", "GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
         // Gossip: signed messages, seen-cache, eager/lazy push. A pure state machine.
-        .target(name: "GutsGossip", dependencies: ["GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
+        .target(name: "GutsGossip", dependencies: ["GutsPolicy", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         // Repository sync: names and access, negotiation plan, serving, fetching into quarantine.
         .target(name: "GutsSync", dependencies: ["GutsGit", "GutsPolicy", "GutsWire", "GutsTransport", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
         // The control socket: newline-delimited JSON over a Unix socket in the state directory;

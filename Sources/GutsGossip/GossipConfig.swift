@@ -48,6 +48,14 @@ public struct GossipConfig: Sendable, Equatable {
 
     /// Most topics remembered per peer (further Subscribe topics are ignored).
     public var maxTopicsPerPeer = 1024
+    /// Messages per second one origin may have accepted and relayed (burst
+    /// `originBurst`), whoever brings them: a throwaway identity cannot make the network
+    /// carry more than this. Messages over it are dropped unrelayed, without penalty
+    /// (the relays are not at fault).
+    public var originRate: Double = 20
+    public var originBurst: Double = 100
+    /// Origins tracked at once for `originRate` (a flood of identities shares one bucket).
+    public var maxTrackedOrigins = 10_000
 
     /// Penalty points for a message that is malformed or forged (invalid topic, oversized data,
     /// bad origin, bad signature).

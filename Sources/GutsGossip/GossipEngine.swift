@@ -1,4 +1,5 @@
 import GutsCrypto
+import GutsPolicy
 import GutsSupport
 import GutsWire
 
@@ -57,6 +58,8 @@ public struct GossipEngine: Sendable {
     private var meshes: [String: TopicMesh] = [:]
     private var peers: [PeerKey: PeerState] = [:]
     private var seen: SeenCache
+    /// Accepted messages per origin (see `GossipConfig.originRate`).
+    private var origins: KeyedLimiter<[UInt8]>
     private var cache: MessageCache
     private var wants: [MessageID: PendingWant] = [:]
     private var wantTimers = MinHeap<MessageID>()
@@ -80,6 +83,7 @@ public struct GossipEngine: Sendable {
         self.identity = identity
         rng = SplitMix64(seed: seed)
         seen = SeenCache(ttl: nanoseconds(config.seenRetention), capacity: config.maxSeenEntries)
+        origins = KeyedLimiter(rate: config.originRate, burst: config.originBurst, maxKeys: config.maxTrackedOrigins)
         cache = MessageCache(ttl: nanoseconds(config.messageCacheTTL), maxEntries: config.maxCachedMessages,
                              maxBytes: config.maxCacheBytes)
         heartbeatNs = max(1_000_000, nanoseconds(config.heartbeatInterval))
@@ -312,6 +316,12 @@ public struct GossipEngine: Sendable {
         {
             reject(rejection, from: peer, now: now, into: &actions)
             return .failure(rejection)
+        }
+        // Only after the signature: forged copies must not spend a real origin's budget.
+        guard origins.take(gossip.origin, now: Instant(nanoseconds: now)) else {
+            stats.originLimited += 1
+            seen.insert(id, now: now)
+            return .failure(.originRateLimited)
         }
         accept(gossip, id: id, idBytes: idBytes, from: peer, now: now, into: &actions)
         return .success(idBytes)

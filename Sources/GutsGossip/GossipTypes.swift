@@ -34,6 +34,8 @@ public enum GossipRejection: Error, Hashable, Sendable, CustomStringConvertible 
     case badSignature
     /// The message was already processed (only returned by `inject`; never penalised).
     case duplicate
+    /// Its origin published more than `GossipConfig.originRate` allows (never penalised).
+    case originRateLimited
 
     public var description: String {
         switch self {
@@ -44,6 +46,7 @@ public enum GossipRejection: Error, Hashable, Sendable, CustomStringConvertible 
         case .tooNew: return "timestamp too far in the future"
         case .badSignature: return "bad signature"
         case .duplicate: return "already seen"
+        case .originRateLimited: return "its origin publishes faster than this node relays"
         }
     }
 }
@@ -64,6 +67,8 @@ public struct GossipStats: Equatable, Sendable {
     public var rejected: [GossipRejection: Int] = [:]
     /// Valid-looking messages dropped because this node does not subscribe to their topic.
     public var unsubscribedDropped = 0
+    /// Valid messages dropped because their origin was over `originRate`.
+    public var originLimited = 0
     /// Control messages sent, by kind.
     public var subscribeSent = 0
     public var iHaveSent = 0

@@ -1,6 +1,7 @@
 import GutsCrypto
 import GutsGossip
 import GutsIdentity
+import GutsPolicy
 import GutsSupport
 import GutsTransport
 import GutsWire
@@ -26,7 +27,38 @@ final class GossipService: @unchecked Sendable {
     private let log: NodeLog
     private var peers: [PeerKey: PeerConnection] = [:]
     private var keys: [ObjectIdentifier: PeerKey] = [:]
-    private var clients: [ObjectIdentifier: (connection: PeerConnection, topics: Set<String>)] = [:]
+    private var clients: [ObjectIdentifier: Client] = [:]
+
+    /// A gossip client and its budgets: publishing is rate- and byte-limited per client,
+    /// and a client may follow a bounded number of topics.
+    struct Client {
+        let connection: PeerConnection
+        var topics: Set<String> = []
+        var publishes: TokenBucket
+        var bytes: TokenBucket
+
+        init(_ connection: PeerConnection, limits: ClientLimits, now: Instant) {
+            self.connection = connection
+            publishes = TokenBucket(rate: limits.publishRate, burst: limits.publishBurst, now: now)
+            bytes = TokenBucket(rate: limits.byteRate, burst: limits.byteBurst, now: now)
+        }
+    }
+
+    /// Limits on gossip clients (publishers and subscribers using the node).
+    struct ClientLimits {
+        var publishRate = 20.0
+        var publishBurst = 50.0
+        var byteRate = 512.0 * 1024
+        var byteBurst = 2.0 * 1024 * 1024
+        /// Topics one client may follow.
+        var topicsPerClient = 64
+        /// Topics all clients together may add to what the node carries.
+        var clientTopics = 1024
+    }
+
+    let clientLimits = ClientLimits()
+    /// Called on `loop` when a client went over a budget.
+    var onOverrun: (@Sendable (PeerConnection, String) -> Void)?
     /// Topics the node subscribes to for its own sake (well-known and configured).
     private let pinned: Set<String>
     private var nextKey: PeerKey = 1
@@ -73,7 +105,7 @@ final class GossipService: @unchecked Sendable {
         loop.execute { [self] in
             let id = ObjectIdentifier(connection)
             if isClient(connection) {
-                clients[id] = (connection, [])
+                clients[id] = Client(connection, limits: clientLimits, now: .now())
                 return
             }
             guard isGossipPeer(connection) else { return }
@@ -119,6 +151,18 @@ final class GossipService: @unchecked Sendable {
         let id = ObjectIdentifier(connection)
         switch message {
         case let .gossip(g):
+            let now = Instant.now()
+            guard var client = clients[id] else { return }
+            let ok = client.publishes.take(1, now: now) && client.bytes.take(Double(g.data.count), now: now)
+            let wait = max(client.publishes.retryAfter(1, now: now), client.bytes.retryAfter(Double(g.data.count), now: now))
+            clients[id] = client
+            guard ok else {
+                let seconds = wait.isFinite ? Int(wait.rounded(.up)) : 60
+                connection.send(.error(ErrorReply(requestID: 0, code: .busy,
+                                                  message: "retry-after=\(seconds); gossip rejected: this client publishes faster than the node accepts")))
+                onOverrun?(connection, "publish rate")
+                return
+            }
             let (result, actions) = engine.inject(g, now: .now(), wallClockMillis: Self.wallClock())
             switch result {
             case let .success(messageID):
@@ -137,7 +181,20 @@ final class GossipService: @unchecked Sendable {
             guard var client = clients[id] else { return }
             let topics = Set(s.topics.filter(Topic.isValid))
             if s.subscribe {
-                let added = topics.subtracting(client.topics)
+                var added = topics.subtracting(client.topics)
+                // A client follows at most `topicsPerClient` topics, and clients together add
+                // at most `clientTopics` to what the node carries; the rest are ignored.
+                let room = max(0, clientLimits.topicsPerClient - client.topics.count)
+                let carried = Set(clients.values.flatMap(\.topics)).subtracting(pinned).count
+                let fresh = added.filter { !isWanted($0, except: nil) }
+                let nodeRoom = max(0, clientLimits.clientTopics - carried)
+                if added.count > room || fresh.count > nodeRoom {
+                    let keptFresh = Set(fresh.sorted().prefix(min(room, nodeRoom)))
+                    let keptOld = Set(added.subtracting(fresh).sorted().prefix(max(0, room - keptFresh.count)))
+                    added = keptFresh.union(keptOld)
+                    onOverrun?(connection, "topic subscriptions")
+                    log.debug("gossip: client \(connection.remoteAddress) asked for more topics than it may follow")
+                }
                 client.topics.formUnion(added)
                 clients[id] = client
                 for t in added where !isWanted(t, except: id) {

@@ -150,6 +150,7 @@ public final class Node: Sendable {
         stalls.withLockedValue { [reputation] in $0 = reputation }
         gossip.onDeliver = { [weak self] message, _, _ in self?.delivered(message) }
         gossip.onOffence = { [weak self] connection, reason in self?.reputation.record(.invalidGossip, connection, reason: "gossip: \(reason)") }
+        gossip.onOverrun = { [weak self] connection, what in self?.reputation.record(.rateLimitOverrun, connection, reason: "over its \(what) budget") }
         gossip.onFirstDelivery = { [weak self] connection in self?.reputation.record(.firstDelivery, connection, reason: "delivered first") }
     }
 

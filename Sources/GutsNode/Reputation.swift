@@ -213,3 +213,105 @@ final class Reputation: Sendable {
         return r == r.rounded() && abs(r) < 1e15 ? String(Int(r)) : String(r)
     }
 }
+
+// MARK: - For the control socket and the CLI
+
+/// One peer's score as `guts peers score` shows it.
+public struct ScoreSummary: Sendable, Equatable {
+    public var peerID: String
+    public var score: Double
+    /// Component name and its current value (decayed).
+    public var components: [String: Double]
+    /// "ok", "graylisted", "disconnect" or "banned".
+    public var state: String
+    /// Unix time the ban ends; nil when not banned or banned until unbanned.
+    public var bannedUntil: Double?
+    public var permanent: Bool
+    public var addresses: [String]
+    /// Unix time the peer was last seen.
+    public var lastSeen: Double
+    public var connected: Bool
+}
+
+extension Reputation {
+    /// Scores of `peers` (all known peers when empty), best first.
+    func summaries(_ peers: [PeerID]) -> [ScoreSummary] {
+        let now = Instant.now()
+        return state.withLockedValue { s in
+            let connected = Set(s.sessions.values.map(\.peer))
+            let wanted = peers.isEmpty ? s.book.peers.map(\.peer) : peers
+            return wanted.compactMap { id -> ScoreSummary? in
+                let entry = s.book.entry(id)
+                guard entry != nil || connected.contains(id) || !peers.isEmpty else { return nil }
+                return Self.summary(id, entry: entry, book: s.book, connected: connected.contains(id), now: now)
+            }.sorted { ($0.score, $1.peerID) > ($1.score, $0.peerID) }
+        }
+    }
+
+    static func summary(_ id: PeerID, entry: PeerBook.Entry?, book: PeerBook, connected: Bool, now: Instant) -> ScoreSummary {
+        var components: [String: Double] = [:]
+        for (name, value) in book.components(id, now: now) { components[name] = value }
+        let standing = book.standing(id, now: now)
+        let state: String
+        var until: Double?
+        var permanent = false
+        switch standing {
+        case .good: state = "ok"
+        case .graylisted: state = "graylisted"
+        case .disconnect: state = "disconnect"
+        case let .banned(end):
+            state = "banned"
+            until = end.map { book.unixTime($0) }
+            permanent = end == nil
+        }
+        return ScoreSummary(peerID: id.description, score: book.score(id, now: now), components: components, state: state,
+                            bannedUntil: until, permanent: permanent, addresses: entry?.addresses.map(\.description) ?? [],
+                            lastSeen: entry?.lastSeen ?? 0, connected: connected)
+    }
+
+    /// Bans a peer or an address prefix (nil seconds: until unbanned) and disconnects what
+    /// it covers. Returns false when the target was already banned at least that long.
+    @discardableResult
+    func ban(_ target: BanTarget, seconds: Double?) -> Bool {
+        let now = Instant.now()
+        let (changed, victims): (Bool, [PeerConnection]) = state.withLockedValue { s in
+            let changed = s.book.ban(target, for: seconds, now: now)
+            s.dirty = true
+            let victims = s.sessions.values.filter { session in
+                switch target {
+                case let .peer(id): return session.peer == id
+                case let .prefix(prefix): return session.ip.map(prefix.contains) ?? false
+                }
+            }.map(\.connection)
+            return (changed, victims)
+        }
+        log.info("ban: \(target) \(seconds.map { "for \(Self.format($0)) s" } ?? "until unbanned") (operator)")
+        for c in victims { c.close(.identityRejected, "banned by the node's operator") }
+        return changed
+    }
+
+    @discardableResult
+    func unban(_ target: BanTarget) -> Bool {
+        let changed = state.withLockedValue { s -> Bool in
+            s.dirty = true
+            return s.book.unban(target, now: .now())
+        }
+        log.info("unban: \(target) (operator)")
+        return changed
+    }
+
+    /// An offence a one-shot command observed (e.g. `guts sync` got bad objects).
+    func report(_ event: ScoreEvent, peer: PeerID, reason: String) {
+        record(event, peer: peer, address: nil, reason: reason)
+    }
+}
+
+extension Node {
+    /// Peer scores for the control socket.
+    public func scoreSummaries(_ peers: [PeerID]) -> [ScoreSummary] { reputation.summaries(peers) }
+    /// Bans through the control socket.
+    @discardableResult public func ban(_ target: BanTarget, seconds: Double?) -> Bool { reputation.ban(target, seconds: seconds) }
+    @discardableResult public func unban(_ target: BanTarget) -> Bool { reputation.unban(target) }
+    /// Offences reported by one-shot commands.
+    public func report(_ event: ScoreEvent, peer: PeerID, reason: String) { reputation.report(event, peer: peer, reason: reason) }
+}

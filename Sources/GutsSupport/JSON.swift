@@ -99,8 +99,9 @@ public enum JSON {
     }
 
     public static func quote(_ s: String) -> String {
-        // Most strings need no escapes: copy them whole.
-        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5c }) { return "\"" + s + "\"" }
+        // Most strings are printable ASCII needing no escapes: copy them whole. Anything
+        // else goes scalar by scalar (DEL, C1 controls, separators, bidi marks are escaped).
+        if s.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7f && $0 != 0x22 && $0 != 0x5c }) { return "\"" + s + "\"" }
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {

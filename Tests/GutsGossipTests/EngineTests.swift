@@ -75,6 +75,8 @@ final class EngineTests: XCTestCase {
         config.maxSeenEntries = 100
         config.maxCachedMessages = 30
         config.maxPendingWants = 50
+        config.originRate = 1e9  // this test is about caches, not the per-origin budget
+        config.originBurst = 1e9
         var engine = try makeEngine(peers: [1, 2], config: config)
         let origin = try keyPair(7)
         for i in 0..<(10 * config.maxSeenEntries) {
@@ -436,5 +438,29 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(engine.connectedPeers, [1, 3])
         let actions = try engine.publish(topic: "chat", data: [], now: at(1), wallClockMillis: wall(1)).actions
         XCTAssertEqual(actions.gossipTargets, [1, 3])
+    }
+
+    /// A flood of valid messages from one origin is carried up to its budget and dropped
+    /// beyond it (unrelayed, the relay not penalised); other origins are unaffected.
+    func testOneOriginCannotFloodTheNetwork() throws {
+        var config = GossipConfig()
+        config.originRate = 10
+        config.originBurst = 20
+        var engine = try makeEngine(peers: [1, 2], config: config)
+        let flooder = try keyPair(7)
+        let honest = try keyPair(8)
+        var delivered = 0
+        for i in 0..<200 {
+            let g = signedGossip("flood \(i)", by: flooder, sequence: UInt64(i))
+            let actions = engine.receive(.gossip(g), from: 1, now: at(Double(i) * 0.01), wallClockMillis: wall(0))
+            delivered += actions.delivered.count
+            XCTAssertEqual(actions.penalized, [], "relays are not at fault")
+        }
+        // 2 s of flooding: the burst plus about 2 s of the rate.
+        XCTAssertGreaterThanOrEqual(delivered, 20)
+        XCTAssertLessThanOrEqual(delivered, 20 + 21)
+        XCTAssertEqual(engine.stats.originLimited, 200 - delivered)
+        let fine = engine.receive(.gossip(signedGossip("hello", by: honest, sequence: 1)), from: 2, now: at(2), wallClockMillis: wall(0))
+        XCTAssertEqual(fine.delivered.count, 1)
     }
 }
