@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "GutsCLITests", dependencies: ["GutsCLI", "GutsSupport", "GutsIdentity"]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "GutsAddress", "GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsNode",
-            nioCore, nioPosix,
+            nioCore, nioPosix, nioLocks,
         ]),
     ],
     swiftLanguageModes: [.v6]

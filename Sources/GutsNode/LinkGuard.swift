@@ -34,7 +34,6 @@ public final class LinkGuard: Sendable {
         var bytes: TokenBucket
         var requests: TokenBucket
         var bytesSeen: UInt64 = 0
-        var lastReport: Instant?
     }
 
     private let buckets: NIOLockedValueBox<Buckets>
@@ -63,15 +62,6 @@ public final class LinkGuard: Sendable {
                 }
             }
             return .allow
-        }
-    }
-
-    /// True at most once a second, so an overrun is scored once per second at most.
-    func shouldReport(now: Instant) -> Bool {
-        buckets.withLockedValue { b in
-            if let last = b.lastReport, now.seconds(since: last) < 1 { return false }
-            b.lastReport = now
-            return true
         }
     }
 }

@@ -150,7 +150,7 @@ public final class Node: Sendable {
         stalls.withLockedValue { [reputation] in $0 = reputation }
         gossip.onDeliver = { [weak self] message, _, _ in self?.delivered(message) }
         gossip.onOffence = { [weak self] connection, reason in self?.reputation.record(.invalidGossip, connection, reason: "gossip: \(reason)") }
-        gossip.onOverrun = { [weak self] connection, what in self?.reputation.record(.rateLimitOverrun, connection, reason: "over its \(what) budget") }
+        gossip.onOverrun = { [weak self] connection, what in self?.reputation.overrun(connection, reason: "over its \(what) budget") }
         gossip.onFirstDelivery = { [weak self] connection in self?.reputation.record(.firstDelivery, connection, reason: "delivered first") }
     }
 
@@ -322,7 +322,12 @@ public final class Node: Sendable {
                 self.overrun(conn, guardian, what)
                 return true
             }
-            if let peer = conn.peer?.peerID, self.reputation.isGraylisted(peer) { return true }
+            // A graylisted node's gossip and requests are ignored (gossip clients have budgets
+            // of their own, and their forgeries keep costing them).
+            if let info = conn.peer, !info.capabilities.contains(GossipClient.capability),
+               self.reputation.isGraylisted(info.peerID) {
+                return true
+            }
             if self.gossip.handle(message, from: conn) { return true }
             // Answers to a request this node made on the link (a mirror sync) wait there.
             if conn.expectsAnswers, message.isAnswer { return false }
@@ -377,9 +382,7 @@ public final class Node: Sendable {
     /// A peer went over one of its budgets: what it sent is dropped, and the overrun
     /// counts against its score (at most once a second, so the score, not the log, grows).
     private func overrun(_ connection: PeerConnection, _ guardian: LinkGuard, _ what: String) {
-        if guardian.shouldReport(now: .now()) {
-            reputation.record(.rateLimitOverrun, connection, reason: "over its \(what) budget")
-        }
+        reputation.overrun(connection, reason: "over its \(what) budget")
     }
 
     private func deliver(_ message: Message, from connection: PeerConnection) {

@@ -26,6 +26,8 @@ final class Reputation: Sendable {
         var sessions: [ObjectIdentifier: Session] = [:]
         var dirty = false
         var eviction: InboundEviction
+        /// When each peer's last overrun was scored (one a second at most).
+        var lastOverrun: [PeerID: Instant] = [:]
     }
 
     /// Sessions one identity may hold at once (inbound and outbound together).
@@ -84,6 +86,11 @@ final class Reputation: Sendable {
         let (refusal, victim): (Goodbye?, PeerConnection?) = state.withLockedValue { s in
             if s.book.isBanned(peer, now: now) {
                 return (Goodbye(code: .identityRejected, reason: "this identity is banned on this node"), nil)
+            }
+            // A peer that was disconnected for its score may not come straight back: it is
+            // refused until its score has decayed above the disconnect threshold.
+            if s.book.standing(peer, now: now) == .disconnect {
+                return (Goodbye(code: .identityRejected, reason: "this identity's score is too low to connect; try again later"), nil)
             }
             if s.sessions.values.filter({ $0.peer == peer }).count >= Self.maxSessionsPerPeer {
                 return (Goodbye(code: .tooManyConnections, reason: "at most \(Self.maxSessionsPerPeer) sessions per peer"), nil)
@@ -169,6 +176,20 @@ final class Reputation: Sendable {
         case .good, .graylisted:
             break
         }
+    }
+
+    /// A budget overrun: scored at most once a second per peer, so that a flood costs the
+    /// peer steadily rather than all at once (and the log stays short).
+    func overrun(_ connection: PeerConnection, reason: String) {
+        guard let peer = connection.peer?.peerID else { return }
+        let now = Instant.now()
+        let due = state.withLockedValue { s -> Bool in
+            if let last = s.lastOverrun[peer], now.seconds(since: last) < 1 { return false }
+            s.lastOverrun[peer] = now
+            if s.lastOverrun.count > 10_000 { s.lastOverrun = s.lastOverrun.filter { now.seconds(since: $0.value) < 1 } }
+            return true
+        }
+        if due { record(.rateLimitOverrun, peer: peer, address: Self.address(of: connection), reason: reason) }
     }
 
     /// Whether the peer's gossip and requests are ignored.

@@ -21,8 +21,10 @@ public enum Dialer {
     /// Connects to `endpoint`, runs the handshake and Hello exchange, and completes with
     /// the established connection. `timeout` bounds the TCP connect and, separately,
     /// the session's handshake timeout in `config` bounds the rest.
+    /// `source` binds the local end to that IP address first (tests use other loopback
+    /// addresses to appear as other hosts).
     public static func dial(_ endpoint: Endpoint, config: SessionConfig, group: EventLoopGroup,
-                            connectTimeout: Double) -> EventLoopFuture<PeerConnection> {
+                            connectTimeout: Double, source: String? = nil) -> EventLoopFuture<PeerConnection> {
         var config = config
         if let peer = endpoint.peer { config.expectedPeer = peer }
         let sessionConfig = config
@@ -38,7 +40,15 @@ public enum Dialer {
                     try channel.pipeline.syncOperations.addHandler(SessionHandler(session: session, connection: connection))
                 }
             }
-        return bootstrap.connect(host: endpoint.host, port: endpoint.port).flatMap { channel in
+        var configured = bootstrap
+        if let source {
+            do {
+                configured = configured.bind(to: try SocketAddress(ipAddress: source, port: 0))
+            } catch {
+                return group.next().makeFailedFuture(error)
+            }
+        }
+        return configured.connect(host: endpoint.host, port: endpoint.port).flatMap { channel in
             channel.pipeline.handler(type: SessionHandler.self).flatMap { handler in
                 handler.connection.establishedFuture.map { _ in handler.connection }
             }
