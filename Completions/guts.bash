@@ -26,7 +26,8 @@ _guts() {
     # Options that take a value (the next word, or after '=').
     local value_opts="--home -l --listen -b --bootstrap --max-connections --handshake-timeout
         --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval
-        -p --peer --into -m --mirror --topic -t --announce-interval -d --data --max-transfers --stall-timeout"
+        -p --peer --into -m --mirror --topic -t --announce-interval -d --data --max-transfers --stall-timeout
+        --wait"
 
     # Find the command words, skipping options and their values.
     local i w cmd= sub= skip= args=()
@@ -88,7 +89,7 @@ _guts() {
                 --idle-timeout --keepalive-interval --network -m --mirror --topic --announce-interval --max-transfers --stall-timeout"
             ;;
         sync)
-            opts="-p --peer --into -f --force -W --timeout --network"
+            opts="-p --peer --into -f --force -W --timeout --wait --no-wait --network"
             if [[ $cur != -* ]] && ((${#args[@]} == 0)); then
                 # OWNER/NAME (or NAME) of the repositories in <home>/repos.
                 local IFS=$'\n' home r names=()

@@ -126,6 +126,8 @@ complete -c guts -n '__guts_using sync' -s p -l peer -x -d 'peer to sync from, [
 complete -c guts -n '__guts_using sync' -l into -x -a '(__fish_complete_directories (commandline -ct))' -d 'bare repository to sync into'
 complete -c guts -n '__guts_using sync' -s f -l force -d 'mirror into a repository guts did not create (replaces its refs)'
 complete -c guts -n '__guts_using sync' -s W -l timeout -x -d 'connect, handshake and per-answer silence limit (default 30)'
+complete -c guts -n '__guts_using sync' -l wait -x -d 'wait this long for another sync of the repository (default 600)'
+complete -c guts -n '__guts_using sync' -l no-wait -d 'exit at once with status 10 if another sync holds the repository'
 complete -c guts -n '__guts_using sync' -l network -x -d 'network ID to connect within'
 complete -c guts -n '__guts_words_are sync' -a '(__guts_repositories)' -d 'repository'
 
