@@ -5,7 +5,8 @@ import GutsSupport
 
 /// Why a repository lock was not taken.
 public enum RepositoryLockError: Error, Equatable, CustomStringConvertible, Sendable {
-    /// Another process held the lock for longer than the caller would wait.
+    /// Another process held the lock for longer than the caller would wait (`waited`
+    /// seconds; 0 when it would not wait at all).
     case busy(repository: String, lockPath: String, holder: Int32?, waited: Double)
     /// The caller's `interrupted` check said to stop waiting.
     case interrupted(repository: String)
@@ -117,7 +118,7 @@ public final class RepositoryLock: @unchecked Sendable {
             removeEmpty(created)
             if interrupted() { throw RepositoryLockError.interrupted(repository: path) }
             throw RepositoryLockError.busy(repository: path, lockPath: lockPath, holder: holder,
-                                           waited: Instant.now().seconds(since: started))
+                                           waited: wait > 0 ? Instant.now().seconds(since: started) : 0)
         }
     }
 
