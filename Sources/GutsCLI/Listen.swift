@@ -69,8 +69,6 @@ enum ListenCommand: Command {
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
         guard args.positionals.isEmpty else { throw UsageError("listen takes no arguments (did you mean --listen ADDR?)") }
         let home = try context.home()
-        let nodeLock = try lockHome(home)
-        defer { nodeLock.release() }
         var config = try NodeConfig.load(home: home)
         if let v = args.value("listen") { config.listen = v }
         config.bootstrap += args.all("bootstrap")
@@ -87,6 +85,10 @@ enum ListenCommand: Command {
         guard bind.peer == nil else { throw UsageError("the listen address takes HOST:PORT without a peer ID") }
         let bootstrap = try config.bootstrap.map { try Network.parseEndpoint($0) }
         let identity = try loadIdentity(context)
+        // Options, config and identity are checked first (read only); the lock comes before
+        // anything is written to the state directory.
+        let nodeLock = try lockHome(home)
+        defer { nodeLock.release() }
         var roots = [home + "/repos"]
         do { try Files.makeDirectories(roots[0], mode: 0o755) } catch { throw CommandError(.io, "cannot create \(roots[0]): \(error)") }
         for dir in args.all("repos") {

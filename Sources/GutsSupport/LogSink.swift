@@ -67,7 +67,7 @@ public final class LogSink: @unchecked Sendable {
         if bytes.count > maxLineBytes { bytes = Self.truncated(bytes, to: maxLineBytes) }
         bytes.append(UInt8(ascii: "\n"))
         mutex.locked {
-            guard !finished else { return }
+            guard !closing else { return }
             var note: [UInt8] = []
             if unreported > 0 { note = Self.dropNote(unreported) }
             guard fits(lines: note.isEmpty ? 1 : 2, bytes: bytes.count + note.count) else {
@@ -107,7 +107,7 @@ public final class LogSink: @unchecked Sendable {
     }
 
     /// Flushes (bounded by `timeout`) and lets the writer thread end once the queue is
-    /// empty; lines written after it ended are discarded. True when everything was written.
+    /// empty; lines written after `close` are discarded. True when everything was written.
     @discardableResult
     public func close(timeout: Double) -> Bool {
         let done = flush(timeout: timeout)
