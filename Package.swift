@@ -67,6 +67,7 @@ let package = Package(
             "GutsAddress", "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", nioCore, nioPosix,
         ]),
 
+        .testTarget(name: "GutsSupportTests", dependencies: ["GutsSupport"]),
         .testTarget(name: "GutsCryptoTests", dependencies: ["GutsCrypto", "GutsNoise", "GutsSupport"]),
         .testTarget(name: "GutsWireTests", dependencies: ["GutsWire", "GutsIdentity", "GutsNoise", "GutsCrypto", "GutsSupport"]),
         .testTarget(name: "GutsGossipTests", dependencies: ["GutsGossip", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),

@@ -27,7 +27,7 @@ _guts() {
     local value_opts="--home -l --listen -b --bootstrap --max-connections --handshake-timeout
         --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval
         -p --peer --into -m --mirror --topic -t --announce-interval -d --data --max-transfers --stall-timeout
-        --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor --max-work -j --threads"
+        --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor --max-work -j --threads --wait"
 
     # Find the command words, skipping options and their values.
     local i w cmd= sub= skip= args=()
@@ -77,7 +77,7 @@ _guts() {
             -c | --count | -i | --interval | -p | --peer | -m | --mirror | --topic | -t | \
             --announce-interval | -d | --data | --max-transfers | --stall-timeout | \
             --deadline | --max-pack-size | --max-object-size | --max-delta-depth | --work-factor | \
-            --max-work | -j | --threads)
+            --max-work | -j | --threads | --wait)
             return # free-form value
             ;;
     esac
@@ -92,7 +92,7 @@ _guts() {
                 --follow-symlinks"
             ;;
         sync)
-            opts="-p --peer --into -f --force -W --timeout --deadline --network --max-pack-size --max-object-size
+            opts="-p --peer --into -f --force -W --timeout --wait --no-wait --deadline --network --max-pack-size --max-object-size
                 --max-delta-depth --work-factor --max-work"
             if [[ $cur != -* ]] && ((${#args[@]} == 0)); then
                 # OWNER/NAME (or NAME) of the repositories in <home>/repos.

@@ -129,6 +129,8 @@ complete -c guts -n '__guts_using sync' -l into -x -a '(__fish_complete_director
 complete -c guts -n '__guts_using sync' -s f -l force -d 'mirror into a repository guts did not create (replaces its refs)'
 complete -c guts -n '__guts_using sync' -s W -l timeout -x -d 'connect, handshake, per-answer silence and no-pack-data limit (default 30)'
 complete -c guts -n '__guts_using sync' -l deadline -x -d 'most SECONDS the whole sync may take (default 3600, 0 for none)'
+complete -c guts -n '__guts_using sync' -l wait -x -d 'wait this long for another sync of the repository (default 600)'
+complete -c guts -n '__guts_using sync' -l no-wait -d 'exit at once with status 10 if another sync holds the repository'
 complete -c guts -n '__guts_using sync' -l network -x -d 'network ID to connect within'
 complete -c guts -n '__guts_using sync' -l max-pack-size -x -d 'most pack BYTES accepted (default 4G)'
 complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l max-object-size -x -d 'largest object accepted, BYTES (default 100M)'

@@ -45,7 +45,9 @@ public final class Context: @unchecked Sendable {
     public let quiet: Bool
     public let environment: [String: String]
     private let homeOverride: String?
-    private let lock = NSLockLite()
+    /// Keeps concurrent lines from interleaving mid-line (heap-allocated: never moves).
+    private let lock = HeapMutex()
+    private var logSink: LogSink?
 
     public init(arguments: ParsedArguments, environment: [String: String]) {
         self.json = arguments.has("json")
@@ -99,18 +101,33 @@ public final class Context: @unchecked Sendable {
     /// A log line on stderr (suppressed by --quiet).
     public func log(_ line: String) {
         if quiet { return }
-        lock.locked { writeAll(2, Escape.text(line) + "\n") }
+        logLine(Escape.text(line))
     }
 
     /// A detail line on stderr, only with -v.
     public func debug(_ line: String) {
         if verbosity == 0 || quiet { return }
-        lock.locked { writeAll(2, Escape.text(line) + "\n") }
+        logLine(Escape.text(line))
     }
 
     /// An error line on stderr, always shown.
     public func error(_ line: String) {
-        lock.locked { writeAll(2, "guts: " + Escape.text(line) + "\n") }
+        logLine("guts: " + Escape.text(line))
+    }
+
+    /// Sends stderr lines through `sink` (a long-running command's log), or straight to
+    /// fd 2 again with nil. With a sink, logging never waits for stderr.
+    public func useLogSink(_ sink: LogSink?) {
+        lock.locked { logSink = sink }
+    }
+
+    private func logLine(_ line: String) {
+        if let sink = lock.locked({ logSink }) {
+            sink.write(line)  // never waits for stderr
+            return
+        }
+        // One-shot commands: a direct write, holding the lock only for this one line.
+        lock.locked { writeAll(2, line + "\n") }
     }
 
     /// Progress on a TTY only: rewrites the current stderr line.
@@ -132,15 +149,3 @@ func writeAll(_ fd: Int32, _ text: String) -> Bool {
     Files.writeAll(fd, Array(text.utf8)) == 0
 }
 
-/// A tiny mutex so concurrent log lines never interleave mid-line.
-final class NSLockLite: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-    @discardableResult
-    func locked<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return try body()
-    }
-}

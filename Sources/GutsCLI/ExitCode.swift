@@ -21,4 +21,7 @@ public enum ExitCode: Int32, Sendable {
     case protocolError = 8
     /// The peer refused the request or does not have what was asked for.
     case refused = 9
+    /// A local resource is locked by another guts process and the command would not wait
+    /// (any longer): `sync` on a repository another sync, mirroring or maintenance holds.
+    case busy = 10
 }

@@ -47,6 +47,26 @@ enum ListenCommand: Command {
         return MirrorSpec(repository: name, peer: try peerText.map { try Network.parseEndpoint(String($0)) })
     }
 
+    static let lockFileName = "node.lock"
+
+    /// Takes `<home>/node.lock` for the node's lifetime: one node per state directory.
+    /// The kernel drops the lock when the process ends, however it ends.
+    static func lockHome(_ home: String) throws -> FileLock {
+        let path = home + "/" + lockFileName
+        let lock: FileLock?
+        do {
+            lock = try FileLock.tryAcquire(path, mode: .exclusive, removeOnRelease: true, permissions: 0o600)
+        } catch {
+            throw CommandError(.io, "cannot lock the state directory: \(error)")
+        }
+        guard let lock else {
+            let holder = FileLock.recordedPID(path).map { " (process \($0), as recorded in \(path))" } ?? " (\(path) is locked)"
+            throw CommandError(.io, "a node is already running with state directory \(home)\(holder); stop it first, or use another --home")
+        }
+        lock.writeInfo("\(getpid())\n")
+        return lock
+    }
+
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
         guard args.positionals.isEmpty else { throw UsageError("listen takes no arguments (did you mean --listen ADDR?)") }
         let home = try context.home()
@@ -66,6 +86,10 @@ enum ListenCommand: Command {
         guard bind.peer == nil else { throw UsageError("the listen address takes HOST:PORT without a peer ID") }
         let bootstrap = try config.bootstrap.map { try Network.parseEndpoint($0) }
         let identity = try loadIdentity(context)
+        // Options, config and identity are checked first (read only); the lock comes before
+        // anything is written to the state directory.
+        let nodeLock = try lockHome(home)
+        defer { nodeLock.release() }
         var roots = [home + "/repos"]
         do { try Files.makeDirectories(roots[0], mode: 0o755) } catch { throw CommandError(.io, "cannot create \(roots[0]): \(error)") }
         for dir in args.all("repos") {
@@ -77,6 +101,13 @@ enum ListenCommand: Command {
         let signals = SignalWatcher.install()
         // The node's lines quote what peers send; context.log and context.debug escape
         // each line as it is written (see Context), so they reach stderr safe.
+        // Peers make the node log; a stderr nobody reads must not stall the event loops.
+        let sink = LogSink(fd: 2)
+        context.useLogSink(sink)
+        defer {
+            sink.close(timeout: 2)
+            context.useLogSink(nil)
+        }
         let log = NodeLog(info: { context.log($0) }, debug: { context.debug($0) })
         var nodeOptions = Node.Options(host: bind.host, port: bind.port, bootstrap: bootstrap,
                                        maxConnections: config.maxConnections, connectTimeout: config.connectTimeout,

@@ -11,7 +11,7 @@ import NIOPosix
 enum SyncCommand: Command {
     static let name = "sync"
     static let summary = "mirror a repository from a peer, verifying every object before it becomes visible"
-    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--deadline SECONDS] [--network ID] [limits] REPO --peer [PEERID@]ADDR [--peer ...]"
+    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--deadline SECONDS] [--wait SECONDS | --no-wait] [--network ID] [limits] REPO --peer [PEERID@]ADDR [--peer ...]"
     static let options = [
         OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", repeatable: true, help: "peer to fetch from; several are tried in order until one succeeds"),
         OptionSpec("into", value: "DIR", help: "bare repository to sync into (default <home>/repos/REPO.git)"),
@@ -20,7 +20,12 @@ enum SyncCommand: Command {
         OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
         OptionSpec("force", short: "f", help: "mirror into an existing repository that guts did not create (replaces all its refs)"),
         OptionSpec("max-pack-size", value: "BYTES", help: "most pack bytes accepted in one sync (default 4G; config max-pack-size)"),
+        OptionSpec("wait", value: "SECONDS", help: "wait this long for another sync of the repository to finish (default 600)"),
+        OptionSpec("no-wait", help: "exit at once with status 10 if another sync holds the repository"),
     ] + NodeConfig.limitOptions
+
+    /// Default of --wait: long enough for a large first sync to finish.
+    static let defaultWait = 600.0
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
         guard args.positionals.count == 1 else { throw UsageError("sync needs exactly one repository name (OWNER/NAME)") }
@@ -30,6 +35,8 @@ enum SyncCommand: Command {
         let peers = try args.all("peer").map { try Network.parseEndpoint($0) }
         guard !peers.isEmpty else { throw UsageError("sync needs at least one --peer [PEERID@]ADDR") }
         let timeout = try args.seconds("timeout", in: 0.1...3600) ?? 30
+        if args.has("no-wait") && args.value("wait") != nil { throw UsageError("--wait and --no-wait exclude each other") }
+        let wait = args.has("no-wait") ? 0 : try args.seconds("wait", in: 0...86400) ?? defaultWait
         var config = try NodeConfig.load(home: context.homePath)
         config.connectTimeout = timeout
         config.handshakeTimeout = timeout
@@ -43,12 +50,30 @@ enum SyncCommand: Command {
         } else {
             path = name.path(in: try context.home() + "/repos")
         }
-        // What a failure leaves: the existing mirror untouched, or no repository at all.
-        let existed = Files.exists(path) && !(Files.isDirectory(path) && Files.list(path).isEmpty)
-        let untouched = existed ? "\(path) is unchanged" : "nothing was created at \(path)"
         let identity = try Network.clientIdentity(context)
         let session = Network.sessionConfig(identity: identity, config: config, protocols: MessageRegistry([SyncProtocol()]))
         let signals = SignalWatcher.install()
+        // One sync, mirroring or maintenance per repository at a time; taken before
+        // dialling, so no connection idles while this waits.
+        let lock: RepositoryLock
+        do {
+            lock = try SyncClient.takeLock(path, wait: wait, waiting: { holder in
+                let who = holder.map { "process \($0)" } ?? "another process"
+                context.log("\(path) is locked by \(who); waiting up to \(formatNumber(wait)) s for it to finish")
+            }, interrupted: { signals.received != 0 })
+        } catch let f as SyncFailure {
+            if signals.received != 0 { throw CommandError(.io, "interrupted while waiting for the lock of \(path); nothing was done") }
+            if case let .busy(m) = f {
+                let hint = wait > 0 ? "wait longer with --wait SECONDS" : "--no-wait given"
+                throw CommandError(.busy, "\(m); nothing was done (\(hint))")
+            }
+            throw CommandError(.io, f.description)
+        }
+        defer { lock.release() }
+        // What a failure leaves: the existing mirror untouched, or no repository at all.
+        // Looked at under the lock: a sync that ran meanwhile may have created it.
+        let existed = Files.exists(path) && !(Files.isDirectory(path) && Files.list(path).isEmpty)
+        let untouched = existed ? "\(path) is unchanged" : "nothing was created at \(path)"
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
 
@@ -74,7 +99,7 @@ enum SyncCommand: Command {
                 let options = SyncOptions(timeout: timeout, deadline: deadline > 0 ? deadline : nil, maxPackBytes: maxPackSize,
                                           minFreeBytes: config.minFreeDisk, limits: limits,
                                           progress: context.stderrIsTTY ? progress : nil, adoptExisting: args.has("force"))
-                let report = try SyncClient.run(repository: name, into: path, over: connection, options: options)
+                let report = try SyncClient.run(repository: name, into: path, over: connection, options: options, holding: lock)
                 context.endProgress()
                 connection.close(.shutdown, "sync finished")
                 _ = try? connection.closeFuture.wait()
@@ -88,8 +113,11 @@ enum SyncCommand: Command {
                     throw CommandError(.io, "interrupted; \(untouched)")
                 }
                 let e = describe(f, peer: served)
-                // A local problem (lock held, not a repository, disk) is the same with every peer.
-                if case .local = f { throw e }
+                // A local problem (not a repository, disk) is the same with every peer.
+                switch f {
+                case .local, .busy: throw e
+                default: break
+                }
                 context.error(e.message)
                 failures.append(e)
             }
@@ -110,6 +138,7 @@ enum SyncCommand: Command {
         case let .timeout(m): return CommandError(.timeout, "peer \(peer): \(m)")
         case let .connection(m): return CommandError(.unreachable, "peer \(peer): \(m)")
         case let .local(m): return CommandError(.io, m)
+        case let .busy(m): return CommandError(.busy, m)
         case let .budget(limit, m):
             return CommandError(.integrity, "peer \(peer) sent more than this client accepts: \(m); nothing was stored\(hint(limit))")
         }

@@ -35,18 +35,17 @@ public final class ControlClient: @unchecked Sendable {
     private let fd: Int32
     private var buffer: [UInt8] = []
     private var nextID = 1
-    private var mutex = pthread_mutex_t()
+    /// Guards `closed` (heap-allocated, so the mutex never moves).
+    private let mutex = HeapMutex()
     private var closed = false
 
     private init(fd: Int32, path: String) {
         self.fd = fd
         self.path = path
-        pthread_mutex_init(&mutex, nil)
     }
 
     deinit {
         close()
-        pthread_mutex_destroy(&mutex)
     }
 
     /// Connects to the node serving `directory` (its state directory).
@@ -169,17 +168,17 @@ public final class ControlClient: @unchecked Sendable {
 
     /// Makes a waiting `next` end (with `.closed`) from another thread, e.g. on a signal.
     public func interrupt() {
-        pthread_mutex_lock(&mutex)
-        if !closed { shutdown(fd, Int32(SHUT_RDWR)) }
-        pthread_mutex_unlock(&mutex)
+        mutex.locked {
+            if !closed { _ = shutdown(fd, Int32(SHUT_RDWR)) }
+        }
     }
 
     public func close() {
-        pthread_mutex_lock(&mutex)
-        if !closed {
-            closed = true
-            Glibc.close(fd)
+        mutex.locked {
+            if !closed {
+                closed = true
+                Glibc.close(fd)
+            }
         }
-        pthread_mutex_unlock(&mutex)
     }
 }

@@ -263,26 +263,5 @@ struct BaseCache {
     }
 }
 
-/// A pthread mutex for classes shared between threads.
-final class Mutex: @unchecked Sendable {
-    private let m: UnsafeMutablePointer<pthread_mutex_t>
-
-    init() {
-        m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-        m.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(m, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(m)
-        m.deinitialize(count: 1)
-        m.deallocate()
-    }
-
-    @discardableResult
-    func locked<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(m)
-        defer { pthread_mutex_unlock(m) }
-        return try body()
-    }
-}
+/// The heap-allocated pthread mutex from GutsSupport, by its short local name.
+typealias Mutex = HeapMutex

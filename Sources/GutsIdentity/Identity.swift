@@ -75,13 +75,19 @@ public struct Identity: Sendable {
     }
 
     /// Writes the identity into `home` atomically (key 0600). Refuses to replace an
-    /// existing key unless `force`.
+    /// existing key unless `force`. Holds the key's state-file lock (`identity.key.lock`)
+    /// from the existence check to the last write, so of two concurrent `keygen`s exactly
+    /// one creates the key, and identity.pub always matches the key written last.
     public func save(home: String, force: Bool) throws {
         let path = home + "/" + Self.secretFileName
-        if !force && Files.exists(path) { throw IdentityError.exists(path: path) }
         do {
-            try Files.writeAtomically(path, string: secretFileContents, mode: 0o600)
-            try Files.writeAtomically(home + "/" + Self.publicFileName, string: "\(peerID)\n", mode: 0o644)
+            try StateFile.withLock(path) {
+                if !force && Files.exists(path) { throw IdentityError.exists(path: path) }
+                try Files.writeAtomically(path, string: secretFileContents, mode: 0o600)
+                try Files.writeAtomically(home + "/" + Self.publicFileName, string: "\(peerID)\n", mode: 0o644)
+            }
+        } catch let e as IdentityError {
+            throw e
         } catch {
             throw IdentityError.io("\(error)")
         }

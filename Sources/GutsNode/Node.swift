@@ -436,7 +436,10 @@ public final class Node: Sendable {
             let who = connection.peer.map { "\($0.peerID.short)@\(connection.remoteAddress)" } ?? connection.remoteAddress
             if let peer = connection.peer?.peerID, reputation.state.withLockedValue({ $0.book.isBanned(peer, now: .now()) }) { continue }
             do {
-                let report = try SyncClient.run(repository: job.spec.repository, into: path, over: connection)
+                // Mirrors run on their own executor, so they may wait for a cron sync or
+                // maintenance holding the repository's lock.
+                let report = try SyncClient.run(repository: job.spec.repository, into: path, over: connection,
+                                                options: SyncOptions(lockWait: 60))
                 if report.objectsReceived > 0 { reputation.record(.objectsServed, connection, reason: "served verified objects") }
                 return report.upToDate ? .upToDate(from: who) : .updated(from: who, refs: report.changes.count, objects: report.objectsReceived)
             } catch {

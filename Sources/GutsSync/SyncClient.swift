@@ -22,17 +22,19 @@ public enum SyncFailure: Error, Equatable, CustomStringConvertible, Sendable {
     case timeout(String)
     /// The connection failed or closed.
     case connection(String)
-    /// A local problem (disk, repository, lock).
+    /// A local problem (disk, repository).
     case local(String)
     /// What the peer sent crosses one of the receiver's limits (pack size, object size,
     /// delta depth, work budget). An integrity failure (exit 6) whose reason is
     /// structured, so the peer can be held to account for it.
     case budget(limit: ResourceLimit, String)
+    /// Another process holds the repository's lock (`RepositoryLock`) and the wait ended.
+    case busy(String)
 
     public var description: String {
         switch self {
         case let .notFound(s), let .refused(s), let .integrity(s), let .protocolViolation(s),
-             let .timeout(s), let .connection(s), let .local(s), let .budget(_, s): return s
+             let .timeout(s), let .connection(s), let .local(s), let .budget(_, s), let .busy(s): return s
         }
     }
 
@@ -82,6 +84,9 @@ public struct SyncOptions: Sendable {
     public var progress: (@Sendable (SyncProgress) -> Void)?
     /// Mirror into an existing repository that guts did not create (its refs are replaced).
     public var adoptExisting = false
+    /// Seconds to wait for the repository's lock when `run` takes it itself (0: fail
+    /// with `.busy` at once if another sync, mirroring or maintenance holds it).
+    public var lockWait: Double = 0
 
     public static let defaultMaxPackBytes = 4 << 30
     public static let defaultMinFreeBytes = 256 << 20
@@ -89,8 +94,9 @@ public struct SyncOptions: Sendable {
 
     public init(timeout: Double = 60, deadline: Double? = SyncOptions.defaultDeadline, maxPackBytes: Int = SyncOptions.defaultMaxPackBytes,
                 minFreeBytes: Int = SyncOptions.defaultMinFreeBytes, limits: ObjectLimits = .default,
-                progress: (@Sendable (SyncProgress) -> Void)? = nil, adoptExisting: Bool = false) {
+                progress: (@Sendable (SyncProgress) -> Void)? = nil, adoptExisting: Bool = false, lockWait: Double = 0) {
         self.adoptExisting = adoptExisting
+        self.lockWait = lockWait
         self.timeout = timeout
         self.deadline = deadline
         self.maxPackBytes = maxPackBytes
@@ -110,19 +116,34 @@ public struct SyncOptions: Sendable {
 /// interruption leaves the repository as it was. A first sync builds the repository
 /// under a hidden name beside the target and renames it into place once complete, so
 /// a failed or killed first sync leaves no repository at the target at all.
+///
+/// All of it happens under the repository's `RepositoryLock` (`<target>.lock`), so syncs
+/// of one repository take turns, first syncs included: the second finds the first's
+/// result and fetches only what is still missing.
 public enum SyncClient {
-    public static let lockFile = "guts-sync.lock"
     public static let quarantinePrefix = "incoming-"
     /// Marks a repository as a guts mirror: a sync replaces every ref in it, so a sync
     /// into a repository without this file (someone's own work) is refused unless adopted.
     public static let mirrorMarker = "guts-mirror"
 
+    /// Syncs `name` into `target`. `lock` is the target's lock when the caller already
+    /// holds it (`takeLock`); otherwise it is taken here, waiting up to `options.lockWait`.
     public static func run(repository name: RepositoryName, into target: String, over connection: PeerConnection,
-                           options: SyncOptions = SyncOptions()) throws -> SyncReport {
+                           options: SyncOptions = SyncOptions(), holding lock: RepositoryLock? = nil) throws -> SyncReport {
         let started = Instant.now()
+        let path = RepositoryLock.normalize(target)
+        let held: RepositoryLock
+        if let lock {
+            guard lock.repositoryPath == path, lock.isHeld else {
+                throw SyncFailure.local("internal error: the lock held is not the lock of \(path)")
+            }
+            held = lock
+        } else {
+            held = try takeLock(path, wait: options.lockWait)
+        }
+        defer { if lock == nil { held.release() } }
         connection.beginRequests()
         defer { connection.endRequests() }
-        let path = target.count > 1 && target.hasSuffix("/") ? String(target.dropLast()) : target
         removeStaleStaging(for: path)
         guard !Files.exists(path) || (Files.isDirectory(path) && Files.list(path).isEmpty) else {
             return try sync(name, into: path, created: false, remote: nil, over: connection, options: options, started: started)
@@ -135,20 +156,11 @@ public enum SyncClient {
         // hidden leftover is removed by the next sync of the same path).
         let remote = try requestRefs(name, over: connection, options: options, started: started)
         let parent = Files.directoryName(path)
-        var missing: [String] = []
-        var dir = parent
-        while !dir.isEmpty && dir != "/" && dir != "." && !Files.exists(dir) {
-            missing.append(dir)
-            dir = Files.directoryName(dir)
-        }
         let staging = (parent == "/" ? "" : parent) + "/" + stagingPrefix(for: path) + "\(getpid())-" + Hex.encode(randomBytes(4))
         var installed = false
-        defer {
-            if !installed {
-                Files.removeTree(staging)
-                for d in missing { rmdir(d) }  // deepest first; only if still empty
-            }
-        }
+        // Missing parent directories were created with the lock, which removes them again
+        // if they are left empty.
+        defer { if !installed { Files.removeTree(staging) } }
         do {
             try Files.makeDirectories(parent)
             try Repository.create(bare: staging)
@@ -175,16 +187,29 @@ public enum SyncClient {
         "." + Files.baseName(path) + ".guts-sync-"
     }
 
-    /// Removes staging directories of first syncs whose process no longer exists.
+    /// Takes the lock of the repository at `path` for a sync, waiting up to `wait` seconds.
+    /// `waiting` is told the holder's PID once if the lock is busy at first; `interrupted`
+    /// is polled while waiting.
+    public static func takeLock(_ path: String, wait: Double, waiting: ((Int32?) -> Void)? = nil,
+                                interrupted: () -> Bool = { false }) throws -> RepositoryLock {
+        do {
+            return try RepositoryLock.acquire(repositoryPath: path, wait: wait, waiting: waiting, interrupted: interrupted)
+        } catch let e as RepositoryLockError {
+            switch e {
+            case .busy: throw SyncFailure.busy(e.description)
+            case .interrupted, .io: throw SyncFailure.local(e.description)
+            }
+        }
+    }
+
+    /// Removes staging directories left by killed first syncs. Called with the
+    /// repository's lock held: only a holder builds a staging directory, so whatever is
+    /// there belongs to a process that is gone.
     static func removeStaleStaging(for path: String) {
         let parent = Files.directoryName(path)
         let prefix = stagingPrefix(for: path)
         for entry in Files.list(parent) where entry.hasPrefix(prefix) {
-            let rest = entry.dropFirst(prefix.count)
-            guard let pid = rest.split(separator: "-").first.flatMap({ Int32($0) }) else { continue }
-            if pid != getpid(), kill(pid, 0) != 0, errno == ESRCH {
-                Files.removeTree((parent == "/" ? "" : parent) + "/" + entry)
-            }
+            Files.removeTree((parent == "/" ? "" : parent) + "/" + entry)
         }
     }
 
@@ -214,8 +239,6 @@ public enum SyncClient {
                 throw SyncFailure.local("\(path) was not created by guts sync (it has no \(mirrorMarker) file); a sync would replace all its refs with the peer's. Use --force to mirror into it anyway")
             }
         }
-        let lock = try SyncLock(path + "/" + lockFile)
-        defer { lock.release() }
         let repo: Repository
         do {
             // Our own repository is read with the limits for local stores; what the peer
@@ -502,42 +525,4 @@ enum RequestIDs {
             return $0
         }
     }
-}
-
-/// `<repo>/guts-sync.lock`: one sync per repository at a time. Holds the PID; a lock
-/// left by a process that no longer exists is taken over.
-final class SyncLock {
-    let path: String
-    private var held = false
-
-    init(_ path: String) throws {
-        self.path = path
-        for attempt in 0..<2 {
-            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-            if fd >= 0 {
-                let text = Array("\(getpid())\n".utf8)
-                _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-                close(fd)
-                held = true
-                return
-            }
-            guard errno == EEXIST else {
-                throw SyncFailure.local(FileError(path: path, operation: "create lock", code: errno).description)
-            }
-            let owner = (try? Files.readString(path, limit: 64)).flatMap { Int32($0.filter { $0.isNumber }) }
-            if attempt == 0, let owner, kill(owner, 0) != 0, errno == ESRCH {
-                unlink(path)  // its owner died
-                continue
-            }
-            throw SyncFailure.local("another sync is running on this repository (\(path) held by process \(owner.map(String.init) ?? "?"))")
-        }
-        throw SyncFailure.local("cannot take \(path)")
-    }
-
-    func release() {
-        if held { unlink(path) }
-        held = false
-    }
-
-    deinit { release() }
 }

@@ -374,7 +374,7 @@ final class SyncFixture {
         XCTAssertEqual(try SyncGit.refs(m), try SyncGit.refs(upstream), "refs differ", file: file, line: line)
         XCTAssertEqual(try SyncGit.head(m), try SyncGit.head(upstream), "HEAD differs", file: file, line: line)
         try SyncGit.assertFsckClean(m, file: file, line: line)
-        XCTAssertTrue(SyncFiles.find("guts-sync.lock", under: m).isEmpty, "lock left behind", file: file, line: line)
+        XCTAssertFalse(SyncFiles.exists(m + ".lock"), "lock file left behind", file: file, line: line)
         XCTAssertTrue(SyncFiles.tree(m + "/objects").filter { $0.contains("incoming-") }.isEmpty, "quarantine left behind",
                       file: file, line: line)
     }

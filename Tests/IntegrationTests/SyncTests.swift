@@ -359,8 +359,8 @@ final class MaliciousSyncTests: XCTestCase {
         more(r.stderr, server)
         let after = try RepoSnapshot(f.mirror)
         XCTAssertEqual(before, after, "the mirror changed", file: file, line: line)
-        XCTAssertTrue(after.files.filter { $0.contains("incoming-") || $0.contains("guts-sync.lock") }.isEmpty, "\(after.files)",
-                      file: file, line: line)
+        XCTAssertTrue(after.files.filter { $0.contains("incoming-") }.isEmpty, "\(after.files)", file: file, line: line)
+        XCTAssertFalse(SyncFiles.exists(f.mirror + ".lock"), "lock file left behind", file: file, line: line)
         try SyncGit.assertFsckClean(f.mirror, file: file, line: line)
 
         let honest = try f.sync(file: file, line: line)
@@ -506,15 +506,16 @@ final class InterruptedSyncTests: XCTestCase {
 
         // 2. An incremental sync interrupted with SIGINT cleans up after itself; one killed
         // with SIGKILL cannot, but leaves refs and stored objects unchanged. Meanwhile a
-        // second sync of the same repository is refused.
+        // second sync of the same repository with --no-wait is turned away (status 10).
         try f.addBigCommit(branch: "main", blobs: blobs, size: blobSize)
         let before = try RepoSnapshot(f.mirror)
         let interrupted = try startSync(f)
         XCTAssertTrue(f.waitForIncomingPack(under: f.mirror + "/objects", bytes: 1 << 20, while: interrupted),
                       "the transfer finished before it could be interrupted: \(interrupted.stdout) \(interrupted.stderr)")
-        let concurrent = try f.sync()
-        XCTAssertEqual(concurrent.status, 3, concurrent.stderr)
-        XCTAssertTrue(concurrent.stderr.contains("another sync is running on this repository"), concurrent.stderr)
+        let concurrent = try f.sync(extra: ["--no-wait"])
+        XCTAssertEqual(concurrent.status, 10, concurrent.stderr)
+        XCTAssertTrue(concurrent.stderr.contains("\(f.mirror) is locked by process \(interrupted.process.processIdentifier)"),
+                      concurrent.stderr)
         interrupted.signal(SIGINT)
         XCTAssertEqual(interrupted.wait(), 3, interrupted.stderr)
         XCTAssertTrue(interrupted.stderr.contains("interrupted; \(f.mirror) is unchanged"), interrupted.stderr)
@@ -527,9 +528,11 @@ final class InterruptedSyncTests: XCTestCase {
         _ = second.wait()
         XCTAssertEqual(second.process.terminationReason, .uncaughtSignal)
         var after = try RepoSnapshot(f.mirror)
-        // SIGKILL leaves the lock (naming a dead process) and the quarantine; nothing else moved.
-        let killLeftovers = after.files.filter { $0.hasPrefix("guts-sync.lock") || $0.hasPrefix("objects/incoming-") }
+        // SIGKILL leaves the quarantine, and the lock file beside the repository (naming a
+        // dead process, locked by no one); nothing else moved.
+        let killLeftovers = after.files.filter { $0.hasPrefix("objects/incoming-") }
         XCTAssertFalse(killLeftovers.isEmpty)
+        XCTAssertTrue(SyncFiles.exists(f.mirror + ".lock"))
         after.files.removeAll { killLeftovers.contains($0) }
         XCTAssertEqual(before, after)
         try SyncGit.assertFsckClean(f.mirror)
