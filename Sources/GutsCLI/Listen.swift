@@ -98,6 +98,7 @@ enum ListenCommand: Command {
         }
         let catalog = RepositoryCatalog(roots: roots, followExternalLinks: args.has("follow-symlinks"))
 
+        raiseFileLimit(context)
         let signals = SignalWatcher.install()
         // The node's lines quote what peers send; context.log and context.debug escape
         // each line as it is written (see Context), so they reach stderr safe.
@@ -117,6 +118,7 @@ enum ListenCommand: Command {
         nodeOptions.score = config.score
         nodeOptions.admission = config.admission
         nodeOptions.rates = config.rates
+        nodeOptions.maxSessionsPerPeer = config.maxSessionsPerPeer
         nodeOptions.mirrors = try args.all("mirror").map(parseMirror)
         nodeOptions.topics = try args.all("topic").map { t in
             guard Topic.isValid(t) else { throw UsageError("--topic: invalid topic '\(t)'") }
@@ -169,5 +171,17 @@ enum ListenCommand: Command {
         node.stop()
         context.log("stopped")
         return .ok
+    }
+}
+
+/// A node holds a descriptor per connection: raise the soft limit on open files to the
+/// hard limit, so the connection caps, not the default 1024, decide how many peers fit.
+func raiseFileLimit(_ context: Context) {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+    let before = limit.rlim_cur
+    limit.rlim_cur = limit.rlim_max
+    if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+        context.debug("open files limit raised from \(before) to \(limit.rlim_max)")
     }
 }

@@ -72,6 +72,8 @@ public final class Node: Sendable {
         public var admission = AdmissionPolicy<ObjectIdentifier>.Limits()
         /// Per-peer message and request budgets.
         public var rates = LinkGuard.Rates()
+        /// Sessions one identity may hold at once.
+        public var maxSessionsPerPeer = 2
 
         public init(host: String, port: Int, bootstrap: [Endpoint], maxConnections: Int, connectTimeout: Double, session: SessionConfig) {
             self.host = host
@@ -145,7 +147,7 @@ public final class Node: Sendable {
         shell = NIOLoopBoundBox.makeBoxSendingValue(Shell(service: service), eventLoop: loop)
         let bookPath = options.stateDirectory.map { $0 + "/peers" }
         reputation = Reputation(book: Reputation.load(path: bookPath, parameters: options.score, log: log),
-                                maxInbound: options.maxConnections, path: bookPath, log: log, seed: Random.uint64())
+                                maxInbound: options.maxConnections, maxSessionsPerPeer: options.maxSessionsPerPeer, path: bookPath, log: log, seed: Random.uint64())
         stateWriter = BlockingExecutor(name: "state", threads: 1, limit: 1)
         stalls.withLockedValue { [reputation] in $0 = reputation }
         gossip.onDeliver = { [weak self] message, _, _ in self?.delivered(message) }
