@@ -24,11 +24,20 @@ public enum SyncFailure: Error, Equatable, CustomStringConvertible, Sendable {
     case connection(String)
     /// A local problem (disk, repository, lock).
     case local(String)
+    /// Signed refs or an identity that do not verify (guts-identity(5)).
+    case forged(String)
+    /// Signed state older than installed or announced (rollback, replay).
+    case stale(String)
+    /// Another identity than the one pinned or asked for.
+    case identityMismatch(String)
+    /// No identity pinned and nothing the user named vouches for the one offered.
+    case untrusted(String)
 
     public var description: String {
         switch self {
         case let .notFound(s), let .refused(s), let .integrity(s), let .protocolViolation(s),
-             let .timeout(s), let .connection(s), let .local(s): return s
+             let .timeout(s), let .connection(s), let .local(s), let .forged(s), let .stale(s),
+             let .identityMismatch(s), let .untrusted(s): return s
         }
     }
 }
@@ -94,15 +103,16 @@ public enum SyncClient {
     /// into a repository without this file (someone's own work) is refused unless adopted.
     public static let mirrorMarker = "guts-mirror"
 
+    /// `remote`: the peer's refs when already asked for (they are not asked for again).
     public static func run(repository name: RepositoryName, into target: String, over connection: PeerConnection,
-                           options: SyncOptions = SyncOptions()) throws -> SyncReport {
+                           options: SyncOptions = SyncOptions(), remote known: Refs? = nil) throws -> SyncReport {
         let started = Instant.now()
         connection.beginRequests()
         defer { connection.endRequests() }
         let path = target.count > 1 && target.hasSuffix("/") ? String(target.dropLast()) : target
         removeStaleStaging(for: path)
         guard !Files.exists(path) || (Files.isDirectory(path) && Files.list(path).isEmpty) else {
-            return try sync(name, into: path, created: false, remote: nil, over: connection, options: options, started: started)
+            return try sync(name, into: path, created: false, remote: known, over: connection, options: options, started: started)
         }
 
         // A first sync. Refs first, before anything touches the disk: a refusal or an
@@ -110,7 +120,7 @@ public enum SyncClient {
         // the target under a hidden name and renamed into place only when complete, so
         // the target never exists half-built, even if this process is killed (the
         // hidden leftover is removed by the next sync of the same path).
-        let remote = try requestRefs(name, over: connection, options: options)
+        let remote = try known ?? requestRefs(name, over: connection, options: options)
         let parent = Files.directoryName(path)
         var missing: [String] = []
         var dir = parent

@@ -38,6 +38,11 @@ public struct DelegateState: Sendable, Equatable {
     /// The commit at `refs/namespaces/<delegate>/refs/guts/sigrefs`.
     public let commit: ObjectID
     public var sequence: UInt64 { refs.sequence }
+
+    public init(refs: SignedRefs, commit: ObjectID) {
+        self.refs = refs
+        self.commit = commit
+    }
 }
 
 /// Reading and writing identity chains and signed refs as git objects.
