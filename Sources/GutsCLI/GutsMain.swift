@@ -20,6 +20,7 @@ public enum GutsMain {
         ObjectsVerifyCommand.self,
         RepoInitCommand.self,
         RepoShowCommand.self,
+        RepoSignCommand.self,
         RepoDelegatesAddCommand.self,
         RepoDelegatesRemoveCommand.self,
     ]

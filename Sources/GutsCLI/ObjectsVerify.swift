@@ -3,6 +3,7 @@ import Glibc
 #endif
 import GutsGit
 import GutsSupport
+import GutsTrust
 
 /// `guts objects verify [REPO-OR-PATH]`: `git fsck --full` in guts.
 ///
@@ -42,19 +43,11 @@ enum ObjectsVerifyCommand: Command {
         let verifier = Verifier(repository: repository, options: options) { p in
             context.progress("\(p.phase): \(p.done)/\(p.total)")
         }
-        let summary = verifier.run { problem in
-            if context.json {
-                context.out(JSON.object([
-                    "type": .string("problem"),
-                    "severity": .string(problem.severity.rawValue),
-                    "subject": .string(problem.subject),
-                    "kind": .string(problem.kind.rawValue),
-                    "location": .string(problem.location),
-                    "message": .string(problem.message),
-                ]))
-            } else {
-                context.out(problem.line)
-            }
+        var summary = verifier.run { problem in report(problem, context) }
+        // The identity chain and every delegate's signed refs (guts-identity(5)).
+        for problem in TrustVerifier.check(repository) {
+            report(problem, context)
+            if problem.severity == .error { summary.errors += 1 } else { summary.warnings += 1 }
         }
         context.endProgress()
         if context.json {
@@ -80,6 +73,21 @@ enum ObjectsVerifyCommand: Command {
             if summary.isClean { context.log(line) } else { context.error(line) }
         }
         return summary.isClean ? .ok : .integrity
+    }
+
+    static func report(_ problem: Problem, _ context: Context) {
+        if context.json {
+            context.out(JSON.object([
+                "type": .string("problem"),
+                "severity": .string(problem.severity.rawValue),
+                "subject": .string(problem.subject),
+                "kind": .string(problem.kind.rawValue),
+                "location": .string(problem.location),
+                "message": .string(problem.message),
+            ]))
+        } else {
+            context.out(problem.line)
+        }
     }
 
     /// A path if it exists; otherwise a repository name (`name` or `owner/name`) in

@@ -257,10 +257,10 @@ struct BaseCache {
 }
 
 /// A pthread mutex for classes shared between threads.
-final class Mutex: @unchecked Sendable {
+public final class Mutex: @unchecked Sendable {
     private let m: UnsafeMutablePointer<pthread_mutex_t>
 
-    init() {
+    public init() {
         m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
         m.initialize(to: pthread_mutex_t())
         pthread_mutex_init(m, nil)
@@ -273,7 +273,7 @@ final class Mutex: @unchecked Sendable {
     }
 
     @discardableResult
-    func locked<T>(_ body: () throws -> T) rethrows -> T {
+    public func locked<T>(_ body: () throws -> T) rethrows -> T {
         pthread_mutex_lock(m)
         defer { pthread_mutex_unlock(m) }
         return try body()

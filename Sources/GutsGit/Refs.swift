@@ -117,7 +117,7 @@ public enum Refs {
 
     static func serializePacked(_ refs: [Ref]) -> String {
         var s = "# pack-refs with: peeled fully-peeled sorted \n"
-        for r in refs.sorted(by: { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }) {
+        for r in refs.sorted(by: { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }) {
             s += "\(r.id.hex) \(r.name)\n"
             if let p = r.peeled { s += "^\(p.hex)\n" }
         }
@@ -256,7 +256,7 @@ extension Repository {
             case nil: break
             }
         }
-        return byName.values.sorted { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }
+        return byName.values.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
     }
 
     /// What HEAD says: a symbolic ref (possibly unborn) or a detached ID.

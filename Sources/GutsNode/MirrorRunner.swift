@@ -41,7 +41,9 @@ enum MirrorRunner {
         for connection in candidates {
             let peer = connection.peer?.peerID
             let who = connection.peer.map { "\($0.peerID.short)@\(connection.remoteAddress)" } ?? connection.remoteAddress
-            let request = SignedSyncRequest(repository: spec.repository, namedPeer: named, localPeer: localPeer, expected: job.expected)
+            // Only the announcer promised those sequences; others may lag behind honestly.
+            let request = SignedSyncRequest(repository: spec.repository, namedPeer: named, localPeer: localPeer,
+                                            expected: peer == job.origin ? job.expected : [:])
             do {
                 let report = try SignedSync.run(request, to: .root(root), over: connection)
                 return report.sync.upToDate ? .upToDate(from: who)

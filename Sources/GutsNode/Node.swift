@@ -247,7 +247,11 @@ public final class Node: Sendable {
                 let current = self.options.repositories.map { RepositoryScanner.scan($0, key: self.options.session.identity) } ?? [:]
                 self.loop.execute { self.apply(.scanned(current)) }
             }
-            if !submitted { log.debug("announce: a scan is still running") }
+            if !submitted {
+                // The previous scan posted its result but its thread has not returned yet:
+                // the announcer counts this scan as running, so it must happen; retry shortly.
+                loop.scheduleTask(in: .milliseconds(20)) { [weak self] in self?.perform(.scan) }
+            }
         case let .publish(topic, announcement):
             guard let data = try? announcement.encoded() else { return }
             gossip.publish(topic: topic, data: data)
@@ -259,9 +263,10 @@ public final class Node: Sendable {
                 self.loop.execute { self.apply(.mirrored(spec: job.index, outcome)) }
             }
             if !submitted {
-                // The mirrorer admits one job per followed repository, so this is unreachable;
-                // if it ever happens, report it so the repository is not stuck as running.
-                apply(.mirrored(spec: job.index, .failed(MirrorFailure(.local, peer: nil, "the mirror executor is full"))))
+                // The mirrorer admits one job per followed repository; a refusal means the
+                // previous job of this repository posted its outcome but its thread has not
+                // returned yet. Retry shortly rather than drop the sync.
+                loop.scheduleTask(in: .milliseconds(20)) { [weak self] in self?.perform(.mirror(job)) }
             }
         case let .log(level, text):
             switch level {

@@ -46,7 +46,7 @@ public struct ScannedRepository: Sendable, Equatable {
     /// (guts-protocol(7), RefsChanged).
     public static func refsHash(_ refs: [(name: String, id: ObjectID)]) -> [UInt8] {
         var bytes: [UInt8] = []
-        for r in refs.sorted(by: { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }) {
+        for r in refs.sorted(by: { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }) {
             bytes += Array("\(r.id.hex) \(r.name)\n".utf8)
         }
         return BLAKE2b.hash(bytes, outputLength: 32)
@@ -57,6 +57,9 @@ public struct ScannedRepository: Sendable, Equatable {
 /// this node is a delegate of (working copies: not mirrors). Blocking; runs on the
 /// announcer's executor.
 public enum RepositoryScanner {
+    /// Verified signed refs by commit, shared by every scan of this process.
+    static let cache = SignedRefsCache(limit: 1024)
+
     public static func scan(_ catalog: RepositoryCatalog, key: Ed25519KeyPair) -> [RepositoryName: ScannedRepository] {
         var out: [RepositoryName: ScannedRepository] = [:]
         for name in catalog.all() {
@@ -67,31 +70,31 @@ public enum RepositoryScanner {
     }
 
     public static func scan(_ repo: Repository, key: Ed25519KeyPair) -> ScannedRepository {
+        guard var refs = try? repo.listRefs() else { return ScannedRepository(problem: "cannot read its refs") }
         let chain: IdentityChain?
         do {
-            chain = try TrustStore.identity(of: repo)
+            chain = try TrustStore.identity(of: repo, refs: refs)
         } catch {
             return ScannedRepository(problem: "its identity does not verify: \(error)")
         }
         guard let chain else {
-            guard let refs = try? repo.listRefs().filter({ $0.symbolicTarget == nil }) else {
-                return ScannedRepository(problem: "cannot read its refs")
-            }
-            return ScannedRepository(refsHash: ScannedRepository.refsHash(refs.map { ($0.name, $0.id) }), hasRefs: !refs.isEmpty)
+            let direct = refs.filter { $0.symbolicTarget == nil }
+            return ScannedRepository(refsHash: ScannedRepository.refsHash(direct.map { ($0.name, $0.id) }), hasRefs: !direct.isEmpty)
         }
         var result = ScannedRepository(id: chain.id)
         let me = try? PeerID(publicKey: key.publicKey)
         let mirror = Files.exists(repo.gitDirectory + "/" + SyncClient.mirrorMarker)
         if let me, chain.current.delegates.contains(me), !mirror {
             do {
-                result.signed = try RefSigner.signIfChanged(repo, identity: chain, key: key)?.sequence
+                result.signed = try RefSigner.signIfChanged(repo, identity: chain, key: key, refs: refs, cache: cache)?.sequence
                 result.signer = me
+                if result.signed != nil, let again = try? repo.listRefs() { refs = again }
             } catch {
                 result.problem = "cannot sign its refs: \(error)"
             }
         }
         do {
-            for (d, s) in try TrustStore.installedStates(repo, identity: chain) {
+            for (d, s) in try TrustStore.installedStates(repo, identity: chain, refs: refs, cache: cache) {
                 result.states[d] = SignedHead(sequence: s.sequence, commit: s.commit)
             }
             result.hasRefs = !result.states.isEmpty

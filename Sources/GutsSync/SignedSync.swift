@@ -273,7 +273,7 @@ public enum SignedSync {
             if let local, local.tip == idTip {
                 chain = local
             } else {
-                let haves = ((try? repo.listRefs()) ?? []).filter { $0.symbolicTarget == nil }.map(\.id)
+                let haves = Array(Set(((try? repo.listRefs()) ?? []).filter { $0.symbolicTarget == nil }.map(\.id))).prefix(SyncLimits.maxHaves).map { $0 }
                 try fetch([idTip], repo: repo, haves: haves, what: "the identity")
                 do {
                     chain = try TrustStore.loadChain(CombinedStore(readers.map { $0 as any ObjectStore } + [repo]), tip: idTip)
@@ -320,7 +320,7 @@ public enum SignedSync {
             let localChain: IdentityChain?
             do {
                 local = try repo.listRefs().filter { $0.symbolicTarget == nil }
-                localChain = try TrustStore.identity(of: repo)
+                localChain = try TrustStore.identity(of: repo, refs: local)
             } catch {
                 throw SyncFailure.local("cannot read \(path): \(error)")
             }
@@ -334,7 +334,8 @@ public enum SignedSync {
                     throw SyncFailure.local("\(path) was not created by guts sync (it has no \(SyncClient.mirrorMarker) file); a sync would replace its branches with the signed ones. Use --force to mirror into it anyway")
                 }
             }
-            let haves = local.map(\.id)
+            var seen = Set<ObjectID>()
+            let haves = local.map(\.id).filter { seen.insert($0).inserted }.prefix(SyncLimits.maxHaves).map { $0 }
 
             // 1. The identity.
             let chain = try fetchIdentity(repo, local: localChain)
@@ -342,7 +343,7 @@ public enum SignedSync {
 
             // 2. Each delegate's signed refs, when newer than installed.
             let installed: [PeerID: DelegateState]
-            do { installed = try TrustStore.installedStates(repo, identity: chain) } catch {
+            do { installed = try TrustStore.installedStates(repo, identity: chain, refs: local) } catch {
                 throw SyncFailure.local("cannot read installed signed refs: \(error)")
             }
             var offered: [PeerID: ObjectID] = [:]
@@ -418,8 +419,8 @@ public enum SignedSync {
             }
             let before = Dictionary(local.map { ($0.name, $0.id) }, uniquingKeysWith: { a, _ in a })
             var changes: [RefChange] = []
-            for name in Set(before.keys).union(refs.keys).sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
-                where before[name] != refs[name] {
+            let changed = Set(before.keys).union(refs.keys).filter { before[$0] != refs[$0] }
+            for name in changed.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
                 changes.append(RefChange(name: name, old: before[name], new: refs[name]))
             }
             let head = "refs/heads/" + doc.defaultBranch
@@ -433,9 +434,7 @@ public enum SignedSync {
                 options.progress?(SyncProgress(phase: .updating, bytes: bytes, objects: objects, seconds: Instant.now().seconds(since: started)))
                 do {
                     for p in packs { try repo.installPack(packPath: p.pack, indexPath: p.index) }
-                    let sorted = refs.map { (name: $0.key, id: $0.value) }
-                        .sorted { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }
-                    try repo.replaceRefs(with: sorted, expected: local)
+                    try repo.replaceRefs(with: refs.map { (name: $0.key, id: $0.value) }, expected: local)
                 } catch {
                     throw SyncFailure.local("cannot update refs: \(error)")
                 }

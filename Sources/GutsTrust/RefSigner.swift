@@ -16,27 +16,30 @@ public enum RefSigner {
     }
 
     /// The refs a delegate signs now: every direct ref that may be signed.
-    public static func signableRefs(_ repo: Repository) throws -> [(name: String, id: ObjectID)] {
-        do {
-            return try repo.listRefs().filter { $0.symbolicTarget == nil && SignedRefs.isSignable($0.name) }.map { ($0.name, $0.id) }
-        } catch {
-            throw TrustError(.io, "cannot read refs: \(error)")
-        }
+    public static func signableRefs(_ refs: [Ref]) -> [(name: String, id: ObjectID)] {
+        refs.filter { $0.symbolicTarget == nil && SignedRefs.isSignable($0.name) }.map { ($0.name, $0.id) }
     }
 
     /// Signs when the refs differ from this delegate's installed signed state; returns
     /// what was signed, or nil when nothing changed. Throws when `key` is not a delegate.
     @discardableResult
     public static func signIfChanged(_ repo: Repository, identity: IdentityChain, key: Ed25519KeyPair,
-                                     time: Int64 = Int64(unixTime()), force: Bool = false) throws -> Signed? {
+                                     time: Int64 = Int64(unixTime()), force: Bool = false,
+                                     refs known: [Ref]? = nil, cache: SignedRefsCache? = nil) throws -> Signed? {
         guard let me = try? PeerID(publicKey: key.publicKey), identity.current.delegates.contains(me) else {
             throw TrustError(.notDelegate, "this node is not a delegate of \(identity.id)")
         }
-        let current = try signableRefs(repo)
+        let all: [Ref]
+        if let known {
+            all = known
+        } else {
+            do { all = try repo.listRefs() } catch { throw TrustError(.io, "cannot read refs: \(error)") }
+        }
+        let current = signableRefs(all)
         guard current.count <= TrustLimits.maxSignedRefs else {
             throw TrustError(.malformed, "\(current.count) refs; at most \(TrustLimits.maxSignedRefs) can be signed")
         }
-        let installed = try TrustStore.installedStates(repo, identity: identity)[me]
+        let installed = try TrustStore.installedStates(repo, identity: identity, refs: all, cache: cache)[me]
         if !force, let installed, installed.refs.refMap == Dictionary(current.map { ($0.name, $0.id) }, uniquingKeysWith: { a, _ in a }) {
             return nil
         }

@@ -133,10 +133,14 @@ public enum TrustStore {
     }
 
     /// The repository's identity (nil when it has none). Throws when it has one that
-    /// does not verify.
-    public static func identity(of repo: Repository) throws -> IdentityChain? {
+    /// does not verify. `refs`: the repository's refs when already read.
+    public static func identity(of repo: Repository, refs: [Ref]? = nil) throws -> IdentityChain? {
         let tip: ObjectID?
-        do { tip = try repo.resolveRef(TrustLayout.identityRef) } catch { throw TrustError(.io, "cannot read \(TrustLayout.identityRef): \(error)") }
+        if let refs {
+            tip = refs.first(where: { $0.name == TrustLayout.identityRef && $0.symbolicTarget == nil })?.id
+        } else {
+            do { tip = try repo.resolveRef(TrustLayout.identityRef) } catch { throw TrustError(.io, "cannot read \(TrustLayout.identityRef): \(error)") }
+        }
         guard let tip else { return nil }
         return try loadChain(repo, tip: tip)
     }
@@ -149,7 +153,8 @@ public enum TrustStore {
 
     /// Checks that signed refs belong here: this repository, the expected delegate, a
     /// delegate of the identity, and a valid signature.
-    public static func verify(_ refs: SignedRefs, repository: RepositoryID, delegate: PeerID, identity: IdentityDocument) throws {
+    public static func verify(_ refs: SignedRefs, repository: RepositoryID, delegate: PeerID, identity: IdentityDocument,
+                              cache: SignedRefsCache? = nil, commit: ObjectID? = nil) throws {
         guard refs.repository == repository else {
             throw TrustError(.mismatch, "signed refs of \(delegate.short) are for repository \(refs.repository), not \(repository)")
         }
@@ -159,24 +164,36 @@ public enum TrustStore {
         guard identity.delegates.contains(delegate) else {
             throw TrustError(.notDelegate, "\(delegate) is not a delegate of \(repository)")
         }
+        if let cache, let commit, cache.get(commit) != nil { return }  // verified when it was cached
         guard refs.isSignatureValid else {
             throw TrustError(.badSignature, "signed refs of \(delegate.short) (sequence \(refs.sequence)) carry a signature that does not verify")
         }
+        if let cache, let commit { cache.put(commit, refs) }
     }
 
     /// Every delegate state installed in `repo` whose signature verifies, for the
     /// identity's current delegates. States that fail to load or verify are left out and
     /// reported through `problem`.
-    public static func installedStates(_ repo: Repository, identity: IdentityChain,
+    public static func installedStates(_ repo: Repository, identity: IdentityChain, refs known: [Ref]? = nil,
+                                       cache: SignedRefsCache? = nil,
                                        problem: (PeerID, TrustError) -> Void = { _, _ in }) throws -> [PeerID: DelegateState] {
         let refs: [Ref]
-        do { refs = try repo.listRefs() } catch { throw TrustError(.io, "cannot read refs: \(error)") }
+        if let known {
+            refs = known
+        } else {
+            do { refs = try repo.listRefs() } catch { throw TrustError(.io, "cannot read refs: \(error)") }
+        }
         var out: [PeerID: DelegateState] = [:]
         for r in refs where r.symbolicTarget == nil {
             guard let delegate = TrustLayout.sigrefsDelegate(r.name), identity.current.delegates.contains(delegate) else { continue }
             do {
-                let signed = try loadSignedRefs(repo, commit: r.id)
-                try verify(signed, repository: identity.id, delegate: delegate, identity: identity.current)
+                let signed: SignedRefs
+                if let hit = cache?.get(r.id) {
+                    signed = hit
+                } else {
+                    signed = try loadSignedRefs(repo, commit: r.id)
+                }
+                try verify(signed, repository: identity.id, delegate: delegate, identity: identity.current, cache: cache, commit: r.id)
                 out[delegate] = DelegateState(refs: signed, commit: r.id)
             } catch let e as TrustError {
                 problem(delegate, e)
@@ -255,5 +272,24 @@ public enum TrustStore {
         doc.previous = chain.versions[chain.versions.count - 1].hash
         doc.delegates.sort { $0.description < $1.description }
         return doc
+    }
+}
+
+/// Signed refs already parsed and whose signature verified, by commit (immutable, so
+/// a scan every few seconds does not parse and verify the same state again). Bounded.
+public final class SignedRefsCache: Sendable {
+    private let lock = Mutex()
+    nonisolated(unsafe) private var entries: [ObjectID: SignedRefs] = [:]
+    let limit: Int
+
+    public init(limit: Int = 256) { self.limit = limit }
+
+    public func get(_ commit: ObjectID) -> SignedRefs? { lock.locked { entries[commit] } }
+
+    func put(_ commit: ObjectID, _ refs: SignedRefs) {
+        lock.locked {
+            if entries.count >= limit { entries.removeAll() }
+            entries[commit] = refs
+        }
     }
 }
