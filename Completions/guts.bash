@@ -139,10 +139,10 @@ _guts() {
             ;;
         repo)
             case $sub in
-                "") words="init show delegates" ;;
+                "") words="init show sign delegates" ;;
                 delegates) words="add remove" ;;
                 init) opts="--name --description --default-branch" ;;
-                show) opts="" ;;
+                show | sign) opts="" ;;
                 "delegates add" | "delegates remove") opts="-t --threshold" ;;
                 *) return ;;
             esac
@@ -164,7 +164,7 @@ _guts() {
             case ${#args[@]}:${args[0]-} in
                 0:) words="keygen listen status peers sync gossip dial ping objects repo" ;;
                 1:objects) words="verify" ;;
-                1:repo) words="init show delegates" ;;
+                1:repo) words="init show sign delegates" ;;
                 2:repo) words="add remove" ;;
                 1:gossip) words="publish subscribe" ;;
             esac

@@ -89,7 +89,7 @@ complete -c guts -n __guts_needs_command -a version -d 'print the version and ex
 
 # guts help COMMAND
 complete -c guts -n '__guts_words_are help' -a 'keygen listen status peers sync gossip dial ping objects repo' -d 'command'
-complete -c guts -n '__guts_words_are help repo' -a 'init show delegates' -d 'repo command'
+complete -c guts -n '__guts_words_are help repo' -a 'init show sign delegates' -d 'repo command'
 complete -c guts -n '__guts_words_are help repo delegates' -a 'add remove' -d 'delegates command'
 complete -c guts -n '__guts_words_are help objects' -a verify -d 'verify the objects of a repository'
 
@@ -150,11 +150,12 @@ complete -c guts -n '__guts_words_are objects verify' -a '(__fish_complete_direc
 # guts repo init|show|delegates add|remove
 complete -c guts -n '__guts_words_are repo' -a init -d 'give a repository an identity with this node as delegate'
 complete -c guts -n '__guts_words_are repo' -a show -d 'show a repository identity and signed refs'
+complete -c guts -n '__guts_words_are repo' -a sign -d 'sign this node refs of a repository now'
 complete -c guts -n '__guts_words_are repo' -a delegates -d 'add or remove delegates'
 complete -c guts -n '__guts_words_are repo delegates' -a 'add remove' -d 'delegates command'
 complete -c guts -n '__guts_using repo init' -l name -x -d 'the name in the identity document'
 complete -c guts -n '__guts_using repo init' -l description -x -d 'a one-line description'
 complete -c guts -n '__guts_using repo init' -l default-branch -x -d 'the default branch'
 complete -c guts -n '__guts_using repo delegates' -s t -l threshold -x -d 'signatures the next versions need'
-complete -c guts -n '__guts_words_are repo init; or __guts_words_are repo show; or __guts_words_are repo delegates add; or __guts_words_are repo delegates remove' -a '(__guts_repositories)' -d 'repository'
+complete -c guts -n '__guts_words_are repo init; or __guts_words_are repo show; or __guts_words_are repo sign; or __guts_words_are repo delegates add; or __guts_words_are repo delegates remove' -a '(__guts_repositories)' -d 'repository'
 complete -c guts -n '__guts_words_are repo init; or __guts_words_are repo show' -a '(__fish_complete_directories (commandline -ct))'
