@@ -3,6 +3,7 @@ import Glibc
 #endif
 import GutsGit
 import GutsSupport
+import GutsSync
 import GutsTrust
 
 /// `guts objects verify [REPO-OR-PATH]`: `git fsck --full` in guts.
@@ -15,7 +16,7 @@ import GutsTrust
 enum ObjectsVerifyCommand: Command {
     static let name = "objects verify"
     static let summary = "check every object, pack, index and ref of a repository (like git fsck --full)"
-    static let synopsis = "objects verify [--threads N] [--no-connectivity] [--max-object-size BYTES] [REPO-OR-PATH]"
+    static let synopsis = "objects verify [--threads N] [--no-connectivity] [--max-object-size BYTES] [NAME|ID|PATH]"
     static let options = [
         OptionSpec("threads", short: "j", value: "N", help: "worker threads (default: number of CPUs, at most 4)"),
         OptionSpec("no-connectivity", help: "skip checking that everything reachable from refs is present"),
@@ -95,6 +96,12 @@ enum ObjectsVerifyCommand: Command {
     static func repositoryPath(_ argument: String, home: String) throws -> String {
         if argument.isEmpty { throw UsageError("empty repository argument") }
         if Files.exists(argument) { return argument }
+        if let id = RepositoryID(argument) {
+            guard let hit = RepositoryIDIndex().locate(id, in: RepositoryCatalog(roots: [home + "/repos"])) else {
+                throw CommandError(.io, "no repository with ID \(id) in \(home)/repos")
+            }
+            return hit.path
+        }
         guard isValidRepositoryName(argument) else {
             throw CommandError(.io, "'\(argument)' does not exist and is not a repository name (owner/name)")
         }

@@ -194,6 +194,17 @@ final class WireCodecTests: XCTestCase {
         XCTAssertThrowsError(try decode(0x01, [0, 1, 0, 1, 33])) { error in
             XCTAssertEqual("\(error)", "field 'capabilities' has 33 entries, limit 32")
         }
+        // SignedRefs: sequence 0, an absent or odd-length object ID, a retired type.
+        let signed = [UInt8](repeating: 5, count: 32) + [UInt8](repeating: 4, count: 32)
+        XCTAssertThrowsError(try decode(0x23, signed + [0, 0, 0, 0, 0, 0, 0, 0] + [20] + [UInt8](repeating: 9, count: 20)))
+        XCTAssertThrowsError(try decode(0x23, signed + [0, 0, 0, 0, 0, 0, 0, 1] + [0]))
+        XCTAssertThrowsError(try decode(0x23, signed + [0, 0, 0, 0, 0, 0, 0, 1] + [19] + [UInt8](repeating: 9, count: 19)))
+        XCTAssertThrowsError(try decode(0x20, [0, 1, 0x61, 0, 1, 0x62, 0, 20] + [UInt8](repeating: 9, count: 20))) { error in
+            XCTAssertEqual(error as? DecodeError, .unknownType(0x20))
+        }
+        // RefsChanged with a short hash.
+        XCTAssertThrowsError(try decode(0x22, [0, 1, 0x61] + [UInt8](repeating: 1, count: 31)))
+        XCTAssertNil(Announcement.decode([0x23, 0, 0, 0, 1, 0]), "gossip data that is no announcement")
     }
 
     func testEncoderRefusesWhatDecoderWouldReject() {
