@@ -144,7 +144,14 @@ public enum SignedSync {
         /// A repository named by ID and not here yet: fetch the identity into a staging
         /// repository first, then decide its name.
         mutating func runFirst(root: String) throws -> SignedSyncReport {
-            try Files.makeDirectories(root)
+            do { try Files.makeDirectories(root) } catch { throw SyncFailure.local("cannot create \(root): \(error)") }
+            // Leftovers of killed syncs by ID (named after their process).
+            for entry in Files.list(root) where entry.hasPrefix(".guts-sync-id-") {
+                if let pid = entry.dropFirst(".guts-sync-id-".count).split(separator: "-").first.flatMap({ Int32($0) }),
+                   pid != getpid(), kill(pid, 0) != 0, errno == ESRCH {
+                    Files.removeTree(root + "/" + entry)
+                }
+            }
             let staging = root + "/.guts-sync-id-\(getpid())-" + Hex.encode(SyncClient.randomBytes(4))
             defer { Files.removeTree(staging) }
             do {

@@ -186,6 +186,31 @@ final class IdentityTests: XCTestCase {
         XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
     }
 
+    func testASignedDeletionRemovesTheRefAndNothingElse() throws {
+        let originID = try h.keygen("origin")
+        _ = try h.keygen("client")
+        let work = try makeRepository("origin")
+        try git(["checkout", "-q", "-b", "topic"], in: work)
+        let topic = try commitAndPush(work, "topic", branch: "topic")
+        XCTAssertEqual(try guts("origin", ["repo", "init", "demo/app"]).status, 0)
+        let (_, originLine) = try h.listen("origin", [])
+        XCTAssertEqual(try guts("client", ["sync", "demo/app", "--peer", originLine]).status, 0)
+        let mirror = bare("client")
+        XCTAssertEqual(try SyncGit.revParse(mirror, "refs/heads/topic"), topic)
+        // The delegate deletes the branch: its next signed refs omit it.
+        try git(["push", "-q", "origin", "--delete", "topic"], in: work)
+        let signed = try guts("origin", ["repo", "sign", "demo/app"])
+        XCTAssertEqual(signed.status, 0, signed.stderr)
+        let r = try guts("client", ["--json", "sync", "demo/app", "--peer", originLine])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let after = try refs(mirror)
+        XCTAssertFalse(after.contains { $0.hasPrefix("refs/heads/topic ") }, "\(after)")
+        XCTAssertFalse(after.contains { $0.hasPrefix("refs/namespaces/\(originID)/refs/heads/topic ") }, "\(after)")
+        XCTAssertTrue(after.contains { $0.hasPrefix("refs/heads/main ") }, "\(after)")
+        let verify = try guts("client", ["objects", "verify", mirror])
+        XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
+    }
+
     // MARK: The attack of issue 11: a hostile announcer
 
     func testHostileAnnouncerCannotRewriteWhatAFollowerMirrors() throws {
