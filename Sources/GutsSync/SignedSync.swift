@@ -392,6 +392,9 @@ public enum SignedSync {
 
             // 3. Exactly the objects the accepted signed refs name.
             let named = Array(Set(accepted.values.flatMap { $0.refs.refs.map(\.id) })).sorted()
+            guard named.count <= SyncLimits.maxWants else {
+                throw SyncFailure.integrity("the signed refs name \(named.count) distinct objects; at most \(SyncLimits.maxWants) can be fetched at once")
+            }
             do {
                 try fetch(named, repo: repo, haves: haves, what: "the objects of the signed refs")
             } catch let f as SyncFailure {

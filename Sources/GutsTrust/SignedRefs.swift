@@ -124,6 +124,15 @@ public struct SignedRefs: Equatable, Sendable {
             previous = nameBytes
             refs.append((name, id))
         }
+        // No repository can hold both `a` and `a/b`: such a state could never be installed.
+        let names = Set(refs.map(\.name))
+        for r in refs {
+            var prefix = ""
+            for component in r.name.split(separator: "/").dropLast() {
+                prefix += (prefix.isEmpty ? "" : "/") + component
+                if names.contains(prefix) { throw bad("'\(Escape.text(r.name))' conflicts with the signed ref '\(Escape.text(prefix))'") }
+            }
+        }
         let parsed = SignedRefs(repository: rid, delegate: delegate, sequence: sequence, time: Int64(time), refs: refs, signature: signature)
         guard parsed.serialized() == bytes else { throw bad("not in canonical form (hex case, spacing)") }
         return parsed

@@ -161,6 +161,11 @@ final class TrustTests: XCTestCase {
         var reserved = SignedRefs(repository: chain.id, delegate: a, sequence: 3, time: 1, refs: [("refs/guts/id", c1)])
         reserved.sign(with: ka)
         XCTAssertThrowsError(try SignedRefs.parse(reserved.serialized()))
+        // A ref and a ref below it can never both exist.
+        var conflict = SignedRefs(repository: chain.id, delegate: a, sequence: 3, time: 1,
+                                  refs: [("refs/heads/x", c1), ("refs/heads/x-y", c1), ("refs/heads/x/y", c2)])
+        conflict.sign(with: ka)
+        XCTAssertThrowsError(try SignedRefs.parse(conflict.serialized()))
         // Uppercase hex is not canonical.
         let text = String(decoding: s2Blob(r, s2.commit), as: UTF8.self)
         XCTAssertThrowsError(try SignedRefs.parse(Array(text.replacingOccurrences(of: c2.hex, with: c2.hex.uppercased()).utf8)))
