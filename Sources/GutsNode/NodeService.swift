@@ -243,9 +243,9 @@ public struct NodeService: Sendable {
                 if let pinned {
                     guard pinned == u.repository else { continue }
                 } else {
-                    // Not pinned yet: only the peer the user named may bring the first identity.
-                    guard let named = spec.trusted, named == origin, local.map({ announcer.known[$0] == nil }) ?? true else { continue }
-                    guard spec.name.map({ announcer.known[$0] == nil }) ?? true else { continue }
+                    // Not pinned yet (no local copy, or an unsigned one): only the peer the
+                    // user named may bring the first identity.
+                    guard let named = spec.trusted, named == origin else { continue }
                 }
                 if let local, let have = announcer.known[local]?.states[u.delegate], have.sequence >= u.sequence {
                     out.append(.log(.debug, "announcement: \(origin.short) has \(spec) of \(u.delegate.short) at sequence \(u.sequence); this node has \(have.sequence)"))

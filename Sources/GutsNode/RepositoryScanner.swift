@@ -46,7 +46,7 @@ public struct ScannedRepository: Sendable, Equatable {
     /// (guts-protocol(7), RefsChanged).
     public static func refsHash(_ refs: [(name: String, id: ObjectID)]) -> [UInt8] {
         var bytes: [UInt8] = []
-        for r in refs.sorted(by: { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }) {
+        for r in refs.sorted(by: { Refs.byteOrder($0.name, $1.name) }) {
             bytes += Array("\(r.id.hex) \(r.name)\n".utf8)
         }
         return BLAKE2b.hash(bytes, outputLength: 32)

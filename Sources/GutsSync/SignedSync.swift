@@ -430,7 +430,7 @@ public enum SignedSync {
             let before = Dictionary(local.map { ($0.name, $0.id) }, uniquingKeysWith: { a, _ in a })
             var changes: [RefChange] = []
             let changed = Set(before.keys).union(refs.keys).filter { before[$0] != refs[$0] }
-            for name in changed.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+            for name in changed.sorted(by: GutsGit.Refs.byteOrder) {
                 changes.append(RefChange(name: name, old: before[name], new: refs[name]))
             }
             let head = "refs/heads/" + doc.defaultBranch

@@ -35,7 +35,7 @@ public struct SignedRefs: Equatable, Sendable {
         self.delegate = delegate
         self.sequence = sequence
         self.time = time
-        self.refs = refs.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
+        self.refs = refs.sorted { Refs.byteOrder($0.name, $1.name) }
         self.signature = signature
     }
 

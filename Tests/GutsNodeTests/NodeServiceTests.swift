@@ -263,6 +263,13 @@ final class NodeServiceTests: XCTestCase {
         _ = s.handle(.mirrored(spec: 0, .upToDate(from: "x")), now: now)
         XCTAssertEqual(mirrorJobs(s.handle(.announced(first, origin: stranger), now: now)), [])
         XCTAssertEqual(mirrorJobs(s.handle(.announced(first, origin: named), now: now)).map(\.index), [0])
+        _ = s.handle(.mirrored(spec: 0, .upToDate(from: "x")), now: now)
+        // An unsigned local copy whose named peer starts signing: still only that peer.
+        advance(3)
+        _ = s.handle(.tick, now: now)
+        _ = s.handle(.scanned([name("demo/app"): unsigned(4)]), now: now)
+        XCTAssertEqual(mirrorJobs(s.handle(.announced(first, origin: stranger), now: now)), [])
+        XCTAssertEqual(mirrorJobs(s.handle(.announced(first, origin: named), now: now)).map(\.index), [0])
         // A mirror with no named peer and nothing pinned follows nobody.
         let otherChanged = Announcement.refsChanged(RefsChanged(repository: "other/app", refsHash: [UInt8](repeating: 1, count: 32)))
         XCTAssertEqual(mirrorJobs(s.handle(.announced(otherChanged, origin: stranger), now: now)), [])
