@@ -449,6 +449,13 @@ public struct Announcer: Sendable {
         var out: [NodeAction] = []
         for name in current.keys.sorted(by: { $0.value < $1.value }) {
             guard let repo = current[name] else { continue }
+            // Restricted repositories are never announced: not their names, not their refs.
+            if repo.restricted {
+                if known.removeValue(forKey: name) != nil || reported.insert("\(name): restricted").inserted {
+                    out.append(.log(.debug, "announce: \(name) is restricted (guts-allow); not announced"))
+                }
+                continue
+            }
             let previous = known[name]
             if let problem = repo.problem {
                 if reported.insert("\(name): \(problem)").inserted { out.append(.log(.info, "announce: \(name): \(Escape.text(problem))")) }

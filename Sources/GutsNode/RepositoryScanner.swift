@@ -30,6 +30,8 @@ public struct ScannedRepository: Sendable, Equatable {
     public var signer: PeerID?
     /// Why its identity or signing failed (the repository is then not announced).
     public var problem: String?
+    /// It has a `guts-allow` file: served only to the peers listed, never announced.
+    public var restricted = false
 
     public init(id: RepositoryID? = nil, states: [PeerID: SignedHead] = [:], refsHash: [UInt8] = [], hasRefs: Bool = false,
                 signed: UInt64? = nil, signer: PeerID? = nil, problem: String? = nil) {
@@ -64,7 +66,9 @@ public enum RepositoryScanner {
         var out: [RepositoryName: ScannedRepository] = [:]
         for name in catalog.all() {
             guard let path = catalog.locate(name), let repo = try? Repository.open(path) else { continue }
-            out[name] = scan(repo, key: key)
+            var scanned = scan(repo, key: key)
+            scanned.restricted = catalog.isRestricted(path)
+            out[name] = scanned
         }
         return out
     }

@@ -98,6 +98,12 @@ public struct RepositoryCatalog: Sendable {
     }
 
     /// Whether `peer` may read the repository at `path`.
+    /// Whether the repository at `path` is restricted (has a `guts-allow` file, even an
+    /// empty one, which admits nobody).
+    public func isRestricted(_ path: String) -> Bool {
+        Files.exists(path + "/" + Self.allowFile)
+    }
+
     public func access(_ path: String, for peer: PeerID) -> Access {
         let file = path + "/" + Self.allowFile
         guard Files.exists(file) else { return .allowed }

@@ -102,7 +102,8 @@ public enum SignedSync {
             }
             guard let p = path else { throw SyncFailure.local("no destination") }
             // Reserved refs never come from an unsigned peer.
-            let plain = Refs(requestID: remote.requestID, head: remote.head, refs: remote.refs.filter { !TrustLayout.isReserved($0.name) })
+            let plain = Refs(requestID: remote.requestID, head: remote.head, refs: remote.refs.filter { !TrustLayout.isReserved($0.name) },
+                             restricted: remote.restricted)
             let held = lock.flatMap { $0.repositoryPath == RepositoryLock.normalize(p) ? $0 : nil }
             let report = try SyncClient.run(repository: wireName, into: p, over: connection, options: options, holding: held, remote: plain)
             return SignedSyncReport(sync: report, id: nil, name: RepositoryName(request.repository.description))
@@ -111,6 +112,7 @@ public enum SignedSync {
         var session = Session(request: request, wireName: wireName, remote: remoteMap, remoteHead: remote.head, idTip: idTip,
                               connection: connection, options: options, started: started)
         session.heldLock = lock
+        session.restricted = remote.restricted
         if let path {
             return try session.runInPlace(path: path, destination: destination)
         }
@@ -135,6 +137,8 @@ public enum SignedSync {
         var objects = 0
         /// The caller's lock, used when it is the lock of the path synced into.
         var heldLock: RepositoryLock?
+        /// The peer serves the repository only to the peers its owner lists.
+        var restricted = false
 
         init(request: SignedSyncRequest, wireName: RepositoryName, remote: [String: ObjectID], remoteHead: String, idTip: ObjectID,
              connection: PeerConnection, options: SyncOptions, started: Instant) {
@@ -328,6 +332,7 @@ public enum SignedSync {
             let own: RepositoryLock? = heldLock?.repositoryPath == normalized && heldLock?.isHeld == true
                 ? nil : try SyncClient.takeLock(normalized, wait: options.lockWait)
             defer { own?.release() }
+            if restricted { try SyncClient.keepPrivate(path, name: "\(request.repository)") }
             let repo = try open(path)
             for leftover in Files.list(repo.objectsDirectory) where leftover.hasPrefix(SyncClient.quarantinePrefix) {
                 Files.removeTree(repo.objectsDirectory + "/" + leftover)

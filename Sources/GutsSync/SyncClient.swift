@@ -135,6 +135,23 @@ public enum SyncClient {
     /// into a repository without this file (someone's own work) is refused unless adopted.
     public static let mirrorMarker = "guts-mirror"
 
+    /// Gives a mirror of a restricted repository an allow list that admits nobody (only
+    /// comments), unless it has one already: it is never served to strangers or announced.
+    public static func keepPrivate(_ path: String, name: String) throws {
+        let file = path + "/" + RepositoryCatalog.allowFile
+        guard !Files.exists(file) else { return }
+        let text = """
+            # \(name) is restricted where it was mirrored from, so this mirror serves nobody
+            # until you list the peer IDs that may read it, one per line (guts-listen(1)).
+
+            """
+        do {
+            try Files.writeAtomically(file, string: text, mode: 0o644)
+        } catch {
+            throw SyncFailure.local("cannot write \(file): \(error)")
+        }
+    }
+
     /// Syncs `name` into `target`. `lock` is the target's lock when the caller already
     /// holds it (`takeLock`); otherwise it is taken here, waiting up to `options.lockWait`.
     /// `remote`: the peer's refs when already asked for (they are not asked for again).
@@ -264,6 +281,9 @@ public enum SyncClient {
 
         // 1. Refs.
         let remote = try known ?? requestRefs(name, over: connection, options: options, started: started)
+        // The peer serves it only to those its owner lists: so does this mirror, which
+        // admits nobody until its owner edits the list (before any ref is installed).
+        if remote.restricted { try keepPrivate(path, name: "\(name)") }
         let local: [Ref]
         let localHead: String?
         do {

@@ -35,10 +35,14 @@ public struct Refs: Equatable, Sendable {
     /// Target of the symbolic HEAD (e.g. "refs/heads/main"), or "" when HEAD is detached or absent.
     public var head: String
     public var refs: [RefEntry]
-    public init(requestID: UInt32, head: String, refs: [RefEntry]) {
+    /// The repository is restricted (served only to the peers its owner lists): a
+    /// mirror of it must not be served to anyone else or announced.
+    public var restricted: Bool
+    public init(requestID: UInt32, head: String, refs: [RefEntry], restricted: Bool = false) {
         self.requestID = requestID
         self.head = head
         self.refs = refs
+        self.restricted = restricted
     }
 }
 
@@ -84,7 +88,7 @@ public enum SyncMessage: WireMessage, Equatable {
         public var maxBodySize: Int {
             switch self {
             case .getRefs: return 4 + 2 + SyncLimits.maxRepositoryName + 2 + SyncLimits.maxRefName
-            case .refs: return 16 << 20
+            case .refs: return (16 << 20) + 1
             case .getObjects: return 8 << 20
             case .objects: return 4 + 1 + 4 + SyncLimits.maxObjectsChunk
             }
@@ -150,6 +154,7 @@ public enum SyncMessage: WireMessage, Equatable {
                 w.str16(ref.name)
                 WireField.writeOID(&w, ref.id)
             }
+            w.u8(r.restricted ? 1 : 0)
         case let .getObjects(g):
             try WireField.check(g.repository, "repository", SyncLimits.maxRepositoryName)
             try WireField.checkCount(g.wants.count, "wants", SyncLimits.maxWants)
@@ -207,7 +212,9 @@ public struct SyncProtocol: MessageFamily {
                 guard let oid = try WireField.readOID(&r, "ref id") else { throw DecodeError.truncated(field: "ref id") }
                 refs.append(RefEntry(name: name, id: oid))
             }
-            message = .refs(Refs(requestID: id, head: head, refs: refs))
+            let flags = try r.u8("flags")
+            guard flags & ~1 == 0 else { throw DecodeError.invalidValue(field: "flags", reason: "unknown flag bits \(flags)") }
+            message = .refs(Refs(requestID: id, head: head, refs: refs, restricted: flags & 1 == 1))
         case .getObjects:
             let id = try r.u32("request_id")
             let repo = try r.str16("repository", limit: SyncLimits.maxRepositoryName)

@@ -207,9 +207,12 @@ public final class SyncServer: Sendable {
 
     func answerRefs(_ request: GetRefs, peer: PeerID?) -> Message {
         let repo: Repository
+        let name: RepositoryName
         switch open(request.repository, requestID: request.requestID, peer: peer) {
         case let .failure(reply): return .error(reply)
-        case let .success((_, r)): repo = r
+        case let .success((n, r)):
+            name = n
+            repo = r
         }
         do {
             let refs = try repo.listRefs().filter { $0.symbolicTarget == nil && $0.name.hasPrefix(request.prefix) }
@@ -219,7 +222,8 @@ public final class SyncServer: Sendable {
             guard entries.count <= SyncLimits.maxRefs else {
                 return .error(ErrorReply(requestID: request.requestID, code: .internalError, message: "more than \(SyncLimits.maxRefs) refs"))
             }
-            return .sync(.refs(Refs(requestID: request.requestID, head: head, refs: entries)))
+            let restricted = catalog.locate(name).map(catalog.isRestricted) ?? false
+            return .sync(.refs(Refs(requestID: request.requestID, head: head, refs: entries, restricted: restricted)))
         } catch {
             log("cannot read refs of '\(request.repository)': \(error)")
             return .error(ErrorReply(requestID: request.requestID, code: .internalError, message: "cannot read refs: \(error)"))

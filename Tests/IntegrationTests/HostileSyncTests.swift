@@ -240,4 +240,30 @@ final class HostileSyncTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         try f.assertMirrorsUpstream()
     }
+
+    /// A `--mirror` node that a hostile peer keeps busy (it announces, then drips empty
+    /// messages instead of a pack) still announces a new repository on time and answers
+    /// pings: mirror syncs run on an executor of their own.
+    func testMirrorNodeUnderAttackStillAnnouncesAndAnswers() throws {
+        let hostile = try MaliciousServer(repository: f.upstream, behavior: .emptyDrip(interval: 0.5), gossips: true)
+        servers.append(hostile)
+        _ = try h.keygen("mirrornode")
+        let (node, line) = try h.listen("mirrornode", ["--announce-interval", "0.3", "--bootstrap", hostile.peer,
+                                                       "--mirror", "alice/proj@\(hostile.peerID)"])
+        node.waitFor("the bootstrap link") { _, err in err.contains("(bootstrap") }
+        try hostile.announceRefsChanged("alice/proj")
+        node.waitFor("the hostile mirror sync to start") { _, err in err.contains("changed alice/proj (unsigned)") }
+        // While that sync is stuck on the drip, a repository appears in the node's repos.
+        let repo = h.home("mirrornode") + "/repos/other/app.git"
+        try FileManager.default.createDirectory(atPath: h.home("mirrornode") + "/repos/other", withIntermediateDirectories: true)
+        try SyncGit.git(["clone", "-q", "--bare", f.upstream, repo], in: h.root.path)
+        let appeared = Date()
+        node.waitFor("the new repository to be announced", timeout: 15) { _, err in err.contains("announcing repository other/app") }
+        let delay = Date().timeIntervalSince(appeared)
+        print("mirror under attack: other/app announced \(delay) s after it appeared")
+        XCTAssertLessThan(delay, 5)
+        let ping = try h.run(["--home", h.home("pinger"), "ping", "-c", "1", "-W", "5", line])
+        XCTAssertEqual(ping.status, 0, ping.stderr)
+        XCTAssertFalse(SyncFiles.exists(h.home("mirrornode") + "/repos/alice/proj.git/refs/heads/main"), "nothing became visible")
+    }
 }

@@ -2,6 +2,8 @@ import Foundation
 import GutsAddress
 import GutsCrypto
 import GutsGit
+import GutsNode
+import GutsGossip
 import GutsSync
 import GutsIdentity
 import GutsTransport
@@ -84,18 +86,22 @@ final class MaliciousServer: @unchecked Sendable {
     private(set) var peer = ""
     var peerID: String { identity.peerID.description }
 
-    init(repository: String, behavior: Behavior, agent: String = "malicious/1") throws {
+    /// Whether it also speaks gossip (as a node would), so it can announce.
+    let gossips: Bool
+
+    init(repository: String, behavior: Behavior, agent: String = "malicious/1", gossips: Bool = false) throws {
         repositoryPath = repository
         self.behavior = behavior
         self.agent = agent
+        self.gossips = gossips
         scratch = NSTemporaryDirectory() + "guts-malicious-" + UUID().uuidString
         try start()
     }
 
     private func start() throws {
         var config = SessionConfig(identity: identity.keyPair, noiseStatic: .generate(),
-                                   capabilities: Capabilities.default + ["refs", "objects"], agent: agent,
-                                   protocols: MessageRegistry([SyncProtocol()]))
+                                   capabilities: Capabilities.default + ["refs", "objects"] + (gossips ? ["gossip"] : []), agent: agent,
+                                   protocols: MessageRegistry(gossips ? [SyncProtocol(), GossipProtocol()] : [SyncProtocol()]))
         config.idleTimeout = 60
         let listener = Listener(group: group, config: config, options: .init(maxConnections: 16)) { [weak self] connection in
             guard let server = self else { return }
@@ -117,6 +123,18 @@ final class MaliciousServer: @unchecked Sendable {
         listener = nil
         try? group.syncShutdownGracefully()
         try? FileManager.default.removeItem(atPath: scratch)
+    }
+
+    /// Announces (signed, on guts/commits) that the unsigned `repository` changed, to
+    /// every connected peer, as its origin: followers that named this peer will sync.
+    func announceRefsChanged(_ repository: String) throws {
+        let data = try Announcement.refsChanged(RefsChanged(repository: repository, refsHash: [UInt8](repeating: 7, count: 32))).encoded()
+        var g = Gossip(topic: "guts/commits", origin: identity.keyPair.publicKey, sequence: UInt64.random(in: 1...(1 << 62)),
+                       timestamp: UInt64(Date().timeIntervalSince1970 * 1000), data: data, signature: [])
+        g.signature = identity.keyPair.sign(g.signedBytes)
+        for c in listener?.activeConnections ?? [] where c.peer != nil {
+            try c.send(.gossip(.gossip(g))).wait()
+        }
     }
 
     /// What the server did, in order (for failure messages).

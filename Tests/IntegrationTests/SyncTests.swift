@@ -653,7 +653,7 @@ extension ServerSyncTests {
         Thread.sleep(forTimeInterval: 7)
         // Still running, or finished in full (a fast machine with large socket buffers):
         // either way it was never cut off.
-        let finished = server.log.filter { $0.contains("served 'alice/big'") }.count == 2
+        let finished = server.log.contains { $0.contains("served 'alice/big'") }
         XCTAssertTrue(server.server.activeTransfers == 1 || finished, "\(server.log)")
         XCTAssertEqual(server.log.filter { $0.contains("read nothing") }.count, 1, "\(server.log)")
     }
