@@ -28,12 +28,12 @@ final class GossipService: Sendable {
     /// A gossip client and its budgets: publishing is rate- and byte-limited per client,
     /// and a client may follow a bounded number of topics.
     struct Client {
-        let connection: PeerConnection
+        let connection: any PeerLink
         var topics: Set<String> = []
         var publishes: TokenBucket
         var bytes: TokenBucket
 
-        init(_ connection: PeerConnection, limits: ClientLimits, now: Instant) {
+        init(_ connection: any PeerLink, limits: ClientLimits, now: Instant) {
             self.connection = connection
             publishes = TokenBucket(rate: limits.publishRate, burst: limits.publishBurst, now: now)
             bytes = TokenBucket(rate: limits.byteRate, burst: limits.byteBurst, now: now)
@@ -58,29 +58,29 @@ final class GossipService: Sendable {
     /// What the service tells the node; set once, before the node starts.
     struct Hooks {
         /// A peer or client sent invalid gossip (for its score).
-        var onOffence: (@Sendable (PeerConnection, String) -> Void)?
+        var onOffence: (@Sendable (any PeerLink, String) -> Void)?
         /// A peer was the first to bring a valid message of another origin.
-        var onFirstDelivery: (@Sendable (PeerConnection) -> Void)?
+        var onFirstDelivery: (@Sendable (any PeerLink) -> Void)?
         /// A client went over a budget.
-        var onOverrun: (@Sendable (PeerConnection, String) -> Void)?
+        var onOverrun: (@Sendable (any PeerLink, String) -> Void)?
         /// Every delivery (announcement handling, mirroring).
-        var onDeliver: (@Sendable (Gossip, [UInt8], PeerConnection?) -> Void)?
+        var onDeliver: (@Sendable (Gossip, [UInt8], (any PeerLink)?) -> Void)?
     }
 
     private let hooks = NIOLockedValueBox(Hooks())
-    var onOffence: (@Sendable (PeerConnection, String) -> Void)? {
+    var onOffence: (@Sendable (any PeerLink, String) -> Void)? {
         get { hooks.withLockedValue { $0.onOffence } }
         set { hooks.withLockedValue { $0.onOffence = newValue } }
     }
-    var onFirstDelivery: (@Sendable (PeerConnection) -> Void)? {
+    var onFirstDelivery: (@Sendable (any PeerLink) -> Void)? {
         get { hooks.withLockedValue { $0.onFirstDelivery } }
         set { hooks.withLockedValue { $0.onFirstDelivery = newValue } }
     }
-    var onOverrun: (@Sendable (PeerConnection, String) -> Void)? {
+    var onOverrun: (@Sendable (any PeerLink, String) -> Void)? {
         get { hooks.withLockedValue { $0.onOverrun } }
         set { hooks.withLockedValue { $0.onOverrun = newValue } }
     }
-    var onDeliver: (@Sendable (Gossip, [UInt8], PeerConnection?) -> Void)? {
+    var onDeliver: (@Sendable (Gossip, [UInt8], (any PeerLink)?) -> Void)? {
         get { hooks.withLockedValue { $0.onDeliver } }
         set { hooks.withLockedValue { $0.onDeliver = newValue } }
     }
@@ -89,7 +89,7 @@ final class GossipService: Sendable {
     /// and the compiler holds every other path to that.
     struct State {
         var engine: GossipEngine
-        var peers: [PeerKey: PeerConnection] = [:]
+        var peers: [PeerKey: any PeerLink] = [:]
         var keys: [ObjectIdentifier: PeerKey] = [:]
         var clients: [ObjectIdentifier: Client] = [:]
         var nextKey: PeerKey = 1
@@ -116,7 +116,7 @@ final class GossipService: Sendable {
 
     static func wallClock() -> UInt64 { UInt64(unixTime() * 1000) }
 
-    func isClient(_ connection: PeerConnection) -> Bool {
+    func isClient(_ connection: any PeerLink) -> Bool {
         connection.peer?.capabilities.contains(GossipClient.capability) ?? false
     }
 
@@ -124,13 +124,13 @@ final class GossipService: Sendable {
     static let capability = "gossip"
 
     /// Whether the peer announced `gossip` (and so may be sent Subscribe and Gossip).
-    func isGossipPeer(_ connection: PeerConnection) -> Bool {
+    func isGossipPeer(_ connection: any PeerLink) -> Bool {
         connection.peer?.capabilities.contains(Self.capability) ?? false
     }
 
     /// A session was established: gossip peers join dissemination; clients just get an
     /// entry; a peer that announced neither is never sent gossip.
-    func connected(_ connection: PeerConnection) {
+    func connected(_ connection: any PeerLink) {
         loop.execute { [self] in
             let id = ObjectIdentifier(connection)
             if isClient(connection) {
@@ -146,7 +146,7 @@ final class GossipService: Sendable {
         }
     }
 
-    func disconnected(_ connection: PeerConnection) {
+    func disconnected(_ connection: any PeerLink) {
         loop.execute { [self] in
             let id = ObjectIdentifier(connection)
             if let client = state.value.clients.removeValue(forKey: id) {
@@ -160,7 +160,7 @@ final class GossipService: Sendable {
     }
 
     /// Handles gossip traffic; returns false for other messages.
-    func handle(_ message: Message, from connection: PeerConnection) -> Bool {
+    func handle(_ message: Message, from connection: any PeerLink) -> Bool {
         guard let message = message.gossipMessage else { return false }
         loop.execute { [self] in
             let id = ObjectIdentifier(connection)
@@ -176,7 +176,7 @@ final class GossipService: Sendable {
         return true
     }
 
-    private func handleClient(_ message: GossipMessage, from connection: PeerConnection) {
+    private func handleClient(_ message: GossipMessage, from connection: any PeerLink) {
         let id = ObjectIdentifier(connection)
         switch message {
         case let .gossip(g):
@@ -309,7 +309,7 @@ final class GossipService: Sendable {
         schedule()
     }
 
-    static func describe(_ c: PeerConnection) -> String {
+    static func describe(_ c: any PeerLink) -> String {
         c.peer.map { "\($0.peerID.short) \(c.remoteAddress)" } ?? c.remoteAddress
     }
 

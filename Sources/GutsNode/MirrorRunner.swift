@@ -13,9 +13,9 @@ import GutsTrust
 /// that misbehaves (forged, stale or invalid data) ends the run with a failure that
 /// names it; unavailable peers are skipped.
 enum MirrorRunner {
-    static func run(_ job: MirrorJob, root: String, localPeer: PeerID, connected: [PeerConnection],
-                    record: (ScoreEvent, PeerConnection, String) -> Void = { _, _, _ in },
-                    dial: (Endpoint) -> PeerConnection?) -> MirrorOutcome {
+    static func run(_ job: MirrorJob, root: String, localPeer: PeerID, connected: [any PeerLink],
+                    record: (ScoreEvent, any PeerLink, String) -> Void = { _, _, _ in },
+                    dial: (Endpoint) -> (any PeerLink)?) -> MirrorOutcome {
         let spec = job.spec
         let pinned: Bool
         switch spec.repository {
@@ -32,7 +32,7 @@ enum MirrorRunner {
             }
             candidates = candidates.filter { $0.peer?.peerID == only }
         }
-        var dialled: PeerConnection?
+        var dialled: (any PeerLink)?
         if let endpoint = spec.peer, candidates.first.map({ $0.peer?.peerID != job.origin }) ?? true,
            pinned || endpoint.peer == (job.onlyFrom ?? named) {
             dialled = dial(endpoint)

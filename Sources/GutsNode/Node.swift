@@ -104,7 +104,7 @@ public final class Node: Sendable {
     /// What lives on the service loop.
     struct Shell {
         var service: NodeService
-        var links: [LinkID: PeerConnection] = [:]
+        var links: [LinkID: any PeerLink] = [:]
         var nextLink: LinkID = 1
         var timer: Scheduled<Void>?
         var timerAt: Instant?
@@ -124,7 +124,7 @@ public final class Node: Sendable {
     private let scanner: BlockingExecutor
     /// Mirror syncs, apart from serving and announcing.
     private let mirrors: BlockingExecutor
-    private let established = NIOLockedValueBox([ObjectIdentifier: PeerConnection]())
+    private let established = NIOLockedValueBox([ObjectIdentifier: any PeerLink]())
     public let startedAt = Instant.now()
     /// Scores, bans and admitted sessions.
     let reputation: Reputation
@@ -213,7 +213,7 @@ public final class Node: Sendable {
     /// Says Goodbye to every peer, stops accepting and releases the threads.
     public func stop() {
         // Called from outside the loops (the CLI's main thread), so waiting here is fine.
-        let outbound = try? loop.submit { () -> [PeerConnection] in
+        let outbound = try? loop.submit { () -> [any PeerLink] in
             let shell = self.shell.value
             shell.timer?.cancel()
             self.shell.value.service.stop()
@@ -241,7 +241,7 @@ public final class Node: Sendable {
     }
 
     /// Sessions established, inbound and outbound (gossip clients included).
-    var establishedConnections: [PeerConnection] { established.withLockedValue { Array($0.values) } }
+    var establishedConnections: [any PeerLink] { established.withLockedValue { Array($0.values) } }
 
     /// The gossip service, for publishing and subscribing on behalf of local clients.
     var gossipService: GossipService { gossip }
@@ -327,7 +327,7 @@ public final class Node: Sendable {
     // MARK: - Connections
 
     /// Follows a connection from acceptance (or dial) to close, feeding the service.
-    private func follow(_ connection: PeerConnection, bootstrap: Int?) {
+    private func follow(_ connection: any PeerLink, bootstrap: Int?) {
         let guardian = LinkGuard(rates: options.rates)
         connection.setMessageHandler { [weak self] conn, message in
             guard let self else { return true }
@@ -377,7 +377,7 @@ public final class Node: Sendable {
         }
     }
 
-    private func register(_ connection: PeerConnection, info: PeerInfo, bootstrap: Int?) {
+    private func register(_ connection: any PeerLink, info: PeerInfo, bootstrap: Int?) {
         let link = shell.value.nextLink
         shell.value.nextLink += 1
         shell.value.links[link] = connection
@@ -404,11 +404,11 @@ public final class Node: Sendable {
 
     /// A peer went over one of its budgets: what it sent is dropped, and the overrun
     /// counts against its score (at most once a second, so the score, not the log, grows).
-    private func overrun(_ connection: PeerConnection, _ guardian: LinkGuard, _ what: String) {
+    private func overrun(_ connection: any PeerLink, _ guardian: LinkGuard, _ what: String) {
         reputation.overrun(connection, reason: "over its \(what) budget")
     }
 
-    private func deliver(_ message: Message, from connection: PeerConnection) {
+    private func deliver(_ message: Message, from connection: any PeerLink) {
         guard let link = shell.value.links.first(where: { $0.value === connection })?.key else { return }
         apply(.message(link, message))
     }
@@ -425,7 +425,7 @@ public final class Node: Sendable {
 
     /// Runs a mirror sync (see `MirrorRunner`): over the announcer's link when connected,
     /// else the configured peer, else any connected peer that serves objects.
-    private func runMirror(_ job: MirrorJob, over connected: [PeerConnection]) -> MirrorOutcome {
+    private func runMirror(_ job: MirrorJob, over connected: [any PeerLink]) -> MirrorOutcome {
         guard let root = options.repositories?.roots.first else {
             return .failed(MirrorFailure(.local, peer: nil, "no repository root to mirror into"))
         }

@@ -14,7 +14,7 @@ import NIOConcurrencyHelpers
 /// types of GutsPolicy; this class only holds them.
 final class Reputation: Sendable {
     struct Session {
-        let connection: PeerConnection
+        let connection: any PeerLink
         let peer: PeerID
         let ip: IPAddress?
         let inbound: Bool
@@ -63,7 +63,7 @@ final class Reputation: Sendable {
         }
     }
 
-    static func address(of connection: PeerConnection) -> IPAddress? {
+    static func address(of connection: any PeerLink) -> IPAddress? {
         let text = connection.remoteAddress
         // "a.b.c.d:port" or "[v6]:port"
         if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
@@ -81,10 +81,10 @@ final class Reputation: Sendable {
     /// Decides on an inbound session when its Hello arrives: bans, sessions per identity,
     /// and when the node is full, the least valuable inbound peer makes room (Bitcoin
     /// Core's eviction) or the newcomer is refused.
-    func admit(_ connection: PeerConnection, _ peer: PeerID, _ hello: Hello) -> Goodbye? {
+    func admit(_ connection: any PeerLink, _ peer: PeerID, _ hello: Hello) -> Goodbye? {
         let now = Instant.now()
         let ip = Self.address(of: connection)
-        let (refusal, victim): (Goodbye?, PeerConnection?) = state.withLockedValue { s in
+        let (refusal, victim): (Goodbye?, (any PeerLink)?) = state.withLockedValue { s in
             if s.book.isBanned(peer, now: now) {
                 return (Goodbye(code: .identityRejected, reason: "this identity is banned on this node"), nil)
             }
@@ -96,7 +96,7 @@ final class Reputation: Sendable {
             if s.sessions.values.filter({ $0.peer == peer }).count >= maxSessionsPerPeer {
                 return (Goodbye(code: .tooManyConnections, reason: "at most \(maxSessionsPerPeer) sessions per peer"), nil)
             }
-            var victim: PeerConnection?
+            var victim: (any PeerLink)?
             let inbound = s.sessions.values.filter(\.inbound)
             if inbound.count >= maxInbound {
                 let candidates = inbound.map { session in
@@ -125,7 +125,7 @@ final class Reputation: Sendable {
     }
 
     /// An outbound session (which never takes an inbound slot).
-    func established(_ connection: PeerConnection, peer: PeerID) {
+    func established(_ connection: any PeerLink, peer: PeerID) {
         state.withLockedValue { s in
             let key = ObjectIdentifier(connection)
             if s.sessions[key] == nil {
@@ -137,7 +137,7 @@ final class Reputation: Sendable {
         }
     }
 
-    func closed(_ connection: PeerConnection) {
+    func closed(_ connection: any PeerLink) {
         _ = state.withLockedValue { $0.sessions.removeValue(forKey: ObjectIdentifier(connection)) }
     }
 
@@ -146,17 +146,17 @@ final class Reputation: Sendable {
     /// Records an event of `connection`'s peer and enforces the verdict: graylisted peers
     /// are ignored (see `isGraylisted`), those below the disconnect threshold are
     /// disconnected, banned ones disconnected and refused until the ban ends.
-    func record(_ event: ScoreEvent, _ connection: PeerConnection, reason: String) {
+    func record(_ event: ScoreEvent, _ connection: any PeerLink, reason: String) {
         guard let peer = connection.peer?.peerID else { return }
         record(event, peer: peer, address: Self.address(of: connection), reason: reason)
     }
 
     func record(_ event: ScoreEvent, peer: PeerID, address: IPAddress?, reason: String) {
         let now = Instant.now()
-        let (standing, victims, score): (PeerStanding, [PeerConnection], Double) = state.withLockedValue { s in
+        let (standing, victims, score): (PeerStanding, [any PeerLink], Double) = state.withLockedValue { s in
             let standing = s.book.record(event, peer: peer, address: address, now: now)
             s.dirty = true
-            let victims: [PeerConnection]
+            let victims: [any PeerLink]
             switch standing {
             case .disconnect, .banned: victims = s.sessions.values.filter { $0.peer == peer }.map(\.connection)
             default: victims = []
@@ -181,7 +181,7 @@ final class Reputation: Sendable {
 
     /// A budget overrun: scored at most once a second per peer, so that a flood costs the
     /// peer steadily rather than all at once (and the log stays short).
-    func overrun(_ connection: PeerConnection, reason: String) {
+    func overrun(_ connection: any PeerLink, reason: String) {
         guard let peer = connection.peer?.peerID else { return }
         let now = Instant.now()
         let due = state.withLockedValue { s -> Bool in
@@ -296,7 +296,7 @@ extension Reputation {
     @discardableResult
     func ban(_ target: BanTarget, seconds: Double?) -> Bool {
         let now = Instant.now()
-        let (changed, victims): (Bool, [PeerConnection]) = state.withLockedValue { s in
+        let (changed, victims): (Bool, [any PeerLink]) = state.withLockedValue { s in
             let changed = s.book.ban(target, for: seconds, now: now)
             s.dirty = true
             let victims = s.sessions.values.filter { session in

@@ -69,7 +69,7 @@ public enum SignedSync {
     /// `lock` is the repository's lock when the caller already holds it (taken before
     /// dialling); otherwise the lock of the path decided here is taken, waiting up to
     /// `options.lockWait`.
-    public static func run(_ request: SignedSyncRequest, to destination: SyncDestination, over connection: PeerConnection,
+    public static func run(_ request: SignedSyncRequest, to destination: SyncDestination, over connection: any PeerLink,
                            options: SyncOptions = SyncOptions(), holding lock: RepositoryLock? = nil) throws -> SignedSyncReport {
         let started = Instant.now()
         connection.beginRequests()
@@ -127,7 +127,7 @@ public enum SignedSync {
         let remote: [String: ObjectID]
         let remoteHead: String
         let idTip: ObjectID
-        let connection: PeerConnection
+        let connection: any PeerLink
         let options: SyncOptions
         let started: Instant
         var quarantines: [String] = []
@@ -141,7 +141,7 @@ public enum SignedSync {
         var restricted = false
 
         init(request: SignedSyncRequest, wireName: RepositoryName, remote: [String: ObjectID], remoteHead: String, idTip: ObjectID,
-             connection: PeerConnection, options: SyncOptions, started: Instant) {
+             connection: any PeerLink, options: SyncOptions, started: Instant) {
             self.request = request
             self.wireName = wireName
             self.remote = remote

@@ -155,7 +155,7 @@ public enum SyncClient {
     /// Syncs `name` into `target`. `lock` is the target's lock when the caller already
     /// holds it (`takeLock`); otherwise it is taken here, waiting up to `options.lockWait`.
     /// `remote`: the peer's refs when already asked for (they are not asked for again).
-    public static func run(repository name: RepositoryName, into target: String, over connection: PeerConnection,
+    public static func run(repository name: RepositoryName, into target: String, over connection: any PeerLink,
                            options: SyncOptions = SyncOptions(), holding lock: RepositoryLock? = nil,
                            remote known: Refs? = nil) throws -> SyncReport {
         let started = Instant.now()
@@ -242,7 +242,7 @@ public enum SyncClient {
     }
 
     /// Asks for the refs: one round trip.
-    static func requestRefs(_ name: RepositoryName, over connection: PeerConnection, options: SyncOptions,
+    static func requestRefs(_ name: RepositoryName, over connection: any PeerLink, options: SyncOptions,
                             started: Instant) throws -> Refs {
         options.progress?(SyncProgress(phase: .refs, bytes: 0, objects: nil, seconds: 0))
         let refsID = RequestIDs.next()
@@ -260,7 +260,7 @@ public enum SyncClient {
     /// Syncs into the existing repository at `path`; `remote` is the refs answer when
     /// already asked for.
     static func sync(_ name: RepositoryName, into path: String, created: Bool, remote known: Refs?,
-                     over connection: PeerConnection, options: SyncOptions, started: Instant) throws -> SyncReport {
+                     over connection: any PeerLink, options: SyncOptions, started: Instant) throws -> SyncReport {
         let marker = path + "/" + mirrorMarker
         if !created && !Files.exists(marker) {
             guard options.adoptExisting else {
@@ -371,7 +371,7 @@ public enum SyncClient {
     }
 
     /// Receives the Objects stream into `<quarantine>/incoming.pack`.
-    static func receivePack(plan: SyncPlan, name: RepositoryName, connection: PeerConnection, quarantine: String,
+    static func receivePack(plan: SyncPlan, name: RepositoryName, connection: any PeerLink, quarantine: String,
                             options: SyncOptions, started: Instant) throws -> (path: String, bytes: Int, objects: Int?) {
         do {
             try Files.makeDirectories(quarantine)
@@ -468,7 +468,7 @@ public enum SyncClient {
     /// Waits up to `timeout` seconds (and never past `deadline`) for the message `match`
     /// accepts, skipping unrelated ones. Skipped messages do not restart the clock: a
     /// peer that keeps talking but never answers times out like a silent one.
-    static func waitFor<T>(_ connection: PeerConnection, _ timeout: Double, deadline: Instant?, deadlineSeconds: Double?,
+    static func waitFor<T>(_ connection: any PeerLink, _ timeout: Double, deadline: Instant?, deadlineSeconds: Double?,
                            _ what: String, _ match: (Message) throws -> Step<T>) throws -> T {
         let started = Instant.now()
         return try waitFor(connection, limit: { now in
@@ -480,14 +480,14 @@ public enum SyncClient {
     }
 
     /// Waits for the next message `match` accepts for as long as `guard` allows.
-    static func waitFor<T>(_ connection: PeerConnection, guard limits: TransferGuard, _ what: String,
+    static func waitFor<T>(_ connection: any PeerLink, guard limits: TransferGuard, _ what: String,
                            _ match: (Message) throws -> Step<T>) throws -> T {
         try waitFor(connection, limit: { try limits.waitLimit(at: $0, waitingFor: what) }, what, match)
     }
 
     /// The wait loop: `limit` gives the seconds left at a given instant, or throws the
     /// failure once none are.
-    static func waitFor<T>(_ connection: PeerConnection, limit: (Instant) throws -> Double, _ what: String,
+    static func waitFor<T>(_ connection: any PeerLink, limit: (Instant) throws -> Double, _ what: String,
                            _ match: (Message) throws -> Step<T>) throws -> T {
         while true {
             let message: Message

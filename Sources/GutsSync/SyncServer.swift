@@ -36,7 +36,7 @@ public final class SyncServer: Sendable {
     /// Seconds suggested to a peer told "busy".
     public static let retryAfter = 5
     /// Told when a transfer is cut off because the peer stopped reading.
-    public let onStall: @Sendable (PeerConnection) -> Void
+    public let onStall: @Sendable (any PeerLink) -> Void
     private let slots = NIOLockedValueBox(Slots())
 
     struct Slots {
@@ -51,7 +51,7 @@ public final class SyncServer: Sendable {
 
     public init(catalog: RepositoryCatalog, threads: Int = 2, maxTransfers: Int = 8, stallTimeout: Double = 60,
                 maxTransfersPerPeer: Int = 2, maxTransfersPerGroup: Int = 4,
-                onStall: @escaping @Sendable (PeerConnection) -> Void = { _ in },
+                onStall: @escaping @Sendable (any PeerLink) -> Void = { _ in },
                 log: @escaping @Sendable (String) -> Void) {
         self.catalog = catalog
         self.maxTransfersPerPeer = max(1, maxTransfersPerPeer)
@@ -74,7 +74,7 @@ public final class SyncServer: Sendable {
     /// Transfers running now.
     public var activeTransfers: Int { slots.withLockedValue { $0.transfers } }
 
-    static func group(of connection: PeerConnection) -> AddressGroup? {
+    static func group(of connection: any PeerLink) -> AddressGroup? {
         let text = connection.remoteAddress
         if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
             return IPAddress(text[text.index(after: text.startIndex)..<close])?.group
@@ -90,7 +90,7 @@ public final class SyncServer: Sendable {
     public static let capabilities = ["refs", "objects"]
 
     /// Handles a sync request; returns false for messages that are not sync requests.
-    public func handle(_ message: Message, from connection: PeerConnection) -> Bool {
+    public func handle(_ message: Message, from connection: any PeerLink) -> Bool {
         if let request = message.syncMessage, request.requestID == 0, request.isRequest {
             connection.send(.error(ErrorReply(requestID: 0, code: .badRequest, message: "request_id 0 is reserved")))
             return true
@@ -230,7 +230,7 @@ public final class SyncServer: Sendable {
         }
     }
 
-    func serveObjects(_ request: GetObjects, connection: PeerConnection) {
+    func serveObjects(_ request: GetObjects, connection: any PeerLink) {
         let id = request.requestID
         func fail(_ code: ReasonCode, _ text: String) {
             connection.send(.error(ErrorReply(requestID: id, code: code, message: text)))
@@ -283,18 +283,17 @@ public final class SyncServer: Sendable {
     /// `stallTimeout` seconds is cut off (a slow reader is fine, as long as the bytes
     /// queued for it keep going down): the channel is closed outright, since a Goodbye
     /// would queue behind the very bytes it does not read.
-    func awaitWrite(_ write: EventLoopFuture<Void>, _ connection: PeerConnection) throws {
+    func awaitWrite(_ write: EventLoopFuture<Void>, _ connection: any PeerLink) throws {
         struct Watch {
             var buffered = Int.max
             var lastProgress = Instant.now()
             var stalled = false
         }
         let watch = NIOLockedValueBox(Watch())
-        let channel = connection.channel
         let limit = stallTimeout
         let tick = TimeAmount.nanoseconds(Int64(min(1, limit / 4) * 1e9))
         let task = write.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { task in
-            channel.getOption(.bufferedWritableBytes).whenSuccess { now in
+            connection.pendingOutboundBytes().whenSuccess { now in
                 let cut = watch.withLockedValue { w -> Bool in
                     if now < w.buffered { w.lastProgress = Instant.now() }
                     w.buffered = now
@@ -303,7 +302,7 @@ public final class SyncServer: Sendable {
                 }
                 if cut {
                     task.cancel()
-                    channel.close(promise: nil)
+                    connection.abort()
                 }
             }
         }

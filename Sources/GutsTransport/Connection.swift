@@ -126,7 +126,7 @@ public final class PeerConnection: Sendable {
     /// Offers every application message to `handler` (on the event loop) first; what it
     /// does not consume (returns false for) is queued for `nextMessage`, as responses to
     /// requests made on this connection are.
-    public func setMessageHandler(_ handler: @escaping @Sendable (PeerConnection, Message) -> Bool) {
+    public func setConnectionHandler(_ handler: @escaping @Sendable (PeerConnection, Message) -> Bool) {
         let queued: [Message] = state.withLockedValue { s in
             s.onMessage = handler
             defer { s.queue = [] }

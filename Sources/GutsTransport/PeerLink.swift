@@ -30,6 +30,9 @@ public protocol PeerLink: AnyObject, Sendable {
     /// watermark); best-effort traffic (gossip pushes) is dropped meanwhile.
     var isWritable: Bool { get }
 
+    /// Offers every application message to `handler` first; what it declines (returns
+    /// false for) is queued for `nextMessage`, as answers to this side's requests are.
+    func setMessageHandler(_ handler: @escaping @Sendable (any PeerLink, Message) -> Bool)
     /// The next queued message (see `setMessageHandler`), waiting up to `timeout` seconds.
     func nextMessage(timeout: Double) -> EventLoopFuture<Message>
     /// Brackets requests whose answers a caller reads with `nextMessage`.
@@ -37,9 +40,24 @@ public protocol PeerLink: AnyObject, Sendable {
     func endRequests()
     /// Whether a caller waits for answers on this link.
     var expectsAnswers: Bool { get }
+
+    /// When the link was set up (Unix time), and its traffic so far.
+    var openedAt: Double { get }
+    var bytesReceived: UInt64 { get }
+    var bytesSent: UInt64 { get }
+    /// The last measured round trip in seconds, when one was measured.
+    var lastRoundTrip: Double? { get }
+    /// Sends a Ping and completes with the round trip (nil when no Pong came in time).
+    func measureRoundTrip(timeout: Double) -> EventLoopFuture<Double?>
+    /// Large answers that arrived while no request was outstanding and were skipped.
+    var discardedAnswers: Int { get }
 }
 
 extension PeerConnection: PeerLink {
+    public func setMessageHandler(_ handler: @escaping @Sendable (any PeerLink, Message) -> Bool) {
+        setConnectionHandler { connection, message in handler(connection, message) }
+    }
+
     public func abort() { channel.close(promise: nil) }
 
     public var isWritable: Bool { channel.isWritable }

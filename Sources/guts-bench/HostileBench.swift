@@ -117,7 +117,7 @@ enum HostileBench {
                                        protocols: MessageRegistry([SyncProtocol()]))
             config.idleTimeout = 600
             let listener = Listener(group: group, config: config, options: .init(maxConnections: 64)) { [weak self] connection in
-                connection.setMessageHandler { [weak self] conn, message in
+                connection.setConnectionHandler { [weak self] conn, message in
                     guard let self else { return true }
                     self.queue.async { self.handle(message, conn) }
                     return true

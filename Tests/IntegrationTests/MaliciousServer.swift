@@ -105,7 +105,7 @@ final class MaliciousServer: @unchecked Sendable {
         config.idleTimeout = 60
         let listener = Listener(group: group, config: config, options: .init(maxConnections: 16)) { [weak self] connection in
             guard let server = self else { return }
-            connection.setMessageHandler { [weak server] conn, message in
+            connection.setConnectionHandler { [weak server] conn, message in
                 guard let server else { return true }
                 server.queue.async { server.handle(message, from: conn) }
                 return true

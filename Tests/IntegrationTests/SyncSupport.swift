@@ -423,7 +423,7 @@ final class InProcessSyncServer: @unchecked Sendable {
         config.idleTimeout = 60
         let server = self.server
         let listener = Listener(group: group, config: config, options: .init(maxConnections: 16)) { connection in
-            connection.setMessageHandler { conn, message in server.handle(message, from: conn) }
+            connection.setConnectionHandler { conn, message in server.handle(message, from: conn) }
         }
         let address = try listener.bind(host: "127.0.0.1", port: 0)
         self.listener = listener
