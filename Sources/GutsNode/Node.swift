@@ -185,6 +185,9 @@ public final class Node: Sendable {
     public func start() throws -> SocketAddress {
         var listenerOptions = Listener.Options(maxConnections: options.maxConnections)
         listenerOptions.admission = options.admission
+        // A peer over its byte budget is not read (and so slowed by TCP) rather than read
+        // and dropped: flooding costs the node no decryption beyond the budget.
+        listenerOptions.readRate = (options.rates.bytes, options.rates.byteBurst)
         var hooks = Listener.Hooks()
         let reputation = self.reputation
         let log = self.log

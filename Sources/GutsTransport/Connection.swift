@@ -330,9 +330,30 @@ final class SessionHandler: ChannelDuplexHandler, @unchecked Sendable {
     private var finished = false
     private var finishReason: SessionClose?
 
-    init(session: Session, connection: PeerConnection) {
+    /// Bytes per second read from the peer (nil: as fast as it sends). Over budget, the
+    /// next read waits until the bucket has refilled: the peer is slowed down by TCP
+    /// itself instead of being read and dropped.
+    private var readBudget: ReadBudget?
+    private var delayedRead: Scheduled<Void>?
+
+    /// A byte allowance that may go into debt: what was read beyond it delays the next
+    /// read by debt / rate.
+    struct ReadBudget {
+        let rate: Double
+        let burst: Double
+        var allowance: Double
+        var refilled: Instant
+
+        mutating func refill(_ now: Instant) {
+            allowance = min(burst, allowance + rate * max(0, now.seconds(since: refilled)))
+            refilled = now
+        }
+    }
+
+    init(session: Session, connection: PeerConnection, readRate: (rate: Double, burst: Double)? = nil) {
         self.session = session
         self.connection = connection
+        readBudget = readRate.map { ReadBudget(rate: max(1, $0.rate), burst: max(1, $0.burst), allowance: $0.burst, refilled: .now()) }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -346,6 +367,8 @@ final class SessionHandler: ChannelDuplexHandler, @unchecked Sendable {
     func setAnswersExpected(_ expected: Bool) { session.answersExpected = expected }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        delayedRead?.cancel()
+        delayedRead = nil
         // Whatever removed the handler, the connection is over: complete its promises.
         finish(.connectionLost("connection closed"))
         timer?.cancel()
@@ -363,11 +386,23 @@ final class SessionHandler: ChannelDuplexHandler, @unchecked Sendable {
     /// Backpressure: while the peer does not take what this node queued for it, do not
     /// read more of its input, so nothing it sends can make the queue grow further.
     func read(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
-            context.read()
-        } else {
+        guard context.channel.isWritable else {
             readPending = true
+            return
         }
+        readBudget?.refill(.now())
+        // Answers to this node's own requests (a pack it asked for) are never throttled.
+        if !session.answersExpected, let budget = readBudget, budget.allowance < 0 {
+            // Over the read budget: read again once the debt is paid off.
+            guard delayedRead == nil else { return }
+            let wait = max(0.001, min(5, -budget.allowance / budget.rate))
+            delayedRead = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(wait * 1e9))) { [self] in
+                delayedRead = nil
+                if let context = self.context { self.read(context: context) }
+            }
+            return
+        }
+        context.read()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -380,6 +415,8 @@ final class SessionHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
+        // Charged after the fact (the bytes are already here); a debt delays the next read.
+        if !session.answersExpected { readBudget?.allowance -= Double(buffer.readableBytes) }
         connection.traffic.received.add(UInt64(buffer.readableBytes), ordering: .relaxed)
         let events = buffer.withUnsafeReadableBytes { session.receive($0, now: .now()) }
         perform(events)

@@ -14,6 +14,9 @@ public final class Listener: Sendable {
         public var maxConnections: Int
         /// Caps on connections still in the handshake, per address group and in all.
         public var admission = AdmissionPolicy<ObjectIdentifier>.Limits()
+        /// Bytes per second (and burst) read from each peer; beyond that the peer waits
+        /// (TCP backpressure). Nil reads as fast as peers send.
+        public var readRate: (rate: Double, burst: Double)?
         public init(maxConnections: Int) { self.maxConnections = maxConnections }
     }
 
@@ -149,7 +152,8 @@ public final class Listener: Sendable {
                                                         reason: "this node accepts at most \(limit) connections")
                     }
                     let session = Session(role: .responder, config: sessionConfig, now: .now())
-                    try channel.pipeline.syncOperations.addHandler(SessionHandler(session: session, connection: connection))
+                    try channel.pipeline.syncOperations.addHandler(SessionHandler(session: session, connection: connection,
+                                                                                                   readRate: self.options.readRate))
                     connection.closeFuture.whenComplete { _ in
                         _ = self.connections.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(connection)) }
                     }

@@ -149,7 +149,7 @@ enum ChannelBench {
         keygen.waitUntilExit()
         // The bench is one client dialling as fast as it can: lift the per-address and
         // per-identity limits that would rightly stop such a client in the wild.
-        try? "handshake-rate = 0\nmax-pending-per-address = 100000\nmax-pending-handshakes = 100000\nmax-sessions-per-peer = 100000\n"
+        try? "handshake-rate = 0\nmax-pending-per-address = 100000\nmax-pending-handshakes = 100000\nmax-sessions-per-peer = 100000\npeer-byte-rate = 1e12\npeer-byte-burst = 1e12\npeer-message-rate = 1e9\npeer-message-burst = 1e9\n"
             .write(toFile: home + "/config", atomically: true, encoding: .utf8)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: guts)
