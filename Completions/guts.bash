@@ -16,6 +16,13 @@ _guts_home() {
     printf '%s\n' "${home/#\~/$HOME}"
 }
 
+_guts_book_targets() {
+    # Peer IDs and banned addresses in <home>/peers (guts-peers(5)).
+    local book
+    book="$(_guts_home)/peers"
+    [[ -r $book ]] && awk '$1 == "peer" || $1 == "ban" { print $2 }' "$book" 2>/dev/null
+}
+
 _guts() {
     local cur=${COMP_WORDS[COMP_CWORD]}
     local prev=
@@ -27,7 +34,7 @@ _guts() {
     local value_opts="--home -l --listen -b --bootstrap --max-connections --handshake-timeout
         --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval
         -p --peer --into -m --mirror --topic -t --announce-interval -d --data --max-transfers --stall-timeout
-        --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor --max-work -j --threads --wait"
+        --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor --max-work -j --threads --wait --for"
 
     # Find the command words, skipping options and their values.
     local i w cmd= sub= skip= args=()
@@ -45,7 +52,7 @@ _guts() {
         esac
         if [[ -z $cmd ]]; then
             cmd=$w
-        elif [[ ($cmd == objects || $cmd == gossip) && -z $sub ]]; then
+        elif [[ ($cmd == objects || $cmd == gossip || $cmd == peers) && -z $sub ]]; then
             sub=$w
         else
             args+=("$w")
@@ -77,7 +84,7 @@ _guts() {
             -c | --count | -i | --interval | -p | --peer | -m | --mirror | --topic | -t | \
             --announce-interval | -d | --data | --max-transfers | --stall-timeout | \
             --deadline | --max-pack-size | --max-object-size | --max-delta-depth | --work-factor | \
-            --max-work | -j | --threads | --wait)
+            --max-work | -j | --threads | --wait | --for)
             return # free-form value
             ;;
     esac
@@ -115,7 +122,21 @@ _guts() {
                 *) return ;;
             esac
             ;;
-        status | peers) opts="" ;;
+        status) opts="" ;;
+        peers)
+            case $sub in
+                "") words="score ban unban" ;;
+                score) opts="" ;;
+                ban) opts="--for" ;;
+                unban) opts="" ;;
+                *) return ;;
+            esac
+            if [[ -n $sub && $cur != -* ]]; then
+                local IFS=$'\n'
+                COMPREPLY=($(compgen -W "$(_guts_book_targets)" -- "$cur"))
+                return
+            fi
+            ;;
         dial) opts="-W --timeout --network" ;;
         ping) opts="-c --count -i --interval -W --timeout --network" ;;
         objects)
@@ -143,6 +164,7 @@ _guts() {
                 0:) words="keygen listen status peers sync gossip dial ping objects" ;;
                 1:objects) words="verify" ;;
                 1:gossip) words="publish subscribe" ;;
+                1:peers) words="score ban unban" ;;
             esac
             ;;
         *) return ;;

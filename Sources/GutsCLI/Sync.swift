@@ -25,6 +25,9 @@ enum SyncCommand: Command {
         OptionSpec("no-wait", help: "exit at once with status 10 if another sync holds the repository"),
     ] + NodeConfig.limitOptions
 
+    /// Default of --timeout.
+    static let defaultTimeout = 30.0
+
     /// Default of --wait: long enough for a large first sync to finish.
     static let defaultWait = 600.0
 
@@ -35,7 +38,7 @@ enum SyncCommand: Command {
         }
         let given = try args.all("peer").map { try Network.parseEndpoint($0) }
         guard !given.isEmpty else { throw UsageError("sync needs at least one --peer [PEERID@]ADDR") }
-        let timeout = try args.seconds("timeout", in: 0.1...3600) ?? 30
+        let timeout = try args.seconds("timeout", in: 0.1...3600) ?? defaultTimeout
         if args.has("no-wait") && args.value("wait") != nil { throw UsageError("--wait and --no-wait exclude each other") }
         let wait = args.has("no-wait") ? 0 : try args.seconds("wait", in: 0...86400) ?? defaultWait
         var config = try NodeConfig.load(home: context.homePath)
@@ -135,7 +138,7 @@ enum SyncCommand: Command {
                 }
                 context.error(e.message)
                 failures.append(e)
-                hold(peer.peerID, to: f, limits: limits, maxPackSize: maxPackSize, deadline: deadline, config: config, context)
+                hold(peer.peerID, to: f, limits: limits, maxPackSize: maxPackSize, deadline: deadline, timeout: timeout, config: config, context)
             }
         }
         if failures.isEmpty, bannedAfterDial > 0, signals.received == 0 {
@@ -170,12 +173,12 @@ enum SyncCommand: Command {
     /// The score event for a failure that shows the peer sent bad data or stalled, as the
     /// node's own mirror syncs count them: nil for failures that may not be its fault, and
     /// for limits set below their defaults (a peer cannot know of those).
-    static func offence(_ f: SyncFailure, limits: ObjectLimits, maxPackSize: Int, deadline: Double) -> ScoreEvent? {
+    static func offence(_ f: SyncFailure, limits: ObjectLimits, maxPackSize: Int, deadline: Double, timeout: Double) -> ScoreEvent? {
         let d = ObjectLimits.default
         switch f {
         case .integrity: return .badObjects
         case .protocolViolation: return .protocolViolation
-        case .timeout: return .stall
+        case .timeout: return timeout >= defaultTimeout ? .stall : nil
         case let .budget(limit, _):
             let atDefault: Bool
             switch limit {
@@ -197,10 +200,12 @@ enum SyncCommand: Command {
     /// Records the peer's offence in the peer book (through the running node when there
     /// is one), and says so.
     static func hold(_ peer: PeerID, to f: SyncFailure, limits: ObjectLimits, maxPackSize: Int, deadline: Double,
-                     config: NodeConfig, _ context: Context) {
-        guard let event = offence(f, limits: limits, maxPackSize: maxPackSize, deadline: deadline) else {
-            if case let .budget(limit, _) = f {
-                context.log("not counting it against \(peer.short): \(limit.setting) is set below its default")
+                     timeout: Double, config: NodeConfig, _ context: Context) {
+        guard let event = offence(f, limits: limits, maxPackSize: maxPackSize, deadline: deadline, timeout: timeout) else {
+            switch f {
+            case let .budget(limit, _): context.log("not counting it against \(peer.short): \(limit.setting) is set below its default")
+            case .timeout: context.log("not counting it against \(peer.short): --timeout is set below its default")
+            default: break
             }
             return
         }
