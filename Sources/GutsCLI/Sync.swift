@@ -158,14 +158,14 @@ enum SyncCommand: Command {
         var kept: [(endpoint: Endpoint, score: Double, index: Int)] = []
         for (i, endpoint) in given.enumerated() {
             if let why = standings.ban(endpoint) {
-                context.log("skipping \(endpoint.address): \(why) (in \(standings.source))")
+                context.log("skipping \(endpoint): \(why) (in \(standings.source))")
                 continue
             }
             kept.append((endpoint, standings.score(endpoint), i))
         }
         kept.sort { $0.score != $1.score ? $0.score > $1.score : $0.index < $1.index }
         if given.count > 1 {
-            context.debug("peers by score (from \(standings.source)): " + kept.map { "\($0.endpoint.address) \(PeerScoreFormat.number($0.score))" }.joined(separator: ", "))
+            context.debug("peers by score (from \(standings.source)): " + kept.map { "\($0.endpoint) \(PeerScoreFormat.number($0.score))" }.joined(separator: ", "))
         }
         return kept.map(\.endpoint)
     }
