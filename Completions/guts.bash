@@ -34,7 +34,8 @@ _guts() {
     local value_opts="--home -l --listen -b --bootstrap --max-connections --handshake-timeout
         --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval
         -p --peer --into -m --mirror --topic -t --announce-interval -d --data --max-transfers --stall-timeout
-        --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor --max-work -j --threads --wait --for"
+        --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor --max-work -j --threads --wait
+        --name --description --default-branch --threshold --for"
 
     # Find the command words, skipping options and their values.
     local i w cmd= sub= skip= args=()
@@ -52,8 +53,10 @@ _guts() {
         esac
         if [[ -z $cmd ]]; then
             cmd=$w
-        elif [[ ($cmd == objects || $cmd == gossip || $cmd == peers) && -z $sub ]]; then
+        elif [[ ($cmd == objects || $cmd == gossip || $cmd == repo || $cmd == peers) && -z $sub ]]; then
             sub=$w
+        elif [[ $cmd == repo && $sub == delegates && ${#args[@]} == 0 && ($w == add || $w == remove) ]]; then
+            sub="delegates $w"
         else
             args+=("$w")
         fi
@@ -84,14 +87,15 @@ _guts() {
             -c | --count | -i | --interval | -p | --peer | -m | --mirror | --topic | -t | \
             --announce-interval | -d | --data | --max-transfers | --stall-timeout | \
             --deadline | --max-pack-size | --max-object-size | --max-delta-depth | --work-factor | \
-            --max-work | -j | --threads | --wait | --for)
+            --max-work | -j | --threads | --wait | \
+            --name | --description | --default-branch | --threshold | --for)
             return # free-form value
             ;;
     esac
 
     local opts words=
     case $cmd in
-        "") words="keygen listen status peers sync gossip dial ping objects help version"; opts=$global_opts ;;
+        "") words="keygen listen status peers sync gossip dial ping objects repo help version"; opts=$global_opts ;;
         keygen) opts="-f --force --show" ;;
         listen)
             opts="-l --listen -b --bootstrap --repos --max-connections --handshake-timeout
@@ -159,10 +163,35 @@ _guts() {
                 fi
             fi
             ;;
+        repo)
+            case $sub in
+                "") words="init show sign delegates" ;;
+                delegates) words="add remove" ;;
+                init) opts="--name --description --default-branch" ;;
+                show | sign) opts="" ;;
+                "delegates add" | "delegates remove") opts="-t --threshold" ;;
+                *) return ;;
+            esac
+            if [[ -z $words && $cur != -* ]] && ((${#args[@]} == 0)); then
+                # NAME or OWNER/NAME of the repositories in <home>/repos, or a directory.
+                local IFS=$'\n' home r names=()
+                home=$(_guts_home)
+                for r in "$home"/repos/*/*.git "$home"/repos/*.git; do
+                    [[ -d $r ]] || continue
+                    r=${r#"$home"/repos/}
+                    names+=("${r%.git}")
+                done
+                compopt -o filenames 2>/dev/null
+                COMPREPLY=($(compgen -W "${names[*]}" -- "$cur") $(compgen -d -- "$cur"))
+                return
+            fi
+            ;;
         help)
             case ${#args[@]}:${args[0]-} in
-                0:) words="keygen listen status peers sync gossip dial ping objects" ;;
+                0:) words="keygen listen status peers sync gossip dial ping objects repo" ;;
                 1:objects) words="verify" ;;
+                1:repo) words="init show sign delegates" ;;
+                2:repo) words="add remove" ;;
                 1:gossip) words="publish subscribe" ;;
                 1:peers) words="score ban unban" ;;
             esac

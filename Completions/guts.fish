@@ -16,7 +16,8 @@ function __guts_words
             case --home -l --listen -b --bootstrap --max-connections --handshake-timeout \
                 --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval \
                 -p --peer --into --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor \
-                --max-work -j --threads --for
+                --max-work -j --threads \
+                --name --description --default-branch -t --threshold --for
                 set skip 1
             case '-*'
             case '*'
@@ -101,12 +102,15 @@ complete -c guts -n __guts_needs_command -a sync -d 'mirror a repository from a 
 complete -c guts -n __guts_needs_command -a dial -d 'connect to a node, authenticate it and show its identity'
 complete -c guts -n __guts_needs_command -a ping -d 'measure round-trip time to a node'
 complete -c guts -n __guts_needs_command -a objects -d 'repository objects (objects verify)'
+complete -c guts -n __guts_needs_command -a repo -d 'repository identities (init, show, delegates)'
 complete -c guts -n __guts_needs_command -a help -d 'show help for a command'
 complete -c guts -n __guts_needs_command -a version -d 'print the version and exit'
 
 # guts help COMMAND
-complete -c guts -n '__guts_words_are help' -a 'keygen listen status peers sync gossip dial ping objects' -d 'command'
+complete -c guts -n '__guts_words_are help' -a 'keygen listen status peers sync gossip dial ping objects repo' -d 'command'
 complete -c guts -n '__guts_words_are help peers' -a 'score ban unban' -d 'peers command'
+complete -c guts -n '__guts_words_are help repo' -a 'init show sign delegates' -d 'repo command'
+complete -c guts -n '__guts_words_are help repo delegates' -a 'add remove' -d 'delegates command'
 complete -c guts -n '__guts_words_are help objects' -a verify -d 'verify the objects of a repository'
 
 # guts keygen
@@ -181,3 +185,16 @@ complete -c guts -n '__guts_words_are objects verify' -a '(__guts_repositories)'
 complete -c guts -n '__guts_words_are objects verify' -a '(__fish_complete_directories (commandline -ct))'
 complete -c guts -n '__guts_using objects verify' -s j -l threads -x -d 'worker threads (default: CPUs, at most 4)'
 complete -c guts -n '__guts_using objects verify' -l no-connectivity -d 'skip the reachability check'
+
+# guts repo init|show|delegates add|remove
+complete -c guts -n '__guts_words_are repo' -a init -d 'give a repository an identity with this node as delegate'
+complete -c guts -n '__guts_words_are repo' -a show -d 'show a repository identity and signed refs'
+complete -c guts -n '__guts_words_are repo' -a sign -d 'sign this node refs of a repository now'
+complete -c guts -n '__guts_words_are repo' -a delegates -d 'add or remove delegates'
+complete -c guts -n '__guts_words_are repo delegates' -a 'add remove' -d 'delegates command'
+complete -c guts -n '__guts_using repo init' -l name -x -d 'the name in the identity document'
+complete -c guts -n '__guts_using repo init' -l description -x -d 'a one-line description'
+complete -c guts -n '__guts_using repo init' -l default-branch -x -d 'the default branch'
+complete -c guts -n '__guts_using repo delegates' -s t -l threshold -x -d 'signatures the next versions need'
+complete -c guts -n '__guts_words_are repo init; or __guts_words_are repo show; or __guts_words_are repo sign; or __guts_words_are repo delegates add; or __guts_words_are repo delegates remove' -a '(__guts_repositories)' -d 'repository'
+complete -c guts -n '__guts_words_are repo init; or __guts_words_are repo show' -a '(__fish_complete_directories (commandline -ct))'

@@ -21,6 +21,8 @@ public struct NodeConfig: Equatable, Sendable {
     public var admission = AdmissionPolicy<ObjectIdentifier>.Limits()
     /// Per-connection budgets.
     public var rates = LinkGuard.Rates()
+    /// Sessions one identity may hold at once.
+    public var maxSessionsPerPeer = 2
     // Limits on data from peers (guts sync) and on packs checked by objects verify.
     public var maxObjectSize = ObjectLimits.default.maxObjectSize
     public var maxDeltaDepth = ObjectLimits.default.maxDeltaDepth
@@ -39,7 +41,7 @@ public struct NodeConfig: Equatable, Sendable {
                               "work-factor", "max-work", "max-pack-size", "min-free-disk", "sync-deadline",
                               "max-pending-handshakes", "max-pending-per-address", "handshake-rate", "handshake-burst",
                               "peer-message-rate", "peer-message-burst", "peer-byte-rate", "peer-byte-burst",
-                              "peer-request-rate", "peer-request-burst"] + scoreKeys
+                              "peer-request-rate", "peer-request-burst", "max-sessions-per-peer"] + scoreKeys
 
     /// Ranges of the limit settings, shared by the config keys and the options.
     static let objectSizeRange = 1...(1 << 40)
@@ -104,6 +106,7 @@ public struct NodeConfig: Equatable, Sendable {
             case "peer-byte-burst": config.rates.byteBurst = try number(1024...1e12)
             case "peer-request-rate": config.rates.requests = try number(0.01...1e6)
             case "peer-request-burst": config.rates.requestBurst = try number(1...1e6)
+            case "max-sessions-per-peer": config.maxSessionsPerPeer = Int(try number(1...1_000_000))
             case "score.graylist": config.score.graylistThreshold = try number(-1e6...0)
             case "score.disconnect": config.score.disconnectThreshold = try number(-1e6...0)
             case "score.ban": config.score.banThreshold = try number(-1e6...0)

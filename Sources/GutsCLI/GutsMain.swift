@@ -21,6 +21,11 @@ public enum GutsMain {
         GossipPublishCommand.self,
         GossipSubscribeCommand.self,
         ObjectsVerifyCommand.self,
+        RepoInitCommand.self,
+        RepoShowCommand.self,
+        RepoSignCommand.self,
+        RepoDelegatesAddCommand.self,
+        RepoDelegatesRemoveCommand.self,
     ]
 
     /// Runs guts with `arguments` (without the program name); returns the exit code.
@@ -96,22 +101,28 @@ public enum GutsMain {
         return try cmd.run(parsed, context)
     }
 
-    /// Finds the command named by the leading words of `words`.
+    /// Finds the command named by the leading words of `words` (commands have one to
+    /// three words: `sync`, `objects verify`, `repo delegates add`).
     static func resolve(_ words: [String]) throws -> (any Command.Type, [String]) {
-        if words.count >= 2, let c = commands.first(where: { $0.name == words[0] + " " + words[1] }) {
-            return (c, Array(words.dropFirst(2)))
+        for n in stride(from: min(3, words.count), through: 1, by: -1) {
+            let name = words.prefix(n).joined(separator: " ")
+            if let c = commands.first(where: { $0.name == name }) { return (c, Array(words.dropFirst(n))) }
         }
-        if let c = commands.first(where: { $0.name == words[0] }) {
-            return (c, Array(words.dropFirst()))
+        // The longest leading words that start a group of commands.
+        var depth = 0
+        while depth < words.count, !words[depth].hasPrefix("-"),
+              commands.contains(where: { $0.name.hasPrefix(words.prefix(depth + 1).joined(separator: " ") + " ") }) {
+            depth += 1
         }
-        let groups = commands.filter { $0.name.hasPrefix(words[0] + " ") }
-        if !groups.isEmpty {
-            let subs = groups.map { String($0.name.split(separator: " ")[1]) }
-            if words.count >= 2, !words[1].hasPrefix("-") {
-                let hint = ArgumentParser.closest(words[1], among: subs).map { "; did you mean 'guts \(words[0]) \($0)'?" } ?? ""
-                throw UsageError("unknown command 'guts \(words[0]) \(words[1])'\(hint)")
+        if depth > 0 {
+            let group = words.prefix(depth).joined(separator: " ")
+            let subs = Array(Set(commands.filter { $0.name.hasPrefix(group + " ") }
+                .map { String($0.name.dropFirst(group.count + 1).split(separator: " ")[0]) })).sorted()
+            if depth < words.count, !words[depth].hasPrefix("-") {
+                let hint = ArgumentParser.closest(words[depth], among: subs).map { "; did you mean 'guts \(group) \($0)'?" } ?? ""
+                throw UsageError("unknown command 'guts \(group) \(words[depth])'\(hint)")
             }
-            throw UsageError("'guts \(words[0])' needs a subcommand: \(subs.joined(separator: ", "))")
+            throw UsageError("'guts \(group)' needs a subcommand: \(subs.joined(separator: ", "))")
         }
         let names = Set(commands.map { String($0.name.split(separator: " ")[0]) }).sorted() + ["help", "version"]
         let hint = ArgumentParser.closest(words[0], among: names).map { "; did you mean '\($0)'?" } ?? ""

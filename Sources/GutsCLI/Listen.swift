@@ -26,7 +26,7 @@ enum ListenCommand: Command {
         OptionSpec("network", value: "ID", help: "network ID; nodes on different networks cannot connect (default empty)"),
         OptionSpec("repos", value: "DIR", repeatable: true, help: "also serve the repositories under DIR (besides <home>/repos)"),
         OptionSpec("follow-symlinks", help: "also serve repositories that symbolic links place outside their repository directory"),
-        OptionSpec("mirror", short: "m", value: "REPO[@[PEERID@]ADDR]", repeatable: true, help: "on a NewCommit for REPO, sync it (from the announcer, else from ADDR)"),
+        OptionSpec("mirror", short: "m", value: "REPO[@PEERID][@ADDR]", repeatable: true, help: "follow REPO (a name or ID): sync its signed refs when announced; PEERID pins it and is the only source of an unsigned REPO"),
         OptionSpec("topic", value: "TOPIC", repeatable: true, help: "also subscribe to and relay TOPIC"),
         OptionSpec("announce-interval", value: "SECONDS", help: "how often served repositories are scanned for changes to announce (default 2)"),
         OptionSpec("max-transfers", value: "N", help: "object transfers served at once; more are answered busy (default 8)"),
@@ -43,8 +43,10 @@ enum ListenCommand: Command {
             repoText = Substring(text)
             peerText = nil
         }
-        guard let name = RepositoryName(String(repoText)) else { throw UsageError("--mirror: invalid repository name '\(repoText)'") }
-        return MirrorSpec(repository: name, peer: try peerText.map { try Network.parseEndpoint(String($0)) })
+        guard let name = RepositoryRef(String(repoText)) else { throw UsageError("--mirror: invalid repository name or ID '\(repoText)'") }
+        guard let peerText else { return MirrorSpec(repository: name, peer: nil) }
+        if let peer = PeerID(peerText) { return MirrorSpec(repository: name, peer: nil, trusted: peer) }
+        return MirrorSpec(repository: name, peer: try Network.parseEndpoint(String(peerText)))
     }
 
     static let lockFileName = "node.lock"
@@ -98,6 +100,7 @@ enum ListenCommand: Command {
         }
         let catalog = RepositoryCatalog(roots: roots, followExternalLinks: args.has("follow-symlinks"))
 
+        raiseFileLimit(context)
         let signals = SignalWatcher.install()
         // The node's lines quote what peers send; context.log and context.debug escape
         // each line as it is written (see Context), so they reach stderr safe.
@@ -117,6 +120,7 @@ enum ListenCommand: Command {
         nodeOptions.score = config.score
         nodeOptions.admission = config.admission
         nodeOptions.rates = config.rates
+        nodeOptions.maxSessionsPerPeer = config.maxSessionsPerPeer
         nodeOptions.mirrors = try args.all("mirror").map(parseMirror)
         nodeOptions.topics = try args.all("topic").map { t in
             guard Topic.isValid(t) else { throw UsageError("--topic: invalid topic '\(t)'") }
@@ -169,5 +173,17 @@ enum ListenCommand: Command {
         node.stop()
         context.log("stopped")
         return .ok
+    }
+}
+
+/// A node holds a descriptor per connection: raise the soft limit on open files to the
+/// hard limit, so the connection caps, not the default 1024, decide how many peers fit.
+func raiseFileLimit(_ context: Context) {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+    let before = limit.rlim_cur
+    limit.rlim_cur = limit.rlim_max
+    if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+        context.debug("open files limit raised from \(before) to \(limit.rlim_max)")
     }
 }

@@ -3,6 +3,8 @@ import Glibc
 #endif
 import GutsGit
 import GutsSupport
+import GutsSync
+import GutsTrust
 
 /// `guts objects verify [REPO-OR-PATH]`: `git fsck --full` in guts.
 ///
@@ -14,7 +16,7 @@ import GutsSupport
 enum ObjectsVerifyCommand: Command {
     static let name = "objects verify"
     static let summary = "check every object, pack, index and ref of a repository (like git fsck --full)"
-    static let synopsis = "objects verify [--threads N] [--no-connectivity] [limits] [REPO-OR-PATH]"
+    static let synopsis = "objects verify [--threads N] [--no-connectivity] [limits] [NAME|ID|PATH]"
     static let options = [
         OptionSpec("threads", short: "j", value: "N", help: "worker threads (default: number of CPUs, at most 4)"),
         OptionSpec("no-connectivity", help: "skip checking that everything reachable from refs is present"),
@@ -42,25 +44,19 @@ enum ObjectsVerifyCommand: Command {
             context.progress("\(p.phase): \(p.done)/\(p.total)")
         }
         var limitsCrossed = Set<String>()
-        let summary = verifier.run { problem in
+        var summary = verifier.run { problem in
             switch problem.kind {
             case .tooLarge: limitsCrossed.insert("--max-object-size")
             case .overBudget: limitsCrossed.insert("--work-factor")
             case .deltaCycle where problem.message.contains("deeper than"): limitsCrossed.insert("--max-delta-depth")
             default: break
             }
-            if context.json {
-                context.out(JSON.object([
-                    "type": .string("problem"),
-                    "severity": .string(problem.severity.rawValue),
-                    "subject": .string(problem.subject),
-                    "kind": .string(problem.kind.rawValue),
-                    "location": .string(problem.location),
-                    "message": .string(problem.message),
-                ]))
-            } else {
-                context.out(problem.line)
-            }
+            report(problem, context)
+        }
+        // The identity chain and every delegate's signed refs (guts-identity(5)).
+        for problem in TrustVerifier.check(repository) {
+            report(problem, context)
+            if problem.severity == .error { summary.errors += 1 } else { summary.warnings += 1 }
         }
         context.endProgress()
         if context.json {
@@ -92,11 +88,32 @@ enum ObjectsVerifyCommand: Command {
         return summary.isClean ? .ok : .integrity
     }
 
+    static func report(_ problem: Problem, _ context: Context) {
+        if context.json {
+            context.out(JSON.object([
+                "type": .string("problem"),
+                "severity": .string(problem.severity.rawValue),
+                "subject": .string(problem.subject),
+                "kind": .string(problem.kind.rawValue),
+                "location": .string(problem.location),
+                "message": .string(problem.message),
+            ]))
+        } else {
+            context.out(problem.line)
+        }
+    }
+
     /// A path if it exists; otherwise a repository name (`name` or `owner/name`) in
     /// `<home>/repos/<name>.git`.
     static func repositoryPath(_ argument: String, home: String) throws -> String {
         if argument.isEmpty { throw UsageError("empty repository argument") }
         if Files.exists(argument) { return argument }
+        if let id = RepositoryID(argument) {
+            guard let hit = RepositoryIDIndex().locate(id, in: RepositoryCatalog(roots: [home + "/repos"])) else {
+                throw CommandError(.io, "no repository with ID \(id) in \(home)/repos")
+            }
+            return hit.path
+        }
         guard isValidRepositoryName(argument) else {
             throw CommandError(.io, "'\(argument)' does not exist and is not a repository name (owner/name)")
         }

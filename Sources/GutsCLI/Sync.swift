@@ -5,6 +5,7 @@ import GutsPolicy
 import GutsSupport
 import GutsSync
 import GutsTransport
+import GutsTrust
 import GutsWire
 import NIOPosix
 
@@ -12,7 +13,7 @@ import NIOPosix
 enum SyncCommand: Command {
     static let name = "sync"
     static let summary = "mirror a repository from a peer, verifying every object before it becomes visible"
-    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--deadline SECONDS] [--wait SECONDS | --no-wait] [--network ID] [limits] REPO --peer [PEERID@]ADDR [--peer ...]"
+    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--deadline SECONDS] [--wait SECONDS | --no-wait] [--network ID] [limits] NAME|ID --peer [PEERID@]ADDR [--peer ...]"
     static let options = [
         OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", repeatable: true, help: "peer to fetch from; several are tried best score first until one succeeds, banned ones skipped"),
         OptionSpec("into", value: "DIR", help: "bare repository to sync into (default <home>/repos/REPO.git)"),
@@ -32,9 +33,9 @@ enum SyncCommand: Command {
     static let defaultWait = 600.0
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
-        guard args.positionals.count == 1 else { throw UsageError("sync needs exactly one repository name (OWNER/NAME)") }
-        guard let name = RepositoryName(args.positionals[0]) else {
-            throw UsageError("invalid repository name '\(args.positionals[0])': use NAME or OWNER/NAME with letters, digits, '.', '_' and '-'")
+        guard args.positionals.count == 1 else { throw UsageError("sync needs exactly one repository name (OWNER/NAME) or ID") }
+        guard let name = RepositoryRef(args.positionals[0]) else {
+            throw UsageError("invalid repository name '\(args.positionals[0])': use NAME or OWNER/NAME with letters, digits, '.', '_' and '-', or a repository ID")
         }
         let given = try args.all("peer").map { try Network.parseEndpoint($0) }
         guard !given.isEmpty else { throw UsageError("sync needs at least one --peer [PEERID@]ADDR") }
@@ -54,36 +55,53 @@ enum SyncCommand: Command {
         guard !peers.isEmpty else {
             throw CommandError(.io, "every peer given is banned (see 'guts peers score'; 'guts peers unban' lifts a ban); nothing was done")
         }
-        let path: String
+        let destination: SyncDestination
+        // The repository's path when it is known before the peer is asked: a name, --into,
+        // or an ID already mirrored here. A first sync by ID finds its path only once the
+        // identity is verified, and takes the lock then.
+        var lockPath: String?
         if let into = args.value("into") {
-            path = into
+            destination = .path(into)
+            lockPath = into
         } else {
-            path = name.path(in: try context.home() + "/repos")
+            let root = try context.home() + "/repos"
+            destination = .root(root)
+            switch name {
+            case let .name(n): lockPath = n.path(in: root)
+            case let .id(id): lockPath = RepositoryIDIndex().locate(id, in: RepositoryCatalog(roots: [root]))?.path
+            }
         }
         let identity = try Network.clientIdentity(context)
         let session = Network.sessionConfig(identity: identity, config: config, protocols: MessageRegistry([SyncProtocol()]))
         let signals = SignalWatcher.install()
         // One sync, mirroring or maintenance per repository at a time; taken before
         // dialling, so no connection idles while this waits.
-        let lock: RepositoryLock
-        do {
-            lock = try SyncClient.takeLock(path, wait: wait, waiting: { holder in
-                let who = holder.map { "process \($0)" } ?? "another process"
-                context.log("\(path) is locked by \(who); waiting up to \(formatNumber(wait)) s for it to finish")
-            }, interrupted: { signals.received != 0 })
-        } catch let f as SyncFailure {
-            if signals.received != 0 { throw CommandError(.io, "interrupted while waiting for the lock of \(path); nothing was done") }
-            if case let .busy(m) = f {
-                let hint = wait > 0 ? "wait longer with --wait SECONDS" : "--no-wait given"
-                throw CommandError(.busy, "\(m); nothing was done (\(hint))")
+        var lock: RepositoryLock?
+        if let path = lockPath {
+            do {
+                lock = try SyncClient.takeLock(path, wait: wait, waiting: { holder in
+                    let who = holder.map { "process \($0)" } ?? "another process"
+                    context.log("\(path) is locked by \(who); waiting up to \(formatNumber(wait)) s for it to finish")
+                }, interrupted: { signals.received != 0 })
+            } catch let f as SyncFailure {
+                if signals.received != 0 { throw CommandError(.io, "interrupted while waiting for the lock of \(path); nothing was done") }
+                if case let .busy(m) = f {
+                    let hint = wait > 0 ? "wait longer with --wait SECONDS" : "--no-wait given"
+                    throw CommandError(.busy, "\(m); nothing was done (\(hint))")
+                }
+                throw CommandError(.io, f.description)
             }
-            throw CommandError(.io, f.description)
         }
-        defer { lock.release() }
+        defer { lock?.release() }
         // What a failure leaves: the existing mirror untouched, or no repository at all.
         // Looked at under the lock: a sync that ran meanwhile may have created it.
-        let existed = Files.exists(path) && !(Files.isDirectory(path) && Files.list(path).isEmpty)
-        let untouched = existed ? "\(path) is unchanged" : "nothing was created at \(path)"
+        let untouched: String
+        if let path = lockPath {
+            let existed = Files.exists(path) && !(Files.isDirectory(path) && Files.list(path).isEmpty)
+            untouched = existed ? "\(path) is unchanged" : "nothing was created at \(path)"
+        } else {
+            untouched = "nothing was changed"
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
 
@@ -114,15 +132,17 @@ enum SyncCommand: Command {
                 context.progress(progressLine(p))
             }
             do {
-                let options = SyncOptions(timeout: timeout, deadline: deadline > 0 ? deadline : nil, maxPackBytes: maxPackSize,
+                var options = SyncOptions(timeout: timeout, deadline: deadline > 0 ? deadline : nil, maxPackBytes: maxPackSize,
                                           minFreeBytes: config.minFreeDisk, limits: limits,
                                           progress: context.stderrIsTTY ? progress : nil, adoptExisting: args.has("force"))
-                let report = try SyncClient.run(repository: name, into: path, over: connection, options: options, holding: lock)
+                options.lockWait = wait
+                let request = SignedSyncRequest(repository: name, namedPeer: endpoint.peer, localPeer: identity.peerID)
+                let report = try SignedSync.run(request, to: destination, over: connection, options: options, holding: lock)
                 context.endProgress()
                 connection.close(.shutdown, "sync finished")
                 _ = try? connection.closeFuture.wait()
                 emit(report, name: name, peer: served, context)
-                return report.upToDate ? .noReply : .ok
+                return report.sync.upToDate ? .noReply : .ok
             } catch let f as SyncFailure {
                 context.endProgress()
                 connection.close(.shutdown, "sync failed")
@@ -176,7 +196,7 @@ enum SyncCommand: Command {
     static func offence(_ f: SyncFailure, limits: ObjectLimits, maxPackSize: Int, deadline: Double, timeout: Double) -> ScoreEvent? {
         let d = ObjectLimits.default
         switch f {
-        case .integrity: return .badObjects
+        case .integrity, .forged, .stale, .identityMismatch: return .badObjects
         case .protocolViolation: return .protocolViolation
         case .timeout: return timeout >= defaultTimeout ? .stall : nil
         case let .budget(limit, _):
@@ -192,7 +212,7 @@ enum SyncCommand: Command {
             }
             guard atDefault else { return nil }
             return limit == .deadline ? .stall : .badObjects
-        case .notFound, .refused, .connection, .local, .busy:
+        case .notFound, .refused, .connection, .local, .busy, .untrusted:
             return nil
         }
     }
@@ -224,6 +244,10 @@ enum SyncCommand: Command {
         case let .connection(m): return CommandError(.unreachable, "peer \(peer): \(m)")
         case let .local(m): return CommandError(.io, m)
         case let .busy(m): return CommandError(.busy, m)
+        case let .forged(m): return CommandError(.integrity, "peer \(peer) sent signed state that does not verify: \(m); nothing was changed")
+        case let .stale(m): return CommandError(.integrity, "peer \(peer) sent stale signed state: \(m); nothing was changed")
+        case let .identityMismatch(m): return CommandError(.integrity, "identity mismatch: \(m)")
+        case let .untrusted(m): return CommandError(.authentication, "peer \(peer): \(m); nothing was stored")
         case let .budget(limit, m):
             return CommandError(.integrity, "peer \(peer) sent more than this client accepts: \(m); nothing was stored\(hint(limit))")
         }
@@ -268,17 +292,27 @@ enum SyncCommand: Command {
 
     static func short(_ id: ObjectID?) -> String { id.map { String($0.hex.prefix(12)) } ?? "-" }
 
-    static func emit(_ r: SyncReport, name: RepositoryName, peer: String, _ context: Context) {
+    static func emit(_ signed: SignedSyncReport, name: RepositoryRef, peer: String, _ context: Context) {
+        let r = signed.sync
         let created = r.changes.filter { $0.kind == .created }.count
         let updated = r.changes.filter { $0.kind == .updated }.count
         let deleted = r.changes.filter { $0.kind == .deleted }.count
         if context.json {
             context.out(JSON.object([
-                "repository": .string(name.value),
+                "repository": .string(name.description),
                 "path": .string(r.repositoryPath),
                 "peer": .string(peer),
                 "status": .string(r.upToDate ? "up-to-date" : "updated"),
                 "created": .bool(r.created),
+                "signed": .bool(signed.id != nil),
+                "id": signed.id.map { .string($0.description) } ?? .null,
+                "identity_version": signed.identityVersion.map { .int(Int($0)) } ?? .null,
+                "pinned": .bool(signed.pinned && signed.id != nil),
+                "delegates": .array(signed.delegates.map { d in
+                    .object([("peer_id", .string(d.delegate.description)), ("from", d.from.map { .int(Int($0)) } ?? .null),
+                             ("to", .int(Int(d.to)))])
+                }),
+                "diverged": .array(signed.diverged.map { .string($0) }),
                 "refs_created": .int(created), "refs_updated": .int(updated), "refs_deleted": .int(deleted),
                 "changes": .array(r.changes.map { c in
                     .object([("ref", .string(c.name)), ("old", c.old.map { .string($0.hex) } ?? .null),
@@ -293,10 +327,19 @@ enum SyncCommand: Command {
             return
         }
         if r.upToDate {
-            context.out("\(name) is up to date with \(peer)")
+            context.out("\(name) is up to date with \(peer)" + (signed.id == nil ? " (unsigned)" : ""))
             return
         }
         context.out("synced \(name) from \(peer) into \(r.repositoryPath)\(r.created ? " (new)" : "")")
+        if let id = signed.id {
+            context.out("  identity \(id), version \(signed.identityVersion ?? 0)\(signed.workingCopy ? " (working copy: only other delegates' refs)" : "")")
+        } else {
+            context.out("  unsigned (no identity): the refs are the peer's")
+        }
+        if signed.pinned, let id = signed.id { context.out("  pinned   identity \(id)") }
+        for d in signed.delegates {
+            context.out("  signed   \(d.delegate.short)  sequence \(d.from.map(String.init) ?? "-")..\(d.to)")
+        }
         // Ref names come from the peer: escaped as they are printed.
         for c in r.changes {
             let ref = Escape.text(c.name)
@@ -306,6 +349,7 @@ enum SyncCommand: Command {
             case .deleted: context.out("  deleted  \(ref)  (was \(short(c.old)))")
             }
         }
+        for d in signed.diverged { context.out("  diverged \(Escape.text("\(d)"))  (delegates disagree; left as it was)") }
         if r.headChanged, let head = r.head { context.out("  HEAD  ->  \(Escape.text(head))") }
         context.out("refs: \(created) new, \(updated) updated, \(deleted) deleted; objects: \(r.objectsReceived) (\(bytes(r.bytesReceived))); \(format3(r.seconds)) s")
     }

@@ -264,4 +264,4 @@ struct BaseCache {
 }
 
 /// The heap-allocated pthread mutex from GutsSupport, by its short local name.
-typealias Mutex = HeapMutex
+public typealias Mutex = HeapMutex

@@ -75,3 +75,66 @@ extension Repository {
         }
     }
 }
+
+extension Repository {
+    /// Replaces every ref below `prefix` (e.g. `refs/namespaces/<peer>/`) with `refs`, in
+    /// one step, leaving all other refs alone: under `packed-refs.lock`, the packed
+    /// entries below `prefix` are swapped for the new set (peeled) and the file renamed
+    /// into place; loose refs below `prefix`, which would shadow it, are removed after.
+    /// Safe beside writers of other refs (git push writes loose refs and takes the same
+    /// lock to rewrite packed-refs). The objects must already be stored.
+    public func replaceRefs(under prefix: String, with refs: [(name: String, id: ObjectID)]) throws {
+        guard prefix.hasPrefix("refs/"), prefix.hasSuffix("/"), prefix.count > 6 else {
+            throw GitError(.invalidRefName, "invalid ref prefix '\(prefix)'")
+        }
+        for r in refs where !(r.name.hasPrefix(prefix) && Refs.checkRefFormat(r.name)) {
+            throw GitError(.invalidRefName, "invalid ref name '\(r.name)' for prefix \(prefix)")
+        }
+        let names = Set(refs.map(\.name))
+        guard names.count == refs.count else { throw GitError(.refConflict, "duplicate ref names") }
+        let lock = try LockFile(commonDirectory + "/packed-refs")
+        var packed = try packedRefs().filter { !$0.name.hasPrefix(prefix) }
+        if !packedRefsFullyPeeled() {
+            // The rewritten file claims "fully-peeled", so every kept entry must be peeled too.
+            for i in packed.indices where packed[i].peeled == nil { packed[i].peeled = try peel(packed[i].id) }
+        }
+        let others = Set(packed.map(\.name)).union(looseRefNames().filter { !$0.hasPrefix(prefix) })
+        for r in refs {
+            var parent = ""
+            for component in r.name.split(separator: "/").dropLast() {
+                parent += (parent.isEmpty ? "" : "/") + component
+                if names.contains(parent) || others.contains(parent) { throw GitError(.refConflict, "\(r.name) conflicts with \(parent)") }
+            }
+            var ref = Ref(name: r.name, id: r.id)
+            ref.peeled = try peel(r.id)
+            packed.append(ref)
+        }
+        try lock.commit(Refs.serializePacked(packed))
+        for name in looseRefNames() where name.hasPrefix(prefix) && !name.hasSuffix(".lock") {
+            unlink(commonDirectory + "/" + name)
+        }
+        // Directories emptied by removed loose refs, deepest first.
+        let top = commonDirectory + "/" + String(prefix.dropLast())
+        var stack = [top]
+        var dirs: [String] = []
+        while let d = stack.popLast(), dirs.count < 100_000 {
+            dirs.append(d)
+            for e in Files.list(d) where Files.isDirectory(d + "/" + e) { stack.append(d + "/" + e) }
+        }
+        for d in dirs.sorted(by: { $0.count > $1.count }) { rmdir(d) }
+    }
+
+    /// Whether packed-refs declares the `fully-peeled` trait (every annotated tag has its
+    /// `^` line), or does not exist.
+    func packedRefsFullyPeeled() -> Bool {
+        let fd = Glibc.open(commonDirectory + "/packed-refs", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return true }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 256)
+        let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, 256) }
+        guard n > 0 else { return true }
+        let first = buf[0..<n].split(separator: 0x0A, maxSplits: 1, omittingEmptySubsequences: false).first ?? []
+        let line = String(decoding: first, as: UTF8.self)
+        return line.hasPrefix("# pack-refs with:") && line.split(separator: " ").contains("fully-peeled")
+    }
+}

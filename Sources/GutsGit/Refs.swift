@@ -48,6 +48,24 @@ enum RefValue: Equatable {
 
 /// Ref-name rules and ref file helpers.
 public enum Refs {
+    /// git's ref order: the names' bytes compared with memcmp (shorter first on a tie).
+    /// Faster than comparing `utf8` views element by element, which matters when
+    /// thousands of refs share long prefixes (`refs/namespaces/<peer>/refs/heads/`).
+    @inlinable
+    public static func byteOrder(_ a: String, _ b: String) -> Bool {
+        var a = a, b = b
+        return a.withUTF8 { pa in
+            b.withUTF8 { pb in
+                let n = min(pa.count, pb.count)
+                if n > 0, let x = pa.baseAddress, let y = pb.baseAddress {
+                    let r = memcmp(x, y, n)
+                    if r != 0 { return r < 0 }
+                }
+                return pa.count < pb.count
+            }
+        }
+    }
+
     /// Checks a ref name with the rules of `git check-ref-format`:
     /// components separated by `/` may not be empty, begin with `.` or end with
     /// `.lock`; the name may not contain `..`, `@{`, ASCII control characters, DEL,
@@ -117,7 +135,7 @@ public enum Refs {
 
     static func serializePacked(_ refs: [Ref]) -> String {
         var s = "# pack-refs with: peeled fully-peeled sorted \n"
-        for r in refs.sorted(by: { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }) {
+        for r in refs.sorted(by: { byteOrder($0.name, $1.name) }) {
             s += "\(r.id.hex) \(r.name)\n"
             if let p = r.peeled { s += "^\(p.hex)\n" }
         }
@@ -256,7 +274,7 @@ extension Repository {
             case nil: break
             }
         }
-        return byName.values.sorted { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }
+        return byName.values.sorted { Refs.byteOrder($0.name, $1.name) }
     }
 
     /// What HEAD says: a symbolic ref (possibly unborn) or a detached ID.

@@ -39,6 +39,10 @@ public enum ProblemKind: String, Sendable, CaseIterable {
     case badRef = "bad-ref"
     /// A stray file in the object store.
     case garbage
+    /// The repository's identity chain (`refs/guts/id`) does not verify (guts-identity(5)).
+    case badIdentity = "bad-identity"
+    /// A delegate's signed refs do not verify, or its namespace differs from them.
+    case badSignedRefs = "bad-signed-refs"
     /// A file could not be read.
     case ioError = "io-error"
 }

@@ -5,7 +5,7 @@ import GutsWire
 public enum Topic {
     /// Announcements of new repositories (NewRepository payloads).
     public static let repositories = "guts/repositories"
-    /// Announcements of ref updates (NewCommit payloads).
+    /// Announcements of ref updates (SignedRefs and RefsChanged payloads).
     public static let commits = "guts/commits"
 
     public static func isValid(_ topic: String) -> Bool {

@@ -1,54 +1,78 @@
+import GutsIdentity
 import GutsSync
+import GutsTrust
 import GutsWire
 
-public struct NewCommit: Equatable, Sendable {
-    public var repository: String
-    public var ref: String
-    public var old: WireOID?
-    public var new: WireOID
-    public init(repository: String, ref: String, old: WireOID?, new: WireOID) {
-        self.repository = repository
-        self.ref = ref
-        self.old = old
-        self.new = new
-    }
-}
-
+/// A repository this node serves appeared (once per repository, signed or not).
 public struct NewRepository: Equatable, Sendable {
     public var repository: String
     public init(repository: String) { self.repository = repository }
 }
 
+/// The refs of an unsigned repository (one without identity) changed. `refsHash` is
+/// BLAKE2b-256 of its refs (guts-protocol(7), RefsChanged); followers of unsigned
+/// repositories act only on the announcements of the peer they named.
+public struct RefsChanged: Equatable, Sendable {
+    public var repository: String
+    public var refsHash: [UInt8]
+    public init(repository: String, refsHash: [UInt8]) {
+        self.repository = repository
+        self.refsHash = refsHash
+    }
+}
+
+/// A delegate's signed refs changed: the announcing node (the gossip origin) holds the
+/// signed-refs commit `signedRefs` of `delegate`, sequence `sequence`, for repository
+/// `repository`. One per change, however many refs changed.
+public struct SignedRefsUpdate: Equatable, Sendable {
+    public var repository: RepositoryID
+    public var delegate: PeerID
+    public var sequence: UInt64
+    public var signedRefs: WireOID
+    public init(repository: RepositoryID, delegate: PeerID, sequence: UInt64, signedRefs: WireOID) {
+        self.repository = repository
+        self.delegate = delegate
+        self.sequence = sequence
+        self.signedRefs = signedRefs
+    }
+}
+
 /// Repository announcements (type codes 0x20-0x2F, guts-protocol(7), ANNOUNCEMENTS).
 /// They travel only as the data of signed gossip messages on the announcement topics,
-/// encoded with the ordinary message header; never directly on a session.
+/// encoded with the ordinary message header; never directly on a session. Type 0x20
+/// (NewCommit, one message per ref) is retired and never sent.
 public enum Announcement: WireMessage, Equatable {
-    case newCommit(NewCommit)
     case newRepository(NewRepository)
+    case refsChanged(RefsChanged)
+    case signedRefs(SignedRefsUpdate)
 
     public enum Kind: UInt8, Sendable, CaseIterable {
-        case newCommit = 0x20
         case newRepository = 0x21
+        case refsChanged = 0x22
+        case signedRefs = 0x23
 
         public var maxBodySize: Int {
             switch self {
-            case .newCommit: return 2 + SyncLimits.maxRepositoryName + 2 + SyncLimits.maxRefName + 2 * 33
             case .newRepository: return 2 + SyncLimits.maxRepositoryName
+            case .refsChanged: return 2 + SyncLimits.maxRepositoryName + 32
+            case .signedRefs: return 32 + 32 + 8 + 33
             }
         }
 
         public var name: String {
             switch self {
-            case .newCommit: return "NewCommit"
             case .newRepository: return "NewRepository"
+            case .refsChanged: return "RefsChanged"
+            case .signedRefs: return "SignedRefs"
             }
         }
     }
 
     public var kind: Kind {
         switch self {
-        case .newCommit: return .newCommit
         case .newRepository: return .newRepository
+        case .refsChanged: return .refsChanged
+        case .signedRefs: return .signedRefs
         }
     }
 
@@ -58,16 +82,19 @@ public enum Announcement: WireMessage, Equatable {
 
     public func encodeBody(into w: inout ByteWriter) throws {
         switch self {
-        case let .newCommit(n):
-            try WireField.check(n.repository, "repository", SyncLimits.maxRepositoryName)
-            try WireField.check(n.ref, "ref", SyncLimits.maxRefName)
-            w.str16(n.repository)
-            w.str16(n.ref)
-            WireField.writeOID(&w, n.old)
-            WireField.writeOID(&w, n.new)
         case let .newRepository(n):
             try WireField.check(n.repository, "repository", SyncLimits.maxRepositoryName)
             w.str16(n.repository)
+        case let .refsChanged(n):
+            try WireField.check(n.repository, "repository", SyncLimits.maxRepositoryName)
+            guard n.refsHash.count == 32 else { throw DecodeError.invalidValue(field: "refs_hash", reason: "must be 32 bytes") }
+            w.str16(n.repository)
+            w.raw(n.refsHash)
+        case let .signedRefs(s):
+            w.raw(s.repository.bytes)
+            w.raw(s.delegate.publicKey)
+            w.u64(s.sequence)
+            WireField.writeOID(&w, s.signedRefs)
         }
     }
 
@@ -102,14 +129,18 @@ public struct AnnouncementProtocol: MessageFamily {
         var r = ByteReader(slice: body)
         let message: Announcement
         switch kind {
-        case .newCommit:
-            let repo = try r.str16("repository", limit: SyncLimits.maxRepositoryName)
-            let ref = try r.str16("ref", limit: SyncLimits.maxRefName)
-            let old = try WireField.readOID(&r, "old", optional: true)
-            guard let new = try WireField.readOID(&r, "new") else { throw DecodeError.truncated(field: "new") }
-            message = .newCommit(NewCommit(repository: repo, ref: ref, old: old, new: new))
         case .newRepository:
             message = .newRepository(NewRepository(repository: try r.str16("repository", limit: SyncLimits.maxRepositoryName)))
+        case .refsChanged:
+            let repo = try r.str16("repository", limit: SyncLimits.maxRepositoryName)
+            message = .refsChanged(RefsChanged(repository: repo, refsHash: try r.raw(32, "refs_hash")))
+        case .signedRefs:
+            guard let rid = RepositoryID(bytes: try r.raw(32, "repository")) else { throw DecodeError.truncated(field: "repository") }
+            guard let delegate = try? PeerID(publicKey: try r.raw(32, "delegate")) else { throw DecodeError.truncated(field: "delegate") }
+            let sequence = try r.u64("sequence")
+            guard sequence >= 1 else { throw DecodeError.invalidValue(field: "sequence", reason: "must be at least 1") }
+            guard let oid = try WireField.readOID(&r, "signed_refs") else { throw DecodeError.truncated(field: "signed_refs") }
+            message = .signedRefs(SignedRefsUpdate(repository: rid, delegate: delegate, sequence: sequence, signedRefs: oid))
         }
         try r.expectEnd()
         return message

@@ -21,13 +21,9 @@ public enum GossipClient {
 /// a client's Gossip is injected (validated as any other, then flooded) and answered
 /// with IHave {topic, [id]} when accepted or Error when rejected; a client's Subscribe
 /// makes the node subscribe to those topics and forward every delivery on them.
-final class GossipService: @unchecked Sendable {
+final class GossipService: Sendable {
     let loop: EventLoop
-    private var engine: GossipEngine
     private let log: NodeLog
-    private var peers: [PeerKey: PeerConnection] = [:]
-    private var keys: [ObjectIdentifier: PeerKey] = [:]
-    private var clients: [ObjectIdentifier: Client] = [:]
 
     /// A gossip client and its budgets: publishing is rate- and byte-limited per client,
     /// and a client may follow a bounded number of topics.
@@ -57,32 +53,65 @@ final class GossipService: @unchecked Sendable {
     }
 
     let clientLimits = ClientLimits()
-    /// Called on `loop` when a client went over a budget.
-    var onOverrun: (@Sendable (PeerConnection, String) -> Void)?
     /// Topics the node subscribes to for its own sake (well-known and configured).
     private let pinned: Set<String>
-    private var nextKey: PeerKey = 1
-    /// Gossip messages not sent because the peer or client was not reading.
-    private(set) var droppedForBackpressure = 0
-    private var timer: Scheduled<Void>?
-    private var timerDeadline: Instant?
-    /// Subscribers inside this process (control-socket clients), by token.
-    private var locals: [Int: LocalSubscriber] = [:]
-    private var nextLocal = 1
-    /// Called on `loop` when a peer or client sent invalid gossip (for its score).
-    var onOffence: (@Sendable (PeerConnection, String) -> Void)?
-    /// Called on `loop` when a peer was the first to bring a valid message of another origin.
-    var onFirstDelivery: (@Sendable (PeerConnection) -> Void)?
-    /// Called on `loop` for every delivery (announcement handling, mirroring).
-    var onDeliver: (@Sendable (Gossip, [UInt8], PeerConnection?) -> Void)?
+    /// What the service tells the node; set once, before the node starts.
+    struct Hooks {
+        /// A peer or client sent invalid gossip (for its score).
+        var onOffence: (@Sendable (PeerConnection, String) -> Void)?
+        /// A peer was the first to bring a valid message of another origin.
+        var onFirstDelivery: (@Sendable (PeerConnection) -> Void)?
+        /// A client went over a budget.
+        var onOverrun: (@Sendable (PeerConnection, String) -> Void)?
+        /// Every delivery (announcement handling, mirroring).
+        var onDeliver: (@Sendable (Gossip, [UInt8], PeerConnection?) -> Void)?
+    }
+
+    private let hooks = NIOLockedValueBox(Hooks())
+    var onOffence: (@Sendable (PeerConnection, String) -> Void)? {
+        get { hooks.withLockedValue { $0.onOffence } }
+        set { hooks.withLockedValue { $0.onOffence = newValue } }
+    }
+    var onFirstDelivery: (@Sendable (PeerConnection) -> Void)? {
+        get { hooks.withLockedValue { $0.onFirstDelivery } }
+        set { hooks.withLockedValue { $0.onFirstDelivery = newValue } }
+    }
+    var onOverrun: (@Sendable (PeerConnection, String) -> Void)? {
+        get { hooks.withLockedValue { $0.onOverrun } }
+        set { hooks.withLockedValue { $0.onOverrun = newValue } }
+    }
+    var onDeliver: (@Sendable (Gossip, [UInt8], PeerConnection?) -> Void)? {
+        get { hooks.withLockedValue { $0.onDeliver } }
+        set { hooks.withLockedValue { $0.onDeliver = newValue } }
+    }
+
+    /// Everything that changes, bound to `loop`: only code running there may touch it,
+    /// and the compiler holds every other path to that.
+    struct State {
+        var engine: GossipEngine
+        var peers: [PeerKey: PeerConnection] = [:]
+        var keys: [ObjectIdentifier: PeerKey] = [:]
+        var clients: [ObjectIdentifier: Client] = [:]
+        var nextKey: PeerKey = 1
+        /// Gossip messages not sent because the peer or client was not reading.
+        var droppedForBackpressure = 0
+        var timer: Scheduled<Void>?
+        var timerDeadline: Instant?
+        /// Subscribers inside this process (control-socket clients), by token.
+        var locals: [Int: LocalSubscriber] = [:]
+        var nextLocal = 1
+    }
+
+    private let state: NIOLoopBoundBox<State>
 
     init(loop: EventLoop, identity: Ed25519KeyPair, topics: Set<String>, log: NodeLog, config: GossipConfig = GossipConfig()) {
         self.loop = loop
         self.log = log
         self.pinned = topics.union([Topic.repositories, Topic.commits])
-        engine = GossipEngine(config: config, identity: identity, seed: Random.uint64())
+        var engine = GossipEngine(config: config, identity: identity, seed: Random.uint64())
         let now = Instant.now()
         for t in pinned { _ = try? engine.subscribe(t, now: now) }
+        state = NIOLoopBoundBox.makeBoxSendingValue(State(engine: engine), eventLoop: loop)
     }
 
     static func wallClock() -> UInt64 { UInt64(unixTime() * 1000) }
@@ -105,28 +134,28 @@ final class GossipService: @unchecked Sendable {
         loop.execute { [self] in
             let id = ObjectIdentifier(connection)
             if isClient(connection) {
-                clients[id] = Client(connection, limits: clientLimits, now: .now())
+                state.value.clients[id] = Client(connection, limits: clientLimits, now: .now())
                 return
             }
             guard isGossipPeer(connection) else { return }
-            let key = nextKey
-            nextKey += 1
-            keys[id] = key
-            peers[key] = connection
-            perform(engine.peerConnected(key, now: .now()))
+            let key = state.value.nextKey
+            state.value.nextKey += 1
+            state.value.keys[id] = key
+            state.value.peers[key] = connection
+            perform(state.value.engine.peerConnected(key, now: .now()))
         }
     }
 
     func disconnected(_ connection: PeerConnection) {
         loop.execute { [self] in
             let id = ObjectIdentifier(connection)
-            if let client = clients.removeValue(forKey: id) {
+            if let client = state.value.clients.removeValue(forKey: id) {
                 release(client.topics)
                 return
             }
-            guard let key = keys.removeValue(forKey: id) else { return }
-            peers[key] = nil
-            engine.peerDisconnected(key)
+            guard let key = state.value.keys.removeValue(forKey: id) else { return }
+            state.value.peers[key] = nil
+            state.value.engine.peerDisconnected(key)
         }
     }
 
@@ -135,10 +164,10 @@ final class GossipService: @unchecked Sendable {
         guard let message = message.gossipMessage else { return false }
         loop.execute { [self] in
             let id = ObjectIdentifier(connection)
-            if clients[id] != nil {
+            if state.value.clients[id] != nil {
                 handleClient(message, from: connection)
-            } else if let key = keys[id] {
-                perform(engine.receive(message, from: key, now: .now(), wallClockMillis: Self.wallClock()))
+            } else if let key = state.value.keys[id] {
+                perform(state.value.engine.receive(message, from: key, now: .now(), wallClockMillis: Self.wallClock()))
             } else if connection.peer != nil, !isGossipPeer(connection), !isClient(connection) {
                 // Gossip from a peer that did not announce the capability (guts-protocol(7)).
                 connection.close(.protocolViolation, "\(message.typeName) from a peer that did not announce 'gossip' or 'gossip-client'")
@@ -152,10 +181,10 @@ final class GossipService: @unchecked Sendable {
         switch message {
         case let .gossip(g):
             let now = Instant.now()
-            guard var client = clients[id] else { return }
+            guard var client = state.value.clients[id] else { return }
             let ok = client.publishes.take(1, now: now) && client.bytes.take(Double(g.data.count), now: now)
             let wait = max(client.publishes.retryAfter(1, now: now), client.bytes.retryAfter(Double(g.data.count), now: now))
-            clients[id] = client
+            state.value.clients[id] = client
             guard ok else {
                 let seconds = wait.isFinite ? Int(wait.rounded(.up)) : 60
                 connection.send(.error(ErrorReply(requestID: 0, code: .busy,
@@ -163,7 +192,7 @@ final class GossipService: @unchecked Sendable {
                 onOverrun?(connection, "publish rate")
                 return
             }
-            let (result, actions) = engine.inject(g, now: .now(), wallClockMillis: Self.wallClock())
+            let (result, actions) = state.value.engine.inject(g, now: .now(), wallClockMillis: Self.wallClock())
             switch result {
             case let .success(messageID):
                 connection.send(.gossip(.iHave(IHave(topic: g.topic, ids: [messageID]))))
@@ -178,14 +207,14 @@ final class GossipService: @unchecked Sendable {
             }
             perform(actions)
         case let .subscribe(s):
-            guard var client = clients[id] else { return }
+            guard var client = state.value.clients[id] else { return }
             let topics = Set(s.topics.filter(Topic.isValid))
             if s.subscribe {
                 var added = topics.subtracting(client.topics)
                 // A client follows at most `topicsPerClient` topics, and clients together add
                 // at most `clientTopics` to what the node carries; the rest are ignored.
                 let room = max(0, clientLimits.topicsPerClient - client.topics.count)
-                let carried = Set(clients.values.flatMap(\.topics)).subtracting(pinned).count
+                let carried = Set(state.value.clients.values.flatMap(\.topics)).subtracting(pinned).count
                 let fresh = added.filter { !isWanted($0, except: nil) }
                 let nodeRoom = max(0, clientLimits.clientTopics - carried)
                 if added.count > room || fresh.count > nodeRoom {
@@ -196,14 +225,14 @@ final class GossipService: @unchecked Sendable {
                     log.debug("gossip: client \(connection.remoteAddress) asked for more topics than it may follow")
                 }
                 client.topics.formUnion(added)
-                clients[id] = client
+                state.value.clients[id] = client
                 for t in added where !isWanted(t, except: id) {
-                    perform((try? engine.subscribe(t, now: .now())) ?? [])
+                    perform((try? state.value.engine.subscribe(t, now: .now())) ?? [])
                 }
             } else {
                 let removed = topics.intersection(client.topics)
                 client.topics.subtract(removed)
-                clients[id] = client
+                state.value.clients[id] = client
                 release(removed)
             }
         default:
@@ -213,13 +242,13 @@ final class GossipService: @unchecked Sendable {
 
     /// Whether anything other than client `except` wants `topic`.
     private func isWanted(_ topic: String, except: ObjectIdentifier?) -> Bool {
-        pinned.contains(topic) || clients.contains { $0.key != except && $0.value.topics.contains(topic) }
-            || locals.values.contains { $0.topics.contains(topic) }
+        pinned.contains(topic) || state.value.clients.contains { $0.key != except && $0.value.topics.contains(topic) }
+            || state.value.locals.values.contains { $0.topics.contains(topic) }
     }
 
     private func release(_ topics: Set<String>) {
         for t in topics where !isWanted(t, except: nil) {
-            perform(engine.unsubscribe(t))
+            perform(state.value.engine.unsubscribe(t))
         }
     }
 
@@ -227,7 +256,7 @@ final class GossipService: @unchecked Sendable {
     func publish(topic: String, data: [UInt8]) {
         loop.execute { [self] in
             do {
-                let (id, actions) = try engine.publish(topic: topic, data: data, now: .now(), wallClockMillis: Self.wallClock())
+                let (id, actions) = try state.value.engine.publish(topic: topic, data: data, now: .now(), wallClockMillis: Self.wallClock())
                 log.debug("gossip: published \(Hex.encode(id.prefix(8))) on \(topic)")
                 perform(actions)
             } catch {
@@ -238,40 +267,40 @@ final class GossipService: @unchecked Sendable {
 
     /// The engine's counters (read on the loop).
     func stats() -> EventLoopFuture<GossipStats> {
-        loop.submit { self.engine.stats }
+        loop.submit { self.state.value.engine.stats }
     }
 
     private func perform(_ actions: [GossipAction]) {
         for action in actions {
             switch action {
             case let .send(key, message):
-                guard let peer = peers[key] else { break }
+                guard let peer = state.value.peers[key] else { break }
                 // Full messages are best effort: a peer that does not take what it was sent
                 // gets announcements only (it can pull with IWant once it reads again).
                 if case .gossip = message, !peer.isWritable {
-                    droppedForBackpressure += 1
+                    state.value.droppedForBackpressure += 1
                     break
                 }
                 peer.send(.gossip(message))
             case let .deliver(gossip, id, from):
-                for (_, client) in clients where client.topics.contains(gossip.topic) {
+                for (_, client) in state.value.clients where client.topics.contains(gossip.topic) {
                     guard client.connection.isWritable else {
-                        droppedForBackpressure += 1
+                        state.value.droppedForBackpressure += 1
                         continue
                     }
                     client.connection.send(.gossip(.gossip(gossip)))
                 }
                 deliverLocally(gossip, id: id)
-                if let key = from, let peer = peers[key], peer.peer?.peerID.publicKey != gossip.origin {
+                if let key = from, let peer = state.value.peers[key], peer.peer?.peerID.publicKey != gossip.origin {
                     onFirstDelivery?(peer)
                 }
-                onDeliver?(gossip, id, from.flatMap { peers[$0] })
+                onDeliver?(gossip, id, from.flatMap { state.value.peers[$0] })
             case let .penalize(key, reason):
-                log.info("gossip: penalised \(peers[key].map(Self.describe) ?? "peer"): \(reason)")
-                if let peer = peers[key] { onOffence?(peer, reason) }
+                log.info("gossip: penalised \(state.value.peers[key].map(Self.describe) ?? "peer"): \(reason)")
+                if let peer = state.value.peers[key] { onOffence?(peer, reason) }
             case let .disconnect(key, reason):
-                if let conn = peers.removeValue(forKey: key) {
-                    keys[ObjectIdentifier(conn)] = nil
+                if let conn = state.value.peers.removeValue(forKey: key) {
+                    state.value.keys[ObjectIdentifier(conn)] = nil
                     log.info("gossip: disconnecting \(Self.describe(conn)): \(reason)")
                     conn.close(.protocolViolation, "gossip penalties: \(reason)")
                 }
@@ -285,16 +314,16 @@ final class GossipService: @unchecked Sendable {
     }
 
     private func schedule() {
-        guard let deadline = engine.nextDeadline else { return }
-        if let current = timerDeadline, current <= deadline, timer != nil { return }
-        timer?.cancel()
-        timerDeadline = deadline
+        guard let deadline = state.value.engine.nextDeadline else { return }
+        if let current = state.value.timerDeadline, current <= deadline, state.value.timer != nil { return }
+        state.value.timer?.cancel()
+        state.value.timerDeadline = deadline
         let now = Instant.now()
         let delay = deadline > now ? Int64(deadline.nanoseconds - now.nanoseconds) : 0
-        timer = loop.scheduleTask(in: .nanoseconds(delay)) { [self] in
-            timer = nil
-            timerDeadline = nil
-            perform(engine.tick(now: .now()))
+        state.value.timer = loop.scheduleTask(in: .nanoseconds(delay)) { [self] in
+            state.value.timer = nil
+            state.value.timerDeadline = nil
+            perform(state.value.engine.tick(now: .now()))
         }
     }
 }
@@ -311,7 +340,7 @@ extension GossipService {
     /// Publishes like `publish`, but reports the message ID or why it was refused.
     func publishReporting(topic: String, data: [UInt8]) -> EventLoopFuture<[UInt8]> {
         loop.submit { [self] in
-            let (id, actions) = try engine.publish(topic: topic, data: data, now: .now(), wallClockMillis: Self.wallClock())
+            let (id, actions) = try state.value.engine.publish(topic: topic, data: data, now: .now(), wallClockMillis: Self.wallClock())
             log.debug("gossip: published \(Hex.encode(id.prefix(8))) on \(topic) for a control client")
             perform(actions)
             return id
@@ -322,19 +351,19 @@ extension GossipService {
     /// subscriber; completes with a token for `removeLocalSubscriber` once deliveries flow.
     func addLocalSubscriber(topics: Set<String>, deliver: @escaping @Sendable (Gossip, [UInt8]) -> Bool) -> EventLoopFuture<Int> {
         loop.submit { [self] in
-            let token = nextLocal
-            nextLocal += 1
+            let token = state.value.nextLocal
+            state.value.nextLocal += 1
             for t in topics where !isWanted(t, except: nil) {
-                perform((try? engine.subscribe(t, now: .now())) ?? [])
+                perform((try? state.value.engine.subscribe(t, now: .now())) ?? [])
             }
-            locals[token] = LocalSubscriber(topics: topics, deliver: deliver)
+            state.value.locals[token] = LocalSubscriber(topics: topics, deliver: deliver)
             return token
         }
     }
 
     func removeLocalSubscriber(_ token: Int) {
         loop.execute { [self] in
-            guard let gone = locals.removeValue(forKey: token) else { return }
+            guard let gone = state.value.locals.removeValue(forKey: token) else { return }
             release(gone.topics)
         }
     }
@@ -342,11 +371,11 @@ extension GossipService {
     /// Hands a delivery to the local subscribers of its topic; drops those that are done.
     fileprivate func deliverLocally(_ gossip: Gossip, id: [UInt8]) {
         var done: [Int] = []
-        for (token, sub) in locals where sub.topics.contains(gossip.topic) {
+        for (token, sub) in state.value.locals where sub.topics.contains(gossip.topic) {
             if !sub.deliver(gossip, id) { done.append(token) }
         }
         for token in done {
-            if let gone = locals.removeValue(forKey: token) { release(gone.topics) }
+            if let gone = state.value.locals.removeValue(forKey: token) { release(gone.topics) }
         }
     }
 }

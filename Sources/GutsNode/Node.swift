@@ -7,6 +7,7 @@ import GutsPolicy
 import GutsSupport
 import GutsSync
 import GutsTransport
+import GutsTrust
 import GutsWire
 import NIOConcurrencyHelpers
 import NIOCore
@@ -23,14 +24,29 @@ public struct NodeLog: Sendable {
 }
 
 /// `REPO[@PEER]` from `guts listen --mirror`: follow a repository's announcements.
-public struct MirrorSpec: Sendable, Equatable {
-    public var repository: RepositoryName
+/// REPO is a name or a repository ID; PEER's peer ID (when given) is the peer the user
+/// named: it may pin a first identity, and it is the only announcer an unsigned
+/// repository is followed from.
+public struct MirrorSpec: Sendable, Equatable, CustomStringConvertible {
+    public var repository: RepositoryRef
     /// Where to sync from when the announcing node is not connected.
     public var peer: Endpoint?
-    public init(repository: RepositoryName, peer: Endpoint?) {
+    /// The peer the user named (`REPO@PEERID` or `REPO@PEERID@ADDR`).
+    public var trusted: PeerID?
+
+    public init(repository: RepositoryRef, peer: Endpoint?, trusted: PeerID? = nil) {
         self.repository = repository
         self.peer = peer
+        self.trusted = trusted ?? peer?.peer
     }
+
+    public init(repository: RepositoryName, peer: Endpoint?) {
+        self.init(repository: .name(repository), peer: peer)
+    }
+
+    public var name: RepositoryName? { if case let .name(n) = repository { return n } else { return nil } }
+    public var id: RepositoryID? { if case let .id(i) = repository { return i } else { return nil } }
+    public var description: String { repository.description }
 }
 
 /// A running guts node: the NIO shell around `NodeService`. It accepts peers and dials
@@ -72,6 +88,8 @@ public final class Node: Sendable {
         public var admission = AdmissionPolicy<ObjectIdentifier>.Limits()
         /// Per-peer message and request budgets.
         public var rates = LinkGuard.Rates()
+        /// Sessions one identity may hold at once.
+        public var maxSessionsPerPeer = 2
 
         public init(host: String, port: Int, bootstrap: [Endpoint], maxConnections: Int, connectTimeout: Double, session: SessionConfig) {
             self.host = host
@@ -145,7 +163,7 @@ public final class Node: Sendable {
         shell = NIOLoopBoundBox.makeBoxSendingValue(Shell(service: service), eventLoop: loop)
         let bookPath = options.stateDirectory.map { $0 + "/peers" }
         reputation = Reputation(book: Reputation.load(path: bookPath, parameters: options.score, log: log),
-                                maxInbound: options.maxConnections, path: bookPath, log: log, seed: Random.uint64())
+                                maxInbound: options.maxConnections, maxSessionsPerPeer: options.maxSessionsPerPeer, path: bookPath, log: log, seed: Random.uint64())
         stateWriter = BlockingExecutor(name: "state", threads: 1, limit: 1)
         stalls.withLockedValue { [reputation] in $0 = reputation }
         gossip.onDeliver = { [weak self] message, _, _ in self?.delivered(message) }
@@ -274,10 +292,14 @@ public final class Node: Sendable {
         case .scan:
             let submitted = scanner.submit { [weak self] in
                 guard let self else { return }
-                let current = self.readServedRefs()
+                let current = self.options.repositories.map { RepositoryScanner.scan($0, key: self.options.session.identity) } ?? [:]
                 self.loop.execute { self.apply(.scanned(current)) }
             }
-            if !submitted { log.debug("announce: a scan is still running") }
+            if !submitted {
+                // The previous scan posted its result but its thread has not returned yet:
+                // the announcer counts this scan as running, so it must happen; retry shortly.
+                loop.scheduleTask(in: .milliseconds(20)) { [weak self] in self?.perform(.scan) }
+            }
         case let .publish(topic, announcement):
             guard let data = try? announcement.encoded() else { return }
             gossip.publish(topic: topic, data: data)
@@ -286,12 +308,13 @@ public final class Node: Sendable {
             let submitted = mirrors.submit { [weak self] in
                 guard let self else { return }
                 let outcome = self.runMirror(job, over: links)
-                self.loop.execute { self.apply(.mirrored(job.spec.repository, outcome)) }
+                self.loop.execute { self.apply(.mirrored(spec: job.index, outcome)) }
             }
             if !submitted {
-                // The mirrorer admits one job per followed repository, so this is unreachable;
-                // if it ever happens, report it so the repository is not stuck as running.
-                apply(.mirrored(job.spec.repository, .failed("the mirror executor is full")))
+                // The mirrorer admits one job per followed repository; a refusal means the
+                // previous job of this repository posted its outcome but its thread has not
+                // returned yet. Retry shortly rather than drop the sync.
+                loop.scheduleTask(in: .milliseconds(20)) { [weak self] in self?.perform(.mirror(job)) }
             }
         case let .log(level, text):
             switch level {
@@ -393,68 +416,37 @@ public final class Node: Sendable {
     /// An announcement was delivered by gossip (on the gossip loop).
     private func delivered(_ message: Gossip) {
         guard message.topic == Topic.commits, !options.mirrors.isEmpty,
-              case let .newCommit(commit)? = Announcement.decode(message.data),
+              let announcement = Announcement.decode(message.data),
               let origin = try? PeerID(publicKey: message.origin) else { return }
-        loop.execute { self.apply(.announced(commit, origin: origin)) }
+        loop.execute { self.apply(.announced(announcement, origin: origin)) }
     }
 
     // MARK: - Blocking work (executor threads only)
 
-    /// The refs of every served repository.
-    private func readServedRefs() -> [RepositoryName: [String: ObjectID]] {
-        guard let catalog = options.repositories else { return [:] }
-        var out: [RepositoryName: [String: ObjectID]] = [:]
-        for name in catalog.all() {
-            guard let path = catalog.locate(name), let repo = try? Repository.open(path),
-                  let refs = try? repo.listRefs().filter({ $0.symbolicTarget == nil }) else { continue }
-            out[name] = Dictionary(refs.map { ($0.name, $0.id) }, uniquingKeysWith: { a, _ in a })
-        }
-        return out
-    }
-
-    /// Syncs a followed repository over the announcer's link when connected, else from the
-    /// configured peer, else from any connected peer that serves objects.
+    /// Runs a mirror sync (see `MirrorRunner`): over the announcer's link when connected,
+    /// else the configured peer, else any connected peer that serves objects.
     private func runMirror(_ job: MirrorJob, over connected: [PeerConnection]) -> MirrorOutcome {
-        guard let root = options.repositories?.roots.first else { return .failed("no repository root to mirror into") }
-        let path = job.spec.repository.path(in: root)
-        // Best-scoring peers first (the announcer stays first when it is connected).
-        var candidates = connected.enumerated().sorted { a, b in
+        guard let root = options.repositories?.roots.first else {
+            return .failed(MirrorFailure(.local, peer: nil, "no repository root to mirror into"))
+        }
+        let session = self.session, group = self.group, timeout = options.connectTimeout
+        // Best-scoring peers first (the announcer stays first when it is connected), banned
+        // ones never; what each peer did is scored.
+        let reputation = self.reputation
+        let ordered = connected.enumerated().filter { item in
+            guard let id = item.element.peer?.peerID else { return false }
+            return !reputation.state.withLockedValue { $0.book.isBanned(id, now: .now()) }
+        }.sorted { a, b in
             let first = a.element.peer?.peerID == job.origin, second = b.element.peer?.peerID == job.origin
             if first != second { return first }
             let sa = a.element.peer.map { reputation.score($0.peerID) } ?? 0
             let sb = b.element.peer.map { reputation.score($0.peerID) } ?? 0
             return sa != sb ? sa > sb : a.offset < b.offset
         }.map(\.element)
-        var dialled: PeerConnection?
-        if candidates.first?.peer?.peerID != job.origin || candidates.isEmpty, let endpoint = job.spec.peer {
-            dialled = try? Dialer.dial(endpoint, config: session, group: group, connectTimeout: options.connectTimeout).wait()
-            if let dialled { candidates.insert(dialled, at: 0) }
+        return MirrorRunner.run(job, root: root, localPeer: peerID, connected: ordered,
+                                record: { event, connection, reason in reputation.record(event, connection, reason: reason) }) { endpoint in
+            try? Dialer.dial(endpoint, config: session, group: group, connectTimeout: timeout).wait()
         }
-        defer { dialled?.close(.shutdown, "mirror sync finished") }
-        var last = "no peer that serves objects is connected"
-        for connection in candidates {
-            let who = connection.peer.map { "\($0.peerID.short)@\(connection.remoteAddress)" } ?? connection.remoteAddress
-            if let peer = connection.peer?.peerID, reputation.state.withLockedValue({ $0.book.isBanned(peer, now: .now()) }) { continue }
-            do {
-                // Mirrors run on their own executor, so they may wait for a cron sync or
-                // maintenance holding the repository's lock.
-                let report = try SyncClient.run(repository: job.spec.repository, into: path, over: connection,
-                                                options: SyncOptions(lockWait: 60))
-                if report.objectsReceived > 0 { reputation.record(.objectsServed, connection, reason: "served verified objects") }
-                return report.upToDate ? .upToDate(from: who) : .updated(from: who, refs: report.changes.count, objects: report.objectsReceived)
-            } catch {
-                last = "\(who): \(error)"
-                if let failure = error as? SyncFailure {
-                    switch failure {
-                    case .integrity: reputation.record(.badObjects, connection, reason: "\(failure)")
-                    case .protocolViolation: reputation.record(.protocolViolation, connection, reason: "\(failure)")
-                    case .timeout: reputation.record(.stall, connection, reason: "\(failure)")
-                    default: break
-                    }
-                }
-            }
-        }
-        return .failed(last)
     }
 }
 

@@ -4,6 +4,7 @@ import GutsGossip
 import GutsIdentity
 import GutsSupport
 import GutsSync
+import GutsTrust
 import GutsWire
 
 /// A connection's number inside one node (never reused while the node runs).
@@ -23,12 +24,13 @@ public enum NodeEvent: Sendable {
     case dialFailed(bootstrap: Int, reason: String)
     /// A message from a peer that no protocol engine took and no local request awaits.
     case message(LinkID, Message)
-    /// The refs of every served repository, read by the announcer's executor.
-    case scanned([RepositoryName: [String: ObjectID]])
-    /// A valid NewCommit announcement arrived by gossip from `origin`.
-    case announced(NewCommit, origin: PeerID)
-    /// A mirror sync finished.
-    case mirrored(RepositoryName, MirrorOutcome)
+    /// Every served repository as the announcer's executor found it (after signing the
+    /// refs of those this node is a delegate of).
+    case scanned([RepositoryName: ScannedRepository])
+    /// A valid announcement arrived by gossip from `origin`.
+    case announced(Announcement, origin: PeerID)
+    /// The mirror sync of `options.mirrors[spec]` finished.
+    case mirrored(spec: Int, MirrorOutcome)
     /// A wake-up the service asked for (or any other moment).
     case tick
 }
@@ -37,16 +39,65 @@ public enum NodeEvent: Sendable {
 public enum MirrorOutcome: Sendable, Equatable {
     case updated(from: String, refs: Int, objects: Int)
     case upToDate(from: String)
-    case failed(String)
+    case failed(MirrorFailure)
+}
+
+/// Why a mirror sync failed, and whether a peer is to blame (for scoring peers).
+public struct MirrorFailure: Sendable, Equatable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Equatable {
+        /// Signed refs or an identity that do not verify (bad signature, not a delegate,
+        /// wrong repository, below threshold).
+        case forged
+        /// Older signed state than installed or than announced (rollback, replay, freeze).
+        case stale
+        /// Other bad data: malformed, missing or unrequested objects.
+        case integrity
+        /// The peer serves another identity under the followed name or ID.
+        case identityMismatch = "identity-mismatch"
+        /// Nothing pinned yet and no peer the user named offers the identity.
+        case untrusted
+        case protocolViolation = "protocol"
+        case unreachable
+        case timeout
+        /// Not found, busy, access denied.
+        case refused
+        /// A local problem (disk, lock).
+        case local
+    }
+
+    public var kind: Kind
+    /// The peer whose data or behaviour caused it, when a peer did.
+    public var peer: PeerID?
+    public var message: String
+
+    public init(_ kind: Kind, peer: PeerID?, _ message: String) {
+        self.kind = kind
+        self.peer = peer
+        self.message = message
+    }
+
+    /// Whether the peer misbehaved (sent forged, stale or invalid data, or broke the
+    /// protocol) rather than merely being unavailable.
+    public var penalizes: Bool {
+        peer != nil && [.forged, .stale, .integrity, .identityMismatch, .protocolViolation].contains(kind)
+    }
+
+    public var description: String { message }
 }
 
 /// A mirror sync for the mirror executor to run.
 public struct MirrorJob: Sendable, Equatable {
+    /// Index into `NodeService.Options.mirrors`.
+    public var index: Int
     public var spec: MirrorSpec
     /// The node that announced, tried first when connected.
     public var origin: PeerID?
     /// Connected links that serve objects, best first.
     public var links: [LinkID]
+    /// Sequences announced per delegate: a peer that serves older signed refs is stale.
+    public var expected: [PeerID: UInt64] = [:]
+    /// For an unsigned repository: the only peer it may be synced from.
+    public var onlyFrom: PeerID?
 }
 
 public enum LogLevel: Sendable, Equatable { case info, debug }
@@ -129,19 +180,21 @@ public struct NodeService: Sendable {
             out += dispatch(message, from: link)
         case let .scanned(current):
             out += announcer.scanned(current, now: now)
-        case let .announced(commit, origin):
-            out += announced(commit, origin: origin)
-        case let .mirrored(name, outcome):
+        case let .announced(announcement, origin):
+            out += announced(announcement, origin: origin)
+        case let .mirrored(index, outcome):
+            let name = options.mirrors.indices.contains(index) ? options.mirrors[index].description : "mirror \(index)"
             switch outcome {
             case let .updated(from, refs, objects):
                 out.append(.log(.info, "mirror: synced \(name) from \(from): \(refs) refs changed, \(objects) objects"))
             case let .upToDate(from):
                 out.append(.log(.info, "mirror: \(name) is up to date with \(from)"))
-            case let .failed(why):
-                out.append(.log(.info, "mirror: cannot sync \(name): \(Escape.text(why))"))
+            case let .failed(f):
+                let blame = f.penalizes ? " [peer \(f.peer?.short ?? "?") misbehaved: \(f.kind.rawValue)]" : ""
+                out.append(.log(.info, "mirror: cannot sync \(name): \(Escape.text(f.message))\(blame)"))
             }
-            if let again = mirrorer.finished(name), !stopped {
-                out.append(.mirror(job(for: again.spec, origin: again.origin)))
+            if let again = mirrorer.finished(index), !stopped {
+                out.append(.mirror(job(index, origin: again.origin, expected: again.expected, onlyFrom: again.onlyFrom)))
             }
             // Re-announce promptly: the next scan sees the new refs.
             announcer.scanSoon(now: now)
@@ -175,18 +228,65 @@ public struct NodeService: Sendable {
         }
     }
 
-    mutating func announced(_ commit: NewCommit, origin: PeerID) -> [NodeAction] {
-        guard origin != localPeer, let name = RepositoryName(commit.repository),
-              let spec = options.mirrors.first(where: { $0.repository == name }) else { return [] }
-        var out: [NodeAction] = [.log(.info, "announcement: \(origin.short) has \(name) \(Escape.text(commit.ref)) at \(commit.new.description.prefix(12))")]
-        if !stopped, mirrorer.request(name, origin: origin) {
-            out.append(.mirror(job(for: spec, origin: origin)))
+    /// Routes an announcement to the mirrors it concerns (guts-listen(1), MIRRORING):
+    /// SignedRefs of a followed repository ID that is newer than installed start a sync
+    /// from the announcer (any announcer: what it serves is verified); RefsChanged of an
+    /// unsigned followed repository starts one only when the user named the announcer.
+    mutating func announced(_ announcement: Announcement, origin: PeerID) -> [NodeAction] {
+        guard origin != localPeer else { return [] }
+        var out: [NodeAction] = []
+        for (index, spec) in options.mirrors.enumerated() {
+            let local = localName(of: spec)
+            let pinned = spec.id ?? local.flatMap { announcer.known[$0]?.id }
+            switch announcement {
+            case let .signedRefs(u):
+                if let pinned {
+                    guard pinned == u.repository else { continue }
+                } else {
+                    // Not pinned yet (no local copy, or an unsigned one): only the peer the
+                    // user named may bring the first identity.
+                    guard let named = spec.trusted, named == origin else { continue }
+                }
+                if let local, let have = announcer.known[local]?.states[u.delegate], have.sequence >= u.sequence {
+                    out.append(.log(.debug, "announcement: \(origin.short) has \(spec) of \(u.delegate.short) at sequence \(u.sequence); this node has \(have.sequence)"))
+                    continue
+                }
+                out.append(.log(.info, "announcement: \(origin.short) has \(spec) signed by \(u.delegate.short), sequence \(u.sequence)"))
+                if !stopped, mirrorer.request(index, origin: origin, expected: [u.delegate: u.sequence], onlyFrom: nil) {
+                    out.append(.mirror(job(index, origin: origin, expected: [u.delegate: u.sequence], onlyFrom: nil)))
+                }
+            case let .refsChanged(r):
+                guard let name = spec.name, name.value == r.repository else { continue }
+                if pinned != nil {
+                    out.append(.log(.debug, "announcement: ignoring unsigned refs of \(name) from \(origin.short): \(name) is signed"))
+                    continue
+                }
+                guard let named = spec.trusted, named == origin else {
+                    out.append(.log(.debug, "announcement: ignoring unsigned refs of \(name) from \(origin.short), not the peer named for it"))
+                    continue
+                }
+                out.append(.log(.info, "announcement: \(origin.short) changed \(name) (unsigned)"))
+                if !stopped, mirrorer.request(index, origin: origin, expected: [:], onlyFrom: origin) {
+                    out.append(.mirror(job(index, origin: origin, expected: [:], onlyFrom: origin)))
+                }
+            case .newRepository:
+                continue
+            }
         }
         return out
     }
 
-    func job(for spec: MirrorSpec, origin: PeerID?) -> MirrorJob {
-        MirrorJob(spec: spec, origin: origin, links: peers.objectServers(preferring: origin))
+    /// The served repository a mirror spec lands in: its name, or for an ID the served
+    /// repository with that identity.
+    func localName(of spec: MirrorSpec) -> RepositoryName? {
+        if let name = spec.name { return name }
+        guard let id = spec.id else { return nil }
+        return announcer.known.first(where: { $0.value.id == id })?.key
+    }
+
+    func job(_ index: Int, origin: PeerID?, expected: [PeerID: UInt64], onlyFrom: PeerID?) -> MirrorJob {
+        MirrorJob(index: index, spec: options.mirrors[index], origin: origin, links: peers.objectServers(preferring: origin),
+                  expected: expected, onlyFrom: onlyFrom)
     }
 
     static func ms(_ s: Double) -> String { String((s * 1_000_000).rounded() / 1000) }
@@ -305,18 +405,21 @@ public struct PeerManager: Sendable {
     }
 }
 
-/// Decides what to announce from scans of the served repositories (pure): a new
-/// repository gets NewRepository, each created or moved ref NewCommit. Repositories found
-/// by the first scan are only announced as repositories; one that appears later (pushed,
-/// or created by a sync) also gets NewCommit for each of its refs, so mirrors downstream
-/// can follow it.
+/// Decides what to announce from scans of the served repositories (pure), one message
+/// per change: a new repository gets NewRepository; each delegate state of a signed
+/// repository that changed (this node signed it, or a sync installed it) SignedRefs;
+/// an unsigned repository whose refs changed RefsChanged. Repositories found by the
+/// first scan are only announced as repositories (and what this node signed in that
+/// scan); one that appears later (pushed, or created by a sync) also gets its states.
 public struct Announcer: Sendable {
     let interval: Double
     let enabled: Bool
-    var announced: [RepositoryName: [String: ObjectID]] = [:]
+    /// The last scan: what followers of each repository were told.
+    public private(set) var known: [RepositoryName: ScannedRepository] = [:]
     var initial = true
     var scanning = false
     var nextScan: Instant?
+    var reported: Set<String> = []
 
     init(interval: Double, enabled: Bool) {
         self.interval = interval
@@ -340,67 +443,85 @@ public struct Announcer: Sendable {
         return true
     }
 
-    mutating func scanned(_ current: [RepositoryName: [String: ObjectID]], now: Instant) -> [NodeAction] {
+    mutating func scanned(_ current: [RepositoryName: ScannedRepository], now: Instant) -> [NodeAction] {
         scanning = false
         if nextScan == nil { nextScan = now.adding(seconds: interval) }
         var out: [NodeAction] = []
         for name in current.keys.sorted(by: { $0.value < $1.value }) {
-            let refs = current[name] ?? [:]
-            let previous = announced[name]
-            announced[name] = refs
-            if previous == nil {
-                out.append(.log(.info, "announcing repository \(name)"))
-                out.append(.publish(topic: Topic.repositories, .newRepository(NewRepository(repository: name.value))))
-                if initial { continue }
+            guard let repo = current[name] else { continue }
+            let previous = known[name]
+            if let problem = repo.problem {
+                if reported.insert("\(name): \(problem)").inserted { out.append(.log(.info, "announce: \(name): \(Escape.text(problem))")) }
+                if repo.id == nil { continue }
             }
-            let before = previous ?? [:]
-            for (ref, id) in refs.sorted(by: { $0.key < $1.key }) where before[ref] != id {
-                guard let new = WireOID(id.bytes) else { continue }
-                out.append(.log(.info, "announcing \(name) \(Escape.text(ref)) \(id.hex.prefix(12))"))
-                out.append(.publish(topic: Topic.commits, .newCommit(NewCommit(repository: name.value, ref: ref,
-                                                                                old: before[ref].flatMap { WireOID($0.bytes) }, new: new))))
+            known[name] = repo
+            if previous == nil {
+                out.append(.log(.info, "announcing repository \(name)" + (repo.id.map { " (\($0))" } ?? " (unsigned)")))
+                out.append(.publish(topic: Topic.repositories, .newRepository(NewRepository(repository: name.value))))
+            }
+            if let id = repo.id {
+                let before = previous?.id == id ? previous?.states ?? [:] : [:]
+                for (delegate, head) in repo.states.sorted(by: { $0.key < $1.key }) where before[delegate] != head {
+                    let signedNow = repo.signer == delegate && repo.signed == head.sequence
+                    // The first scan announces only what it signed itself.
+                    if previous == nil && initial && !signedNow { continue }
+                    guard let oid = WireOID(head.commit.bytes) else { continue }
+                    if signedNow { out.append(.log(.info, "signed \(name): sequence \(head.sequence)")) }
+                    out.append(.log(.info, "announcing \(name) signed by \(delegate.short), sequence \(head.sequence)"))
+                    out.append(.publish(topic: Topic.commits, .signedRefs(SignedRefsUpdate(repository: id, delegate: delegate,
+                                                                                            sequence: head.sequence, signedRefs: oid))))
+                }
+            } else if repo.hasRefs, !(previous == nil && initial), previous?.refsHash != repo.refsHash {
+                out.append(.log(.info, "announcing \(name): refs changed (unsigned)"))
+                out.append(.publish(topic: Topic.commits, .refsChanged(RefsChanged(repository: name.value, refsHash: repo.refsHash))))
             }
         }
         // A repository that disappeared is announced again if it comes back.
-        for name in announced.keys where current[name] == nil { announced[name] = nil }
+        for name in known.keys where current[name] == nil || (current[name]?.problem != nil && current[name]?.id == nil) { known[name] = nil }
         initial = false
         return out
     }
+
 }
 
-/// Mirror syncs per repository (pure): at most one runs per repository; announcements that
-/// arrive meanwhile coalesce into one more run after it.
+/// Mirror syncs per followed repository (pure): at most one runs per spec;
+/// announcements that arrive meanwhile coalesce into one more run after it.
 public struct Mirrorer: Sendable {
     struct Running: Sendable {
         var again = false
         var origin: PeerID?
+        var expected: [PeerID: UInt64] = [:]
+        var onlyFrom: PeerID?
     }
 
     let specs: [MirrorSpec]
-    var running: [RepositoryName: Running] = [:]
+    var running: [Int: Running] = [:]
 
     init(specs: [MirrorSpec]) { self.specs = specs }
 
-    /// Whether a sync of `name` should start now (false: one runs; it will run again).
-    mutating func request(_ name: RepositoryName, origin: PeerID?) -> Bool {
-        if running[name] != nil {
-            running[name]?.again = true
-            running[name]?.origin = origin
+    /// Whether a sync of spec `index` should start now (false: one runs; it will run again).
+    mutating func request(_ index: Int, origin: PeerID?, expected: [PeerID: UInt64], onlyFrom: PeerID?) -> Bool {
+        if var r = running[index] {
+            r.again = true
+            r.origin = origin
+            r.expected.merge(expected, uniquingKeysWith: max)
+            r.onlyFrom = onlyFrom
+            running[index] = r
             return false
         }
-        running[name] = Running()
+        running[index] = Running()
         return true
     }
 
-    /// A sync ended: the spec and origin to run again with, if more announcements came.
-    mutating func finished(_ name: RepositoryName) -> (spec: MirrorSpec, origin: PeerID?)? {
-        guard let state = running[name] else { return nil }
-        guard state.again, let spec = specs.first(where: { $0.repository == name }) else {
-            running[name] = nil
+    /// A sync ended: what to run again with, if more announcements came.
+    mutating func finished(_ index: Int) -> (origin: PeerID?, expected: [PeerID: UInt64], onlyFrom: PeerID?)? {
+        guard let state = running[index] else { return nil }
+        guard state.again, specs.indices.contains(index) else {
+            running[index] = nil
             return nil
         }
-        running[name] = Running()
-        return (spec, state.origin)
+        running[index] = Running()
+        return (state.origin, state.expected, state.onlyFrom)
     }
 
     public var active: Int { running.count }

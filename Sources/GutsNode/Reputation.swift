@@ -31,14 +31,15 @@ final class Reputation: Sendable {
     }
 
     /// Sessions one identity may hold at once (inbound and outbound together).
-    static let maxSessionsPerPeer = 2
+    let maxSessionsPerPeer: Int
 
     let state: NIOLockedValueBox<State>
     let maxInbound: Int
     let path: String?
     let log: NodeLog
 
-    init(book: PeerBook, maxInbound: Int, path: String?, log: NodeLog, seed: UInt64) {
+    init(book: PeerBook, maxInbound: Int, maxSessionsPerPeer: Int = 2, path: String?, log: NodeLog, seed: UInt64) {
+        self.maxSessionsPerPeer = max(1, maxSessionsPerPeer)
         state = NIOLockedValueBox(State(book: book, eviction: InboundEviction(key: seed)))
         self.maxInbound = maxInbound
         self.path = path
@@ -92,8 +93,8 @@ final class Reputation: Sendable {
             if s.book.standing(peer, now: now) == .disconnect {
                 return (Goodbye(code: .identityRejected, reason: "this identity's score is too low to connect; try again later"), nil)
             }
-            if s.sessions.values.filter({ $0.peer == peer }).count >= Self.maxSessionsPerPeer {
-                return (Goodbye(code: .tooManyConnections, reason: "at most \(Self.maxSessionsPerPeer) sessions per peer"), nil)
+            if s.sessions.values.filter({ $0.peer == peer }).count >= maxSessionsPerPeer {
+                return (Goodbye(code: .tooManyConnections, reason: "at most \(maxSessionsPerPeer) sessions per peer"), nil)
             }
             var victim: PeerConnection?
             let inbound = s.sessions.values.filter(\.inbound)

@@ -30,11 +30,20 @@ public enum SyncFailure: Error, Equatable, CustomStringConvertible, Sendable {
     case budget(limit: ResourceLimit, String)
     /// Another process holds the repository's lock (`RepositoryLock`) and the wait ended.
     case busy(String)
+    /// Signed refs or an identity that do not verify (guts-identity(5)).
+    case forged(String)
+    /// Signed state older than installed or announced (rollback, replay).
+    case stale(String)
+    /// Another identity than the one pinned or asked for.
+    case identityMismatch(String)
+    /// No identity pinned and nothing the user named vouches for the one offered.
+    case untrusted(String)
 
     public var description: String {
         switch self {
         case let .notFound(s), let .refused(s), let .integrity(s), let .protocolViolation(s),
-             let .timeout(s), let .connection(s), let .local(s), let .budget(_, s), let .busy(s): return s
+             let .timeout(s), let .connection(s), let .local(s), let .budget(_, s), let .busy(s), let .forged(s), let .stale(s),
+             let .identityMismatch(s), let .untrusted(s): return s
         }
     }
 
@@ -128,8 +137,10 @@ public enum SyncClient {
 
     /// Syncs `name` into `target`. `lock` is the target's lock when the caller already
     /// holds it (`takeLock`); otherwise it is taken here, waiting up to `options.lockWait`.
+    /// `remote`: the peer's refs when already asked for (they are not asked for again).
     public static func run(repository name: RepositoryName, into target: String, over connection: PeerConnection,
-                           options: SyncOptions = SyncOptions(), holding lock: RepositoryLock? = nil) throws -> SyncReport {
+                           options: SyncOptions = SyncOptions(), holding lock: RepositoryLock? = nil,
+                           remote known: Refs? = nil) throws -> SyncReport {
         let started = Instant.now()
         let path = RepositoryLock.normalize(target)
         let held: RepositoryLock
@@ -146,7 +157,7 @@ public enum SyncClient {
         defer { connection.endRequests() }
         removeStaleStaging(for: path)
         guard !Files.exists(path) || (Files.isDirectory(path) && Files.list(path).isEmpty) else {
-            return try sync(name, into: path, created: false, remote: nil, over: connection, options: options, started: started)
+            return try sync(name, into: path, created: false, remote: known, over: connection, options: options, started: started)
         }
 
         // A first sync. Refs first, before anything touches the disk: a refusal or an
@@ -154,7 +165,7 @@ public enum SyncClient {
         // the target under a hidden name and renamed into place only when complete, so
         // the target never exists half-built, even if this process is killed (the
         // hidden leftover is removed by the next sync of the same path).
-        let remote = try requestRefs(name, over: connection, options: options, started: started)
+        let remote = try known ?? requestRefs(name, over: connection, options: options, started: started)
         let parent = Files.directoryName(path)
         let staging = (parent == "/" ? "" : parent) + "/" + stagingPrefix(for: path) + "\(getpid())-" + Hex.encode(randomBytes(4))
         var installed = false

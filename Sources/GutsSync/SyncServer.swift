@@ -3,6 +3,7 @@ import GutsIdentity
 import GutsPolicy
 import GutsSupport
 import GutsTransport
+import GutsTrust
 import GutsWire
 import NIOConcurrencyHelpers
 import NIOCore
@@ -45,6 +46,8 @@ public final class SyncServer: Sendable {
         var queuedRefs = 0
         var refsPerLink: [ObjectIdentifier: Int] = [:]
     }
+    /// Served repositories by repository ID (GetRefs and GetObjects may name either).
+    let ids = RepositoryIDIndex()
 
     public init(catalog: RepositoryCatalog, threads: Int = 2, maxTransfers: Int = 8, stallTimeout: Double = 60,
                 maxTransfersPerPeer: Int = 2, maxTransfersPerGroup: Int = 4,
@@ -167,11 +170,21 @@ public final class SyncServer: Sendable {
 
     /// Opens a repository for `peer`, or the Error reply explaining why not.
     func open(_ rawName: String, requestID: UInt32, peer: PeerID?) -> Result<(RepositoryName, Repository), ErrorReply> {
-        guard let name = RepositoryName(rawName) else {
-            return .failure(ErrorReply(requestID: requestID, code: .badRequest, message: "invalid repository name '\(rawName.prefix(100))'"))
-        }
-        guard let path = catalog.locate(name) else {
-            return .failure(ErrorReply(requestID: requestID, code: .notFound, message: "no repository '\(name)' on this node"))
+        let name: RepositoryName
+        let path: String
+        if let id = RepositoryID(rawName) {
+            guard let hit = ids.locate(id, in: catalog) else {
+                return .failure(ErrorReply(requestID: requestID, code: .notFound, message: "no repository with ID \(id) on this node"))
+            }
+            (name, path) = hit
+        } else {
+            guard let n = RepositoryName(rawName) else {
+                return .failure(ErrorReply(requestID: requestID, code: .badRequest, message: "invalid repository name '\(rawName.prefix(100))'"))
+            }
+            guard let p = catalog.locate(n) else {
+                return .failure(ErrorReply(requestID: requestID, code: .notFound, message: "no repository '\(n)' on this node"))
+            }
+            (name, path) = (n, p)
         }
         if let peer {
             switch catalog.access(path, for: peer) {

@@ -22,7 +22,7 @@ public enum TransportError: Error, CustomStringConvertible, Sendable {
 
 /// One live connection to a peer. Thread-safe: every method may be called from any
 /// thread; state lives on the channel's event loop.
-public final class PeerConnection: @unchecked Sendable {
+public final class PeerConnection: Sendable {
     public let channel: Channel
     private let initialAddress: String?
     public let inbound: Bool
@@ -33,7 +33,13 @@ public final class PeerConnection: @unchecked Sendable {
     /// Unix time the connection was set up (accepted, or connected when dialled).
     public let openedAt = unixTime()
     fileprivate let traffic = TrafficCounters()
-    fileprivate weak var handler: SessionHandler?
+    /// The session's handler, on the channel's loop only (weak: the pipeline owns it).
+    fileprivate let handlerBox: NIOLoopBoundBox<WeakHandler>
+    fileprivate var handler: SessionHandler? { handlerBox.value.handler }
+
+    fileprivate struct WeakHandler {
+        weak var handler: SessionHandler?
+    }
 
     struct State {
         var peer: PeerInfo?
@@ -54,6 +60,7 @@ public final class PeerConnection: @unchecked Sendable {
         self.initialAddress = channel.remoteAddress.map(Self.render)
         self.established = channel.eventLoop.makePromise(of: PeerInfo.self)
         self.closedPromise = channel.eventLoop.makePromise(of: SessionClose.self)
+        self.handlerBox = NIOLoopBoundBox.makeBoxSendingValue(WeakHandler(), eventLoop: channel.eventLoop)
     }
 
     static func render(_ address: SocketAddress) -> String {
@@ -330,7 +337,7 @@ final class SessionHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        connection.handler = self
+        connection.handlerBox.value.handler = self
     }
 
     /// The context holds this handler strongly, so holding the context here makes a cycle

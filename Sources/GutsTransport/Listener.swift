@@ -120,6 +120,13 @@ public final class Listener: Sendable {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Out of file descriptors (EMFILE/ENFILE): stop accepting for a moment instead of
+            // spinning on a listening socket that stays readable.
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
+                }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.recvAllocator, value: Tuning.receiveAllocator)
             .childChannelOption(.writeBufferWaterMark, value: Tuning.writeWatermark)

@@ -6,6 +6,7 @@ import GutsGossip
 import GutsIdentity
 import GutsSupport
 import GutsSync
+import GutsTrust
 import GutsWire
 @testable import GutsNode
 
@@ -107,35 +108,74 @@ final class NodeServiceTests: XCTestCase {
 
     // MARK: Announcements
 
-    func testAnnouncerScansOnScheduleAndAnnouncesChanges() throws {
+    func rid(_ fill: UInt8) -> RepositoryID {
+        guard let id = RepositoryID(bytes: [UInt8](repeating: fill, count: 32)) else { preconditionFailure("rid") }
+        return id
+    }
+
+    func unsigned(_ fill: UInt8) -> ScannedRepository {
+        ScannedRepository(refsHash: [UInt8](repeating: fill, count: 32), hasRefs: true)
+    }
+
+    func signed(_ id: RepositoryID, _ states: [PeerID: (UInt64, UInt8)], signed: UInt64? = nil, by signer: PeerID? = nil) -> ScannedRepository {
+        ScannedRepository(id: id, states: states.mapValues { SignedHead(sequence: $0.0, commit: oid($0.1)) }, hasRefs: true,
+                          signed: signed, signer: signer)
+    }
+
+    func testAnnouncerScansOnScheduleAndAnnouncesEachChangeOnce() throws {
         var options = NodeService.Options()
         options.serving = true
         options.announceInterval = 2
-        var s = NodeService(options: options, localPeer: peer(), seed: seed)
+        let me = peer(), other = peer()
+        var s = NodeService(options: options, localPeer: me, seed: seed)
         XCTAssertFalse(s.handle(.started, now: now).contains(.scan), "the first scan waits a moment")
         advance(1)
         XCTAssertTrue(s.handle(.tick, now: now).contains(.scan))
         XCTAssertFalse(s.handle(.tick, now: now).contains(.scan), "never two scans at once")
-        // First scan: repositories only.
-        let first = publishes(s.handle(.scanned([name("a/x"): ["refs/heads/main": oid(1)]]), now: now))
-        XCTAssertEqual(first, [.newRepository(NewRepository(repository: "a/x"))])
+        // First scan: repositories only, plus what this node signed during the scan.
+        let first = publishes(s.handle(.scanned([
+            name("a/x"): unsigned(1),
+            name("s/y"): signed(rid(1), [me: (3, 30), other: (7, 70)], signed: 3, by: me),
+        ]), now: now))
+        XCTAssertEqual(first, [
+            .newRepository(NewRepository(repository: "a/x")),
+            .newRepository(NewRepository(repository: "s/y")),
+            .signedRefs(SignedRefsUpdate(repository: rid(1), delegate: me, sequence: 3, signedRefs: try XCTUnwrap(WireOID(oid(30).bytes)))),
+        ])
         XCTAssertEqual(try XCTUnwrap(s.nextDeadline).seconds(since: now), 2, accuracy: 1e-9)
         advance(2)
         XCTAssertTrue(s.handle(.tick, now: now).contains(.scan))
-        // A moved ref and a new repository with its refs.
+        // Changed refs of the unsigned repository, a new state of the other delegate (a
+        // sync installed it), and a new unsigned repository with refs: one message each.
         let second = publishes(s.handle(.scanned([
-            name("a/x"): ["refs/heads/main": oid(2)],
-            name("b/y"): ["refs/heads/dev": oid(3)],
+            name("a/x"): unsigned(2),
+            name("b/z"): unsigned(3),
+            name("s/y"): signed(rid(1), [me: (3, 30), other: (8, 80)]),
         ]), now: now))
         XCTAssertEqual(second, [
-            .newCommit(NewCommit(repository: "a/x", ref: "refs/heads/main", old: WireOID(oid(1).bytes), new: try XCTUnwrap(WireOID(oid(2).bytes)))),
-            .newRepository(NewRepository(repository: "b/y")),
-            .newCommit(NewCommit(repository: "b/y", ref: "refs/heads/dev", old: nil, new: try XCTUnwrap(WireOID(oid(3).bytes)))),
+            .refsChanged(RefsChanged(repository: "a/x", refsHash: [UInt8](repeating: 2, count: 32))),
+            .newRepository(NewRepository(repository: "b/z")),
+            .refsChanged(RefsChanged(repository: "b/z", refsHash: [UInt8](repeating: 3, count: 32))),
+            .signedRefs(SignedRefsUpdate(repository: rid(1), delegate: other, sequence: 8, signedRefs: try XCTUnwrap(WireOID(oid(80).bytes)))),
         ])
         advance(2)
         _ = s.handle(.tick, now: now)
-        XCTAssertEqual(publishes(s.handle(.scanned([name("a/x"): ["refs/heads/main": oid(2)], name("b/y"): ["refs/heads/dev": oid(3)]]), now: now)), [],
-                       "nothing changed, nothing announced")
+        XCTAssertEqual(publishes(s.handle(.scanned([
+            name("a/x"): unsigned(2), name("b/z"): unsigned(3), name("s/y"): signed(rid(1), [me: (3, 30), other: (8, 80)]),
+        ]), now: now)), [], "nothing changed, nothing announced")
+    }
+
+    func testAnnouncerReportsBrokenRepositoriesOnceAndNeverAnnouncesThem() {
+        var options = NodeService.Options()
+        options.serving = true
+        var s = NodeService(options: options, localPeer: peer(), seed: seed)
+        _ = s.handle(.started, now: now)
+        for _ in 0..<3 {
+            advance(2)
+            _ = s.handle(.tick, now: now)
+            let out = s.handle(.scanned([name("bad/one"): ScannedRepository(problem: "its identity does not verify: x")]), now: now)
+            XCTAssertEqual(publishes(out), [])
+        }
     }
 
     func testNodeThatServesNothingNeverScans() {
@@ -152,7 +192,7 @@ final class NodeServiceTests: XCTestCase {
         let origin = peer()
         var options = NodeService.Options()
         options.serving = true
-        options.mirrors = [MirrorSpec(repository: name("demo/app"), peer: nil)]
+        options.mirrors = [MirrorSpec(repository: .id(rid(1)), peer: nil)]
         let me = peer()
         var s = NodeService(options: options, localPeer: me, seed: seed)
         _ = s.handle(.started, now: now)
@@ -160,23 +200,92 @@ final class NodeServiceTests: XCTestCase {
         _ = s.handle(.established(3, info(server), address: "127.0.0.1:1", inbound: true, bootstrap: nil), now: now)
         _ = s.handle(.established(4, info(origin), address: "127.0.0.1:2", inbound: true, bootstrap: nil), now: now)
         _ = s.handle(.established(5, info(peer(), ["ping", "gossip-client"]), address: "127.0.0.1:3", inbound: true, bootstrap: nil), now: now)
-        let commit = NewCommit(repository: "demo/app", ref: "refs/heads/main", old: nil, new: try XCTUnwrap(WireOID(oid(1).bytes)))
-        let jobs = mirrorJobs(s.handle(.announced(commit, origin: origin), now: now))
+        let delegate = peer()
+        let update = Announcement.signedRefs(SignedRefsUpdate(repository: rid(1), delegate: delegate, sequence: 2, signedRefs: try XCTUnwrap(WireOID(oid(1).bytes))))
+        let jobs = mirrorJobs(s.handle(.announced(update, origin: origin), now: now))
         XCTAssertEqual(jobs.count, 1)
         XCTAssertEqual(jobs.first?.links, [4, 3], "the announcer first; gossip clients never")
+        XCTAssertEqual(jobs.first?.expected, [delegate: 2])
         // Three more announcements while it runs: no new job now, exactly one afterwards.
-        for _ in 0..<3 { XCTAssertEqual(mirrorJobs(s.handle(.announced(commit, origin: origin), now: now)), []) }
+        for _ in 0..<3 { XCTAssertEqual(mirrorJobs(s.handle(.announced(update, origin: origin), now: now)), []) }
         XCTAssertEqual(s.mirrorer.active, 1)
-        let after = s.handle(.mirrored(name("demo/app"), .updated(from: "x", refs: 1, objects: 3)), now: now)
+        let after = s.handle(.mirrored(spec: 0, .updated(from: "x", refs: 1, objects: 3)), now: now)
         XCTAssertEqual(mirrorJobs(after).count, 1)
-        XCTAssertTrue(after.contains { if case let .log(_, t) = $0 { return t.contains("mirror: synced demo/app") } else { return false } })
+        XCTAssertTrue(after.contains { if case let .log(_, t) = $0 { return t.contains("mirror: synced \(rid(1))") } else { return false } })
         XCTAssertTrue(after.contains(.scan), "a finished mirror is announced promptly")
-        XCTAssertEqual(mirrorJobs(s.handle(.mirrored(name("demo/app"), .upToDate(from: "x")), now: now)), [])
+        XCTAssertEqual(mirrorJobs(s.handle(.mirrored(spec: 0, .upToDate(from: "x")), now: now)), [])
         XCTAssertEqual(s.mirrorer.active, 0)
-        // Unfollowed repositories and this node's own announcements start nothing.
-        let other = NewCommit(repository: "other/repo", ref: "refs/heads/main", old: nil, new: commit.new)
+        // Other repository IDs and this node's own announcements start nothing.
+        let other = Announcement.signedRefs(SignedRefsUpdate(repository: rid(2), delegate: delegate, sequence: 2, signedRefs: try XCTUnwrap(WireOID(oid(1).bytes))))
         XCTAssertEqual(mirrorJobs(s.handle(.announced(other, origin: origin), now: now)), [])
-        XCTAssertEqual(mirrorJobs(s.handle(.announced(commit, origin: me), now: now)), [])
+        XCTAssertEqual(mirrorJobs(s.handle(.announced(update, origin: me), now: now)), [])
+    }
+
+    func testSignedAnnouncementsNotNewerThanInstalledStartNothing() throws {
+        var options = NodeService.Options()
+        options.serving = true
+        options.mirrors = [MirrorSpec(repository: name("demo/app"), peer: nil)]
+        let delegate = peer(), announcer = peer()
+        var s = NodeService(options: options, localPeer: peer(), seed: seed)
+        _ = s.handle(.started, now: now)
+        advance(1)
+        _ = s.handle(.tick, now: now)
+        // The mirror is pinned to rid(1) with the delegate at sequence 5.
+        _ = s.handle(.scanned([name("demo/app"): signed(rid(1), [delegate: (5, 50)])]), now: now)
+        func announce(_ id: RepositoryID, _ seq: UInt64) throws -> [MirrorJob] {
+            mirrorJobs(s.handle(.announced(.signedRefs(SignedRefsUpdate(repository: id, delegate: delegate, sequence: seq,
+                                                                        signedRefs: try XCTUnwrap(WireOID(oid(9).bytes)))), origin: announcer), now: now))
+        }
+        XCTAssertEqual(try announce(rid(1), 4), [], "an old state (replay) is ignored")
+        XCTAssertEqual(try announce(rid(1), 5), [], "the installed state")
+        XCTAssertEqual(try announce(rid(2), 99), [], "another identity under the same name")
+        XCTAssertEqual(mirrorJobs(s.handle(.announced(.refsChanged(RefsChanged(repository: "demo/app", refsHash: [UInt8](repeating: 1, count: 32))),
+                                                      origin: announcer), now: now)), [], "unsigned announcements of a signed repository")
+        let jobs = try announce(rid(1), 6)
+        XCTAssertEqual(jobs.count, 1)
+        XCTAssertEqual(jobs.first?.expected, [delegate: 6])
+    }
+
+    func testUnsignedAndUnpinnedMirrorsFollowOnlyTheNamedPeer() throws {
+        let named = peer(), stranger = peer()
+        var options = NodeService.Options()
+        options.serving = true
+        options.mirrors = [MirrorSpec(repository: name("demo/app"), peer: try Endpoint.parse("\(named)@127.0.0.1:9000")),
+                           MirrorSpec(repository: name("other/app"), peer: nil)]
+        var s = NodeService(options: options, localPeer: peer(), seed: seed)
+        _ = s.handle(.started, now: now)
+        let changed = Announcement.refsChanged(RefsChanged(repository: "demo/app", refsHash: [UInt8](repeating: 1, count: 32)))
+        XCTAssertEqual(mirrorJobs(s.handle(.announced(changed, origin: stranger), now: now)), [])
+        let jobs = mirrorJobs(s.handle(.announced(changed, origin: named), now: now))
+        XCTAssertEqual(jobs.map(\.onlyFrom), [named])
+        // Nothing pinned yet: a first signed announcement counts only from the named peer.
+        let first = Announcement.signedRefs(SignedRefsUpdate(repository: rid(3), delegate: stranger, sequence: 1, signedRefs: try XCTUnwrap(WireOID(oid(1).bytes))))
+        _ = s.handle(.mirrored(spec: 0, .upToDate(from: "x")), now: now)
+        XCTAssertEqual(mirrorJobs(s.handle(.announced(first, origin: stranger), now: now)), [])
+        XCTAssertEqual(mirrorJobs(s.handle(.announced(first, origin: named), now: now)).map(\.index), [0])
+        _ = s.handle(.mirrored(spec: 0, .upToDate(from: "x")), now: now)
+        // An unsigned local copy whose named peer starts signing: still only that peer.
+        advance(3)
+        _ = s.handle(.tick, now: now)
+        _ = s.handle(.scanned([name("demo/app"): unsigned(4)]), now: now)
+        XCTAssertEqual(mirrorJobs(s.handle(.announced(first, origin: stranger), now: now)), [])
+        XCTAssertEqual(mirrorJobs(s.handle(.announced(first, origin: named), now: now)).map(\.index), [0])
+        // A mirror with no named peer and nothing pinned follows nobody.
+        let otherChanged = Announcement.refsChanged(RefsChanged(repository: "other/app", refsHash: [UInt8](repeating: 1, count: 32)))
+        XCTAssertEqual(mirrorJobs(s.handle(.announced(otherChanged, origin: stranger), now: now)), [])
+    }
+
+    func testMisbehaviourIsReportedWithItsKind() {
+        var options = NodeService.Options()
+        options.serving = true
+        options.mirrors = [MirrorSpec(repository: .id(rid(1)), peer: nil)]
+        var s = NodeService(options: options, localPeer: peer(), seed: seed)
+        let bad = peer()
+        let out = s.handle(.mirrored(spec: 0, .failed(MirrorFailure(.stale, peer: bad, "old signed refs"))), now: now)
+        XCTAssertTrue(out.contains { if case let .log(_, t) = $0 { return t.contains("misbehaved: stale") && t.contains(bad.short) } else { return false } }, "\(out)")
+        XCTAssertTrue(MirrorFailure(.forged, peer: bad, "x").penalizes)
+        XCTAssertFalse(MirrorFailure(.unreachable, peer: bad, "x").penalizes)
+        XCTAssertFalse(MirrorFailure(.forged, peer: nil, "x").penalizes)
     }
 
     // MARK: Requests

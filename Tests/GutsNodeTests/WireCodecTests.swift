@@ -1,7 +1,9 @@
 import XCTest
 import GutsGossip
 import GutsNode
+import GutsIdentity
 import GutsSync
+import GutsTrust
 @testable import GutsWire
 
 /// The codecs of every protocol together: the envelope and control messages (GutsWire),
@@ -12,6 +14,12 @@ final class WireCodecTests: XCTestCase {
     func oid(_ fill: UInt8, _ length: Int = 20) -> WireOID {
         guard let id = WireOID([UInt8](repeating: fill, count: length)) else { preconditionFailure("test oid") }
         return id
+    }
+
+    var signedRefs: SignedRefsUpdate {
+        guard let rid = RepositoryID(bytes: [UInt8](repeating: 5, count: 32)),
+              let delegate = try? PeerID(publicKey: [UInt8](repeating: 4, count: 32)) else { preconditionFailure("sample") }
+        return SignedRefsUpdate(repository: rid, delegate: delegate, sequence: 9, signedRefs: oid(9))
     }
 
     /// One sample of every message type, with non-trivial field values. Their encodings
@@ -31,9 +39,9 @@ final class WireCodecTests: XCTestCase {
             ]))),
             .sync(.getObjects(GetObjects(requestID: 2, repository: "alice/project", wants: [oid(1), oid(2)], haves: [oid(3)]))),
             .sync(.objects(Objects(requestID: 2, final: true, data: Array(0..<255)))),
-            .app(Announcement.newCommit(NewCommit(repository: "alice/project", ref: "refs/heads/main", old: nil, new: oid(9)))),
-            .app(Announcement.newCommit(NewCommit(repository: "alice/project", ref: "refs/heads/main", old: oid(8), new: oid(9)))),
             .app(Announcement.newRepository(NewRepository(repository: "bob/tools"))),
+            .app(Announcement.refsChanged(RefsChanged(repository: "alice/project", refsHash: [UInt8](repeating: 7, count: 32)))),
+            .app(Announcement.signedRefs(signedRefs)),
             .gossip(.gossip(Gossip(topic: "guts/commits", origin: [UInt8](repeating: 4, count: 32), sequence: 5,
                                    timestamp: 1_700_000_000_000, data: Array("hello".utf8),
                                    signature: [UInt8](repeating: 6, count: 64)))),
@@ -58,9 +66,9 @@ final class WireCodecTests: XCTestCase {
         "110000006e00000001000f726566732f68656164732f6d61696e00000002000f726566732f68656164732f6d61696e14aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa000c726566732f746167732f763120bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",  // refs
         "120000005a00000002000d616c6963652f70726f6a6563740000000214010101010101010101010101010101010101010114020202020202020202020202020202020202020200000001140303030303030303030303030303030303030303",  // getObjects
         "13000001080000000201000000ff000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9fa0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedfe0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfe",  // objects
-        "2000000036000d616c6963652f70726f6a656374000f726566732f68656164732f6d61696e00140909090909090909090909090909090909090909",  // newCommit
-        "200000004a000d616c6963652f70726f6a656374000f726566732f68656164732f6d61696e140808080808080808080808080808080808080808140909090909090909090909090909090909090909",  // newCommit
         "210000000b0009626f622f746f6f6c73",  // newRepository
+        "220000002f000d616c6963652f70726f6a6563740707070707070707070707070707070707070707070707070707070707070707",  // refsChanged
+        "230000005d050505050505050505050505050505050505050505050505050505050505050504040404040404040404040404040404040404040404040404040404040404040000000000000009140909090909090909090909090909090909090909",  // signedRefs
         "30000000860c677574732f636f6d6d697473040404040404040404040404040404040404040404040404040404040404040400000000000000050000018bcfe568000000000568656c6c6f06060606060606060606060606060606060606060606060606060606060606060606060606060606060606060606060606060606060606060606060606060606",  // gossip
         "310000001401020c677574732f636f6d6d6974730463686174",  // subscribe
         "32000000470463686174000201010101010101010101010101010101010101010101010101010101010101010202020202020202020202020202020202020202020202020202020202020202",  // iHave
@@ -186,6 +194,17 @@ final class WireCodecTests: XCTestCase {
         XCTAssertThrowsError(try decode(0x01, [0, 1, 0, 1, 33])) { error in
             XCTAssertEqual("\(error)", "field 'capabilities' has 33 entries, limit 32")
         }
+        // SignedRefs: sequence 0, an absent or odd-length object ID, a retired type.
+        let signed = [UInt8](repeating: 5, count: 32) + [UInt8](repeating: 4, count: 32)
+        XCTAssertThrowsError(try decode(0x23, signed + [0, 0, 0, 0, 0, 0, 0, 0] + [20] + [UInt8](repeating: 9, count: 20)))
+        XCTAssertThrowsError(try decode(0x23, signed + [0, 0, 0, 0, 0, 0, 0, 1] + [0]))
+        XCTAssertThrowsError(try decode(0x23, signed + [0, 0, 0, 0, 0, 0, 0, 1] + [19] + [UInt8](repeating: 9, count: 19)))
+        XCTAssertThrowsError(try decode(0x20, [0, 1, 0x61, 0, 1, 0x62, 0, 20] + [UInt8](repeating: 9, count: 20))) { error in
+            XCTAssertEqual(error as? DecodeError, .unknownType(0x20))
+        }
+        // RefsChanged with a short hash.
+        XCTAssertThrowsError(try decode(0x22, [0, 1, 0x61] + [UInt8](repeating: 1, count: 31)))
+        XCTAssertNil(Announcement.decode([0x23, 0, 0, 0, 1, 0]), "gossip data that is no announcement")
     }
 
     func testEncoderRefusesWhatDecoderWouldReject() {

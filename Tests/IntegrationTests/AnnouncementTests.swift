@@ -1,9 +1,10 @@
 import Foundation
+import GutsIdentity
 import GutsNode
 import GutsWire
 import XCTest
 
-/// NewRepository / NewCommit announcements and event-driven mirroring, with real processes.
+/// NewRepository / SignedRefs announcements and event-driven mirroring, with real processes.
 final class AnnouncementTests: XCTestCase {
     var h: Harness!
 
@@ -54,12 +55,14 @@ final class AnnouncementTests: XCTestCase {
         }
     }
 
-    func testPushIsAnnouncedAndMirroredByFollowers() throws {
-        _ = try h.keygen("origin")
+    func testPushIsSignedAnnouncedOnceAndMirroredByFollowers() throws {
+        let originID = try h.keygen("origin")
         _ = try h.keygen("follower")
         let work = try makeServedRepository(home: h.home("origin"))
+        let initRun = try h.run(["--home", h.home("origin"), "repo", "init", "demo/app"])
+        XCTAssertEqual(initRun.status, 0, initRun.stderr)
         let (origin, originLine) = try h.listen("origin", ["--announce-interval", "0.3"])
-        let (follower, followerLine) = try h.listen("follower", ["--bootstrap", originLine, "--mirror", "demo/app",
+        let (follower, followerLine) = try h.listen("follower", ["--bootstrap", originLine, "--mirror", "demo/app@\(originID)",
                                                                   "--announce-interval", "0.3"])
         follower.waitFor("bootstrap connection") { _, err in err.contains("(bootstrap") }
         let watcher = try h.start(["--home", h.home("w"), "--json", "gossip", "subscribe", "--topic", "guts/commits",
@@ -75,17 +78,16 @@ final class AnnouncementTests: XCTestCase {
         let mirror = h.home("follower") + "/repos/demo/app.git"
         XCTAssertEqual(try git(["rev-parse", "refs/heads/main"], in: mirror), head)
         XCTAssertEqual(try git(["fsck", "--full"], in: mirror), "")
-        // The origin announced the push; the follower re-announced after mirroring.
+        // The origin signed and announced the push once; the follower re-announced it once after mirroring.
         XCTAssertEqual(watcher.wait(timeout: 20), 0, watcher.stderr)
         let seen = announcements(watcher)
         XCTAssertEqual(seen.count, 2, watcher.stdout)
         for m in seen {
-            guard case let .newCommit(c) = m else { return XCTFail("expected NewCommit, got \(m)") }
-            XCTAssertEqual(c.repository, "demo/app")
-            XCTAssertEqual(c.ref, "refs/heads/main")
-            XCTAssertEqual(c.new.description, head)
+            guard case let .signedRefs(u) = m else { return XCTFail("expected SignedRefs, got \(m)") }
+            XCTAssertEqual(u.delegate.description, originID)
+            XCTAssertEqual(u.sequence, 2, "sequence 1 was signed by repo init")
         }
-        XCTAssertTrue(origin.stderr.contains("announcing demo/app refs/heads/main"), origin.stderr)
+        XCTAssertTrue(origin.stderr.contains("signed demo/app: sequence 2"), origin.stderr)
     }
 
     func testNewRepositoryAndSyncedRefsAreAnnounced() throws {

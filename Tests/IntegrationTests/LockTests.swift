@@ -103,7 +103,7 @@ final class NodeLockTests: XCTestCase {
         // Peers that fail the handshake: each makes the node log a line or two, far more
         // than the pipe holds.
         for i in 0..<150 {
-            guard let s = RawSocket(port: nodePort) else { return XCTFail("connect \(i)") }
+            guard let s = RawSocket(port: nodePort, from: "127.0.0.2") else { return XCTFail("connect \(i)") }
             s.send(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8) + [UInt8](repeating: 0xff, count: 3000))
             // A node whose event loops wait for stderr stops here after a few dozen.
             guard s.closedByPeer(within: 5) else { return XCTFail("garbage connection \(i) was not dropped: the node is stuck") }

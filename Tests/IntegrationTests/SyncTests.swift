@@ -80,7 +80,7 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual((third.json["changes"] as? [Any])?.count, 0)
         let text = try f.sync(json: false)
         XCTAssertEqual(text.status, 1)
-        XCTAssertEqual(text.stdout, "alice/proj is up to date with \(f.peer)\n")
+        XCTAssertEqual(text.stdout, "alice/proj is up to date with \(f.peer) (unsigned)\n")
         try f.assertMirrorsUpstream()
     }
 

@@ -1,0 +1,34 @@
+import GutsIdentity
+import GutsTrust
+
+/// `guts repo delegates add REPO PEERID`: publish a new identity version with one more delegate.
+enum RepoDelegatesAddCommand: Command {
+    static let name = "repo delegates add"
+    static let summary = "add a delegate to a repository's identity (a new version, signed by this node)"
+    static let synopsis = "repo delegates add [--threshold N] NAME|ID|PATH PEERID"
+    static let options = [
+        OptionSpec("threshold", short: "t", value: "N", help: "signatures the next versions need (default: unchanged)"),
+    ]
+
+    static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
+        guard args.positionals.count == 2 else { throw UsageError("repo delegates add needs a repository and a peer ID") }
+        guard let peer = PeerID(args.positionals[1]) else { throw UsageError("'\(args.positionals[1])' is not a peer ID") }
+        let threshold = try args.int("threshold", in: 1...TrustLimits.maxDelegates)
+        let identity = try loadIdentity(context)
+        let location = try RepoSupport.locate(args.positionals[0], home: context.homePath)
+        let repo = try RepoSupport.open(location.path)
+        let chain = try RepoSupport.identity(repo)
+        guard !chain.current.delegates.contains(peer) else {
+            context.error("\(peer) is already a delegate of \(chain.id)")
+            return .noReply
+        }
+        let doc = TrustStore.nextVersion(of: chain) { d in
+            d.delegates.append(peer)
+            if let threshold { d.threshold = threshold }
+        }
+        let next = try RepoSupport.publish(repo, chain: chain, document: doc, identity: identity, context)
+        context.log("published version \(next.current.version) of \(next.id): \(next.current.delegates.count) delegates, threshold \(next.current.threshold)")
+        try RepoSupport.describe(next, repo: repo, location: location, me: identity.peerID, context)
+        return .ok
+    }
+}
