@@ -138,6 +138,52 @@ final class PeersCommandTests: XCTestCase {
         XCTAssertEqual(saved["connected"] as? Bool, false)
     }
 
+    /// Hostile scores/ban/unban/report requests on the control socket of a real node: each
+    /// is answered bad-request without changing anything (what only the node can check, a
+    /// peer ID's checksum or an address's syntax, included), and the connection and the
+    /// node keep serving.
+    func testHostileScoreAndBanRequestsAreBadRequests() throws {
+        let (node, line) = try startNode()
+        let c = try XCTUnwrap(UnixClient(path: home + "/control.sock"))
+        let good = try peerID(.generate())
+        // Same form, wrong checksum: only the node can tell.
+        var badSum = Array(good.utf8)
+        badSum[57] = badSum[57] == UInt8(ascii: "a") ? UInt8(ascii: "b") : UInt8(ascii: "a")
+        let wrongChecksum = String(decoding: badSum, as: UTF8.self)
+        let hostile = [
+            #"{"id":1,"cmd":"scores","peers":[""# + wrongChecksum + #""]}"#,
+            #"{"id":2,"cmd":"scores","peers":"all"}"#,
+            #"{"id":3,"cmd":"scores","peers":[""# + good + #"",7]}"#,
+            #"{"id":4,"cmd":"ban","target":""# + wrongChecksum + #"","seconds":60}"#,
+            #"{"id":5,"cmd":"ban","target":"127.0.0.2/33","seconds":60}"#,
+            #"{"id":6,"cmd":"ban","target":"10.1.2.3/24","seconds":null}"#,
+            #"{"id":7,"cmd":"ban","target":"fe80::1%eth0","seconds":null}"#,
+            #"{"id":8,"cmd":"ban","target":"127.0.0.2","seconds":-1}"#,
+            #"{"id":9,"cmd":"ban","target":"127.0.0.2","seconds":1e400}"#,
+            #"{"id":10,"cmd":"ban","target":"127.0.0.2"}"#,
+            #"{"id":11,"cmd":"ban","target":["127.0.0.2"],"seconds":null}"#,
+            #"{"id":12,"cmd":"unban","target":"localhost"}"#,
+            #"{"id":13,"cmd":"report","peer":""# + good + #"","event":"uptime","reason":"buy a good score"}"#,
+            #"{"id":14,"cmd":"report","peer":""# + good + #"","event":"no-such-event","reason":""}"#,
+            #"{"id":15,"cmd":"report","peer":""# + wrongChecksum + #"","event":"stall","reason":""}"#,
+            #"{"id":16,"cmd":"report","peer":""# + good + #"","event":"stall","reason":""# + String(repeating: "r", count: 600) + #""}"#,
+        ]
+        for text in hostile {
+            c.send(Array((text + "\n").utf8))
+            let answer = try XCTUnwrap(c.readJSON(), "no answer to \(text.prefix(60))")
+            XCTAssertEqual(answer["ok"] as? Bool, false, text)
+            XCTAssertEqual((answer["error"] as? [String: Any])?["code"] as? String, "bad-request", "\(text.prefix(80)): \(answer)")
+        }
+        // Nothing was banned or scored, and the same connection answers a good request.
+        c.send(Array(#"{"id":99,"cmd":"scores"}"#.utf8) + [0x0a])
+        let scores = try XCTUnwrap(c.readJSON())
+        XCTAssertEqual(scores["ok"] as? Bool, true)
+        XCTAssertEqual((scores["scores"] as? [Any])?.count, 0, "\(scores)")
+        XCTAssertEqual((scores["address_bans"] as? [Any])?.count, 0, "\(scores)")
+        XCTAssertTrue(node.process.isRunning)
+        try legitimatePing(line)
+    }
+
     // MARK: Bans by hand
 
     /// A ban of an identity closes its session at once, keeps it out (from any address),
