@@ -184,6 +184,38 @@ final class PeersCommandTests: XCTestCase {
         try legitimatePing(line)
     }
 
+    /// A peer book at its limits (10,000 peers with 8 addresses each, 4,096 address bans)
+    /// is listed whole, offline and live: the scores answer (about 5 MB on one line) fits
+    /// the client's line limit, and is read in time.
+    func testAFullPeerBookIsListedOfflineAndLive() throws {
+        _ = try h.keygen("node")
+        let now = Int(Date().timeIntervalSince1970)
+        var text = "guts-peers 1\n"
+        text.reserveCapacity(3 << 20)
+        for i in 0..<10_000 {
+            let id = try peerID(.generate())
+            let addresses = (0..<8).map { "10.\($0).\(i / 256).\(i % 256):9000" }.joined(separator: ",")
+            text += "peer \(id) \(now) -12.5 1 - \(now) protocol-violation=0.1,stall=1,rate-limit-overrun=3,uptime=60,answered-ping=10 \(addresses)\n"
+        }
+        for i in 0..<4_096 { text += "ban 172.\(16 + i / 65_536).\(i / 256 % 256).\(i % 256) manual:permanent\n" }
+        try text.write(toFile: home + "/peers", atomically: true, encoding: .utf8)
+
+        var started = Date()
+        let offline = try guts(["--json", "peers", "score"])
+        print("full peer book, offline: \(String(format: "%.2f", Date().timeIntervalSince(started))) s, \(offline.stdout.utf8.count) bytes")
+        XCTAssertEqual(offline.status, 0, offline.stderr)
+        XCTAssertEqual(offline.stdout.split(separator: "\n").count, 14_096)
+
+        let (node, _) = try startNode()
+        started = Date()
+        let live = try guts(["--json", "peers", "score"])
+        print("full peer book, live: \(String(format: "%.2f", Date().timeIntervalSince(started))) s, \(live.stdout.utf8.count) bytes")
+        XCTAssertEqual(live.status, 0, live.stderr)
+        XCTAssertTrue(live.stderr.contains("from the running node"), live.stderr)
+        XCTAssertEqual(live.stdout.split(separator: "\n").count, 14_096)
+        stop(node)
+    }
+
     // MARK: Bans by hand
 
     /// A ban of an identity closes its session at once, keeps it out (from any address),
