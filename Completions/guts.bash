@@ -16,6 +16,13 @@ _guts_home() {
     printf '%s\n' "${home/#\~/$HOME}"
 }
 
+_guts_book_targets() {
+    # Peer IDs and banned addresses in <home>/peers (guts-peers(5)).
+    local book
+    book="$(_guts_home)/peers"
+    [[ -r $book ]] && awk '$1 == "peer" || $1 == "ban" { print $2 }' "$book" 2>/dev/null
+}
+
 _guts() {
     local cur=${COMP_WORDS[COMP_CWORD]}
     local prev=
@@ -28,7 +35,7 @@ _guts() {
         --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval
         -p --peer --into -m --mirror --topic -t --announce-interval -d --data --max-transfers --stall-timeout
         --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor --max-work -j --threads --wait
-        --name --description --default-branch --threshold"
+        --name --description --default-branch --threshold --for"
 
     # Find the command words, skipping options and their values.
     local i w cmd= sub= skip= args=()
@@ -46,7 +53,7 @@ _guts() {
         esac
         if [[ -z $cmd ]]; then
             cmd=$w
-        elif [[ ($cmd == objects || $cmd == gossip || $cmd == repo) && -z $sub ]]; then
+        elif [[ ($cmd == objects || $cmd == gossip || $cmd == repo || $cmd == peers) && -z $sub ]]; then
             sub=$w
         elif [[ $cmd == repo && $sub == delegates && ${#args[@]} == 0 && ($w == add || $w == remove) ]]; then
             sub="delegates $w"
@@ -81,7 +88,7 @@ _guts() {
             --announce-interval | -d | --data | --max-transfers | --stall-timeout | \
             --deadline | --max-pack-size | --max-object-size | --max-delta-depth | --work-factor | \
             --max-work | -j | --threads | --wait | \
-            --name | --description | --default-branch | --threshold)
+            --name | --description | --default-branch | --threshold | --for)
             return # free-form value
             ;;
     esac
@@ -119,7 +126,21 @@ _guts() {
                 *) return ;;
             esac
             ;;
-        status | peers) opts="" ;;
+        status) opts="" ;;
+        peers)
+            case $sub in
+                "") words="score ban unban" ;;
+                score) opts="" ;;
+                ban) opts="--for" ;;
+                unban) opts="" ;;
+                *) return ;;
+            esac
+            if [[ -n $sub && $cur != -* ]]; then
+                local IFS=$'\n'
+                COMPREPLY=($(compgen -W "$(_guts_book_targets)" -- "$cur"))
+                return
+            fi
+            ;;
         dial) opts="-W --timeout --network" ;;
         ping) opts="-c --count -i --interval -W --timeout --network" ;;
         objects)
@@ -172,6 +193,7 @@ _guts() {
                 1:repo) words="init show sign delegates" ;;
                 2:repo) words="add remove" ;;
                 1:gossip) words="publish subscribe" ;;
+                1:peers) words="score ban unban" ;;
             esac
             ;;
         *) return ;;

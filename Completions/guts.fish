@@ -17,7 +17,7 @@ function __guts_words
                 --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval \
                 -p --peer --into --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor \
                 --max-work -j --threads \
-                --name --description --default-branch -t --threshold
+                --name --description --default-branch -t --threshold --for
                 set skip 1
             case '-*'
             case '*'
@@ -66,6 +66,23 @@ function __guts_repositories
     end
 end
 
+# Peer IDs and banned addresses in <home>/peers (guts-peers(5)).
+function __guts_book_targets
+    set -l tokens (commandline -opc)
+    set -l home
+    for i in (seq (count $tokens))
+        switch $tokens[$i]
+            case --home
+                set home $tokens[(math $i + 1)]
+            case '--home=*'
+                set home (string replace -- --home= '' $tokens[$i])
+        end
+    end
+    test -n "$home"; or set home $GUTS_HOME
+    test -n "$home"; or set home ~/.guts
+    test -r $home/peers; and awk '$1 == "peer" || $1 == "ban" { print $2 }' $home/peers 2>/dev/null
+end
+
 complete -c guts -f
 
 # Global options, before or after the command
@@ -80,7 +97,7 @@ complete -c guts -l version -d 'print the version and exit'
 complete -c guts -n __guts_needs_command -a keygen -d 'create the node identity (Ed25519) and print its peer ID'
 complete -c guts -n __guts_needs_command -a listen -d 'run a node: accept peers, keep bootstrap peers connected'
 complete -c guts -n __guts_needs_command -a status -d 'show the running node: addresses, repositories, uptime'
-complete -c guts -n __guts_needs_command -a peers -d 'list the peers the running node is connected to'
+complete -c guts -n __guts_needs_command -a peers -d 'list the peers the running node is connected to, with scores'
 complete -c guts -n __guts_needs_command -a sync -d 'mirror a repository from a peer, verifying every object'
 complete -c guts -n __guts_needs_command -a dial -d 'connect to a node, authenticate it and show its identity'
 complete -c guts -n __guts_needs_command -a ping -d 'measure round-trip time to a node'
@@ -91,6 +108,7 @@ complete -c guts -n __guts_needs_command -a version -d 'print the version and ex
 
 # guts help COMMAND
 complete -c guts -n '__guts_words_are help' -a 'keygen listen status peers sync gossip dial ping objects repo' -d 'command'
+complete -c guts -n '__guts_words_are help peers' -a 'score ban unban' -d 'peers command'
 complete -c guts -n '__guts_words_are help repo' -a 'init show sign delegates' -d 'repo command'
 complete -c guts -n '__guts_words_are help repo delegates' -a 'add remove' -d 'delegates command'
 complete -c guts -n '__guts_words_are help objects' -a verify -d 'verify the objects of a repository'
@@ -115,6 +133,14 @@ complete -c guts -n '__guts_using listen' -l max-transfers -x -d 'object transfe
 complete -c guts -n '__guts_using listen' -l stall-timeout -x -d 'cut off transfers whose peer takes nothing for SECONDS (default 60)'
 complete -c guts -n '__guts_using listen' -l follow-symlinks -d 'also serve repositories that symbolic links place outside their root'
 
+# guts peers [score|ban|unban]
+complete -c guts -n '__guts_words_are peers' -a score -d 'show peers\' scores, states and bans'
+complete -c guts -n '__guts_words_are peers' -a ban -d 'ban a peer ID or an address/network'
+complete -c guts -n '__guts_words_are peers' -a unban -d 'lift the ban of a peer ID or an address/network'
+complete -c guts -n '__guts_using peers score' -a '(__guts_book_targets)' -d 'peer ID'
+complete -c guts -n '__guts_words_are peers ban; or __guts_words_are peers unban' -a '(__guts_book_targets)' -d 'peer ID or ADDR[/PREFIX]'
+complete -c guts -n '__guts_using peers ban' -l for -x -d 'how long: 30s, 10m, 2h, 7d (default: until unbanned)'
+
 # guts gossip publish|subscribe
 complete -c guts -n __guts_needs_command -a gossip -d 'publish to a topic or follow it'
 complete -c guts -n '__guts_words_are gossip' -a publish -d 'sign a message and hand it to a node'
@@ -128,7 +154,7 @@ complete -c guts -n '__guts_using gossip publish' -s d -l data -x -d 'payload (d
 complete -c guts -n '__guts_using gossip subscribe' -s c -l count -x -d 'exit after N messages'
 
 # guts sync REPO --peer [PEERID@]ADDR
-complete -c guts -n '__guts_using sync' -s p -l peer -x -d 'peer to sync from, [PEERID@]ADDR (repeatable, tried in order)'
+complete -c guts -n '__guts_using sync' -s p -l peer -x -d 'peer to sync from, [PEERID@]ADDR (repeatable, best score first)'
 complete -c guts -n '__guts_using sync' -l into -x -a '(__fish_complete_directories (commandline -ct))' -d 'bare repository to sync into'
 complete -c guts -n '__guts_using sync' -s f -l force -d 'mirror into a repository guts did not create (replaces its refs)'
 complete -c guts -n '__guts_using sync' -s W -l timeout -x -d 'connect, handshake, per-answer silence and no-pack-data limit (default 30)'

@@ -1,6 +1,7 @@
 import GutsAddress
 import GutsGit
 import GutsIdentity
+import GutsPolicy
 import GutsSupport
 import GutsSync
 import GutsTransport
@@ -14,7 +15,7 @@ enum SyncCommand: Command {
     static let summary = "mirror a repository from a peer, verifying every object before it becomes visible"
     static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--deadline SECONDS] [--wait SECONDS | --no-wait] [--network ID] [limits] NAME|ID --peer [PEERID@]ADDR [--peer ...]"
     static let options = [
-        OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", repeatable: true, help: "peer to fetch from; several are tried in order until one succeeds"),
+        OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", repeatable: true, help: "peer to fetch from; several are tried best score first until one succeeds, banned ones skipped"),
         OptionSpec("into", value: "DIR", help: "bare repository to sync into (default <home>/repos/REPO.git)"),
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "connect, handshake, per-answer silence and no-pack-data limit (default 30)"),
         OptionSpec("deadline", value: "SECONDS", help: "most time the whole sync may take, per peer (default 3600, 0 for none; config sync-deadline)"),
@@ -25,6 +26,9 @@ enum SyncCommand: Command {
         OptionSpec("no-wait", help: "exit at once with status 10 if another sync holds the repository"),
     ] + NodeConfig.limitOptions
 
+    /// Default of --timeout.
+    static let defaultTimeout = 30.0
+
     /// Default of --wait: long enough for a large first sync to finish.
     static let defaultWait = 600.0
 
@@ -33,9 +37,9 @@ enum SyncCommand: Command {
         guard let name = RepositoryRef(args.positionals[0]) else {
             throw UsageError("invalid repository name '\(args.positionals[0])': use NAME or OWNER/NAME with letters, digits, '.', '_' and '-', or a repository ID")
         }
-        let peers = try args.all("peer").map { try Network.parseEndpoint($0) }
-        guard !peers.isEmpty else { throw UsageError("sync needs at least one --peer [PEERID@]ADDR") }
-        let timeout = try args.seconds("timeout", in: 0.1...3600) ?? 30
+        let given = try args.all("peer").map { try Network.parseEndpoint($0) }
+        guard !given.isEmpty else { throw UsageError("sync needs at least one --peer [PEERID@]ADDR") }
+        let timeout = try args.seconds("timeout", in: 0.1...3600) ?? defaultTimeout
         if args.has("no-wait") && args.value("wait") != nil { throw UsageError("--wait and --no-wait exclude each other") }
         let wait = args.has("no-wait") ? 0 : try args.seconds("wait", in: 0...86400) ?? defaultWait
         var config = try NodeConfig.load(home: context.homePath)
@@ -45,6 +49,12 @@ enum SyncCommand: Command {
         let deadline = try args.seconds("deadline", in: NodeConfig.deadlineRange) ?? config.syncDeadline
         let maxPackSize = try args.bytes("max-pack-size", in: NodeConfig.packSizeRange) ?? config.maxPackSize
         try Network.applyNetworkOption(args, to: &config)
+        // Best-scoring peers first, banned ones skipped (see guts-sync(1), Peers).
+        let standings = PeerStandings.load(context, peers: given.compactMap(\.peer), parameters: config.score)
+        let peers = order(given, standings, context)
+        guard !peers.isEmpty else {
+            throw CommandError(.io, "every peer given is banned (see 'guts peers score'; 'guts peers unban' lifts a ban); nothing was done")
+        }
         let destination: SyncDestination
         // The repository's path when it is known before the peer is asked: a name, --into,
         // or an ID already mirrored here. A first sync by ID finds its path only once the
@@ -96,6 +106,7 @@ enum SyncCommand: Command {
         defer { try? group.syncShutdownGracefully() }
 
         var failures: [CommandError] = []
+        var bannedAfterDial = 0
         for endpoint in peers {
             if signals.received != 0 { break }
             let connection: PeerConnection
@@ -108,6 +119,13 @@ enum SyncCommand: Command {
             }
             signals.onSignal { _ in connection.close(.shutdown, "sync interrupted") }
             guard let peer = connection.peer else { continue }
+            if endpoint.peer == nil, let why = standings?.ban(of: peer.peerID, context) {
+                connection.close(.shutdown, "banned")
+                _ = try? connection.closeFuture.wait()
+                context.log("skipping \(endpoint.address): it is \(peer.peerID), and \(why)")
+                bannedAfterDial += 1
+                continue
+            }
             let served = "\(peer.peerID)@\(connection.remoteAddress)"
             context.debug("syncing \(name) from \(served)")
             let progress: @Sendable (SyncProgress) -> Void = { p in
@@ -140,13 +158,80 @@ enum SyncCommand: Command {
                 }
                 context.error(e.message)
                 failures.append(e)
+                hold(peer.peerID, to: f, limits: limits, maxPackSize: maxPackSize, deadline: deadline, timeout: timeout, config: config, context)
             }
+        }
+        if failures.isEmpty, bannedAfterDial > 0, signals.received == 0 {
+            throw CommandError(.io, "could not sync \(name): every peer reached is banned; \(untouched)")
         }
         // Every peer failed: report the most serious kind.
         let order: [ExitCode] = [.integrity, .refused, .authentication, .protocolError, .timeout, .unreachable, .io]
         let worst = order.first { code in failures.contains { $0.code == code } } ?? .unreachable
         let count = peers.count
         throw CommandError(worst, "could not sync \(name) from \(count == 1 ? "the peer" : "any of \(count) peers"); \(untouched)")
+    }
+
+    /// `given` best score first (stable: equal scores keep their order; peers without a
+    /// peer ID, or unknown, count as 0), without the banned ones, which are named on stderr.
+    static func order(_ given: [Endpoint], _ standings: PeerStandings?, _ context: Context) -> [Endpoint] {
+        guard let standings else { return given }
+        var kept: [(endpoint: Endpoint, score: Double, index: Int)] = []
+        for (i, endpoint) in given.enumerated() {
+            if let why = standings.ban(endpoint) {
+                context.log("skipping \(endpoint): \(why) (in \(standings.source))")
+                continue
+            }
+            kept.append((endpoint, standings.score(endpoint), i))
+        }
+        kept.sort { $0.score != $1.score ? $0.score > $1.score : $0.index < $1.index }
+        if given.count > 1 {
+            context.debug("peers by score (from \(standings.source)): " + kept.map { "\($0.endpoint) \(PeerScoreFormat.number($0.score))" }.joined(separator: ", "))
+        }
+        return kept.map(\.endpoint)
+    }
+
+    /// The score event for a failure that shows the peer sent bad data or stalled, as the
+    /// node's own mirror syncs count them: nil for failures that may not be its fault, and
+    /// for limits set below their defaults (a peer cannot know of those).
+    static func offence(_ f: SyncFailure, limits: ObjectLimits, maxPackSize: Int, deadline: Double, timeout: Double) -> ScoreEvent? {
+        let d = ObjectLimits.default
+        switch f {
+        case .integrity, .forged, .stale, .identityMismatch: return .badObjects
+        case .protocolViolation: return .protocolViolation
+        case .timeout: return timeout >= defaultTimeout ? .stall : nil
+        case let .budget(limit, _):
+            let atDefault: Bool
+            switch limit {
+            case .objectSize: atDefault = limits.maxObjectSize >= d.maxObjectSize
+            case .deltaDepth: atDefault = limits.maxDeltaDepth >= d.maxDeltaDepth
+            case .packObjects: atDefault = limits.maxPackObjects >= d.maxPackObjects
+            case .inflatedBytes, .deltaBytes:
+                atDefault = (limits.workFactor == 0 || limits.workFactor >= d.workFactor) && limits.maxWork >= d.maxWork
+            case .packSize: atDefault = maxPackSize >= SyncOptions.defaultMaxPackBytes
+            case .deadline: atDefault = deadline == 0 || deadline >= SyncOptions.defaultDeadline
+            }
+            guard atDefault else { return nil }
+            return limit == .deadline ? .stall : .badObjects
+        case .notFound, .refused, .connection, .local, .busy, .untrusted:
+            return nil
+        }
+    }
+
+    /// Records the peer's offence in the peer book (through the running node when there
+    /// is one), and says so.
+    static func hold(_ peer: PeerID, to f: SyncFailure, limits: ObjectLimits, maxPackSize: Int, deadline: Double,
+                     timeout: Double, config: NodeConfig, _ context: Context) {
+        guard let event = offence(f, limits: limits, maxPackSize: maxPackSize, deadline: deadline, timeout: timeout) else {
+            switch f {
+            case let .budget(limit, _): context.log("not counting it against \(peer.short): \(limit.setting) is set below its default")
+            case .timeout: context.log("not counting it against \(peer.short): --timeout is set below its default")
+            default: break
+            }
+            return
+        }
+        if let outcome = PeerBookAccess.record(event, peer: peer, reason: "guts sync: \(f.description)", context, parameters: config.score) {
+            context.log("\(peer.short): \(outcome)")
+        }
     }
 
     static func describe(_ f: SyncFailure, peer: String) -> CommandError {

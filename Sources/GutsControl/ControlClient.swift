@@ -34,6 +34,8 @@ public final class ControlClient: @unchecked Sendable {
     public let path: String
     private let fd: Int32
     private var buffer: [UInt8] = []
+    /// How much of `buffer` is known to hold no newline (so a long line is scanned once).
+    private var scanned = 0
     private var nextID = 1
     /// Guards `closed` (heap-allocated, so the mutex never moves).
     private let mutex = HeapMutex()
@@ -113,9 +115,10 @@ public final class ControlClient: @unchecked Sendable {
     public func next(answering request: ControlRequest, timeout: Double?, watch: Int32? = nil) throws(ControlClientError) -> Event {
         let deadline = timeout.map { Instant.now().adding(seconds: $0) }
         while true {
-            if let newline = buffer.firstIndex(of: 0x0a) {
+            if let newline = buffer[scanned...].firstIndex(of: 0x0a) {
                 let line = Array(buffer[..<newline])
                 buffer.removeSubrange(...newline)
+                scanned = 0
                 do {
                     let (id, response) = try ControlCodec.decodeResponse(line, answering: request)
                     return .line(id: id, response)
@@ -123,6 +126,7 @@ public final class ControlClient: @unchecked Sendable {
                     throw .malformed(error.message)
                 }
             }
+            scanned = buffer.count
             guard buffer.count <= ControlSocket.maxResponseLine else {
                 throw .malformed("a line longer than \(ControlSocket.maxResponseLine) bytes")
             }

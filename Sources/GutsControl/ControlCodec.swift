@@ -22,6 +22,14 @@ public enum ControlCodec {
             pairs += [("topic", .string(topic)), ("data", .string(Base64.encode(data)))]
         case let .subscribe(topics):
             pairs.append(("topics", .array(topics.map { .string($0) })))
+        case let .scores(peers):
+            if !peers.isEmpty { pairs.append(("peers", .array(peers.map { .string($0) }))) }
+        case let .ban(target, seconds):
+            pairs += [("target", .string(target)), ("seconds", seconds.map { number($0) } ?? .null)]
+        case let .unban(target):
+            pairs.append(("target", .string(target)))
+        case let .report(peer, event, reason):
+            pairs += [("peer", .string(peer)), ("event", .string(event)), ("reason", .string(reason))]
         }
         return line(.object(pairs))
     }
@@ -47,7 +55,7 @@ public enum ControlCodec {
             id = i
         }
         guard let command = value["cmd"]?.stringValue else {
-            return (id, .failure(ControlError(.badRequest, "missing \"cmd\" (a string: status, peers, publish or subscribe)")))
+            return (id, .failure(ControlError(.badRequest, "missing \"cmd\" (a string: \(knownCommands))")))
         }
         switch command {
         case "status":
@@ -74,10 +82,92 @@ public enum ControlCodec {
                 if !topics.contains(t) { topics.append(t) }
             }
             return (id, .success(.subscribe(topics: topics)))
+        case "scores", "ban", "unban", "report":
+            return (id, decodePeerRequest(command, value).mapError { ControlError(.badRequest, $0.message) })
         default:
             let shown = command.count > 40 ? String(command.prefix(40)) + "..." : command
-            return (id, .failure(ControlError(.unknownCommand, "unknown command \(JSON.quote(shown)); known: status, peers, publish, subscribe")))
+            return (id, .failure(ControlError(.unknownCommand, "unknown command \(JSON.quote(shown)); known: \(knownCommands)")))
         }
+    }
+
+    static let knownCommands = "status, peers, publish, subscribe, scores, ban, unban, report"
+
+    /// `scores`, `ban`, `unban` and `report`: every member checked for type, size and
+    /// form here; what needs the node's knowledge (a peer ID's checksum, whether an
+    /// address parses, event names) the node checks and answers `bad-request` too.
+    static func decodePeerRequest(_ command: String, _ value: JSONValue) -> Result<ControlRequest, ControlCodecError> {
+        switch command {
+        case "scores":
+            guard let member = value["peers"], !member.isNull else { return .success(.scores(peers: [])) }
+            guard let items = member.arrayValue, items.count <= ControlSocket.maxScorePeers else {
+                return .failure(ControlCodecError("\"peers\" must be an array of at most \(ControlSocket.maxScorePeers) peer IDs"))
+            }
+            var peers: [String] = []
+            var seen = Set<String>()
+            for item in items {
+                guard let text = item.stringValue, looksLikePeerID(text) else {
+                    return .failure(ControlCodecError("\"peers\" must hold peer IDs (gt and 56 base32 characters), not \(shown(item))"))
+                }
+                if seen.insert(text.lowercased()).inserted { peers.append(text) }
+            }
+            return .success(.scores(peers: peers))
+        case "ban":
+            let target: String
+            switch banTarget(value) {
+            case let .success(t): target = t
+            case let .failure(e): return .failure(e)
+            }
+            guard let member = value["seconds"] else {
+                return .failure(ControlCodecError("ban needs \"seconds\": a number of seconds, or null for a ban until unbanned"))
+            }
+            if member.isNull { return .success(.ban(target: target, seconds: nil)) }
+            guard let seconds = member.doubleValue, seconds.isFinite, seconds >= 1, seconds <= ControlSocket.maxBanSeconds else {
+                return .failure(ControlCodecError("\"seconds\" must be a number from 1 to \(Int(ControlSocket.maxBanSeconds)), or null"))
+            }
+            return .success(.ban(target: target, seconds: seconds))
+        case "unban":
+            return banTarget(value).map { .unban(target: $0) }
+        default:  // report
+            guard let peer = value["peer"]?.stringValue, looksLikePeerID(peer) else {
+                return .failure(ControlCodecError("report needs \"peer\": a peer ID (gt and 56 base32 characters)"))
+            }
+            guard let event = value["event"]?.stringValue, (1...40).contains(event.utf8.count),
+                  event.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2d }) else {
+                return .failure(ControlCodecError("report needs \"event\": the name of a penalty, e.g. \"bad-objects\""))
+            }
+            guard let reason = value["reason"]?.stringValue, reason.utf8.count <= ControlSocket.maxReasonLength else {
+                return .failure(ControlCodecError("report needs \"reason\": a string of at most \(ControlSocket.maxReasonLength) bytes"))
+            }
+            return .success(.report(peer: peer, event: event, reason: reason))
+        }
+    }
+
+    /// The `target` member: 1 to `maxTargetLength` bytes of printable ASCII.
+    static func banTarget(_ value: JSONValue) -> Result<String, ControlCodecError> {
+        guard let target = value["target"]?.stringValue, (1...ControlSocket.maxTargetLength).contains(target.utf8.count),
+              target.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
+            return .failure(ControlCodecError("\"target\" must be a peer ID or ADDR[/PREFIX] (1 to \(ControlSocket.maxTargetLength) printable ASCII characters)"))
+        }
+        return .success(target)
+    }
+
+    /// The form of a peer ID (its checksum is the node's to check): `gt` and 56
+    /// characters of base32, either case.
+    public static func looksLikePeerID(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        guard bytes.count == 58, bytes[0] == 0x67 || bytes[0] == 0x47, bytes[1] == 0x74 || bytes[1] == 0x54 else { return false }
+        return bytes[2...].allSatisfy { b in (b >= 0x61 && b <= 0x7a) || (b >= 0x41 && b <= 0x5a) || (b >= 0x32 && b <= 0x37) }
+    }
+
+    /// A JSON value for a message, cut short.
+    static func shown(_ value: JSONValue) -> String {
+        let text = value.rendered
+        return text.count > 60 ? String(text.prefix(60)) + "..." : text
+    }
+
+    /// An integer when the value is one (so `3600` is written `3600`).
+    static func number(_ v: Double) -> JSONValue {
+        v == v.rounded() && abs(v) < 1e15 ? .int(Int(v)) : .double(v)
     }
 
     // MARK: - Responses
@@ -98,6 +188,13 @@ public enum ControlCodec {
                       ("origin", .string(r.origin)), ("bytes", .int(r.bytes))]
         case let .subscribed(topics):
             pairs += [("ok", .bool(true)), ("topics", .array(topics.map { .string($0) }))]
+        case let .scores(scores):
+            pairs += [("ok", .bool(true)), ("scores", .array(scores.peers.map { .object(json($0)) })),
+                      ("address_bans", .array(scores.addressBans.map { .object(json($0)) }))]
+        case let .changed(changed):
+            pairs += [("ok", .bool(true)), ("changed", .bool(changed))]
+        case let .reported(info):
+            pairs += [("ok", .bool(true)), ("score", .object(json(info)))]
         case let .gossip(g):
             pairs += [("event", .string("gossip")), ("topic", .string(g.topic)), ("origin", .string(g.origin)),
                       ("msg_id", .string(Hex.encode(g.id))), ("timestamp_ms", .int(Int(clamping: g.timestampMillis))),
@@ -125,6 +222,21 @@ public enum ControlCodec {
          ("rtt_ms", p.roundTrip.map { .double($0 * 1000) } ?? .null),
          ("connected_since", .double(p.connectedSince)),
          ("bytes_in", .int(Int(clamping: p.bytesIn))), ("bytes_out", .int(Int(clamping: p.bytesOut)))]
+    }
+
+    /// The members describing a peer's score (also `guts peers score --json`).
+    public static func json(_ p: PeerScoreInfo) -> [(String, JSONValue)] {
+        [("peer_id", .string(p.peerID)), ("score", number(p.score)),
+         ("components", .object(p.components.map { ($0.name, number($0.value)) })),
+         ("state", .string(p.state)), ("banned_until", p.bannedUntil.map { number($0) } ?? .null),
+         ("permanent", .bool(p.permanent)), ("addresses", .array(p.addresses.map { .string($0) })),
+         ("last_seen", p.lastSeen.map { number($0) } ?? .null), ("connected", .bool(p.connected))]
+    }
+
+    /// The members describing an address ban (also `guts peers score --json`).
+    public static func json(_ b: AddressBanInfo) -> [(String, JSONValue)] {
+        [("prefix", .string(b.prefix)), ("banned_until", b.bannedUntil.map { number($0) } ?? .null),
+         ("permanent", .bool(b.permanent)), ("automatic", .bool(b.automatic))]
     }
 
     /// Decodes one response line (without its newline) to the request `answering`:
@@ -164,7 +276,49 @@ public enum ControlCodec {
             return (id, .published(PublishReceipt(id: msgID, topic: topic, origin: origin, bytes: bytes)))
         case .subscribe:
             return (id, .subscribed(topics: try strings(value["topics"], "topics")))
+        case .scores:
+            guard let items = value["scores"]?.arrayValue, let bans = value["address_bans"]?.arrayValue else {
+                throw ControlCodecError("scores response without \"scores\" and \"address_bans\" arrays")
+            }
+            var peers: [PeerScoreInfo] = []
+            for item in items { peers.append(try score(item)) }
+            var addressBans: [AddressBanInfo] = []
+            for item in bans { addressBans.append(try addressBan(item)) }
+            return (id, .scores(PeerScores(peers: peers, addressBans: addressBans)))
+        case .ban, .unban:
+            guard let changed = value["changed"]?.boolValue else { throw ControlCodecError("\(request.command) response without \"changed\"") }
+            return (id, .changed(changed))
+        case .report:
+            guard let item = value["score"] else { throw ControlCodecError("report response without \"score\"") }
+            return (id, .reported(try score(item)))
         }
+    }
+
+    static func score(_ v: JSONValue) throws(ControlCodecError) -> PeerScoreInfo {
+        guard let peerID = v["peer_id"]?.stringValue, let score = v["score"]?.doubleValue,
+              case let .object(pairs)? = v["components"], let state = v["state"]?.stringValue,
+              let until = v["banned_until"], until.isNull || until.doubleValue != nil,
+              let permanent = v["permanent"]?.boolValue,
+              let seen = v["last_seen"], seen.isNull || seen.doubleValue != nil,
+              let connected = v["connected"]?.boolValue else {
+            throw ControlCodecError("score entry lacks a member or has one of the wrong type")
+        }
+        var components: [PeerScoreInfo.Component] = []
+        for (name, value) in pairs {
+            guard let d = value.doubleValue else { throw ControlCodecError("score component \(JSON.quote(name)) is not a number") }
+            components.append(.init(name: name, value: d))
+        }
+        return PeerScoreInfo(peerID: peerID, score: score, components: components, state: state, bannedUntil: until.doubleValue,
+                             permanent: permanent, addresses: try strings(v["addresses"], "addresses"),
+                             lastSeen: seen.doubleValue, connected: connected)
+    }
+
+    static func addressBan(_ v: JSONValue) throws(ControlCodecError) -> AddressBanInfo {
+        guard let prefix = v["prefix"]?.stringValue, let until = v["banned_until"], until.isNull || until.doubleValue != nil,
+              let automatic = v["automatic"]?.boolValue else {
+            throw ControlCodecError("address ban lacks a member or has one of the wrong type")
+        }
+        return AddressBanInfo(prefix: prefix, bannedUntil: until.doubleValue, automatic: automatic)
     }
 
     static func status(_ v: JSONValue) throws(ControlCodecError) -> NodeStatus {

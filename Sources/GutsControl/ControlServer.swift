@@ -410,6 +410,14 @@ final class ControlConnection: ChannelInboundHandler, @unchecked Sendable {
                     }
                 }
             }
+        case let .scores(peers):
+            write(answer(handler.scores(peers: peers), ControlResponse.scores), id: id)
+        case let .ban(target, seconds):
+            write(answer(handler.ban(target: target, seconds: seconds), ControlResponse.changed), id: id)
+        case let .unban(target):
+            write(answer(handler.unban(target: target), ControlResponse.changed), id: id)
+        case let .report(peer, event, reason):
+            write(answer(handler.report(peer: peer, event: event, reason: reason), ControlResponse.reported), id: id)
         case let .subscribe(topics):
             guard let channel = context?.channel else { return }
             begin()
@@ -417,6 +425,13 @@ final class ControlConnection: ChannelInboundHandler, @unchecked Sendable {
             handler.subscribe(topics: topics, deliver: { sink.deliver($0) }) { result in
                 loop.execute { self.subscribed(result, topics: topics, id: id) }
             }
+        }
+    }
+
+    private func answer<T>(_ result: Result<T, ControlError>, _ success: (T) -> ControlResponse) -> ControlResponse {
+        switch result {
+        case let .success(v): return success(v)
+        case let .failure(e): return .failure(e)
         }
     }
 

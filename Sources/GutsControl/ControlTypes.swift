@@ -7,12 +7,21 @@ public enum ControlSocket {
     /// Longest request line accepted, newline included; longer ones are answered
     /// `too-large` and skipped without being buffered.
     public static let maxRequestLine = 256 << 10
-    /// Longest response line a client accepts.
-    public static let maxResponseLine = 4 << 20
+    /// Longest response line a client accepts (a `scores` answer for a full peer book
+    /// of 10,000 peers and 4,096 address bans fits).
+    public static let maxResponseLine = 16 << 20
     /// Deepest JSON nesting accepted in a request.
     public static let maxRequestDepth = 8
     /// Most topics in one subscribe request.
     public static let maxTopics = 64
+    /// Most peer IDs in one `scores` request.
+    public static let maxScorePeers = 1_024
+    /// Longest ban target (`PEERID` or `ADDR[/PREFIX]`), in bytes.
+    public static let maxTargetLength = 100
+    /// Longest reason in a `report`, in bytes.
+    public static let maxReasonLength = 512
+    /// Longest ban, in seconds (10 years); longer is `null`, until unbanned.
+    public static let maxBanSeconds = 315_360_000.0
 }
 
 /// A request to the node.
@@ -26,6 +35,15 @@ public enum ControlRequest: Equatable, Sendable {
     /// Follow `topics`: an acknowledgement, then one event line per delivery until the
     /// client closes the connection.
     case subscribe(topics: [String])
+    /// Scores of these peers (peer IDs), or of every peer the node knows when empty, and
+    /// the address bans.
+    case scores(peers: [String])
+    /// Ban a peer ID or `ADDR[/PREFIX]` for `seconds`, or until unbanned (nil).
+    case ban(target: String, seconds: Double?)
+    /// Lift the ban of a peer ID (forgiving its record) or of exactly that prefix.
+    case unban(target: String)
+    /// An offence (a `ScoreEvent` penalty name) a one-shot command caught `peer` at.
+    case report(peer: String, event: String, reason: String)
 
     /// The `cmd` member.
     public var command: String {
@@ -34,6 +52,10 @@ public enum ControlRequest: Equatable, Sendable {
         case .peers: return "peers"
         case .publish: return "publish"
         case .subscribe: return "subscribe"
+        case .scores: return "scores"
+        case .ban: return "ban"
+        case .unban: return "unban"
+        case .report: return "report"
         }
     }
 }
@@ -183,10 +205,93 @@ public struct GossipDelivery: Equatable, Sendable {
     }
 }
 
+/// One peer's score, as `scores` answers (and `guts peers score` shows).
+public struct PeerScoreInfo: Equatable, Sendable {
+    /// A part of the score: an event's decayed counter times its weight.
+    public struct Component: Equatable, Sendable {
+        /// The event's name (guts-peers(5)), e.g. "protocol-violation".
+        public var name: String
+        public var value: Double
+        public init(name: String, value: Double) {
+            self.name = name
+            self.value = value
+        }
+    }
+
+    public var peerID: String
+    public var score: Double
+    /// Every event's part, in the node's order.
+    public var components: [Component]
+    /// "ok", "graylisted", "disconnect" or "banned".
+    public var state: String
+    /// Unix time the ban ends; nil when not banned or banned until unbanned.
+    public var bannedUntil: Double?
+    /// Banned until unbanned.
+    public var permanent: Bool
+    /// `HOST:PORT` it was seen at, most recent first.
+    public var addresses: [String]
+    /// Unix time it was last seen; nil when never.
+    public var lastSeen: Double?
+    /// It has a session with the node now (false when read from the peer book).
+    public var connected: Bool
+
+    public init(peerID: String, score: Double, components: [Component], state: String, bannedUntil: Double?,
+                permanent: Bool, addresses: [String], lastSeen: Double?, connected: Bool) {
+        self.peerID = peerID
+        self.score = score
+        self.components = components
+        self.state = state
+        self.bannedUntil = bannedUntil
+        self.permanent = permanent
+        self.addresses = addresses
+        self.lastSeen = lastSeen
+        self.connected = connected
+    }
+
+    /// The states `state` may hold.
+    public static let states: Set<String> = ["ok", "graylisted", "disconnect", "banned"]
+}
+
+/// A ban of an address or network, as `scores` answers.
+public struct AddressBanInfo: Equatable, Sendable {
+    /// `ADDR` or `ADDR/LENGTH`.
+    public var prefix: String
+    /// Unix time the ban ends; nil when permanent.
+    public var bannedUntil: Double?
+    /// Made by the node's score (at most an hour) rather than by hand.
+    public var automatic: Bool
+
+    public var permanent: Bool { bannedUntil == nil }
+
+    public init(prefix: String, bannedUntil: Double?, automatic: Bool) {
+        self.prefix = prefix
+        self.bannedUntil = bannedUntil
+        self.automatic = automatic
+    }
+}
+
+/// What `scores` answers.
+public struct PeerScores: Equatable, Sendable {
+    /// Best score first.
+    public var peers: [PeerScoreInfo]
+    /// Every address ban in force, in address order.
+    public var addressBans: [AddressBanInfo]
+
+    public init(peers: [PeerScoreInfo], addressBans: [AddressBanInfo]) {
+        self.peers = peers
+        self.addressBans = addressBans
+    }
+}
+
 /// A response line, typed.
 public enum ControlResponse: Equatable, Sendable {
     case status(NodeStatus)
     case peers([PeerSummary])
+    case scores(PeerScores)
+    /// Answers `ban` and `unban`: whether the peer book changed.
+    case changed(Bool)
+    /// Answers `report`: the peer's score once the event is counted.
+    case reported(PeerScoreInfo)
     case published(PublishReceipt)
     /// The subscription is in place: deliveries from now on are sent.
     case subscribed(topics: [String])
@@ -214,4 +319,14 @@ public protocol ControlHandler: Sendable {
     /// when the node follows the topics (or why it will not).
     func subscribe(topics: [String], deliver: @escaping @Sendable (GossipDelivery) -> Bool,
                    _ done: @escaping @Sendable (Result<any ControlSubscription, ControlError>) -> Void)
+    /// Scores of `peers` (peer IDs as text), or of every known peer when empty, and the
+    /// address bans. A malformed peer ID is a `badRequest`.
+    func scores(peers: [String]) -> Result<PeerScores, ControlError>
+    /// Bans `target` (`PEERID` or `ADDR[/PREFIX]`) for `seconds` (nil: until unbanned),
+    /// closing the sessions it covers; says whether the peer book changed.
+    func ban(target: String, seconds: Double?) -> Result<Bool, ControlError>
+    /// Lifts the ban of `target`; says whether anything changed.
+    func unban(target: String) -> Result<Bool, ControlError>
+    /// Counts penalty `event` against `peer`, as the node would have had it seen it.
+    func report(peer: String, event: String, reason: String) -> Result<PeerScoreInfo, ControlError>
 }

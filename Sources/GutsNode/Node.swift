@@ -129,7 +129,7 @@ public final class Node: Sendable {
     /// Scores, bans and admitted sessions.
     let reputation: Reputation
     /// Writes the peer book off the loops.
-    private let stateWriter: BlockingExecutor
+    let stateWriter: BlockingExecutor
     private let chores = NIOLockedValueBox<[RepeatedTask]>([])
 
     public init(options: Options, log: NodeLog, threads: Int = System.coreCount) {

@@ -4,6 +4,7 @@ import Glibc
 import GutsControl
 import GutsGossip
 import GutsIdentity
+import GutsPolicy
 import GutsSupport
 import GutsTransport
 import NIOConcurrencyHelpers
@@ -89,6 +90,54 @@ public final class NodeControl: ControlHandler {
             case let .failure(error): done(.failure(ControlError(.unavailable, "the node cannot subscribe now: \(error)")))
             }
         }
+    }
+
+    // MARK: Scores and bans
+
+    public func scores(peers: [String]) -> Result<PeerScores, ControlError> {
+        var ids: [PeerID] = []
+        for text in peers {
+            guard let id = PeerID(text) else { return .failure(Self.invalidPeer(text)) }
+            if !ids.contains(id) { ids.append(id) }
+        }
+        return .success(node.scoreReports(ids))
+    }
+
+    public func ban(target: String, seconds: Double?) -> Result<Bool, ControlError> {
+        let parsed: BanTarget
+        do { parsed = try BanTarget.parse(target) } catch { return .failure(ControlError(.badRequest, error.description)) }
+        if let seconds, !(seconds.isFinite && seconds > 0) {
+            return .failure(ControlError(.badRequest, "\"seconds\" must be a positive number, or null"))
+        }
+        let changed = node.ban(parsed, seconds: seconds)
+        node.persistSoon()
+        return .success(changed)
+    }
+
+    public func unban(target: String) -> Result<Bool, ControlError> {
+        let parsed: BanTarget
+        do { parsed = try BanTarget.parse(target) } catch { return .failure(ControlError(.badRequest, error.description)) }
+        let changed = node.unban(parsed)
+        if changed { node.persistSoon() }
+        return .success(changed)
+    }
+
+    public func report(peer: String, event: String, reason: String) -> Result<PeerScoreInfo, ControlError> {
+        guard let id = PeerID(peer) else { return .failure(Self.invalidPeer(peer)) }
+        guard let kind = ScoreEvent(name: event), kind.isPenalty else {
+            let names = ScoreEvent.allCases.filter(\.isPenalty).map(\.rawValue).joined(separator: ", ")
+            return .failure(ControlError(.badRequest, "\(JSON.quote(String(event.prefix(40)))) is not a penalty; report one of: \(names)"))
+        }
+        node.report(kind, peer: id, reason: "reported: " + reason)
+        node.persistSoon()
+        guard let info = node.scoreReports([id]).peers.first else {
+            return .failure(ControlError(.unavailable, "the node lost the peer's score"))
+        }
+        return .success(info)
+    }
+
+    static func invalidPeer(_ text: String) -> ControlError {
+        ControlError(.badRequest, "\(JSON.quote(String(text.prefix(60)))) is not a valid peer ID (bad length or checksum)")
     }
 
     static func invalidTopic(_ topic: String) -> ControlError {

@@ -261,7 +261,9 @@ extension Reputation {
         let now = Instant.now()
         return state.withLockedValue { s in
             let connected = Set(s.sessions.values.map(\.peer))
-            let wanted = peers.isEmpty ? s.book.peers.map(\.peer) : peers
+            // Every known peer and every connected one (a neutral peer without an endpoint
+            // is pruned from the book while it is still connected).
+            let wanted = peers.isEmpty ? s.book.peers.map(\.peer) + connected.filter { s.book.entry($0) == nil }.sorted() : peers
             return wanted.compactMap { id -> ScoreSummary? in
                 let entry = s.book.entry(id)
                 guard entry != nil || connected.contains(id) || !peers.isEmpty else { return nil }

@@ -120,4 +120,92 @@ final class ControlCodecTests: XCTestCase {
         }
         XCTAssertThrowsError(try ControlCodec.decodeResponse(Array(#"{"id":1,"ok":true,"peer_id":"x"}"#.utf8), answering: .status))
     }
+
+    // MARK: Scores and bans
+
+    let peerID = "gt" + String(repeating: "a", count: 56)
+
+    func testPeerRequestsRoundTrip() {
+        let requests: [ControlRequest] = [
+            .scores(peers: []), .scores(peers: [peerID]), .ban(target: peerID, seconds: 3600), .ban(target: "10.0.0.0/8", seconds: nil),
+            .ban(target: "::1", seconds: 1.5), .unban(target: "127.0.0.2"),
+            .report(peer: peerID, event: "bad-objects", reason: "sent a \"corrupt\" pack\n"),
+        ]
+        for (i, r) in requests.enumerated() {
+            let (id, decoded) = ControlCodec.decodeRequest(line(ControlCodec.encode(r, id: i)))
+            XCTAssertEqual(id, i)
+            XCTAssertEqual(try decoded.get(), r)
+        }
+    }
+
+    func testDocumentedPeerRequestForms() {
+        XCTAssertEqual(try decode(#"{"id":1,"cmd":"scores"}"#).1.get(), .scores(peers: []))
+        XCTAssertEqual(try decode(#"{"id":1,"cmd":"scores","peers":null}"#).1.get(), .scores(peers: []))
+        XCTAssertEqual(try decode(#"{"id":1,"cmd":"scores","peers":[]}"#).1.get(), .scores(peers: []))
+        XCTAssertEqual(try decode(#"{"cmd":"scores","peers":[""# + peerID + #"",""# + peerID + #""]}"#).1.get(), .scores(peers: [peerID]))
+        XCTAssertEqual(try decode(#"{"cmd":"ban","target":"127.0.0.2","seconds":null}"#).1.get(), .ban(target: "127.0.0.2", seconds: nil))
+        XCTAssertEqual(try decode(#"{"cmd":"ban","target":"127.0.0.2","seconds":60}"#).1.get(), .ban(target: "127.0.0.2", seconds: 60))
+        XCTAssertEqual(try decode(#"{"cmd":"unban","target":"10.0.0.0/8"}"#).1.get(), .unban(target: "10.0.0.0/8"))
+        XCTAssertEqual(try decode(#"{"cmd":"report","peer":""# + peerID + #"","event":"stall","reason":""}"#).1.get(),
+                       .report(peer: peerID, event: "stall", reason: ""))
+    }
+
+    func testHostilePeerRequestsAreBadRequests() {
+        let tooMany = (0...ControlSocket.maxScorePeers).map { _ in "\"" + peerID + "\"" }.joined(separator: ",")
+        let bad = [
+            #"{"id":1,"cmd":"scores","peers":"gtaaa"}"#, #"{"id":1,"cmd":"scores","peers":[1]}"#,
+            #"{"id":1,"cmd":"scores","peers":["gtaaa"]}"#, #"{"id":1,"cmd":"scores","peers":[null]}"#,
+            #"{"id":1,"cmd":"scores","peers":[""# + peerID + #"x"]}"#,
+            #"{"id":1,"cmd":"scores","peers":[""# + peerID.replacingOccurrences(of: "aaaa", with: "a1a!") + #""]}"#,
+            #"{"id":1,"cmd":"scores","peers":{"a":1}}"#, #"{"id":1,"cmd":"scores","peers":["# + tooMany + "]}",
+            #"{"id":1,"cmd":"ban"}"#, #"{"id":1,"cmd":"ban","target":"1.2.3.4"}"#, #"{"id":1,"cmd":"ban","seconds":5}"#,
+            #"{"id":1,"cmd":"ban","target":"","seconds":5}"#, #"{"id":1,"cmd":"ban","target":5,"seconds":5}"#,
+            #"{"id":1,"cmd":"ban","target":"1.2.3.4","seconds":"5"}"#, #"{"id":1,"cmd":"ban","target":"1.2.3.4","seconds":0}"#,
+            #"{"id":1,"cmd":"ban","target":"1.2.3.4","seconds":-60}"#, #"{"id":1,"cmd":"ban","target":"1.2.3.4","seconds":0.5}"#,
+            #"{"id":1,"cmd":"ban","target":"1.2.3.4","seconds":1e300}"#, #"{"id":1,"cmd":"ban","target":"1.2.3.4","seconds":true}"#,
+            #"{"id":1,"cmd":"ban","target":"1.2.3.4","seconds":[5]}"#, #"{"id":1,"cmd":"ban","target":"1.2.3.4 ","seconds":5}"#,
+            #"{"id":1,"cmd":"ban","target":"1.2.3.4\n","seconds":5}"#, #"{"id":1,"cmd":"ban","target":"é","seconds":5}"#,
+            #"{"id":1,"cmd":"ban","target":""# + String(repeating: "1", count: 101) + #"","seconds":5}"#,
+            #"{"id":1,"cmd":"unban"}"#, #"{"id":1,"cmd":"unban","target":null}"#,
+            #"{"id":1,"cmd":"report","peer":""# + peerID + #"","event":"stall"}"#,
+            #"{"id":1,"cmd":"report","peer":"gtaaa","event":"stall","reason":""}"#,
+            #"{"id":1,"cmd":"report","peer":""# + peerID + #"","event":"STALL","reason":""}"#,
+            #"{"id":1,"cmd":"report","peer":""# + peerID + #"","event":"","reason":""}"#,
+            #"{"id":1,"cmd":"report","peer":""# + peerID + #"","event":"stall","reason":5}"#,
+            #"{"id":1,"cmd":"report","peer":""# + peerID + #"","event":"stall","reason":""# + String(repeating: "x", count: 513) + #""}"#,
+        ]
+        for text in bad { assertError(text, .badRequest, id: 1) }
+    }
+
+    func testScoreResponsesRoundTrip() throws {
+        let info = PeerScoreInfo(peerID: peerID, score: -62.5, components: [.init(name: "protocol-violation", value: -60),
+                                                                            .init(name: "stall", value: -2.5), .init(name: "uptime", value: 0)],
+                                 state: "banned", bannedUntil: 1_800_000_000, permanent: false, addresses: ["127.0.0.1:9000"],
+                                 lastSeen: 1_799_999_000.5, connected: true)
+        var other = info
+        other.bannedUntil = nil
+        other.permanent = true
+        other.lastSeen = nil
+        other.addresses = []
+        let bans = [AddressBanInfo(prefix: "127.0.0.2", bannedUntil: nil, automatic: false),
+                    AddressBanInfo(prefix: "10.0.0.0/8", bannedUntil: 1_800_000_000, automatic: true)]
+        let cases: [(ControlRequest, ControlResponse)] = [
+            (.scores(peers: []), .scores(PeerScores(peers: [info, other], addressBans: bans))),
+            (.scores(peers: [peerID]), .scores(PeerScores(peers: [], addressBans: []))),
+            (.ban(target: "x", seconds: nil), .changed(true)), (.unban(target: "x"), .changed(false)),
+            (.report(peer: peerID, event: "stall", reason: ""), .reported(info)),
+        ]
+        for (request, response) in cases {
+            let (gotID, got) = try ControlCodec.decodeResponse(line(ControlCodec.encode(response, id: 3)), answering: request)
+            XCTAssertEqual(gotID, 3)
+            XCTAssertEqual(got, response)
+        }
+        let text = String(decoding: ControlCodec.encode(.changed(true), id: 6), as: UTF8.self)
+        XCTAssertEqual(text, #"{"id":6,"ok":true,"changed":true}"# + "\n")
+        for bad in [#"{"id":1,"ok":true}"#, #"{"id":1,"ok":true,"scores":[]}"#, #"{"id":1,"ok":true,"scores":[{"peer_id":"x"}],"address_bans":[]}"#,
+                    #"{"id":1,"ok":true,"scores":[],"address_bans":[{"prefix":1}]}"#] {
+            XCTAssertThrowsError(try ControlCodec.decodeResponse(Array(bad.utf8), answering: .scores(peers: [])), bad)
+        }
+        XCTAssertThrowsError(try ControlCodec.decodeResponse(Array(#"{"id":1,"ok":true}"#.utf8), answering: .ban(target: "x", seconds: nil)))
+    }
 }

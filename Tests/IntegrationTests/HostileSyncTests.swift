@@ -88,7 +88,9 @@ final class HostileSyncTests: XCTestCase {
         XCTAssertEqual(r.status, 6, r.stderr)
         XCTAssertLessThan(r.peakRSSMB, memoryLimitMB, r.summary)
         XCTAssertTrue(r.stderr.contains("nothing was created at \(home)/repos/alice/proj.git"), r.stderr)
-        XCTAssertEqual(SyncFiles.tree(home), before, "a refused first sync leaves nothing behind")
+        // Nothing but the record of the offence in the peer book (guts-sync(1), Peers).
+        XCTAssertEqual(SyncFiles.tree(home).filter { $0 != "peers" }, before, "a refused first sync leaves nothing behind")
+        XCTAssertTrue(((try? String(contentsOfFile: home + "/peers", encoding: .utf8)) ?? "").contains("peer \(server.peerID) "))
     }
 
     /// An incompressible base the budget does allow, and a long chain with leaves: the

@@ -116,6 +116,12 @@ final class IdentityTests: XCTestCase {
             XCTAssertEqual(r.status, expectedStatus, "\(what): \(r.stdout) \(r.stderr)", file: file, line: line)
             XCTAssertTrue(r.stderr.contains(text), "\(what): \(r.stderr)", file: file, line: line)
             XCTAssertEqual(try refs(mirror), pinnedRefs, "\(what) changed the follower's refs", file: file, line: line)
+            // Each attack is held against evil in the client's peer book (four would ban it
+            // and later syncs would skip it): checked, then forgiven so the next attack is
+            // tried on its own.
+            XCTAssertTrue(r.stderr.contains("recorded bad-objects in the peer book"), "\(what): \(r.stderr)", file: file, line: line)
+            let forgive = try guts("client", ["peers", "unban", evilID], file: file, line: line)
+            XCTAssertEqual(forgive.status, 0, forgive.stderr, file: file, line: line)
         }
 
         // 1. Rollback: a genuine but older signed state (sequence 1 < 2).
