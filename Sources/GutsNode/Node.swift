@@ -140,6 +140,9 @@ public final class Node: Sendable {
         let stalls = NIOLockedValueBox<Reputation?>(nil)
         sync = options.repositories.map {
             SyncServer(catalog: $0, maxTransfers: options.maxTransfers, stallTimeout: options.stallTimeout,
+                       // A new identity (nothing earned yet: score not above 0) holds one
+                       // transfer at a time; it earns the full share with a positive score.
+                       transferShare: { peer in (stalls.withLockedValue { $0 }?.score(peer) ?? 0) > 0 ? 2 : 1 },
                        onStall: { connection in stalls.withLockedValue { $0 }?.record(.stall, connection, reason: "stopped reading a transfer") },
                        log: log.info)
         }
@@ -187,7 +190,8 @@ public final class Node: Sendable {
         listenerOptions.admission = options.admission
         // A peer over its byte budget is not read (and so slowed by TCP) rather than read
         // and dropped: flooding costs the node no decryption beyond the budget.
-        listenerOptions.readRate = (options.rates.bytes, options.rates.byteBurst)
+        listenerOptions.readRate = ReadRate(bytes: options.rates.bytes, byteBurst: options.rates.byteBurst,
+                                            messages: options.rates.messages, messageBurst: options.rates.messageBurst)
         var hooks = Listener.Hooks()
         let reputation = self.reputation
         let log = self.log

@@ -35,6 +35,9 @@ public final class SyncServer: Sendable {
     public let maxQueuedRefsPerLink = 4
     /// Seconds suggested to a peer told "busy".
     public static let retryAfter = 5
+    /// The transfer slots a peer may hold now, at most `maxTransfersPerPeer`: the node
+    /// gives an identity that has not earned anything yet a smaller share.
+    public let transferShare: @Sendable (PeerID) -> Int
     /// Told when a transfer is cut off because the peer stopped reading.
     public let onStall: @Sendable (any PeerLink) -> Void
     private let slots = NIOLockedValueBox(Slots())
@@ -51,10 +54,12 @@ public final class SyncServer: Sendable {
 
     public init(catalog: RepositoryCatalog, threads: Int = 2, maxTransfers: Int = 8, stallTimeout: Double = 60,
                 maxTransfersPerPeer: Int = 2, maxTransfersPerGroup: Int = 4,
+                transferShare: @escaping @Sendable (PeerID) -> Int = { _ in .max },
                 onStall: @escaping @Sendable (any PeerLink) -> Void = { _ in },
                 log: @escaping @Sendable (String) -> Void) {
         self.catalog = catalog
         self.maxTransfersPerPeer = max(1, maxTransfersPerPeer)
+        self.transferShare = transferShare
         self.maxTransfersPerGroup = max(1, maxTransfersPerGroup)
         self.onStall = onStall
         self.pool = NIOThreadPool(numberOfThreads: max(1, threads))
@@ -128,10 +133,11 @@ public final class SyncServer: Sendable {
             // "busy" now instead of waiting silently behind the running transfers.
             let peer = connection.peer?.peerID
             let group = Self.group(of: connection)
+            let share = peer.map(transferShare)
             let refusal = slots.withLockedValue { s -> String? in
                 if s.transfers >= maxTransfers { return "this node is serving \(maxTransfers) transfers" }
-                if let peer, s.perPeer[peer, default: 0] >= maxTransfersPerPeer {
-                    return "at most \(maxTransfersPerPeer) transfers per peer"
+                if let peer, s.perPeer[peer, default: 0] >= max(1, min(maxTransfersPerPeer, share ?? maxTransfersPerPeer)) {
+                    return "at most \(max(1, min(maxTransfersPerPeer, share ?? maxTransfersPerPeer))) transfers for this peer now"
                 }
                 if let group, s.perGroup[group, default: 0] >= maxTransfersPerGroup {
                     return "at most \(maxTransfersPerGroup) transfers per address group"

@@ -307,6 +307,20 @@ fileprivate final class TrafficCounters: Sendable {
     let sent = Atomic<UInt64>(0)
 }
 
+/// What one inbound connection may make the node read and process per second.
+public struct ReadRate: Sendable, Equatable {
+    public var bytes: Double
+    public var byteBurst: Double
+    public var messages: Double
+    public var messageBurst: Double
+    public init(bytes: Double, byteBurst: Double, messages: Double, messageBurst: Double) {
+        self.bytes = bytes
+        self.byteBurst = byteBurst
+        self.messages = messages
+        self.messageBurst = messageBurst
+    }
+}
+
 /// Drives one `Session` from a NIO channel: bytes in, events out, timers at the
 /// session's deadlines. All work happens on the channel's event loop.
 final class SessionHandler: ChannelDuplexHandler, @unchecked Sendable {
@@ -342,18 +356,31 @@ final class SessionHandler: ChannelDuplexHandler, @unchecked Sendable {
         let rate: Double
         let burst: Double
         var allowance: Double
+        /// Messages, counted the same way (Pings included, which the session answers
+        /// itself before any other budget sees them).
+        let messageRate: Double
+        let messageBurst: Double
+        var messages: Double
         var refilled: Instant
 
         mutating func refill(_ now: Instant) {
-            allowance = min(burst, allowance + rate * max(0, now.seconds(since: refilled)))
+            let dt = max(0, now.seconds(since: refilled))
+            allowance = min(burst, allowance + rate * dt)
+            messages = min(messageBurst, messages + messageRate * dt)
             refilled = now
         }
+
+        /// Seconds until both debts are paid off (0 when there is none).
+        var wait: Double { max(0, -allowance / rate, -messages / messageRate) }
     }
 
-    init(session: Session, connection: PeerConnection, readRate: (rate: Double, burst: Double)? = nil) {
+    init(session: Session, connection: PeerConnection, readRate: ReadRate? = nil) {
         self.session = session
         self.connection = connection
-        readBudget = readRate.map { ReadBudget(rate: max(1, $0.rate), burst: max(1, $0.burst), allowance: $0.burst, refilled: .now()) }
+        readBudget = readRate.map {
+            ReadBudget(rate: max(1, $0.bytes), burst: max(1, $0.byteBurst), allowance: $0.byteBurst,
+                       messageRate: max(1, $0.messages), messageBurst: max(1, $0.messageBurst), messages: $0.messageBurst, refilled: .now())
+        }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -392,10 +419,10 @@ final class SessionHandler: ChannelDuplexHandler, @unchecked Sendable {
         }
         readBudget?.refill(.now())
         // Answers to this node's own requests (a pack it asked for) are never throttled.
-        if !session.answersExpected, let budget = readBudget, budget.allowance < 0 {
+        if !session.answersExpected, let budget = readBudget, budget.wait > 0 {
             // Over the read budget: read again once the debt is paid off.
             guard delayedRead == nil else { return }
-            let wait = max(0.001, min(5, -budget.allowance / budget.rate))
+            let wait = max(0.001, min(5, budget.wait))
             delayedRead = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(wait * 1e9))) { [self] in
                 delayedRead = nil
                 if let context = self.context { self.read(context: context) }
@@ -419,6 +446,15 @@ final class SessionHandler: ChannelDuplexHandler, @unchecked Sendable {
         if !session.answersExpected { readBudget?.allowance -= Double(buffer.readableBytes) }
         connection.traffic.received.add(UInt64(buffer.readableBytes), ordering: .relaxed)
         let events = buffer.withUnsafeReadableBytes { session.receive($0, now: .now()) }
+        if readBudget != nil, !session.answersExpected {
+            let count = events.reduce(0) { n, e in
+                switch e {
+                case .message, .send: return n + 1
+                default: return n
+                }
+            }
+            readBudget?.messages -= Double(count)
+        }
         perform(events)
         scheduleTick()
     }

@@ -16,7 +16,7 @@ public final class Listener: Sendable {
         public var admission = AdmissionPolicy<ObjectIdentifier>.Limits()
         /// Bytes per second (and burst) read from each peer; beyond that the peer waits
         /// (TCP backpressure). Nil reads as fast as peers send.
-        public var readRate: (rate: Double, burst: Double)?
+        public var readRate: ReadRate?
         public init(maxConnections: Int) { self.maxConnections = maxConnections }
     }
 
