@@ -140,9 +140,6 @@ public final class Node: Sendable {
         let stalls = NIOLockedValueBox<Reputation?>(nil)
         sync = options.repositories.map {
             SyncServer(catalog: $0, maxTransfers: options.maxTransfers, stallTimeout: options.stallTimeout,
-                       // A new identity (nothing earned yet: score not above 0) holds one
-                       // transfer at a time; it earns the full share with a positive score.
-                       transferShare: { peer in (stalls.withLockedValue { $0 }?.score(peer) ?? 0) > 0 ? 2 : 1 },
                        onStall: { connection in stalls.withLockedValue { $0 }?.record(.stall, connection, reason: "stopped reading a transfer") },
                        log: log.info)
         }
