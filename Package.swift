@@ -74,6 +74,13 @@ let package = Package(
         .testTarget(name: "GutsGitTests", dependencies: ["GutsGit", "GutsSupport"]),
         .testTarget(name: "GutsControlTests", dependencies: ["GutsControl", "GutsSupport"]),
         .testTarget(name: "GutsCLITests", dependencies: ["GutsCLI", "GutsSupport", "GutsIdentity"]),
+        // Replays the fuzz corpora and every input that ever crashed a fuzz target through the
+        // harnesses Fuzz/build.sh compiles into libFuzzer binaries (README.md, Fuzzing).
+        .testTarget(name: "FuzzRegressionTests", dependencies: [
+            "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsGit", "GutsGossip", "GutsSync", "GutsNode",
+            "GutsControl", "GutsCLI",
+        ], path: "Fuzz", exclude: ["Corpus", "Regressions", "build.sh", "run.sh", "make-corpus.sh"],
+        sources: ["Support", "Targets", "Tests"]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "GutsAddress", "GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsNode",
             nioCore, nioPosix,
