@@ -226,12 +226,14 @@ public struct Tag: Sendable, Equatable {
         var type: ObjectType?
         var name: String?
         var tagger: Signature?
-        for (key, value) in header.fields {
+        for (i, (key, value)) in header.fields.enumerated() {
             switch key {
             case "object" where object == nil: object = ObjectID(hex: HeaderParser.ownLine(value))
             case "type" where type == nil: type = ObjectType(name: HeaderParser.ownLine(value))
             case "tag" where name == nil: name = HeaderParser.ownLine(value)
-            case "tagger" where tagger == nil: tagger = Signature(parsing: HeaderParser.ownLine(value))
+            // As in git, the tagger is the line right after object, type and tag (which fsck
+            // requires first); fsck checks only that line, so a later one is not a tagger.
+            case "tagger" where tagger == nil && i == 3: tagger = Signature(parsing: HeaderParser.ownLine(value))
             default: break
             }
         }

@@ -469,4 +469,16 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(commit.committer, Signature(name: "C", email: "c@d", time: 2, timezone: "+0000"))
         XCTAssertEqual(try Commit(parsing: commit.serialized()), commit)
     }
+
+    /// A tagger is only the line right after the tag line, as git reads it: fsck does not
+    /// check a later one. Found by the object-checker fuzz target: a tagger with a broken
+    /// time zone after a stray line was taken, and the tag then failed fsck once serialized.
+    func testTaggerIsOnlyTheLineAfterTheTagLine() throws {
+        let object = String(repeating: "a", count: 40)
+        let text = Array("object \(object)\ntype commit\ntag v1\nv1\ntagger T <t@t> 1 +00\n\nmsg\n".utf8)
+        XCTAssertEqual(text.withUnsafeBytes { ObjectChecker.checkTag($0) { _, _ in } }.map(\.severity), [.warning])
+        let tag = try Tag(parsing: text)
+        XCTAssertNil(tag.tagger)
+        XCTAssertEqual(try Tag(parsing: tag.serialized()), tag)
+    }
 }
