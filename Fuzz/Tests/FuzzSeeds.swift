@@ -1,5 +1,6 @@
 import GutsControl
 import GutsCrypto
+import GutsGit
 import GutsGossip
 import GutsNode
 import GutsNoise
@@ -109,6 +110,34 @@ enum FuzzSeeds {
         seeds.append(("session-stream", "expected-answer", [5, 0xff, 0] + largeObjectsHeader + stream))
         seeds.append(("session-stream", "forged", [9, 0xff, 0] + stream))
         seeds.append(("session-stream", "keepalive", [0x31, 0xff, 0] + stream))
+        // pack-indexer, assembled by the harness: a blob, an OFS and a REF delta on it, a REF
+        // delta on a thin-pack base, a tree and a commit.
+        let blob = Array(String(repeating: "hello fuzz\n", count: 5).utf8)
+        let blobID = ObjectID.compute(type: .blob, body: blob)
+        let thinBlob = fuzzThinBases.objects.values.first { $0.type == .blob }?.body ?? []
+        let thinIndex = fuzzThinBases.objects.keys.sorted().firstIndex(of: ObjectID.compute(type: .blob, body: thinBlob)) ?? 0
+        func varint(_ value: Int) -> [UInt8] {
+            var out: [UInt8] = []
+            var n = value
+            repeat {
+                out.append(UInt8(n & 0x7F) | (n > 0x7F ? 0x80 : 0))
+                n >>= 7
+            } while n > 0
+            return out
+        }
+        // Copy the whole base (offset 0, two size bytes), then insert "extra\n".
+        func delta(_ base: [UInt8]) -> [UInt8] {
+            varint(base.count) + varint(base.count + 6) + [0xB0, UInt8(base.count & 0xff), UInt8(base.count >> 8), 6]
+                + Array("extra\n".utf8)
+        }
+        func entry(_ kind: UInt8, _ data: [UInt8], _ extra: [UInt8] = []) -> [UInt8] {
+            [kind, UInt8(data.count >> 8), UInt8(data.count & 0xff)] + data + extra
+        }
+        let tree = Array("100644 a.txt".utf8) + [0] + blobID.bytes
+        let commit = Array("tree \(ObjectID.compute(type: .tree, body: tree).hex)\nauthor A <a@b> 1 +0000\ncommitter C <c@d> 1 +0000\n\nmsg\n".utf8)
+        let entries = entry(3, blob) + entry(6, delta(blob), [0]) + entry(7, delta(blob), [3]) + entry(2, tree) + entry(1, commit)
+        seeds.append(("pack-indexer", "assembled", [4] + entries))
+        seeds.append(("pack-indexer", "assembled-thin", [6] + entries + entry(7, delta(thinBlob), [UInt8(thinIndex)])))
         // control-codec and json: request and response lines as the codec writes them.
         let requests: [(String, ControlRequest)] = [("status", .status), ("peers", .peers),
                                                     ("publish", .publish(topic: "chat", data: Array("hi\n".utf8))),
