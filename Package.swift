@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "FuzzRegressionTests", dependencies: [
             "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsGit", "GutsGossip", "GutsSync", "GutsNode",
             "GutsControl", "GutsCLI",
-        ], path: "Fuzz", exclude: ["Corpus", "Regressions", "build.sh", "run.sh", "make-corpus.sh"],
+        ], path: "Fuzz", exclude: ["Corpus", "Dictionaries", "Regressions", "build.sh", "run.sh", "make-corpus.sh"],
         sources: ["Support", "Targets", "Tests"]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "GutsAddress", "GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsNode",

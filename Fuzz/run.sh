@@ -9,7 +9,8 @@
 # Each target starts from its seed corpus (Fuzz/Corpus/<target>) and its regression inputs
 # (Fuzz/Regressions/<target>), both read-only; what it discovers goes to
 # .build-fuzz/corpus/<target>, findings to .build-fuzz/findings/<target>, the log to
-# .build-fuzz/logs/<target>.log. libFuzzer stops a target at its first finding: copy the
+# .build-fuzz/logs/<target>.log. Fuzz/Dictionaries/<target>.dict, when present, gives
+# libFuzzer the tokens of a text format. libFuzzer stops a target at its first finding: copy the
 # input to Fuzz/Regressions/<target>/, fix the code, add a unit test, run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,8 +37,10 @@ for t in "${targets[@]}"; do
   log=$OUT/logs/$t.log
   before=$(ls "$OUT/findings/$t" | wc -l)
   start=$(date +%s)
+  dict=()
+  [ -f "Fuzz/Dictionaries/$t.dict" ] && dict=(-dict="Fuzz/Dictionaries/$t.dict")
   # shellcheck disable=SC2086
-  "$OUT/bin/$t" -runs="$runs" -timeout=10 -print_final_stats=1 -artifact_prefix="$OUT/findings/$t/" ${FUZZ_FLAGS:-} \
+  "$OUT/bin/$t" -runs="$runs" -timeout=10 -print_final_stats=1 -artifact_prefix="$OUT/findings/$t/" "${dict[@]}" ${FUZZ_FLAGS:-} \
     "$OUT/corpus/$t" "Fuzz/Corpus/$t" "Fuzz/Regressions/$t" >"$log" 2>&1 || status=1
   seconds=$(( $(date +%s) - start ))
   executions=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
