@@ -232,8 +232,10 @@ public struct Tag: Sendable, Equatable {
             case "type" where type == nil: type = ObjectType(name: HeaderParser.ownLine(value))
             case "tag" where name == nil: name = HeaderParser.ownLine(value)
             // As in git, the tagger is the line right after object, type and tag (which fsck
-            // requires first); fsck checks only that line, so a later one is not a tagger.
-            case "tagger" where tagger == nil && i == 3: tagger = Signature(parsing: HeaderParser.ownLine(value))
+            // requires first, each one line); fsck checks only that line, so a later one (after
+            // a stray or a continuation line) is not a tagger.
+            case "tagger" where tagger == nil && i == 3 && !header.fields[2].1.utf8.contains(0x0A):
+                tagger = Signature(parsing: HeaderParser.ownLine(value))
             default: break
             }
         }

@@ -459,7 +459,7 @@ final class BadInputTests: XCTestCase {
         XCTAssertFalse(tagText.withUnsafeBytes { ObjectChecker.checkTag($0) { _, _ in } }.contains { $0.severity == .error })
         let tag = try Tag(parsing: tagText)
         XCTAssertEqual(tag.name, "v1")
-        XCTAssertEqual(tag.tagger, Signature(name: "T", email: "t@t", time: 1, timezone: "+0000"))
+        XCTAssertNil(tag.tagger, "git reads a tagger only right after the tag line")
         XCTAssertEqual(try Tag(parsing: tag.serialized()), tag)
 
         let tree = String(repeating: "b", count: 40)
@@ -480,5 +480,9 @@ final class BadInputTests: XCTestCase {
         let tag = try Tag(parsing: text)
         XCTAssertNil(tag.tagger)
         XCTAssertEqual(try Tag(parsing: tag.serialized()), tag)
+        // The same after a continuation line of the tag line.
+        let continued = Array("object \(object)\ntype commit\ntag v1\n x\ntagger T <t@t> 1 +00\n\nmsg\n".utf8)
+        XCTAssertEqual(continued.withUnsafeBytes { ObjectChecker.checkTag($0) { _, _ in } }.map(\.severity), [.warning])
+        XCTAssertNil(try Tag(parsing: continued).tagger)
     }
 }
