@@ -46,7 +46,6 @@ func fuzzDeliver(_ bytes: [UInt8], to session: inout Session, step: Int) -> [Ses
     return events
 }
 
-
 /// Prefixes a Noise message with its 16-bit big-endian length, as on the wire.
 func fuzzFrame(_ message: [UInt8]) -> [UInt8] {
     [UInt8((message.count >> 8) & 0xff), UInt8(message.count & 0xff)] + message
