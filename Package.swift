@@ -83,6 +83,13 @@ let package = Package(
         .testTarget(name: "GutsTrustTests", dependencies: ["GutsTrust", "GutsGit", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsControlTests", dependencies: ["GutsControl", "GutsSupport"]),
         .testTarget(name: "GutsCLITests", dependencies: ["GutsCLI", "GutsSupport", "GutsIdentity"]),
+        // Replays the fuzz corpora and every input that ever crashed a fuzz target through the
+        // harnesses Fuzz/build.sh compiles into libFuzzer binaries (README.md, Fuzzing).
+        .testTarget(name: "FuzzRegressionTests", dependencies: [
+            "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsGit", "GutsGossip", "GutsSync", "GutsNode",
+            "GutsControl", "GutsCLI",
+        ], path: "Fuzz", exclude: ["Corpus", "Dictionaries", "Regressions", "build.sh", "run.sh", "make-corpus.sh"],
+        sources: ["Support", "Targets", "Tests"]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "GutsAddress", "GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsNode", "GutsTrust",
             nioCore, nioPosix, nioLocks,

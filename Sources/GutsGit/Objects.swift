@@ -178,10 +178,10 @@ public struct Commit: Sendable, Equatable {
         var extra: [(key: String, value: String)] = []
         for (key, value) in header.fields {
             switch key {
-            case "tree" where tree == nil: tree = ObjectID(hex: value)
-            case "parent" where author == nil: if let p = ObjectID(hex: value) { parents.append(p) }
-            case "author" where author == nil: author = Signature(parsing: value)
-            case "committer" where committer == nil: committer = Signature(parsing: value)
+            case "tree" where tree == nil: tree = ObjectID(hex: HeaderParser.ownLine(value))
+            case "parent" where author == nil: if let p = ObjectID(hex: HeaderParser.ownLine(value)) { parents.append(p) }
+            case "author" where author == nil: author = Signature(parsing: HeaderParser.ownLine(value))
+            case "committer" where committer == nil: committer = Signature(parsing: HeaderParser.ownLine(value))
             default: extra.append((key, value))
             }
         }
@@ -226,12 +226,16 @@ public struct Tag: Sendable, Equatable {
         var type: ObjectType?
         var name: String?
         var tagger: Signature?
-        for (key, value) in header.fields {
+        for (i, (key, value)) in header.fields.enumerated() {
             switch key {
-            case "object" where object == nil: object = ObjectID(hex: value)
-            case "type" where type == nil: type = ObjectType(name: value)
-            case "tag" where name == nil: name = value
-            case "tagger" where tagger == nil: tagger = Signature(parsing: value)
+            case "object" where object == nil: object = ObjectID(hex: HeaderParser.ownLine(value))
+            case "type" where type == nil: type = ObjectType(name: HeaderParser.ownLine(value))
+            case "tag" where name == nil: name = HeaderParser.ownLine(value)
+            // As in git, the tagger is the line right after object, type and tag (which fsck
+            // requires first, each one line); fsck checks only that line, so a later one (after
+            // a stray or a continuation line) is not a tagger.
+            case "tagger" where tagger == nil && i == 3 && !header.fields[2].1.utf8.contains(0x0A):
+                tagger = Signature(parsing: HeaderParser.ownLine(value))
             default: break
             }
         }
@@ -272,6 +276,13 @@ extension Substring {
 struct HeaderParser {
     var fields: [(String, String)] = []
     var message: [UInt8] = []
+
+    /// A standard header's value (tree, parent, author, committer; object, type, tag,
+    /// tagger) is its own line only: as in git, continuation lines extend extra headers
+    /// such as gpgsig, never these (and fsck checks only their own line).
+    static func ownLine(_ folded: String) -> String {
+        String(decoding: folded.utf8.prefix(while: { $0 != 0x0A }), as: UTF8.self)
+    }
 
     init(_ body: [UInt8]) {
         var i = 0

@@ -88,8 +88,11 @@ public enum JSONValue: Sendable, Equatable {
 
 /// Renders a double with at most 3 decimals and no exponent noise.
 public func format3(_ d: Double) -> String {
+    // From 1e15 on a double has no fraction left to round, and d * 1000 may overflow to
+    // infinity (which rendered "inf", not JSON, for any finite value over about 1.8e305).
+    guard abs(d) < 1e15 else { return String(d) }
     let scaled = (d * 1000).rounded() / 1000
-    if scaled == scaled.rounded(), abs(scaled) < 1e15 { return String(Int(scaled)) }
+    if scaled == scaled.rounded() { return String(Int(scaled)) }
     return String(scaled)
 }
 

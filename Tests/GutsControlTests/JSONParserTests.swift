@@ -178,4 +178,19 @@ final class Base64Tests: XCTestCase {
             XCTAssertNil(Base64.decode(bad), bad)
         }
     }
+
+    /// Every finite double renders as JSON that parses back to it. Values over about 1.8e305
+    /// rendered "inf" (the 3-decimal rounding overflowed); found while writing the json fuzz
+    /// target's property (Fuzz/Regressions/json).
+    func testHugeDoublesRenderAsJSON() throws {
+        for v in [1e306, -Double.greatestFiniteMagnitude, 1e15, -1e15, 123_456_789_012_345_680.0] {
+            let text = JSONValue.double(v).rendered
+            XCTAssertEqual(try JSON.parse(text).doubleValue, v, text)
+        }
+        XCTAssertEqual(JSONValue.double(.leastNonzeroMagnitude).rendered, "0")
+        XCTAssertEqual(format3(1e306), "1e+306")
+        XCTAssertEqual(format3(1.23456), "1.235")
+        XCTAssertEqual(format3(3), "3")
+        XCTAssertEqual(JSONValue.double(.infinity).rendered, "null")
+    }
 }

@@ -448,4 +448,41 @@ final class BadInputTests: XCTestCase {
         _ = try t.addObject(.tree, treeEntry("100644", "..", ObjectID.zero))
         XCTAssertEqual(index(t.finish().pack)?.kind, .invalidObject)
     }
+
+    /// Continuation lines extend only extra headers (gpgsig, mergetag): git reads a tag's
+    /// name, a tagger, an author or a committer from its own line, and fsck checks only
+    /// that line. Found by the object-checker fuzz target: a tag name swallowed the next
+    /// line, so the tag came out of serialization as another tag.
+    func testContinuationLinesDoNotExtendStandardHeaders() throws {
+        let object = String(repeating: "a", count: 40)
+        let tagText = Array("object \(object)\ntype commit\ntag v1\n 2\ntagger T <t@t> 1 +0000\n\nmsg\n".utf8)
+        XCTAssertFalse(tagText.withUnsafeBytes { ObjectChecker.checkTag($0) { _, _ in } }.contains { $0.severity == .error })
+        let tag = try Tag(parsing: tagText)
+        XCTAssertEqual(tag.name, "v1")
+        XCTAssertNil(tag.tagger, "git reads a tagger only right after the tag line")
+        XCTAssertEqual(try Tag(parsing: tag.serialized()), tag)
+
+        let tree = String(repeating: "b", count: 40)
+        let commitText = Array("tree \(tree)\nauthor A <a@b> 1 +0000\ncommitter C <c@d> 2 +0000\n x\n\nm\n".utf8)
+        XCTAssertEqual(commitText.withUnsafeBytes { ObjectChecker.checkCommit($0) { _, _ in } }, [])
+        let commit = try Commit(parsing: commitText)
+        XCTAssertEqual(commit.committer, Signature(name: "C", email: "c@d", time: 2, timezone: "+0000"))
+        XCTAssertEqual(try Commit(parsing: commit.serialized()), commit)
+    }
+
+    /// A tagger is only the line right after the tag line, as git reads it: fsck does not
+    /// check a later one. Found by the object-checker fuzz target: a tagger with a broken
+    /// time zone after a stray line was taken, and the tag then failed fsck once serialized.
+    func testTaggerIsOnlyTheLineAfterTheTagLine() throws {
+        let object = String(repeating: "a", count: 40)
+        let text = Array("object \(object)\ntype commit\ntag v1\nv1\ntagger T <t@t> 1 +00\n\nmsg\n".utf8)
+        XCTAssertEqual(text.withUnsafeBytes { ObjectChecker.checkTag($0) { _, _ in } }.map(\.severity), [.warning])
+        let tag = try Tag(parsing: text)
+        XCTAssertNil(tag.tagger)
+        XCTAssertEqual(try Tag(parsing: tag.serialized()), tag)
+        // The same after a continuation line of the tag line.
+        let continued = Array("object \(object)\ntype commit\ntag v1\n x\ntagger T <t@t> 1 +00\n\nmsg\n".utf8)
+        XCTAssertEqual(continued.withUnsafeBytes { ObjectChecker.checkTag($0) { _, _ in } }.map(\.severity), [.warning])
+        XCTAssertNil(try Tag(parsing: continued).tagger)
+    }
 }
