@@ -26,6 +26,7 @@ public enum GutsMain {
         RepoSignCommand.self,
         RepoDelegatesAddCommand.self,
         RepoDelegatesRemoveCommand.self,
+        RepoApproveCommand.self,
     ]
 
     /// Runs guts with `arguments` (without the program name); returns the exit code.

@@ -4,10 +4,11 @@ import GutsTrust
 /// `guts repo delegates add REPO PEERID`: publish a new identity version with one more delegate.
 enum RepoDelegatesAddCommand: Command {
     static let name = "repo delegates add"
-    static let summary = "add a delegate to a repository's identity (a new version, signed by this node)"
-    static let synopsis = "repo delegates add [--threshold N] NAME|ID|PATH PEERID"
+    static let summary = "add a delegate to a repository's identity (a new version, or a proposal when several delegates must sign)"
+    static let synopsis = "repo delegates add [--threshold N] [--proposal FILE] NAME|ID|PATH PEERID"
     static let options = [
         OptionSpec("threshold", short: "t", value: "N", help: "signatures the next versions need (default: unchanged)"),
+        OptionSpec("proposal", short: "p", value: "FILE", help: "write a proposal signed by this node to FILE instead of publishing (needed when the threshold is above 1)"),
     ]
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
@@ -26,7 +27,8 @@ enum RepoDelegatesAddCommand: Command {
             d.delegates.append(peer)
             if let threshold { d.threshold = threshold }
         }
-        let next = try RepoSupport.publish(repo, chain: chain, document: doc, identity: identity, context)
+        guard let next = try RepoSupport.publishOrPropose(repo, chain: chain, document: doc, identity: identity,
+                                                          proposal: args.value("proposal"), context) else { return .ok }
         context.log("published version \(next.current.version) of \(next.id): \(next.current.delegates.count) delegates, threshold \(next.current.threshold)")
         try RepoSupport.describe(next, repo: repo, location: location, me: identity.peerID, context)
         return .ok

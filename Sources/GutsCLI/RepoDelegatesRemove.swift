@@ -4,10 +4,11 @@ import GutsTrust
 /// `guts repo delegates remove REPO PEERID`: publish a new identity version without a delegate.
 enum RepoDelegatesRemoveCommand: Command {
     static let name = "repo delegates remove"
-    static let summary = "remove a delegate from a repository's identity (a new version, signed by this node)"
-    static let synopsis = "repo delegates remove [--threshold N] NAME|ID|PATH PEERID"
+    static let summary = "remove a delegate from a repository's identity (a new version, or a proposal when several delegates must sign)"
+    static let synopsis = "repo delegates remove [--threshold N] [--proposal FILE] NAME|ID|PATH PEERID"
     static let options = [
         OptionSpec("threshold", short: "t", value: "N", help: "signatures the next versions need (default: unchanged, at most the delegates left)"),
+        OptionSpec("proposal", short: "p", value: "FILE", help: "write a proposal signed by this node to FILE instead of publishing (needed when the threshold is above 1)"),
     ]
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
@@ -29,7 +30,8 @@ enum RepoDelegatesRemoveCommand: Command {
             d.delegates.removeAll { $0 == peer }
             d.threshold = threshold ?? min(d.threshold, d.delegates.count)
         }
-        let next = try RepoSupport.publish(repo, chain: chain, document: doc, identity: identity, context)
+        guard let next = try RepoSupport.publishOrPropose(repo, chain: chain, document: doc, identity: identity,
+                                                          proposal: args.value("proposal"), context) else { return .ok }
         context.log("published version \(next.current.version) of \(next.id): \(next.current.delegates.count) delegates, threshold \(next.current.threshold)")
         try RepoSupport.describe(next, repo: repo, location: location, me: identity.peerID, context)
         return .ok

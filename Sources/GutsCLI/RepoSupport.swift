@@ -50,19 +50,55 @@ enum RepoSupport {
 
     static func isMirror(_ repo: Repository) -> Bool { Files.exists(repo.gitDirectory + "/" + SyncClient.mirrorMarker) }
 
-    /// A new document version signed by this node alone, published when that meets the
-    /// current threshold; then the refs are signed again so the change is announced.
-    static func publish(_ repo: Repository, chain: IdentityChain, document: IdentityDocument, identity: Identity,
-                        _ context: Context) throws -> IdentityChain {
+    /// A new document version: published at once when this node's signature meets the
+    /// current threshold and no proposal file was asked for; otherwise written, signed by
+    /// this node, to `proposal` for the other delegates to approve (`guts repo approve`).
+    /// Returns the chain after publishing, or nil when a proposal was written.
+    static func publishOrPropose(_ repo: Repository, chain: IdentityChain, document: IdentityDocument, identity: Identity,
+                                 proposal path: String?, _ context: Context) throws -> IdentityChain? {
         let me = identity.peerID
         guard chain.current.delegates.contains(me) else {
             throw CommandError(.refused, "this node (\(me)) is not a delegate of \(chain.id); only its delegates can change it")
         }
-        guard chain.current.threshold <= 1 else {
-            throw CommandError(.refused, "version \(chain.current.version) of \(chain.id) needs signatures from \(chain.current.threshold) delegates; this node can give only its own, and collecting signatures from several delegates is not supported yet")
-        }
         do { try document.validate() } catch let e as TrustError { throw UsageError(e.message) }
         let sigs = DocumentSignatures([me: identity.keyPair.sign(document.signingMessage)])
+        guard let path else {
+            guard chain.current.threshold <= 1 else {
+                throw CommandError(.refused, "version \(chain.current.version) of \(chain.id) needs signatures from \(chain.current.threshold) delegates; write a proposal with --proposal FILE, have the other delegates run 'guts repo approve FILE', and publish it when enough have signed")
+            }
+            return try publish(repo, chain: chain, document: document, signatures: sigs, identity: identity, context)
+        }
+        let proposal = IdentityProposal(repository: chain.id, document: document, signatures: sigs)
+        try writeProposal(proposal, to: path)
+        reportProposal(proposal, chain: chain, path: path, context)
+        return nil
+    }
+
+    static func writeProposal(_ proposal: IdentityProposal, to path: String) throws {
+        do { try Files.writeAtomically(path, proposal.serialized()) } catch {
+            throw CommandError(.io, "cannot write the proposal to \(path): \(error)")
+        }
+    }
+
+    static func reportProposal(_ proposal: IdentityProposal, chain: IdentityChain, path: String, _ context: Context) {
+        let have = proposal.validSigners(chain).count
+        let need = chain.current.threshold
+        if have >= need {
+            context.log("proposal \(path) for version \(proposal.document.version) of \(chain.id) has \(have) of \(need) signatures; 'guts repo approve \(path)' publishes it")
+        } else {
+            context.log("proposal \(path) for version \(proposal.document.version) of \(chain.id) has \(have) of \(need) signatures; each other delegate runs 'guts repo approve \(path)'")
+        }
+    }
+
+    /// Appends `document` with `signatures` (which must meet the current threshold), then
+    /// signs the refs again so the change is announced.
+    static func publish(_ repo: Repository, chain: IdentityChain, document: IdentityDocument, signatures sigs: DocumentSignatures,
+                        identity: Identity, _ context: Context) throws -> IdentityChain {
+        let me = identity.peerID
+        let signers = sigs.validSigners(of: document, among: chain.current.delegates)
+        guard signers.count >= chain.current.threshold else {
+            throw CommandError(.refused, "version \(document.version) has \(signers.count) of the \(chain.current.threshold) signatures version \(chain.current.version) requires")
+        }
         let next: IdentityChain
         do {
             next = try TrustStore.append(repo, to: chain, document: document, signatures: sigs, key: identity.keyPair)

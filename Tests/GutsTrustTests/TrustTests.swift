@@ -112,6 +112,44 @@ final class TrustTests: XCTestCase {
         XCTAssertFalse(v3.isPrefix(of: v1))
     }
 
+    func testProposalCollectsSignaturesUntilTheThreshold() throws {
+        let r = try repo()
+        let ka = try key(1), kb = try key(2), kc = try key(3)
+        let a = try peer(ka), b = try peer(kb), c = try peer(kc)
+        let v1 = try TrustStore.create(r, document: IdentityDocument(name: "demo/app", delegates: [a]), key: ka)
+        let doc2 = TrustStore.nextVersion(of: v1) { $0.delegates += [b]; $0.threshold = 2 }
+        let v2 = try TrustStore.append(r, to: v1, document: doc2, signatures: DocumentSignatures([a: ka.sign(doc2.signingMessage)]), key: ka)
+        let doc3 = TrustStore.nextVersion(of: v2) { $0.delegates += [c] }
+        var proposal = IdentityProposal(repository: v2.id, document: doc3, signatures: DocumentSignatures([a: ka.sign(doc3.signingMessage)]))
+        // The text form round-trips exactly and only in its canonical spelling.
+        let bytes = proposal.serialized()
+        XCTAssertEqual(try IdentityProposal.parse(bytes), proposal)
+        XCTAssertTrue(String(decoding: bytes, as: UTF8.self).hasPrefix("guts-identity-proposal 1\nrepository \(v2.id)\nguts-identity 1\nversion 3\n"))
+        XCTAssertThrowsError(try IdentityProposal.parse(bytes + [0x0A]))
+        XCTAssertThrowsError(try IdentityProposal.parse(Array(bytes.dropLast(3))))
+        XCTAssertThrowsError(try IdentityProposal.parse([UInt8](repeating: 0x41, count: IdentityProposal.maxBytes + 1)))
+        try proposal.check(against: v2)
+        XCTAssertEqual(proposal.validSigners(v2), [a])
+        // Not for version 1, nor for another repository's chain.
+        XCTAssertThrowsError(try proposal.check(against: v1)) { XCTAssertEqual(($0 as? TrustError)?.kind, .chain) }
+        let other = try TrustStore.create(try repo("o.git"), document: IdentityDocument(name: "other/app", delegates: [a]), key: ka)
+        XCTAssertThrowsError(try proposal.check(against: other)) { XCTAssertEqual(($0 as? TrustError)?.kind, .mismatch) }
+        // A stranger's signature or one over other bytes spoils the proposal.
+        var spoiled = proposal
+        spoiled.signatures.entries[c] = kc.sign(doc3.signingMessage)
+        XCTAssertThrowsError(try spoiled.check(against: v2)) { XCTAssertEqual(($0 as? TrustError)?.kind, .notDelegate) }
+        spoiled = proposal
+        spoiled.signatures.entries[b] = kb.sign(doc2.signingMessage)
+        XCTAssertThrowsError(try spoiled.check(against: v2)) { XCTAssertEqual(($0 as? TrustError)?.kind, .badSignature) }
+        // One signature is below the threshold; with B's it is published.
+        XCTAssertThrowsError(try TrustStore.append(r, to: v2, document: doc3, signatures: proposal.signatures, key: ka))
+        proposal.signatures.entries[b] = kb.sign(doc3.signingMessage)
+        let parsed = try IdentityProposal.parse(proposal.serialized())
+        try parsed.check(against: v2)
+        let v3 = try TrustStore.append(r, to: v2, document: parsed.document, signatures: parsed.signatures, key: kb)
+        XCTAssertEqual(v3.current.delegates.count, 3)
+    }
+
     func testFirstVersionMustBeSignedByItsOwnDelegates() throws {
         let r = try repo()
         let ka = try key(1), kb = try key(2)

@@ -382,6 +382,56 @@ final class IdentityTests: XCTestCase {
         XCTAssertEqual((shown["delegates"] as? [[String: Any]])?.compactMap { $0["sequence"] as? Int }.count, 2)
     }
 
+    func testDelegatesCollectSignaturesThroughAProposal() throws {
+        _ = try h.keygen("alice")
+        let bobID = try h.keygen("bob")
+        let carolID = try h.keygen("carol")
+        _ = try makeRepository("alice")
+        let rid = try guts("alice", ["repo", "init", "demo/app"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertEqual(try guts("alice", ["repo", "delegates", "add", "demo/app", bobID, "--threshold", "2"]).status, 0)
+        let (_, aliceLine) = try h.listen("alice", [])
+        XCTAssertEqual(try guts("bob", ["sync", rid, "--peer", aliceLine]).status, 0)
+        XCTAssertEqual(try guts("bob", ["repo", "init", "demo/app"]).status, 0)
+        // Alone, Alice cannot publish version 3; she is told how to collect signatures.
+        let alone = try guts("alice", ["repo", "delegates", "add", "demo/app", carolID])
+        XCTAssertEqual(alone.status, 9, alone.stderr)
+        XCTAssertTrue(alone.stderr.contains("--proposal"), alone.stderr)
+        let file = h.root.appendingPathComponent("add-carol.proposal").path
+        let proposed = try guts("alice", ["repo", "delegates", "add", "demo/app", carolID, "--proposal", file])
+        XCTAssertEqual(proposed.status, 0, proposed.stderr)
+        XCTAssertTrue(proposed.stderr.contains("1 of 2 signatures"), proposed.stderr)
+        XCTAssertEqual(try guts("alice", ["--json", "repo", "show", "demo/app"]).stdout.contains("\"version\":2"), true)
+        // A tampered copy (Carol made threshold 1) is refused before anyone signs it.
+        let text = try String(contentsOfFile: file, encoding: .utf8)
+        let tampered = h.root.appendingPathComponent("tampered.proposal").path
+        try text.replacingOccurrences(of: "threshold 2\n", with: "threshold 1\n").write(toFile: tampered, atomically: true, encoding: .utf8)
+        let refused = try guts("bob", ["repo", "approve", tampered])
+        XCTAssertEqual(refused.status, 6, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("do not verify"), refused.stderr)
+        // Carol is not a delegate of version 2: she cannot approve her own admission.
+        XCTAssertEqual(try guts("carol", ["sync", rid, "--peer", aliceLine]).status, 0)
+        XCTAssertEqual(try guts("carol", ["repo", "approve", file]).status, 9)
+        // Bob's signature meets the threshold: approving publishes version 3 in his copy.
+        let approved = try guts("bob", ["--json", "repo", "approve", file])
+        XCTAssertEqual(approved.status, 0, approved.stderr)
+        let result = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(approved.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(result["published"] as? Bool, true, approved.stdout)
+        XCTAssertEqual(result["signatures"] as? Int, 2)
+        XCTAssertEqual(result["delegates_added"] as? [String], [carolID])
+        // A follower learns version 3 from Bob, and it verifies.
+        let (_, bobLine) = try h.listen("bob", [])
+        let c = try guts("carol", ["sync", rid, "--peer", bobLine])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        let show = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try guts("carol", ["--json", "repo", "show", rid]).stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(show["version"] as? Int, 3)
+        XCTAssertEqual((show["delegates"] as? [[String: Any]])?.count, 3)
+        XCTAssertEqual(try guts("carol", ["objects", "verify", bare("carol")]).status, 0)
+        // The same proposal is stale now.
+        let again = try guts("bob", ["repo", "approve", file])
+        XCTAssertEqual(again.status, 9, again.stderr)
+        XCTAssertTrue(again.stderr.contains("already published"), again.stderr)
+    }
+
     // MARK: Gossip cost
 
     func testOnePushToA1500RefRepositoryCostsOneAnnouncementPerNode() throws {
