@@ -165,11 +165,17 @@ _guts() {
             ;;
         repo)
             case $sub in
-                "") words="init show sign delegates" ;;
+                "") words="init show sign delegates approve" ;;
                 delegates) words="add remove" ;;
+                approve) opts="--no-publish"
+                    if [[ $cur != -* ]] && ((${#args[@]} == 0)); then
+                        compopt -o filenames 2>/dev/null
+                        COMPREPLY=($(compgen -f -- "$cur"))
+                        return
+                    fi ;;
                 init) opts="--name --description --default-branch" ;;
                 show | sign) opts="" ;;
-                "delegates add" | "delegates remove") opts="-t --threshold" ;;
+                "delegates add" | "delegates remove") opts="-t --threshold -p --proposal" ;;
                 *) return ;;
             esac
             if [[ -z $words && $cur != -* ]] && ((${#args[@]} == 0)); then

@@ -109,7 +109,7 @@ complete -c guts -n __guts_needs_command -a version -d 'print the version and ex
 # guts help COMMAND
 complete -c guts -n '__guts_words_are help' -a 'keygen listen status peers sync gossip dial ping objects repo' -d 'command'
 complete -c guts -n '__guts_words_are help peers' -a 'score ban unban' -d 'peers command'
-complete -c guts -n '__guts_words_are help repo' -a 'init show sign delegates' -d 'repo command'
+complete -c guts -n '__guts_words_are help repo' -a 'init show sign delegates approve' -d 'repo command'
 complete -c guts -n '__guts_words_are help repo delegates' -a 'add remove' -d 'delegates command'
 complete -c guts -n '__guts_words_are help objects' -a verify -d 'verify the objects of a repository'
 
@@ -192,6 +192,9 @@ complete -c guts -n '__guts_words_are repo' -a show -d 'show a repository identi
 complete -c guts -n '__guts_words_are repo' -a sign -d 'sign this node refs of a repository now'
 complete -c guts -n '__guts_words_are repo' -a delegates -d 'add or remove delegates'
 complete -c guts -n '__guts_words_are repo delegates' -a 'add remove' -d 'delegates command'
+complete -c guts -n '__guts_words_are repo' -a approve -d 'sign a proposed identity version, publish it at the threshold'
+complete -c guts -n '__guts_using repo approve' -l no-publish -d 'only add this node signature'
+complete -c guts -n '__guts_using repo delegates' -s p -l proposal -r -d 'write a proposal signed by this node to FILE'
 complete -c guts -n '__guts_using repo init' -l name -x -d 'the name in the identity document'
 complete -c guts -n '__guts_using repo init' -l description -x -d 'a one-line description'
 complete -c guts -n '__guts_using repo init' -l default-branch -x -d 'the default branch'
