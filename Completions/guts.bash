@@ -35,7 +35,7 @@ _guts() {
         --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval
         -p --peer --into -m --mirror --topic -t --announce-interval -d --data --max-transfers --stall-timeout
         --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor --max-work -j --threads --wait
-        --name --description --default-branch --threshold --for"
+        --name --description --default-branch --threshold --for --max-age --resign-interval --proposal"
 
     # Find the command words, skipping options and their values.
     local i w cmd= sub= skip= args=()
@@ -88,7 +88,7 @@ _guts() {
             --announce-interval | -d | --data | --max-transfers | --stall-timeout | \
             --deadline | --max-pack-size | --max-object-size | --max-delta-depth | --work-factor | \
             --max-work | -j | --threads | --wait | \
-            --name | --description | --default-branch | --threshold | --for)
+            --name | --description | --default-branch | --threshold | --for | --max-age | --resign-interval)
             return # free-form value
             ;;
     esac
@@ -99,11 +99,11 @@ _guts() {
         keygen) opts="-f --force --show" ;;
         listen)
             opts="-l --listen -b --bootstrap --repos --max-connections --handshake-timeout
-                --idle-timeout --keepalive-interval --network -m --mirror --topic --announce-interval --max-transfers --stall-timeout
+                --idle-timeout --keepalive-interval --network -m --mirror --topic --announce-interval --resign-interval --max-transfers --stall-timeout
                 --follow-symlinks"
             ;;
         sync)
-            opts="-p --peer --into -f --force -W --timeout --wait --no-wait --deadline --network --max-pack-size --max-object-size
+            opts="-p --peer --into -f --force -W --timeout --wait --no-wait --max-age --deadline --network --max-pack-size --max-object-size
                 --max-delta-depth --work-factor --max-work"
             if [[ $cur != -* ]] && ((${#args[@]} == 0)); then
                 # OWNER/NAME (or NAME) of the repositories in <home>/repos.

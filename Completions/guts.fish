@@ -17,7 +17,7 @@ function __guts_words
                 --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval \
                 -p --peer --into --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor \
                 --max-work -j --threads \
-                --name --description --default-branch -t --threshold --for
+                --name --description --default-branch -t --threshold --for --max-age --resign-interval -p --proposal
                 set skip 1
             case '-*'
             case '*'
@@ -128,6 +128,7 @@ complete -c guts -n '__guts_using listen' -l network -x -d 'network ID (default 
 complete -c guts -n '__guts_using listen' -l repos -x -a '(__fish_complete_directories (commandline -ct))' -d 'also serve the repositories under DIR (repeatable)'
 complete -c guts -n '__guts_using listen' -s m -l mirror -x -d 'on a NewCommit for REPO[@[PEERID@]ADDR], sync it (repeatable)'
 complete -c guts -n '__guts_using listen' -l topic -x -d 'also subscribe to and relay TOPIC (repeatable)'
+complete -c guts -n '__guts_using listen' -l resign-interval -x -d 'sign unchanged delegate refs again after SECONDS (default 86400)'
 complete -c guts -n '__guts_using listen' -l announce-interval -x -d 'seconds between scans for changes to announce (default 2)'
 complete -c guts -n '__guts_using listen' -l max-transfers -x -d 'object transfers served at once (default 8)'
 complete -c guts -n '__guts_using listen' -l stall-timeout -x -d 'cut off transfers whose peer takes nothing for SECONDS (default 60)'
@@ -158,6 +159,7 @@ complete -c guts -n '__guts_using sync' -s p -l peer -x -d 'peer to sync from, [
 complete -c guts -n '__guts_using sync' -l into -x -a '(__fish_complete_directories (commandline -ct))' -d 'bare repository to sync into'
 complete -c guts -n '__guts_using sync' -s f -l force -d 'mirror into a repository guts did not create (replaces its refs)'
 complete -c guts -n '__guts_using sync' -s W -l timeout -x -d 'connect, handshake, per-answer silence and no-pack-data limit (default 30)'
+complete -c guts -n '__guts_using sync' -l max-age -x -d 'fail when the newest signed state is older than SECONDS'
 complete -c guts -n '__guts_using sync' -l deadline -x -d 'most SECONDS the whole sync may take (default 3600, 0 for none)'
 complete -c guts -n '__guts_using sync' -l wait -x -d 'wait this long for another sync of the repository (default 600)'
 complete -c guts -n '__guts_using sync' -l no-wait -d 'exit at once with status 10 if another sync holds the repository'

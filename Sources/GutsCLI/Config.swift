@@ -32,6 +32,10 @@ public struct NodeConfig: Equatable, Sendable {
     public var minFreeDisk = SyncOptions.defaultMinFreeBytes
     /// Seconds a whole sync may take; 0 for no deadline.
     public var syncDeadline = SyncOptions.defaultDeadline
+    /// Seconds: `sync` fails when the newest signed state is older; 0 for no limit.
+    public var maxSignedAge = 0.0
+    /// Seconds after which a running node signs its unchanged refs again; 0 never.
+    public var resignInterval = 86_400.0
 
     public static let fileName = "config"
     static let scoreKeys = ScoreEvent.allCases.flatMap { e in ["weight", "cap", "half-life"].map { "score.\(e.rawValue).\($0)" } }
@@ -41,7 +45,8 @@ public struct NodeConfig: Equatable, Sendable {
                               "work-factor", "max-work", "max-pack-size", "min-free-disk", "sync-deadline",
                               "max-pending-handshakes", "max-pending-per-address", "handshake-rate", "handshake-burst",
                               "peer-message-rate", "peer-message-burst", "peer-byte-rate", "peer-byte-burst",
-                              "peer-request-rate", "peer-request-burst", "max-sessions-per-peer"] + scoreKeys
+                              "peer-request-rate", "peer-request-burst", "max-sessions-per-peer",
+                              "max-signed-age", "resign-interval"] + scoreKeys
 
     /// Ranges of the limit settings, shared by the config keys and the options.
     static let objectSizeRange = 1...(1 << 40)
@@ -51,6 +56,7 @@ public struct NodeConfig: Equatable, Sendable {
     static let packSizeRange = 1...(1 << 50)
     static let freeDiskRange = 0...(1 << 50)
     static let deadlineRange = 0.0...604_800
+    static let signedAgeRange = 0.0...315_360_000
 
     public init() {}
 
@@ -132,6 +138,8 @@ public struct NodeConfig: Equatable, Sendable {
             case "max-pack-size": config.maxPackSize = try bytes(packSizeRange)
             case "min-free-disk": config.minFreeDisk = try bytes(freeDiskRange)
             case "sync-deadline": config.syncDeadline = try number(deadlineRange)
+            case "max-signed-age": config.maxSignedAge = try number(signedAgeRange)
+            case "resign-interval": config.resignInterval = try number(signedAgeRange)
             default:
                 let hint = ArgumentParser.closest(key, among: keys).map { "; did you mean '\($0)'?" } ?? ""
                 throw CommandError(.io, "\(origin):\(lineNumber): unknown key '\(key)'\(hint)")

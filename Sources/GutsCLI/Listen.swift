@@ -29,6 +29,7 @@ enum ListenCommand: Command {
         OptionSpec("mirror", short: "m", value: "REPO[@PEERID][@ADDR]", repeatable: true, help: "follow REPO (a name or ID): sync its signed refs when announced; PEERID pins it and is the only source of an unsigned REPO"),
         OptionSpec("topic", value: "TOPIC", repeatable: true, help: "also subscribe to and relay TOPIC"),
         OptionSpec("announce-interval", value: "SECONDS", help: "how often served repositories are scanned for changes to announce (default 2)"),
+        OptionSpec("resign-interval", value: "SECONDS", help: "sign unchanged refs of repositories this node is a delegate of again after this long (default 86400, 0 never; config resign-interval)"),
         OptionSpec("max-transfers", value: "N", help: "object transfers served at once; more are answered busy (default 8)"),
         OptionSpec("stall-timeout", value: "SECONDS", help: "cut off a transfer whose peer takes no bytes for this long (default 60)"),
     ]
@@ -121,6 +122,7 @@ enum ListenCommand: Command {
         nodeOptions.admission = config.admission
         nodeOptions.rates = config.rates
         nodeOptions.maxSessionsPerPeer = config.maxSessionsPerPeer
+        nodeOptions.resignInterval = try args.seconds("resign-interval", in: NodeConfig.signedAgeRange) ?? config.resignInterval
         nodeOptions.mirrors = try args.all("mirror").map(parseMirror)
         nodeOptions.topics = try args.all("topic").map { t in
             guard Topic.isValid(t) else { throw UsageError("--topic: invalid topic '\(t)'") }

@@ -24,6 +24,7 @@ enum SyncCommand: Command {
         OptionSpec("max-pack-size", value: "BYTES", help: "most pack bytes accepted in one sync (default 4G; config max-pack-size)"),
         OptionSpec("wait", value: "SECONDS", help: "wait this long for another sync of the repository to finish (default 600)"),
         OptionSpec("no-wait", help: "exit at once with status 10 if another sync holds the repository"),
+        OptionSpec("max-age", value: "SECONDS", help: "fail (status 6) when the newest signed state is older than this (default 0: no limit; config max-signed-age)"),
     ] + NodeConfig.limitOptions
 
     /// Default of --timeout.
@@ -48,6 +49,7 @@ enum SyncCommand: Command {
         let limits = try config.objectLimits(args)
         let deadline = try args.seconds("deadline", in: NodeConfig.deadlineRange) ?? config.syncDeadline
         let maxPackSize = try args.bytes("max-pack-size", in: NodeConfig.packSizeRange) ?? config.maxPackSize
+        let maxAge = try args.seconds("max-age", in: NodeConfig.signedAgeRange) ?? config.maxSignedAge
         try Network.applyNetworkOption(args, to: &config)
         // Best-scoring peers first, banned ones skipped (see guts-sync(1), Peers).
         let standings = PeerStandings.load(context, peers: given.compactMap(\.peer), parameters: config.score)
@@ -142,6 +144,12 @@ enum SyncCommand: Command {
                 connection.close(.shutdown, "sync finished")
                 _ = try? connection.closeFuture.wait()
                 emit(report, name: name, peer: served, context)
+                if let problem = freshness(report, maxAge: maxAge, peer: served) {
+                    // Not the peer's fault for certain (the delegates may be quiet): no penalty, try the next.
+                    context.error(problem.message)
+                    failures.append(problem)
+                    continue
+                }
                 return report.sync.upToDate ? .noReply : .ok
             } catch let f as SyncFailure {
                 context.endProgress()
@@ -169,6 +177,19 @@ enum SyncCommand: Command {
         let worst = order.first { code in failures.contains { $0.code == code } } ?? .unreachable
         let count = peers.count
         throw CommandError(worst, "could not sync \(name) from \(count == 1 ? "the peer" : "any of \(count) peers"); \(untouched)")
+    }
+
+    /// A failure when the newest signed state is older than `maxAge` seconds (0: none):
+    /// the peer may withhold newer state (a freeze), or the delegates stopped signing.
+    static func freshness(_ report: SignedSyncReport, maxAge: Double, peer: String) -> CommandError? {
+        guard maxAge > 0, report.id != nil else { return nil }
+        let now = unixTime()
+        guard let newest = report.newestSignedTime else {
+            return CommandError(.integrity, "no delegate of \(report.id.map(\.description) ?? "") has signed state at \(peer), so its freshness is unknown (--max-age)")
+        }
+        let age = now - Double(newest)
+        guard age > maxAge else { return nil }
+        return CommandError(.integrity, "the newest signed state at \(peer) is \(formatNumber(age.rounded())) s old, older than --max-age \(formatNumber(maxAge)) s: the peer may be withholding newer state, or the delegates stopped signing (a delegate's running node signs again every day)")
     }
 
     /// `given` best score first (stable: equal scores keep their order; peers without a

@@ -77,6 +77,9 @@ public final class Node: Sendable {
         public var stallTimeout: Double = 60
         /// Seconds between scans of served repositories for changes to announce.
         public var announceInterval: Double = 2
+        /// Seconds after which this node signs its unchanged refs again, so followers
+        /// see fresh signed state (guts-identity(5), FRESHNESS); 0 never.
+        public var resignInterval: Double = 86_400
         /// Reconnect backoff bounds in seconds.
         public var minBackoff: Double = 1
         public var maxBackoff: Double = 60
@@ -296,7 +299,8 @@ public final class Node: Sendable {
         case .scan:
             let submitted = scanner.submit { [weak self] in
                 guard let self else { return }
-                let current = self.options.repositories.map { RepositoryScanner.scan($0, key: self.options.session.identity) } ?? [:]
+                let current = self.options.repositories.map { RepositoryScanner.scan($0, key: self.options.session.identity,
+                                                                                             refreshAfter: self.options.resignInterval > 0 ? Int64(self.options.resignInterval) : nil) } ?? [:]
                 self.loop.execute { self.apply(.scanned(current)) }
             }
             if !submitted {

@@ -192,6 +192,57 @@ final class IdentityTests: XCTestCase {
         XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
     }
 
+    /// Freeze defences (guts-identity(5), FRESHNESS): signed state dated in the future is
+    /// refused, `--max-age` fails on state older than asked, and a delegate's running node
+    /// signs its unchanged refs again so followers can tell quiet from withheld.
+    func testFreezeDefences() throws {
+        let originID = try h.keygen("origin")
+        _ = try h.keygen("client")
+        _ = try h.keygen("evil")
+        let work = try makeRepository("origin")
+        let rid = try guts("origin", ["repo", "init", "demo/app"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let head = try git(["rev-parse", "HEAD"], in: work)
+        let originKey = try key("origin")
+        let origin0 = try XCTUnwrap(PeerID(originID))
+        let now = Int64(Date().timeIntervalSince1970)
+
+        // A copy at evil whose newest state (sequence 2) the delegate signed, dated as given.
+        let evilRepo = bare("evil")
+        func serve(time: Int64) throws {
+            try copyRepository(bare("origin"), to: evilRepo)
+            let r = try Repository.open(evilRepo)
+            let chain = try XCTUnwrap(try TrustStore.identity(of: r))
+            var state = SignedRefs(repository: chain.id, delegate: origin0, sequence: 2, time: time, refs: [("refs/heads/main", try XCTUnwrap(ObjectID(hex: head)))])
+            state.sign(with: originKey)
+            try install(state, in: r, namespace: origin0, key: originKey)
+        }
+        let (_, evilLine) = try h.listen("evil", [])
+
+        // 1. Two hours ahead of the clock: refused, nothing installed, the sender held to it.
+        try serve(time: now + 7200)
+        let future = try guts("client", ["sync", rid, "--peer", evilLine])
+        XCTAssertEqual(future.status, 6, future.stderr)
+        XCTAssertTrue(future.stderr.contains("in the future"), future.stderr)
+        XCTAssertTrue(future.stderr.contains("recorded bad-objects in the peer book"), future.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: bare("client")), "nothing may be left behind")
+
+        // 2. Ten days old: accepted without a limit, but --max-age 1 day says it is stale.
+        try serve(time: now - 864_000)
+        let old = try guts("client", ["sync", rid, "--peer", evilLine, "--max-age", "86400"])
+        XCTAssertEqual(old.status, 6, old.stderr)
+        XCTAssertTrue(old.stderr.contains("older than --max-age"), old.stderr)
+        XCTAssertFalse(old.stderr.contains("recorded"), "a quiet repository is not the peer's fault: \(old.stderr)")
+        XCTAssertEqual(try guts("client", ["sync", rid, "--peer", evilLine]).status, 1, "installed, and up to date")
+
+        // 3. The delegate's running node signs its unchanged refs again once they are older
+        //    than --resign-interval, so a follower asking for fresh state gets it.
+        let (origin, originLine) = try h.listen("origin", ["--announce-interval", "0.2", "--resign-interval", "1"])
+        origin.waitFor("the unchanged refs signed again") { _, err in err.contains("signed demo/app: sequence 3") }
+        let fresh = try guts("client", ["sync", rid, "--peer", originLine, "--max-age", "600"])
+        XCTAssertEqual(fresh.status, 0, fresh.stderr)
+        XCTAssertEqual(try SyncGit.revParse(bare("client"), "refs/heads/main"), head, "the same refs, freshly signed")
+    }
+
     func testASignedDeletionRemovesTheRefAndNothingElse() throws {
         let originID = try h.keygen("origin")
         _ = try h.keygen("client")
