@@ -1,3 +1,4 @@
+import GutsAddress
 import GutsNode
 import GutsPolicy
 import GutsGit
@@ -36,6 +37,8 @@ public struct NodeConfig: Equatable, Sendable {
     public var maxSignedAge = 0.0
     /// Seconds after which a running node signs its unchanged refs again; 0 never.
     public var resignInterval = 86_400.0
+    /// Seconds between catch-up syncs of `listen --mirror` repositories; 0 for none.
+    public var mirrorInterval = 300.0
 
     public static let fileName = "config"
     static let scoreKeys = ScoreEvent.allCases.flatMap { e in ["weight", "cap", "half-life"].map { "score.\(e.rawValue).\($0)" } }
@@ -46,7 +49,7 @@ public struct NodeConfig: Equatable, Sendable {
                               "max-pending-handshakes", "max-pending-per-address", "handshake-rate", "handshake-burst",
                               "peer-message-rate", "peer-message-burst", "peer-byte-rate", "peer-byte-burst",
                               "peer-request-rate", "peer-request-burst", "max-sessions-per-peer",
-                              "max-signed-age", "resign-interval"] + scoreKeys
+                              "max-signed-age", "resign-interval", "mirror-interval"] + scoreKeys
 
     /// Ranges of the limit settings, shared by the config keys and the options.
     static let objectSizeRange = 1...(1 << 40)
@@ -57,6 +60,8 @@ public struct NodeConfig: Equatable, Sendable {
     static let freeDiskRange = 0...(1 << 50)
     static let deadlineRange = 0.0...604_800
     static let signedAgeRange = 0.0...315_360_000
+    /// --mirror-interval: 0 (off) or 1 s to a week.
+    static let mirrorIntervalRange = 1.0...604_800
 
     public init() {}
 
@@ -75,25 +80,39 @@ public struct NodeConfig: Equatable, Sendable {
             let value = String(line[line.index(after: eq)...]).trimmingSpaces()
             func number(_ range: ClosedRange<Double>) throws -> Double {
                 guard let v = Double(value), v.isFinite, range.contains(v) else {
-                    throw CommandError(.io, "\(origin):\(lineNumber): \(key) must be a number from \(formatNumber(range.lowerBound)) to \(formatNumber(range.upperBound))")
+                    throw CommandError(.io, "\(origin):\(lineNumber): \(key) = '\(value)': must be a number from \(formatNumber(range.lowerBound)) to \(formatNumber(range.upperBound))")
                 }
                 return v
             }
             func bytes(_ range: ClosedRange<Int>) throws -> Int {
                 guard let v = parseByteCount(value), range.contains(v) else {
-                    throw CommandError(.io, "\(origin):\(lineNumber): \(key) must be a byte count from \(range.lowerBound) to \(range.upperBound) (suffixes K, M, G, T allowed)")
+                    throw CommandError(.io, "\(origin):\(lineNumber): \(key) = '\(value)': must be a byte count from \(range.lowerBound) to \(range.upperBound) (suffixes K, M, G, T allowed)")
+                }
+                return v
+            }
+            func interval() throws -> Double {
+                guard let v = Double(value), v.isFinite, v == 0 || mirrorIntervalRange.contains(v) else {
+                    throw CommandError(.io, "\(origin):\(lineNumber): \(key) = '\(value)': must be 0 (off) or a number of seconds from 1 to 604800")
                 }
                 return v
             }
             func integer(_ range: ClosedRange<Int>) throws -> Int {
                 guard let v = Int(value), range.contains(v) else {
-                    throw CommandError(.io, "\(origin):\(lineNumber): \(key) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+                    throw CommandError(.io, "\(origin):\(lineNumber): \(key) = '\(value)': must be a whole number from \(range.lowerBound) to \(range.upperBound)")
                 }
                 return v
             }
             switch key {
-            case "listen": config.listen = value
-            case "bootstrap": config.bootstrap.append(value)
+            case "listen":
+                do { _ = try Endpoint.parse(value, allowPortZero: true) } catch {
+                    throw CommandError(.io, "\(origin):\(lineNumber): listen: \(error)")
+                }
+                config.listen = value
+            case "bootstrap":
+                do { _ = try Endpoint.parse(value) } catch {
+                    throw CommandError(.io, "\(origin):\(lineNumber): bootstrap: \(error)")
+                }
+                config.bootstrap.append(value)
             case "max-connections": config.maxConnections = Int(try number(1...100_000))
             case "connect-timeout": config.connectTimeout = try number(0.1...3600)
             case "handshake-timeout": config.handshakeTimeout = try number(0.1...3600)
@@ -140,6 +159,7 @@ public struct NodeConfig: Equatable, Sendable {
             case "sync-deadline": config.syncDeadline = try number(deadlineRange)
             case "max-signed-age": config.maxSignedAge = try number(signedAgeRange)
             case "resign-interval": config.resignInterval = try number(signedAgeRange)
+            case "mirror-interval": config.mirrorInterval = try interval()
             default:
                 let hint = ArgumentParser.closest(key, among: keys).map { "; did you mean '\($0)'?" } ?? ""
                 throw CommandError(.io, "\(origin):\(lineNumber): unknown key '\(key)'\(hint)")

@@ -9,10 +9,11 @@ import NIOPosix
 enum DialCommand: Command {
     static let name = "dial"
     static let summary = "connect to a node, authenticate it and show its identity"
-    static let synopsis = "dial [--timeout SECONDS] [--network ID] [PEERID@]ADDR"
+    static let synopsis = "dial [--timeout SECONDS] [--network ID] [--ephemeral] [PEERID@]ADDR"
     static let options = [
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "limit for the TCP connect and, separately, for the handshake (default: connect-timeout and handshake-timeout from config, 10 each)"),
         OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
+        Network.ephemeralOption,
     ]
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
@@ -24,7 +25,7 @@ enum DialCommand: Command {
             config.handshakeTimeout = t
         }
         try Network.applyNetworkOption(args, to: &config)
-        let identity = try Network.clientIdentity(context)
+        let identity = try Network.clientIdentity(context, args)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         let connection = try Network.dial(endpoint, config: Network.sessionConfig(identity: identity, config: config),

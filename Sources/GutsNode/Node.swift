@@ -80,6 +80,8 @@ public final class Node: Sendable {
         /// Seconds after which this node signs its unchanged refs again, so followers
         /// see fresh signed state (guts-identity(5), FRESHNESS); 0 never.
         public var resignInterval: Double = 86_400
+        /// Seconds between catch-up syncs of each followed repository (jittered); 0 for none.
+        public var mirrorInterval: Double = 300
         /// Reconnect backoff bounds in seconds.
         public var minBackoff: Double = 1
         public var maxBackoff: Double = 60
@@ -159,6 +161,7 @@ public final class Node: Sendable {
         serviceOptions.serving = options.repositories != nil
         serviceOptions.mirrors = options.mirrors
         serviceOptions.announceInterval = options.announceInterval
+        serviceOptions.mirrorInterval = options.mirrorInterval
         serviceOptions.minBackoff = options.minBackoff
         serviceOptions.maxBackoff = options.maxBackoff
         let local = Self.peerID(of: options.session)
