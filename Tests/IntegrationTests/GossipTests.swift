@@ -34,13 +34,13 @@ final class GossipTests: XCTestCase {
     }
 
     func subscribe(_ node: String, topic: String, count: Int, timeout: Double = 30) throws -> Harness.Running {
-        let s = try h.start(["--home", h.home("sub"), "--json", "gossip", "subscribe", "--topic", topic, "--peer", node,
+        let s = try h.start(["--home", h.home("sub"), "--json", "gossip", "subscribe", "--ephemeral", "--topic", topic, "--peer", node,
                              "--count", String(count), "--timeout", String(timeout)])
         return s
     }
 
     func publish(_ node: String, topic: String, data: String) throws -> String {
-        let r = try h.run(["--home", h.home("pub"), "gossip", "publish", "--topic", topic, "--peer", node, "--data", data])
+        let r = try h.run(["--home", h.home("pub"), "gossip", "publish", "--ephemeral", "--topic", topic, "--peer", node, "--data", data])
         XCTAssertEqual(r.status, 0, r.stderr)
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -168,7 +168,7 @@ final class GossipTests: XCTestCase {
         let tooBig = String(repeating: "x", count: 70_000)
         let big = try h.run(["gossip", "publish", "--topic", "ok", "--peer", line, "--data", tooBig])
         XCTAssertEqual(big.status, 2)
-        let none = try h.run(["--home", h.home("s"), "gossip", "subscribe", "--topic", "quiet", "--peer", line, "--timeout", "0.5"])
+        let none = try h.run(["--home", h.home("s"), "gossip", "subscribe", "--ephemeral", "--topic", "quiet", "--peer", line, "--timeout", "0.5"])
         XCTAssertEqual(none.status, 1, "nothing received before the timeout")
     }
 }

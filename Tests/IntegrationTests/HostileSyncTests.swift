@@ -264,7 +264,7 @@ final class HostileSyncTests: XCTestCase {
         let delay = Date().timeIntervalSince(appeared)
         print("mirror under attack: other/app announced \(delay) s after it appeared")
         XCTAssertLessThan(delay, 5)
-        let ping = try h.run(["--home", h.home("pinger"), "ping", "-c", "1", "-W", "5", line])
+        let ping = try h.run(["--home", h.home("pinger"), "ping", "--ephemeral", "-c", "1", "-W", "5", line])
         XCTAssertEqual(ping.status, 0, ping.stderr)
         XCTAssertFalse(SyncFiles.exists(h.home("mirrornode") + "/repos/alice/proj.git/refs/heads/main"), "nothing became visible")
     }

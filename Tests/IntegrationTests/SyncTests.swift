@@ -71,16 +71,20 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(change?["new"] as? String, new)
         try f.assertMirrorsUpstream()
 
-        // 3. Nothing new: exit 1, up to date, nothing transferred.
+        // 3. Nothing new: exit 0 (as git fetch; 1 only with --exit-code), up to date,
+        // nothing transferred.
         let third = try f.sync()
-        XCTAssertEqual(third.status, 1, third.stderr)
+        XCTAssertEqual(third.status, 0, third.stderr)
         XCTAssertEqual(third.json["status"] as? String, "up-to-date")
         XCTAssertEqual(third.json["objects"] as? Int, 0)
         XCTAssertEqual(third.json["bytes"] as? Int, 0)
         XCTAssertEqual((third.json["changes"] as? [Any])?.count, 0)
         let text = try f.sync(json: false)
-        XCTAssertEqual(text.status, 1)
+        XCTAssertEqual(text.status, 0)
         XCTAssertEqual(text.stdout, "alice/proj is up to date with \(f.peer) (unsigned)\n")
+        let asked = try f.sync(json: false, extra: ["--exit-code"])
+        XCTAssertEqual(asked.status, 1, "--exit-code: nothing new is 1")
+        XCTAssertEqual(asked.stdout, text.stdout)
         try f.assertMirrorsUpstream()
     }
 
