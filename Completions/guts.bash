@@ -29,13 +29,14 @@ _guts() {
     ((COMP_CWORD > 0)) && prev=${COMP_WORDS[COMP_CWORD - 1]}
     COMPREPLY=()
 
-    local global_opts="--home --json -v --verbose -q --quiet -h --help --version"
+    local global_opts="--home --json -v --verbose -q --quiet --log-format -h --help --version"
     # Options that take a value (the next word, or after '=').
     local value_opts="--home -l --listen -b --bootstrap --max-connections --handshake-timeout
         --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval
         -p --peer --into -m --mirror --topic -t --announce-interval -d --data --max-transfers --stall-timeout
         --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor --max-work -j --threads --wait
-        --name --description --default-branch --threshold --for --max-age --resign-interval --proposal"
+        --name --description --default-branch --threshold --for --max-age --resign-interval --proposal
+        --mirror-interval -w --deadline --log-format"
 
     # Find the command words, skipping options and their values.
     local i w cmd= sub= skip= args=()
@@ -88,7 +89,8 @@ _guts() {
             --announce-interval | -d | --data | --max-transfers | --stall-timeout | \
             --deadline | --max-pack-size | --max-object-size | --max-delta-depth | --work-factor | \
             --max-work | -j | --threads | --wait | \
-            --name | --description | --default-branch | --threshold | --for | --max-age | --resign-interval)
+            --name | --description | --default-branch | --threshold | --for | --max-age | --resign-interval | \
+            --mirror-interval | -w)
             return # free-form value
             ;;
     esac
@@ -100,12 +102,12 @@ _guts() {
         listen)
             opts="-l --listen -b --bootstrap --repos --max-connections --handshake-timeout
                 --idle-timeout --keepalive-interval --network -m --mirror --topic --announce-interval --resign-interval --max-transfers --stall-timeout
-                --follow-symlinks"
+                --follow-symlinks --mirror-interval"
             ;;
         sync)
             opts="-p --peer --into -f --force -W --timeout --wait --no-wait --max-age --deadline --network --max-pack-size --max-object-size
-                --max-delta-depth --work-factor --max-work"
-            if [[ $cur != -* ]] && ((${#args[@]} == 0)); then
+                --max-delta-depth --work-factor --max-work --all --exit-code --ephemeral"
+            if [[ $cur != -* ]]; then
                 # OWNER/NAME (or NAME) of the repositories in <home>/repos.
                 local IFS=$'\n' home r names=()
                 home=$(_guts_home)
@@ -121,8 +123,8 @@ _guts() {
         gossip)
             case $sub in
                 "") words="publish subscribe" ;;
-                publish) opts="-t --topic -p --peer -d --data -W --timeout --network" ;;
-                subscribe) opts="-t --topic -p --peer -c --count -W --timeout --network" ;;
+                publish) opts="-t --topic -p --peer -d --data -W --timeout --network --ephemeral" ;;
+                subscribe) opts="-t --topic -p --peer -c --count -W --timeout --network --raw --ephemeral" ;;
                 *) return ;;
             esac
             ;;
@@ -141,8 +143,8 @@ _guts() {
                 return
             fi
             ;;
-        dial) opts="-W --timeout --network" ;;
-        ping) opts="-c --count -i --interval -W --timeout --network" ;;
+        dial) opts="-W --timeout --network --ephemeral" ;;
+        ping) opts="-c --count -i --interval -W --timeout -w --deadline --network --ephemeral" ;;
         objects)
             if [[ -z $sub ]]; then
                 words="verify"

@@ -89,7 +89,8 @@ complete -c guts -f
 complete -c guts -l home -x -a '(__fish_complete_directories (commandline -ct))' -d 'state directory (default: $GUTS_HOME, else ~/.guts)'
 complete -c guts -l json -d 'machine-readable JSON on stdout'
 complete -c guts -s v -l verbose -d 'more detail on stderr'
-complete -c guts -s q -l quiet -d 'only errors on stderr'
+complete -c guts -s q -l quiet -d 'only errors on stderr, no result on success'
+complete -c guts -l log-format -x -a 'text json' -d 'stderr lines as text or JSON objects'
 complete -c guts -s h -l help -d 'show help and exit'
 complete -c guts -l version -d 'print the version and exit'
 
@@ -126,7 +127,8 @@ complete -c guts -n '__guts_using listen' -l idle-timeout -x -d 'drop peers sile
 complete -c guts -n '__guts_using listen' -l keepalive-interval -x -d 'ping peers silent for SECONDS (default 30)'
 complete -c guts -n '__guts_using listen' -l network -x -d 'network ID (default empty)'
 complete -c guts -n '__guts_using listen' -l repos -x -a '(__fish_complete_directories (commandline -ct))' -d 'also serve the repositories under DIR (repeatable)'
-complete -c guts -n '__guts_using listen' -s m -l mirror -x -d 'on a NewCommit for REPO[@[PEERID@]ADDR], sync it (repeatable)'
+complete -c guts -n '__guts_using listen' -s m -l mirror -x -d 'follow REPO[@[PEERID@]ADDR]: sync at start, when announced, periodically (repeatable)'
+complete -c guts -n '__guts_using listen' -l mirror-interval -x -d 'catch-up sync of each mirror every SECONDS (default 300, 0 for none)'
 complete -c guts -n '__guts_using listen' -l topic -x -d 'also subscribe to and relay TOPIC (repeatable)'
 complete -c guts -n '__guts_using listen' -l resign-interval -x -d 'sign unchanged delegate refs again after SECONDS (default 86400)'
 complete -c guts -n '__guts_using listen' -l announce-interval -x -d 'seconds between scans for changes to announce (default 2)'
@@ -153,6 +155,8 @@ complete -c guts -n '__guts_using gossip publish; or __guts_using gossip subscri
 complete -c guts -n '__guts_using gossip publish; or __guts_using gossip subscribe' -l network -x -d 'network ID to connect within'
 complete -c guts -n '__guts_using gossip publish' -s d -l data -x -d 'payload (default: standard input)'
 complete -c guts -n '__guts_using gossip subscribe' -s c -l count -x -d 'exit after N messages'
+complete -c guts -n '__guts_using gossip subscribe' -l raw -d 'print announcements as raw payloads, not decoded'
+complete -c guts -n '__guts_using gossip publish; or __guts_using gossip subscribe' -l ephemeral -d 'with --peer: use a one-time identity'
 
 # guts sync REPO --peer [PEERID@]ADDR
 complete -c guts -n '__guts_using sync' -s p -l peer -x -d 'peer to sync from, [PEERID@]ADDR (repeatable, best score first)'
@@ -164,12 +168,15 @@ complete -c guts -n '__guts_using sync' -l deadline -x -d 'most SECONDS the whol
 complete -c guts -n '__guts_using sync' -l wait -x -d 'wait this long for another sync of the repository (default 600)'
 complete -c guts -n '__guts_using sync' -l no-wait -d 'exit at once with status 10 if another sync holds the repository'
 complete -c guts -n '__guts_using sync' -l network -x -d 'network ID to connect within'
+complete -c guts -n '__guts_using sync' -l all -d 'sync every repository under the state directory'
+complete -c guts -n '__guts_using sync' -l exit-code -d 'exit with status 1 when nothing was new'
+complete -c guts -n '__guts_using sync; or __guts_using dial; or __guts_using ping' -l ephemeral -d 'use a one-time identity'
 complete -c guts -n '__guts_using sync' -l max-pack-size -x -d 'most pack BYTES accepted (default 4G)'
 complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l max-object-size -x -d 'largest object accepted, BYTES (default 100M)'
 complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l max-delta-depth -x -d 'longest delta chain accepted (default 64)'
 complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l work-factor -x -d 'work allowed per pack byte (default 64, 0 for no limit)'
 complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l max-work -x -d 'cap on each kind of work, BYTES (default 64G)'
-complete -c guts -n '__guts_words_are sync' -a '(__guts_repositories)' -d 'repository'
+complete -c guts -n '__guts_using sync' -a '(__guts_repositories)' -d 'repository'
 
 # guts dial
 complete -c guts -n '__guts_using dial' -s W -l timeout -x -d 'connect and handshake timeout in seconds'
@@ -179,6 +186,7 @@ complete -c guts -n '__guts_using dial' -l network -x -d 'network ID to connect 
 complete -c guts -n '__guts_using ping' -s c -l count -x -d 'stop after COUNT pings'
 complete -c guts -n '__guts_using ping' -s i -l interval -x -d 'wait SECONDS between pings (default 1)'
 complete -c guts -n '__guts_using ping' -s W -l timeout -x -d 'wait SECONDS for each pong and for connecting (default 5)'
+complete -c guts -n '__guts_using ping' -s w -l deadline -x -d 'stop after DEADLINE seconds in all'
 complete -c guts -n '__guts_using ping' -l network -x -d 'network ID to connect within'
 
 # guts objects verify [path | OWNER/NAME]
