@@ -108,9 +108,11 @@ public enum GutsMain {
             writeAll(1, "guts \(version)\n")
             return .ok
         }
-        // `guts gossip --help`: help for a group of commands.
-        if rest.dropFirst().allSatisfy({ $0 == "--help" || $0 == "-h" }), rest.count >= 2 || globals.has("help"),
-           let group = groupHelp([first]) {
+        // `guts gossip --help`, `guts repo delegates -h`: help for a group of commands.
+        let words = Array(rest.prefix { !$0.hasPrefix("-") })
+        let flags = rest.dropFirst(words.count)
+        if flags.allSatisfy({ $0 == "--help" || $0 == "-h" }), !flags.isEmpty || globals.has("help"),
+           let group = groupHelp(words) {
             writeAll(1, group)
             return .ok
         }
