@@ -261,6 +261,20 @@ final class OperatorTests: XCTestCase {
 
     // MARK: Smaller items
 
+    /// Bad values in the config file are reported with file:line and the value.
+    func testConfigValueErrorsNameFileAndLine() throws {
+        _ = try h.keygen("c")
+        let config = h.home("c") + "/config"
+        for (text, expected) in [("# x\nidle-timeout = 0.5\n", "\(config):2: idle-timeout = '0.5': must be a number from 1 to 86400"),
+                                 ("\n\nlisten = 127.0.0.1:99999\n", "\(config):3: listen: invalid address"),
+                                 ("bootstrap = gtbad@127.0.0.1\n", "\(config):1: bootstrap: invalid address 'gtbad@127.0.0.1'")] {
+            try text.write(toFile: config, atomically: true, encoding: .utf8)
+            let r = try h.run(["--home", h.home("c"), "dial", "127.0.0.1:9"])
+            XCTAssertEqual(r.status, 3, r.stderr)
+            XCTAssertTrue(r.stderr.hasPrefix("guts: " + expected), "\(r.stderr) vs \(expected)")
+        }
+    }
+
     func testGroupHelpPingQuietAndDeadline() throws {
         for args in [["help", "gossip"], ["gossip", "--help"], ["help", "repo"], ["repo", "delegates", "--help"]] {
             let r = try h.run(args)
