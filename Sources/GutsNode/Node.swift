@@ -290,7 +290,7 @@ public final class Node: Sendable {
                 case let .success(connection):
                     self.follow(connection, bootstrap: b)
                 case let .failure(error):
-                    self.loop.execute { self.apply(.dialFailed(bootstrap: b, reason: "\(error)")) }
+                    self.loop.execute { self.apply(.dialFailed(bootstrap: b, reason: Dialer.reason(error))) }
                 }
             }
         case let .send(link, message):
