@@ -65,6 +65,9 @@ final class AnnouncementTests: XCTestCase {
         let (follower, followerLine) = try h.listen("follower", ["--bootstrap", originLine, "--mirror", "demo/app@\(originID)",
                                                                   "--announce-interval", "0.3"])
         follower.waitFor("bootstrap connection") { _, err in err.contains("(bootstrap") }
+        // The follower mirrors at start (sequence 1) and announces what it installed.
+        follower.waitFor("the initial mirror", timeout: 20) { _, err in err.contains("mirror: synced demo/app") }
+        follower.waitFor("a scan to see the initial mirror") { _, err in err.contains("announcing repository demo/app") }
         let watcher = try h.start(["--home", h.home("w"), "--json", "gossip", "subscribe", "--raw", "--ephemeral", "--topic", "guts/commits",
                                    "--peer", followerLine, "--count", "2", "--timeout", "30"])
         usleep(500_000)
@@ -74,8 +77,10 @@ final class AnnouncementTests: XCTestCase {
         try git(["push", "-q", "origin", "main"], in: work)
         let head = try git(["rev-parse", "HEAD"], in: work)
 
-        follower.waitFor("the follower to mirror the pushed commit", timeout: 20) { _, err in err.contains("mirror: synced demo/app") }
         let mirror = h.home("follower") + "/repos/demo/app.git"
+        follower.waitFor("the follower to mirror the pushed commit", timeout: 20) { _, _ in
+            (try? self.git(["rev-parse", "refs/heads/main"], in: mirror)) == head
+        }
         XCTAssertEqual(try git(["rev-parse", "refs/heads/main"], in: mirror), head)
         XCTAssertEqual(try git(["fsck", "--full"], in: mirror), "")
         // The origin signed and announced the push once; the follower re-announced it once after mirroring.

@@ -124,7 +124,7 @@ final class ChannelTests: XCTestCase {
         XCTAssertTrue(truncated.closedByPeer(within: 5), "half a handshake is dropped at the handshake timeout")
         XCTAssertTrue(silent.closedByPeer(within: 5), "a silent client is dropped at the handshake timeout")
 
-        let ping = try h.run(["--home", h.home("client"), "ping", "-c", "1", line])
+        let ping = try h.run(["--home", h.home("client"), "ping", "--ephemeral", "-c", "1", line])
         XCTAssertEqual(ping.status, 0, ping.stderr)
         XCTAssertTrue(ping.stdout.contains("1 received"))
         XCTAssertTrue(listener.process.isRunning)

@@ -49,8 +49,10 @@ final class GossipTests: XCTestCase {
     func receivedCopies(_ node: Harness.Running) -> Int? {
         node.signal(SIGTERM)
         _ = node.wait(timeout: 10)
-        guard let line = node.stderr.split(separator: "\n").first(where: { $0.hasPrefix("gossip: received ") }) else { return nil }
-        return Int(line.dropFirst("gossip: received ".count).prefix(while: { $0.isNumber }))
+        // Node log lines start with the time and level.
+        guard let line = node.stderr.split(separator: "\n").first(where: { $0.contains(" info gossip: received ") }),
+              let range = line.range(of: " info gossip: received ") else { return nil }
+        return Int(line[range.upperBound...].prefix(while: { $0.isNumber }))
     }
 
     func payloads(_ subscriber: Harness.Running) -> [String] {

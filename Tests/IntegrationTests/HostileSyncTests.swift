@@ -57,7 +57,7 @@ final class HostileSyncTests: XCTestCase {
         XCTAssertEqual(r.status, exit, "stderr: \(r.stderr) server: \(server.events)", file: file, line: line)
         XCTAssertLessThan(r.seconds, maxSeconds, r.summary, file: file, line: line)
         XCTAssertLessThan(r.peakRSSMB, memoryLimitMB, r.summary, file: file, line: line)
-        XCTAssertTrue(r.stdout.isEmpty, r.stdout, file: file, line: line)
+        assertOnlyErrorObject(r.stdout, status: r.status, file: file, line: line)
         for m in mentions {
             XCTAssertTrue(r.stderr.contains(m), "expected '\(m)' in: \(r.stderr) server: \(server.events)", file: file, line: line)
         }

@@ -283,8 +283,8 @@ final class IdentityTests: XCTestCase {
         follower.waitFor("bootstrap connection") { _, err in err.contains("(bootstrap") }
         let genuine = try commitAndPush(work, "genuine")
         origin.waitFor("the origin to sign") { _, err in err.contains("signed demo/app: sequence 2") }
-        follower.waitFor("the follower to mirror", timeout: 20) { _, err in err.contains("mirror: synced demo/app") }
         let mirror = bare("follower")
+        follower.waitFor("the follower to mirror", timeout: 20) { _, _ in SyncGit.peek(mirror, "refs/heads/main") == genuine }
         XCTAssertEqual(try SyncGit.revParse(mirror, "refs/heads/main"), genuine)
         let before = try refs(mirror)
 
@@ -342,7 +342,9 @@ final class IdentityTests: XCTestCase {
         try commitAndPush(strangerWork, "stranger 2")
         stranger.waitFor("the stranger to announce") { _, err in err.contains("announcing demo/app: refs changed (unsigned)") }
         let genuine = try commitAndPush(work, "origin 2")
-        follower.waitFor("the follower to mirror the origin", timeout: 20) { _, err in err.contains("mirror: synced demo/app") }
+        follower.waitFor("the follower to mirror the origin", timeout: 20) { _, _ in
+            SyncGit.peek(self.bare("follower"), "refs/heads/main") == genuine
+        }
         XCTAssertEqual(try SyncGit.revParse(bare("follower"), "refs/heads/main"), genuine)
         XCTAssertFalse(follower.stderr.contains("announcement: \(try Identity.load(home: h.home("stranger")).peerID.short) changed"), follower.stderr)
         // A one-shot sync of an unsigned repository works as before and says so.
@@ -498,10 +500,13 @@ final class IdentityTests: XCTestCase {
         let (follower, followerLine) = try h.listen("follower", ["--bootstrap", originLine, "--mirror", "demo/app@\(originID)",
                                                                   "--announce-interval", "0.2"])
         follower.waitFor("bootstrap connection") { _, err in err.contains("(bootstrap") }
-        // The first mirror of all 1,501 refs.
-        try commitAndPush(work, "first push")
-        follower.waitFor("the first mirror", timeout: 30) { _, err in err.contains("mirror: synced demo/app") }
-        follower.waitFor("the follower to announce what it mirrored") { _, err in err.contains("announcing demo/app signed by") }
+        // The first mirror of all 1,501 refs, at start, installed and seen by a scan.
+        follower.waitFor("the initial mirror", timeout: 30) { _, err in err.contains("announcing repository demo/app") }
+        let first = try commitAndPush(work, "first push")
+        follower.waitFor("the first mirror", timeout: 30) { _, _ in SyncGit.peek(self.bare("follower"), "refs/heads/main") == first }
+        follower.waitFor("the follower to announce what it mirrored") { _, err in
+            err.contains("announcing demo/app signed by \(originID.prefix(12)), sequence 2")
+        }
         let watcher = try h.start(["--home", h.home("w"), "--json", "gossip", "subscribe", "--raw", "--ephemeral", "--topic", "guts/commits",
                                    "--peer", followerLine, "--count", "2", "--timeout", "40"])
         usleep(500_000)

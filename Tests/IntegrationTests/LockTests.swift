@@ -191,7 +191,7 @@ final class SyncLockTests: XCTestCase {
         let noWait = try f.sync(extra: ["--no-wait"])
         XCTAssertEqual(noWait.status, 10, noWait.stderr)
         XCTAssertLessThan(Date().timeIntervalSince(started), 5, "no wait, no connection")
-        XCTAssertTrue(noWait.stdout.isEmpty, noWait.stdout)
+        assertOnlyErrorObject(noWait.stdout, status: noWait.status)
         XCTAssertTrue(noWait.stderr.contains("\(f.mirror) is locked by process \(getpid())"), noWait.stderr)
         XCTAssertTrue(noWait.stderr.contains("nothing was done (--no-wait given)"), noWait.stderr)
         XCTAssertFalse(noWait.stderr.contains("waiting up to"), noWait.stderr)

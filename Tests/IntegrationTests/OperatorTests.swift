@@ -162,7 +162,7 @@ final class OperatorTests: XCTestCase {
         try f.commit("after the mirror started")
         try f.push()
         let head = try SyncGit.revParse(f.upstream, "refs/heads/main")
-        XCTAssertTrue(within(30) { (try? SyncGit.revParse(copy, "refs/heads/main")) == head }, node.stderr)
+        XCTAssertTrue(within(30) { SyncGit.peek(copy, "refs/heads/main") == head }, node.stderr)
         node.waitFor("the catch-up to be logged") { _, err in
             err.components(separatedBy: "mirror: synced \(f.repoName)").count >= 3
         }

@@ -27,7 +27,7 @@ final class PrivacyTests: XCTestCase {
         try f.push()
         try "\(f.clientID)\n".write(toFile: f.upstream + "/guts-allow", atomically: true, encoding: .utf8)
         let (origin, originLine) = try h.listen("server", ["--announce-interval", "0.3"])
-        let watcher = try h.start(["--home", h.home("w"), "--json", "gossip", "subscribe", "--topic", "guts/repositories",
+        let watcher = try h.start(["--home", h.home("w"), "--json", "gossip", "subscribe", "--raw", "--ephemeral", "--topic", "guts/repositories",
                                    "--peer", originLine, "--count", "1", "--timeout", "30"])
         usleep(500_000)
         // A public repository appears later: it is announced, the restricted one never.

@@ -235,7 +235,7 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(denied.status, 9, denied.stderr)
         XCTAssertTrue(denied.stderr.contains("restricted") && denied.stderr.contains("allow list"), denied.stderr)
         XCTAssertTrue(denied.stderr.contains(f.clientID), denied.stderr)
-        XCTAssertTrue(denied.stdout.isEmpty, denied.stdout)
+        assertOnlyErrorObject(denied.stdout, status: denied.status)
         XCTAssertFalse(SyncFiles.exists(f.mirror), "nothing may be created for a refused sync")
         XCTAssertFalse(SyncFiles.exists(f.clientHome + "/repos/alice"), "not even the owner directory")
 
@@ -354,7 +354,7 @@ final class MaliciousSyncTests: XCTestCase {
         let before = try RepoSnapshot(f.mirror)
         let r = try f.sync(peers: [server.peer], extra: extra, file: file, line: line)
         XCTAssertEqual(r.status, exit, "stderr: \(r.stderr) server: \(server.events)", file: file, line: line)
-        XCTAssertTrue(r.stdout.isEmpty, r.stdout, file: file, line: line)
+        assertOnlyErrorObject(r.stdout, status: r.status, file: file, line: line)
         XCTAssertTrue(r.stderr.contains(server.peerID), "names the peer: \(r.stderr)", file: file, line: line)
         for m in mentions {
             XCTAssertTrue(r.stderr.contains(m), "expected '\(m)' in: \(r.stderr) server: \(server.events)", file: file, line: line)
@@ -565,7 +565,7 @@ final class InterruptedSyncTests: XCTestCase {
         XCTAssertTrue(status == 4 || status == 7, "exit \(String(describing: status)): \(sync.stderr)")
         XCTAssertTrue(sync.stderr.contains(f.serverID), sync.stderr)
         XCTAssertTrue(sync.stderr.contains("nothing was created at \(f.mirror)"), sync.stderr)
-        XCTAssertTrue(sync.stdout.isEmpty)
+        assertOnlyErrorObject(sync.stdout, status: status ?? -1)
         XCTAssertFalse(SyncFiles.exists(f.clientHome + "/repos/alice"), "\(SyncFiles.tree(f.clientHome))")
 
         // The new server serves a repacked upstream: multi-megabyte stored entries are
