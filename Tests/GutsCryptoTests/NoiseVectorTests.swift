@@ -6,8 +6,10 @@ import XCTest
 
 /// Runs the shared Noise_XX_25519_ChaChaPoly_BLAKE2b test vectors.
 ///
-/// File: `<packageRoot>/../shared/vectors/noise_xx_25519_chachapoly_blake2b.json`, where the
-/// package root is two directories above this file's directory. Assumed format (the
+/// File: `Tests/GutsCryptoTests/Vectors/noise_xx_25519_chachapoly_blake2b.json`, a copy of
+/// the team's shared vectors kept in the project so a fresh clone tests alone (when the
+/// shared directory `<packageRoot>/../shared/vectors` is present, the copy must equal it).
+/// Assumed format (the
 /// cacophony/snow vector format, all byte strings lowercase or uppercase hex):
 ///
 ///     { "vectors": [ {
@@ -26,12 +28,26 @@ import XCTest
 final class NoiseVectorTests: XCTestCase {
     static let vectorFileName = "noise_xx_25519_chachapoly_blake2b.json"
 
-    /// `<packageRoot>/../shared/vectors/<file>`, derived from `#filePath` without URL APIs.
+    /// `Tests/GutsCryptoTests/Vectors/<file>`, derived from `#filePath` without URL APIs.
     static func vectorPath(filePath: String = #filePath) -> String {
         var components = filePath.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        components.removeLast() // file name
+        return components.joined(separator: "/") + "/Vectors/" + vectorFileName
+    }
+
+    /// `<packageRoot>/../shared/vectors/<file>`: the team's copy, beside the project.
+    static func sharedVectorPath(filePath: String = #filePath) -> String {
+        var components = filePath.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         components.removeLast(3) // file name, GutsCryptoTests, Tests
-        let packageRoot = components.joined(separator: "/")
-        return packageRoot + "/../shared/vectors/" + vectorFileName
+        return components.joined(separator: "/") + "/../shared/vectors/" + vectorFileName
+    }
+
+    func testProjectCopyMatchesTheSharedVectors() throws {
+        guard let shared = FileManager.default.contents(atPath: Self.sharedVectorPath()) else {
+            throw XCTSkip("no shared vector directory beside the project (a fresh clone): the project's copy is used alone")
+        }
+        XCTAssertEqual(FileManager.default.contents(atPath: Self.vectorPath()), shared,
+                       "Tests/GutsCryptoTests/Vectors differs from ../shared/vectors: copy the shared file in")
     }
 
     func testSharedVectors() throws {
