@@ -6,9 +6,8 @@ import XCTest
 
 /// Runs the shared Noise_XX_25519_ChaChaPoly_BLAKE2b test vectors.
 ///
-/// File: `Tests/GutsCryptoTests/Vectors/noise_xx_25519_chachapoly_blake2b.json`, a copy of
-/// the team's shared vectors kept in the project so a fresh clone tests alone (when the
-/// shared directory `<packageRoot>/../shared/vectors` is present, the copy must equal it).
+/// File: `Tests/GutsCryptoTests/Vectors/noise_xx_25519_chachapoly_blake2b.json`, a verbatim
+/// copy of the team's shared vectors, kept in the project so a fresh clone tests alone.
 /// Assumed format (the
 /// cacophony/snow vector format, all byte strings lowercase or uppercase hex):
 ///
@@ -33,21 +32,6 @@ final class NoiseVectorTests: XCTestCase {
         var components = filePath.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         components.removeLast() // file name
         return components.joined(separator: "/") + "/Vectors/" + vectorFileName
-    }
-
-    /// `<packageRoot>/../shared/vectors/<file>`: the team's copy, beside the project.
-    static func sharedVectorPath(filePath: String = #filePath) -> String {
-        var components = filePath.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        components.removeLast(3) // file name, GutsCryptoTests, Tests
-        return components.joined(separator: "/") + "/../shared/vectors/" + vectorFileName
-    }
-
-    func testProjectCopyMatchesTheSharedVectors() throws {
-        guard let shared = FileManager.default.contents(atPath: Self.sharedVectorPath()) else {
-            throw XCTSkip("no shared vector directory beside the project (a fresh clone): the project's copy is used alone")
-        }
-        XCTAssertEqual(FileManager.default.contents(atPath: Self.vectorPath()), shared,
-                       "Tests/GutsCryptoTests/Vectors differs from ../shared/vectors: copy the shared file in")
     }
 
     func testSharedVectors() throws {
