@@ -192,7 +192,10 @@ enum GossipSubscribeCommand: Command {
         defer { try? group.syncShutdownGracefully() }
         signals.onSignal { _ in connection.close(.shutdown, "subscriber interrupted") }
         connection.send(.gossip(.subscribe(Subscribe(subscribe: true, topics: [topic]))))
-        context.debug("subscribed to \(topic)")
+        // The node handles a connection's messages in order: its pong to this ping means
+        // the subscription is in place (what scripts waiting on -v's line rely on).
+        let probe = UInt64.random(in: 1...UInt64.max)
+        connection.send(.ping(nonce: probe))
         let started = Instant.now()
         var received = 0
         defer {
@@ -215,6 +218,10 @@ enum GossipSubscribeCommand: Command {
             } catch {
                 if signals.received != 0 { break }
                 throw CommandError(.unreachable, "connection to the node lost: \(error)")
+            }
+            if case .pong(probe) = message {
+                context.debug("subscribed to \(topic)")
+                continue
             }
             guard case let .gossip(g)? = message.gossipMessage, g.topic == topic else { continue }
             received += 1
