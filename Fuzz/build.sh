@@ -28,6 +28,7 @@ MODULES=(
   "GutsIdentity Sources/GutsIdentity"
   "GutsWire Sources/GutsWire"
   "GutsGit Sources/GutsGit"
+  "GutsTrust Sources/GutsTrust"
   "GutsGossip Sources/GutsGossip"
   "GutsSync Sources/GutsSync/SyncMessages.swift"
   "GutsNode Sources/GutsNode/Announcements.swift"
