@@ -26,6 +26,8 @@ MODULES=(
   "GutsCrypto Sources/GutsCrypto"
   "GutsNoise Sources/GutsNoise"
   "GutsIdentity Sources/GutsIdentity"
+  "GutsAddress Sources/GutsAddress"
+  "GutsPolicy Sources/GutsPolicy"
   "GutsWire Sources/GutsWire"
   "GutsGit Sources/GutsGit"
   "GutsTrust Sources/GutsTrust"
