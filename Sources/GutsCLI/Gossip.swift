@@ -200,7 +200,10 @@ enum GossipSubscribeCommand: Command {
         let hangup = StdoutWatcher.start { connection.close(.shutdown, "subscriber's output closed") }
         defer { hangup.stop() }
         connection.send(.gossip(.subscribe(Subscribe(subscribe: true, topics: [topic]))))
-        context.debug("subscribed to \(topic)")
+        // The node handles a connection's messages in order: its pong to this ping means
+        // the subscription is in place (what scripts waiting on -v's line rely on).
+        let probe = UInt64.random(in: 1...UInt64.max)
+        connection.send(.ping(nonce: probe))
         let started = Instant.now()
         var received = 0
         defer {
@@ -224,6 +227,10 @@ enum GossipSubscribeCommand: Command {
                 if signals.received != 0 || hangup.fired { break }
                 let lost = Network.describe(error, endpoint: try Network.parseEndpoint(args.value("peer") ?? ""))
                 throw CommandError(lost.code, "connection to the node lost: \(lost.message)")
+            }
+            if case .pong(probe) = message {
+                context.debug("subscribed to \(topic)")
+                continue
             }
             guard case let .gossip(g)? = message.gossipMessage, g.topic == topic else { continue }
             received += 1

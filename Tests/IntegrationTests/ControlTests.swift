@@ -332,10 +332,18 @@ extension ControlTests {
         stalled.send(Array("{\"id\":1,\"cmd\":\"subscribe\",\"topics\":[\"\(topic)\"]}\n".utf8))
         XCTAssertEqual(stalled.readJSON()?["ok"] as? Bool, true)
 
-        // 48 messages of 60 KiB (2.8 MiB): far more than the stalled reader's backlog.
+        // 48 messages of 60 KiB (2.8 MiB): far more than the stalled reader's backlog. The
+        // publisher stays at most 6 messages (under 0.5 MiB) ahead of the reading
+        // subscriber, which is what keeping up means; on a loaded machine an unpaced burst
+        // would put even a reading subscriber past the 1 MiB backlog.
         let publisher = try XCTUnwrap(UnixClient(path: socketPath("a")))
         let payload = Data((0..<(60 << 10)).map { UInt8(truncatingIfNeeded: $0) }).base64EncodedString()
         for i in 0..<messages {
+            if i >= 6 {
+                reader.waitFor("the reading subscriber to receive message \(i - 6)") { out, _ in
+                    out.split(separator: "\n").count >= i - 6
+                }
+            }
             publisher.send(Array("{\"id\":\(i),\"cmd\":\"publish\",\"topic\":\"\(topic)\",\"data\":\"\(payload)\"}\n".utf8))
             let ack = try XCTUnwrap(publisher.readJSON(), "publish \(i) unanswered")
             XCTAssertEqual(ack["ok"] as? Bool, true, "publish \(i): \(ack)")

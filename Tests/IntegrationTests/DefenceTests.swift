@@ -226,9 +226,9 @@ final class DefenceTests: XCTestCase {
         XCTAssertThrowsError(try dial(line, session(flooder, caps: ["ping", "gossip-client"], protocols: MessageRegistry([GossipProtocol()])),
                                       from: "127.0.0.7"))
         // A legitimate client publishes and a subscriber receives it.
-        let sub = try h.start(["--home", h.home("sub"), "--json", "gossip", "subscribe", "--ephemeral", "--topic", "news", "--peer", line,
+        let sub = try h.start(["--home", h.home("sub"), "-v", "--json", "gossip", "subscribe", "--ephemeral", "--topic", "news", "--peer", line,
                                "--count", "1", "--timeout", "20"])
-        usleep(300_000)
+        sub.waitFor("the subscription to be in place") { _, err in err.contains("subscribed to") }
         let pub = try h.run(["--home", h.home("pub"), "gossip", "publish", "--ephemeral", "--topic", "news", "--peer", line, "--data", "hello"])
         XCTAssertEqual(pub.status, 0, pub.stderr)
         XCTAssertEqual(sub.wait(timeout: 20), 0, sub.stderr)

@@ -34,7 +34,7 @@ final class GossipTests: XCTestCase {
     }
 
     func subscribe(_ node: String, topic: String, count: Int, timeout: Double = 30) throws -> Harness.Running {
-        let s = try h.start(["--home", h.home("sub"), "--json", "gossip", "subscribe", "--ephemeral", "--topic", topic, "--peer", node,
+        let s = try h.start(["--home", h.home("sub"), "-v", "--json", "gossip", "subscribe", "--ephemeral", "--topic", topic, "--peer", node,
                              "--count", String(count), "--timeout", String(timeout)])
         return s
     }
@@ -66,7 +66,7 @@ final class GossipTests: XCTestCase {
         let nodes = try startNetwork(5, topic: topic) { Array(0..<$0) }
         let messages = 10
         let subs = try nodes.map { try subscribe($0.1, topic: topic, count: messages) }
-        usleep(500_000)  // subscriptions reach the nodes
+        for s in subs { s.waitFor("the subscription to be in place") { _, err in err.contains("subscribed to") } }
         var ids: [String] = []
         for m in 0..<messages {
             ids.append(try publish(nodes[m % 5].1, topic: topic, data: "mesh message \(m)"))
@@ -101,7 +101,7 @@ final class GossipTests: XCTestCase {
         }
         let nodes = try startNetwork(20, topic: topic) { linkTable[$0] }
         let subs = try nodes.map { try subscribe($0.1, topic: topic, count: 3, timeout: 40) }
-        usleep(700_000)
+        for s in subs { s.waitFor("the subscription to be in place") { _, err in err.contains("subscribed to") } }
         for m in 0..<3 { _ = try publish(nodes[(m * 7) % 20].1, topic: topic, data: "sparse \(m)") }
         for (i, s) in subs.enumerated() {
             XCTAssertEqual(s.wait(timeout: 40), 0, "subscriber on node \(i) (links \(linkTable[i]), seed \(seed)): \(s.stderr)")
@@ -114,7 +114,7 @@ final class GossipTests: XCTestCase {
         let topic = "test/forge"
         let nodes = try startNetwork(3, topic: topic) { Array(0..<$0) }
         let subs = try nodes.map { try subscribe($0.1, topic: topic, count: 1, timeout: 15) }
-        usleep(500_000)
+        for s in subs { s.waitFor("the subscription to be in place") { _, err in err.contains("subscribed to") } }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }

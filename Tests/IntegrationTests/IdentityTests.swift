@@ -507,9 +507,9 @@ final class IdentityTests: XCTestCase {
         follower.waitFor("the follower to announce what it mirrored") { _, err in
             err.contains("announcing demo/app signed by \(originID.prefix(12)), sequence 2")
         }
-        let watcher = try h.start(["--home", h.home("w"), "--json", "gossip", "subscribe", "--raw", "--ephemeral", "--topic", "guts/commits",
+        let watcher = try h.start(["--home", h.home("w"), "-v", "--json", "gossip", "subscribe", "--raw", "--ephemeral", "--topic", "guts/commits",
                                    "--peer", followerLine, "--count", "2", "--timeout", "40"])
-        usleep(500_000)
+        watcher.waitFor("the subscription to be in place") { _, err in err.contains("subscribed to") }
         func announced(_ node: Harness.Running) -> Int { node.stderr.components(separatedBy: "announcing demo/app signed by").count - 1 }
         let (originBefore, followerBefore) = (announced(origin), announced(follower))
         let started = Date()

@@ -311,8 +311,7 @@ final class OperatorTests: XCTestCase {
         let raw = try h.start(["--home", h.home("r"), "-v", "--json", "gossip", "subscribe", "--ephemeral", "--raw", "--topic", "guts/repositories",
                                "--peer", f.peer, "--count", "1", "--timeout", "30"])
         for s in [json, text, raw] { s.waitFor("the subscription") { _, err in err.contains("subscribed to") } }
-        // The node's gossip takes the subscriptions; then a new repository appears.
-        usleep(300_000)
+        // 'subscribed to' comes once the node has the subscription; then a new repository appears.
         let two = try SyncFixture(h, repoName: "alice/two", reuseServerHome: f)
         try two.addBigCommit(branch: "main", blobs: 1, size: 10)
         for s in [json, text, raw] { XCTAssertEqual(s.wait(timeout: 30), 0, s.stderr) }
