@@ -22,8 +22,9 @@
 /// derives dm for each from these definitions (the tests compare a few words with the
 /// published tables).
 ///
-/// For each compressed block we keep the expanded message W[0...79] and the states
-/// before steps 58 and 65. Where a DV has no active disturbance in the five steps
+/// For each compressed block we keep the words of the expanded message the conditions
+/// below read (W[35...64]) and the states before steps 58 and 65; the whole of
+/// W[0...79] is rebuilt only for the rare block that needs a recompression. Where a DV has no active disturbance in the five steps
 /// before step T (`testStep`: 58 for K < 50, else 65), the two blocks of an attack
 /// have the same state there. For each DV that may apply we therefore take
 /// W' = W ^ dm, run the compression backwards from the saved state to step 0 (giving
@@ -365,26 +366,217 @@ public struct SHA1DC: Sendable {
         (39, 30, 44, 28, 1, 0x08000000),
     ]
 
-    /// `conditionRows` packed for the hot loop: i | x << 8 | j << 16 | y << 24 |
-    /// v << 31 | mask << 32.
+    /// `conditionRows` packed: i | x << 8 | j << 16 | y << 24 | v << 31 | mask << 32.
     static let conditions: [UInt64] = conditionRows.map { row in
         UInt64(row.0) | UInt64(row.1) << 8 | UInt64(row.2) << 16 | UInt64(row.3) << 24 | UInt64(row.4) << 31 | UInt64(row.5) << 32
     }
 
-    /// The DVs (bit k for `vectors[k]`) whose unavoidable conditions `w` all meets.
-    @inline(__always)
-    static func candidates(_ w: UnsafePointer<UInt32>, _ table: UnsafeBufferPointer<UInt64>) -> UInt32 {
+    /// The DVs (bit k for `vectors[k]`) whose unavoidable conditions the expanded
+    /// message `w` all meets, read straight from the table. `candidates` is the fast
+    /// form; the tests check that both agree.
+    static func candidatesFromTable(_ w: UnsafePointer<UInt32>) -> UInt32 {
         var mask = UInt32.max
-        for e in table {
+        for e in conditions {
             let wi = w[Int(truncatingIfNeeded: e & 0x7F)]
             let wj = w[Int(truncatingIfNeeded: (e >> 16) & 0x7F)]
             let broken = ((wi >> UInt32(truncatingIfNeeded: (e >> 8) & 31))
                 ^ (wj >> UInt32(truncatingIfNeeded: (e >> 24) & 31))
                 ^ UInt32(truncatingIfNeeded: e >> 31)) & 1
             mask &= ~(UInt32(truncatingIfNeeded: e >> 32) & (0 &- broken))
-            if mask == 0 { return 0 }
         }
         return mask
+    }
+
+    /// All ones when bit `n` of `x` is set, else zero.
+    @inline(__always)
+    private static func lane(_ x: UInt32, _ n: UInt32) -> UInt32 {
+        UInt32(bitPattern: Int32(bitPattern: x << (31 &- n)) >> 31)
+    }
+
+    /// `candidatesFromTable`, unrolled: row n of `conditionRows` is line n below (W[j]
+    /// rotated so that bit y lines up with bit x; a broken condition clears its DVs),
+    /// with a return as soon as no DV is left. Mechanically written from the table.
+    /// Not inlined: inlined, the optimiser reads the words from registers instead of
+    /// the buffer and keeps 30 of them alive through the compression (spilling).
+    @inline(never)
+    static func candidates(_ w: UnsafePointer<UInt32>) -> UInt32 {
+        var m = UInt32.max
+        m &= ~(lane(w[44] ^ w[45], 29) & 0x0283A080)
+        m &= ~(lane(w[46] ^ w[47], 29) & 0x18180801)
+        m &= ~(lane(w[45] ^ rotl(w[48], 7), 4) & 0x20202224)
+        m &= ~(lane(w[49] ^ w[50], 29) & 0xC2810008)
+        m &= ~(lane(w[44] ^ rotl(w[47], 7), 4) & 0x1010088A)
+        m &= ~(lane(w[43] ^ rotl(w[46], 7), 4) & 0x08080225)
+        m &= ~(lane(w[45] ^ w[47], 6) & 0x00004440)
+        m &= ~(lane(w[44] ^ w[46], 6) & 0x00001110)
+        if m == 0 { return 0 }
+        m &= ~(lane(w[48] ^ w[49], 29) & 0x60A08004)
+        m &= lane(w[41] ^ rotl(w[42], 27), 1) | 0xFBFBFEFF
+        m &= ~(lane(w[40] ^ w[41], 29) & 0x800A00A2)
+        m &= lane(w[40] ^ rotl(w[41], 27), 1) | 0xFEFFBFBF
+        m &= lane(w[39] ^ rotl(w[40], 27), 1) | 0xFFBFEFEF
+        m &= ~(lane(w[47] ^ w[48], 29) & 0x30302002)
+        m &= ~(lane(w[45] ^ w[46], 29) & 0x0A0A8200)
+        m &= ~(lane(w[46] ^ rotl(w[49], 7), 4) & 0x40808888)
+        if m == 0 { return 0 }
+        m &= ~(lane(w[47] ^ rotl(w[50], 7), 4) & 0x82012220)
+        m &= lane(w[36] ^ rotl(w[37], 27), 1) | 0xFFFBEFBF
+        m &= ~(lane(w[47] ^ w[49], 6) & 0x00004400)
+        m &= ~(lane(w[46] ^ rotl(w[47], 5), 6) & 0x01000010)
+        m &= ~(lane(w[42] ^ rotl(w[43], 5), 6) & 0x04040000)
+        m &= ~(lane(w[41] ^ rotl(w[44], 7), 4) & 0x00812025)
+        m &= ~(lane(w[53] ^ w[54], 29) & 0x60220800)
+        m &= lane(w[44] ^ rotl(w[45], 27), 1) | 0xFFBFBFFF
+        if m == 0 { return 0 }
+        m &= ~(lane(w[42] ^ rotl(w[45], 7), 4) & 0x0202808A)
+        m &= ~(lane(w[52] ^ w[53], 29) & 0x30110200)
+        m &= ~(lane(w[40] ^ rotl(w[43], 7), 4) & 0x8020080A)
+        m &= ~(lane(w[47] ^ rotl(w[48], 5), 6) & 0x04000040)
+        m &= ~(lane(w[46] ^ w[48], 6) & 0x00001100)
+        m &= lane(w[35] ^ rotl(w[36], 27), 1) | 0xFFFFFBEF
+        m &= ~(lane(w[39] ^ rotl(w[42], 7), 4) & 0x40100205)
+        m &= ~(lane(w[41] ^ rotl(w[42], 5), 6) & 0x01004000)
+        if m == 0 { return 0 }
+        m &= ~(lane(w[40] ^ rotl(w[41], 5), 6) & 0x00401000)
+        m &= ~(lane(w[50] ^ w[51], 29) & 0x8A020020)
+        m &= ~(lane(w[51] ^ w[52], 29) & 0x18080080)
+        m &= lane(w[61] ^ rotl(w[62], 27), 2) | 0xFFFBFFEF
+        m &= ~(lane(w[43] ^ w[45], 6) & 0x00000440)
+        m &= ~(lane(w[43] ^ w[44], 29) & 0x00A12820)
+        m &= ~(lane(w[42] ^ w[44], 6) & 0x00000110)
+        m &= ~(lane(w[37] ^ rotl(w[40], 7), 4) & 0x50020021)
+        if m == 0 { return 0 }
+        m &= ~(lane(w[38] ^ rotl(w[41], 7), 4) & 0xA0080082)
+        m &= ~(lane(w[53] ^ rotl(w[54], 5), 6) & 0x00400000)
+        m &= ~(lane(w[54] ^ rotl(w[55], 5), 6) & 0x01000000)
+        m &= ~(lane(w[55] ^ rotl(w[56], 5), 6) & 0x04000000)
+        m &= ~(lane(w[42] ^ w[43], 29) & 0x00300A08)
+        m &= ~(lane(w[50] ^ rotl(w[51], 5), 6) & 0x00041000)
+        m &= lane(w[37] ^ rotl(w[38], 27), 1) | 0xFFFFBEFF
+        m &= ~(lane(w[48] ^ rotl(w[51], 7), 4) & 0x08028880)
+        if m == 0 { return 0 }
+        m &= ~(lane(w[54] ^ w[55], 29) & 0xC0882000)
+        m &= lane(w[39] ^ w[41], 4) | 0xBFFFFFFA
+        m &= ~(lane(w[49] ^ rotl(w[50], 5), 6) & 0x00000400)
+        m &= ~(lane(w[51] ^ w[53], 6) & 0x00400000)
+        m &= ~(lane(w[52] ^ w[54], 6) & 0x01000000)
+        m &= ~(lane(w[53] ^ w[55], 6) & 0x04000000)
+        m &= ~(lane(w[50] ^ rotl(w[53], 7), 4) & 0x20128800)
+        m &= ~(lane(w[49] ^ rotl(w[52], 7), 4) & 0x10092200)
+        if m == 0 { return 0 }
+        m &= ~(lane(w[48] ^ w[50], 6) & 0x00041000)
+        m &= ~(lane(w[55] ^ w[56], 29) & 0x82108000)
+        m &= lane(w[45] ^ w[47], 29) | 0xFFFFFF75
+        m &= lane(w[44] ^ w[46], 29) | 0xFFFFFFDA
+        m &= lane(w[62] ^ rotl(w[63], 27), 2) | 0xFFFFFFBF
+        m &= lane(w[63] ^ rotl(w[64], 27), 2) | 0xFFFFFEFF
+        m &= lane(w[42] ^ w[50], 1) | 0xFFFFFBFF
+        m &= lane(w[50] ^ w[54], 1) | 0xFFBFFFFF
+        if m == 0 { return 0 }
+        m &= lane(w[51] ^ w[55], 1) | 0xFEFFFFFF
+        m &= lane(w[52] ^ w[56], 1) | 0xFBFFFFFF
+        m &= ~(lane(w[36] ^ rotl(w[40], 7), 4) & 0x00110208)
+        m &= ~(lane(w[56] ^ rotl(w[59], 7), 4) & 0x28000000)
+        m &= ~(lane(w[51] ^ rotl(w[54], 7), 4) & 0x40282000)
+        m &= ~(lane(w[52] ^ rotl(w[55], 7), 4) & 0x80908000)
+        m &= lane(w[37] ^ w[39], 4) | 0xAFFFFFFE
+        m &= lane(w[56] ^ w[59], 29) | 0xF5FFFFFF
+        if m == 0 { return 0 }
+        m &= ~(lane(w[40] ^ w[42], 6) & 0x00000010)
+        m &= lane(w[47] ^ w[51], 1) | 0xFFFBFFFF
+        m &= ~(lane(w[41] ^ w[43], 6) & 0x00000040)
+        m &= ~(lane(w[48] ^ rotl(w[49], 5), 6) & 0x00000100)
+        m &= ~(lane(w[39] ^ rotl(w[40], 5), 6) & 0x00000400)
+        m &= ~(lane(w[51] ^ rotl(w[52], 5), 6) & 0x00004000)
+        m &= ~(lane(w[45] ^ rotl(w[46], 5), 6) & 0x00400000)
+        m &= lane(w[45] ^ w[47], 1) | 0xFEFFFFFF
+        if m == 0 { return 0 }
+        m &= lane(w[46] ^ w[48], 1) | 0xFBFFFFFF
+        m &= ~(lane(w[41] ^ w[42], 29) & 0x00180284)
+        m &= lane(w[40] ^ w[42], 4) | 0x7FFFFFF5
+        m &= lane(w[38] ^ w[40], 4) | 0x5FFFFFFD
+        m &= lane(w[63] ^ rotl(w[64], 27), 1) | 0xFFFEFFFB
+        m &= ~(lane(w[57] ^ w[58], 29) & 0x10800000)
+        m &= ~(lane(w[56] ^ w[57], 29) & 0x08200000)
+        m &= lane(w[43] ^ w[51], 1) | 0xFFFFEFFF
+        if m == 0 { return 0 }
+        m &= lane(w[38] ^ w[40], 1) | 0xFFFFFBFF
+        m &= ~(lane(w[49] ^ w[51], 6) & 0x00004000)
+        m &= ~(lane(w[37] ^ rotl(w[41], 7), 5) & 0x00400000)
+        m &= ~(lane(w[38] ^ rotl(w[42], 7), 5) & 0x01000000)
+        m &= ~(lane(w[39] ^ rotl(w[43], 7), 5) & 0x04000000)
+        m &= ~(lane(w[58] ^ w[59], 29) & 0x22000000)
+        m &= lane(w[51] ^ w[54], 29) | 0xFFF5F7FF
+        m &= lane(w[50] ^ w[52], 29) | 0xFFFEDDFF
+        if m == 0 { return 0 }
+        m &= lane(w[53] ^ w[56], 29) | 0xFFCF7FFF
+        m &= lane(w[46] ^ w[48], 29) | 0xFFFFFDDB
+        m &= lane(w[47] ^ w[49], 29) | 0xFFFFF777
+        m &= ~(lane(w[55] ^ rotl(w[58], 7), 4) & 0x12000000)
+        m &= ~(lane(w[54] ^ rotl(w[57], 7), 4) & 0x08800000)
+        m &= lane(w[61] ^ rotl(w[62], 27), 1) | 0xFFFFFFFE
+        m &= ~(lane(w[37] ^ rotl(w[37], 27), 1) & 0x00004000)
+        m &= lane(w[36] ^ rotl(w[41], 2), 0) | 0xFFBFFFFF
+        if m == 0 { return 0 }
+        m &= lane(w[37] ^ rotl(w[42], 2), 0) | 0xFEFFFFFF
+        m &= lane(w[38] ^ rotl(w[43], 2), 0) | 0xFBFFFFFF
+        m &= lane(w[48] ^ w[50], 29) | 0xFFFFDDDF
+        m &= lane(w[49] ^ w[51], 29) | 0xFFFF777F
+        m &= lane(w[61] ^ rotl(w[62], 27), 0) | 0xFFFDFFF7
+        m &= lane(w[60] ^ rotl(w[61], 27), 0) | 0xFFFEFFFB
+        m &= ~(lane(w[53] ^ rotl(w[56], 7), 4) & 0x02200000)
+        m &= lane(w[36] ^ w[38], 4) | 0xD7FFFFFF
+        if m == 0 { return 0 }
+        m &= ~(lane(w[59] ^ rotl(w[63], 7), 5) & 0x00000001)
+        m &= lane(w[62] ^ rotl(w[63], 27), 1) | 0xFFFFFFFD
+        m &= ~(lane(w[35] ^ rotl(w[39], 7), 5) & 0x00004000)
+        m &= ~(lane(w[38] ^ rotl(w[42], 7), 4) & 0x00802000)
+        m &= ~(lane(w[35] ^ rotl(w[39], 7), 4) & 0x00080084)
+        m &= ~(lane(w[39] ^ rotl(w[43], 7), 4) & 0x02008000)
+        m &= lane(w[58] ^ rotl(w[63], 2), 0) | 0xFFFFFFFE
+        m &= ~(lane(w[60] ^ rotl(w[64], 7), 5) & 0x00000002)
+        if m == 0 { return 0 }
+        m &= lane(w[58] ^ w[61], 29) | 0xEFFFFFFF
+        m &= ~(lane(w[59] ^ rotl(w[63], 7), 4) & 0x40000000)
+        m &= lane(w[62] ^ rotl(w[63], 27), 0) | 0xFFF7FFDF
+        m &= ~(lane(w[37] ^ rotl(w[41], 7), 4) & 0x00200800)
+        m &= lane(w[48] ^ w[55], 29) | 0xFFFF5FFF
+        m &= lane(w[59] ^ rotl(w[64], 2), 0) | 0xFFFFFFFD
+        m &= lane(w[55] ^ w[58], 29) | 0xFF7FFFFF
+        m &= ~(lane(w[59] ^ w[60], 29) & 0x08000000)
+        if m == 0 { return 0 }
+        m &= ~(lane(w[57] ^ rotl(w[61], 7), 4) & 0x10000000)
+        m &= ~(lane(w[58] ^ rotl(w[62], 7), 4) & 0x20000000)
+        m &= ~(lane(w[57] ^ rotl(w[59], 7), 4) & 0x40000000)
+        m &= ~(lane(w[60] ^ rotl(w[64], 7), 4) & 0x80000000)
+        m &= lane(w[63] ^ rotl(w[64], 27), 0) | 0xFFEFFF7F
+        m &= ~(lane(w[35] ^ rotl(w[39], 7), 3) & 0x00082000)
+        m &= ~(lane(w[37] ^ rotl(w[41], 7), 3) & 0x00200000)
+        m &= ~(lane(w[38] ^ rotl(w[42], 7), 3) & 0x00800000)
+        if m == 0 { return 0 }
+        m &= ~(lane(w[39] ^ rotl(w[43], 7), 3) & 0x02000000)
+        m &= ~(lane(w[40] ^ rotl(w[44], 7), 3) & 0x08000000)
+        m &= ~(lane(w[41] ^ rotl(w[45], 7), 3) & 0x10000000)
+        m &= ~(lane(w[42] ^ rotl(w[46], 7), 3) & 0x20000000)
+        m &= ~(lane(w[43] ^ rotl(w[47], 7), 3) & 0x40000000)
+        m &= ~(lane(w[44] ^ rotl(w[48], 7), 3) & 0x80000000)
+        m &= lane(w[36] ^ w[37], 4) | 0xFFFFF7FF
+        m &= lane(w[38] ^ w[39], 4) | 0xFFFF7FFF
+        if m == 0 { return 0 }
+        m &= ~(lane(w[36] ^ rotl(w[40], 7), 3) & 0x00100000)
+        m &= lane(w[36] ^ rotl(w[41], 2), 30) | 0xFFDFFFFF
+        m &= lane(w[37] ^ rotl(w[42], 2), 30) | 0xFF7FFFFF
+        m &= lane(w[38] ^ rotl(w[43], 2), 30) | 0xFDFFFFFF
+        m &= ~(lane(w[40] ^ rotl(w[44], 7), 4) & 0x08000000)
+        m &= ~(lane(w[41] ^ rotl(w[45], 7), 4) & 0x10000000)
+        m &= ~(lane(w[42] ^ rotl(w[46], 7), 4) & 0x20000000)
+        m &= ~(lane(w[43] ^ rotl(w[47], 7), 4) & 0x40000000)
+        if m == 0 { return 0 }
+        m &= ~(lane(w[44] ^ rotl(w[48], 7), 4) & 0x80000000)
+        m &= lane(w[37] ^ w[38], 4) | 0xFFFFDFFF
+        m &= lane(w[35] ^ rotl(w[40], 2), 30) | 0xFFEFFFFF
+        m &= lane(w[39] ^ rotl(w[44], 2), 30) | 0xF7FFFFFF
+        return m
     }
 
     // MARK: - Compression
@@ -400,57 +592,67 @@ public struct SHA1DC: Sendable {
     typealias State = (UInt32, UInt32, UInt32, UInt32, UInt32)
 
     @inline(__always)
-    private static func round(_ t: Int, _ b: UInt32, _ c: UInt32, _ d: UInt32) -> UInt32 {
-        switch t {
-        case ..<20: return (d ^ (b & (c ^ d))) &+ 0x5A82_7999
-        case ..<40: return (b ^ c ^ d) &+ 0x6ED9_EBA1
-        case ..<60: return ((b & c) | (d & (b | c))) &+ 0x8F1B_BCDC
-        default: return (b ^ c ^ d) &+ 0xCA62_C1D6
-        }
-    }
+    private static func f1(_ b: UInt32, _ c: UInt32, _ d: UInt32) -> UInt32 { (d ^ (b & (c ^ d))) &+ 0x5A82_7999 }
+    @inline(__always)
+    private static func f2(_ b: UInt32, _ c: UInt32, _ d: UInt32) -> UInt32 { (b ^ c ^ d) &+ 0x6ED9_EBA1 }
+    @inline(__always)
+    private static func f3(_ b: UInt32, _ c: UInt32, _ d: UInt32) -> UInt32 { ((b & c) | (d & (b | c))) &+ 0x8F1B_BCDC }
+    @inline(__always)
+    private static func f4(_ b: UInt32, _ c: UInt32, _ d: UInt32) -> UInt32 { (b ^ c ^ d) &+ 0xCA62_C1D6 }
 
     /// Whether the block with expanded message `w`, state `state` before step `step`
     /// and chaining output `output` has a partner block with message w ^ dm (dm at
     /// `dm`) and the same output: the recompression of the method.
     static func partnerCollides(_ w: UnsafePointer<UInt32>, _ dm: UnsafePointer<UInt32>, step: Int,
                                 state: State, output: State) -> Bool {
-        // Backwards from the saved state to the partner's chaining input.
+        // Backwards from the saved state to the partner's chaining input. Step t turned
+        // (a0, b0, c0, d0, e0) into (T, a0, rotl(b0, 30), c0, d0).
         var (a, b, c, d, e) = state
-        var t = step - 1
-        while t >= 0 {
-            // Undo step t: (a, b, c, d, e) was (T, a0, rotl(b0, 30), c0, d0).
+        @inline(__always)
+        func back(_ t: Int, _ f: (UInt32, UInt32, UInt32) -> UInt32) {
             let a0 = b, b0 = rotl(c, 2), c0 = d, d0 = e
-            let e0 = a &- rotl(a0, 5) &- round(t, b0, c0, d0) &- (w[t] ^ dm[t])
+            let e0 = a &- rotl(a0, 5) &- f(b0, c0, d0) &- (w[t] ^ dm[t])
             (a, b, c, d, e) = (a0, b0, c0, d0, e0)
-            t -= 1
         }
+        var t = step - 1
+        while t >= 60 { back(t, f4); t -= 1 }
+        while t >= 40 { back(t, f3); t -= 1 }
+        while t >= 20 { back(t, f2); t -= 1 }
+        while t >= 0 { back(t, f1); t -= 1 }
         let input = (a, b, c, d, e)
         // Forwards from the saved state to the end.
         (a, b, c, d, e) = state
-        for t in step..<80 {
-            let f = rotl(a, 5) &+ round(t, b, c, d) &+ e &+ (w[t] ^ dm[t])
-            (a, b, c, d, e) = (f, a, rotl(b, 30), c, d)
+        @inline(__always)
+        func forward(_ t: Int, _ f: (UInt32, UInt32, UInt32) -> UInt32) {
+            let x = rotl(a, 5) &+ f(b, c, d) &+ e &+ (w[t] ^ dm[t])
+            (a, b, c, d, e) = (x, a, rotl(b, 30), c, d)
         }
+        t = step
+        while t < 60 { forward(t, f3); t += 1 }
+        while t < 80 { forward(t, f4); t += 1 }
         return input.0 &+ a == output.0 && input.1 &+ b == output.1 && input.2 &+ c == output.2
             && input.3 &+ d == output.3 && input.4 &+ e == output.4
+    }
+
+    /// Writes the expanded message W[0...79] of the block at `block` to `w`.
+    static func expand(_ block: UnsafeRawPointer, into w: UnsafeMutablePointer<UInt32>) {
+        for t in 0..<16 { w[t] = UInt32(bigEndian: block.loadUnaligned(fromByteOffset: 4 * t, as: UInt32.self)) }
+        for t in 16..<80 { w[t] = rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1) }
     }
 
     /// Runs the compression function over `blocks` consecutive 64-byte blocks at
     /// `base`, checking each block for the DVs of known attacks.
     private mutating func compress(_ base: UnsafeRawPointer, blocks: Int) {
-        let table = SHA1DC.conditions
         let dms = SHA1DC.differences
         withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 80) { buffer in
-            table.withUnsafeBufferPointer { table in
-                dms.withUnsafeBufferPointer { dms in
-                    compress(base, blocks: blocks, ex: buffer.baseAddress!, table: table, dms: dms.baseAddress!)
-                }
+            dms.withUnsafeBufferPointer { dms in
+                compress(base, blocks: blocks, ex: buffer.baseAddress!, dms: dms.baseAddress!)
             }
         }
     }
 
     private mutating func compress(_ base: UnsafeRawPointer, blocks: Int, ex: UnsafeMutablePointer<UInt32>,
-                                   table: UnsafeBufferPointer<UInt64>, dms: UnsafePointer<UInt32>) {
+                                   dms: UnsafePointer<UInt32>) {
         var a = h0, b = h1, c = h2, d = h3, e = h4
         var p = base
         var w0: UInt32 = 0, w1: UInt32 = 0, w2: UInt32 = 0, w3: UInt32 = 0
@@ -462,143 +664,108 @@ public struct SHA1DC: Sendable {
         for _ in 0..<blocks {
             let sa = a, sb = b, sc = c, sd = d, se = e
             w0 = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
-            ex[0] = w0
             e = e &+ rotl(a, 5) &+ (d ^ (b & (c ^ d))) &+ 0x5A82_7999 &+ w0
             b = rotl(b, 30)
             w1 = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
-            ex[1] = w1
             d = d &+ rotl(e, 5) &+ (c ^ (a & (b ^ c))) &+ 0x5A82_7999 &+ w1
             a = rotl(a, 30)
             w2 = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-            ex[2] = w2
             c = c &+ rotl(d, 5) &+ (b ^ (e & (a ^ b))) &+ 0x5A82_7999 &+ w2
             e = rotl(e, 30)
             w3 = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
-            ex[3] = w3
             b = b &+ rotl(c, 5) &+ (a ^ (d & (e ^ a))) &+ 0x5A82_7999 &+ w3
             d = rotl(d, 30)
             w4 = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
-            ex[4] = w4
             a = a &+ rotl(b, 5) &+ (e ^ (c & (d ^ e))) &+ 0x5A82_7999 &+ w4
             c = rotl(c, 30)
             w5 = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 20, as: UInt32.self))
-            ex[5] = w5
             e = e &+ rotl(a, 5) &+ (d ^ (b & (c ^ d))) &+ 0x5A82_7999 &+ w5
             b = rotl(b, 30)
             w6 = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 24, as: UInt32.self))
-            ex[6] = w6
             d = d &+ rotl(e, 5) &+ (c ^ (a & (b ^ c))) &+ 0x5A82_7999 &+ w6
             a = rotl(a, 30)
             w7 = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 28, as: UInt32.self))
-            ex[7] = w7
             c = c &+ rotl(d, 5) &+ (b ^ (e & (a ^ b))) &+ 0x5A82_7999 &+ w7
             e = rotl(e, 30)
             w8 = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 32, as: UInt32.self))
-            ex[8] = w8
             b = b &+ rotl(c, 5) &+ (a ^ (d & (e ^ a))) &+ 0x5A82_7999 &+ w8
             d = rotl(d, 30)
             w9 = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 36, as: UInt32.self))
-            ex[9] = w9
             a = a &+ rotl(b, 5) &+ (e ^ (c & (d ^ e))) &+ 0x5A82_7999 &+ w9
             c = rotl(c, 30)
             w10 = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 40, as: UInt32.self))
-            ex[10] = w10
             e = e &+ rotl(a, 5) &+ (d ^ (b & (c ^ d))) &+ 0x5A82_7999 &+ w10
             b = rotl(b, 30)
             w11 = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 44, as: UInt32.self))
-            ex[11] = w11
             d = d &+ rotl(e, 5) &+ (c ^ (a & (b ^ c))) &+ 0x5A82_7999 &+ w11
             a = rotl(a, 30)
             w12 = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 48, as: UInt32.self))
-            ex[12] = w12
             c = c &+ rotl(d, 5) &+ (b ^ (e & (a ^ b))) &+ 0x5A82_7999 &+ w12
             e = rotl(e, 30)
             w13 = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 52, as: UInt32.self))
-            ex[13] = w13
             b = b &+ rotl(c, 5) &+ (a ^ (d & (e ^ a))) &+ 0x5A82_7999 &+ w13
             d = rotl(d, 30)
             w14 = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 56, as: UInt32.self))
-            ex[14] = w14
             a = a &+ rotl(b, 5) &+ (e ^ (c & (d ^ e))) &+ 0x5A82_7999 &+ w14
             c = rotl(c, 30)
             w15 = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 60, as: UInt32.self))
-            ex[15] = w15
             e = e &+ rotl(a, 5) &+ (d ^ (b & (c ^ d))) &+ 0x5A82_7999 &+ w15
             b = rotl(b, 30)
             w0 = rotl(w13 ^ w8 ^ w2 ^ w0, 1)
-            ex[16] = w0
             d = d &+ rotl(e, 5) &+ (c ^ (a & (b ^ c))) &+ 0x5A82_7999 &+ w0
             a = rotl(a, 30)
             w1 = rotl(w14 ^ w9 ^ w3 ^ w1, 1)
-            ex[17] = w1
             c = c &+ rotl(d, 5) &+ (b ^ (e & (a ^ b))) &+ 0x5A82_7999 &+ w1
             e = rotl(e, 30)
             w2 = rotl(w15 ^ w10 ^ w4 ^ w2, 1)
-            ex[18] = w2
             b = b &+ rotl(c, 5) &+ (a ^ (d & (e ^ a))) &+ 0x5A82_7999 &+ w2
             d = rotl(d, 30)
             w3 = rotl(w0 ^ w11 ^ w5 ^ w3, 1)
-            ex[19] = w3
             a = a &+ rotl(b, 5) &+ (e ^ (c & (d ^ e))) &+ 0x5A82_7999 &+ w3
             c = rotl(c, 30)
             w4 = rotl(w1 ^ w12 ^ w6 ^ w4, 1)
-            ex[20] = w4
             e = e &+ rotl(a, 5) &+ (b ^ c ^ d) &+ 0x6ED9_EBA1 &+ w4
             b = rotl(b, 30)
             w5 = rotl(w2 ^ w13 ^ w7 ^ w5, 1)
-            ex[21] = w5
             d = d &+ rotl(e, 5) &+ (a ^ b ^ c) &+ 0x6ED9_EBA1 &+ w5
             a = rotl(a, 30)
             w6 = rotl(w3 ^ w14 ^ w8 ^ w6, 1)
-            ex[22] = w6
             c = c &+ rotl(d, 5) &+ (e ^ a ^ b) &+ 0x6ED9_EBA1 &+ w6
             e = rotl(e, 30)
             w7 = rotl(w4 ^ w15 ^ w9 ^ w7, 1)
-            ex[23] = w7
             b = b &+ rotl(c, 5) &+ (d ^ e ^ a) &+ 0x6ED9_EBA1 &+ w7
             d = rotl(d, 30)
             w8 = rotl(w5 ^ w0 ^ w10 ^ w8, 1)
-            ex[24] = w8
             a = a &+ rotl(b, 5) &+ (c ^ d ^ e) &+ 0x6ED9_EBA1 &+ w8
             c = rotl(c, 30)
             w9 = rotl(w6 ^ w1 ^ w11 ^ w9, 1)
-            ex[25] = w9
             e = e &+ rotl(a, 5) &+ (b ^ c ^ d) &+ 0x6ED9_EBA1 &+ w9
             b = rotl(b, 30)
             w10 = rotl(w7 ^ w2 ^ w12 ^ w10, 1)
-            ex[26] = w10
             d = d &+ rotl(e, 5) &+ (a ^ b ^ c) &+ 0x6ED9_EBA1 &+ w10
             a = rotl(a, 30)
             w11 = rotl(w8 ^ w3 ^ w13 ^ w11, 1)
-            ex[27] = w11
             c = c &+ rotl(d, 5) &+ (e ^ a ^ b) &+ 0x6ED9_EBA1 &+ w11
             e = rotl(e, 30)
             w12 = rotl(w9 ^ w4 ^ w14 ^ w12, 1)
-            ex[28] = w12
             b = b &+ rotl(c, 5) &+ (d ^ e ^ a) &+ 0x6ED9_EBA1 &+ w12
             d = rotl(d, 30)
             w13 = rotl(w10 ^ w5 ^ w15 ^ w13, 1)
-            ex[29] = w13
             a = a &+ rotl(b, 5) &+ (c ^ d ^ e) &+ 0x6ED9_EBA1 &+ w13
             c = rotl(c, 30)
             w14 = rotl(w11 ^ w6 ^ w0 ^ w14, 1)
-            ex[30] = w14
             e = e &+ rotl(a, 5) &+ (b ^ c ^ d) &+ 0x6ED9_EBA1 &+ w14
             b = rotl(b, 30)
             w15 = rotl(w12 ^ w7 ^ w1 ^ w15, 1)
-            ex[31] = w15
             d = d &+ rotl(e, 5) &+ (a ^ b ^ c) &+ 0x6ED9_EBA1 &+ w15
             a = rotl(a, 30)
             w0 = rotl(w13 ^ w8 ^ w2 ^ w0, 1)
-            ex[32] = w0
             c = c &+ rotl(d, 5) &+ (e ^ a ^ b) &+ 0x6ED9_EBA1 &+ w0
             e = rotl(e, 30)
             w1 = rotl(w14 ^ w9 ^ w3 ^ w1, 1)
-            ex[33] = w1
             b = b &+ rotl(c, 5) &+ (d ^ e ^ a) &+ 0x6ED9_EBA1 &+ w1
             d = rotl(d, 30)
             w2 = rotl(w15 ^ w10 ^ w4 ^ w2, 1)
-            ex[34] = w2
             a = a &+ rotl(b, 5) &+ (c ^ d ^ e) &+ 0x6ED9_EBA1 &+ w2
             c = rotl(c, 30)
             w3 = rotl(w0 ^ w11 ^ w5 ^ w3, 1)
@@ -726,63 +893,48 @@ public struct SHA1DC: Sendable {
             // The state before step 65, kept for recompression from this step.
             s65 = (a, b, c, d, e)
             w1 = rotl(w14 ^ w9 ^ w3 ^ w1, 1)
-            ex[65] = w1
             e = e &+ rotl(a, 5) &+ (b ^ c ^ d) &+ 0xCA62_C1D6 &+ w1
             b = rotl(b, 30)
             w2 = rotl(w15 ^ w10 ^ w4 ^ w2, 1)
-            ex[66] = w2
             d = d &+ rotl(e, 5) &+ (a ^ b ^ c) &+ 0xCA62_C1D6 &+ w2
             a = rotl(a, 30)
             w3 = rotl(w0 ^ w11 ^ w5 ^ w3, 1)
-            ex[67] = w3
             c = c &+ rotl(d, 5) &+ (e ^ a ^ b) &+ 0xCA62_C1D6 &+ w3
             e = rotl(e, 30)
             w4 = rotl(w1 ^ w12 ^ w6 ^ w4, 1)
-            ex[68] = w4
             b = b &+ rotl(c, 5) &+ (d ^ e ^ a) &+ 0xCA62_C1D6 &+ w4
             d = rotl(d, 30)
             w5 = rotl(w2 ^ w13 ^ w7 ^ w5, 1)
-            ex[69] = w5
             a = a &+ rotl(b, 5) &+ (c ^ d ^ e) &+ 0xCA62_C1D6 &+ w5
             c = rotl(c, 30)
             w6 = rotl(w3 ^ w14 ^ w8 ^ w6, 1)
-            ex[70] = w6
             e = e &+ rotl(a, 5) &+ (b ^ c ^ d) &+ 0xCA62_C1D6 &+ w6
             b = rotl(b, 30)
             w7 = rotl(w4 ^ w15 ^ w9 ^ w7, 1)
-            ex[71] = w7
             d = d &+ rotl(e, 5) &+ (a ^ b ^ c) &+ 0xCA62_C1D6 &+ w7
             a = rotl(a, 30)
             w8 = rotl(w5 ^ w0 ^ w10 ^ w8, 1)
-            ex[72] = w8
             c = c &+ rotl(d, 5) &+ (e ^ a ^ b) &+ 0xCA62_C1D6 &+ w8
             e = rotl(e, 30)
             w9 = rotl(w6 ^ w1 ^ w11 ^ w9, 1)
-            ex[73] = w9
             b = b &+ rotl(c, 5) &+ (d ^ e ^ a) &+ 0xCA62_C1D6 &+ w9
             d = rotl(d, 30)
             w10 = rotl(w7 ^ w2 ^ w12 ^ w10, 1)
-            ex[74] = w10
             a = a &+ rotl(b, 5) &+ (c ^ d ^ e) &+ 0xCA62_C1D6 &+ w10
             c = rotl(c, 30)
             w11 = rotl(w8 ^ w3 ^ w13 ^ w11, 1)
-            ex[75] = w11
             e = e &+ rotl(a, 5) &+ (b ^ c ^ d) &+ 0xCA62_C1D6 &+ w11
             b = rotl(b, 30)
             w12 = rotl(w9 ^ w4 ^ w14 ^ w12, 1)
-            ex[76] = w12
             d = d &+ rotl(e, 5) &+ (a ^ b ^ c) &+ 0xCA62_C1D6 &+ w12
             a = rotl(a, 30)
             w13 = rotl(w10 ^ w5 ^ w15 ^ w13, 1)
-            ex[77] = w13
             c = c &+ rotl(d, 5) &+ (e ^ a ^ b) &+ 0xCA62_C1D6 &+ w13
             e = rotl(e, 30)
             w14 = rotl(w11 ^ w6 ^ w0 ^ w14, 1)
-            ex[78] = w14
             b = b &+ rotl(c, 5) &+ (d ^ e ^ a) &+ 0xCA62_C1D6 &+ w14
             d = rotl(d, 30)
             w15 = rotl(w12 ^ w7 ^ w1 ^ w15, 1)
-            ex[79] = w15
             a = a &+ rotl(b, 5) &+ (c ^ d ^ e) &+ 0xCA62_C1D6 &+ w15
             c = rotl(c, 30)
 
@@ -793,7 +945,11 @@ public struct SHA1DC: Sendable {
             e = e &+ se
             p += 64
 
-            var mask = SHA1DC.candidates(UnsafePointer(ex), table)
+            var mask = SHA1DC.candidates(UnsafePointer(ex))
+            if mask != 0 {
+                // Rare (about 1 block in 20): the whole expanded message is needed.
+                SHA1DC.expand(p - 64, into: ex)
+            }
             while mask != 0 {
                 let k = mask.trailingZeroBitCount
                 mask &= mask &- 1

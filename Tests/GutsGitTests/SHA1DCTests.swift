@@ -131,24 +131,37 @@ final class SHA1DCTests: XCTestCase {
     }
 
     /// The conditions rule out almost every DV for random blocks (that is the speed of
-    /// the method): fewer than 1 block in 10 needs a recompression.
+    /// the method): fewer than 1 block in 10 needs a recompression. The unrolled
+    /// evaluation agrees with the table.
     func testConditionsRuleOutMostBlocks() {
         let s = seed()
         var rng = SeededRandom(state: s)
         var w = [UInt32](repeating: 0, count: 80)
         var survivors = 0
         let blocks = 20_000
-        SHA1DC.conditions.withUnsafeBufferPointer { table in
-            for _ in 0..<blocks {
-                for t in 0..<16 { w[t] = UInt32(truncatingIfNeeded: rng.next()) }
-                for t in 16..<80 {
-                    let x = w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16]
-                    w[t] = (x << 1) | (x >> 31)
-                }
-                if w.withUnsafeBufferPointer({ SHA1DC.candidates($0.baseAddress!, table) }) != 0 { survivors += 1 }
+        for n in 0..<blocks {
+            for t in 0..<16 { w[t] = UInt32(truncatingIfNeeded: rng.next()) }
+            for t in 16..<80 {
+                let x = w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16]
+                w[t] = (x << 1) | (x >> 31)
             }
+            let (fast, table) = w.withUnsafeBufferPointer { (SHA1DC.candidates($0.baseAddress!), SHA1DC.candidatesFromTable($0.baseAddress!)) }
+            if fast != table {
+                XCTFail("block \(n): unrolled \(fast) != table \(table), seed \(s)")
+                return
+            }
+            if fast != 0 { survivors += 1 }
         }
         XCTAssertLessThan(survivors, blocks / 10, "seed \(s)")
+        // Unexpanded random words too: every condition gets exercised both ways.
+        for n in 0..<blocks {
+            for t in 0..<80 { w[t] = UInt32(truncatingIfNeeded: rng.next()) }
+            let (fast, table) = w.withUnsafeBufferPointer { (SHA1DC.candidates($0.baseAddress!), SHA1DC.candidatesFromTable($0.baseAddress!)) }
+            if fast != table {
+                XCTFail("words \(n): unrolled \(fast) != table \(table), seed \(s)")
+                return
+            }
+        }
     }
 
     // MARK: - The tables
@@ -194,7 +207,8 @@ final class SHA1DCTests: XCTestCase {
         XCTAssertEqual(SHA1DC.conditionRows.count, 156)
         var covered: UInt32 = 0
         for (i, x, j, y, v, mask) in SHA1DC.conditionRows {
-            XCTAssertTrue((0..<80).contains(i) && (0..<80).contains(j) && (0..<32).contains(x) && (0..<32).contains(y) && v <= 1)
+            // compress stores only W[35...64] for the conditions.
+            XCTAssertTrue((35...64).contains(i) && (35...64).contains(j) && (0..<32).contains(x) && (0..<32).contains(y) && v <= 1)
             XCTAssertNotEqual(mask, 0)
             covered |= mask
             for k in 0..<32 where mask >> UInt32(k) & 1 == 1 {
