@@ -24,9 +24,9 @@
 ///
 /// For each compressed block we keep the words of the expanded message the conditions
 /// below read (W[35...64]) and the states before steps 58 and 65; the whole of
-/// W[0...79] is rebuilt only for the rare block that needs a recompression. Where a DV has no active disturbance in the five steps
-/// before step T (`testStep`: 58 for K < 50, else 65), the two blocks of an attack
-/// have the same state there. For each DV that may apply we therefore take
+/// W[0...79] is rebuilt only for the rare block that needs a recompression. Where a
+/// DV has no active disturbance in the five steps before step T (`testStep`: 58 for
+/// K < 50, else 65), the two blocks of an attack have the same state there. For each DV that may apply we therefore take
 /// W' = W ^ dm, run the compression backwards from the saved state to step 0 (giving
 /// the other block's chaining input) and forwards to step 80; if the other block's
 /// chaining output equals this block's, this block is one half of a near-collision
@@ -38,12 +38,16 @@
 /// that carry the DV's differences (the signs of those differences must agree for the
 /// local collisions of the last rounds to cancel). A random block fails each with
 /// probability 1/2, so checking them first rules out almost every DV without any
-/// recompression: about 1 block in 20 needs one. The conditions are the results of
-/// the paper's analysis (its authors published them with their reference
-/// implementation, sha1collisiondetection, MIT licence); we carry them as data in
-/// `conditions`, ordered so that most blocks rule out every DV after about 54 of the
-/// 156. Tests check that every condition relates two bits that carry a difference in
-/// every DV it applies to, and that the SHAttered PDFs are detected.
+/// recompression: about 1 block in 20 needs one. The conditions are results of the
+/// paper's analysis, not derived here: `conditionRows` carries them as data,
+/// transcribed from the authors' reference implementation (sha1collisiondetection,
+/// lib/ubc_check.c, Copyright 2017 Marc Stevens and Dan Shumow, MIT License) by
+/// reading each of its 156 checks as one relation between two message bits, and
+/// compared with it on random inputs when transcribed. They are ordered greedily so
+/// that a random block rules out every DV after about 55 of them. Tests check that
+/// every condition relates two bits that carry a difference in every DV it applies
+/// to, that the unrolled check agrees with the table, and that the SHAttered and
+/// SHA-mbles collisions are detected.
 ///
 /// Like git we reject rather than return a "safe" hash: callers see
 /// `collisionDetected` and refuse the object. The digest is plain SHA-1 either way.
