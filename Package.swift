@@ -79,7 +79,8 @@ let package = Package(
         ]),
         .testTarget(name: "GutsPolicyTests", dependencies: ["GutsPolicy", "GutsAddress", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsSyncTests", dependencies: ["GutsSync", "GutsGit", "GutsWire", "GutsSupport"]),
-        .testTarget(name: "GutsGitTests", dependencies: ["GutsGit", "GutsSupport"]),
+        // Fixtures/ holds the public SHA-1 collisions (SHAttered PDFs, SHA-mbles), read by path.
+        .testTarget(name: "GutsGitTests", dependencies: ["GutsGit", "GutsSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "GutsTrustTests", dependencies: ["GutsTrust", "GutsGit", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsControlTests", dependencies: ["GutsControl", "GutsSupport"]),
         .testTarget(name: "GutsCLITests", dependencies: ["GutsCLI", "GutsSupport", "GutsIdentity"]),

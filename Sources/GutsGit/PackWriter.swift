@@ -136,7 +136,7 @@ public final class PackWriter {
     /// Adds a whole object; returns its name. Adding the same object twice is a no-op.
     @discardableResult
     public func add(type: ObjectType, body: [UInt8]) throws -> ObjectID {
-        let id = ObjectID.compute(type: type, body: body)
+        let id = try ObjectID.checked(type: type, body: body)
         try add(type: type, body: body, id: id)
         return id
     }

@@ -241,7 +241,8 @@ public final class Repository: ObjectStore, @unchecked Sendable {
             let path = loosePath(id, in: dir)
             guard Files.exists(path) else { continue }
             let obj = try LooseObject.read(path: path, limits: limits)
-            guard obj.id == id else { throw GitError(.hashMismatch, "\(path): object hashes to \(obj.id)") }
+            let actual = try obj.checkedID()
+            guard actual == id else { throw GitError(.hashMismatch, "\(path): object hashes to \(actual)") }
             return obj
         }
         return nil
@@ -258,7 +259,7 @@ public final class Repository: ObjectStore, @unchecked Sendable {
     /// fsync, rename) and returns its name. Does nothing if the object exists already.
     @discardableResult
     public func writeLoose(type: ObjectType, body: [UInt8]) throws -> ObjectID {
-        let id = ObjectID.compute(type: type, body: body)
+        let id = try ObjectID.checked(type: type, body: body)
         if contains(id) { return id }
         try LooseObject.write(type: type, body: body, path: loosePath(id))
         return id
