@@ -74,7 +74,8 @@ enum SyncCommand: Command {
             }
         }
         let identity = try Network.clientIdentity(context)
-        let session = Network.sessionConfig(identity: identity, config: config, protocols: MessageRegistry([SyncProtocol()]))
+        let session = Network.sessionConfig(identity: identity, config: config, capabilities: Capabilities.default + SyncClient.capabilities,
+                                            protocols: MessageRegistry([SyncProtocol()]))
         let signals = SignalWatcher.install()
         // One sync, mirroring or maintenance per repository at a time; taken before
         // dialling, so no connection idles while this waits.

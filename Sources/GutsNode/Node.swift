@@ -150,7 +150,8 @@ public final class Node: Sendable {
         scanner = BlockingExecutor(name: "announce", threads: 1, limit: 1)
         mirrors = BlockingExecutor(name: "mirror", threads: max(1, options.maxMirrors), limit: max(1, options.mirrors.count))
         var session = options.session
-        let extra = (sync != nil ? SyncServer.capabilities : []) + [GossipService.capability]
+        // Every node may mirror, so every node takes OFS_DELTA.
+        let extra = (sync != nil ? SyncServer.capabilities : []) + [GossipService.capability] + SyncClient.capabilities
         session.capabilities += extra.filter { !session.capabilities.contains($0) }
         session.protocols = MessageRegistry([SyncProtocol(), GossipProtocol()])
         self.session = session

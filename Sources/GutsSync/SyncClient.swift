@@ -130,6 +130,13 @@ public struct SyncOptions: Sendable {
 /// of one repository take turns, first syncs included: the second finds the first's
 /// result and fetches only what is still missing.
 public enum SyncClient {
+    /// Announced in Hello by a side that takes OFS_DELTA entries in the packs it is
+    /// sent (guts-protocol(7), Capabilities): a server sends reused deltas whose base
+    /// precedes them in the pack as OFS_DELTA only to a peer that announced it.
+    public static let offsetDeltaCapability = "ofs-delta"
+    /// Capabilities to announce in Hello when fetching.
+    public static let capabilities = [offsetDeltaCapability]
+
     public static let quarantinePrefix = "incoming-"
     /// Marks a repository as a guts mirror: a sync replaces every ref in it, so a sync
     /// into a repository without this file (someone's own work) is refused unless adopted.

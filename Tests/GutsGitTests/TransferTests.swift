@@ -41,6 +41,84 @@ final class TransferTests: XCTestCase {
         XCTAssertEqual(result.appendedBases, 0, "the stream is self-contained")
     }
 
+    /// Entry types by offset, read from the pack at each offset its index lists.
+    static func entryKinds(pack: [UInt8], index: PackIndex) -> [UInt8] {
+        (0..<index.count).compactMap { index.offset(at: $0) }.map { (pack[$0] >> 4) & 7 }
+    }
+
+    /// Streams `objects` of `repo` in small chunks and returns the pack.
+    static func stream(_ repo: Repository, _ objects: [ObjectID], offsetDeltas: Bool) throws -> (PackStream, [UInt8]) {
+        let stream = PackStream(repository: repo, objects: objects, offsetDeltas: offsetDeltas)
+        var pack: [UInt8] = []
+        while let chunk = try stream.nextChunk(maxBytes: 1000) { pack += chunk }
+        return (stream, pack)
+    }
+
+    /// To a receiver that takes them, every reused delta goes as an OFS_DELTA, its base
+    /// moved ahead of it when the walk listed it later; git and our indexer accept the
+    /// pack, keep the OFS_DELTA entries, and it is as small as the stored pack. To
+    /// anyone else the same objects go as REF_DELTA, as before.
+    func testPackStreamSendsOffsetDeltasOnlyWhenAsked() throws {
+        let work = try makeHistoryRepository(self, commits: 40)
+        try git(["repack", "-adf", "--depth=50", "-q"], in: work)
+        let repo = try Repository.open(work)
+        let stored = try XCTUnwrap(repo.packs.first)
+        let tips = try repo.listRefs().map(\.id)
+        // Reversed: most deltas now come before their bases in the list.
+        let objects = try ObjectWalk(store: repo).objects(reachableFrom: tips).objects.reversed().map { $0 }
+
+        let (ofs, ofsPack) = try Self.stream(repo, objects, offsetDeltas: true)
+        XCTAssertGreaterThan(ofs.reusedDeltas, 10)
+        XCTAssertEqual(ofs.offsetDeltaCount, ofs.reusedDeltas, "every reused delta is an OFS_DELTA")
+        XCTAssertEqual(ofs.reusedObjects, objects.count, "everything was reused")
+        let (ref, refPack) = try Self.stream(repo, objects, offsetDeltas: false)
+        XCTAssertEqual(ref.offsetDeltaCount, 0)
+        XCTAssertEqual(ref.reusedDeltas, ofs.reusedDeltas)
+        XCTAssertLessThan(ofsPack.count, refPack.count - 15 * ofs.reusedDeltas, "about 18 bytes saved per delta")
+        // The same entries as the stored pack: the size differs by the offsets' lengths only.
+        let storedSize = stored.pack.count
+        XCTAssertLessThan(abs(ofsPack.count - storedSize), storedSize / 100, "\(ofsPack.count) against \(storedSize) stored")
+
+        for (pack, kind, other) in [(ofsPack, PackEntryKind.ofsDelta, PackEntryKind.refDelta),
+                                    (refPack, PackEntryKind.refDelta, PackEntryKind.ofsDelta)] {
+            let dir = try makeTempDirectory(self, "stream")
+            try writeFile(dir + "/incoming.pack", bytes: pack)
+            let indexed = try git(["index-pack", "--strict", dir + "/incoming.pack"], in: dir)
+            XCTAssertEqual(indexed.status, 0, indexed.stderr)
+            let verified = try git(["verify-pack", dir + "/incoming.idx"], in: dir)
+            XCTAssertEqual(verified.status, 0, verified.stderr)
+            // Our indexer keeps the pack as it came.
+            let result = try PackIndexer.index(packPath: dir + "/incoming.pack", outputDirectory: dir + "/ours")
+            XCTAssertEqual(Set(result.objects.map(\.id)), Set(objects))
+            XCTAssertEqual(try readBytes(result.packPath), pack)
+            let reader = try PackReader(packPath: result.packPath, indexPath: result.indexPath)
+            let kinds = Self.entryKinds(pack: pack, index: reader.index)
+            XCTAssertEqual(kinds.filter { $0 == kind }.count, ofs.reusedDeltas)
+            XCTAssertFalse(kinds.contains(other))
+            let ours = try git(["verify-pack", result.indexPath], in: dir)
+            XCTAssertEqual(ours.status, 0, ours.stderr)
+        }
+    }
+
+    /// The bytes of an OFS_DELTA's header and distance, as guts-protocol(7) shows them.
+    func testOffsetDeltaEncodingGolden() {
+        XCTAssertEqual(PackWriter.entryHeader(kind: PackEntryKind.ofsDelta, size: 12) + PackWriter.offsetEncoding(300),
+                       [0x6C, 0x81, 0x2C])
+        XCTAssertEqual(PackWriter.entryHeader(kind: PackEntryKind.refDelta, size: 12), [0x7C])
+        XCTAssertEqual(PackWriter.offsetEncoding(1), [0x01])
+        XCTAssertEqual(PackWriter.offsetEncoding(127), [0x7F])
+        XCTAssertEqual(PackWriter.offsetEncoding(128), [0x80, 0x00])
+        XCTAssertEqual(PackWriter.offsetEncoding(16511), [0xFF, 0x7F])
+        XCTAssertEqual(PackWriter.offsetEncoding(16512), [0x80, 0x80, 0x00])
+        // Each decodes back with the pack reader's rule.
+        for distance in [1, 127, 128, 300, 16511, 16512, 1 << 20, (1 << 31) + 5] {
+            let bytes = PackWriter.offsetEncoding(distance)
+            var value = Int(bytes[0] & 0x7F)
+            for b in bytes.dropFirst() { value = ((value + 1) << 7) | Int(b & 0x7F) }
+            XCTAssertEqual(value, distance)
+        }
+    }
+
     func testEmptyPackStream() throws {
         let work = try makeHistoryRepository(self, commits: 1)
         let stream = PackStream(repository: try Repository.open(work), objects: [])

@@ -41,9 +41,11 @@ final class SyncTests: XCTestCase {
         // The repacked upstream was served by copying its stored entries, deltas included.
         f.listener?.waitFor("the transfer log line") { _, err in err.contains("served 'alice/proj'") }
         let served = try XCTUnwrap(f.listener?.stderr.split(separator: "\n").first { $0.contains("served 'alice/proj'") })
-        let reuse = try XCTUnwrap(served.firstMatch(of: /\((\d+) reused, (\d+) deltas\)/), String(served))
+        let reuse = try XCTUnwrap(served.firstMatch(of: /\((\d+) reused, (\d+) deltas, (\d+) as OFS_DELTA\)/), String(served))
         XCTAssertGreaterThan(Int(reuse.1) ?? 0, objectCount / 2, String(served))
         XCTAssertGreaterThan(Int(reuse.2) ?? 0, 5, String(served))
+        // guts sync announces ofs-delta: every reused delta went as an OFS_DELTA.
+        XCTAssertEqual(reuse.3, reuse.2, String(served))
 
         // The mirror is a normal git repository: clone it and check out the tree.
         let clone = h.home("clone")
