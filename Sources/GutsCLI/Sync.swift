@@ -139,12 +139,17 @@ enum SyncCommand: Command {
                                           minFreeBytes: config.minFreeDisk, limits: limits,
                                           progress: context.stderrIsTTY ? progress : nil, adoptExisting: args.has("force"))
                 options.lockWait = wait
+                options.maxPacks = config.maxPacks
                 let request = SignedSyncRequest(repository: name, namedPeer: endpoint.peer, localPeer: identity.peerID)
                 let report = try SignedSync.run(request, to: destination, over: connection, options: options, holding: lock)
                 context.endProgress()
                 connection.close(.shutdown, "sync finished")
                 _ = try? connection.closeFuture.wait()
                 emit(report, name: name, peer: served, context)
+                if let c = report.sync.consolidated {
+                    context.log(RepackCommand.describe(c))
+                }
+                if let problem = report.sync.maintenanceProblem { context.error("warning: \(problem)") }
                 if let problem = freshness(report, maxAge: maxAge, peer: served) {
                     // Not the peer's fault for certain (the delegates may be quiet): no penalty, try the next.
                     context.error(problem.message)

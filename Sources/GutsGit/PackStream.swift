@@ -55,7 +55,18 @@ public final class PackStream {
 
     public var objectCount: Int { ids.count }
 
-    public init(repository: Repository, objects: [ObjectID], offsetDeltas: Bool = false, compressionLevel: Int32 = 6) {
+    /// With `indexing`: each entry's name, offset and CRC-32, in stream order, for an
+    /// index of the pack.
+    public private(set) var entries: [(id: ObjectID, offset: Int, crc: UInt32)] = []
+    private let indexing: Bool
+    /// The pack's SHA-1 trailer, once produced.
+    public private(set) var checksum: [UInt8]?
+
+    /// `indexing`: keep what an index of the pack needs (`entries`), and check every
+    /// stored entry against the CRC-32 its own index records before copying it, so a
+    /// damaged stored entry stops the stream instead of being copied on.
+    public init(repository: Repository, objects: [ObjectID], offsetDeltas: Bool = false, indexing: Bool = false,
+                compressionLevel: Int32 = 6) {
         self.repository = repository
         self.ids = objects
         var position: [ObjectID: Int32] = [:]
@@ -64,6 +75,8 @@ public final class PackStream {
         self.position = position
         self.offsets = [Int](repeating: PackStream.unwritten, count: objects.count)
         self.offsetDeltas = offsetDeltas
+        self.indexing = indexing
+        if indexing { entries.reserveCapacity(objects.count) }
         self.level = compressionLevel
         var header: [UInt8] = Array("PACK".utf8) + [0, 0, 0, 2]
         withUnsafeBytes(of: UInt32(clamping: objects.count).bigEndian) { header.append(contentsOf: $0) }
@@ -89,6 +102,7 @@ public final class PackStream {
                 // Everything before the trailer is hashed as it leaves; hash the rest now.
                 hasher.update(pending[pendingStart...])
                 let digest = hasher.finalize()
+                checksum = digest
                 trailerWritten = true
                 if pending.count - pendingStart + digest.count <= maxBytes {
                     let out = Array(pending[pendingStart...]) + digest
@@ -151,26 +165,21 @@ public final class PackStream {
         let offset = queued
         if let (reader, layout) = source(of: id), let entry = try layout.entry(for: id, in: reader) {
             if !entry.header.isDelta {
-                queue(PackWriter.entryHeader(kind: entry.header.kind, size: entry.header.size))
-                queueRaw(entry.data)
-                offsets[p] = offset
+                try queueStored(p, PackWriter.entryHeader(kind: entry.header.kind, size: entry.header.size), entry, reader)
                 reusedObjects += 1
                 return true
             }
             if let base = entry.baseID, let b = position[base].map(Int.init), let (baseReader, _) = source(of: base), baseReader === reader {
                 if !offsetDeltas {
-                    queue(PackWriter.entryHeader(kind: PackEntryKind.refDelta, size: entry.header.size) + base.bytes)
-                    queueRaw(entry.data)
-                    offsets[p] = offset
+                    try queueStored(p, PackWriter.entryHeader(kind: PackEntryKind.refDelta, size: entry.header.size) + base.bytes,
+                                    entry, reader)
                     reusedObjects += 1
                     reusedDeltas += 1
                     return true
                 }
                 if offsets[b] >= 0 {
-                    queue(PackWriter.entryHeader(kind: PackEntryKind.ofsDelta, size: entry.header.size)
-                          + PackWriter.offsetEncoding(offset - offsets[b]))
-                    queueRaw(entry.data)
-                    offsets[p] = offset
+                    try queueStored(p, PackWriter.entryHeader(kind: PackEntryKind.ofsDelta, size: entry.header.size)
+                                    + PackWriter.offsetEncoding(offset - offsets[b]), entry, reader)
                     reusedObjects += 1
                     reusedDeltas += 1
                     offsetDeltaCount += 1
@@ -187,11 +196,26 @@ public final class PackStream {
         guard let object = try repository.read(id) else {
             throw GitError(.notFound, "object \(id) is missing")
         }
-        queue(PackWriter.entryHeader(kind: object.type.rawValue, size: object.body.count))
-        queue(try Zlib.deflate(object.body, level: level))
+        let entry = PackWriter.entryHeader(kind: object.type.rawValue, size: object.body.count) + (try Zlib.deflate(object.body, level: level))
+        if indexing { entries.append((id, offset, entry.withUnsafeBytes { Zlib.crc32($0) })) }
+        queue(entry)
         offsets[p] = offset
         compressedObjects += 1
         return true
+    }
+
+    /// Queues a stored entry's data behind a new `header` as position `p`'s entry.
+    private func queueStored(_ p: Int, _ header: [UInt8], _ entry: PackLayout.Entry, _ reader: PackReader) throws {
+        if indexing {
+            guard Zlib.crc32(entry.stored) == reader.index.crc(at: entry.indexPosition) else {
+                throw GitError(.corrupt, "\(reader.packPath): entry of \(ids[p]) does not match the CRC-32 in its index")
+            }
+            let crc = header.withUnsafeBytes { Zlib.crc32($0) }
+            entries.append((ids[p], queued, Zlib.crc32(entry.data, seed: crc)))
+        }
+        offsets[p] = queued
+        queue(header)
+        queueRaw(entry.data)
     }
 
     private func queue(_ bytes: [UInt8]) {
@@ -230,6 +254,9 @@ final class PackLayout {
         let baseID: ObjectID?
         /// The entry's zlib data.
         let data: UnsafeRawBufferPointer
+        /// The whole stored entry (header, base, data), and its position in the index.
+        let stored: UnsafeRawBufferPointer
+        let indexPosition: Int
     }
 
     init(_ reader: PackReader) {
@@ -271,6 +298,7 @@ final class PackLayout {
             }
             baseID = reader.index.id(at: positions[j])
         }
-        return Entry(header: h, baseID: baseID, data: UnsafeRawBufferPointer(rebasing: b[h.dataOffset..<entryEnd]))
+        return Entry(header: h, baseID: baseID, data: UnsafeRawBufferPointer(rebasing: b[h.dataOffset..<entryEnd]),
+                     stored: UnsafeRawBufferPointer(rebasing: b[offset..<entryEnd]), indexPosition: i)
     }
 }

@@ -76,6 +76,11 @@ public struct SyncReport: Sendable {
     public var objectsReceived: Int
     public var bytesReceived: Int
     public var seconds: Double
+    /// The packs consolidated after the sync, when it left more than
+    /// `SyncOptions.maxPacks` (`PackMaintenance`).
+    public var consolidated: PackMaintenance.Result? = nil
+    /// Why that consolidation failed (the sync itself succeeded; the old packs stay).
+    public var maintenanceProblem: String? = nil
 }
 
 public struct SyncOptions: Sendable {
@@ -96,6 +101,9 @@ public struct SyncOptions: Sendable {
     /// Seconds to wait for the repository's lock when `run` takes it itself (0: fail
     /// with `.busy` at once if another sync, mirroring or maintenance holds it).
     public var lockWait: Double = 0
+    /// Consolidate the packs after a sync that leaves more than this many (0: never;
+    /// guts-config(5), `max-packs`).
+    public var maxPacks = PackMaintenance.defaultMaxPacks
 
     public static let defaultMaxPackBytes = 4 << 30
     public static let defaultMinFreeBytes = 256 << 20
@@ -103,7 +111,9 @@ public struct SyncOptions: Sendable {
 
     public init(timeout: Double = 60, deadline: Double? = SyncOptions.defaultDeadline, maxPackBytes: Int = SyncOptions.defaultMaxPackBytes,
                 minFreeBytes: Int = SyncOptions.defaultMinFreeBytes, limits: ObjectLimits = .default,
-                progress: (@Sendable (SyncProgress) -> Void)? = nil, adoptExisting: Bool = false, lockWait: Double = 0) {
+                progress: (@Sendable (SyncProgress) -> Void)? = nil, adoptExisting: Bool = false, lockWait: Double = 0,
+                maxPacks: Int = PackMaintenance.defaultMaxPacks) {
+        self.maxPacks = maxPacks
         self.adoptExisting = adoptExisting
         self.lockWait = lockWait
         self.timeout = timeout
@@ -373,8 +383,22 @@ public enum SyncClient {
             try? Files.writeAtomically(marker, string: "mirror of \(name), kept by guts sync\n")
         }
         report.upToDate = false
+        maintain(repo, options: options, report: &report)
         report.seconds = Instant.now().seconds(since: started)
         return report
+    }
+
+    /// Consolidates the packs of `repo` when the sync left more than `options.maxPacks`
+    /// (still under the repository's lock). A failure is reported, not thrown: the sync
+    /// is complete, and the old packs are all still there.
+    public static func maintain(_ repo: Repository, options: SyncOptions, report: inout SyncReport) {
+        repo.reloadPacks()
+        guard PackMaintenance.needed(repo, maxPacks: options.maxPacks) else { return }
+        do {
+            report.consolidated = try PackMaintenance.consolidate(repo)
+        } catch {
+            report.maintenanceProblem = "could not consolidate the packs of \(report.repositoryPath): \(error)"
+        }
     }
 
     /// Receives the Objects stream into `<quarantine>/incoming.pack`.
