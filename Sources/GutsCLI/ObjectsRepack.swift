@@ -34,10 +34,11 @@ enum RepackCommand: Command {
         } catch let e as GitError {
             throw CommandError(.io, e.message)
         }
-        // The lock beside the repository directory (for a work tree: its git directory),
-        // named as a sync names it.
-        var lockPath = repository.commonDirectory
-        if let resolved = realpath(lockPath, nil) {
+        // The lock beside the repository, named as `guts sync` names it (from the same
+        // name or path), so the two take turns; `.` and `..` are resolved first.
+        var lockPath = RepositoryLock.normalize(path)
+        let last = Files.baseName(lockPath)
+        if last == "." || last == "..", let resolved = realpath(lockPath, nil) {
             lockPath = String(cString: resolved)
             free(resolved)
         }
