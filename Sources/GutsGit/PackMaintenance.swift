@@ -107,7 +107,8 @@ public enum PackMaintenance {
 
     /// Writes every object of the repository's packs (and, with `includeLoose`, its
     /// loose objects) into one new pack and removes what it replaces. Does nothing
-    /// when there is at most one pack and no loose object to fold in. Throws, leaving
+    /// when there is at most one pack and no loose object to fold in (or with
+    /// `includeLoose` false, at most one pack). Throws, leaving
     /// every old pack in place, when a stored entry fails its CRC-32, an object cannot
     /// be read, or the disk is short of room.
     public static func consolidate(_ repository: Repository, includeLoose: Bool = true,
@@ -119,7 +120,7 @@ public enum PackMaintenance {
         let loose = includeLoose ? looseObjects(repository) : []
         var result = Result(packsRemoved: 0, looseRemoved: 0, objects: 0, packPath: nil, bytesBefore: 0, bytesAfter: 0,
                             deltas: 0, leftoversRemoved: leftovers, seconds: 0)
-        guard packs.count > 1 || (!loose.isEmpty && (packs.count == 1 || loose.count > 1)) else {
+        guard packs.count > 1 || !loose.isEmpty else {
             result.seconds = Instant.now().seconds(since: started)
             return result
         }
