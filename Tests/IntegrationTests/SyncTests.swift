@@ -575,7 +575,7 @@ final class InterruptedSyncTests: XCTestCase {
         try f.assertMirrorsUpstream()
         try f.assertVerifies()
         let objects = try XCTUnwrap(r.json["objects"] as? Int)
-        f.listener?.waitFor("the transfer log line") { _, err in err.contains("\(objects) objects, ") && err.contains("(\(objects) reused, 0 deltas)") }
+        f.listener?.waitFor("the transfer log line") { _, err in err.contains("\(objects) objects, ") && err.contains("(\(objects) reused, 0 deltas, 0 as OFS_DELTA)") }
     }
 }
 
