@@ -109,4 +109,45 @@ final class RepackTests: XCTestCase {
         try f.assertMirrorsUpstream()
         try f.assertVerifies()
     }
+
+    /// A node mirroring a signed repository (each sync adds up to three packs: identity,
+    /// signed refs, objects) consolidates after each sync that leaves more than its
+    /// config's max-packs, logs it, and the mirror stays valid.
+    func testNodeMirrorConsolidatesItsPacks() throws {
+        let originID = try h.keygen("origin")
+        _ = try h.keygen("follower")
+        try "max-packs = 1\n".write(toFile: h.home("follower") + "/config", atomically: true, encoding: .utf8)
+        let bare = h.home("origin") + "/repos/demo/app.git"
+        try FileManager.default.createDirectory(atPath: bare, withIntermediateDirectories: true)
+        try SyncGit.git(["init", "-q", "--bare", "."], in: bare)
+        let work = h.home("work")
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        try SyncGit.git(["init", "-q", "."], in: work)
+        try "v1\n".write(toFile: work + "/file", atomically: true, encoding: .utf8)
+        try SyncGit.git(["add", "file"], in: work)
+        try SyncGit.git(["commit", "-q", "-m", "first"], in: work)
+        try SyncGit.git(["push", "-q", bare, "main"], in: work)
+        let initRun = try h.run(["--home", h.home("origin"), "repo", "init", "demo/app"])
+        XCTAssertEqual(initRun.status, 0, initRun.stderr)
+        let (_, originLine) = try h.listen("origin", ["--announce-interval", "0.3"])
+        let (follower, _) = try h.listen("follower", ["--bootstrap", originLine, "--mirror", "demo/app@\(originID)",
+                                                      "--announce-interval", "0.3"])
+        follower.waitFor("bootstrap connection") { _, err in err.contains("(bootstrap") }
+        let mirror = h.home("follower") + "/repos/demo/app.git"
+        for round in 1...2 {
+            try "v\(round + 1)\n".write(toFile: work + "/file", atomically: true, encoding: .utf8)
+            try SyncGit.git(["commit", "-q", "-am", "round \(round)"], in: work)
+            try SyncGit.git(["push", "-q", bare, "main"], in: work)
+            let head = try SyncGit.git(["rev-parse", "HEAD"], in: work).text.trimmingCharacters(in: .whitespacesAndNewlines)
+            follower.waitFor("mirror round \(round)", timeout: 30) { _, err in
+                err.components(separatedBy: "mirror: synced demo/app").count > round
+            }
+            XCTAssertEqual(try SyncGit.revParse(mirror, "refs/heads/main"), head)
+            XCTAssertEqual(packs(mirror).count, 1, "round \(round): \(packs(mirror)) \(follower.stderr)")
+        }
+        XCTAssertTrue(follower.stderr.contains("consolidated "), follower.stderr)
+        try SyncGit.assertFsckClean(mirror)
+        let verify = try h.run(["--home", h.home("follower"), "objects", "verify", mirror])
+        XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
+    }
 }
