@@ -14,7 +14,13 @@ import GutsSupport
 /// `offsetDeltas` (the receiver announced `ofs-delta`), as an OFS_DELTA: its base is
 /// then written first if it was not yet (as `git pack-objects` does), and named by its
 /// distance back in the stream, which saves about 18 bytes per delta. The entries come
-/// in the order of `objects` except that bases move ahead of their deltas.
+/// in the order of `objects` except that bases move ahead of their deltas. With
+/// `offsetDeltas` the base may also come from another stored pack (cycles are
+/// detected and broken by sending the object whole).
+///
+/// `thinBases`: objects the receiver is known to have (`ObjectWalk.Result.excluded`).
+/// A stored delta whose base is one of them and not sent goes as a REF_DELTA naming
+/// it (a thin pack, which the receiver completes), instead of whole.
 public final class PackStream {
     private let repository: Repository
     private let ids: [ObjectID]
@@ -48,6 +54,9 @@ public final class PackStream {
     public private(set) var reusedDeltas = 0
     /// Of those, deltas sent as OFS_DELTA.
     public private(set) var offsetDeltaCount = 0
+    /// Of those, deltas sent against a base the receiver has (`thinBases`).
+    public private(set) var thinDeltaCount = 0
+    private let thinBases: Set<ObjectID>
     /// Objects compressed afresh.
     public private(set) var compressedObjects = 0
     /// Bytes produced so far.
@@ -65,8 +74,9 @@ public final class PackStream {
     /// `indexing`: keep what an index of the pack needs (`entries`), and check every
     /// stored entry against the CRC-32 its own index records before copying it, so a
     /// damaged stored entry stops the stream instead of being copied on.
-    public init(repository: Repository, objects: [ObjectID], offsetDeltas: Bool = false, indexing: Bool = false,
-                compressionLevel: Int32 = 6) {
+    public init(repository: Repository, objects: [ObjectID], offsetDeltas: Bool = false, thinBases: Set<ObjectID> = [],
+                indexing: Bool = false, compressionLevel: Int32 = 6) {
+        self.thinBases = thinBases
         self.repository = repository
         self.ids = objects
         var position: [ObjectID: Int32] = [:]
@@ -169,7 +179,18 @@ public final class PackStream {
                 reusedObjects += 1
                 return true
             }
-            if let base = entry.baseID, let b = position[base].map(Int.init), let (baseReader, _) = source(of: base), baseReader === reader {
+            if let base = entry.baseID, position[base] == nil, thinBases.contains(base) {
+                try queueStored(p, PackWriter.entryHeader(kind: PackEntryKind.refDelta, size: entry.header.size) + base.bytes,
+                                entry, reader)
+                reusedObjects += 1
+                reusedDeltas += 1
+                thinDeltaCount += 1
+                return true
+            }
+            // The base is taken from the same stored pack, so REF_DELTA streams (which
+            // cannot detect loops) never form one; OFS_DELTA streams detect them.
+            if let base = entry.baseID, let b = position[base].map(Int.init), let (baseReader, _) = source(of: base),
+               baseReader === reader || (offsetDeltas && reader.contains(base)) {
                 if !offsetDeltas {
                     try queueStored(p, PackWriter.entryHeader(kind: PackEntryKind.refDelta, size: entry.header.size) + base.bytes,
                                     entry, reader)

@@ -100,6 +100,49 @@ final class TransferTests: XCTestCase {
         }
     }
 
+    /// An increment: stored deltas whose base the receiver has (below its haves) go as
+    /// thin REF_DELTA entries instead of whole objects; our indexer completes the pack
+    /// from the receiver's objects and git accepts it with --fix-thin. The server here
+    /// stores a push as git does between two gcs: new objects as deltas on old ones.
+    func testPackStreamSendsThinDeltasAgainstWhatTheReceiverHas() throws {
+        let work = try makeHistoryRepository(self, commits: 40)
+        let oldHex = try git(["rev-parse", "main~6"], in: work).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let root = try makeTempDirectory(self, "thin")
+        let server = root + "/server.git", receiver = root + "/receiver.git"
+        for bare in [server, receiver] {
+            try git(["init", "-q", "--bare", bare], in: root)
+            try git(["push", "-q", bare, "\(oldHex):refs/heads/main"], in: work)
+        }
+        try git(["--git-dir", server, "repack", "-q", "-adf"], in: root)
+        try git(["--git-dir", server, "config", "receive.unpackLimit", "1"], in: root)
+        try git(["push", "-q", server, "main:refs/heads/main"], in: work)
+        let repo = try Repository.open(server)
+        XCTAssertEqual(repo.packs.count, 2, "the old history and the push")
+        let new = try XCTUnwrap(repo.resolveRef("refs/heads/main"))
+        let old = try XCTUnwrap(ObjectID(hex: oldHex))
+        let walk = try ObjectWalk(store: repo).objects(reachableFrom: [new], excluding: [old])
+        XCTAssertFalse(walk.excluded.isEmpty)
+        let thin = PackStream(repository: repo, objects: walk.objects, offsetDeltas: true, thinBases: walk.excluded)
+        var thinPack: [UInt8] = []
+        while let chunk = try thin.nextChunk(maxBytes: 1000) { thinPack += chunk }
+        let (whole, wholePack) = try Self.stream(repo, walk.objects, offsetDeltas: true)
+        XCTAssertGreaterThan(thin.thinDeltaCount, 0, "big.txt grows by deltas against what the receiver has")
+        XCTAssertEqual(whole.thinDeltaCount, 0)
+        XCTAssertLessThan(thinPack.count, wholePack.count)
+
+        let dir = try makeTempDirectory(self, "thin-in")
+        try writeFile(dir + "/incoming.pack", bytes: thinPack)
+        let result = try PackIndexer.index(packPath: dir + "/incoming.pack", outputDirectory: dir + "/out",
+                                           baseStore: try Repository.open(receiver))
+        XCTAssertGreaterThan(result.appendedBases, 0)
+        XCTAssertTrue(Set(result.objects.map(\.id)).isSuperset(of: walk.objects))
+        let verified = try git(["verify-pack", result.indexPath], in: dir)
+        XCTAssertEqual(verified.status, 0, verified.stderr)
+        let fixed = try git(["--git-dir", receiver, "index-pack", "--strict", "--fix-thin", "--stdin"], in: dir,
+                            input: Data(thinPack))
+        XCTAssertEqual(fixed.status, 0, fixed.stderr)
+    }
+
     /// The bytes of an OFS_DELTA's header and distance, as guts-protocol(7) shows them.
     func testOffsetDeltaEncodingGolden() {
         XCTAssertEqual(PackWriter.entryHeader(kind: PackEntryKind.ofsDelta, size: 12) + PackWriter.offsetEncoding(300),

@@ -66,6 +66,6 @@ final class OffsetDeltaTests: XCTestCase {
         try SyncGit.assertFsckClean(old)
         f.listener?.waitFor("both transfer log lines") { _, err in err.components(separatedBy: "served 'alice/proj'").count == 3 }
         let served = f.listener?.stderr.split(separator: "\n").filter { $0.contains("served 'alice/proj'") }.map(String.init) ?? []
-        XCTAssertTrue(served.last?.contains("\(deltas) deltas, 0 as OFS_DELTA)") == true, "\(served)")
+        XCTAssertTrue(served.last?.contains("\(deltas) deltas, 0 as OFS_DELTA, 0 thin)") == true, "\(served)")
     }
 }
