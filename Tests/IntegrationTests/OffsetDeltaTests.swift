@@ -67,5 +67,19 @@ final class OffsetDeltaTests: XCTestCase {
         f.listener?.waitFor("both transfer log lines") { _, err in err.components(separatedBy: "served 'alice/proj'").count == 3 }
         let served = f.listener?.stderr.split(separator: "\n").filter { $0.contains("served 'alice/proj'") }.map(String.init) ?? []
         XCTAssertTrue(served.last?.contains("\(deltas) deltas, 0 as OFS_DELTA, 0 thin)") == true, "\(served)")
+
+        // An increment pushed the way git stores pushes (new objects as deltas on old
+        // ones): guts sync gets them as thin deltas against what the mirror has.
+        try SyncGit.bare(f.upstream, ["config", "receive.unpackLimit", "1"])
+        try f.commit("grow", files: ["big.txt": (try String(contentsOfFile: f.work + "/big.txt", encoding: .utf8)) + "one more line\n"])
+        try f.push()
+        let increment = try f.sync()
+        XCTAssertEqual(increment.status, 0, increment.stderr)
+        f.listener?.waitFor("the increment's log line") { _, err in err.components(separatedBy: "served 'alice/proj'").count == 4 }
+        let line = f.listener?.stderr.split(separator: "\n").filter { $0.contains("served 'alice/proj'") }.last.map(String.init) ?? ""
+        let thin = try XCTUnwrap(line.firstMatch(of: /, (\d+) thin\)/), line)
+        XCTAssertGreaterThan(Int(thin.1) ?? 0, 0, line)
+        try f.assertMirrorsUpstream()
+        try f.assertVerifies()
     }
 }
