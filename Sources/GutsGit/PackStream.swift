@@ -15,7 +15,7 @@ import GutsSupport
 /// then written first if it was not yet (as `git pack-objects` does), and named by its
 /// distance back in the stream, which saves about 18 bytes per delta. The entries come
 /// in the order of `objects` except that bases move ahead of their deltas. With
-/// `offsetDeltas` the base may also come from another stored pack (cycles are
+/// `offsetDeltas` the base may be stored in any pack (a loop among stored deltas is
 /// detected and broken by sending the object whole).
 ///
 /// `thinBases`: objects the receiver is known to have (`ObjectWalk.Result.excluded`).
@@ -187,10 +187,10 @@ public final class PackStream {
                 thinDeltaCount += 1
                 return true
             }
-            // The base is taken from the same stored pack, so REF_DELTA streams (which
-            // cannot detect loops) never form one; OFS_DELTA streams detect them.
-            if let base = entry.baseID, let b = position[base].map(Int.init), let (baseReader, _) = source(of: base),
-               baseReader === reader || (offsetDeltas && reader.contains(base)) {
+            // For a REF_DELTA stream the base must come from the same stored pack, so no
+            // loop can form; an OFS_DELTA stream takes it from wherever it is stored and
+            // detects loops itself.
+            if let base = entry.baseID, let b = position[base].map(Int.init), offsetDeltas || source(of: base)?.0 === reader {
                 if !offsetDeltas {
                     try queueStored(p, PackWriter.entryHeader(kind: PackEntryKind.refDelta, size: entry.header.size) + base.bytes,
                                     entry, reader)
