@@ -35,8 +35,10 @@ public struct DHTConfig: Sendable, Equatable {
     // Records
     /// Lifetime written into this node's provider and peer records.
     public var recordTTL = 24.0 * 3600
-    /// How often this node re-announces what it provides and its peer record.
+    /// How often this node re-announces what it provides.
     public var republishInterval = 12.0 * 3600
+    /// How often this node re-announces its peer record (also whenever its addresses change).
+    public var peerRepublishInterval = 12.0 * 3600
     /// A node stores a record only if at most this many known contacts are closer to the key
     /// than itself (0 disables the check).
     public var storeRadius = 40

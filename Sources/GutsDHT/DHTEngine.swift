@@ -387,7 +387,7 @@ public struct DHTEngine: Sendable {
     }
 
     private mutating func announcePeer(now: DHTTime, into actions: inout [DHTAction]) {
-        nextPeerRepublish = now.monotonic.adding(seconds: config.republishInterval)
+        nextPeerRepublish = now.monotonic.adding(seconds: config.peerRepublishInterval)
         ownPeerRecord = nil
         guard let r = ownRecord(now: now) else {
             _ = startLookup(.node(localID), purpose: .refresh, now: now, paths: config.disjointPaths, into: &actions)
@@ -492,8 +492,11 @@ public struct DHTEngine: Sendable {
         pending[rid] = nil
         stats.answersReceived += 1
         table.succeeded(from.id, now: now.monotonic)
-        guard var lookup = lookups[p.lookup],
-              let ci = lookup.paths[p.path].candidates.firstIndex(where: { $0.contact.id == from.id }) else { return }
+        guard var lookup = lookups.removeValue(forKey: p.lookup) else { return }
+        guard let ci = lookup.paths[p.path].candidates.firstIndex(where: { $0.contact.id == from.id }) else {
+            lookups[p.lookup] = lookup
+            return
+        }
         let depth = lookup.paths[p.path].candidates[ci].depth
         lookup.paths[p.path].candidates[ci].state = .answered
         lookup.paths[p.path].inflight -= 1
@@ -544,6 +547,7 @@ public struct DHTEngine: Sendable {
         // is no narrower than the answering peer's scope.
         let target = lookup.kind.target
         var path = lookup.paths[p.path]
+        lookup.paths[p.path] = Path()
         for c in closer where c.id != localID && lookup.owner[c.id] == nil && ScopeRule.allows(c.address, peerScope: scope) {
             let cand = Candidate(contact: c, distance: c.id.distance(to: target), depth: depth + 1, state: .waiting)
             if path.candidates.count >= config.maxCandidatesPerPath, let last = path.candidates.last,
@@ -566,10 +570,11 @@ public struct DHTEngine: Sendable {
     private mutating func fail(_ rid: UInt32, now: DHTTime, into actions: inout [DHTAction]) {
         guard let p = pending.removeValue(forKey: rid) else { return }
         table.failed(p.node)
-        guard var lookup = lookups[p.lookup],
-              let ci = lookup.paths[p.path].candidates.firstIndex(where: { $0.contact.id == p.node }) else { return }
-        lookup.paths[p.path].candidates[ci].state = .failed
-        lookup.paths[p.path].inflight -= 1
+        guard var lookup = lookups.removeValue(forKey: p.lookup) else { return }
+        if let ci = lookup.paths[p.path].candidates.firstIndex(where: { $0.contact.id == p.node }) {
+            lookup.paths[p.path].candidates[ci].state = .failed
+            lookup.paths[p.path].inflight -= 1
+        }
         lookups[p.lookup] = lookup
         advance(p.lookup, now: now, into: &actions)
     }
@@ -577,7 +582,7 @@ public struct DHTEngine: Sendable {
     /// Sends what each path may send; finishes the lookup when every path is done or the
     /// result is complete early.
     private mutating func advance(_ id: LookupID, now: DHTTime, into actions: inout [DHTAction]) {
-        guard var lookup = lookups[id] else { return }
+        guard var lookup = lookups.removeValue(forKey: id) else { return }
         var complete = false
         switch lookup.kind {
         case .providers: complete = lookup.providers.count >= config.providersWanted
@@ -588,6 +593,7 @@ public struct DHTEngine: Sendable {
         if !complete {
             for p in lookup.paths.indices {
                 var path = lookup.paths[p]
+                lookup.paths[p] = Path()
                 var live = 0
                 var i = 0
                 while i < path.candidates.count, live < config.k {

@@ -255,25 +255,48 @@ public struct RoutingTable: Sendable {
         _ = promote(bucket: b)
     }
 
-    /// Up to `count` contacts closest to `target`, closest first, contacts with failed
-    /// requests after the others.
+    /// Up to `count` contacts closest to `target`, closest first; contacts with failed
+    /// requests come only when there are not enough others.
+    ///
+    /// Visits buckets in distance order instead of sorting the table: with `c` the prefix
+    /// length the target shares with the local ID, bucket `c` holds the closest contacts,
+    /// then every deeper bucket (all at a distance with bit `c` set), then buckets `c - 1`
+    /// down to 0, each farther than the one before.
     public func closest(to target: NodeID, count: Int, scopeAtLeast: AddressScope? = nil) -> [DHTContact] {
-        guard count > 0 else { return [] }
-        var best: [(NodeID, DHTContact)] = []
-        best.reserveCapacity(count + 1)
-        for bucket in buckets {
-            for e in bucket.entries {
-                if let s = scopeAtLeast, e.contact.address.scope < s { continue }
-                var d = e.contact.id.distance(to: target)
-                if e.failures > 0 { d = NodeID(words: d.w0 | (1 << 63), d.w1, d.w2, d.w3) }
-                if best.count == count, let worst = best.last, !(d < worst.0) { continue }
-                var i = best.count
-                while i > 0, d < best[i - 1].0 { i -= 1 }
-                best.insert((d, e.contact), at: i)
-                if best.count > count { best.removeLast() }
+        guard count > 0, !buckets.isEmpty else { return [] }
+        let cpl = localID.commonPrefixLength(with: target)
+        var groups: [[Int]] = []
+        if cpl < buckets.count {
+            groups.append([cpl])
+            if cpl + 1 < buckets.count { groups.append(Array((cpl + 1)..<buckets.count)) }
+        }
+        for j in stride(from: min(cpl, buckets.count) - 1, through: 0, by: -1) { groups.append([j]) }
+        var out: [DHTContact] = []
+        out.reserveCapacity(count)
+        var skippedFailed: [(NodeID, DHTContact)] = []
+        for group in groups {
+            var found: [(NodeID, Int, Int)] = []
+            for b in group {
+                for (i, e) in buckets[b].entries.enumerated() {
+                    if let s = scopeAtLeast, e.contact.address.scope < s { continue }
+                    found.append((e.contact.id.distance(to: target), b, i))
+                }
+            }
+            if found.isEmpty { continue }
+            found.sort { $0.0 < $1.0 }
+            for (d, b, i) in found {
+                let e = buckets[b].entries[i]
+                if e.failures > 0 {
+                    skippedFailed.append((d, e.contact))
+                } else {
+                    out.append(e.contact)
+                    if out.count == count { return out }
+                }
             }
         }
-        return best.map(\.1)
+        skippedFailed.sort { $0.0 < $1.0 }
+        for (_, c) in skippedFailed where out.count < count { out.append(c) }
+        return out
     }
 
     /// How many contacts in the table are closer to `key` than the local node (counting
