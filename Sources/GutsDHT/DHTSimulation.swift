@@ -132,7 +132,7 @@ public struct DHTSimulation: Sendable {
         rng = DHTRandom(seed: options.seed)
     }
 
-    public var liveNodes: Int { nodes.filter(\.alive).count }
+    public var liveNodes: Int { nodes.reduce(0) { $0 + ($1.alive ? 1 : 0) } }
 
     // MARK: Building
 
@@ -285,11 +285,19 @@ public struct DHTSimulation: Sendable {
         return figures
     }
 
+    /// A random node that is alive and honest (and, with `staying`, will not leave), other
+    /// than `except`. Sampling instead of filtering keeps each draw O(1).
+    private mutating func randomHonest(staying: Bool = false, except: Int = -1) -> Int? {
+        for _ in 0..<100_000 {
+            let i = Int(rng.next() % UInt64(nodes.count))
+            if i != except, nodes[i].alive, nodes[i].behaviour == .honest, !staying || !nodes[i].leaves { return i }
+        }
+        return nil
+    }
+
     private mutating func lookUpRepositories(_ category: Category) {
-        let origins = nodes.indices.filter { nodes[$0].alive && nodes[$0].behaviour == .honest }
         for (repo, provider) in repositories where nodes[provider].alive {
-            var origin = provider
-            while origin == provider { origin = origins[Int(rng.next() % UInt64(origins.count))] }
+            guard let origin = randomHonest(except: provider) else { continue }
             guard let (id, actions) = nodes[origin].engine?.findProviders(repo, now: now, disjointPaths: options.disjointPaths)
             else { continue }
             expected[origin, default: [:]][id] = (category, repo, provider)
@@ -340,8 +348,7 @@ public struct DHTSimulation: Sendable {
         case .join:
             let i = makeNode(.honest)
             joined += 1
-            let live = nodes.indices.filter { nodes[$0].alive && nodes[$0].behaviour == .honest && $0 != i }
-            let boot = live[Int(rng.next() % UInt64(live.count))]
+            guard let boot = randomHonest(except: i) else { return }
             let bootContact = nodes[boot].contact
             var actions = nodes[i].engine?.peerVerified(bootContact, now: now) ?? []
             actions += nodes[i].engine?.bootstrap(now: now) ?? []
@@ -352,13 +359,8 @@ public struct DHTSimulation: Sendable {
     }
 
     private mutating func startLookup(_ category: Category) {
-        let honestLive = nodes.indices.filter { nodes[$0].alive && nodes[$0].behaviour == .honest }
         // Targets: honest nodes that stay up for the rest of the run.
-        let targets = honestLive.filter { !nodes[$0].leaves }
-        guard honestLive.count > 1, !targets.isEmpty else { return }
-        let origin = honestLive[Int(rng.next() % UInt64(honestLive.count))]
-        var target = origin
-        while target == origin { target = targets[Int(rng.next() % UInt64(targets.count))] }
+        guard let origin = randomHonest(), let target = randomHonest(staying: true, except: origin) else { return }
         let tid = nodes[target].contact.id
         let started: (LookupID, [DHTAction])?
         switch category {

@@ -21,6 +21,15 @@ public struct NodeID: Hashable, Comparable, Sendable, CustomStringConvertible {
     }
 
     /// Nil unless `bytes` is exactly 32 bytes.
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == Self.byteCount else { return nil }
+        let words = bytes.withUnsafeBytes { raw in
+            (0..<4).map { UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)) }
+        }
+        self.init(words: words[0], words[1], words[2], words[3])
+    }
+
+    /// Nil unless `bytes` is exactly 32 bytes.
     public init?(bytes: some Collection<UInt8>) {
         guard bytes.count == Self.byteCount else { return nil }
         var words = [UInt64](repeating: 0, count: 4)
