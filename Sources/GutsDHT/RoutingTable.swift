@@ -27,6 +27,16 @@ public struct RoutingTable: Sendable {
         public var lastSeen: Instant
         /// Consecutive failed requests.
         public var failures: Int
+        /// The address group of `contact.address` (kept to make the group limits cheap).
+        var group: AddressGroup
+
+        init(contact: DHTContact, firstSeen: Instant, lastSeen: Instant, failures: Int) {
+            self.contact = contact
+            self.firstSeen = firstSeen
+            self.lastSeen = lastSeen
+            self.failures = failures
+            group = contact.address.group
+        }
     }
 
     struct Bucket: Sendable {
@@ -102,13 +112,15 @@ public struct RoutingTable: Sendable {
 
     private func groupCount(_ g: AddressGroup, in bucket: Int, excluding id: NodeID? = nil) -> Int {
         guard bucket < buckets.count else { return 0 }
-        return buckets[bucket].entries.reduce(0) { $0 + ($1.contact.address.group == g && $1.contact.id != id ? 1 : 0) }
+        var n = 0
+        for e in buckets[bucket].entries where e.group == g && e.contact.id != id { n += 1 }
+        return n
     }
 
     private func groupAllows(_ c: DHTContact, bucket: Int, replacing id: NodeID? = nil) -> Rejection? {
         let g = c.address.group
         let inBucket = groupCount(g, in: bucket, excluding: c.id)
-        let replacedSame = id.flatMap { entry($0) }.map { $0.contact.address.group == g } ?? false
+        let replacedSame = id.flatMap { entry($0) }.map { $0.group == g } ?? false
         if inBucket - (replacedSame ? 1 : 0) >= config.maxPerGroupPerBucket { return .groupLimitInBucket }
         if groupTotals[g, default: 0] - (replacedSame ? 1 : 0) >= config.maxPerGroupTotal { return .groupLimitInTable }
         return nil
@@ -123,9 +135,10 @@ public struct RoutingTable: Sendable {
         if let i = buckets[b].entries.firstIndex(where: { $0.contact.id == c.id }) {
             var e = buckets[b].entries.remove(at: i)
             if e.contact.address != c.address, groupAllows(c, bucket: b) == nil {
-                adjustGroup(e.contact.address.group, -1)
+                adjustGroup(e.group, -1)
                 adjustGroup(c.address.group, 1)
                 e.contact = c
+                e.group = c.address.group
             }
             e.lastSeen = now
             e.failures = 0
@@ -161,14 +174,14 @@ public struct RoutingTable: Sendable {
     private mutating func add(_ e: Entry, bucket b: Int) {
         buckets[b].entries.append(e)
         where_[e.contact.id] = b
-        adjustGroup(e.contact.address.group, 1)
+        adjustGroup(e.group, 1)
         buckets[b].replacements.removeAll { $0.contact.id == e.contact.id }
     }
 
     private mutating func removeAt(bucket b: Int, index i: Int) {
         let e = buckets[b].entries.remove(at: i)
         where_[e.contact.id] = nil
-        adjustGroup(e.contact.address.group, -1)
+        adjustGroup(e.group, -1)
         if buckets[b].pinging?.id == e.contact.id { buckets[b].pinging = nil }
     }
 

@@ -43,7 +43,7 @@ final class SimulationTests: XCTestCase {
     }
 
     func testDisjointPathsMeetTheTargetsToo() {
-        let (sim, figures) = run(nodes: 400, paths: 3, seed: 13)
+        let (sim, figures) = run(nodes: 300, paths: 3, seed: 13)
         print(sim.report())
         assertTargets(sim, figures)
     }
