@@ -6,6 +6,7 @@
 //   (GutsSync also uses GutsGit and GutsTrust; GutsTrust = identities and signed refs over GutsGit)
 //   GutsControl (the control socket) needs only GutsSupport; GutsNode implements it, GutsCLI calls it.
 //   GutsGit (git objects and storage) stands apart from networking.
+//   GutsDHT (the Kademlia engine, pure) uses GutsPolicy and GutsWire; a node shell drives it.
 import PackageDescription
 
 let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")

@@ -330,7 +330,8 @@ public struct DHTSimulation: Sendable {
     private mutating func handle(_ event: Event) {
         switch event {
         case let .tick(i):
-            guard nodes[i].alive, nodes[i].scheduledTick == clock || (nodes[i].scheduledTick ?? 0) <= clock else { return }
+            // A tick superseded by an earlier or later one is stale.
+            guard nodes[i].alive, let due = nodes[i].scheduledTick, due <= clock else { return }
             nodes[i].scheduledTick = nil
             if let actions = nodes[i].engine?.tick(now: now) { perform(actions, at: i) }
             scheduleTick(i)
