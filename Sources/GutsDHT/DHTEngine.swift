@@ -192,6 +192,12 @@ public struct DHTEngine: Sendable {
     }
     public func storedPeerRecord(of id: NodeID, unixNow: UInt64) -> PeerRecord? { store.peer(id, unixNow: unixNow) }
     public func storedUsage(of publisher: NodeID) -> (count: Int, bytes: Int) { store.usage(of: publisher) }
+    /// Seconds until a request from `peer` would pass the request limits (0: it would pass
+    /// now), for an Error `busy` with a retry-after or for the peer policy's scoring.
+    public func requestRetryAfter(_ peer: DHTContact, now: DHTTime) -> Double {
+        max(peerLimiter.retryAfter(peer.id, now: now.monotonic), groupLimiter.retryAfter(peer.address.group, now: now.monotonic))
+    }
+
     /// The saved form of the routing table (see `RoutingTableText`).
     public func routingTableText(now: Instant) -> String { RoutingTableText.serialize(table, now: now) }
 
@@ -301,9 +307,9 @@ public struct DHTEngine: Sendable {
         if let due = nextPeerRepublish, due <= t { announcePeer(now: now, into: &actions) }
         if let sweep = nextSweep, sweep <= t {
             store.expire(unixNow: now.unixSeconds)
-            nextSweep = t.adding(seconds: config.expirySweepInterval)
+            nextSweep = t.after(config.expirySweepInterval)
         } else if nextSweep == nil {
-            nextSweep = t.adding(seconds: config.expirySweepInterval)
+            nextSweep = t.after(config.expirySweepInterval)
         }
         return actions
     }
@@ -375,19 +381,26 @@ public struct DHTEngine: Sendable {
 
     // MARK: Records
 
+    /// Seconds this node's records live: `recordTTL` within 1 s and the 48-hour maximum.
+    private var recordLifetime: UInt64 {
+        let ttl = config.recordTTL
+        guard ttl.isFinite else { return DHTLimits.maxRecordLifetime }
+        return UInt64(min(max(ttl, 1), Double(DHTLimits.maxRecordLifetime)))
+    }
+
     private mutating func ownRecord(now: DHTTime) -> PeerRecord? {
         guard !addresses.isEmpty else { return nil }
-        if let r = ownPeerRecord, r.expires > now.unixSeconds + UInt64(config.recordTTL / 2) { return r }
+        if let r = ownPeerRecord, r.expires > now.unixSeconds + recordLifetime / 2 { return r }
         peerSequence = max(peerSequence + 1, now.unixSeconds)
         let r = PeerRecord.signed(sequence: peerSequence, addresses: addresses,
-                                  expires: now.unixSeconds + UInt64(min(config.recordTTL, Double(DHTLimits.maxRecordLifetime))),
+                                  expires: now.unixSeconds + recordLifetime,
                                   key: identity)
         ownPeerRecord = r
         return r
     }
 
     private mutating func announcePeer(now: DHTTime, into actions: inout [DHTAction]) {
-        nextPeerRepublish = now.monotonic.adding(seconds: config.peerRepublishInterval)
+        nextPeerRepublish = now.monotonic.after(config.peerRepublishInterval)
         ownPeerRecord = nil
         guard let r = ownRecord(now: now) else {
             _ = startLookup(.node(localID), purpose: .refresh, now: now, paths: config.disjointPaths, into: &actions)
@@ -397,10 +410,10 @@ public struct DHTEngine: Sendable {
     }
 
     private mutating func announceProvider(_ repo: NodeID, now: DHTTime, into actions: inout [DHTAction]) {
-        provided[repo] = now.monotonic.adding(seconds: config.republishInterval)
+        provided[repo] = now.monotonic.after(config.republishInterval)
         guard !addresses.isEmpty else { return }
         let r = ProviderRecord.signed(repository: repo, addresses: addresses,
-                                      expires: now.unixSeconds + UInt64(min(config.recordTTL, Double(DHTLimits.maxRecordLifetime))),
+                                      expires: now.unixSeconds + recordLifetime,
                                       key: identity)
         try? store.put(r)
         _ = startLookup(.node(repo), purpose: .announceProvider(r), now: now, paths: config.disjointPaths, into: &actions)
@@ -629,7 +642,7 @@ public struct DHTEngine: Sendable {
         case let .peer(t): message = .getPeer(GetPeer(requestID: rid, target: t))
         }
         pending[rid] = Pending(lookup: lookup, path: path, node: contact.id, kind: message.kind)
-        timeouts.push(now.monotonic.adding(seconds: config.requestTimeout).nanoseconds, rid)
+        timeouts.push(now.monotonic.after(config.requestTimeout).nanoseconds, rid)
         stats.requestsSent += 1
         actions.append(.send(contact, message))
     }

@@ -162,7 +162,7 @@ public struct RoutingTable: Sendable {
         cacheReplacement(fresh, bucket: b)
         if buckets[b].pinging != nil { return .cached }
         guard let oldest = buckets[b].entries.first else { return .cached }
-        buckets[b].pinging = (oldest.contact.id, now.adding(seconds: config.pingTimeout))
+        buckets[b].pinging = (oldest.contact.id, now.after(config.pingTimeout))
         return .pingOldest(oldest.contact)
     }
 
@@ -355,7 +355,7 @@ public struct RoutingTable: Sendable {
         var earliest: Instant?
         for i in 0...min(255, deepest + 1) {
             let last = i < buckets.count ? buckets[i].lastRefresh : created
-            let t = last.adding(seconds: config.refreshInterval)
+            let t = last.after(config.refreshInterval)
             if earliest.map({ t < $0 }) ?? true { earliest = t }
         }
         return earliest

@@ -174,6 +174,8 @@ final class LookupTests: XCTestCase {
         for _ in 0..<3 { XCTAssertEqual(replies(ask(flooder, 0)).count, 1) }
         XCTAssertEqual(ask(flooder, 0), [.penalize(flooder.id, .rateLimited)])
         XCTAssertEqual(e.stats.requestsRateLimited, 1)
+        XCTAssertEqual(e.requestRetryAfter(flooder, now: at(0)), 1, accuracy: 0.001)
+        XCTAssertEqual(e.requestRetryAfter(legit, now: at(0)), 0)
         // Another peer is still served; the flooder again after refilling.
         XCTAssertEqual(replies(ask(legit, 0)).count, 1)
         XCTAssertEqual(replies(ask(flooder, 1)).count, 1)
