@@ -184,4 +184,41 @@ final class LookupTests: XCTestCase {
         XCTAssertEqual(ask(neighbour, 1), [.penalize(neighbour.id, .rateLimited)])
         XCTAssertEqual(replies(ask(legit, 1)).count, 1)
     }
+
+    func testUnreachableContactFailsItsRequestsAtOnce() {
+        var (e, contacts) = engineWithContacts(2)
+        let (_, actions) = e.findNode(NodeID(publicKey: [5]), now: at(0))
+        XCTAssertEqual(sends(actions).count, 2)
+        XCTAssertEqual(e.unreachable(contacts[0].id, now: at(0.1)), [])
+        XCTAssertEqual(e.pendingRequests, 1)
+        XCTAssertEqual(e.table.entry(contacts[0].id)?.failures, 1)
+        let done = e.unreachable(contacts[1].id, now: at(0.2))
+        guard case let .lookupFinished(_, result)? = done.last else { return XCTFail("lookup did not finish: \(done)") }
+        XCTAssertFalse(result.found)
+        XCTAssertEqual(result.duration, 0.2, accuracy: 0.001)
+    }
+
+    func testProvidedRepositoriesAreRepublishedEveryInterval() throws {
+        var config = DHTConfig()
+        config.republishInterval = 100
+        var e = DHTEngine(config: config, identity: keyPair(1), seed: 1, now: at(0).monotonic)
+        _ = e.setAddresses([address("192.0.2.1:9000")], now: at(0))
+        let peer = contact(keyPair(800), "198.51.100.80:9000")
+        _ = e.peerVerified(peer, now: at(0))
+        let repo = NodeID(publicKey: Array("repo".utf8))
+        func announce(_ actions: [DHTAction], at t: Double) throws -> ProviderRecord? {
+            guard case let .findNode(f)? = sends(actions).first(where: { $0.0 == peer })?.1, f.target == repo else { return nil }
+            let next = e.receive(.nodes(Nodes(requestID: f.requestID, contacts: [])), from: peer, now: at(t))
+            guard case let .addProvider(a)? = sends(next).first?.1 else { return nil }
+            return a.record
+        }
+        let first = try XCTUnwrap(try announce(e.provide(repo, now: at(0)), at: 0.1))
+        XCTAssertEqual(first.expires, at(0).unixSeconds + 24 * 3600)
+        XCTAssertEqual(e.storedProviders(of: repo, unixNow: at(1).unixSeconds), [first])
+        XCTAssertNil(try announce(e.tick(now: at(99)), at: 99))
+        let second = try XCTUnwrap(try announce(e.tick(now: at(100)), at: 100))
+        XCTAssertEqual(second.expires, at(100).unixSeconds + 24 * 3600)
+        e.stopProviding(repo)
+        XCTAssertNil(try announce(e.tick(now: at(200)), at: 200))
+    }
 }
