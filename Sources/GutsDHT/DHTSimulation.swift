@@ -360,8 +360,9 @@ public struct DHTSimulation: Sendable {
     }
 
     private mutating func startLookup(_ category: Category) {
-        // Targets: honest nodes that stay up for the rest of the run.
-        guard let origin = randomHonest(), let target = randomHonest(staying: true, except: origin) else { return }
+        // Origins and targets: honest nodes that stay up for the rest of the run (a lookup
+        // whose origin leaves never reports, and one for a node that left cannot succeed).
+        guard let origin = randomHonest(staying: true), let target = randomHonest(staying: true, except: origin) else { return }
         let tid = nodes[target].contact.id
         let started: (LookupID, [DHTAction])?
         switch category {
