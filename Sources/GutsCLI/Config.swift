@@ -1,5 +1,4 @@
 import GutsAddress
-import GutsNode
 import GutsPolicy
 import GutsGit
 import GutsSupport
@@ -21,7 +20,7 @@ public struct NodeConfig: Equatable, Sendable {
     /// Admission before any cryptography.
     public var admission = AdmissionPolicy<ObjectIdentifier>.Limits()
     /// Per-connection budgets.
-    public var rates = LinkGuard.Rates()
+    public var rates = LinkRates()
     /// Sessions one identity may hold at once.
     public var maxSessionsPerPeer = 2
     // Limits on data from peers (guts sync) and on packs checked by objects verify.
@@ -29,10 +28,10 @@ public struct NodeConfig: Equatable, Sendable {
     public var maxDeltaDepth = ObjectLimits.default.maxDeltaDepth
     public var workFactor = ObjectLimits.default.workFactor
     public var maxWork = ObjectLimits.default.maxWork
-    public var maxPackSize = SyncOptions.defaultMaxPackBytes
-    public var minFreeDisk = SyncOptions.defaultMinFreeBytes
+    public var maxPackSize = SyncDefaults.maxPackBytes
+    public var minFreeDisk = SyncDefaults.minFreeBytes
     /// Seconds a whole sync may take; 0 for no deadline.
-    public var syncDeadline = SyncOptions.defaultDeadline
+    public var syncDeadline = SyncDefaults.deadline
     /// Seconds: `sync` fails when the newest signed state is older; 0 for no limit.
     public var maxSignedAge = 0.0
     /// Seconds after which a running node signs its unchanged refs again; 0 never.

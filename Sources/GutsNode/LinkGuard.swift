@@ -11,15 +11,7 @@ import NIOConcurrencyHelpers
 /// dropped (requests answered busy with a retry-after), never queued.
 public final class LinkGuard: Sendable {
     /// Per-connection rates (per second) and bursts; settable in the config file.
-    public struct Rates: Sendable, Equatable {
-        public var messages = 1000.0
-        public var messageBurst = 4000.0
-        public var bytes = 16.0 * 1024 * 1024
-        public var byteBurst = 64.0 * 1024 * 1024
-        public var requests = 20.0
-        public var requestBurst = 60.0
-        public init() {}
-    }
+    public typealias Rates = LinkRates
 
     enum Verdict: Equatable {
         case allow

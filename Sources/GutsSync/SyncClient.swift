@@ -105,9 +105,9 @@ public struct SyncOptions: Sendable {
     /// guts-config(5), `max-packs`).
     public var maxPacks = PackMaintenance.defaultMaxPacks
 
-    public static let defaultMaxPackBytes = 4 << 30
-    public static let defaultMinFreeBytes = 256 << 20
-    public static let defaultDeadline = 3600.0
+    public static let defaultMaxPackBytes = SyncDefaults.maxPackBytes
+    public static let defaultMinFreeBytes = SyncDefaults.minFreeBytes
+    public static let defaultDeadline = SyncDefaults.deadline
 
     public init(timeout: Double = 60, deadline: Double? = SyncOptions.defaultDeadline, maxPackBytes: Int = SyncOptions.defaultMaxPackBytes,
                 minFreeBytes: Int = SyncOptions.defaultMinFreeBytes, limits: ObjectLimits = .default,

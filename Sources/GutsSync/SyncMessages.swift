@@ -239,3 +239,14 @@ extension Message {
 
     public static func sync(_ m: SyncMessage) -> Message { .app(m) }
 }
+
+/// Default limits of a sync (guts-config(5)): pure values, so the config parser needs no
+/// networking code.
+public enum SyncDefaults {
+    /// Most pack bytes accepted in one sync.
+    public static let maxPackBytes = 4 << 30
+    /// Free space kept on the repository's file system.
+    public static let minFreeBytes = 256 << 20
+    /// Seconds a whole sync may take.
+    public static let deadline = 3600.0
+}

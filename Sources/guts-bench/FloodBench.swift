@@ -152,7 +152,7 @@ enum FloodBench {
         }
         let client = root + "/client-\(UUID().uuidString.prefix(6))"
         let t0 = Instant.now()
-        f.syncOK = Processes.run([guts, "--home", client, "-q", "sync", "bench/small", "--peer", endpoint.description, "-W", "10"], env: nil) == 0
+        f.syncOK = Processes.run([guts, "--home", client, "-q", "sync", "--ephemeral", "bench/small", "--peer", endpoint.description, "-W", "10"], env: nil) == 0
         f.sync = Instant.now().seconds(since: t0)
         return f
     }

@@ -392,7 +392,7 @@ enum HostileBench {
         func measure(_ name: String, extra: [String], expect: Int32) -> Sample {
             let home = temp + "/client-\(UUID().uuidString.prefix(8))"
             defer { Files.removeTree(home) }
-            let argv = [guts, "--home", home, "-q", "sync", name, "--peer", peer?.address ?? ""] + extra
+            let argv = [guts, "--home", home, "-q", "sync", "--ephemeral", name, "--peer", peer?.address ?? ""] + extra
             let err = temp + "/client.err"
             let s = HostileBench.runMeasured(argv, stderr: err)
             if s.status != expect {

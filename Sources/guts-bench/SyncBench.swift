@@ -250,7 +250,7 @@ enum SyncBench {
             let out = dir + "/\(tool.label)-\(phase).out"
             switch tool {
             case .guts:
-                argv = [guts, "--home", dir + "/guts-home", "--json", "sync", repoName, "--peer", peerLine]
+                argv = [guts, "--home", dir + "/guts-home", "--json", "sync", "--ephemeral", repoName, "--peer", peerLine]
                 if phase == .noop { expected = 1 }
             case .git, .gitFsck:
                 let fsck = tool == .gitFsck ? ["-c", "transfer.fsckObjects=true"] : []
