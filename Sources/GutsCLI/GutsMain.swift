@@ -18,6 +18,7 @@ public enum GutsMain {
         PeersScoreCommand.self,
         PeersBanCommand.self,
         PeersUnbanCommand.self,
+        PeersForgetCommand.self,
         GossipPublishCommand.self,
         GossipSubscribeCommand.self,
         ObjectsVerifyCommand.self,

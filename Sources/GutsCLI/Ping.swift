@@ -10,12 +10,13 @@ import NIOPosix
 enum PingCommand: Command {
     static let name = "ping"
     static let summary = "measure round-trip time to a node over an authenticated connection"
-    static let synopsis = "ping [-c COUNT] [-i SECONDS] [-W SECONDS] [--network ID] [PEERID@]ADDR"
+    static let synopsis = "ping [-c COUNT] [-i SECONDS] [-W SECONDS] [--network ID] [--known-peers MODE] [PEERID@]ADDR|ALIAS"
     static let options = [
         OptionSpec("count", short: "c", value: "COUNT", help: "stop after COUNT pings (default: until interrupted)"),
         OptionSpec("interval", short: "i", value: "SECONDS", help: "wait SECONDS between pings (default 1)"),
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "wait SECONDS for each pong, for the TCP connect and for the handshake (default 5)"),
         OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
+        PeerResolver.option,
     ]
 
     struct Stats {
@@ -38,7 +39,6 @@ enum PingCommand: Command {
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
         guard args.positionals.count == 1 else { throw UsageError("ping needs exactly one address: [PEERID@]HOST[:PORT]") }
-        let endpoint = try Network.parseEndpoint(args.positionals[0])
         let count = try args.int("count", in: 1...Int(Int32.max))
         let interval = try args.seconds("interval", in: 0.001...3600) ?? 1
         let timeout = try args.seconds("timeout", in: 0.001...3600) ?? 5
@@ -46,13 +46,16 @@ enum PingCommand: Command {
         config.connectTimeout = timeout
         config.handshakeTimeout = timeout
         try Network.applyNetworkOption(args, to: &config)
+        let peers = try PeerResolver(args, config: config, context: context)
+        let target = try peers.resolve(args.positionals[0])
+        let endpoint = target.endpoint
         let identity = try Network.clientIdentity(context)
 
         let signals = SignalWatcher.install()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
-        let connection = try Network.dial(endpoint, config: Network.sessionConfig(identity: identity, config: config),
-                                          group: group, connectTimeout: timeout)
+        let connection = try peers.dial(target, config: Network.sessionConfig(identity: identity, config: config),
+                                        group: group, connectTimeout: timeout, context)
         guard let peer = connection.peer else { throw CommandError(.protocolError, "session not established") }
         signals.onSignal { _ in connection.close(.shutdown, "ping interrupted") }
 

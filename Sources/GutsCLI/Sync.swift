@@ -13,9 +13,9 @@ import NIOPosix
 enum SyncCommand: Command {
     static let name = "sync"
     static let summary = "mirror a repository from a peer, verifying every object before it becomes visible"
-    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--deadline SECONDS] [--wait SECONDS | --no-wait] [--network ID] [limits] NAME|ID --peer [PEERID@]ADDR [--peer ...]"
+    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--deadline SECONDS] [--wait SECONDS | --no-wait] [--network ID] [--known-peers MODE] [limits] NAME|ID --peer [PEERID@]ADDR|ALIAS [--peer ...]"
     static let options = [
-        OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", repeatable: true, help: "peer to fetch from; several are tried best score first until one succeeds, banned ones skipped"),
+        OptionSpec("peer", short: "p", value: "[PEERID@]ADDR|ALIAS", repeatable: true, help: "peer to fetch from; several are tried best score first until one succeeds, banned ones skipped"),
         OptionSpec("into", value: "DIR", help: "bare repository to sync into (default <home>/repos/REPO.git)"),
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "connect, handshake, per-answer silence and no-pack-data limit (default 30)"),
         OptionSpec("deadline", value: "SECONDS", help: "most time the whole sync may take, per peer (default 3600, 0 for none; config sync-deadline)"),
@@ -24,6 +24,7 @@ enum SyncCommand: Command {
         OptionSpec("max-pack-size", value: "BYTES", help: "most pack bytes accepted in one sync (default 4G; config max-pack-size)"),
         OptionSpec("wait", value: "SECONDS", help: "wait this long for another sync of the repository to finish (default 600)"),
         OptionSpec("no-wait", help: "exit at once with status 10 if another sync holds the repository"),
+        PeerResolver.option,
     ] + NodeConfig.limitOptions
 
     /// Default of --timeout.
@@ -37,8 +38,7 @@ enum SyncCommand: Command {
         guard let name = RepositoryRef(args.positionals[0]) else {
             throw UsageError("invalid repository name '\(args.positionals[0])': use NAME or OWNER/NAME with letters, digits, '.', '_' and '-', or a repository ID")
         }
-        let given = try args.all("peer").map { try Network.parseEndpoint($0) }
-        guard !given.isEmpty else { throw UsageError("sync needs at least one --peer [PEERID@]ADDR") }
+        guard args.has("peer") else { throw UsageError("sync needs at least one --peer [PEERID@]ADDR") }
         let timeout = try args.seconds("timeout", in: 0.1...3600) ?? defaultTimeout
         if args.has("no-wait") && args.value("wait") != nil { throw UsageError("--wait and --no-wait exclude each other") }
         let wait = args.has("no-wait") ? 0 : try args.seconds("wait", in: 0...86400) ?? defaultWait
@@ -49,6 +49,9 @@ enum SyncCommand: Command {
         let deadline = try args.seconds("deadline", in: NodeConfig.deadlineRange) ?? config.syncDeadline
         let maxPackSize = try args.bytes("max-pack-size", in: NodeConfig.packSizeRange) ?? config.maxPackSize
         try Network.applyNetworkOption(args, to: &config)
+        let resolver = try PeerResolver(args, config: config, context: context)
+        let targets = try args.all("peer").map { try resolver.resolve($0) }
+        let given = targets.map(\.endpoint)
         // Best-scoring peers first, banned ones skipped (see guts-sync(1), Peers).
         let standings = PeerStandings.load(context, peers: given.compactMap(\.peer), parameters: config.score)
         let peers = order(given, standings, context)
@@ -109,9 +112,10 @@ enum SyncCommand: Command {
         var bannedAfterDial = 0
         for endpoint in peers {
             if signals.received != 0 { break }
+            guard let target = targets.first(where: { $0.endpoint == endpoint }) else { continue }
             let connection: PeerConnection
             do {
-                connection = try Network.dial(endpoint, config: session, group: group, connectTimeout: timeout)
+                connection = try resolver.dial(target, config: session, group: group, connectTimeout: timeout, context)
             } catch let e as CommandError {
                 context.error(e.message)
                 failures.append(e)
@@ -136,7 +140,7 @@ enum SyncCommand: Command {
                                           minFreeBytes: config.minFreeDisk, limits: limits,
                                           progress: context.stderrIsTTY ? progress : nil, adoptExisting: args.has("force"))
                 options.lockWait = wait
-                let request = SignedSyncRequest(repository: name, namedPeer: endpoint.peer, localPeer: identity.peerID)
+                let request = SignedSyncRequest(repository: name, namedPeer: target.named, localPeer: identity.peerID)
                 let report = try SignedSync.run(request, to: destination, over: connection, options: options, holding: lock)
                 context.endProgress()
                 connection.close(.shutdown, "sync finished")

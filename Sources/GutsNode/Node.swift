@@ -90,6 +90,8 @@ public final class Node: Sendable {
         public var rates = LinkGuard.Rates()
         /// Sessions one identity may hold at once.
         public var maxSessionsPerPeer = 2
+        /// known_peers for the bootstrap peers (nil: off).
+        public var knownPeers: KnownPeersHook?
 
         public init(host: String, port: Int, bootstrap: [Endpoint], maxConnections: Int, connectTimeout: Double, session: SessionConfig) {
             self.host = host
@@ -158,6 +160,7 @@ public final class Node: Sendable {
         serviceOptions.announceInterval = options.announceInterval
         serviceOptions.minBackoff = options.minBackoff
         serviceOptions.maxBackoff = options.maxBackoff
+        serviceOptions.learnBootstrap = options.knownPeers?.learn ?? []
         let local = Self.peerID(of: options.session)
         let service = NodeService(options: serviceOptions, localPeer: local, seed: Random.uint64())
         shell = NIOLoopBoundBox.makeBoxSendingValue(Shell(service: service), eventLoop: loop)
@@ -284,7 +287,25 @@ public final class Node: Sendable {
                 case let .success(connection):
                     self.follow(connection, bootstrap: b)
                 case let .failure(error):
-                    self.loop.execute { self.apply(.dialFailed(bootstrap: b, reason: "\(error)")) }
+                    let reason = self.options.knownPeers.flatMap { $0.explain(error, bootstrap: b, address: endpoint.address) } ?? "\(error)"
+                    self.loop.execute { self.apply(.dialFailed(bootstrap: b, reason: reason)) }
+                }
+            }
+        case let .remember(b, address, peer):
+            guard let hook = options.knownPeers else { return }
+            hook.pinned(b)
+            let log = self.log
+            stateWriter.submit {
+                do {
+                    switch try KnownPeersFile.record(hook.path, address: address, peer: peer, now: KnownPeersFile.now()) {
+                    case .added: log.info("recorded \(peer) for \(address) in \(hook.path)")
+                    case .known: break
+                    case let .conflict(entry):
+                        log.info("WARNING: \(hook.path):\(entry.line) records \(entry.peer) for \(address), but bootstrap peer \(address) presented \(peer); its next dials demand \(peer) (to record it: \(hook.forgetCommand(address)))")
+                    case .full: log.info("cannot record \(peer) for \(address): \(hook.path) is full")
+                    }
+                } catch {
+                    log.info("cannot record \(peer) for \(address): \(error)")
                 }
             }
         case let .send(link, message):
