@@ -227,7 +227,7 @@ public struct NodeService: Sendable {
         switch (message, message.syncMessage) {
         case let (_, request?) where request.isRequest:
             if options.serving { return [.serve(link, request)] }
-            let capability = request.kind == .getRefs ? "refs" : "objects"
+            let capability = request.kind == .getObjects ? "objects" : "refs"
             return [.send(link, .error(ErrorReply(requestID: request.requestID, code: .badRequest,
                                                   message: "this node does not offer the '\(capability)' capability")))]
         case (_, _?), (.error, _), (.pong, _):
