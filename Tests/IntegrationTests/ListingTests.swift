@@ -103,6 +103,31 @@ final class ListingTests: XCTestCase {
         XCTAssertEqual(try guts("client", ["ls", fixture.peer]).status, 4)
     }
 
+    /// A server that lists forever or lists nonsense is cut off with exit 8 and nothing
+    /// printed; a real node is still listed.
+    func testHostileListingsAreRefused() throws {
+        let fixture = try SyncFixture(h)
+        try fixture.commit("one", files: ["a": "1\n"])
+        try fixture.push()
+        try fixture.startServer()
+        for behavior in [MaliciousServer.Behavior.endlessListing, .badListing] {
+            let hostile = try MaliciousServer(repository: fixture.upstream, behavior: behavior)
+            defer { hostile.shutdown() }
+            let r = try guts("client", ["ls", "--known-peers", "off", hostile.peer])
+            XCTAssertEqual(r.status, 8, "\(behavior): \(r.stderr)")
+            XCTAssertEqual(r.stdout, "", "\(behavior)")
+            XCTAssertFalse(r.stderr.contains("\u{1B}"), r.stderr)
+            XCTAssertLessThanOrEqual(hostile.events.count, 2, "\(behavior): \(hostile.events)")
+        }
+        let honest = try MaliciousServer(repository: fixture.upstream, behavior: .honest)
+        defer { honest.shutdown() }
+        XCTAssertEqual(try guts("client", ["ls", honest.peer]).stdout.split(separator: "\t").first, "alice/proj")
+        let real = try guts("client", ["ls", fixture.peer])
+        XCTAssertEqual(real.status, 0, real.stderr)
+        XCTAssertTrue(real.stdout.hasPrefix("alice/proj\t"), real.stdout)
+        fixture.stopServer()
+    }
+
     func testListingPagesThroughManyRepositories() throws {
         let fixture = try SyncFixture(h)
         try fixture.commit("one", files: ["a": "1\n"])
