@@ -107,9 +107,10 @@ struct PeerResolver {
     }
 
     /// Connects to `target` and completes the handshake (or throws a CommandError with the
-    /// right exit code), then records the identity seen on first use.
+    /// right exit code), then records the identity seen on first use; with `record`
+    /// false the caller records it (`remember`) once its work succeeded.
     func dial(_ target: PeerTarget, config: SessionConfig, group: EventLoopGroup, connectTimeout: Double,
-              _ context: Context) throws -> PeerConnection {
+              record: Bool = true, _ context: Context) throws -> PeerConnection {
         let connection: PeerConnection
         do {
             connection = try Dialer.dial(target.endpoint, config: config, group: group, connectTimeout: connectTimeout).wait()
@@ -119,7 +120,7 @@ struct PeerResolver {
             }
             throw Network.describe(error, endpoint: target.endpoint)
         }
-        if let peer = connection.peer?.peerID {
+        if record, let peer = connection.peer?.peerID {
             do {
                 try remember(target, peer, context)
             } catch {

@@ -115,7 +115,9 @@ enum SyncCommand: Command {
             guard let target = targets.first(where: { $0.endpoint == endpoint }) else { continue }
             let connection: PeerConnection
             do {
-                connection = try resolver.dial(target, config: session, group: group, connectTimeout: timeout, context)
+                // Recorded in known_peers only once the sync succeeded: a failed first sync
+                // leaves nothing behind.
+                connection = try resolver.dial(target, config: session, group: group, connectTimeout: timeout, record: false, context)
             } catch let e as CommandError {
                 context.error(e.message)
                 failures.append(e)
@@ -145,6 +147,7 @@ enum SyncCommand: Command {
                 context.endProgress()
                 connection.close(.shutdown, "sync finished")
                 _ = try? connection.closeFuture.wait()
+                do { try resolver.remember(target, peer.peerID, context) } catch let e as CommandError { context.error(e.message) }
                 emit(report, name: name, peer: served, context)
                 return report.sync.upToDate ? .noReply : .ok
             } catch let f as SyncFailure {
