@@ -1,4 +1,10 @@
 import Foundation
+import GutsAddress
+import GutsCrypto
+import GutsSync
+import GutsTransport
+import GutsWire
+import NIOPosix
 import XCTest
 
 /// `guts ls` against a real node: the repositories it serves (guts-allow respected), and
@@ -132,16 +138,39 @@ final class ListingTests: XCTestCase {
         let fixture = try SyncFixture(h)
         try fixture.commit("one", files: ["a": "1\n"])
         try fixture.push()
-        // 300 repositories: more than one page of 256. Copies of one bare repository.
-        try FileManager.default.createDirectory(atPath: h.home("server") + "/repos/many", withIntermediateDirectories: true)
-        for i in 0..<300 {
-            try FileManager.default.copyItem(atPath: fixture.upstream, toPath: h.home("server") + "/repos/many/r\(String(format: "%03d", i)).git")
+        // 260 repositories: more than one page of 256. Minimal empty bare repositories
+        // (HEAD, objects, refs), quick to make.
+        for i in 0..<260 {
+            let path = h.home("server") + "/repos/many/r\(String(format: "%03d", i)).git"
+            try FileManager.default.createDirectory(atPath: path + "/objects/pack", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: path + "/refs/heads", withIntermediateDirectories: true)
+            try "ref: refs/heads/main\n".write(toFile: path + "/HEAD", atomically: false, encoding: .utf8)
         }
         try fixture.startServer()
+        let t0 = Date()
         let listed = try guts("client", ["ls", fixture.peer])
+        print("ls of 261 repositories: \(Date().timeIntervalSince(t0)) s")
         XCTAssertEqual(listed.status, 0, listed.stderr)
         let names = lines(listed.stdout).map { String($0.split(separator: "\t")[0]) }
-        XCTAssertEqual(names, ["alice/proj"] + (0..<300).map { "many/r" + String(format: "%03d", $0) })
+        XCTAssertEqual(names, ["alice/proj"] + (0..<260).map { "many/r" + String(format: "%03d", $0) })
+
+        // A burst of listings (each a full page of work for the node) followed by a
+        // disconnect: the overflow is answered busy, the rest dropped with the connection,
+        // and a legitimate listing is served at once.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let config = SessionConfig(identity: .generate(), noiseStatic: .generate(), capabilities: ["ping"], agent: "attacker",
+                                   protocols: MessageRegistry([SyncProtocol()]))
+        let attacker = try Dialer.dial(try Endpoint.parse(fixture.peer), config: config, group: group, connectTimeout: 5,
+                                       source: "127.0.0.2").wait()
+        for i in 0..<200 { attacker.send(.sync(.listRepositories(ListRepositories(requestID: UInt32(i + 1))))) }
+        attacker.abort()
+        let started = Date()
+        let again = try guts("client", ["ls", fixture.peer])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertEqual(again.stdout, listed.stdout)
+        print("ls after a burst of 200 listings: \(Date().timeIntervalSince(started)) s")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10)
         fixture.stopServer()
     }
 }
