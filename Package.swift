@@ -71,7 +71,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "GutsSupportTests", dependencies: ["GutsSupport"]),
-        .testTarget(name: "GutsCryptoTests", dependencies: ["GutsCrypto", "GutsNoise", "GutsSupport"]),
+        .testTarget(name: "GutsCryptoTests", dependencies: ["GutsCrypto", "GutsNoise", "GutsSupport"], exclude: ["Vectors"]),
         .testTarget(name: "GutsWireTests", dependencies: ["GutsWire", "GutsIdentity", "GutsNoise", "GutsCrypto", "GutsSupport"]),
         .testTarget(name: "GutsGossipTests", dependencies: ["GutsGossip", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsNodeTests", dependencies: [
@@ -87,7 +87,7 @@ let package = Package(
         // harnesses Fuzz/build.sh compiles into libFuzzer binaries (README.md, Fuzzing).
         .testTarget(name: "FuzzRegressionTests", dependencies: [
             "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsGit", "GutsGossip", "GutsSync", "GutsNode",
-            "GutsControl", "GutsCLI",
+            "GutsControl", "GutsCLI", "GutsTrust",
         ], path: "Fuzz", exclude: ["Corpus", "Dictionaries", "Regressions", "build.sh", "run.sh", "make-corpus.sh"],
         sources: ["Support", "Targets", "Tests"]),
         .testTarget(name: "IntegrationTests", dependencies: [

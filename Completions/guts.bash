@@ -37,13 +37,14 @@ _guts() {
     ((COMP_CWORD > 0)) && prev=${COMP_WORDS[COMP_CWORD - 1]}
     COMPREPLY=()
 
-    local global_opts="--home --json -v --verbose -q --quiet -h --help --version"
+    local global_opts="--home --json -v --verbose -q --quiet --log-format -h --help --version"
     # Options that take a value (the next word, or after '=').
     local value_opts="--home -l --listen -b --bootstrap --max-connections --handshake-timeout
         --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval
         -p --peer --into -m --mirror --topic -t --announce-interval -d --data --max-transfers --stall-timeout
         --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor --max-work -j --threads --wait
-        --name --description --default-branch --threshold --for --known-peers"
+        --name --description --default-branch --threshold --for --max-age --resign-interval --proposal
+        --mirror-interval -w --deadline --log-format --known-peers"
 
     # Find the command words, skipping options and their values.
     local i w cmd= sub= skip= args=()
@@ -105,7 +106,8 @@ _guts() {
             --announce-interval | -d | --data | --max-transfers | --stall-timeout | \
             --deadline | --max-pack-size | --max-object-size | --max-delta-depth | --work-factor | \
             --max-work | -j | --threads | --wait | \
-            --name | --description | --default-branch | --threshold | --for)
+            --name | --description | --default-branch | --threshold | --for | --max-age | --resign-interval | \
+            --mirror-interval | -w)
             return # free-form value
             ;;
     esac
@@ -116,13 +118,13 @@ _guts() {
         keygen) opts="-f --force --show" ;;
         listen)
             opts="-l --listen -b --bootstrap --repos --max-connections --handshake-timeout
-                --idle-timeout --keepalive-interval --network -m --mirror --topic --announce-interval --max-transfers --stall-timeout
-                --follow-symlinks --known-peers"
+                --idle-timeout --keepalive-interval --network -m --mirror --topic --announce-interval --resign-interval --max-transfers --stall-timeout
+                --follow-symlinks --mirror-interval --known-peers"
             ;;
         sync)
-            opts="-p --peer --into -f --force -W --timeout --wait --no-wait --deadline --network --max-pack-size --max-object-size
-                --max-delta-depth --work-factor --max-work --known-peers"
-            if [[ $cur != -* ]] && ((${#args[@]} == 0)); then
+            opts="-p --peer --into -f --force -W --timeout --wait --no-wait --max-age --deadline --network --max-pack-size --max-object-size
+                --max-delta-depth --work-factor --max-work --all --exit-code --ephemeral --known-peers"
+            if [[ $cur != -* ]]; then
                 # OWNER/NAME (or NAME) of the repositories in <home>/repos.
                 local IFS=$'\n' home r names=()
                 home=$(_guts_home)
@@ -138,8 +140,8 @@ _guts() {
         gossip)
             case $sub in
                 "") words="publish subscribe" ;;
-                publish) opts="-t --topic -p --peer -d --data -W --timeout --network" ;;
-                subscribe) opts="-t --topic -p --peer -c --count -W --timeout --network" ;;
+                publish) opts="-t --topic -p --peer -d --data -W --timeout --network --ephemeral" ;;
+                subscribe) opts="-t --topic -p --peer -c --count -W --timeout --network --raw --ephemeral" ;;
                 *) return ;;
             esac
             ;;
@@ -167,9 +169,9 @@ _guts() {
             ;;
         dial | ping | ls)
             case $cmd in
-                dial) opts="-W --timeout --network --known-peers" ;;
-                ping) opts="-c --count -i --interval -W --timeout --network --known-peers" ;;
-                ls) opts="-W --timeout --network --known-peers" ;;
+                dial) opts="-W --timeout --network --ephemeral --known-peers" ;;
+                ping) opts="-c --count -i --interval -W --timeout -w --deadline --network --ephemeral --known-peers" ;;
+                ls) opts="-W --timeout --network --ephemeral --known-peers" ;;
             esac
             if [[ $cur != -* ]] && ((${#args[@]} == 0)); then
                 local IFS=$'\n'
@@ -199,11 +201,17 @@ _guts() {
             ;;
         repo)
             case $sub in
-                "") words="init show sign delegates" ;;
+                "") words="init show sign delegates approve" ;;
                 delegates) words="add remove" ;;
+                approve) opts="--no-publish"
+                    if [[ $cur != -* ]] && ((${#args[@]} == 0)); then
+                        compopt -o filenames 2>/dev/null
+                        COMPREPLY=($(compgen -f -- "$cur"))
+                        return
+                    fi ;;
                 init) opts="--name --description --default-branch" ;;
                 show | sign) opts="" ;;
-                "delegates add" | "delegates remove") opts="-t --threshold" ;;
+                "delegates add" | "delegates remove") opts="-t --threshold -p --proposal" ;;
                 *) return ;;
             esac
             if [[ -z $words && $cur != -* ]] && ((${#args[@]} == 0)); then

@@ -17,7 +17,7 @@ function __guts_words
                 --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval \
                 -p --peer --into --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor \
                 --max-work -j --threads \
-                --name --description --default-branch -t --threshold --for --known-peers
+                --name --description --default-branch -t --threshold --for --max-age --resign-interval -p --proposal --known-peers
                 set skip 1
             case '-*'
             case '*'
@@ -107,7 +107,8 @@ complete -c guts -f
 complete -c guts -l home -x -a '(__fish_complete_directories (commandline -ct))' -d 'state directory (default: $GUTS_HOME, else ~/.guts)'
 complete -c guts -l json -d 'machine-readable JSON on stdout'
 complete -c guts -s v -l verbose -d 'more detail on stderr'
-complete -c guts -s q -l quiet -d 'only errors on stderr'
+complete -c guts -s q -l quiet -d 'only errors on stderr, no result on success'
+complete -c guts -l log-format -x -a 'text json' -d 'stderr lines as text or JSON objects'
 complete -c guts -s h -l help -d 'show help and exit'
 complete -c guts -l version -d 'print the version and exit'
 
@@ -128,7 +129,7 @@ complete -c guts -n __guts_needs_command -a version -d 'print the version and ex
 # guts help COMMAND
 complete -c guts -n '__guts_words_are help' -a 'keygen listen status peers sync ls gossip dial ping objects repo' -d 'command'
 complete -c guts -n '__guts_words_are help peers' -a 'score ban unban forget' -d 'peers command'
-complete -c guts -n '__guts_words_are help repo' -a 'init show sign delegates' -d 'repo command'
+complete -c guts -n '__guts_words_are help repo' -a 'init show sign delegates approve' -d 'repo command'
 complete -c guts -n '__guts_words_are help repo delegates' -a 'add remove' -d 'delegates command'
 complete -c guts -n '__guts_words_are help objects' -a verify -d 'verify the objects of a repository'
 
@@ -145,8 +146,10 @@ complete -c guts -n '__guts_using listen' -l idle-timeout -x -d 'drop peers sile
 complete -c guts -n '__guts_using listen' -l keepalive-interval -x -d 'ping peers silent for SECONDS (default 30)'
 complete -c guts -n '__guts_using listen' -l network -x -d 'network ID (default empty)'
 complete -c guts -n '__guts_using listen' -l repos -x -a '(__fish_complete_directories (commandline -ct))' -d 'also serve the repositories under DIR (repeatable)'
-complete -c guts -n '__guts_using listen' -s m -l mirror -x -d 'on a NewCommit for REPO[@[PEERID@]ADDR], sync it (repeatable)'
+complete -c guts -n '__guts_using listen' -s m -l mirror -x -d 'follow REPO[@[PEERID@]ADDR]: sync at start, when announced, periodically (repeatable)'
+complete -c guts -n '__guts_using listen' -l mirror-interval -x -d 'catch-up sync of each mirror every SECONDS (default 300, 0 for none)'
 complete -c guts -n '__guts_using listen' -l topic -x -d 'also subscribe to and relay TOPIC (repeatable)'
+complete -c guts -n '__guts_using listen' -l resign-interval -x -d 'sign unchanged delegate refs again after SECONDS (default 86400)'
 complete -c guts -n '__guts_using listen' -l announce-interval -x -d 'seconds between scans for changes to announce (default 2)'
 complete -c guts -n '__guts_using listen' -l max-transfers -x -d 'object transfers served at once (default 8)'
 complete -c guts -n '__guts_using listen' -l stall-timeout -x -d 'cut off transfers whose peer takes nothing for SECONDS (default 60)'
@@ -173,22 +176,28 @@ complete -c guts -n '__guts_using gossip publish; or __guts_using gossip subscri
 complete -c guts -n '__guts_using gossip publish; or __guts_using gossip subscribe' -l network -x -d 'network ID to connect within'
 complete -c guts -n '__guts_using gossip publish' -s d -l data -x -d 'payload (default: standard input)'
 complete -c guts -n '__guts_using gossip subscribe' -s c -l count -x -d 'exit after N messages'
+complete -c guts -n '__guts_using gossip subscribe' -l raw -d 'print announcements as raw payloads, not decoded'
+complete -c guts -n '__guts_using gossip publish; or __guts_using gossip subscribe' -l ephemeral -d 'with --peer: use a one-time identity'
 
 # guts sync REPO --peer [PEERID@]ADDR
 complete -c guts -n '__guts_using sync' -s p -l peer -x -a '(__guts_known_peers)' -d 'peer to sync from, [PEERID@]ADDR (repeatable, best score first)'
 complete -c guts -n '__guts_using sync' -l into -x -a '(__fish_complete_directories (commandline -ct))' -d 'bare repository to sync into'
 complete -c guts -n '__guts_using sync' -s f -l force -d 'mirror into a repository guts did not create (replaces its refs)'
 complete -c guts -n '__guts_using sync' -s W -l timeout -x -d 'connect, handshake, per-answer silence and no-pack-data limit (default 30)'
+complete -c guts -n '__guts_using sync' -l max-age -x -d 'fail when the newest signed state is older than SECONDS'
 complete -c guts -n '__guts_using sync' -l deadline -x -d 'most SECONDS the whole sync may take (default 3600, 0 for none)'
 complete -c guts -n '__guts_using sync' -l wait -x -d 'wait this long for another sync of the repository (default 600)'
 complete -c guts -n '__guts_using sync' -l no-wait -d 'exit at once with status 10 if another sync holds the repository'
 complete -c guts -n '__guts_using sync' -l network -x -d 'network ID to connect within'
+complete -c guts -n '__guts_using sync' -l all -d 'sync every repository under the state directory'
+complete -c guts -n '__guts_using sync' -l exit-code -d 'exit with status 1 when nothing was new'
+complete -c guts -n '__guts_using sync; or __guts_using dial; or __guts_using ping' -l ephemeral -d 'use a one-time identity'
 complete -c guts -n '__guts_using sync' -l max-pack-size -x -d 'most pack BYTES accepted (default 4G)'
 complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l max-object-size -x -d 'largest object accepted, BYTES (default 100M)'
 complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l max-delta-depth -x -d 'longest delta chain accepted (default 64)'
 complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l work-factor -x -d 'work allowed per pack byte (default 64, 0 for no limit)'
 complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l max-work -x -d 'cap on each kind of work, BYTES (default 64G)'
-complete -c guts -n '__guts_words_are sync' -a '(__guts_repositories)' -d 'repository'
+complete -c guts -n '__guts_using sync' -a '(__guts_repositories)' -d 'repository'
 
 # --known-peers of the commands that connect to peers
 complete -c guts -n '__guts_using dial; or __guts_using ping; or __guts_using sync; or __guts_using ls; or __guts_using listen' -l known-peers -x -a 'accept-new strict off' -d 'how known_peers is used (default accept-new)'
@@ -196,6 +205,7 @@ complete -c guts -n '__guts_using dial; or __guts_using ping; or __guts_using sy
 # guts ls PEER [REPO]
 complete -c guts -n '__guts_using ls' -s W -l timeout -x -d 'connect, handshake and per-answer limit (default 30)'
 complete -c guts -n '__guts_using ls' -l network -x -d 'network ID to connect within'
+complete -c guts -n '__guts_using ls' -l ephemeral -d 'use a one-time identity instead of the state directory\'s'
 complete -c guts -n '__guts_words_are ls; or __guts_words_are dial; or __guts_words_are ping' -a '(__guts_known_peers)' -d 'peer'
 
 # guts dial
@@ -206,6 +216,7 @@ complete -c guts -n '__guts_using dial' -l network -x -d 'network ID to connect 
 complete -c guts -n '__guts_using ping' -s c -l count -x -d 'stop after COUNT pings'
 complete -c guts -n '__guts_using ping' -s i -l interval -x -d 'wait SECONDS between pings (default 1)'
 complete -c guts -n '__guts_using ping' -s W -l timeout -x -d 'wait SECONDS for each pong and for connecting (default 5)'
+complete -c guts -n '__guts_using ping' -s w -l deadline -x -d 'stop after DEADLINE seconds in all'
 complete -c guts -n '__guts_using ping' -l network -x -d 'network ID to connect within'
 
 # guts objects verify [path | OWNER/NAME]
@@ -221,6 +232,9 @@ complete -c guts -n '__guts_words_are repo' -a show -d 'show a repository identi
 complete -c guts -n '__guts_words_are repo' -a sign -d 'sign this node refs of a repository now'
 complete -c guts -n '__guts_words_are repo' -a delegates -d 'add or remove delegates'
 complete -c guts -n '__guts_words_are repo delegates' -a 'add remove' -d 'delegates command'
+complete -c guts -n '__guts_words_are repo' -a approve -d 'sign a proposed identity version, publish it at the threshold'
+complete -c guts -n '__guts_using repo approve' -l no-publish -d 'only add this node signature'
+complete -c guts -n '__guts_using repo delegates' -s p -l proposal -r -d 'write a proposal signed by this node to FILE'
 complete -c guts -n '__guts_using repo init' -l name -x -d 'the name in the identity document'
 complete -c guts -n '__guts_using repo init' -l description -x -d 'a one-line description'
 complete -c guts -n '__guts_using repo init' -l default-branch -x -d 'the default branch'

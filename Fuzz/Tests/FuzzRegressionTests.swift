@@ -21,6 +21,7 @@ final class FuzzRegressionTests: XCTestCase {
         ("config", fuzzConfig),
         ("json", fuzzJSON),
         ("control-codec", fuzzControlCodec),
+        ("trust", fuzzTrust),
     ]
 
     override class func tearDown() {
@@ -59,6 +60,7 @@ final class FuzzRegressionTests: XCTestCase {
     func testConfig() throws { try replay("config") }
     func testJSON() throws { try replay("json") }
     func testControlCodec() throws { try replay("control-codec") }
+    func testTrust() throws { try replay("trust") }
 
     /// Every harness in Fuzz/Targets is replayed here (a new target cannot be forgotten).
     func testEveryTargetIsReplayed() throws {

@@ -5,6 +5,8 @@ import GutsGossip
 import GutsNode
 import GutsNoise
 import GutsSync
+import GutsTrust
+import GutsIdentity
 import GutsWire
 
 /// The seed inputs of the targets whose inputs are protocol bytes, made with the real
@@ -171,6 +173,29 @@ enum FuzzSeeds {
             seeds.append(("json", "response-" + name, line))
         }
         seeds.append(("json", "values", Array(#" {"a":[1,-0,2.5,-3e2,1E+3,true,false,null],"s":"\u00e9\ud83d\ude00\n\"\\","o":{}} "#.utf8)))
+        // trust: the format byte, then a valid document, signatures blob, signed refs and
+        // proposal made with the harness keys.
+        seeds += trustSeeds.map { ("trust", $0.0, $0.1) }
         return seeds
+    }
+
+    /// One valid value of each trust format, prefixed with the harness's format byte.
+    static var trustSeeds: [(String, [UInt8])] {
+        let a = fuzzEd25519(3), b = fuzzEd25519(4)
+        guard let pa = try? PeerID(publicKey: a.publicKey), let pb = try? PeerID(publicKey: b.publicKey) else { fuzzFail("peer IDs") }
+        let doc = IdentityDocument(name: "alice/project", description: "fuzz seed", delegates: [pa, pb])
+        guard let rid = RepositoryID(bytes: doc.hash) else { fuzzFail("repository ID") }
+        let sigs = DocumentSignatures([pa: a.sign(doc.signingMessage)])
+        var refs = SignedRefs(repository: rid, delegate: pa, sequence: 2, time: 1_700_000_000,
+                              refs: [("refs/heads/main", ObjectID.compute(type: .blob, body: [1])),
+                                     ("refs/tags/v1", ObjectID.compute(type: .blob, body: [2]))])
+        refs.sign(with: a)
+        var next = doc
+        next.version = 2
+        next.previous = doc.hash
+        next.threshold = 2
+        let proposal = IdentityProposal(repository: rid, document: next, signatures: DocumentSignatures([pb: b.sign(next.signingMessage)]))
+        return [("document", [0] + doc.serialized()), ("signatures", [1] + sigs.serialized()),
+                ("signed-refs", [2] + refs.serialized()), ("proposal", [3] + proposal.serialized())]
     }
 }

@@ -32,7 +32,7 @@ public struct Endpoint: Equatable, Sendable, CustomStringConvertible {
         if let at = rest.firstIndex(of: "@") {
             let idText = rest[..<at]
             guard let id = PeerID(idText) else {
-                throw ParseError.invalid(text, "'\(idText)' is not a peer ID (expected gt followed by 56 base32 characters)")
+                throw ParseError.invalid(text, "'\(idText)' is not a peer ID: \(PeerID.problem(idText) ?? "expected gt followed by 56 base32 characters")")
             }
             peer = id
             rest = rest[rest.index(after: at)...]

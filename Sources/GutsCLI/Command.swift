@@ -32,7 +32,8 @@ public enum GlobalOptions {
         OptionSpec("home", value: "DIR", help: "state directory (default: $GUTS_HOME, else ~/.guts)"),
         OptionSpec("json", help: "machine-readable JSON on stdout"),
         OptionSpec("verbose", short: "v", repeatable: true, help: "more detail on stderr"),
-        OptionSpec("quiet", short: "q", help: "only errors on stderr"),
+        OptionSpec("quiet", short: "q", help: "only errors on stderr, and no result on stdout when all went well"),
+        OptionSpec("log-format", value: "FORMAT", help: "stderr lines as text (default) or json, one object per line"),
         OptionSpec("help", short: "h", help: "show help and exit"),
         OptionSpec("version", help: "print the version and exit"),
     ]
@@ -44,13 +45,18 @@ public final class Context: @unchecked Sendable {
     public let verbosity: Int
     public let quiet: Bool
     public let environment: [String: String]
+    public let logFormat: LogFormat
+    /// The command's name, a field of every JSON log line.
+    public let command: String
     private let homeOverride: String?
     /// Keeps concurrent lines from interleaving mid-line (heap-allocated: never moves).
     private let lock = HeapMutex()
     private var logSink: LogSink?
 
-    public init(arguments: ParsedArguments, environment: [String: String]) {
+    public init(arguments: ParsedArguments, environment: [String: String], command: String = "") {
         self.json = arguments.has("json")
+        self.logFormat = LogFormat(rawValue: arguments.value("log-format") ?? "") ?? .text
+        self.command = command
         self.verbosity = arguments.all("verbose").count
         self.quiet = arguments.has("quiet")
         self.environment = environment
@@ -68,6 +74,7 @@ public final class Context: @unchecked Sendable {
     /// The state directory, created with mode 0700 when missing.
     public func home() throws -> String {
         let path = homePath
+        if let problem = Files.stateDirectoryProblem(path) { throw CommandError(.io, problem) }
         if !Files.isDirectory(path) {
             do {
                 try Files.makeDirectories(Files.directoryName(path))
@@ -101,18 +108,18 @@ public final class Context: @unchecked Sendable {
     /// A log line on stderr (suppressed by --quiet).
     public func log(_ line: String) {
         if quiet { return }
-        logLine(Escape.text(line))
+        logLine("info", Escape.text(line))
     }
 
     /// A detail line on stderr, only with -v.
     public func debug(_ line: String) {
         if verbosity == 0 || quiet { return }
-        logLine(Escape.text(line))
+        logLine("debug", Escape.text(line))
     }
 
     /// An error line on stderr, always shown.
     public func error(_ line: String) {
-        logLine("guts: " + Escape.text(line))
+        logLine("error", logFormat == .json ? Escape.text(line) : "guts: " + Escape.text(line))
     }
 
     /// Sends stderr lines through `sink` (a long-running command's log), or straight to
@@ -121,23 +128,25 @@ public final class Context: @unchecked Sendable {
         lock.locked { logSink = sink }
     }
 
-    private func logLine(_ line: String) {
+    private func logLine(_ level: String, _ text: String) {
         if let sink = lock.locked({ logSink }) {
-            sink.write(line)  // never waits for stderr
+            // A long-running command's log: every line with its time and level.
+            sink.write(LogFormat.render(logFormat, level: level, text, stamped: true, fields: ["command": command]))  // never waits for stderr
             return
         }
         // One-shot commands: a direct write, holding the lock only for this one line.
+        let line = LogFormat.render(logFormat, level: level, text, fields: ["command": command])
         lock.locked { writeAll(2, line + "\n") }
     }
 
     /// Progress on a TTY only: rewrites the current stderr line.
     public func progress(_ line: String) {
-        guard stderrIsTTY, !quiet else { return }
+        guard stderrIsTTY, !quiet, logFormat == .text else { return }
         lock.locked { writeAll(2, "\r\u{1B}[K" + Escape.text(line)) }
     }
 
     public func endProgress() {
-        guard stderrIsTTY, !quiet else { return }
+        guard stderrIsTTY, !quiet, logFormat == .text else { return }
         lock.locked { writeAll(2, "\r\u{1B}[K") }
     }
 }
@@ -149,3 +158,12 @@ func writeAll(_ fd: Int32, _ text: String) -> Bool {
     Files.writeAll(fd, Array(text.utf8)) == 0
 }
 
+
+extension LogFormat {
+    /// `--log-format` from the parsed options (text when absent).
+    static func parse(_ args: ParsedArguments) throws -> LogFormat {
+        guard let v = args.value("log-format") else { return .text }
+        guard let f = LogFormat(rawValue: v) else { throw UsageError("--log-format: expected text or json, not '\(v)'") }
+        return f
+    }
+}

@@ -37,6 +37,12 @@ public struct NodeConfig: Equatable, Sendable {
     public var knownPeers = KnownPeersMode.acceptNew
     /// `alias.NAME = [PEERID@]ADDR` lines: names usable wherever a peer is accepted.
     public var aliases: [String: Endpoint] = [:]
+    /// Seconds: `sync` fails when the newest signed state is older; 0 for no limit.
+    public var maxSignedAge = 0.0
+    /// Seconds after which a running node signs its unchanged refs again; 0 never.
+    public var resignInterval = 86_400.0
+    /// Seconds between catch-up syncs of `listen --mirror` repositories; 0 for none.
+    public var mirrorInterval = 300.0
 
     public static let fileName = "config"
     static let scoreKeys = ScoreEvent.allCases.flatMap { e in ["weight", "cap", "half-life"].map { "score.\(e.rawValue).\($0)" } }
@@ -46,7 +52,8 @@ public struct NodeConfig: Equatable, Sendable {
                               "work-factor", "max-work", "max-pack-size", "min-free-disk", "sync-deadline",
                               "max-pending-handshakes", "max-pending-per-address", "handshake-rate", "handshake-burst",
                               "peer-message-rate", "peer-message-burst", "peer-byte-rate", "peer-byte-burst",
-                              "peer-request-rate", "peer-request-burst", "max-sessions-per-peer", "known-peers"] + scoreKeys
+                              "peer-request-rate", "peer-request-burst", "max-sessions-per-peer",
+                              "max-signed-age", "resign-interval", "mirror-interval", "known-peers"] + scoreKeys
 
     /// Ranges of the limit settings, shared by the config keys and the options.
     static let objectSizeRange = 1...(1 << 40)
@@ -56,6 +63,9 @@ public struct NodeConfig: Equatable, Sendable {
     static let packSizeRange = 1...(1 << 50)
     static let freeDiskRange = 0...(1 << 50)
     static let deadlineRange = 0.0...604_800
+    static let signedAgeRange = 0.0...315_360_000
+    /// --mirror-interval: 0 (off) or 1 s to a week.
+    static let mirrorIntervalRange = 1.0...604_800
 
     public init() {}
 
@@ -74,25 +84,39 @@ public struct NodeConfig: Equatable, Sendable {
             let value = String(line[line.index(after: eq)...]).trimmingSpaces()
             func number(_ range: ClosedRange<Double>) throws -> Double {
                 guard let v = Double(value), v.isFinite, range.contains(v) else {
-                    throw CommandError(.io, "\(origin):\(lineNumber): \(key) must be a number from \(formatNumber(range.lowerBound)) to \(formatNumber(range.upperBound))")
+                    throw CommandError(.io, "\(origin):\(lineNumber): \(key) = '\(value)': must be a number from \(formatNumber(range.lowerBound)) to \(formatNumber(range.upperBound))")
                 }
                 return v
             }
             func bytes(_ range: ClosedRange<Int>) throws -> Int {
                 guard let v = parseByteCount(value), range.contains(v) else {
-                    throw CommandError(.io, "\(origin):\(lineNumber): \(key) must be a byte count from \(range.lowerBound) to \(range.upperBound) (suffixes K, M, G, T allowed)")
+                    throw CommandError(.io, "\(origin):\(lineNumber): \(key) = '\(value)': must be a byte count from \(range.lowerBound) to \(range.upperBound) (suffixes K, M, G, T allowed)")
+                }
+                return v
+            }
+            func interval() throws -> Double {
+                guard let v = Double(value), v.isFinite, v == 0 || mirrorIntervalRange.contains(v) else {
+                    throw CommandError(.io, "\(origin):\(lineNumber): \(key) = '\(value)': must be 0 (off) or a number of seconds from 1 to 604800")
                 }
                 return v
             }
             func integer(_ range: ClosedRange<Int>) throws -> Int {
                 guard let v = Int(value), range.contains(v) else {
-                    throw CommandError(.io, "\(origin):\(lineNumber): \(key) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+                    throw CommandError(.io, "\(origin):\(lineNumber): \(key) = '\(value)': must be a whole number from \(range.lowerBound) to \(range.upperBound)")
                 }
                 return v
             }
             switch key {
-            case "listen": config.listen = value
-            case "bootstrap": config.bootstrap.append(value)
+            case "listen":
+                do { _ = try Endpoint.parse(value, allowPortZero: true) } catch {
+                    throw CommandError(.io, "\(origin):\(lineNumber): listen: \(error)")
+                }
+                config.listen = value
+            case "bootstrap":
+                do { _ = try Endpoint.parse(value) } catch {
+                    throw CommandError(.io, "\(origin):\(lineNumber): bootstrap: \(error)")
+                }
+                config.bootstrap.append(value)
             case "max-connections": config.maxConnections = Int(try number(1...100_000))
             case "connect-timeout": config.connectTimeout = try number(0.1...3600)
             case "handshake-timeout": config.handshakeTimeout = try number(0.1...3600)
@@ -137,6 +161,9 @@ public struct NodeConfig: Equatable, Sendable {
             case "max-pack-size": config.maxPackSize = try bytes(packSizeRange)
             case "min-free-disk": config.minFreeDisk = try bytes(freeDiskRange)
             case "sync-deadline": config.syncDeadline = try number(deadlineRange)
+            case "max-signed-age": config.maxSignedAge = try number(signedAgeRange)
+            case "resign-interval": config.resignInterval = try number(signedAgeRange)
+            case "mirror-interval": config.mirrorInterval = try interval()
             case "known-peers":
                 guard let mode = KnownPeersMode(rawValue: value) else {
                     throw CommandError(.io, "\(origin):\(lineNumber): known-peers must be accept-new, strict or off")

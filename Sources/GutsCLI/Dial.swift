@@ -9,10 +9,11 @@ import NIOPosix
 enum DialCommand: Command {
     static let name = "dial"
     static let summary = "connect to a node, authenticate it and show its identity"
-    static let synopsis = "dial [--timeout SECONDS] [--network ID] [--known-peers MODE] [PEERID@]ADDR|ALIAS"
+    static let synopsis = "dial [--timeout SECONDS] [--network ID] [--ephemeral] [--known-peers MODE] [PEERID@]ADDR|ALIAS"
     static let options = [
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "limit for the TCP connect and, separately, for the handshake (default: connect-timeout and handshake-timeout from config, 10 each)"),
         OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
+        Network.ephemeralOption,
         PeerResolver.option,
     ]
 
@@ -26,7 +27,7 @@ enum DialCommand: Command {
             config.handshakeTimeout = t
         }
         try Network.applyNetworkOption(args, to: &config)
-        let identity = try Network.clientIdentity(context)
+        let identity = try Network.clientIdentity(context, args)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         let connection = try peers.dial(target, config: Network.sessionConfig(identity: identity, config: config),

@@ -24,4 +24,21 @@ public enum ExitCode: Int32, Sendable {
     /// A local resource is locked by another guts process and the command would not wait
     /// (any longer): `sync` on a repository another sync, mirroring or maintenance holds.
     case busy = 10
+
+    /// The name of the code in JSON error objects (guts(1), JSON ERRORS).
+    public var kind: String {
+        switch self {
+        case .ok: return "ok"
+        case .noReply: return "negative"
+        case .usage: return "usage"
+        case .io: return "local"
+        case .unreachable: return "unreachable"
+        case .authentication: return "authentication"
+        case .integrity: return "integrity"
+        case .timeout: return "timeout"
+        case .protocolError: return "protocol"
+        case .refused: return "refused"
+        case .busy: return "busy"
+        }
+    }
 }

@@ -22,7 +22,7 @@ enum GossipConnect {
         config.connectTimeout = timeout
         config.handshakeTimeout = timeout
         try Network.applyNetworkOption(args, to: &config)
-        let identity = try Network.clientIdentity(context)
+        let identity = try Network.clientIdentity(context, args)
         let session = Network.sessionConfig(identity: identity, config: config, capabilities: [Capabilities.ping, GossipClient.capability],
                                              protocols: MessageRegistry([GossipProtocol()]))
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -53,13 +53,14 @@ enum GossipConnect {
 enum GossipPublishCommand: Command {
     static let name = "gossip publish"
     static let summary = "sign a message and hand it to a node, which floods it on its topic"
-    static let synopsis = "gossip publish --topic TOPIC [--peer [PEERID@]ADDR] [--data STRING]"
+    static let synopsis = "gossip publish --topic TOPIC [--peer [PEERID@]ADDR [--ephemeral]] [--data STRING]"
     static let options = [
         OptionSpec("topic", short: "t", value: "TOPIC", help: "topic to publish on"),
         OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", help: "node to hand the message to (default: the node running for this home)"),
         OptionSpec("data", short: "d", value: "STRING", help: "payload (default: all of standard input, binary-safe)"),
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "connect, handshake and acknowledgement timeout (default 10)"),
         OptionSpec("network", value: "ID", help: "with --peer: network ID to connect within (default: network from config, empty)"),
+        OptionSpec("ephemeral", help: "with --peer: use a one-time identity instead of the state directory's"),
     ]
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
@@ -170,13 +171,15 @@ enum GossipPublishCommand: Command {
 enum GossipSubscribeCommand: Command {
     static let name = "gossip subscribe"
     static let summary = "print every message on a topic as a node receives it, one line each"
-    static let synopsis = "gossip subscribe --topic TOPIC [--peer [PEERID@]ADDR] [--count N] [--timeout SECONDS]"
+    static let synopsis = "gossip subscribe --topic TOPIC [--peer [PEERID@]ADDR [--ephemeral]] [--count N] [--timeout SECONDS] [--raw]"
     static let options = [
         OptionSpec("topic", short: "t", value: "TOPIC", help: "topic to follow"),
         OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", help: "node to follow it through (default: the node running for this home)"),
         OptionSpec("count", short: "c", value: "N", help: "exit after N messages"),
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "exit after SECONDS (also the connect and handshake timeout)"),
+        OptionSpec("raw", help: "print announcements as their raw payload, not decoded"),
         OptionSpec("network", value: "ID", help: "with --peer: network ID to connect within (default: network from config, empty)"),
+        OptionSpec("ephemeral", help: "with --peer: use a one-time identity instead of the state directory's"),
     ]
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
@@ -184,16 +187,24 @@ enum GossipSubscribeCommand: Command {
         let topic = try GossipConnect.topic(args)
         let count = try args.int("count", in: 1...Int(Int32.max))
         let limit = try args.seconds("timeout", in: 0.1...31_536_000)
+        let raw = args.has("raw")
         let signals = SignalWatcher.install()
         guard args.has("peer") else {
             try GossipConnect.refuseNetworkWithoutPeer(args)
-            return try subscribeLocally(topic: topic, count: count, limit: limit, signals: signals, context)
+            return try subscribeLocally(topic: topic, count: count, limit: limit, raw: raw, signals: signals, context)
         }
         let (connection, _, group) = try GossipConnect.open(args, context, timeout: min(limit ?? 10, 10), signals: signals)
         defer { try? group.syncShutdownGracefully() }
         signals.onSignal { _ in connection.close(.shutdown, "subscriber interrupted") }
+        // Ends as soon as standard output's reader goes away (`| head -1`), not only
+        // when the next message fails to be written.
+        let hangup = StdoutWatcher.start { connection.close(.shutdown, "subscriber's output closed") }
+        defer { hangup.stop() }
         connection.send(.gossip(.subscribe(Subscribe(subscribe: true, topics: [topic]))))
-        context.debug("subscribed to \(topic)")
+        // The node handles a connection's messages in order: its pong to this ping means
+        // the subscription is in place (what scripts waiting on -v's line rely on).
+        let probe = UInt64.random(in: 1...UInt64.max)
+        connection.send(.ping(nonce: probe))
         let started = Instant.now()
         var received = 0
         defer {
@@ -214,14 +225,19 @@ enum GossipSubscribeCommand: Command {
                 if limit != nil { break }
                 continue
             } catch {
-                if signals.received != 0 { break }
-                throw CommandError(.unreachable, "connection to the node lost: \(error)")
+                if signals.received != 0 || hangup.fired { break }
+                let lost = Network.describe(error, endpoint: try Network.parseEndpoint(args.value("peer") ?? ""))
+                throw CommandError(lost.code, "connection to the node lost: \(lost.message)")
+            }
+            if case .pong(probe) = message {
+                context.debug("subscribed to \(topic)")
+                continue
             }
             guard case let .gossip(g)? = message.gossipMessage, g.topic == topic else { continue }
             received += 1
             let origin = (try? PeerID(publicKey: g.origin))?.description ?? Hex.encode(g.origin)
             let line = render(GossipDelivery(topic: g.topic, origin: origin, id: g.id, timestampMillis: g.timestamp, data: g.data),
-                              json: context.json)
+                              json: context.json, raw: raw)
             if !context.outChecked(line) { break }  // reader went away (| head)
         }
         return received > 0 ? .ok : .noReply
@@ -229,7 +245,7 @@ enum GossipSubscribeCommand: Command {
 
     /// Through the control socket of the node running for this home. Ends as soon as
     /// standard output's reader goes away (`| head -1`), not only at the next message.
-    static func subscribeLocally(topic: String, count: Int?, limit: Double?, signals: SignalWatcher, _ context: Context) throws -> ExitCode {
+    static func subscribeLocally(topic: String, count: Int?, limit: Double?, raw: Bool, signals: SignalWatcher, _ context: Context) throws -> ExitCode {
         let started = Instant.now()
         let request = ControlRequest.subscribe(topics: [topic])
         let client = try LocalNode.connect(context, timeout: min(limit ?? 10, 10), hint: ", or give --peer")
@@ -269,7 +285,7 @@ enum GossipSubscribeCommand: Command {
                 context.debug("subscribed to \(topic)")
             case let .gossip(d) where d.topic == topic:
                 received += 1
-                if !context.outChecked(render(d, json: context.json)) { return .ok }
+                if !context.outChecked(render(d, json: context.json, raw: raw)) { return .ok }
             case let .failure(e):
                 throw LocalNode.describe(e)
             default:
@@ -279,9 +295,23 @@ enum GossipSubscribeCommand: Command {
         return received > 0 ? .ok : .noReply
     }
 
-    static func render(_ g: GossipDelivery, json: Bool) -> String {
+    static func render(_ g: GossipDelivery, json: Bool, raw: Bool = false) -> String {
         let id = Hex.encode(g.id)
         let time = rfc3339(milliseconds: g.timestampMillis)
+        // Announcements (guts/commits, guts/repositories) decoded into their fields.
+        if !raw, [Topic.commits, Topic.repositories].contains(g.topic), let a = Announcement.decode(g.data) {
+            let fields = announcementFields(a)
+            if json {
+                var object: [(String, JSONValue)] = [("topic", .string(g.topic)), ("origin", .string(g.origin)), ("id", .string(id)),
+                                                     ("time", .string(time)), ("timestamp_ms", .int(Int(clamping: g.timestampMillis))),
+                                                     ("type", .string(a.typeName))]
+                object += fields.map { ($0.0, .string($0.1)) }
+                return JSONValue.object(object).rendered
+            }
+            // Repository names come from the peer: escaped.
+            let text = fields.map { "\($0.0)=\(Escape.text($0.1))" }.joined(separator: " ")
+            return "\(g.origin) \(id) \(time) \(a.typeName) \(text)"
+        }
         let text = decodeUTF8(g.data)
         if json {
             return JSON.object([
@@ -293,6 +323,17 @@ enum GossipSubscribeCommand: Command {
         }
         // One line whatever the payload: printable text as is, the rest escaped.
         return "\(g.origin) \(id) \(time) \(Escape.bytes(g.data))"
+    }
+
+    /// The fields of an announcement, in the order they are printed.
+    static func announcementFields(_ a: Announcement) -> [(String, String)] {
+        switch a {
+        case let .newRepository(n): return [("repository", n.repository)]
+        case let .refsChanged(r): return [("repository", r.repository), ("refs_hash", Hex.encode(r.refsHash))]
+        case let .signedRefs(u):
+            return [("repository_id", u.repository.description), ("delegate", u.delegate.description),
+                    ("sequence", String(u.sequence)), ("signed_refs", u.signedRefs.description)]
+        }
     }
 
     static func rfc3339(milliseconds ms: UInt64) -> String {

@@ -34,35 +34,50 @@ public enum GutsMain {
     /// Runs guts with `arguments` (without the program name); returns the exit code.
     public static func run(arguments: [String], environment: [String: String] = processEnvironment()) -> Int32 {
         signal(SIGPIPE, SIG_IGN)
+        let failure: CommandError
+        var json = false
+        var logFormat = LogFormat.text
         do {
-            return try dispatch(arguments, environment: environment).rawValue
+            return try dispatch(arguments, environment: environment, json: &json, logFormat: &logFormat).rawValue
         } catch let e as UsageError {
-            writeAll(2, "guts: \(Escape.text(e.message))\n")
-            return ExitCode.usage.rawValue
+            failure = CommandError(.usage, e.message)
         } catch let e as CommandError {
-            writeAll(2, "guts: \(Escape.text(e.message))\n")
-            return e.code.rawValue
+            failure = e
         } catch {
-            writeAll(2, "guts: \(Escape.text(String(describing: error)))\n")
-            return ExitCode.io.rawValue
+            failure = CommandError(.io, String(describing: error))
         }
+        // Before the options were parsed (a usage error in them), --json is looked for
+        // among the words before the command's operands.
+        if !json { json = arguments.prefix(while: { $0 != "--" }).contains("--json") }
+        let text = Escape.text(failure.message)
+        writeAll(2, LogFormat.render(logFormat, level: "error", logFormat == .json ? text : "guts: " + text) + "\n")
+        if json { writeAll(1, JSON.object(["error": errorObject(code: failure.code, message: failure.message)]) + "\n") }
+        return failure.code.rawValue
+    }
+
+    /// `{"code":N,"kind":"...","message":"..."}`: a failure for scripts (guts(1), JSON ERRORS).
+    static func errorObject(code: ExitCode, message: String) -> JSONValue {
+        .object([("code", .int(Int(code.rawValue))), ("kind", .string(code.kind)), ("message", .string(message))])
     }
 
     /// Splits `arguments` into global options, the command words and the command's own
     /// arguments; global options may also follow the command.
-    static func dispatch(_ arguments: [String], environment: [String: String]) throws -> ExitCode {
+    static func dispatch(_ arguments: [String], environment: [String: String], json: inout Bool,
+                         logFormat: inout LogFormat) throws -> ExitCode {
         // Leading global options.
         var i = 0
         var leading: [String] = []
         while i < arguments.count, arguments[i].hasPrefix("-"), arguments[i] != "--" {
             leading.append(arguments[i])
-            if arguments[i] == "--home" {
+            if GlobalOptions.specs.contains(where: { $0.valueName != nil && "--" + $0.long == arguments[i] }) {
                 i += 1
                 if i < arguments.count { leading.append(arguments[i]) }
             }
             i += 1
         }
         let globals = try ArgumentParser.parse(leading, options: GlobalOptions.specs)
+        json = globals.has("json")
+        logFormat = try LogFormat.parse(globals)
         if globals.has("version") {
             writeAll(1, "guts \(version)\n")
             return .ok
@@ -82,7 +97,12 @@ public enum GutsMain {
                 writeAll(1, mainHelp())
                 return .ok
             }
-            let (cmd, _) = try resolve(Array(rest.dropFirst()))
+            let words = Array(rest.dropFirst())
+            if let group = groupHelp(words) {
+                writeAll(1, group)
+                return .ok
+            }
+            let (cmd, _) = try resolve(words)
             writeAll(1, help(for: cmd))
             return .ok
         }
@@ -90,8 +110,18 @@ public enum GutsMain {
             writeAll(1, "guts \(version)\n")
             return .ok
         }
+        // `guts gossip --help`, `guts repo delegates -h`: help for a group of commands.
+        let words = Array(rest.prefix { !$0.hasPrefix("-") })
+        let flags = rest.dropFirst(words.count)
+        if flags.allSatisfy({ $0 == "--help" || $0 == "-h" }), !flags.isEmpty || globals.has("help"),
+           let group = groupHelp(words) {
+            writeAll(1, group)
+            return .ok
+        }
         let (cmd, remaining) = try resolve(rest)
         let parsed = try ArgumentParser.parse(leading + remaining, options: GlobalOptions.specs + cmd.options)
+        json = parsed.has("json")
+        logFormat = try LogFormat.parse(parsed)
         if parsed.has("help") {
             writeAll(1, help(for: cmd))
             return .ok
@@ -100,7 +130,7 @@ public enum GutsMain {
             writeAll(1, "guts \(version)\n")
             return .ok
         }
-        let context = Context(arguments: parsed, environment: environment)
+        let context = Context(arguments: parsed, environment: environment, command: cmd.name)
         return try cmd.run(parsed, context)
     }
 
@@ -132,8 +162,23 @@ public enum GutsMain {
         throw UsageError("unknown command '\(words[0])'\(hint) (see 'guts help')")
     }
 
+    /// Help for a group of commands (`guts help gossip`, `guts repo --help`): its
+    /// subcommands with their summaries. nil when `words` name no group.
+    static func groupHelp(_ words: [String]) -> String? {
+        guard !words.isEmpty, !words.contains(where: { $0.hasPrefix("-") }) else { return nil }
+        let group = words.joined(separator: " ")
+        guard !commands.contains(where: { $0.name == group }) else { return nil }
+        let members = commands.filter { $0.name.hasPrefix(group + " ") }
+        guard !members.isEmpty else { return nil }
+        var s = "usage: guts \(group) <subcommand> [options] [args]\n\nsubcommands:\n"
+        let width = (members.map { $0.name.count }.max() ?? 8) + 2
+        for c in members { s += "  " + c.name.padded(to: width) + c.summary + "\n" }
+        s += "\nSee 'guts help \(group) <subcommand>' for its options.\n"
+        return s
+    }
+
     static func mainHelp() -> String {
-        var s = "usage: guts [--home DIR] [--json] [-v|-q] <command> [options] [args]\n\n"
+        var s = "usage: guts [--home DIR] [--json] [-v|-q] [--log-format text|json] <command> [options] [args]\n\n"
         s += "guts: peer-to-peer git repository mirroring over Noise-encrypted connections.\n\ncommands:\n"
         let width = (commands.map { $0.name.count }.max() ?? 8) + 2
         for c in commands {

@@ -27,8 +27,10 @@ enum ListenCommand: Command {
         OptionSpec("repos", value: "DIR", repeatable: true, help: "also serve the repositories under DIR (besides <home>/repos)"),
         OptionSpec("follow-symlinks", help: "also serve repositories that symbolic links place outside their repository directory"),
         OptionSpec("mirror", short: "m", value: "REPO[@PEERID][@ADDR]", repeatable: true, help: "follow REPO (a name or ID): sync its signed refs when announced; PEERID pins it and is the only source of an unsigned REPO"),
+        OptionSpec("mirror-interval", value: "SECONDS", help: "catch-up sync of each --mirror repository this often, jittered ±10% (default 300, 0 for none; config mirror-interval)"),
         OptionSpec("topic", value: "TOPIC", repeatable: true, help: "also subscribe to and relay TOPIC"),
         OptionSpec("announce-interval", value: "SECONDS", help: "how often served repositories are scanned for changes to announce (default 2)"),
+        OptionSpec("resign-interval", value: "SECONDS", help: "sign unchanged refs of repositories this node is a delegate of again after this long (default 86400, 0 never; config resign-interval)"),
         OptionSpec("max-transfers", value: "N", help: "object transfers served at once; more are answered busy (default 8)"),
         OptionSpec("stall-timeout", value: "SECONDS", help: "cut off a transfer whose peer takes no bytes for this long (default 60)"),
         PeerResolver.option,
@@ -135,6 +137,7 @@ enum ListenCommand: Command {
         nodeOptions.admission = config.admission
         nodeOptions.rates = config.rates
         nodeOptions.maxSessionsPerPeer = config.maxSessionsPerPeer
+        nodeOptions.resignInterval = try args.seconds("resign-interval", in: NodeConfig.signedAgeRange) ?? config.resignInterval
         nodeOptions.mirrors = try args.all("mirror").map { try parseMirror($0, aliases: config.aliases) }
         if resolver.mode != .off {
             let learn = Set(targets.indices.filter { targets[$0].endpoint.peer == nil })
@@ -147,6 +150,13 @@ enum ListenCommand: Command {
             return t
         }
         if let v = try args.seconds("announce-interval", in: 0.1...86400) { nodeOptions.announceInterval = v }
+        nodeOptions.mirrorInterval = config.mirrorInterval
+        if let text = args.value("mirror-interval") {
+            guard let v = Double(text), v.isFinite, v == 0 || NodeConfig.mirrorIntervalRange.contains(v) else {
+                throw UsageError("--mirror-interval: expected 0 (off) or seconds from 1 to 604800, not '\(text)'")
+            }
+            nodeOptions.mirrorInterval = v
+        }
         if let v = try args.int("max-transfers", in: 1...1024) { nodeOptions.maxTransfers = v }
         if let v = try args.seconds("stall-timeout", in: 1...86400) { nodeOptions.stallTimeout = v }
         // The control socket first: a node already running for this home keeps it.
@@ -174,7 +184,7 @@ enum ListenCommand: Command {
         } catch {
             controlServer.stop()
             node.stop()
-            throw CommandError(.io, "cannot listen on \(bind.address): \(error)")
+            throw CommandError(.io, "cannot listen on \(bind.address): \(Network.userReason(error))")
         }
         control.setListening([address])
         if context.json {

@@ -11,10 +11,11 @@ import NIOPosix
 enum LsCommand: Command {
     static let name = "ls"
     static let summary = "list the repositories a peer serves to you, or the refs of one (like git ls-remote)"
-    static let synopsis = "ls [--timeout SECONDS] [--network ID] [--known-peers MODE] [--json] [PEERID@]ADDR|ALIAS [REPO]"
+    static let synopsis = "ls [--timeout SECONDS] [--network ID] [--ephemeral] [--known-peers MODE] [--json] [PEERID@]ADDR|ALIAS [REPO]"
     static let options = [
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "connect, handshake and per-answer limit (default 30)"),
         OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
+        Network.ephemeralOption,
         PeerResolver.option,
     ]
 
@@ -33,7 +34,7 @@ enum LsCommand: Command {
         try Network.applyNetworkOption(args, to: &config)
         let peers = try PeerResolver(args, config: config, context: context)
         let target = try peers.resolve(args.positionals[0])
-        let identity = try Network.clientIdentity(context)
+        let identity = try Network.clientIdentity(context, args)
         let session = Network.sessionConfig(identity: identity, config: config, protocols: MessageRegistry([SyncProtocol()]))
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }

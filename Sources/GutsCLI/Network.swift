@@ -24,18 +24,25 @@ enum Network {
                       protocols: protocols)
     }
 
-    /// The node identity for outbound-only commands: the stored one when present (its key
-    /// file permissions still checked), otherwise a throwaway identity for this run.
-    static func clientIdentity(_ context: Context) throws -> Identity {
+    /// The node identity for outbound-only commands: the stored one (its state directory
+    /// and key file checked), or with `--ephemeral` a throwaway identity for this run,
+    /// never silently.
+    static func clientIdentity(_ context: Context, _ args: ParsedArguments) throws -> Identity {
+        if args.has("ephemeral") {
+            context.debug("using a one-time identity for this run (--ephemeral)")
+            return Identity.generate()
+        }
         do {
             return try Identity.load(home: context.homePath)
-        } catch IdentityError.missing {
-            context.debug("no identity in \(context.homePath); using a one-time identity for this connection")
-            return Identity.generate()
+        } catch let IdentityError.missing(path) {
+            throw CommandError(.io, "no identity at \(path); create one with 'guts keygen', or give --ephemeral to use a one-time identity")
         } catch let e as IdentityError {
             throw CommandError(.io, e.description)
         }
     }
+
+    /// The `--ephemeral` option of the commands that may use a one-time identity.
+    static let ephemeralOption = OptionSpec("ephemeral", help: "use a one-time identity instead of the state directory's")
 
     /// `--network ID` overrides the config file's network.
     static func applyNetworkOption(_ args: ParsedArguments, to config: inout NodeConfig) throws {
@@ -87,6 +94,16 @@ enum Network {
     /// An OS error as its plain strerror text ("Connection refused").
     static func explain(_ error: Error) -> String {
         if let io = error as? IOError, let text = strerror(io.errnoCode) { return String(cString: text) }
+        return "\(error)"
+    }
+
+    /// An error from binding or accepting in user terms: the system's reason, starting
+    /// lower case ("address already in use"), never the library's call and descriptor.
+    static func userReason(_ error: Error) -> String {
+        if let io = error as? IOError, let text = strerror(io.errnoCode) {
+            let s = String(cString: text)
+            return s.prefix(1).lowercased() + s.dropFirst()
+        }
         return "\(error)"
     }
 

@@ -16,7 +16,7 @@ enum PeersScoreCommand: Command {
         var ids: [PeerID] = []
         for text in args.positionals {
             guard let id = PeerID(text) else {
-                throw UsageError("'\(text.prefix(80))' is not a peer ID (gt and 56 base32 characters, with a valid checksum)")
+                throw UsageError("'\(text.prefix(80))' is not a peer ID: \(PeerID.problem(text) ?? "invalid")")
             }
             if !ids.contains(id) { ids.append(id) }
         }

@@ -10,12 +10,14 @@ import NIOPosix
 enum PingCommand: Command {
     static let name = "ping"
     static let summary = "measure round-trip time to a node over an authenticated connection"
-    static let synopsis = "ping [-c COUNT] [-i SECONDS] [-W SECONDS] [--network ID] [--known-peers MODE] [PEERID@]ADDR|ALIAS"
+    static let synopsis = "ping [-c COUNT] [-i SECONDS] [-W SECONDS] [-w DEADLINE] [-q] [--network ID] [--ephemeral] [--known-peers MODE] [PEERID@]ADDR|ALIAS"
     static let options = [
         OptionSpec("count", short: "c", value: "COUNT", help: "stop after COUNT pings (default: until interrupted)"),
         OptionSpec("interval", short: "i", value: "SECONDS", help: "wait SECONDS between pings (default 1)"),
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "wait SECONDS for each pong, for the TCP connect and for the handshake (default 5)"),
+        OptionSpec("deadline", short: "w", value: "DEADLINE", help: "stop after DEADLINE seconds in all, however many pings were sent or answered"),
         OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
+        Network.ephemeralOption,
         PeerResolver.option,
     ]
 
@@ -42,6 +44,9 @@ enum PingCommand: Command {
         let count = try args.int("count", in: 1...Int(Int32.max))
         let interval = try args.seconds("interval", in: 0.001...3600) ?? 1
         let timeout = try args.seconds("timeout", in: 0.001...3600) ?? 5
+        let deadline = try args.seconds("deadline", in: 0.001...31_536_000)
+        // -q: the summary only (as ping(8) -q).
+        let quiet = context.quiet
         var config = try NodeConfig.load(home: context.homePath)
         config.connectTimeout = timeout
         config.handshakeTimeout = timeout
@@ -49,7 +54,7 @@ enum PingCommand: Command {
         let peers = try PeerResolver(args, config: config, context: context)
         let target = try peers.resolve(args.positionals[0])
         let endpoint = target.endpoint
-        let identity = try Network.clientIdentity(context)
+        let identity = try Network.clientIdentity(context, args)
 
         let signals = SignalWatcher.install()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -58,16 +63,22 @@ enum PingCommand: Command {
                                         group: group, connectTimeout: timeout, context)
         guard let peer = connection.peer else { throw CommandError(.protocolError, "session not established") }
         signals.onSignal { _ in connection.close(.shutdown, "ping interrupted") }
+        // Ends promptly when standard output's reader goes away (`| head -3`).
+        let hangup = StdoutWatcher.start { connection.close(.shutdown, "ping output closed") }
+        defer { hangup.stop() }
+        func stopping() -> Bool { signals.received != 0 || hangup.fired }
 
-        if !context.json {
+        if !context.json && !quiet {
             context.out("PING \(peer.peerID)@\(connection.remoteAddress): handshake \(Network.ms(peer.handshakeSeconds)) ms")
         }
         var stats = Stats()
         let started = Instant.now()
+        func left() -> Double? { deadline.map { $0 - Instant.now().seconds(since: started) } }
         var seq = 0
         var failure: CommandError?
         loop: while count.map({ seq < $0 }) ?? true {
-            if signals.received != 0 { break }
+            if stopping() { break }
+            if let l = left(), l <= 0 { break }
             seq += 1
             let nonce = Random.uint64()
             let sentAt = Instant.now()
@@ -75,13 +86,14 @@ enum PingCommand: Command {
             do {
                 try connection.send(.ping(nonce: nonce)).wait()
             } catch {
-                if signals.received == 0 { failure = Network.describe(error, endpoint: endpoint) }
+                if !stopping() { failure = Network.describe(error, endpoint: endpoint) }
                 break
             }
             // Wait for the matching pong; other messages are ignored.
             var rtt: Double?
             while rtt == nil {
-                let remaining = timeout - Instant.now().seconds(since: sentAt)
+                var remaining = timeout - Instant.now().seconds(since: sentAt)
+                if let l = left() { remaining = min(remaining, l) }
                 if remaining <= 0 { break }
                 do {
                     let message = try connection.nextMessage(timeout: remaining).wait()
@@ -89,19 +101,23 @@ enum PingCommand: Command {
                 } catch TransportError.timeout {
                     break
                 } catch {
-                    if signals.received == 0 { failure = Network.describe(error, endpoint: endpoint) }
+                    if !stopping() { failure = Network.describe(error, endpoint: endpoint) }
                     break loop
                 }
             }
             if let rtt {
                 stats.rtts.append(rtt)
-                if context.json {
+                if quiet {
+                    // -q: the summary only
+                } else if context.json {
                     context.out(JSON.object(["type": .string("pong"), "seq": .int(seq), "peer_id": .string(peer.peerID.description),
                                              "rtt_ms": .double(rtt * 1000)]))
                 } else {
                     context.out("pong from \(peer.peerID.short): seq=\(seq) time=\(Network.ms(rtt)) ms")
                 }
-            } else {
+            } else if let l = left(), l <= 0 {
+                break  // the deadline ended the wait: lost, as ping(8) counts it
+            } else if !quiet {
                 if context.json {
                     context.out(JSON.object(["type": .string("timeout"), "seq": .int(seq), "timeout_ms": .double(timeout * 1000)]))
                 } else {
@@ -109,7 +125,11 @@ enum PingCommand: Command {
                 }
             }
             if let count, seq >= count { break }
-            let wait = interval - Instant.now().seconds(since: sentAt)
+            var wait = interval - Instant.now().seconds(since: sentAt)
+            if let l = left() {
+                if l <= 0 { break }
+                wait = min(wait, l)
+            }
             if wait > 0, signals.sleep(wait) { break }
         }
         connection.close(.shutdown, "ping finished")
@@ -124,7 +144,7 @@ enum PingCommand: Command {
                 "max_ms": .double(stats.max * 1000), "mdev_ms": .double(stats.mdev * 1000),
             ]))
         } else {
-            context.out("")
+            if !quiet { context.out("") }
             context.out("--- \(endpoint.address) guts ping statistics ---")
             let loss = stats.loss == stats.loss.rounded() ? String(Int(stats.loss)) : format3(stats.loss)
             context.out("\(stats.transmitted) pings transmitted, \(stats.received) received, \(loss)% loss, time \(elapsedMs)ms")

@@ -13,7 +13,7 @@ enum RepoDelegatesAddCommand: Command {
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
         guard args.positionals.count == 2 else { throw UsageError("repo delegates add needs a repository and a peer ID") }
-        guard let peer = PeerID(args.positionals[1]) else { throw UsageError("'\(args.positionals[1])' is not a peer ID") }
+        guard let peer = PeerID(args.positionals[1]) else { throw UsageError("'\(args.positionals[1])' is not a peer ID: \(PeerID.problem(args.positionals[1]) ?? "invalid")") }
         let threshold = try args.int("threshold", in: 1...TrustLimits.maxDelegates)
         let identity = try loadIdentity(context)
         let location = try RepoSupport.locate(args.positionals[0], home: context.homePath)

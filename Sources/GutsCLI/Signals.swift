@@ -79,3 +79,52 @@ final class SignalWatcher: @unchecked Sendable {
         }
     }
 }
+
+/// Watches standard output for its reader going away (a closed pipe reports POLLERR,
+/// a hung-up terminal POLLHUP) and calls a handler once, so streaming commands end
+/// promptly rather than at their next write.
+final class StdoutWatcher: @unchecked Sendable {
+    private let mutex = HeapMutex()
+    private var stopped = false
+    private var hungUp = false
+    private let handler: @Sendable () -> Void
+
+    private init(handler: @escaping @Sendable () -> Void) { self.handler = handler }
+
+    /// Starts the watching thread.
+    static func start(_ handler: @escaping @Sendable () -> Void) -> StdoutWatcher {
+        let watcher = StdoutWatcher(handler: handler)
+        var tid = pthread_t()
+        let arg = Unmanaged.passRetained(watcher).toOpaque()
+        let rc = pthread_create(&tid, nil, { raw in
+            guard let raw else { return nil }
+            Unmanaged<StdoutWatcher>.fromOpaque(raw).takeRetainedValue().loop()
+            return nil
+        }, arg)
+        if rc == 0 { pthread_detach(tid) } else { Unmanaged<StdoutWatcher>.fromOpaque(arg).release() }
+        return watcher
+    }
+
+    /// Whether the reader went away.
+    var fired: Bool { mutex.locked { hungUp } }
+
+    /// Stops watching (within a poll interval).
+    func stop() { mutex.locked { stopped = true } }
+
+    private func loop() {
+        while !mutex.locked({ stopped }) {
+            var fds = [pollfd(fd: 1, events: 0, revents: 0)]
+            let rc = poll(&fds, 1, 200)
+            if rc < 0 && errno != EINTR { return }
+            if rc > 0, fds[0].revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 {
+                let go = mutex.locked { () -> Bool in
+                    guard !stopped else { return false }
+                    hungUp = true
+                    return true
+                }
+                if go { handler() }
+                return
+            }
+        }
+    }
+}

@@ -13,7 +13,7 @@ import NIOPosix
 enum SyncCommand: Command {
     static let name = "sync"
     static let summary = "mirror a repository from a peer, verifying every object before it becomes visible"
-    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--deadline SECONDS] [--wait SECONDS | --no-wait] [--network ID] [--known-peers MODE] [limits] NAME|ID --peer [PEERID@]ADDR|ALIAS [--peer ...]"
+    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--deadline SECONDS] [--wait SECONDS | --no-wait] [--exit-code] [--ephemeral] [--network ID] [--known-peers MODE] [limits] REPO... | --all --peer [PEERID@]ADDR|ALIAS [--peer ...]"
     static let options = [
         OptionSpec("peer", short: "p", value: "[PEERID@]ADDR|ALIAS", repeatable: true, help: "peer to fetch from; several are tried best score first until one succeeds, banned ones skipped"),
         OptionSpec("into", value: "DIR", help: "bare repository to sync into (default <home>/repos/REPO.git)"),
@@ -24,6 +24,10 @@ enum SyncCommand: Command {
         OptionSpec("max-pack-size", value: "BYTES", help: "most pack bytes accepted in one sync (default 4G; config max-pack-size)"),
         OptionSpec("wait", value: "SECONDS", help: "wait this long for another sync of the repository to finish (default 600)"),
         OptionSpec("no-wait", help: "exit at once with status 10 if another sync holds the repository"),
+        OptionSpec("all", help: "sync every repository under the state directory's repos directory"),
+        OptionSpec("exit-code", help: "exit with status 1 when nothing was new (default: 0)"),
+        Network.ephemeralOption,
+        OptionSpec("max-age", value: "SECONDS", help: "fail (status 6) when the newest signed state is older than this (default 0: no limit; config max-signed-age)"),
         PeerResolver.option,
     ] + NodeConfig.limitOptions
 
@@ -33,10 +37,31 @@ enum SyncCommand: Command {
     /// Default of --wait: long enough for a large first sync to finish.
     static let defaultWait = 600.0
 
+    /// How one repository's sync ended (failures are thrown).
+    enum Result { case updated, upToDate }
+
+    /// Summary exit code of a run over several repositories: the first of these that any
+    /// repository failed with (guts-sync(1), EXIT STATUS).
+    static let precedence: [ExitCode] = [.usage, .integrity, .refused, .authentication, .protocolError, .timeout, .unreachable, .io, .busy]
+
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
-        guard args.positionals.count == 1 else { throw UsageError("sync needs exactly one repository name (OWNER/NAME) or ID") }
-        guard let name = RepositoryRef(args.positionals[0]) else {
-            throw UsageError("invalid repository name '\(args.positionals[0])': use NAME or OWNER/NAME with letters, digits, '.', '_' and '-', or a repository ID")
+        let all = args.has("all")
+        var names: [RepositoryRef] = []
+        if all {
+            guard args.positionals.isEmpty else { throw UsageError("--all syncs every repository under the state directory; give no REPO with it") }
+            guard args.value("into") == nil else { throw UsageError("--into applies to one repository, not with --all") }
+            let root = try context.home() + "/repos"
+            names = RepositoryCatalog(roots: [root]).all().map { .name($0) }
+            guard !names.isEmpty else { throw CommandError(.io, "--all: no repositories under \(root) to sync") }
+        } else {
+            guard !args.positionals.isEmpty else { throw UsageError("sync needs a repository name (OWNER/NAME) or ID, or --all") }
+            for text in args.positionals {
+                guard let name = RepositoryRef(text) else {
+                    throw UsageError("invalid repository name '\(text)': use NAME or OWNER/NAME with letters, digits, '.', '_' and '-', or a repository ID")
+                }
+                if !names.contains(name) { names.append(name) }
+            }
+            if names.count > 1, args.value("into") != nil { throw UsageError("--into applies to one repository; give one REPO with it") }
         }
         guard args.has("peer") else { throw UsageError("sync needs at least one --peer [PEERID@]ADDR") }
         let timeout = try args.seconds("timeout", in: 0.1...3600) ?? defaultTimeout
@@ -48,6 +73,7 @@ enum SyncCommand: Command {
         let limits = try config.objectLimits(args)
         let deadline = try args.seconds("deadline", in: NodeConfig.deadlineRange) ?? config.syncDeadline
         let maxPackSize = try args.bytes("max-pack-size", in: NodeConfig.packSizeRange) ?? config.maxPackSize
+        let maxAge = try args.seconds("max-age", in: NodeConfig.signedAgeRange) ?? config.maxSignedAge
         try Network.applyNetworkOption(args, to: &config)
         let resolver = try PeerResolver(args, config: config, context: context)
         let targets = try args.all("peer").map { try resolver.resolve($0) }
@@ -58,124 +84,204 @@ enum SyncCommand: Command {
         guard !peers.isEmpty else {
             throw CommandError(.io, "every peer given is banned (see 'guts peers score'; 'guts peers unban' lifts a ban); nothing was done")
         }
-        let destination: SyncDestination
-        // The repository's path when it is known before the peer is asked: a name, --into,
-        // or an ID already mirrored here. A first sync by ID finds its path only once the
-        // identity is verified, and takes the lock then.
-        var lockPath: String?
-        if let into = args.value("into") {
-            destination = .path(into)
-            lockPath = into
-        } else {
-            let root = try context.home() + "/repos"
-            destination = .root(root)
-            switch name {
-            case let .name(n): lockPath = n.path(in: root)
-            case let .id(id): lockPath = RepositoryIDIndex().locate(id, in: RepositoryCatalog(roots: [root]))?.path
-            }
-        }
-        let identity = try Network.clientIdentity(context)
+        let identity = try Network.clientIdentity(context, args)
         let session = Network.sessionConfig(identity: identity, config: config, protocols: MessageRegistry([SyncProtocol()]))
         let signals = SignalWatcher.install()
-        // One sync, mirroring or maintenance per repository at a time; taken before
-        // dialling, so no connection idles while this waits.
-        var lock: RepositoryLock?
-        if let path = lockPath {
-            do {
-                lock = try SyncClient.takeLock(path, wait: wait, waiting: { holder in
-                    let who = holder.map { "process \($0)" } ?? "another process"
-                    context.log("\(path) is locked by \(who); waiting up to \(formatNumber(wait)) s for it to finish")
-                }, interrupted: { signals.received != 0 })
-            } catch let f as SyncFailure {
-                if signals.received != 0 { throw CommandError(.io, "interrupted while waiting for the lock of \(path); nothing was done") }
-                if case let .busy(m) = f {
-                    let hint = wait > 0 ? "wait longer with --wait SECONDS" : "--no-wait given"
-                    throw CommandError(.busy, "\(m); nothing was done (\(hint))")
-                }
-                throw CommandError(.io, f.description)
-            }
-        }
-        defer { lock?.release() }
-        // What a failure leaves: the existing mirror untouched, or no repository at all.
-        // Looked at under the lock: a sync that ran meanwhile may have created it.
-        let untouched: String
-        if let path = lockPath {
-            let existed = Files.exists(path) && !(Files.isDirectory(path) && Files.list(path).isEmpty)
-            untouched = existed ? "\(path) is unchanged" : "nothing was created at \(path)"
-        } else {
-            untouched = "nothing was changed"
-        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
-
-        var failures: [CommandError] = []
-        var bannedAfterDial = 0
-        for endpoint in peers {
-            if signals.received != 0 { break }
-            guard let target = targets.first(where: { $0.endpoint == endpoint }) else { continue }
-            let connection: PeerConnection
+        let job = Job(args: args, context: context, peers: peers, targets: targets, resolver: resolver, standings: standings, timeout: timeout, wait: wait, config: config,
+                      limits: limits, deadline: deadline, maxPackSize: maxPackSize, maxAge: maxAge, identity: identity, session: session,
+                      signals: signals, group: group)
+        let exitCode = args.has("exit-code")
+        if names.count == 1 && !all {
+            let result = try job.sync(names[0])
+            return result == .upToDate && exitCode ? .noReply : .ok
+        }
+        // Several repositories: each gets its own result line (or error line), then one
+        // summary exit code.
+        var failed: [ExitCode] = []
+        var updated = 0
+        for name in names {
+            if signals.received != 0 {
+                context.error("\(name): not synced (interrupted)")
+                failed.append(.io)
+                continue
+            }
             do {
-                // Recorded in known_peers only once the sync succeeded: a failed first sync
-                // leaves nothing behind.
-                connection = try resolver.dial(target, config: session, group: group, connectTimeout: timeout, record: false, context)
+                if try job.sync(name) == .updated { updated += 1 }
             } catch let e as CommandError {
-                context.error(e.message)
-                failures.append(e)
-                continue
-            }
-            signals.onSignal { _ in connection.close(.shutdown, "sync interrupted") }
-            guard let peer = connection.peer else { continue }
-            if endpoint.peer == nil, let why = standings?.ban(of: peer.peerID, context) {
-                connection.close(.shutdown, "banned")
-                _ = try? connection.closeFuture.wait()
-                context.log("skipping \(endpoint.address): it is \(peer.peerID), and \(why)")
-                bannedAfterDial += 1
-                continue
-            }
-            let served = "\(peer.peerID)@\(connection.remoteAddress)"
-            context.debug("syncing \(name) from \(served)")
-            let progress: @Sendable (SyncProgress) -> Void = { p in
-                context.progress(progressLine(p))
-            }
-            do {
-                var options = SyncOptions(timeout: timeout, deadline: deadline > 0 ? deadline : nil, maxPackBytes: maxPackSize,
-                                          minFreeBytes: config.minFreeDisk, limits: limits,
-                                          progress: context.stderrIsTTY ? progress : nil, adoptExisting: args.has("force"))
-                options.lockWait = wait
-                let request = SignedSyncRequest(repository: name, namedPeer: target.named, localPeer: identity.peerID)
-                let report = try SignedSync.run(request, to: destination, over: connection, options: options, holding: lock)
-                context.endProgress()
-                connection.close(.shutdown, "sync finished")
-                _ = try? connection.closeFuture.wait()
-                do { try resolver.remember(target, peer.peerID, context) } catch let e as CommandError { context.error(e.message) }
-                emit(report, name: name, peer: served, context)
-                return report.sync.upToDate ? .noReply : .ok
-            } catch let f as SyncFailure {
-                context.endProgress()
-                connection.close(.shutdown, "sync failed")
-                _ = try? connection.closeFuture.wait()
-                if signals.received != 0 {
-                    throw CommandError(.io, "interrupted; \(untouched)")
+                context.error("\(name): \(e.message)")
+                if context.json {
+                    context.out(JSON.object(["repository": .string(name.description), "status": .string("failed"),
+                                             "error": GutsMain.errorObject(code: e.code, message: e.message)]))
                 }
-                let e = describe(f, peer: served)
-                // A local problem (not a repository, disk) is the same with every peer.
-                switch f {
-                case .local, .busy: throw e
-                default: break
-                }
-                context.error(e.message)
-                failures.append(e)
-                hold(peer.peerID, to: f, limits: limits, maxPackSize: maxPackSize, deadline: deadline, timeout: timeout, config: config, context)
+                failed.append(e.code)
             }
         }
-        if failures.isEmpty, bannedAfterDial > 0, signals.received == 0 {
-            throw CommandError(.io, "could not sync \(name): every peer reached is banned; \(untouched)")
+        if !failed.isEmpty {
+            context.log("\(names.count - failed.count) of \(names.count) repositories synced, \(failed.count) failed")
+            return precedence.first { failed.contains($0) } ?? .io
         }
-        // Every peer failed: report the most serious kind.
-        let order: [ExitCode] = [.integrity, .refused, .authentication, .protocolError, .timeout, .unreachable, .io]
-        let worst = order.first { code in failures.contains { $0.code == code } } ?? .unreachable
-        let count = peers.count
-        throw CommandError(worst, "could not sync \(name) from \(count == 1 ? "the peer" : "any of \(count) peers"); \(untouched)")
+        return updated == 0 && exitCode ? .noReply : .ok
+    }
+
+    /// What every repository of one run shares: options, peers, identity, event loop.
+    struct Job {
+        let args: ParsedArguments
+        let context: Context
+        let peers: [Endpoint]
+        /// The peers as given, resolved (aliases, known_peers).
+        let targets: [PeerTarget]
+        let resolver: PeerResolver
+        let standings: PeerStandings?
+        let timeout: Double
+        let wait: Double
+        let config: NodeConfig
+        let limits: ObjectLimits
+        let deadline: Double
+        let maxPackSize: Int
+        let maxAge: Double
+        let identity: Identity
+        let session: SessionConfig
+        let signals: SignalWatcher
+        let group: MultiThreadedEventLoopGroup
+
+        /// Syncs one repository from the first peer that serves it; throws a
+        /// CommandError when none did.
+        func sync(_ name: RepositoryRef) throws -> Result {
+            let destination: SyncDestination
+            // The repository's path when it is known before the peer is asked: a name, --into,
+            // or an ID already mirrored here. A first sync by ID finds its path only once the
+            // identity is verified, and takes the lock then.
+            var lockPath: String?
+            if let into = args.value("into") {
+                destination = .path(into)
+                lockPath = into
+            } else {
+                let root = try context.home() + "/repos"
+                destination = .root(root)
+                switch name {
+                case let .name(n): lockPath = n.path(in: root)
+                case let .id(id): lockPath = RepositoryIDIndex().locate(id, in: RepositoryCatalog(roots: [root]))?.path
+                }
+            }
+            // One sync, mirroring or maintenance per repository at a time; taken before
+            // dialling, so no connection idles while this waits.
+            var lock: RepositoryLock?
+            if let path = lockPath {
+                do {
+                    lock = try SyncClient.takeLock(path, wait: wait, waiting: { holder in
+                        let who = holder.map { "process \($0)" } ?? "another process"
+                        context.log("\(path) is locked by \(who); waiting up to \(formatNumber(wait)) s for it to finish")
+                    }, interrupted: { signals.received != 0 })
+                } catch let f as SyncFailure {
+                    if signals.received != 0 { throw CommandError(.io, "interrupted while waiting for the lock of \(path); nothing was done") }
+                    if case let .busy(m) = f {
+                        let hint = wait > 0 ? "wait longer with --wait SECONDS" : "--no-wait given"
+                        throw CommandError(.busy, "\(m); nothing was done (\(hint))")
+                    }
+                    throw CommandError(.io, f.description)
+                }
+            }
+            defer { lock?.release() }
+            // What a failure leaves: the existing mirror untouched, or no repository at all.
+            // Looked at under the lock: a sync that ran meanwhile may have created it.
+            let untouched: String
+            if let path = lockPath {
+                let existed = Files.exists(path) && !(Files.isDirectory(path) && Files.list(path).isEmpty)
+                untouched = existed ? "\(path) is unchanged" : "nothing was created at \(path)"
+            } else {
+                untouched = "nothing was changed"
+            }
+
+            var failures: [CommandError] = []
+            var bannedAfterDial = 0
+            for endpoint in peers {
+                if signals.received != 0 { break }
+                guard let target = targets.first(where: { $0.endpoint == endpoint }) else { continue }
+                let connection: PeerConnection
+                do {
+                    // Recorded in known_peers only once the sync succeeded: a failed first
+                    // sync leaves nothing behind.
+                    connection = try resolver.dial(target, config: session, group: group, connectTimeout: timeout, record: false, context)
+                } catch let e as CommandError {
+                    context.error(e.message)
+                    failures.append(e)
+                    continue
+                }
+                signals.onSignal { _ in connection.close(.shutdown, "sync interrupted") }
+                guard let peer = connection.peer else { continue }
+                if endpoint.peer == nil, let why = standings?.ban(of: peer.peerID, context) {
+                    connection.close(.shutdown, "banned")
+                    _ = try? connection.closeFuture.wait()
+                    context.log("skipping \(endpoint.address): it is \(peer.peerID), and \(why)")
+                    bannedAfterDial += 1
+                    continue
+                }
+                let served = "\(peer.peerID)@\(connection.remoteAddress)"
+                context.debug("syncing \(name) from \(served)")
+                let progress: @Sendable (SyncProgress) -> Void = { p in
+                    context.progress(progressLine(p))
+                }
+                do {
+                    var options = SyncOptions(timeout: timeout, deadline: deadline > 0 ? deadline : nil, maxPackBytes: maxPackSize,
+                                              minFreeBytes: config.minFreeDisk, limits: limits,
+                                              progress: context.stderrIsTTY ? progress : nil, adoptExisting: args.has("force"))
+                    options.lockWait = wait
+                    let request = SignedSyncRequest(repository: name, namedPeer: target.named, localPeer: identity.peerID)
+                    let report = try SignedSync.run(request, to: destination, over: connection, options: options, holding: lock)
+                    context.endProgress()
+                    connection.close(.shutdown, "sync finished")
+                    _ = try? connection.closeFuture.wait()
+                    do { try resolver.remember(target, peer.peerID, context) } catch let e as CommandError { context.error(e.message) }
+                    emit(report, name: name, peer: served, context)
+                    if let problem = Self.freshness(report, maxAge: maxAge, peer: served) {
+                        // Not the peer's fault for certain (the delegates may be quiet): no penalty, try the next.
+                        context.error(problem.message)
+                        failures.append(problem)
+                        continue
+                    }
+                    return report.sync.upToDate ? .upToDate : .updated
+                } catch let f as SyncFailure {
+                    context.endProgress()
+                    connection.close(.shutdown, "sync failed")
+                    _ = try? connection.closeFuture.wait()
+                    if signals.received != 0 {
+                        throw CommandError(.io, "interrupted; \(untouched)")
+                    }
+                    let e = describe(f, peer: served)
+                    // A local problem (not a repository, disk) is the same with every peer.
+                    switch f {
+                    case .local, .busy: throw e
+                    default: break
+                    }
+                    context.error(e.message)
+                    failures.append(e)
+                    hold(peer.peerID, to: f, limits: limits, maxPackSize: maxPackSize, deadline: deadline, timeout: timeout, config: config, context)
+                }
+            }
+            if failures.isEmpty, bannedAfterDial > 0, signals.received == 0 {
+                throw CommandError(.io, "could not sync \(name): every peer reached is banned; \(untouched)")
+            }
+            // Every peer failed: report the most serious kind.
+            let order: [ExitCode] = [.integrity, .refused, .authentication, .protocolError, .timeout, .unreachable, .io]
+            let worst = order.first { code in failures.contains { $0.code == code } } ?? .unreachable
+            let count = peers.count
+            throw CommandError(worst, "could not sync \(name) from \(count == 1 ? "the peer" : "any of \(count) peers"); \(untouched)")
+        }
+
+        /// A failure when the newest signed state is older than `maxAge` seconds (0: none):
+        /// the peer may withhold newer state (a freeze), or the delegates stopped signing.
+        static func freshness(_ report: SignedSyncReport, maxAge: Double, peer: String) -> CommandError? {
+            guard maxAge > 0, report.id != nil else { return nil }
+            let now = unixTime()
+            guard let newest = report.newestSignedTime else {
+                return CommandError(.integrity, "no delegate of \(report.id.map(\.description) ?? "") has signed state at \(peer), so its freshness is unknown (--max-age)")
+            }
+            let age = now - Double(newest)
+            guard age > maxAge else { return nil }
+            return CommandError(.integrity, "the newest signed state at \(peer) is \(formatNumber(age.rounded())) s old, older than --max-age \(formatNumber(maxAge)) s: the peer may be withholding newer state, or the delegates stopped signing (a delegate's running node signs again every day)")
+        }
     }
 
     /// `given` best score first (stable: equal scores keep their order; peers without a
@@ -333,6 +439,8 @@ enum SyncCommand: Command {
             ]))
             return
         }
+        // -q: nothing on success (cron mails only what goes wrong).
+        if context.quiet { return }
         if r.upToDate {
             context.out("\(name) is up to date with \(peer)" + (signed.id == nil ? " (unsigned)" : ""))
             return

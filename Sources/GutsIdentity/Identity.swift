@@ -66,11 +66,27 @@ public struct Identity: Sendable {
 
     /// Loads the identity from `home`, refusing key files readable by group or others.
     public static func load(home: String) throws -> Identity {
+        if let problem = Files.stateDirectoryProblem(home) { throw IdentityError.io(problem) }
         let path = home + "/" + secretFileName
-        guard let mode = Files.permissions(path) else { throw IdentityError.missing(path: path) }
+        var st = stat()
+        if stat(path, &st) != 0 {
+            let code = errno
+            if code == ENOENT || code == ENOTDIR { throw IdentityError.missing(path: path) }
+            throw IdentityError.io("cannot read the identity \(path): \(Files.reason(code))")
+        }
+        if st.st_uid != geteuid() {
+            throw IdentityError.io("cannot use the identity \(path): it is owned by uid \(st.st_uid), not by this user (uid \(geteuid()))")
+        }
+        let mode = st.st_mode & 0o7777
         if mode & 0o077 != 0 { throw IdentityError.unprotected(path: path, mode: UInt32(mode)) }
         let text: String
-        do { text = try Files.readString(path, limit: 4096) } catch { throw IdentityError.io("\(error)") }
+        do {
+            text = try Files.readString(path, limit: 4096)
+        } catch let e as FileError {
+            throw IdentityError.io("cannot read the identity \(path): \(Files.reason(e.code))")
+        } catch {
+            throw IdentityError.io("cannot read the identity \(path): \(error)")
+        }
         return try parse(text, path: path)
     }
 

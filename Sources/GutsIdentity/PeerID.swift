@@ -34,6 +34,23 @@ public struct PeerID: Hashable, Sendable, CustomStringConvertible, Comparable {
         self.publicKey = key
     }
 
+    /// Why `text` is not a peer ID, in user terms ("bad checksum" for a typo), or nil
+    /// when it is one.
+    public static func problem(_ text: some StringProtocol) -> String? {
+        let lower = text.lowercased()
+        guard lower.hasPrefix(prefix) else { return "a peer ID starts with 'gt'" }
+        guard lower.utf8.count == textLength else {
+            return "a peer ID is gt followed by 56 base32 characters; this has \(max(0, lower.utf8.count - prefix.count))"
+        }
+        guard let raw = Base32.decode(lower.dropFirst(prefix.count)), raw.count == 35 else {
+            return "a peer ID is gt followed by 56 base32 characters (a-z, 2-7)"
+        }
+        guard Array(raw[32..<35]) == checksum(Array(raw[0..<32])) else {
+            return "bad checksum (a character is wrong: copy the peer ID again)"
+        }
+        return nil
+    }
+
     public var description: String {
         Self.prefix + Base32.encode(publicKey + Self.checksum(publicKey))
     }

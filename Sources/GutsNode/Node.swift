@@ -77,6 +77,11 @@ public final class Node: Sendable {
         public var stallTimeout: Double = 60
         /// Seconds between scans of served repositories for changes to announce.
         public var announceInterval: Double = 2
+        /// Seconds after which this node signs its unchanged refs again, so followers
+        /// see fresh signed state (guts-identity(5), FRESHNESS); 0 never.
+        public var resignInterval: Double = 86_400
+        /// Seconds between catch-up syncs of each followed repository (jittered); 0 for none.
+        public var mirrorInterval: Double = 300
         /// Reconnect backoff bounds in seconds.
         public var minBackoff: Double = 1
         public var maxBackoff: Double = 60
@@ -158,6 +163,7 @@ public final class Node: Sendable {
         serviceOptions.serving = options.repositories != nil
         serviceOptions.mirrors = options.mirrors
         serviceOptions.announceInterval = options.announceInterval
+        serviceOptions.mirrorInterval = options.mirrorInterval
         serviceOptions.minBackoff = options.minBackoff
         serviceOptions.maxBackoff = options.maxBackoff
         serviceOptions.learnBootstrap = options.knownPeers?.learn ?? []
@@ -287,7 +293,7 @@ public final class Node: Sendable {
                 case let .success(connection):
                     self.follow(connection, bootstrap: b)
                 case let .failure(error):
-                    let reason = self.options.knownPeers.flatMap { $0.explain(error, bootstrap: b, address: endpoint.address) } ?? "\(error)"
+                    let reason = self.options.knownPeers.flatMap { $0.explain(error, bootstrap: b, address: endpoint.address) } ?? Dialer.reason(error)
                     self.loop.execute { self.apply(.dialFailed(bootstrap: b, reason: reason)) }
                 }
             }
@@ -317,7 +323,8 @@ public final class Node: Sendable {
         case .scan:
             let submitted = scanner.submit { [weak self] in
                 guard let self else { return }
-                let current = self.options.repositories.map { RepositoryScanner.scan($0, key: self.options.session.identity) } ?? [:]
+                let current = self.options.repositories.map { RepositoryScanner.scan($0, key: self.options.session.identity,
+                                                                                             refreshAfter: self.options.resignInterval > 0 ? Int64(self.options.resignInterval) : nil) } ?? [:]
                 self.loop.execute { self.apply(.scanned(current)) }
             }
             if !submitted {

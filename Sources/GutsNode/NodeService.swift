@@ -132,6 +132,11 @@ public struct NodeService: Sendable {
         public var serving = false
         public var mirrors: [MirrorSpec] = []
         public var announceInterval: Double = 2
+        /// Seconds between catch-up syncs of each followed repository (jittered ±10%);
+        /// 0 for none. Each is also synced once at start.
+        public var mirrorInterval: Double = 300
+        /// Whether each followed repository is synced once at start.
+        public var mirrorAtStart = true
         public var minBackoff: Double = 1
         public var maxBackoff: Double = 60
         /// Bootstrap peers (indices into `bootstrap`) dialled without a peer ID whose
@@ -152,12 +157,12 @@ public struct NodeService: Sendable {
         self.localPeer = localPeer
         peers = PeerManager(bootstrap: options.bootstrap, minBackoff: options.minBackoff, maxBackoff: options.maxBackoff, seed: seed)
         announcer = Announcer(interval: options.announceInterval, enabled: options.serving)
-        mirrorer = Mirrorer(specs: options.mirrors)
+        mirrorer = Mirrorer(specs: options.mirrors, interval: options.mirrorInterval, seed: seed ^ 0x6D69_7272_6F72)
     }
 
     /// When the shell must next call `handle(.tick, now:)`, if ever.
     public var nextDeadline: Instant? {
-        [peers.nextDeadline, announcer.nextDeadline].compactMap { $0 }.min()
+        stopped ? nil : [peers.nextDeadline, announcer.nextDeadline, mirrorer.nextDeadline].compactMap { $0 }.min()
     }
 
     /// From now on, start nothing new (no dials, scans or mirrors).
@@ -168,6 +173,7 @@ public struct NodeService: Sendable {
         switch event {
         case .started:
             announcer.start(now: now)
+            if options.mirrorAtStart { mirrorer.start(now: now) }
         case let .established(link, info, address, inbound, bootstrap):
             peers.established(link, info: info, address: address, inbound: inbound, bootstrap: bootstrap, now: now)
             if let b = bootstrap, options.learnBootstrap.contains(b), let endpoint = peers.pin(b, info.peerID) {
@@ -202,7 +208,7 @@ public struct NodeService: Sendable {
                 let blame = f.penalizes ? " [peer \(f.peer?.short ?? "?") misbehaved: \(f.kind.rawValue)]" : ""
                 out.append(.log(.info, "mirror: cannot sync \(name): \(Escape.text(f.message))\(blame)"))
             }
-            if let again = mirrorer.finished(index), !stopped {
+            if let again = mirrorer.finished(index, now: now), !stopped {
                 out.append(.mirror(job(index, origin: again.origin, expected: again.expected, onlyFrom: again.onlyFrom)))
             }
             // Re-announce promptly: the next scan sees the new refs.
@@ -216,6 +222,30 @@ public struct NodeService: Sendable {
                 out.append(.dial(bootstrap: b, endpoint))
             }
             if announcer.scanDue(now: now) { out.append(.scan) }
+            out += dueMirrors(now: now)
+        }
+        return out
+    }
+
+    /// Initial and periodic catch-up syncs whose time has come (guts-listen(1),
+    /// MIRRORING): they find what announcements missed. One that can only use connected
+    /// peers (no address given) waits until a peer that serves objects is connected.
+    mutating func dueMirrors(now: Instant) -> [NodeAction] {
+        var out: [NodeAction] = []
+        let connected = !peers.objectServers(preferring: nil).isEmpty
+        if connected { mirrorer.peerAvailable(now: now) }
+        for index in mirrorer.due(now: now) {
+            let spec = options.mirrors[index]
+            if spec.peer == nil && !connected {
+                mirrorer.waitForPeer(index)
+                out.append(.log(.debug, "mirror: \(spec) waits for a connected peer to catch up from"))
+                continue
+            }
+            let why = mirrorer.synced.contains(index) ? "catch-up" : "initial"
+            if mirrorer.request(index, origin: nil, expected: [:], onlyFrom: nil) {
+                out.append(.log(.debug, "mirror: \(why) sync of \(spec)"))
+                out.append(.mirror(job(index, origin: nil, expected: [:], onlyFrom: nil)))
+            }
         }
         return out
     }
@@ -509,7 +539,9 @@ public struct Announcer: Sendable {
 }
 
 /// Mirror syncs per followed repository (pure): at most one runs per spec;
-/// announcements that arrive meanwhile coalesce into one more run after it.
+/// announcements that arrive meanwhile coalesce into one more run after it. Each spec
+/// is also synced at start and then every `interval` seconds (±10%, seeded jitter, so
+/// mirrors restarted together do not ask in lockstep) after its last sync ended.
 public struct Mirrorer: Sendable {
     struct Running: Sendable {
         var again = false
@@ -519,9 +551,48 @@ public struct Mirrorer: Sendable {
     }
 
     let specs: [MirrorSpec]
+    let interval: Double
+    var rng: SplitMix
     var running: [Int: Running] = [:]
+    /// When each spec's next initial or catch-up sync is due.
+    public private(set) var nextSync: [Int: Instant] = [:]
+    /// Specs whose sync is due but that wait for a connected peer.
+    var waiting: Set<Int> = []
+    /// Specs synced at least once (the next timed sync is a catch-up, not the initial one).
+    var synced: Set<Int> = []
 
-    init(specs: [MirrorSpec]) { self.specs = specs }
+    init(specs: [MirrorSpec], interval: Double = 0, seed: UInt64 = 0) {
+        self.specs = specs
+        self.interval = interval
+        rng = SplitMix(seed: seed)
+    }
+
+    /// The initial syncs: every spec is due at once.
+    mutating func start(now: Instant) {
+        for i in specs.indices { nextSync[i] = now }
+    }
+
+    var nextDeadline: Instant? { nextSync.values.min() }
+
+    /// Specs whose timed sync is due (taken off the schedule; `finished` plans the next).
+    mutating func due(now: Instant) -> [Int] {
+        let ready = nextSync.filter { $0.value <= now }.map(\.key).sorted()
+        for i in ready { nextSync[i] = nil }
+        return ready
+    }
+
+    mutating func waitForPeer(_ index: Int) { waiting.insert(index) }
+
+    /// A peer that serves objects is connected: waiting specs are due now.
+    mutating func peerAvailable(now: Instant) {
+        for i in waiting { nextSync[i] = now }
+        waiting = []
+    }
+
+    /// The jittered interval: `interval` ±10%.
+    mutating func jittered() -> Double {
+        interval * (1 + Double(rng.next() % 201) / 1000 - 0.1)
+    }
 
     /// Whether a sync of spec `index` should start now (false: one runs; it will run again).
     mutating func request(_ index: Int, origin: PeerID?, expected: [PeerID: UInt64], onlyFrom: PeerID?) -> Bool {
@@ -537,11 +608,14 @@ public struct Mirrorer: Sendable {
         return true
     }
 
-    /// A sync ended: what to run again with, if more announcements came.
-    mutating func finished(_ index: Int) -> (origin: PeerID?, expected: [PeerID: UInt64], onlyFrom: PeerID?)? {
+    /// A sync ended: what to run again with, if more announcements came. Otherwise the
+    /// next catch-up sync is planned an interval from `now`.
+    mutating func finished(_ index: Int, now: Instant) -> (origin: PeerID?, expected: [PeerID: UInt64], onlyFrom: PeerID?)? {
         guard let state = running[index] else { return nil }
+        synced.insert(index)
         guard state.again, specs.indices.contains(index) else {
             running[index] = nil
+            if interval > 0, specs.indices.contains(index) { nextSync[index] = now.adding(seconds: jittered()) }
             return nil
         }
         running[index] = Running()

@@ -62,18 +62,20 @@ public enum RepositoryScanner {
     /// Verified signed refs by commit, shared by every scan of this process.
     static let cache = SignedRefsCache(limit: 1024)
 
-    public static func scan(_ catalog: RepositoryCatalog, key: Ed25519KeyPair) -> [RepositoryName: ScannedRepository] {
+    /// Scans every repository of `catalog`, signing this node's changed refs (and, every
+    /// `refreshAfter` seconds, its unchanged ones too).
+    public static func scan(_ catalog: RepositoryCatalog, key: Ed25519KeyPair, refreshAfter: Int64? = nil) -> [RepositoryName: ScannedRepository] {
         var out: [RepositoryName: ScannedRepository] = [:]
         for name in catalog.all() {
             guard let path = catalog.locate(name), let repo = try? Repository.open(path) else { continue }
-            var scanned = scan(repo, key: key)
+            var scanned = scan(repo, key: key, refreshAfter: refreshAfter)
             scanned.restricted = catalog.isRestricted(path)
             out[name] = scanned
         }
         return out
     }
 
-    public static func scan(_ repo: Repository, key: Ed25519KeyPair) -> ScannedRepository {
+    public static func scan(_ repo: Repository, key: Ed25519KeyPair, refreshAfter: Int64? = nil) -> ScannedRepository {
         guard var refs = try? repo.listRefs() else { return ScannedRepository(problem: "cannot read its refs") }
         let chain: IdentityChain?
         do {
@@ -90,7 +92,7 @@ public enum RepositoryScanner {
         let mirror = Files.exists(repo.gitDirectory + "/" + SyncClient.mirrorMarker)
         if let me, chain.current.delegates.contains(me), !mirror {
             do {
-                result.signed = try RefSigner.signIfChanged(repo, identity: chain, key: key, refs: refs, cache: cache)?.sequence
+                result.signed = try RefSigner.signIfChanged(repo, identity: chain, key: key, refreshAfter: refreshAfter, refs: refs, cache: cache)?.sequence
                 result.signer = me
                 if result.signed != nil, let again = try? repo.listRefs() { refs = again }
             } catch {

@@ -49,6 +49,26 @@ public enum Files {
         bytes.withUnsafeBytes { writeAll(fd, $0) }
     }
 
+    /// The system's text for an errno value ("Permission denied").
+    public static func reason(_ code: Int32) -> String { String(cString: strerror(code)) }
+
+    /// Why the state directory at `path` cannot be used: not readable, writable and
+    /// searchable by this user, not a directory, or owned by another user. nil when it
+    /// is usable or does not exist (yet).
+    public static func stateDirectoryProblem(_ path: String) -> String? {
+        var st = stat()
+        if stat(path, &st) != 0 {
+            let code = errno
+            return code == ENOENT ? nil : "cannot use state directory \(path): \(reason(code))"
+        }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { return "cannot use state directory \(path): \(reason(ENOTDIR))" }
+        if st.st_uid != geteuid() {
+            return "cannot use state directory \(path): it is owned by uid \(st.st_uid), not by this user (uid \(geteuid())); chown it, or use --home"
+        }
+        if access(path, R_OK | W_OK | X_OK) != 0 { return "cannot use state directory \(path): \(reason(errno))" }
+        return nil
+    }
+
     public static func exists(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0

@@ -173,3 +173,44 @@ public final class LogSink: @unchecked Sendable {
         mutex.unlock()
     }
 }
+
+/// How log lines look on standard error (`--log-format`, guts(1) LOGGING).
+public enum LogFormat: String, Sendable, CaseIterable {
+    /// Text: a long-running command's log lines start with the time (RFC 3339, UTC)
+    /// and the level; a one-shot command's diagnostics are plain lines.
+    case text
+    /// One JSON object per line: {"time", "level", "message", "fields"}.
+    case json
+
+    /// A log line in `format`. `stamped` adds the time and level to a text line.
+    public static func render(_ format: LogFormat, level: String, _ message: String, stamped: Bool = false,
+                              fields: KeyValuePairs<String, String> = [:], now: Double = unixTime()) -> String {
+        switch format {
+        case .text:
+            return stamped ? "\(rfc3339(now)) \(level) \(message)" : message
+        case .json:
+            var f = "{"
+            for (i, (k, v)) in fields.enumerated() { f += (i == 0 ? "" : ",") + JSON.quote(k) + ":" + JSON.quote(v) }
+            f += "}"
+            return "{\"time\":\(JSON.quote(rfc3339(now))),\"level\":\(JSON.quote(level)),\"message\":\(JSON.quote(message)),\"fields\":\(f)}"
+        }
+    }
+
+    /// `seconds` since the Unix epoch as RFC 3339 UTC with milliseconds:
+    /// 2026-12-01T18:05:29.123Z.
+    public static func rfc3339(_ seconds: Double) -> String {
+        let ms = UInt64(max(0, seconds * 1000))
+        return rfc3339(milliseconds: ms)
+    }
+
+    public static func rfc3339(milliseconds ms: UInt64) -> String {
+        var t = time_t(ms / 1000)
+        var tmv = tm()
+        gmtime_r(&t, &tmv)
+        func pad(_ v: Int32, _ n: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, n - s.count)) + s
+        }
+        return "\(pad(tmv.tm_year + 1900, 4))-\(pad(tmv.tm_mon + 1, 2))-\(pad(tmv.tm_mday, 2))T\(pad(tmv.tm_hour, 2)):\(pad(tmv.tm_min, 2)):\(pad(tmv.tm_sec, 2)).\(pad(Int32(ms % 1000), 3))Z"
+    }
+}

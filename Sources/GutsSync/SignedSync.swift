@@ -58,6 +58,9 @@ public struct SignedSyncReport: Sendable {
     /// Whether the local repository is this node's working copy (only other delegates'
     /// namespaces and the identity were updated).
     public var workingCopy = false
+    /// The newest signing time among the delegates' installed states after the sync
+    /// (nil when none has signed): how fresh the state is (guts-identity(5), FRESHNESS).
+    public var newestSignedTime: Int64?
 }
 
 /// Syncs a repository accepting only signed state (guts-identity(5), ACCEPTING SIGNED
@@ -401,6 +404,10 @@ public enum SignedSync {
                 if let want = request.expected[d], signed.sequence < want {
                     throw SyncFailure.stale("\(d.short)'s signed refs at sequence \(want) were announced, but the peer serves sequence \(signed.sequence)")
                 }
+                let now = Int64(unixTime())
+                if signed.time > now + TrustLimits.maxClockSkew {
+                    throw SyncFailure.stale("\(d.short)'s signed refs at sequence \(signed.sequence) are dated \(signed.time - now) s in the future (more than \(TrustLimits.maxClockSkew) s ahead of this clock), which would make them look fresh for longer than they are")
+                }
                 accepted[d] = DelegateState(refs: signed, commit: tip)
             }
 
@@ -476,6 +483,7 @@ public enum SignedSync {
             out.delegates = accepted.keys.sorted().map { DelegateUpdate(delegate: $0, from: installed[$0]?.sequence, to: accepted[$0]?.sequence ?? 0) }
             out.diverged = diverged
             out.workingCopy = workingCopy
+            out.newestSignedTime = states.values.map(\.time).max()
             return out
         }
     }

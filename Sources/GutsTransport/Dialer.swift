@@ -55,3 +55,24 @@ public enum Dialer {
         }
     }
 }
+
+extension Dialer {
+    /// Why a dial failed, in user terms ("cannot connect: Connection refused"), never
+    /// the library's error structure: for logs of dials nobody waits on.
+    public static func reason(_ error: Error) -> String {
+        if let c = error as? NIOConnectionError {
+            if let first = c.connectionErrors.first {
+                return "cannot connect: " + systemText(first.error)
+            }
+            return "cannot resolve host '\(c.host)'"
+        }
+        if let c = error as? ChannelError, case .connectTimeout = c { return "connection timed out" }
+        if error is IOError { return systemText(error) }
+        return "\(error)"
+    }
+
+    static func systemText(_ error: Error) -> String {
+        if let io = error as? IOError, let text = strerror(io.errnoCode) { return String(cString: text) }
+        return "\(error)"
+    }
+}

@@ -50,6 +50,9 @@ public enum TrustLimits {
     public static let maxRefNameBytes = 1024
     /// Commits walked to decide whether one commit descends from another.
     public static let maxAncestryWalk = 1_000_000
+    /// How far in the future (seconds, by the local clock) a signed-refs time may lie:
+    /// a statement dated later would look fresh for longer than it is (freeze defence).
+    public static let maxClockSkew: Int64 = 3600
 }
 
 /// Why an identity or a signed-refs is not accepted. `kind` is stable for callers.

@@ -20,11 +20,14 @@ public enum RefSigner {
         refs.filter { $0.symbolicTarget == nil && SignedRefs.isSignable($0.name) }.map { ($0.name, $0.id) }
     }
 
-    /// Signs when the refs differ from this delegate's installed signed state; returns
-    /// what was signed, or nil when nothing changed. Throws when `key` is not a delegate.
+    /// Signs when the refs differ from this delegate's installed signed state, or when
+    /// that state was signed `refreshAfter` seconds ago or more (so followers can tell a
+    /// quiet repository from one whose newer state is withheld: guts-identity(5),
+    /// FRESHNESS); returns what was signed, or nil when nothing changed. Throws when
+    /// `key` is not a delegate.
     @discardableResult
     public static func signIfChanged(_ repo: Repository, identity: IdentityChain, key: Ed25519KeyPair,
-                                     time: Int64 = Int64(unixTime()), force: Bool = false,
+                                     time: Int64 = Int64(unixTime()), force: Bool = false, refreshAfter: Int64? = nil,
                                      refs known: [Ref]? = nil, cache: SignedRefsCache? = nil) throws -> Signed? {
         guard let me = try? PeerID(publicKey: key.publicKey), identity.current.delegates.contains(me) else {
             throw TrustError(.notDelegate, "this node is not a delegate of \(identity.id)")
@@ -40,7 +43,9 @@ public enum RefSigner {
             throw TrustError(.malformed, "\(current.count) refs; at most \(TrustLimits.maxSignedRefs) can be signed")
         }
         let installed = try TrustStore.installedStates(repo, identity: identity, refs: all, cache: cache)[me]
-        if !force, let installed, installed.refs.refMap == Dictionary(current.map { ($0.name, $0.id) }, uniquingKeysWith: { a, _ in a }) {
+        let due = refreshAfter.map { $0 > 0 && installed.map { time - $0.refs.time } ?? 0 >= $0 } ?? false
+        if !force, !due, let installed,
+           installed.refs.refMap == Dictionary(current.map { ($0.name, $0.id) }, uniquingKeysWith: { a, _ in a }) {
             return nil
         }
         let sequence = (installed?.sequence ?? 0) + 1

@@ -6,8 +6,9 @@ import XCTest
 
 /// Runs the shared Noise_XX_25519_ChaChaPoly_BLAKE2b test vectors.
 ///
-/// File: `<packageRoot>/../shared/vectors/noise_xx_25519_chachapoly_blake2b.json`, where the
-/// package root is two directories above this file's directory. Assumed format (the
+/// File: `Tests/GutsCryptoTests/Vectors/noise_xx_25519_chachapoly_blake2b.json`, a verbatim
+/// copy of the team's shared vectors, kept in the project so a fresh clone tests alone.
+/// Assumed format (the
 /// cacophony/snow vector format, all byte strings lowercase or uppercase hex):
 ///
 ///     { "vectors": [ {
@@ -26,12 +27,11 @@ import XCTest
 final class NoiseVectorTests: XCTestCase {
     static let vectorFileName = "noise_xx_25519_chachapoly_blake2b.json"
 
-    /// `<packageRoot>/../shared/vectors/<file>`, derived from `#filePath` without URL APIs.
+    /// `Tests/GutsCryptoTests/Vectors/<file>`, derived from `#filePath` without URL APIs.
     static func vectorPath(filePath: String = #filePath) -> String {
         var components = filePath.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        components.removeLast(3) // file name, GutsCryptoTests, Tests
-        let packageRoot = components.joined(separator: "/")
-        return packageRoot + "/../shared/vectors/" + vectorFileName
+        components.removeLast() // file name
+        return components.joined(separator: "/") + "/Vectors/" + vectorFileName
     }
 
     func testSharedVectors() throws {

@@ -218,6 +218,8 @@ final class NodeServiceTests: XCTestCase {
         var options = NodeService.Options()
         options.serving = true
         options.mirrors = [MirrorSpec(repository: .id(rid(1)), peer: nil)]
+        options.mirrorAtStart = false
+        options.mirrorInterval = 0
         let me = peer()
         var s = NodeService(options: options, localPeer: me, seed: seed)
         _ = s.handle(.started, now: now)
@@ -250,6 +252,7 @@ final class NodeServiceTests: XCTestCase {
         var options = NodeService.Options()
         options.serving = true
         options.mirrors = [MirrorSpec(repository: name("demo/app"), peer: nil)]
+        options.mirrorAtStart = false
         let delegate = peer(), announcer = peer()
         var s = NodeService(options: options, localPeer: peer(), seed: seed)
         _ = s.handle(.started, now: now)
@@ -277,6 +280,8 @@ final class NodeServiceTests: XCTestCase {
         options.serving = true
         options.mirrors = [MirrorSpec(repository: name("demo/app"), peer: try Endpoint.parse("\(named)@127.0.0.1:9000")),
                            MirrorSpec(repository: name("other/app"), peer: nil)]
+        options.mirrorAtStart = false
+        options.mirrorInterval = 0
         var s = NodeService(options: options, localPeer: peer(), seed: seed)
         _ = s.handle(.started, now: now)
         let changed = Announcement.refsChanged(RefsChanged(repository: "demo/app", refsHash: [UInt8](repeating: 1, count: 32)))
@@ -298,6 +303,76 @@ final class NodeServiceTests: XCTestCase {
         // A mirror with no named peer and nothing pinned follows nobody.
         let otherChanged = Announcement.refsChanged(RefsChanged(repository: "other/app", refsHash: [UInt8](repeating: 1, count: 32)))
         XCTAssertEqual(mirrorJobs(s.handle(.announced(otherChanged, origin: stranger), now: now)), [])
+    }
+
+    /// Each followed repository is synced at start (once a peer is there to ask) and then
+    /// every interval ±10% after its last sync ended, on the virtual clock; the jitter
+    /// comes from the seed.
+    func testMirrorsSyncAtStartAndCatchUpOnAJitteredSchedule() throws {
+        let named = peer()
+        var options = NodeService.Options()
+        options.serving = true
+        options.mirrorInterval = 100
+        options.mirrors = [MirrorSpec(repository: .id(rid(1)), peer: nil),
+                           MirrorSpec(repository: name("demo/app"), peer: try Endpoint.parse("\(named)@127.0.0.1:9000"))]
+        var s = NodeService(options: options, localPeer: peer(), seed: seed)
+        // At start: the one with an address syncs at once; the other waits for a peer.
+        let started = mirrorJobs(s.handle(.started, now: now))
+        XCTAssertEqual(started.map(\.index), [1], "seed \(seed)")
+        XCTAssertNil(started.first?.origin)
+        XCTAssertEqual(mirrorJobs(s.handle(.tick, now: now)), [], "not twice")
+        // A gossip client serves no objects: still waiting.
+        XCTAssertEqual(mirrorJobs(s.handle(.established(7, info(peer(), ["ping", "gossip-client"]), address: "127.0.0.1:3",
+                                                        inbound: true, bootstrap: nil), now: now)), [])
+        let server = peer()
+        let joined = mirrorJobs(s.handle(.established(3, info(server), address: "127.0.0.1:1", inbound: false, bootstrap: nil), now: now))
+        XCTAssertEqual(joined.map(\.index), [0])
+        XCTAssertEqual(joined.first?.links, [3])
+        // Nothing is planned while both run.
+        XCTAssertNil(s.mirrorer.nextSync[0])
+        // Finished: the next catch-up is 90 to 110 s later.
+        _ = s.handle(.mirrored(spec: 0, .upToDate(from: "x")), now: now)
+        let due = try XCTUnwrap(s.mirrorer.nextSync[0])
+        let wait = due.seconds(since: now)
+        XCTAssertGreaterThanOrEqual(wait, 90, "seed \(seed)")
+        XCTAssertLessThanOrEqual(wait, 110, "seed \(seed)")
+        XCTAssertNotNil(s.nextDeadline)
+        XCTAssertLessThanOrEqual(try XCTUnwrap(s.nextDeadline), due)
+        advance(wait - 0.5)
+        XCTAssertEqual(mirrorJobs(s.handle(.tick, now: now)), [], "not before its time")
+        advance(0.5)
+        let catchUp = s.handle(.tick, now: now)
+        XCTAssertEqual(mirrorJobs(catchUp).map(\.index), [0])
+        XCTAssertTrue(catchUp.contains(.log(.debug, "mirror: catch-up sync of \(rid(1))")), "\(catchUp)")
+        // An announcement while the catch-up runs coalesces into one more run after it.
+        let update = Announcement.signedRefs(SignedRefsUpdate(repository: rid(1), delegate: named, sequence: 3,
+                                                              signedRefs: try XCTUnwrap(WireOID(oid(1).bytes))))
+        XCTAssertEqual(mirrorJobs(s.handle(.announced(update, origin: server), now: now)), [])
+        let again = mirrorJobs(s.handle(.mirrored(spec: 0, .updated(from: "x", refs: 1, objects: 1)), now: now))
+        XCTAssertEqual(again.map(\.expected), [[named: 3]])
+        XCTAssertNil(s.mirrorer.nextSync[0], "planned only when no run is left")
+
+        // The jitter is reproducible from the seed, and spread.
+        func plannedWait(_ seed: UInt64) -> Double {
+            var options = NodeService.Options()
+            options.mirrorInterval = 100
+            options.mirrors = [MirrorSpec(repository: name("demo/app"), peer: try? Endpoint.parse("127.0.0.1:9000"))]
+            var t = NodeService(options: options, localPeer: peer(), seed: seed)
+            _ = t.handle(.started, now: now)
+            _ = t.handle(.mirrored(spec: 0, .upToDate(from: "x")), now: now)
+            return t.mirrorer.nextSync[0].map { $0.seconds(since: now) } ?? -1
+        }
+        XCTAssertEqual(plannedWait(seed), plannedWait(seed))
+        let waits = Set((0..<20).map { plannedWait(seed &+ UInt64($0)) })
+        XCTAssertGreaterThan(waits.count, 10, "jittered: \(waits.sorted())")
+        XCTAssertTrue(waits.allSatisfy { (90...110).contains($0) }, "\(waits.sorted())")
+
+        // 0 turns the catch-up off; the initial sync stays.
+        options.mirrorInterval = 0
+        var off = NodeService(options: options, localPeer: peer(), seed: seed)
+        XCTAssertEqual(mirrorJobs(off.handle(.started, now: now)).map(\.index), [1])
+        _ = off.handle(.mirrored(spec: 1, .upToDate(from: "x")), now: now)
+        XCTAssertNil(off.mirrorer.nextSync[1])
     }
 
     func testMisbehaviourIsReportedWithItsKind() {

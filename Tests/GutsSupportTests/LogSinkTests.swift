@@ -121,4 +121,17 @@ final class LogSinkTests: XCTestCase {
         XCTAssertTrue(text.hasSuffix(" [truncated]\n"), text)
         XCTAssertLessThanOrEqual(text.utf8.count, 41)
     }
+
+    func testLogFormatsCarryTimeAndLevel() throws {
+        let t = 1_764_612_329.123  // 2025-12-01T18:05:29.123Z
+        XCTAssertEqual(LogFormat.rfc3339(t), "2025-12-01T18:05:29.123Z")
+        XCTAssertEqual(LogFormat.rfc3339(0), "1970-01-01T00:00:00.000Z")
+        XCTAssertEqual(LogFormat.render(.text, level: "info", "hello", now: t), "hello", "one-shot diagnostics stay plain")
+        XCTAssertEqual(LogFormat.render(.text, level: "info", "hello", stamped: true, now: t), "2025-12-01T18:05:29.123Z info hello")
+        let json = LogFormat.render(.json, level: "error", "a \"quoted\"\nline", fields: ["command": "sync"], now: t)
+        XCTAssertEqual(json, #"{"time":"2025-12-01T18:05:29.123Z","level":"error","message":"a \"quoted\"\nline","fields":{"command":"sync"}}"#)
+        let parsed = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        XCTAssertEqual(parsed["message"] as? String, "a \"quoted\"\nline")
+        XCTAssertEqual((parsed["fields"] as? [String: String])?["command"], "sync")
+    }
 }

@@ -150,6 +150,21 @@ final class TrustTests: XCTestCase {
         XCTAssertEqual(v3.current.delegates.count, 3)
     }
 
+    func testUnchangedRefsAreSignedAgainAfterTheRefreshInterval() throws {
+        let r = try repo()
+        let ka = try key(1)
+        let chain = try TrustStore.create(r, document: IdentityDocument(name: "demo/app", delegates: [try peer(ka)]), key: ka)
+        try r.updateRef("refs/heads/main", to: try commit(r, "one"))
+        XCTAssertEqual(try RefSigner.signIfChanged(r, identity: chain, key: ka, time: 1_000, refreshAfter: 100)?.sequence, 1)
+        XCTAssertNil(try RefSigner.signIfChanged(r, identity: chain, key: ka, time: 1_050, refreshAfter: 100), "unchanged and fresh")
+        XCTAssertNil(try RefSigner.signIfChanged(r, identity: chain, key: ka, time: 5_000), "no refresh asked")
+        XCTAssertNil(try RefSigner.signIfChanged(r, identity: chain, key: ka, time: 5_000, refreshAfter: 0), "0 never refreshes")
+        XCTAssertEqual(try RefSigner.signIfChanged(r, identity: chain, key: ka, time: 1_100, refreshAfter: 100)?.sequence, 2)
+        let state = try XCTUnwrap(try TrustStore.installedStates(r, identity: chain)[try peer(ka)])
+        XCTAssertEqual(state.refs.time, 1_100)
+        XCTAssertEqual(state.refs.refs.count, 1)
+    }
+
     func testFirstVersionMustBeSignedByItsOwnDelegates() throws {
         let r = try repo()
         let ka = try key(1), kb = try key(2)

@@ -65,17 +65,22 @@ final class AnnouncementTests: XCTestCase {
         let (follower, followerLine) = try h.listen("follower", ["--bootstrap", originLine, "--mirror", "demo/app@\(originID)",
                                                                   "--announce-interval", "0.3"])
         follower.waitFor("bootstrap connection") { _, err in err.contains("(bootstrap") }
-        let watcher = try h.start(["--home", h.home("w"), "--json", "gossip", "subscribe", "--topic", "guts/commits",
+        // The follower mirrors at start (sequence 1) and announces what it installed.
+        follower.waitFor("the initial mirror", timeout: 20) { _, err in err.contains("mirror: synced demo/app") }
+        follower.waitFor("a scan to see the initial mirror") { _, err in err.contains("announcing repository demo/app") }
+        let watcher = try h.start(["--home", h.home("w"), "-v", "--json", "gossip", "subscribe", "--raw", "--ephemeral", "--topic", "guts/commits",
                                    "--peer", followerLine, "--count", "2", "--timeout", "30"])
-        usleep(500_000)
+        watcher.waitFor("the subscription to be in place") { _, err in err.contains("subscribed to") }
 
         try "v2\n".write(toFile: work + "/file", atomically: true, encoding: .utf8)
         try git(["commit", "-q", "-am", "second"], in: work)
         try git(["push", "-q", "origin", "main"], in: work)
         let head = try git(["rev-parse", "HEAD"], in: work)
 
-        follower.waitFor("the follower to mirror the pushed commit", timeout: 20) { _, err in err.contains("mirror: synced demo/app") }
         let mirror = h.home("follower") + "/repos/demo/app.git"
+        follower.waitFor("the follower to mirror the pushed commit", timeout: 20) { _, _ in
+            (try? self.git(["rev-parse", "refs/heads/main"], in: mirror)) == head
+        }
         XCTAssertEqual(try git(["rev-parse", "refs/heads/main"], in: mirror), head)
         XCTAssertEqual(try git(["fsck", "--full"], in: mirror), "")
         // The origin signed and announced the push once; the follower re-announced it once after mirroring.
@@ -97,9 +102,9 @@ final class AnnouncementTests: XCTestCase {
         let (_, originLine) = try h.listen("origin", ["--announce-interval", "0.3"])
         // A node serving the home that cron syncs into: it announces what each sync brought.
         let (cronNode, cronLine) = try h.listen("cron", ["--announce-interval", "0.3"])
-        let watcher = try h.start(["--home", h.home("w"), "--json", "gossip", "subscribe", "--topic", "guts/repositories",
+        let watcher = try h.start(["--home", h.home("w"), "-v", "--json", "gossip", "subscribe", "--raw", "--ephemeral", "--topic", "guts/repositories",
                                    "--peer", cronLine, "--count", "1", "--timeout", "30"])
-        usleep(400_000)
+        watcher.waitFor("the subscription to be in place") { _, err in err.contains("subscribed to") }
         let sync = try h.run(["--home", h.home("cron"), "sync", "demo/app", "--peer", originLine])
         XCTAssertEqual(sync.status, 0, sync.stderr)
         cronNode.waitFor("the syncing node to announce the new repository", timeout: 15) { _, err in

@@ -57,7 +57,7 @@ final class ChannelTests: XCTestCase {
         _ = try h.keygen("server")
         let (_, line) = try h.listen("server")
         let address = String(line.split(separator: "@")[1])
-        let r = try h.run(["--home", h.home("nobody"), "dial", address])
+        let r = try h.run(["--home", h.home("nobody"), "dial", "--ephemeral", address])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertFalse(r.stdout.contains("(verified)"))
     }
@@ -86,7 +86,7 @@ final class ChannelTests: XCTestCase {
         _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &len) } }
         let freePort = Int(UInt16(bigEndian: addr.sin_port))
         close(probe)
-        let refused = try h.run(["--home", h.home("c"), "dial", "127.0.0.1:\(freePort)"])
+        let refused = try h.run(["--home", h.home("c"), "dial", "--ephemeral", "127.0.0.1:\(freePort)"])
         XCTAssertEqual(refused.status, 4, refused.stderr)
         XCTAssertTrue(refused.stderr.contains("cannot connect"), refused.stderr)
 
@@ -99,7 +99,7 @@ final class ChannelTests: XCTestCase {
         _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(server, $0, &len) } }
         let silentPort = Int(UInt16(bigEndian: addr.sin_port))
         let start = Date()
-        let timeout = try h.run(["--home", h.home("c"), "dial", "--timeout", "1", "127.0.0.1:\(silentPort)"])
+        let timeout = try h.run(["--home", h.home("c"), "dial", "--ephemeral", "--timeout", "1", "127.0.0.1:\(silentPort)"])
         XCTAssertEqual(timeout.status, 7, timeout.stderr)
         XCTAssertLessThan(Date().timeIntervalSince(start), 5)
 
@@ -124,7 +124,7 @@ final class ChannelTests: XCTestCase {
         XCTAssertTrue(truncated.closedByPeer(within: 5), "half a handshake is dropped at the handshake timeout")
         XCTAssertTrue(silent.closedByPeer(within: 5), "a silent client is dropped at the handshake timeout")
 
-        let ping = try h.run(["--home", h.home("client"), "ping", "-c", "1", line])
+        let ping = try h.run(["--home", h.home("client"), "ping", "--ephemeral", "-c", "1", line])
         XCTAssertEqual(ping.status, 0, ping.stderr)
         XCTAssertTrue(ping.stdout.contains("1 received"))
         XCTAssertTrue(listener.process.isRunning)
@@ -136,9 +136,9 @@ final class ChannelTests: XCTestCase {
         let (listener, line) = try h.listen("server", ["--max-connections", "1"])
         // One long-running ping holds the only slot; a peer alone is always protected from
         // eviction, so the newcomer is refused in place of HelloAck.
-        let holder = try h.start(["--home", h.home("c0"), "ping", "-i", "0.2", line])
+        let holder = try h.start(["--home", h.home("c0"), "ping", "--ephemeral", "-i", "0.2", line])
         holder.waitFor("a pong") { out, _ in out.contains("pong from") }
-        let refused = try h.run(["--home", h.home("c9"), "dial", line])
+        let refused = try h.run(["--home", h.home("c9"), "dial", "--ephemeral", line])
         XCTAssertEqual(refused.status, 9, refused.stderr)
         XCTAssertTrue(refused.stderr.contains("too-many-connections"), refused.stderr)
         XCTAssertTrue(refused.stderr.contains("at most 1"), refused.stderr)
@@ -148,7 +148,7 @@ final class ChannelTests: XCTestCase {
         XCTAssertTrue(holder.stdout.contains("guts ping statistics"), "ping prints its summary on SIGINT")
         var admitted = false
         for _ in 0..<50 where !admitted {
-            admitted = try h.run(["--home", h.home("c9"), "dial", line]).status == 0
+            admitted = try h.run(["--home", h.home("c9"), "dial", "--ephemeral", line]).status == 0
             if !admitted { usleep(100_000) }
         }
         XCTAssertTrue(admitted, listener.stderr)
@@ -160,11 +160,11 @@ final class ChannelTests: XCTestCase {
         _ = try h.keygen("server")
         let (listener, line) = try h.listen("server", ["--max-connections", "3"])
         let holders = try (0..<3).map { i -> Harness.Running in
-            let p = try h.start(["--home", h.home("c\(i)"), "ping", "-i", "0.2", line])
+            let p = try h.start(["--home", h.home("c\(i)"), "ping", "--ephemeral", "-i", "0.2", line])
             p.waitFor("a pong") { out, _ in out.contains("pong from") }
             return p
         }
-        let newcomer = try h.run(["--home", h.home("c9"), "dial", line])
+        let newcomer = try h.run(["--home", h.home("c9"), "dial", "--ephemeral", line])
         XCTAssertEqual(newcomer.status, 0, newcomer.stderr)
         listener.waitFor("an eviction") { _, err in err.contains("evicting") }
         // Exactly one holder was told why it was dropped.
@@ -179,7 +179,7 @@ final class ChannelTests: XCTestCase {
     func testGracefulShutdownSaysGoodbye() throws {
         _ = try h.keygen("server")
         let (listener, line) = try h.listen("server")
-        let client = try h.start(["--home", h.home("c"), "ping", "-i", "0.1", line])
+        let client = try h.start(["--home", h.home("c"), "ping", "--ephemeral", "-i", "0.1", line])
         client.waitFor("a pong") { out, _ in out.contains("pong from") }
         listener.signal(SIGTERM)
         XCTAssertEqual(listener.wait(timeout: 10), 0)
@@ -215,14 +215,14 @@ final class ChannelTests: XCTestCase {
             throw XCTSkip("no IPv6 loopback on this machine: \(r.stderr)")
         }
         XCTAssertTrue(line.contains("@[::1]:"), line)
-        let dial = try h.run(["--home", h.home("c"), "dial", line])
+        let dial = try h.run(["--home", h.home("c"), "dial", "--ephemeral", line])
         XCTAssertEqual(dial.status, 0, dial.stderr)
         XCTAssertTrue(dial.stdout.contains("address      [::1]:"), dial.stdout)
         // A host name that resolves to the loopback (the listener on 127.0.0.1).
         _ = try h.keygen("v4")
         let (_, v4) = try h.listen("v4")
         let hostPort = "localhost:" + String(port(of: v4))
-        let byName = try h.run(["--home", h.home("c"), "ping", "-c", "1", hostPort])
+        let byName = try h.run(["--home", h.home("c"), "ping", "--ephemeral", "-c", "1", hostPort])
         XCTAssertEqual(byName.status, 0, byName.stderr)
     }
 }

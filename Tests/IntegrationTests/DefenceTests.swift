@@ -37,7 +37,7 @@ final class DefenceTests: XCTestCase {
 
     /// One legitimate ping from 127.0.0.1 with a fresh identity.
     func legitimatePing(_ line: String, _ file: StaticString = #filePath, _ fileLine: UInt = #line) throws {
-        let r = try h.run(["--home", h.home("legit"), "ping", "-c", "1", "-W", "5", line])
+        let r = try h.run(["--home", h.home("legit"), "ping", "--ephemeral", "-c", "1", "-W", "5", line])
         XCTAssertEqual(r.status, 0, "legitimate ping: \(r.stderr)", file: file, line: fileLine)
     }
 
@@ -226,10 +226,10 @@ final class DefenceTests: XCTestCase {
         XCTAssertThrowsError(try dial(line, session(flooder, caps: ["ping", "gossip-client"], protocols: MessageRegistry([GossipProtocol()])),
                                       from: "127.0.0.7"))
         // A legitimate client publishes and a subscriber receives it.
-        let sub = try h.start(["--home", h.home("sub"), "--json", "gossip", "subscribe", "--topic", "news", "--peer", line,
+        let sub = try h.start(["--home", h.home("sub"), "-v", "--json", "gossip", "subscribe", "--ephemeral", "--topic", "news", "--peer", line,
                                "--count", "1", "--timeout", "20"])
-        usleep(300_000)
-        let pub = try h.run(["--home", h.home("pub"), "gossip", "publish", "--topic", "news", "--peer", line, "--data", "hello"])
+        sub.waitFor("the subscription to be in place") { _, err in err.contains("subscribed to") }
+        let pub = try h.run(["--home", h.home("pub"), "gossip", "publish", "--ephemeral", "--topic", "news", "--peer", line, "--data", "hello"])
         XCTAssertEqual(pub.status, 0, pub.stderr)
         XCTAssertEqual(sub.wait(timeout: 20), 0, sub.stderr)
     }

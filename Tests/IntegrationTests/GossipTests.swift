@@ -34,13 +34,13 @@ final class GossipTests: XCTestCase {
     }
 
     func subscribe(_ node: String, topic: String, count: Int, timeout: Double = 30) throws -> Harness.Running {
-        let s = try h.start(["--home", h.home("sub"), "--json", "gossip", "subscribe", "--topic", topic, "--peer", node,
+        let s = try h.start(["--home", h.home("sub"), "-v", "--json", "gossip", "subscribe", "--ephemeral", "--topic", topic, "--peer", node,
                              "--count", String(count), "--timeout", String(timeout)])
         return s
     }
 
     func publish(_ node: String, topic: String, data: String) throws -> String {
-        let r = try h.run(["--home", h.home("pub"), "gossip", "publish", "--topic", topic, "--peer", node, "--data", data])
+        let r = try h.run(["--home", h.home("pub"), "gossip", "publish", "--ephemeral", "--topic", topic, "--peer", node, "--data", data])
         XCTAssertEqual(r.status, 0, r.stderr)
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -49,8 +49,10 @@ final class GossipTests: XCTestCase {
     func receivedCopies(_ node: Harness.Running) -> Int? {
         node.signal(SIGTERM)
         _ = node.wait(timeout: 10)
-        guard let line = node.stderr.split(separator: "\n").first(where: { $0.hasPrefix("gossip: received ") }) else { return nil }
-        return Int(line.dropFirst("gossip: received ".count).prefix(while: { $0.isNumber }))
+        // Node log lines start with the time and level.
+        guard let line = node.stderr.split(separator: "\n").first(where: { $0.contains(" info gossip: received ") }),
+              let range = line.range(of: " info gossip: received ") else { return nil }
+        return Int(line[range.upperBound...].prefix(while: { $0.isNumber }))
     }
 
     func payloads(_ subscriber: Harness.Running) -> [String] {
@@ -64,7 +66,7 @@ final class GossipTests: XCTestCase {
         let nodes = try startNetwork(5, topic: topic) { Array(0..<$0) }
         let messages = 10
         let subs = try nodes.map { try subscribe($0.1, topic: topic, count: messages) }
-        usleep(500_000)  // subscriptions reach the nodes
+        for s in subs { s.waitFor("the subscription to be in place") { _, err in err.contains("subscribed to") } }
         var ids: [String] = []
         for m in 0..<messages {
             ids.append(try publish(nodes[m % 5].1, topic: topic, data: "mesh message \(m)"))
@@ -99,7 +101,7 @@ final class GossipTests: XCTestCase {
         }
         let nodes = try startNetwork(20, topic: topic) { linkTable[$0] }
         let subs = try nodes.map { try subscribe($0.1, topic: topic, count: 3, timeout: 40) }
-        usleep(700_000)
+        for s in subs { s.waitFor("the subscription to be in place") { _, err in err.contains("subscribed to") } }
         for m in 0..<3 { _ = try publish(nodes[(m * 7) % 20].1, topic: topic, data: "sparse \(m)") }
         for (i, s) in subs.enumerated() {
             XCTAssertEqual(s.wait(timeout: 40), 0, "subscriber on node \(i) (links \(linkTable[i]), seed \(seed)): \(s.stderr)")
@@ -112,7 +114,7 @@ final class GossipTests: XCTestCase {
         let topic = "test/forge"
         let nodes = try startNetwork(3, topic: topic) { Array(0..<$0) }
         let subs = try nodes.map { try subscribe($0.1, topic: topic, count: 1, timeout: 15) }
-        usleep(500_000)
+        for s in subs { s.waitFor("the subscription to be in place") { _, err in err.contains("subscribed to") } }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
@@ -168,7 +170,7 @@ final class GossipTests: XCTestCase {
         let tooBig = String(repeating: "x", count: 70_000)
         let big = try h.run(["gossip", "publish", "--topic", "ok", "--peer", line, "--data", tooBig])
         XCTAssertEqual(big.status, 2)
-        let none = try h.run(["--home", h.home("s"), "gossip", "subscribe", "--topic", "quiet", "--peer", line, "--timeout", "0.5"])
+        let none = try h.run(["--home", h.home("s"), "gossip", "subscribe", "--ephemeral", "--topic", "quiet", "--peer", line, "--timeout", "0.5"])
         XCTAssertEqual(none.status, 1, "nothing received before the timeout")
     }
 }

@@ -158,7 +158,7 @@ final class IdentityTests: XCTestCase {
         try r.updateRef("refs/heads/evil", to: mallory2)
         try r.updateRef("refs/namespaces/\(originID)/refs/heads/unsigned", to: mallory2)
         let extra = try guts("client", ["sync", "demo/app", "--peer", evilLine])
-        XCTAssertEqual(extra.status, 1, "up to date: nothing signed is new. \(extra.stdout) \(extra.stderr)")
+        XCTAssertEqual(extra.status, 0, "up to date: nothing signed is new. \(extra.stdout) \(extra.stderr)")
         XCTAssertEqual(try refs(mirror), pinnedRefs, "unsigned refs were installed")
 
         // 5. An identity update that lacks the threshold: evil adds itself.
@@ -190,6 +190,57 @@ final class IdentityTests: XCTestCase {
         try SyncGit.assertFsckClean(mirror)
         let verify = try guts("client", ["objects", "verify", mirror])
         XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
+    }
+
+    /// Freeze defences (guts-identity(5), FRESHNESS): signed state dated in the future is
+    /// refused, `--max-age` fails on state older than asked, and a delegate's running node
+    /// signs its unchanged refs again so followers can tell quiet from withheld.
+    func testFreezeDefences() throws {
+        let originID = try h.keygen("origin")
+        _ = try h.keygen("client")
+        _ = try h.keygen("evil")
+        let work = try makeRepository("origin")
+        let rid = try guts("origin", ["repo", "init", "demo/app"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let head = try git(["rev-parse", "HEAD"], in: work)
+        let originKey = try key("origin")
+        let origin0 = try XCTUnwrap(PeerID(originID))
+        let now = Int64(Date().timeIntervalSince1970)
+
+        // A copy at evil whose newest state (sequence 2) the delegate signed, dated as given.
+        let evilRepo = bare("evil")
+        func serve(time: Int64) throws {
+            try copyRepository(bare("origin"), to: evilRepo)
+            let r = try Repository.open(evilRepo)
+            let chain = try XCTUnwrap(try TrustStore.identity(of: r))
+            var state = SignedRefs(repository: chain.id, delegate: origin0, sequence: 2, time: time, refs: [("refs/heads/main", try XCTUnwrap(ObjectID(hex: head)))])
+            state.sign(with: originKey)
+            try install(state, in: r, namespace: origin0, key: originKey)
+        }
+        let (_, evilLine) = try h.listen("evil", [])
+
+        // 1. Two hours ahead of the clock: refused, nothing installed, the sender held to it.
+        try serve(time: now + 7200)
+        let future = try guts("client", ["sync", rid, "--peer", evilLine])
+        XCTAssertEqual(future.status, 6, future.stderr)
+        XCTAssertTrue(future.stderr.contains("in the future"), future.stderr)
+        XCTAssertTrue(future.stderr.contains("recorded bad-objects in the peer book"), future.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: bare("client")), "nothing may be left behind")
+
+        // 2. Ten days old: accepted without a limit, but --max-age 1 day says it is stale.
+        try serve(time: now - 864_000)
+        let old = try guts("client", ["sync", rid, "--peer", evilLine, "--max-age", "86400"])
+        XCTAssertEqual(old.status, 6, old.stderr)
+        XCTAssertTrue(old.stderr.contains("older than --max-age"), old.stderr)
+        XCTAssertFalse(old.stderr.contains("recorded"), "a quiet repository is not the peer's fault: \(old.stderr)")
+        XCTAssertEqual(try guts("client", ["sync", rid, "--peer", evilLine, "--exit-code"]).status, 1, "installed, and up to date")
+
+        // 3. The delegate's running node signs its unchanged refs again once they are older
+        //    than --resign-interval, so a follower asking for fresh state gets it.
+        let (origin, originLine) = try h.listen("origin", ["--announce-interval", "0.2", "--resign-interval", "1"])
+        origin.waitFor("the unchanged refs signed again") { _, err in err.contains("signed demo/app: sequence 3") }
+        let fresh = try guts("client", ["sync", rid, "--peer", originLine, "--max-age", "600"])
+        XCTAssertEqual(fresh.status, 0, fresh.stderr)
+        XCTAssertEqual(try SyncGit.revParse(bare("client"), "refs/heads/main"), head, "the same refs, freshly signed")
     }
 
     func testASignedDeletionRemovesTheRefAndNothingElse() throws {
@@ -232,8 +283,8 @@ final class IdentityTests: XCTestCase {
         follower.waitFor("bootstrap connection") { _, err in err.contains("(bootstrap") }
         let genuine = try commitAndPush(work, "genuine")
         origin.waitFor("the origin to sign") { _, err in err.contains("signed demo/app: sequence 2") }
-        follower.waitFor("the follower to mirror", timeout: 20) { _, err in err.contains("mirror: synced demo/app") }
         let mirror = bare("follower")
+        follower.waitFor("the follower to mirror", timeout: 20) { _, _ in SyncGit.peek(mirror, "refs/heads/main") == genuine }
         XCTAssertEqual(try SyncGit.revParse(mirror, "refs/heads/main"), genuine)
         let before = try refs(mirror)
 
@@ -291,7 +342,9 @@ final class IdentityTests: XCTestCase {
         try commitAndPush(strangerWork, "stranger 2")
         stranger.waitFor("the stranger to announce") { _, err in err.contains("announcing demo/app: refs changed (unsigned)") }
         let genuine = try commitAndPush(work, "origin 2")
-        follower.waitFor("the follower to mirror the origin", timeout: 20) { _, err in err.contains("mirror: synced demo/app") }
+        follower.waitFor("the follower to mirror the origin", timeout: 20) { _, _ in
+            SyncGit.peek(self.bare("follower"), "refs/heads/main") == genuine
+        }
         XCTAssertEqual(try SyncGit.revParse(bare("follower"), "refs/heads/main"), genuine)
         XCTAssertFalse(follower.stderr.contains("announcement: \(try Identity.load(home: h.home("stranger")).peerID.short) changed"), follower.stderr)
         // A one-shot sync of an unsigned repository works as before and says so.
@@ -447,13 +500,16 @@ final class IdentityTests: XCTestCase {
         let (follower, followerLine) = try h.listen("follower", ["--bootstrap", originLine, "--mirror", "demo/app@\(originID)",
                                                                   "--announce-interval", "0.2"])
         follower.waitFor("bootstrap connection") { _, err in err.contains("(bootstrap") }
-        // The first mirror of all 1,501 refs.
-        try commitAndPush(work, "first push")
-        follower.waitFor("the first mirror", timeout: 30) { _, err in err.contains("mirror: synced demo/app") }
-        follower.waitFor("the follower to announce what it mirrored") { _, err in err.contains("announcing demo/app signed by") }
-        let watcher = try h.start(["--home", h.home("w"), "--json", "gossip", "subscribe", "--topic", "guts/commits",
+        // The first mirror of all 1,501 refs, at start, installed and seen by a scan.
+        follower.waitFor("the initial mirror", timeout: 30) { _, err in err.contains("announcing repository demo/app") }
+        let first = try commitAndPush(work, "first push")
+        follower.waitFor("the first mirror", timeout: 30) { _, _ in SyncGit.peek(self.bare("follower"), "refs/heads/main") == first }
+        follower.waitFor("the follower to announce what it mirrored") { _, err in
+            err.contains("announcing demo/app signed by \(originID.prefix(12)), sequence 2")
+        }
+        let watcher = try h.start(["--home", h.home("w"), "-v", "--json", "gossip", "subscribe", "--raw", "--ephemeral", "--topic", "guts/commits",
                                    "--peer", followerLine, "--count", "2", "--timeout", "40"])
-        usleep(500_000)
+        watcher.waitFor("the subscription to be in place") { _, err in err.contains("subscribed to") }
         func announced(_ node: Harness.Running) -> Int { node.stderr.components(separatedBy: "announcing demo/app signed by").count - 1 }
         let (originBefore, followerBefore) = (announced(origin), announced(follower))
         let started = Date()

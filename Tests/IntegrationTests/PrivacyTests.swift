@@ -27,9 +27,9 @@ final class PrivacyTests: XCTestCase {
         try f.push()
         try "\(f.clientID)\n".write(toFile: f.upstream + "/guts-allow", atomically: true, encoding: .utf8)
         let (origin, originLine) = try h.listen("server", ["--announce-interval", "0.3"])
-        let watcher = try h.start(["--home", h.home("w"), "--json", "gossip", "subscribe", "--topic", "guts/repositories",
+        let watcher = try h.start(["--home", h.home("w"), "-v", "--json", "gossip", "subscribe", "--raw", "--ephemeral", "--topic", "guts/repositories",
                                    "--peer", originLine, "--count", "1", "--timeout", "30"])
-        usleep(500_000)
+        watcher.waitFor("the subscription to be in place") { _, err in err.contains("subscribed to") }
         // A public repository appears later: it is announced, the restricted one never.
         let public_ = try SyncFixture(h, repoName: "alice/public", reuseServerHome: f)
         try FileManager.default.createDirectory(atPath: public_.work, withIntermediateDirectories: true)
@@ -55,7 +55,7 @@ final class PrivacyTests: XCTestCase {
         let stranger = try h.run(["--home", h.home("stranger"), "sync", "alice/secret", "--peer", followerLine])
         XCTAssertEqual(stranger.status, 9, stranger.stderr)
         XCTAssertTrue(stranger.stderr.contains("restricted"), stranger.stderr)
-        let quiet = try h.start(["--home", h.home("w2"), "--json", "gossip", "subscribe", "--topic", "guts/repositories",
+        let quiet = try h.start(["--home", h.home("w2"), "-v", "--json", "gossip", "subscribe", "--topic", "guts/repositories",
                                  "--peer", followerLine, "--count", "1", "--timeout", "3"])
         XCTAssertNotEqual(quiet.wait(timeout: 10), 0, "the follower announced something: \(quiet.stdout)")
         XCTAssertFalse(follower.stderr.contains("announcing repository alice/secret"), follower.stderr)

@@ -29,7 +29,7 @@ final class SyncSafetyTests: XCTestCase {
         try f.assertMirrorsUpstream(own)
         XCTAssertTrue(FileManager.default.fileExists(atPath: own + "/guts-mirror"), "adopted: now a mirror")
         // From then on it syncs without --force.
-        XCTAssertEqual(try f.sync(extra: ["--into", own]).status, 1)
+        XCTAssertEqual(try f.sync(extra: ["--into", own, "--exit-code"]).status, 1)
     }
 
     func testRepositoriesCreatedBySyncAreMarked() throws {

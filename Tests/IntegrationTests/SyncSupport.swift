@@ -103,6 +103,14 @@ enum SyncGit {
         try bare(gitDir, ["symbolic-ref", "-q", "HEAD"], check: false).text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// What `rev` names in `gitDir`, or nil (no repository yet, no such ref): for polling.
+    static func peek(_ gitDir: String, _ rev: String) -> String? {
+        guard FileManager.default.fileExists(atPath: gitDir + "/HEAD"),
+              let r = try? bare(gitDir, ["rev-parse", "-q", "--verify", rev], check: false) else { return nil }
+        let text = r.text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return text.isEmpty ? nil : text
+    }
+
     static func revParse(_ gitDir: String, _ rev: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
         try bare(gitDir, ["rev-parse", rev], file: file, line: line).text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -446,4 +454,15 @@ final class InProcessSyncServer: @unchecked Sendable {
         server.shutdown()
         try? group.syncShutdownGracefully()
     }
+}
+
+/// With --json, a failed command's stdout is exactly one JSON error object whose code is
+/// its exit status (guts(1), JSON ERRORS).
+func assertOnlyErrorObject(_ stdout: String, status: Int32, file: StaticString = #filePath, line: UInt = #line) {
+    let lines = stdout.split(separator: "\n")
+    XCTAssertEqual(lines.count, 1, stdout, file: file, line: line)
+    let object = lines.first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    let error = object?["error"] as? [String: Any]
+    XCTAssertEqual(error?["code"] as? Int, Int(status), stdout, file: file, line: line)
+    XCTAssertNotNil(error?["message"] as? String, stdout, file: file, line: line)
 }

@@ -71,16 +71,20 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(change?["new"] as? String, new)
         try f.assertMirrorsUpstream()
 
-        // 3. Nothing new: exit 1, up to date, nothing transferred.
+        // 3. Nothing new: exit 0 (as git fetch; 1 only with --exit-code), up to date,
+        // nothing transferred.
         let third = try f.sync()
-        XCTAssertEqual(third.status, 1, third.stderr)
+        XCTAssertEqual(third.status, 0, third.stderr)
         XCTAssertEqual(third.json["status"] as? String, "up-to-date")
         XCTAssertEqual(third.json["objects"] as? Int, 0)
         XCTAssertEqual(third.json["bytes"] as? Int, 0)
         XCTAssertEqual((third.json["changes"] as? [Any])?.count, 0)
         let text = try f.sync(json: false)
-        XCTAssertEqual(text.status, 1)
+        XCTAssertEqual(text.status, 0)
         XCTAssertEqual(text.stdout, "alice/proj is up to date with \(f.peer) (unsigned)\n")
+        let asked = try f.sync(json: false, extra: ["--exit-code"])
+        XCTAssertEqual(asked.status, 1, "--exit-code: nothing new is 1")
+        XCTAssertEqual(asked.stdout, text.stdout)
         try f.assertMirrorsUpstream()
     }
 
@@ -231,7 +235,7 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(denied.status, 9, denied.stderr)
         XCTAssertTrue(denied.stderr.contains("restricted") && denied.stderr.contains("allow list"), denied.stderr)
         XCTAssertTrue(denied.stderr.contains(f.clientID), denied.stderr)
-        XCTAssertTrue(denied.stdout.isEmpty, denied.stdout)
+        assertOnlyErrorObject(denied.stdout, status: denied.status)
         XCTAssertFalse(SyncFiles.exists(f.mirror), "nothing may be created for a refused sync")
         XCTAssertFalse(SyncFiles.exists(f.clientHome + "/repos/alice"), "not even the owner directory")
 
@@ -350,7 +354,7 @@ final class MaliciousSyncTests: XCTestCase {
         let before = try RepoSnapshot(f.mirror)
         let r = try f.sync(peers: [server.peer], extra: extra, file: file, line: line)
         XCTAssertEqual(r.status, exit, "stderr: \(r.stderr) server: \(server.events)", file: file, line: line)
-        XCTAssertTrue(r.stdout.isEmpty, r.stdout, file: file, line: line)
+        assertOnlyErrorObject(r.stdout, status: r.status, file: file, line: line)
         XCTAssertTrue(r.stderr.contains(server.peerID), "names the peer: \(r.stderr)", file: file, line: line)
         for m in mentions {
             XCTAssertTrue(r.stderr.contains(m), "expected '\(m)' in: \(r.stderr) server: \(server.events)", file: file, line: line)
@@ -561,7 +565,7 @@ final class InterruptedSyncTests: XCTestCase {
         XCTAssertTrue(status == 4 || status == 7, "exit \(String(describing: status)): \(sync.stderr)")
         XCTAssertTrue(sync.stderr.contains(f.serverID), sync.stderr)
         XCTAssertTrue(sync.stderr.contains("nothing was created at \(f.mirror)"), sync.stderr)
-        XCTAssertTrue(sync.stdout.isEmpty)
+        assertOnlyErrorObject(sync.stdout, status: status ?? -1)
         XCTAssertFalse(SyncFiles.exists(f.clientHome + "/repos/alice"), "\(SyncFiles.tree(f.clientHome))")
 
         // The new server serves a repacked upstream: multi-megabyte stored entries are
