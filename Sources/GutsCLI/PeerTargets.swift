@@ -60,7 +60,7 @@ struct PeerResolver {
         if let at = rest.firstIndex(of: "@") {
             let idText = rest[..<at]
             guard let id = PeerID(idText) else {
-                throw UsageError("invalid address '\(text)': '\(idText)' is not a peer ID (expected gt followed by 56 base32 characters)")
+                throw UsageError("invalid address '\(text)': '\(idText)' is not a peer ID: \(PeerID.problem(idText) ?? "expected gt followed by 56 base32 characters")")
             }
             given = id
             rest = rest[rest.index(after: at)...]
