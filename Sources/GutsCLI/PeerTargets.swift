@@ -152,7 +152,7 @@ struct PeerResolver {
         }
         switch outcome {
         case .added:
-            context.log("recorded \(peer) for \(address) in \(path)")
+            context.log("learned \(peer) at \(address) (first use; kept in \(path))")
         case .known:
             break
         case let .conflict(entry):

@@ -304,7 +304,7 @@ public final class Node: Sendable {
             stateWriter.submit {
                 do {
                     switch try KnownPeersFile.record(hook.path, address: address, peer: peer, now: KnownPeersFile.now()) {
-                    case .added: log.info("recorded \(peer) for \(address) in \(hook.path)")
+                    case .added: log.info("learned \(peer) at \(address) (first use; kept in \(hook.path))")
                     case .known: break
                     case let .conflict(entry):
                         log.info("WARNING: \(hook.path):\(entry.line) records \(entry.peer) for \(address), but bootstrap peer \(address) presented \(peer); its next dials demand \(peer) (to record it: \(hook.forgetCommand(address)))")

@@ -47,7 +47,7 @@ final class KnownPeersIntegrationTests: XCTestCase {
         // First use: recorded, with the time.
         let first = try guts("client", ["dial", address])
         XCTAssertEqual(first.status, 0, first.stderr)
-        XCTAssertTrue(first.stderr.contains("recorded \(aID) for \(address)"), first.stderr)
+        XCTAssertTrue(first.stderr.contains("learned \(aID) at \(address) (first use"), first.stderr)
         let recorded = knownPeers("client")
         XCTAssertTrue(recorded.hasPrefix("\(address) \(aID) 20"), recorded)
         XCTAssertEqual(recorded.split(separator: "\n").count, 1)
@@ -191,7 +191,7 @@ final class KnownPeersIntegrationTests: XCTestCase {
         let (a, aLine) = try h.listen("a")
         let address = split(aLine).address
         let (node, _) = try h.listen("node", ["--bootstrap", address])
-        node.waitFor("the bootstrap peer to be recorded", timeout: 15) { _, err in err.contains("recorded \(aID) for \(address)") }
+        node.waitFor("the bootstrap peer to be recorded", timeout: 15) { _, err in err.contains("learned \(aID) at \(address)") }
         XCTAssertTrue(knownPeers("node").hasPrefix("\(address) \(aID) "), knownPeers("node"))
         // Another identity at the address: the node's redials are refused.
         stop(a)
