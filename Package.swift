@@ -6,6 +6,7 @@
 //   (GutsSync also uses GutsGit and GutsTrust; GutsTrust = identities and signed refs over GutsGit)
 //   GutsControl (the control socket) needs only GutsSupport; GutsNode implements it, GutsCLI calls it.
 //   GutsGit (git objects and storage) stands apart from networking.
+//   GutsDHT (the Kademlia engine, pure) uses GutsPolicy and GutsWire; a node shell drives it.
 import PackageDescription
 
 let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
@@ -45,6 +46,9 @@ let package = Package(
         .target(name: "GutsTransport", dependencies: ["GutsAddress", "GutsPolicy", "GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
         // Gossip: signed messages, seen-cache, eager/lazy push. A pure state machine.
         .target(name: "GutsGossip", dependencies: ["GutsPolicy", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
+        // The Kademlia DHT as a pure state machine: node IDs, routing table, lookups, signed
+        // provider and peer records, its messages (0x40-0x4F), and a deterministic simulator.
+        .target(name: "GutsDHT", dependencies: ["GutsPolicy", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         // Repository identity and signed refs: identity documents, their threshold-signed
         // chain, each delegate's signed refs, canonical refs. Stored as git objects.
         .target(name: "GutsTrust", dependencies: ["GutsGit", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
@@ -67,19 +71,21 @@ let package = Package(
         ]),
         .executableTarget(name: "guts", dependencies: ["GutsCLI"]),
         .executableTarget(name: "guts-bench", dependencies: [
-            "GutsAddress", "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", nioCore, nioPosix, nioLocks,
+            "GutsAddress", "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsDHT", nioCore, nioPosix, nioLocks,
         ]),
 
         .testTarget(name: "GutsSupportTests", dependencies: ["GutsSupport"]),
         .testTarget(name: "GutsCryptoTests", dependencies: ["GutsCrypto", "GutsNoise", "GutsSupport"], exclude: ["Vectors"]),
         .testTarget(name: "GutsWireTests", dependencies: ["GutsWire", "GutsIdentity", "GutsNoise", "GutsCrypto", "GutsSupport"]),
         .testTarget(name: "GutsGossipTests", dependencies: ["GutsGossip", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
+        .testTarget(name: "GutsDHTTests", dependencies: ["GutsDHT", "GutsPolicy", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsNodeTests", dependencies: [
             "GutsNode", "GutsTrust", "GutsWire", "GutsSync", "GutsGossip", "GutsGit", "GutsIdentity", "GutsCrypto", "GutsSupport",
         ]),
         .testTarget(name: "GutsPolicyTests", dependencies: ["GutsPolicy", "GutsAddress", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsSyncTests", dependencies: ["GutsSync", "GutsGit", "GutsWire", "GutsSupport"]),
-        .testTarget(name: "GutsGitTests", dependencies: ["GutsGit", "GutsSupport"]),
+        // Fixtures/ holds the public SHA-1 collisions (SHAttered PDFs, SHA-mbles), read by path.
+        .testTarget(name: "GutsGitTests", dependencies: ["GutsGit", "GutsSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "GutsTrustTests", dependencies: ["GutsTrust", "GutsGit", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsControlTests", dependencies: ["GutsControl", "GutsSupport"]),
         .testTarget(name: "GutsCLITests", dependencies: ["GutsCLI", "GutsSupport", "GutsIdentity"]),

@@ -181,9 +181,13 @@ _guts() {
             ;;
         objects)
             if [[ -z $sub ]]; then
-                words="verify"
+                words="verify repack"
             else
-                opts="-j --threads --no-connectivity --max-object-size --max-delta-depth --work-factor --max-work"
+                if [[ $sub == repack ]]; then
+                    opts="--wait --no-wait"
+                else
+                    opts="-j --threads --no-connectivity --max-object-size --max-delta-depth --work-factor --max-work"
+                fi
                 if [[ $cur != -* ]]; then
                     # A repository path, or OWNER/NAME of a repository in <home>/repos.
                     local IFS=$'\n' home r names=()
@@ -231,7 +235,7 @@ _guts() {
         help)
             case ${#args[@]}:${args[0]-} in
                 0:) words="keygen listen status peers sync ls gossip dial ping objects repo" ;;
-                1:objects) words="verify" ;;
+                1:objects) words="verify repack" ;;
                 1:repo) words="init show sign delegates" ;;
                 2:repo) words="add remove" ;;
                 1:gossip) words="publish subscribe" ;;

@@ -121,7 +121,7 @@ complete -c guts -n __guts_needs_command -a sync -d 'mirror a repository from a 
 complete -c guts -n __guts_needs_command -a ls -d 'list the repositories a peer serves to you, or the refs of one'
 complete -c guts -n __guts_needs_command -a dial -d 'connect to a node, authenticate it and show its identity'
 complete -c guts -n __guts_needs_command -a ping -d 'measure round-trip time to a node'
-complete -c guts -n __guts_needs_command -a objects -d 'repository objects (objects verify)'
+complete -c guts -n __guts_needs_command -a objects -d 'repository objects (objects verify, objects repack)'
 complete -c guts -n __guts_needs_command -a repo -d 'repository identities (init, show, delegates)'
 complete -c guts -n __guts_needs_command -a help -d 'show help for a command'
 complete -c guts -n __guts_needs_command -a version -d 'print the version and exit'
@@ -132,6 +132,7 @@ complete -c guts -n '__guts_words_are help peers' -a 'score ban unban forget' -d
 complete -c guts -n '__guts_words_are help repo' -a 'init show sign delegates approve' -d 'repo command'
 complete -c guts -n '__guts_words_are help repo delegates' -a 'add remove' -d 'delegates command'
 complete -c guts -n '__guts_words_are help objects' -a verify -d 'verify the objects of a repository'
+complete -c guts -n '__guts_words_are help objects' -a repack -d 'consolidate packs and loose objects into one pack'
 
 # guts keygen
 complete -c guts -n '__guts_using keygen' -s f -l force -d 'replace an existing identity (its peer ID is lost)'
@@ -225,6 +226,12 @@ complete -c guts -n '__guts_words_are objects verify' -a '(__guts_repositories)'
 complete -c guts -n '__guts_words_are objects verify' -a '(__fish_complete_directories (commandline -ct))'
 complete -c guts -n '__guts_using objects verify' -s j -l threads -x -d 'worker threads (default: CPUs, at most 4)'
 complete -c guts -n '__guts_using objects verify' -l no-connectivity -d 'skip the reachability check'
+# guts objects repack [path | OWNER/NAME]
+complete -c guts -n '__guts_words_are objects' -a repack -d 'consolidate packs and loose objects into one pack'
+complete -c guts -n '__guts_words_are objects repack' -a '(__guts_repositories)' -d 'repository'
+complete -c guts -n '__guts_words_are objects repack' -a '(__fish_complete_directories (commandline -ct))'
+complete -c guts -n '__guts_using objects repack' -l wait -x -d 'wait SECONDS for a sync that holds the repository (default 600)'
+complete -c guts -n '__guts_using objects repack' -l no-wait -d 'exit with status 10 if the repository is locked'
 
 # guts repo init|show|delegates add|remove
 complete -c guts -n '__guts_words_are repo' -a init -d 'give a repository an identity with this node as delegate'

@@ -43,6 +43,8 @@ public struct NodeConfig: Equatable, Sendable {
     public var resignInterval = 86_400.0
     /// Seconds between catch-up syncs of `listen --mirror` repositories; 0 for none.
     public var mirrorInterval = 300.0
+    /// A sync that leaves more packs than this consolidates them; 0 never.
+    public var maxPacks = PackMaintenance.defaultMaxPacks
 
     public static let fileName = "config"
     static let scoreKeys = ScoreEvent.allCases.flatMap { e in ["weight", "cap", "half-life"].map { "score.\(e.rawValue).\($0)" } }
@@ -53,7 +55,7 @@ public struct NodeConfig: Equatable, Sendable {
                               "max-pending-handshakes", "max-pending-per-address", "handshake-rate", "handshake-burst",
                               "peer-message-rate", "peer-message-burst", "peer-byte-rate", "peer-byte-burst",
                               "peer-request-rate", "peer-request-burst", "max-sessions-per-peer",
-                              "max-signed-age", "resign-interval", "mirror-interval", "known-peers"] + scoreKeys
+                              "max-signed-age", "resign-interval", "mirror-interval", "max-packs", "known-peers"] + scoreKeys
 
     /// Ranges of the limit settings, shared by the config keys and the options.
     static let objectSizeRange = 1...(1 << 40)
@@ -161,6 +163,7 @@ public struct NodeConfig: Equatable, Sendable {
             case "max-pack-size": config.maxPackSize = try bytes(packSizeRange)
             case "min-free-disk": config.minFreeDisk = try bytes(freeDiskRange)
             case "sync-deadline": config.syncDeadline = try number(deadlineRange)
+            case "max-packs": config.maxPacks = try integer(0...100_000)
             case "max-signed-age": config.maxSignedAge = try number(signedAgeRange)
             case "resign-interval": config.resignInterval = try number(signedAgeRange)
             case "mirror-interval": config.mirrorInterval = try interval()

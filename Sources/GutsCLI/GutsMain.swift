@@ -23,6 +23,7 @@ public enum GutsMain {
         GossipPublishCommand.self,
         GossipSubscribeCommand.self,
         ObjectsVerifyCommand.self,
+        RepackCommand.self,
         RepoInitCommand.self,
         RepoShowCommand.self,
         RepoSignCommand.self,

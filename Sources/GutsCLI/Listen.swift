@@ -137,6 +137,7 @@ enum ListenCommand: Command {
         nodeOptions.admission = config.admission
         nodeOptions.rates = config.rates
         nodeOptions.maxSessionsPerPeer = config.maxSessionsPerPeer
+        nodeOptions.maxPacks = config.maxPacks
         nodeOptions.resignInterval = try args.seconds("resign-interval", in: NodeConfig.signedAgeRange) ?? config.resignInterval
         nodeOptions.mirrors = try args.all("mirror").map { try parseMirror($0, aliases: config.aliases) }
         if resolver.mode != .off {

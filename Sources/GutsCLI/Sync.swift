@@ -85,7 +85,8 @@ enum SyncCommand: Command {
             throw CommandError(.io, "every peer given is banned (see 'guts peers score'; 'guts peers unban' lifts a ban); nothing was done")
         }
         let identity = try Network.clientIdentity(context, args)
-        let session = Network.sessionConfig(identity: identity, config: config, protocols: MessageRegistry([SyncProtocol()]))
+        let session = Network.sessionConfig(identity: identity, config: config, capabilities: Capabilities.default + SyncClient.capabilities,
+                                            protocols: MessageRegistry([SyncProtocol()]))
         let signals = SignalWatcher.install()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
@@ -228,6 +229,7 @@ enum SyncCommand: Command {
                                               minFreeBytes: config.minFreeDisk, limits: limits,
                                               progress: context.stderrIsTTY ? progress : nil, adoptExisting: args.has("force"))
                     options.lockWait = wait
+                    options.maxPacks = config.maxPacks
                     let request = SignedSyncRequest(repository: name, namedPeer: target.named, localPeer: identity.peerID)
                     let report = try SignedSync.run(request, to: destination, over: connection, options: options, holding: lock)
                     context.endProgress()
@@ -235,6 +237,10 @@ enum SyncCommand: Command {
                     _ = try? connection.closeFuture.wait()
                     do { try resolver.remember(target, peer.peerID, context) } catch let e as CommandError { context.error(e.message) }
                     emit(report, name: name, peer: served, context)
+                    if let c = report.sync.consolidated {
+                        context.log(RepackCommand.describe(c))
+                    }
+                    if let problem = report.sync.maintenanceProblem { context.error("warning: \(problem)") }
                     if let problem = Self.freshness(report, maxAge: maxAge, peer: served) {
                         // Not the peer's fault for certain (the delegates may be quiet): no penalty, try the next.
                         context.error(problem.message)

@@ -17,6 +17,8 @@ public struct GitError: Error, CustomStringConvertible, Sendable, Equatable {
         case tooLarge = "too-large"
         /// A hash does not match the content.
         case hashMismatch = "hash-mismatch"
+        /// An object's SHA-1 computation shows a known collision attack (`SHA1DC`).
+        case collisionAttack = "sha1-collision"
         /// A delta's base is absent.
         case missingBase = "missing-base"
         /// Delta entries refer to each other in a loop, or a chain is too deep.

@@ -265,8 +265,9 @@ final class DeltaResolver: @unchecked Sendable {
         let extraDepth = base == nil ? 0 : 1
 
         /// Hashes and reports a built entry; returns its name.
-        func finishEntry(_ i: Int, _ type: ObjectType, _ body: [UInt8]) -> ObjectID {
-            let id = body.withUnsafeBytes { ObjectID.compute(type: type, body: $0) }
+        /// Throws (and the entry fails) when the object is part of a SHA-1 collision attack.
+        func finishEntry(_ i: Int, _ type: ObjectType, _ body: [UInt8]) throws -> ObjectID {
+            let id = try body.withUnsafeBytes { try ObjectID.checked(type: type, body: $0) }
             ids[i] = id
             types[i] = type.rawValue
             states[i] = EntryState.done.rawValue
@@ -336,7 +337,7 @@ final class DeltaResolver: @unchecked Sendable {
                 type = t
                 body = try inflateEntry(root, z)
             }
-            let id = finishEntry(root, type, body)
+            let id = try finishEntry(root, type, body)
             guard hasChildren(root, id: id) else { return }
             push(root, type, body, id: id)
         } catch {
@@ -365,7 +366,7 @@ final class DeltaResolver: @unchecked Sendable {
                 do {
                     let baseBody = try bodyOf(top)
                     let built = try applyDelta(child, base: baseBody, z: z)
-                    let id = finishEntry(child, stack[top].type, built)
+                    let id = try finishEntry(child, stack[top].type, built)
                     if hasChildren(child, id: id) {
                         // Kept when there is room, or when it is the only child left to
                         // enter (entered next, as the base is released).

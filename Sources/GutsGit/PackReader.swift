@@ -134,12 +134,14 @@ public final class PackReader: ObjectStore, @unchecked Sendable {
     public var checksum: String { Hex.encode(UnsafeRawBufferPointer(rebasing: pack.buffer[(pack.count - 20)...])) }
 
     /// Reads `id` from this pack, or nil when the pack does not have it. The content
-    /// is hashed and must match `id` (`.hashMismatch` otherwise).
+    /// is hashed and must match `id` (`.hashMismatch` otherwise; `.collisionAttack`
+    /// when it is part of a SHA-1 collision attack).
     public func read(_ id: ObjectID) throws -> GitObject? {
         guard let i = index.find(id) else { return nil }
         guard let off = index.offset(at: i) else { throw GitError(.corrupt, "\(indexPath): bad offset for \(id)") }
         let obj = try read(at: off)
-        guard obj.id == id else { throw GitError(.hashMismatch, "\(packPath): object \(id) hashes to \(obj.id)") }
+        let actual = try obj.checkedID()
+        guard actual == id else { throw GitError(.hashMismatch, "\(packPath): object \(id) hashes to \(actual)") }
         return obj
     }
 

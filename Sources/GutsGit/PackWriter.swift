@@ -122,6 +122,21 @@ public final class PackWriter {
         return out
     }
 
+    /// Encodes an OFS_DELTA's distance back to its base (`distance` > 0): big-endian
+    /// groups of 7 bits, high bit set on all but the last, each group but the last
+    /// stored minus one (gitformat-pack(5)).
+    static func offsetEncoding(_ distance: Int) -> [UInt8] {
+        var rel = distance
+        var enc = [UInt8(rel & 0x7F)]
+        rel >>= 7
+        while rel > 0 {
+            rel -= 1
+            enc.append(0x80 | UInt8(rel & 0x7F))
+            rel >>= 7
+        }
+        return enc.reversed()
+    }
+
     /// Appends one entry: header, optional base reference bytes, zlib of `data`.
     private func writeEntry(id: ObjectID, kind: UInt8, baseBytes: [UInt8], data: [UInt8]) throws {
         let offset = written
@@ -136,7 +151,7 @@ public final class PackWriter {
     /// Adds a whole object; returns its name. Adding the same object twice is a no-op.
     @discardableResult
     public func add(type: ObjectType, body: [UInt8]) throws -> ObjectID {
-        let id = ObjectID.compute(type: type, body: body)
+        let id = try ObjectID.checked(type: type, body: body)
         try add(type: type, body: body, id: id)
         return id
     }
@@ -159,15 +174,7 @@ public final class PackWriter {
         let offset = written
         offsets[id] = offset
         if let baseOffset = offsets[base] {
-            var rel = offset - baseOffset
-            var enc = [UInt8(rel & 0x7F)]
-            rel >>= 7
-            while rel > 0 {
-                rel -= 1
-                enc.append(0x80 | UInt8(rel & 0x7F))
-                rel >>= 7
-            }
-            try writeEntry(id: id, kind: PackEntryKind.ofsDelta, baseBytes: enc.reversed(), data: delta)
+            try writeEntry(id: id, kind: PackEntryKind.ofsDelta, baseBytes: PackWriter.offsetEncoding(offset - baseOffset), data: delta)
         } else {
             try writeEntry(id: id, kind: PackEntryKind.refDelta, baseBytes: base.bytes, data: delta)
         }

@@ -25,6 +25,10 @@ public struct ObjectWalk: Sendable {
         public var blobs = 0
         /// Objects that were needed but absent (only filled by `missingObjects`).
         public var missing: [ObjectID] = []
+        /// Objects left out because the haves make them reachable (commits, and the
+        /// trees and blobs of the boundary): a receiver that has its haves' history
+        /// has these, so a delta against one of them may be sent as a thin REF_DELTA.
+        public var excluded: Set<ObjectID> = []
     }
 
     /// Every object reachable from `tips` that is not reachable from `haves`, in an
@@ -233,6 +237,7 @@ public struct ObjectWalk: Sendable {
         result.trees = trees.count
         result.blobs = blobs.count
         result.objects = commits + tags + trees + blobs
+        result.excluded = excluded
         return result
     }
 }

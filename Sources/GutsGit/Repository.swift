@@ -33,6 +33,8 @@ public final class Repository: ObjectStore, @unchecked Sendable {
     private let lock = Mutex()
     private var loadedPacks: [PackReader]?
     private var packProblems: [(String, String)] = []
+    /// Modification time of `objects/pack` when the packs were listed.
+    private var loadedStamp: (Int, Int)?
 
     init(gitDirectory: String, commonDirectory: String, limits: ObjectLimits) {
         self.gitDirectory = gitDirectory
@@ -158,6 +160,7 @@ public final class Repository: ObjectStore, @unchecked Sendable {
     public var packs: [PackReader] {
         lock.locked {
             if let p = loadedPacks { return p }
+            loadedStamp = packDirectoryStamp()
             var found: [PackReader] = []
             var problems: [(String, String)] = []
             for dir in [objectsDirectory] + alternateDirectories {
@@ -186,6 +189,25 @@ public final class Repository: ObjectStore, @unchecked Sendable {
     /// Forgets opened packs so the next access sees packs added since.
     public func reloadPacks() {
         lock.locked { loadedPacks = nil }
+    }
+
+    private func packDirectoryStamp() -> (Int, Int)? {
+        var st = stat()
+        guard stat(objectsDirectory + "/pack", &st) == 0 else { return nil }
+        return (Int(st.st_mtim.tv_sec), Int(st.st_mtim.tv_nsec))
+    }
+
+    /// After a miss: when `objects/pack` changed since the packs were listed (a sync
+    /// installed a pack, or a consolidation replaced them and removed loose objects),
+    /// forgets them and returns true, so the caller looks again, as git does.
+    private func packsChangedSinceListed() -> Bool {
+        lock.locked {
+            guard loadedPacks != nil else { return false }
+            let now = packDirectoryStamp()
+            if now?.0 == loadedStamp?.0 && now?.1 == loadedStamp?.1 { return false }
+            loadedPacks = nil
+            return true
+        }
     }
 
     /// Moves a pack and its index (e.g. from a quarantine directory) into
@@ -227,6 +249,9 @@ public final class Repository: ObjectStore, @unchecked Sendable {
     public func contains(_ id: ObjectID) -> Bool {
         for p in packs where p.contains(id) { return true }
         for dir in [objectsDirectory] + alternateDirectories where Files.exists(loosePath(id, in: dir)) { return true }
+        if packsChangedSinceListed() {
+            for p in packs where p.contains(id) { return true }
+        }
         return false
     }
 
@@ -240,9 +265,20 @@ public final class Repository: ObjectStore, @unchecked Sendable {
         for dir in [objectsDirectory] + alternateDirectories {
             let path = loosePath(id, in: dir)
             guard Files.exists(path) else { continue }
-            let obj = try LooseObject.read(path: path, limits: limits)
-            guard obj.id == id else { throw GitError(.hashMismatch, "\(path): object hashes to \(obj.id)") }
+            let obj: GitObject
+            do {
+                obj = try LooseObject.read(path: path, limits: limits)
+            } catch where !Files.exists(path) {
+                continue  // packed and removed meanwhile: found below
+            }
+            let actual = try obj.checkedID()
+            guard actual == id else { throw GitError(.hashMismatch, "\(path): object hashes to \(actual)") }
             return obj
+        }
+        if packsChangedSinceListed() {
+            for p in packs {
+                if let obj = try p.read(id) { return obj }
+            }
         }
         return nil
     }
@@ -258,7 +294,7 @@ public final class Repository: ObjectStore, @unchecked Sendable {
     /// fsync, rename) and returns its name. Does nothing if the object exists already.
     @discardableResult
     public func writeLoose(type: ObjectType, body: [UInt8]) throws -> ObjectID {
-        let id = ObjectID.compute(type: type, body: body)
+        let id = try ObjectID.checked(type: type, body: body)
         if contains(id) { return id }
         try LooseObject.write(type: type, body: body, path: loosePath(id))
         return id

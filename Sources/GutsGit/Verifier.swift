@@ -8,6 +8,9 @@ import GutsSupport
 public enum ProblemKind: String, Sendable, CaseIterable {
     /// Content hashes to a different name than the file or index says.
     case hashMismatch = "hash-mismatch"
+    /// An object's SHA-1 computation shows a known collision attack (`SHA1DC`): the
+    /// object is one half of a colliding pair and is not trusted.
+    case sha1Collision = "sha1-collision"
     /// An object cannot be decoded: zlib error, bad header, size that lies, bad delta.
     case corruptObject = "corrupt-object"
     /// An object decodes but breaks git's rules (fsck), e.g. unsorted tree.
@@ -196,6 +199,7 @@ public final class Verifier: @unchecked Sendable {
     static func kind(for e: GitError) -> ProblemKind {
         switch e.kind {
         case .hashMismatch: return .hashMismatch
+        case .collisionAttack: return .sha1Collision
         case .missingBase: return .missingBase
         case .deltaCycle: return .deltaCycle
         case .tooLarge: return .tooLarge
@@ -506,7 +510,7 @@ public final class Verifier: @unchecked Sendable {
                 do {
                     let data = try Files.read(path, limit: options.limits.maxObjectSize + options.limits.maxObjectSize / 8 + 4096)
                     let obj = try data.withUnsafeBytes { try LooseObject.parse($0, limits: options.limits, inflater: z, budget: budget) }
-                    let actual = ObjectID.compute(type: obj.type, body: obj.body)
+                    let actual = try ObjectID.checked(type: obj.type, body: obj.body)
                     if actual != id {
                         self.error(id.hex, .hashMismatch, rel, "content hashes to \(actual)")
                         record(workerChunks[worker], id, nil, nil, subject: "", location: "")

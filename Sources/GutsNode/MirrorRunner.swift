@@ -14,6 +14,7 @@ import GutsTrust
 /// names it; unavailable peers are skipped.
 enum MirrorRunner {
     static func run(_ job: MirrorJob, root: String, localPeer: PeerID, connected: [any PeerLink],
+                    maxPacks: Int = PackMaintenance.defaultMaxPacks, log: (String) -> Void = { _ in },
                     record: (ScoreEvent, any PeerLink, String) -> Void = { _, _, _ in },
                     dial: (Endpoint) -> (any PeerLink)?) -> MirrorOutcome {
         let spec = job.spec
@@ -49,7 +50,11 @@ enum MirrorRunner {
             do {
                 // Mirrors run on their own executor, so they may wait for a cron sync or
                 // maintenance holding the repository's lock.
-                let report = try SignedSync.run(request, to: .root(root), over: connection, options: SyncOptions(lockWait: 60))
+                let report = try SignedSync.run(request, to: .root(root), over: connection, options: SyncOptions(lockWait: 60, maxPacks: maxPacks))
+                if let c = report.sync.consolidated {
+                    log("consolidated \(c.packsRemoved) packs and \(c.looseRemoved) loose objects of \(spec) into one: \(c.objects) objects, \(c.bytesBefore) -> \(c.bytesAfter) bytes")
+                }
+                if let problem = report.sync.maintenanceProblem { log("warning: \(problem)") }
                 if report.sync.objectsReceived > 0 { record(.objectsServed, connection, "served verified objects") }
                 return report.sync.upToDate ? .upToDate(from: who)
                     : .updated(from: who, refs: report.sync.changes.count, objects: report.sync.objectsReceived)

@@ -97,6 +97,8 @@ public final class Node: Sendable {
         public var maxSessionsPerPeer = 2
         /// known_peers for the bootstrap peers (nil: off).
         public var knownPeers: KnownPeersHook?
+        /// A mirror sync that leaves more packs than this consolidates them (0: never).
+        public var maxPacks = PackMaintenance.defaultMaxPacks
 
         public init(host: String, port: Int, bootstrap: [Endpoint], maxConnections: Int, connectTimeout: Double, session: SessionConfig) {
             self.host = host
@@ -154,7 +156,8 @@ public final class Node: Sendable {
         scanner = BlockingExecutor(name: "announce", threads: 1, limit: 1)
         mirrors = BlockingExecutor(name: "mirror", threads: max(1, options.maxMirrors), limit: max(1, options.mirrors.count))
         var session = options.session
-        let extra = (sync != nil ? SyncServer.capabilities : []) + [GossipService.capability]
+        // Every node may mirror, so every node takes OFS_DELTA.
+        let extra = (sync != nil ? SyncServer.capabilities : []) + [GossipService.capability] + SyncClient.capabilities
         session.capabilities += extra.filter { !session.capabilities.contains($0) }
         session.protocols = MessageRegistry([SyncProtocol(), GossipProtocol()])
         self.session = session
@@ -475,7 +478,9 @@ public final class Node: Sendable {
             let sb = b.element.peer.map { reputation.score($0.peerID) } ?? 0
             return sa != sb ? sa > sb : a.offset < b.offset
         }.map(\.element)
-        return MirrorRunner.run(job, root: root, localPeer: peerID, connected: ordered,
+        let log = self.log
+        return MirrorRunner.run(job, root: root, localPeer: peerID, connected: ordered, maxPacks: options.maxPacks,
+                                log: { log.info($0) },
                                 record: { event, connection, reason in reputation.record(event, connection, reason: reason) }) { endpoint in
             try? Dialer.dial(endpoint, config: session, group: group, connectTimeout: timeout).wait()
         }

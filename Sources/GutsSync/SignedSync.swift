@@ -477,6 +477,7 @@ public enum SignedSync {
             if !workingCopy && !Files.exists(marker) {
                 try? Files.writeAtomically(marker, string: "mirror of \(chain.id), kept by guts sync\n")
             }
+            if !packs.isEmpty { SyncClient.maintain(repo, options: options, report: &report) }
             report.seconds = Instant.now().seconds(since: started)
             var out = SignedSyncReport(sync: report, id: chain.id, name: nil, identityVersion: doc.version)
             out.pinned = localChain == nil

@@ -76,6 +76,11 @@ public struct SyncReport: Sendable {
     public var objectsReceived: Int
     public var bytesReceived: Int
     public var seconds: Double
+    /// The packs consolidated after the sync, when it left more than
+    /// `SyncOptions.maxPacks` (`PackMaintenance`).
+    public var consolidated: PackMaintenance.Result? = nil
+    /// Why that consolidation failed (the sync itself succeeded; the old packs stay).
+    public var maintenanceProblem: String? = nil
 }
 
 public struct SyncOptions: Sendable {
@@ -96,6 +101,9 @@ public struct SyncOptions: Sendable {
     /// Seconds to wait for the repository's lock when `run` takes it itself (0: fail
     /// with `.busy` at once if another sync, mirroring or maintenance holds it).
     public var lockWait: Double = 0
+    /// Consolidate the packs after a sync that leaves more than this many (0: never;
+    /// guts-config(5), `max-packs`).
+    public var maxPacks = PackMaintenance.defaultMaxPacks
 
     public static let defaultMaxPackBytes = 4 << 30
     public static let defaultMinFreeBytes = 256 << 20
@@ -103,7 +111,9 @@ public struct SyncOptions: Sendable {
 
     public init(timeout: Double = 60, deadline: Double? = SyncOptions.defaultDeadline, maxPackBytes: Int = SyncOptions.defaultMaxPackBytes,
                 minFreeBytes: Int = SyncOptions.defaultMinFreeBytes, limits: ObjectLimits = .default,
-                progress: (@Sendable (SyncProgress) -> Void)? = nil, adoptExisting: Bool = false, lockWait: Double = 0) {
+                progress: (@Sendable (SyncProgress) -> Void)? = nil, adoptExisting: Bool = false, lockWait: Double = 0,
+                maxPacks: Int = PackMaintenance.defaultMaxPacks) {
+        self.maxPacks = maxPacks
         self.adoptExisting = adoptExisting
         self.lockWait = lockWait
         self.timeout = timeout
@@ -130,6 +140,13 @@ public struct SyncOptions: Sendable {
 /// of one repository take turns, first syncs included: the second finds the first's
 /// result and fetches only what is still missing.
 public enum SyncClient {
+    /// Announced in Hello by a side that takes OFS_DELTA entries in the packs it is
+    /// sent (guts-protocol(7), Capabilities): a server sends reused deltas whose base
+    /// precedes them in the pack as OFS_DELTA only to a peer that announced it.
+    public static let offsetDeltaCapability = "ofs-delta"
+    /// Capabilities to announce in Hello when fetching.
+    public static let capabilities = [offsetDeltaCapability]
+
     public static let quarantinePrefix = "incoming-"
     /// Marks a repository as a guts mirror: a sync replaces every ref in it, so a sync
     /// into a repository without this file (someone's own work) is refused unless adopted.
@@ -366,8 +383,22 @@ public enum SyncClient {
             try? Files.writeAtomically(marker, string: "mirror of \(name), kept by guts sync\n")
         }
         report.upToDate = false
+        maintain(repo, options: options, report: &report)
         report.seconds = Instant.now().seconds(since: started)
         return report
+    }
+
+    /// Consolidates the packs of `repo` when the sync left more than `options.maxPacks`
+    /// (still under the repository's lock). A failure is reported, not thrown: the sync
+    /// is complete, and the old packs are all still there.
+    public static func maintain(_ repo: Repository, options: SyncOptions, report: inout SyncReport) {
+        repo.reloadPacks()
+        guard PackMaintenance.needed(repo, maxPacks: options.maxPacks) else { return }
+        do {
+            report.consolidated = try PackMaintenance.consolidate(repo)
+        } catch {
+            report.maintenanceProblem = "could not consolidate the packs of \(report.repositoryPath): \(error)"
+        }
     }
 
     /// Receives the Objects stream into `<quarantine>/incoming.pack`.

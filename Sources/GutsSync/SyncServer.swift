@@ -300,7 +300,11 @@ public final class SyncServer: Sendable {
             }
             let haves = request.haves.compactMap { ObjectID(bytes: $0.bytes) }.filter { repo.contains($0) }
             let walk = try ObjectWalk(store: repo).objects(reachableFrom: wants, excluding: haves)
-            let stream = PackStream(repository: repo, objects: walk.objects)
+            let offsetDeltas = connection.peer?.capabilities.contains(SyncClient.offsetDeltaCapability) ?? false
+            // Thin packs too, only to peers that announce ofs-delta (they consolidate
+            // the bases appended to complete them away); others get what they always did.
+            let stream = PackStream(repository: repo, objects: walk.objects, offsetDeltas: offsetDeltas,
+                                    thinBases: offsetDeltas ? walk.excluded : [])
             var inflight: [EventLoopFuture<Void>] = []
             while let chunk = try stream.nextChunk(maxBytes: Self.chunkSize) {
                 inflight.append(connection.send(.sync(.objects(Objects(requestID: id, final: false, data: chunk)))))
@@ -309,7 +313,7 @@ public final class SyncServer: Sendable {
             inflight.append(connection.send(.sync(.objects(Objects(requestID: id, final: true, data: [])))))
             for f in inflight { try awaitWrite(f, connection) }
             let peer = connection.peer.map { $0.peerID.short } ?? connection.remoteAddress
-            log("served '\(name)' to \(peer): \(walk.objects.count) objects, \(stream.bytesProduced) bytes (\(stream.reusedObjects) reused, \(stream.reusedDeltas) deltas) in \(Int(Instant.now().seconds(since: started) * 1000)) ms")
+            log("served '\(name)' to \(peer): \(walk.objects.count) objects, \(stream.bytesProduced) bytes (\(stream.reusedObjects) reused, \(stream.reusedDeltas) deltas, \(stream.offsetDeltaCount) as OFS_DELTA, \(stream.thinDeltaCount) thin) in \(Int(Instant.now().seconds(since: started) * 1000)) ms")
         } catch let e as TransportError {
             log("transfer of '\(name)' to \(connection.remoteAddress) stopped: \(e)")
         } catch is Stalled {

@@ -126,46 +126,7 @@ enum GitBench {
     // MARK: SHA-1 vs sha1sum
 
     static func shaBenchmark(_ o: Options, scratch: String?) {
-        let size = o.shaMB << 20
-        var data = [UInt8](repeating: 0, count: size)
-        var x: UInt64 = 0x9E37_79B9_7F4A_7C15
-        data.withUnsafeMutableBytes { raw in
-            let words = raw.bindMemory(to: UInt64.self)
-            for k in 0..<words.count {
-                x ^= x << 13
-                x ^= x >> 7
-                x ^= x << 17
-                words[k] = x
-            }
-        }
-        var mine: [Double] = []
-        var digest = ""
-        for _ in 0..<o.runs {
-            let start = Instant.now()
-            digest = Hex.encode(SHA1.hash(data))
-            mine.append(Instant.now().seconds(since: start))
-        }
-        let dir = scratch ?? "/tmp"
-        let file = dir + "/guts-bench-sha1-\(getpid()).bin"
-        defer { Files.remove(file) }
-        do {
-            try Files.writeAtomically(file, data)
-        } catch {
-            print("cannot write \(file): \(error)")
-            return
-        }
-        var theirs: [Double] = []
-        var theirDigest = ""
-        for _ in 0..<o.runs {
-            let start = Instant.now()
-            let out = Processes.capture(["/usr/bin/sha1sum", file])
-            theirs.append(Instant.now().seconds(since: start))
-            theirDigest = String(out.prefix(40))
-        }
-        let m = Double(size) / 1e6 / Statistics.median(mine)
-        let s = Double(size) / 1e6 / Statistics.median(theirs)
-        print("SHA-1 over \(o.shaMB) MiB: guts \(fmt(m)) MB/s, sha1sum \(fmt(s)) MB/s (file in page cache, includes process start)")
-        print("ratio guts/sha1sum: \(fmt(m / s)) (target >= 0.70) \(m / s >= 0.7 ? "OK" : "BELOW")\(digest == theirDigest ? "" : "  DIGESTS DIFFER: \(digest) vs \(theirDigest)")")
+        SHA1Bench.measure(mb: o.shaMB, runs: o.runs, scratch: scratch)
     }
 
     // MARK: Repository generation

@@ -41,6 +41,127 @@ final class TransferTests: XCTestCase {
         XCTAssertEqual(result.appendedBases, 0, "the stream is self-contained")
     }
 
+    /// Entry types by offset, read from the pack at each offset its index lists.
+    static func entryKinds(pack: [UInt8], index: PackIndex) -> [UInt8] {
+        (0..<index.count).compactMap { index.offset(at: $0) }.map { (pack[$0] >> 4) & 7 }
+    }
+
+    /// Streams `objects` of `repo` in small chunks and returns the pack.
+    static func stream(_ repo: Repository, _ objects: [ObjectID], offsetDeltas: Bool) throws -> (PackStream, [UInt8]) {
+        let stream = PackStream(repository: repo, objects: objects, offsetDeltas: offsetDeltas)
+        var pack: [UInt8] = []
+        while let chunk = try stream.nextChunk(maxBytes: 1000) { pack += chunk }
+        return (stream, pack)
+    }
+
+    /// To a receiver that takes them, every reused delta goes as an OFS_DELTA, its base
+    /// moved ahead of it when the walk listed it later; git and our indexer accept the
+    /// pack, keep the OFS_DELTA entries, and it is as small as the stored pack. To
+    /// anyone else the same objects go as REF_DELTA, as before.
+    func testPackStreamSendsOffsetDeltasOnlyWhenAsked() throws {
+        let work = try makeHistoryRepository(self, commits: 40)
+        try git(["repack", "-adf", "--depth=50", "-q"], in: work)
+        let repo = try Repository.open(work)
+        let stored = try XCTUnwrap(repo.packs.first)
+        let tips = try repo.listRefs().map(\.id)
+        // Reversed: most deltas now come before their bases in the list.
+        let objects = try ObjectWalk(store: repo).objects(reachableFrom: tips).objects.reversed().map { $0 }
+
+        let (ofs, ofsPack) = try Self.stream(repo, objects, offsetDeltas: true)
+        XCTAssertGreaterThan(ofs.reusedDeltas, 10)
+        XCTAssertEqual(ofs.offsetDeltaCount, ofs.reusedDeltas, "every reused delta is an OFS_DELTA")
+        XCTAssertEqual(ofs.reusedObjects, objects.count, "everything was reused")
+        let (ref, refPack) = try Self.stream(repo, objects, offsetDeltas: false)
+        XCTAssertEqual(ref.offsetDeltaCount, 0)
+        XCTAssertEqual(ref.reusedDeltas, ofs.reusedDeltas)
+        XCTAssertLessThan(ofsPack.count, refPack.count - 15 * ofs.reusedDeltas, "about 18 bytes saved per delta")
+        // The same entries as the stored pack: the size differs by the offsets' lengths only.
+        let storedSize = stored.pack.count
+        XCTAssertLessThan(abs(ofsPack.count - storedSize), storedSize / 100, "\(ofsPack.count) against \(storedSize) stored")
+
+        for (pack, kind, other) in [(ofsPack, PackEntryKind.ofsDelta, PackEntryKind.refDelta),
+                                    (refPack, PackEntryKind.refDelta, PackEntryKind.ofsDelta)] {
+            let dir = try makeTempDirectory(self, "stream")
+            try writeFile(dir + "/incoming.pack", bytes: pack)
+            let indexed = try git(["index-pack", "--strict", dir + "/incoming.pack"], in: dir)
+            XCTAssertEqual(indexed.status, 0, indexed.stderr)
+            let verified = try git(["verify-pack", dir + "/incoming.idx"], in: dir)
+            XCTAssertEqual(verified.status, 0, verified.stderr)
+            // Our indexer keeps the pack as it came.
+            let result = try PackIndexer.index(packPath: dir + "/incoming.pack", outputDirectory: dir + "/ours")
+            XCTAssertEqual(Set(result.objects.map(\.id)), Set(objects))
+            XCTAssertEqual(try readBytes(result.packPath), pack)
+            let reader = try PackReader(packPath: result.packPath, indexPath: result.indexPath)
+            let kinds = Self.entryKinds(pack: pack, index: reader.index)
+            XCTAssertEqual(kinds.filter { $0 == kind }.count, ofs.reusedDeltas)
+            XCTAssertFalse(kinds.contains(other))
+            let ours = try git(["verify-pack", result.indexPath], in: dir)
+            XCTAssertEqual(ours.status, 0, ours.stderr)
+        }
+    }
+
+    /// An increment: stored deltas whose base the receiver has (below its haves) go as
+    /// thin REF_DELTA entries instead of whole objects; our indexer completes the pack
+    /// from the receiver's objects and git accepts it with --fix-thin. The server here
+    /// stores a push as git does between two gcs: new objects as deltas on old ones.
+    func testPackStreamSendsThinDeltasAgainstWhatTheReceiverHas() throws {
+        let work = try makeHistoryRepository(self, commits: 40)
+        let oldHex = try git(["rev-parse", "main~6"], in: work).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let root = try makeTempDirectory(self, "thin")
+        let server = root + "/server.git", receiver = root + "/receiver.git"
+        for bare in [server, receiver] {
+            try git(["init", "-q", "--bare", bare], in: root)
+            try git(["push", "-q", bare, "\(oldHex):refs/heads/main"], in: work)
+        }
+        try git(["--git-dir", server, "repack", "-q", "-adf"], in: root)
+        try git(["--git-dir", server, "config", "receive.unpackLimit", "1"], in: root)
+        try git(["push", "-q", server, "main:refs/heads/main"], in: work)
+        let repo = try Repository.open(server)
+        XCTAssertEqual(repo.packs.count, 2, "the old history and the push")
+        let new = try XCTUnwrap(repo.resolveRef("refs/heads/main"))
+        let old = try XCTUnwrap(ObjectID(hex: oldHex))
+        let walk = try ObjectWalk(store: repo).objects(reachableFrom: [new], excluding: [old])
+        XCTAssertFalse(walk.excluded.isEmpty)
+        let thin = PackStream(repository: repo, objects: walk.objects, offsetDeltas: true, thinBases: walk.excluded)
+        var thinPack: [UInt8] = []
+        while let chunk = try thin.nextChunk(maxBytes: 1000) { thinPack += chunk }
+        let (whole, wholePack) = try Self.stream(repo, walk.objects, offsetDeltas: true)
+        XCTAssertGreaterThan(thin.thinDeltaCount, 0, "big.txt grows by deltas against what the receiver has")
+        XCTAssertEqual(whole.thinDeltaCount, 0)
+        XCTAssertLessThan(thinPack.count, wholePack.count)
+
+        let dir = try makeTempDirectory(self, "thin-in")
+        try writeFile(dir + "/incoming.pack", bytes: thinPack)
+        let result = try PackIndexer.index(packPath: dir + "/incoming.pack", outputDirectory: dir + "/out",
+                                           baseStore: try Repository.open(receiver))
+        XCTAssertGreaterThan(result.appendedBases, 0)
+        XCTAssertTrue(Set(result.objects.map(\.id)).isSuperset(of: walk.objects))
+        let verified = try git(["verify-pack", result.indexPath], in: dir)
+        XCTAssertEqual(verified.status, 0, verified.stderr)
+        let fixed = try git(["--git-dir", receiver, "index-pack", "--strict", "--fix-thin", "--stdin"], in: dir,
+                            input: Data(thinPack))
+        XCTAssertEqual(fixed.status, 0, fixed.stderr)
+    }
+
+    /// The bytes of an OFS_DELTA's header and distance, as guts-protocol(7) shows them.
+    func testOffsetDeltaEncodingGolden() {
+        XCTAssertEqual(PackWriter.entryHeader(kind: PackEntryKind.ofsDelta, size: 12) + PackWriter.offsetEncoding(300),
+                       [0x6C, 0x81, 0x2C])
+        XCTAssertEqual(PackWriter.entryHeader(kind: PackEntryKind.refDelta, size: 12), [0x7C])
+        XCTAssertEqual(PackWriter.offsetEncoding(1), [0x01])
+        XCTAssertEqual(PackWriter.offsetEncoding(127), [0x7F])
+        XCTAssertEqual(PackWriter.offsetEncoding(128), [0x80, 0x00])
+        XCTAssertEqual(PackWriter.offsetEncoding(16511), [0xFF, 0x7F])
+        XCTAssertEqual(PackWriter.offsetEncoding(16512), [0x80, 0x80, 0x00])
+        // Each decodes back with the pack reader's rule.
+        for distance in [1, 127, 128, 300, 16511, 16512, 1 << 20, (1 << 31) + 5] {
+            let bytes = PackWriter.offsetEncoding(distance)
+            var value = Int(bytes[0] & 0x7F)
+            for b in bytes.dropFirst() { value = ((value + 1) << 7) | Int(b & 0x7F) }
+            XCTAssertEqual(value, distance)
+        }
+    }
+
     func testEmptyPackStream() throws {
         let work = try makeHistoryRepository(self, commits: 1)
         let stream = PackStream(repository: try Repository.open(work), objects: [])

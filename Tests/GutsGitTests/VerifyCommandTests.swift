@@ -115,4 +115,40 @@ final class VerifyCommandTests: XCTestCase {
         let help = try guts(["help", "objects", "verify"], home: home)
         XCTAssertTrue(help.text.contains("--no-connectivity"))
     }
+
+    /// `guts objects verify` flags an object whose hashing detects a collision attack,
+    /// with the integrity code. No colliding git object is public (the SHAttered PDFs
+    /// collide as files, not as blobs), so the debug build's stand-in
+    /// `GUTS_DEBUG_SHA1_COLLISIONS` marks a reachable blob as one.
+    func testFlagsObjectThatIsHalfOfACollision() throws {
+        guard SHA1DCTests.debugBuild else { throw XCTSkip("the collision stand-in is honoured by debug builds only") }
+        let dir = try makeHistoryRepository(self, commits: 2)
+        let base = (dir as NSString).deletingLastPathComponent
+        let home = base + "/home"
+        let pdf = try readBytes(SHA1DCTests.fixtures + "/shattered-1.pdf")
+        let repo = try Repository.open(dir)
+        let id = try repo.writeLoose(type: .blob, body: pdf)
+        XCTAssertEqual(id.hex, "ba9aaa145ccd24ef760cf31c74d8f7ca1a2e47b0")
+        let tree = try repo.writeLoose(type: .tree, body: Tree(entries: [TreeEntry(mode: 0o100644, name: Array("shattered.pdf".utf8), id: id)]).serialized())
+        let sig = Signature(name: "M", email: "m@example.com", time: 1_700_000_000, timezone: "+0000")
+        let commit = try repo.writeLoose(type: .commit, body: Commit(tree: tree, parents: [], author: sig, committer: sig, message: Array("pdf\n".utf8)).serialized())
+        try repo.updateRef("refs/heads/pdf", to: commit)
+        XCTAssertEqual(try guts(["objects", "verify", dir], home: home).status, 0)
+
+        func verify(_ extra: [String]) throws -> ProcessResult {
+            try runProcess(try gutsBinary(), ["objects", "verify"] + extra + [dir],
+                           environment: ["GUTS_HOME": home, "GUTS_DEBUG_SHA1_COLLISIONS": id.hex])
+        }
+        let r = try verify(["--json"])
+        XCTAssertEqual(r.status, 6, r.text + r.stderr)
+        let problems = r.text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { $0["type"] as? String == "problem" }
+        XCTAssertEqual(problems.count, 1, r.text)
+        XCTAssertEqual(problems.first?["kind"] as? String, "sha1-collision", r.text)
+        XCTAssertEqual(problems.first?["subject"] as? String, id.hex, r.text)
+        let t = try verify([])
+        XCTAssertEqual(t.status, 6)
+        XCTAssertTrue(t.text.contains("sha1-collision"), t.text)
+        XCTAssertTrue(t.text.contains("SHA-1 collision attack"), t.text)
+    }
 }

@@ -142,6 +142,19 @@ final class WireCodecTests: XCTestCase {
         XCTAssertEqual(bytes, [0x01, 0, 0, 0, UInt8(body.count)] + body)
     }
 
+    /// The Hello of `guts sync`, byte for byte as guts-protocol(7) shows it.
+    func testSyncHelloLayoutIsExact() throws {
+        let hello = Hello(minVersion: 1, maxVersion: 1, capabilities: Capabilities.default + SyncClient.capabilities, agent: "guts/0.1.0")
+        let bytes = try MessageCodec.encode(.hello(hello))
+        let expected: [UInt8] = [0x01, 0x00, 0x00, 0x00, 0x1f,
+                                 0x00, 0x01, 0x00, 0x01, 0x02,
+                                 0x04, 0x70, 0x69, 0x6e, 0x67,
+                                 0x09, 0x6f, 0x66, 0x73, 0x2d, 0x64, 0x65, 0x6c, 0x74, 0x61,
+                                 0x0a, 0x67, 0x75, 0x74, 0x73, 0x2f, 0x30, 0x2e, 0x31, 0x2e, 0x30]
+        XCTAssertEqual(bytes, expected)
+        XCTAssertEqual(bytes.count, 36)
+    }
+
     /// A duplicated capability is dropped on receipt and never sent; case matters.
     func testDuplicateCapabilities() throws {
         let body: [UInt8] = [0, 1, 0, 1, 3, 4] + Array("ping".utf8) + [4] + Array("ping".utf8) + [4] + Array("Ping".utf8) + [0]

@@ -41,9 +41,11 @@ final class SyncTests: XCTestCase {
         // The repacked upstream was served by copying its stored entries, deltas included.
         f.listener?.waitFor("the transfer log line") { _, err in err.contains("served 'alice/proj'") }
         let served = try XCTUnwrap(f.listener?.stderr.split(separator: "\n").first { $0.contains("served 'alice/proj'") })
-        let reuse = try XCTUnwrap(served.firstMatch(of: /\((\d+) reused, (\d+) deltas\)/), String(served))
+        let reuse = try XCTUnwrap(served.firstMatch(of: /\((\d+) reused, (\d+) deltas, (\d+) as OFS_DELTA, 0 thin\)/), String(served))
         XCTAssertGreaterThan(Int(reuse.1) ?? 0, objectCount / 2, String(served))
         XCTAssertGreaterThan(Int(reuse.2) ?? 0, 5, String(served))
+        // guts sync announces ofs-delta: every reused delta went as an OFS_DELTA.
+        XCTAssertEqual(reuse.3, reuse.2, String(served))
 
         // The mirror is a normal git repository: clone it and check out the tree.
         let clone = h.home("clone")
@@ -577,7 +579,7 @@ final class InterruptedSyncTests: XCTestCase {
         try f.assertMirrorsUpstream()
         try f.assertVerifies()
         let objects = try XCTUnwrap(r.json["objects"] as? Int)
-        f.listener?.waitFor("the transfer log line") { _, err in err.contains("\(objects) objects, ") && err.contains("(\(objects) reused, 0 deltas)") }
+        f.listener?.waitFor("the transfer log line") { _, err in err.contains("\(objects) objects, ") && err.contains("(\(objects) reused, 0 deltas, 0 as OFS_DELTA, 0 thin)") }
     }
 }
 
