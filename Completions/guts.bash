@@ -23,6 +23,14 @@ _guts_book_targets() {
     [[ -r $book ]] && awk '$1 == "peer" || $1 == "ban" { print $2 }' "$book" 2>/dev/null
 }
 
+_guts_known_peers() {
+    # Aliases in <home>/config and addresses in <home>/known_peers (guts-known-peers(5)).
+    local home
+    home=$(_guts_home)
+    [[ -r $home/config ]] && sed -n 's/^[[:space:]]*alias\.\([A-Za-z][A-Za-z0-9_-]*\)[[:space:]]*=.*/\1/p' "$home/config" 2>/dev/null
+    [[ -r $home/known_peers ]] && awk '$1 !~ /^#/ && NF >= 2 { print $1 }' "$home/known_peers" 2>/dev/null
+}
+
 _guts() {
     local cur=${COMP_WORDS[COMP_CWORD]}
     local prev=
@@ -36,7 +44,7 @@ _guts() {
         -p --peer --into -m --mirror --topic -t --announce-interval -d --data --max-transfers --stall-timeout
         --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor --max-work -j --threads --wait
         --name --description --default-branch --threshold --for --max-age --resign-interval --proposal
-        --mirror-interval -w --deadline --log-format"
+        --mirror-interval -w --deadline --log-format --known-peers"
 
     # Find the command words, skipping options and their values.
     local i w cmd= sub= skip= args=()
@@ -83,9 +91,18 @@ _guts() {
             COMPREPLY=($(compgen -d -- "$cur"))
             return
             ;;
-        -l | --listen | -b | --bootstrap | --max-connections | --handshake-timeout | \
+        --known-peers)
+            COMPREPLY=($(compgen -W "accept-new strict off" -- "$cur"))
+            return
+            ;;
+        -b | --bootstrap | -p | --peer)
+            local IFS=$'\n'
+            COMPREPLY=($(compgen -W "$(_guts_known_peers)" -- "$cur"))
+            return
+            ;;
+        -l | --listen | --max-connections | --handshake-timeout | \
             --idle-timeout | --keepalive-interval | --network | -W | --timeout | \
-            -c | --count | -i | --interval | -p | --peer | -m | --mirror | --topic | -t | \
+            -c | --count | -i | --interval | -m | --mirror | --topic | -t | \
             --announce-interval | -d | --data | --max-transfers | --stall-timeout | \
             --deadline | --max-pack-size | --max-object-size | --max-delta-depth | --work-factor | \
             --max-work | -j | --threads | --wait | \
@@ -97,16 +114,16 @@ _guts() {
 
     local opts words=
     case $cmd in
-        "") words="keygen listen status peers sync gossip dial ping objects repo help version"; opts=$global_opts ;;
+        "") words="keygen listen status peers sync ls gossip dial ping objects repo help version"; opts=$global_opts ;;
         keygen) opts="-f --force --show" ;;
         listen)
             opts="-l --listen -b --bootstrap --repos --max-connections --handshake-timeout
                 --idle-timeout --keepalive-interval --network -m --mirror --topic --announce-interval --resign-interval --max-transfers --stall-timeout
-                --follow-symlinks --mirror-interval"
+                --follow-symlinks --mirror-interval --known-peers"
             ;;
         sync)
             opts="-p --peer --into -f --force -W --timeout --wait --no-wait --max-age --deadline --network --max-pack-size --max-object-size
-                --max-delta-depth --work-factor --max-work --all --exit-code --ephemeral"
+                --max-delta-depth --work-factor --max-work --all --exit-code --ephemeral --known-peers"
             if [[ $cur != -* ]]; then
                 # OWNER/NAME (or NAME) of the repositories in <home>/repos.
                 local IFS=$'\n' home r names=()
@@ -131,10 +148,17 @@ _guts() {
         status) opts="" ;;
         peers)
             case $sub in
-                "") words="score ban unban" ;;
+                "") words="score ban unban forget" ;;
                 score) opts="" ;;
                 ban) opts="--for" ;;
                 unban) opts="" ;;
+                forget)
+                    if [[ $cur != -* ]]; then
+                        local IFS=$'\n'
+                        COMPREPLY=($(compgen -W "$(_guts_known_peers)" -- "$cur"))
+                        return
+                    fi
+                    ;;
                 *) return ;;
             esac
             if [[ -n $sub && $cur != -* ]]; then
@@ -143,8 +167,18 @@ _guts() {
                 return
             fi
             ;;
-        dial) opts="-W --timeout --network --ephemeral" ;;
-        ping) opts="-c --count -i --interval -W --timeout -w --deadline --network --ephemeral" ;;
+        dial | ping | ls)
+            case $cmd in
+                dial) opts="-W --timeout --network --ephemeral --known-peers" ;;
+                ping) opts="-c --count -i --interval -W --timeout -w --deadline --network --ephemeral --known-peers" ;;
+                ls) opts="-W --timeout --network --ephemeral --known-peers" ;;
+            esac
+            if [[ $cur != -* ]] && ((${#args[@]} == 0)); then
+                local IFS=$'\n'
+                COMPREPLY=($(compgen -W "$(_guts_known_peers)" -- "$cur"))
+                return
+            fi
+            ;;
         objects)
             if [[ -z $sub ]]; then
                 words="verify repack"
@@ -200,12 +234,12 @@ _guts() {
             ;;
         help)
             case ${#args[@]}:${args[0]-} in
-                0:) words="keygen listen status peers sync gossip dial ping objects repo" ;;
+                0:) words="keygen listen status peers sync ls gossip dial ping objects repo" ;;
                 1:objects) words="verify repack" ;;
                 1:repo) words="init show sign delegates" ;;
                 2:repo) words="add remove" ;;
                 1:gossip) words="publish subscribe" ;;
-                1:peers) words="score ban unban" ;;
+                1:peers) words="score ban unban forget" ;;
             esac
             ;;
         *) return ;;

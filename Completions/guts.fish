@@ -17,7 +17,7 @@ function __guts_words
                 --idle-timeout --keepalive-interval --network --repos -W --timeout -c --count -i --interval \
                 -p --peer --into --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor \
                 --max-work -j --threads \
-                --name --description --default-branch -t --threshold --for --max-age --resign-interval -p --proposal
+                --name --description --default-branch -t --threshold --for --max-age --resign-interval -p --proposal --known-peers
                 set skip 1
             case '-*'
             case '*'
@@ -83,6 +83,24 @@ function __guts_book_targets
     test -r $home/peers; and awk '$1 == "peer" || $1 == "ban" { print $2 }' $home/peers 2>/dev/null
 end
 
+# Aliases in <home>/config and addresses in <home>/known_peers (guts-known-peers(5)).
+function __guts_known_peers
+    set -l tokens (commandline -opc)
+    set -l home
+    for i in (seq (count $tokens))
+        switch $tokens[$i]
+            case --home
+                set home $tokens[(math $i + 1)]
+            case '--home=*'
+                set home (string replace -- --home= '' $tokens[$i])
+        end
+    end
+    test -n "$home"; or set home $GUTS_HOME
+    test -n "$home"; or set home ~/.guts
+    test -r $home/config; and sed -n 's/^[[:space:]]*alias\.\([A-Za-z][A-Za-z0-9_-]*\)[[:space:]]*=.*/\1/p' $home/config 2>/dev/null
+    test -r $home/known_peers; and awk '$1 !~ /^#/ && NF >= 2 { print $1 }' $home/known_peers 2>/dev/null
+end
+
 complete -c guts -f
 
 # Global options, before or after the command
@@ -100,6 +118,7 @@ complete -c guts -n __guts_needs_command -a listen -d 'run a node: accept peers,
 complete -c guts -n __guts_needs_command -a status -d 'show the running node: addresses, repositories, uptime'
 complete -c guts -n __guts_needs_command -a peers -d 'list the peers the running node is connected to, with scores'
 complete -c guts -n __guts_needs_command -a sync -d 'mirror a repository from a peer, verifying every object'
+complete -c guts -n __guts_needs_command -a ls -d 'list the repositories a peer serves to you, or the refs of one'
 complete -c guts -n __guts_needs_command -a dial -d 'connect to a node, authenticate it and show its identity'
 complete -c guts -n __guts_needs_command -a ping -d 'measure round-trip time to a node'
 complete -c guts -n __guts_needs_command -a objects -d 'repository objects (objects verify, objects repack)'
@@ -108,8 +127,8 @@ complete -c guts -n __guts_needs_command -a help -d 'show help for a command'
 complete -c guts -n __guts_needs_command -a version -d 'print the version and exit'
 
 # guts help COMMAND
-complete -c guts -n '__guts_words_are help' -a 'keygen listen status peers sync gossip dial ping objects repo' -d 'command'
-complete -c guts -n '__guts_words_are help peers' -a 'score ban unban' -d 'peers command'
+complete -c guts -n '__guts_words_are help' -a 'keygen listen status peers sync ls gossip dial ping objects repo' -d 'command'
+complete -c guts -n '__guts_words_are help peers' -a 'score ban unban forget' -d 'peers command'
 complete -c guts -n '__guts_words_are help repo' -a 'init show sign delegates approve' -d 'repo command'
 complete -c guts -n '__guts_words_are help repo delegates' -a 'add remove' -d 'delegates command'
 complete -c guts -n '__guts_words_are help objects' -a verify -d 'verify the objects of a repository'
@@ -121,7 +140,7 @@ complete -c guts -n '__guts_using keygen' -l show -d 'print the existing peer ID
 
 # guts listen
 complete -c guts -n '__guts_using listen' -s l -l listen -x -d 'address to bind (default 127.0.0.1:9000)'
-complete -c guts -n '__guts_using listen' -s b -l bootstrap -x -d 'peer to keep connected, [PEERID@]ADDR (repeatable)'
+complete -c guts -n '__guts_using listen' -s b -l bootstrap -x -a '(__guts_known_peers)' -d 'peer to keep connected, [PEERID@]ADDR or alias (repeatable)'
 complete -c guts -n '__guts_using listen' -l max-connections -x -d 'most inbound connections at once (default 128)'
 complete -c guts -n '__guts_using listen' -l handshake-timeout -x -d 'handshake deadline in seconds (default 10)'
 complete -c guts -n '__guts_using listen' -l idle-timeout -x -d 'drop peers silent for SECONDS (default 90)'
@@ -143,6 +162,8 @@ complete -c guts -n '__guts_words_are peers' -a ban -d 'ban a peer ID or an addr
 complete -c guts -n '__guts_words_are peers' -a unban -d 'lift the ban of a peer ID or an address/network'
 complete -c guts -n '__guts_using peers score' -a '(__guts_book_targets)' -d 'peer ID'
 complete -c guts -n '__guts_words_are peers ban; or __guts_words_are peers unban' -a '(__guts_book_targets)' -d 'peer ID or ADDR[/PREFIX]'
+complete -c guts -n '__guts_words_are peers' -a forget -d 'remove addresses from known_peers'
+complete -c guts -n '__guts_using peers forget' -a '(__guts_known_peers)' -d 'address or alias'
 complete -c guts -n '__guts_using peers ban' -l for -x -d 'how long: 30s, 10m, 2h, 7d (default: until unbanned)'
 
 # guts gossip publish|subscribe
@@ -160,7 +181,7 @@ complete -c guts -n '__guts_using gossip subscribe' -l raw -d 'print announcemen
 complete -c guts -n '__guts_using gossip publish; or __guts_using gossip subscribe' -l ephemeral -d 'with --peer: use a one-time identity'
 
 # guts sync REPO --peer [PEERID@]ADDR
-complete -c guts -n '__guts_using sync' -s p -l peer -x -d 'peer to sync from, [PEERID@]ADDR (repeatable, best score first)'
+complete -c guts -n '__guts_using sync' -s p -l peer -x -a '(__guts_known_peers)' -d 'peer to sync from, [PEERID@]ADDR (repeatable, best score first)'
 complete -c guts -n '__guts_using sync' -l into -x -a '(__fish_complete_directories (commandline -ct))' -d 'bare repository to sync into'
 complete -c guts -n '__guts_using sync' -s f -l force -d 'mirror into a repository guts did not create (replaces its refs)'
 complete -c guts -n '__guts_using sync' -s W -l timeout -x -d 'connect, handshake, per-answer silence and no-pack-data limit (default 30)'
@@ -178,6 +199,15 @@ complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l max-d
 complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l work-factor -x -d 'work allowed per pack byte (default 64, 0 for no limit)'
 complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l max-work -x -d 'cap on each kind of work, BYTES (default 64G)'
 complete -c guts -n '__guts_using sync' -a '(__guts_repositories)' -d 'repository'
+
+# --known-peers of the commands that connect to peers
+complete -c guts -n '__guts_using dial; or __guts_using ping; or __guts_using sync; or __guts_using ls; or __guts_using listen' -l known-peers -x -a 'accept-new strict off' -d 'how known_peers is used (default accept-new)'
+
+# guts ls PEER [REPO]
+complete -c guts -n '__guts_using ls' -s W -l timeout -x -d 'connect, handshake and per-answer limit (default 30)'
+complete -c guts -n '__guts_using ls' -l network -x -d 'network ID to connect within'
+complete -c guts -n '__guts_using ls' -l ephemeral -d 'use a one-time identity instead of the state directory\'s'
+complete -c guts -n '__guts_words_are ls; or __guts_words_are dial; or __guts_words_are ping' -a '(__guts_known_peers)' -d 'peer'
 
 # guts dial
 complete -c guts -n '__guts_using dial' -s W -l timeout -x -d 'connect and handshake timeout in seconds'

@@ -32,6 +32,10 @@ public struct NodeConfig: Equatable, Sendable {
     public var minFreeDisk = SyncDefaults.minFreeBytes
     /// Seconds a whole sync may take; 0 for no deadline.
     public var syncDeadline = SyncDefaults.deadline
+    /// How known_peers is used (guts-known-peers(5)).
+    public var knownPeers = KnownPeersMode.acceptNew
+    /// `alias.NAME = [PEERID@]ADDR` lines: names usable wherever a peer is accepted.
+    public var aliases: [String: Endpoint] = [:]
     /// Seconds: `sync` fails when the newest signed state is older; 0 for no limit.
     public var maxSignedAge = 0.0
     /// Seconds after which a running node signs its unchanged refs again; 0 never.
@@ -50,7 +54,7 @@ public struct NodeConfig: Equatable, Sendable {
                               "max-pending-handshakes", "max-pending-per-address", "handshake-rate", "handshake-burst",
                               "peer-message-rate", "peer-message-burst", "peer-byte-rate", "peer-byte-burst",
                               "peer-request-rate", "peer-request-burst", "max-sessions-per-peer",
-                              "max-signed-age", "resign-interval", "mirror-interval", "max-packs"] + scoreKeys
+                              "max-signed-age", "resign-interval", "mirror-interval", "max-packs", "known-peers"] + scoreKeys
 
     /// Ranges of the limit settings, shared by the config keys and the options.
     static let objectSizeRange = 1...(1 << 40)
@@ -162,6 +166,22 @@ public struct NodeConfig: Equatable, Sendable {
             case "max-signed-age": config.maxSignedAge = try number(signedAgeRange)
             case "resign-interval": config.resignInterval = try number(signedAgeRange)
             case "mirror-interval": config.mirrorInterval = try interval()
+            case "known-peers":
+                guard let mode = KnownPeersMode(rawValue: value) else {
+                    throw CommandError(.io, "\(origin):\(lineNumber): known-peers must be accept-new, strict or off")
+                }
+                config.knownPeers = mode
+            case _ where key.hasPrefix("alias."):
+                let name = String(key.dropFirst(6))
+                guard isAliasName(name) else {
+                    throw CommandError(.io, "\(origin):\(lineNumber): invalid alias name '\(name.prefix(80))': 1 to 64 of A-Z a-z 0-9 _ -, starting with a letter")
+                }
+                guard config.aliases[name] == nil else { throw CommandError(.io, "\(origin):\(lineNumber): alias '\(name)' is defined twice") }
+                do {
+                    config.aliases[name] = try Endpoint.parse(value)
+                } catch {
+                    throw CommandError(.io, "\(origin):\(lineNumber): alias.\(name): \(error)")
+                }
             default:
                 let hint = ArgumentParser.closest(key, among: keys).map { "; did you mean '\($0)'?" } ?? ""
                 throw CommandError(.io, "\(origin):\(lineNumber): unknown key '\(key)'\(hint)")
@@ -171,6 +191,17 @@ public struct NodeConfig: Equatable, Sendable {
             throw CommandError(.io, "\(origin): peer scoring: \(problem)")
         }
         return config
+    }
+
+    /// Alias names: letters, digits, '_' and '-', starting with a letter; no '.', ':' or
+    /// '@', so an alias never looks like an IP address, a domain name or PEERID@ADDR.
+    static func isAliasName(_ name: String) -> Bool {
+        guard (1...64).contains(name.utf8.count), let first = name.utf8.first,
+              (first | 0x20) >= UInt8(ascii: "a"), (first | 0x20) <= UInt8(ascii: "z") else { return false }
+        return name.utf8.allSatisfy { b in
+            ((b | 0x20) >= UInt8(ascii: "a") && (b | 0x20) <= UInt8(ascii: "z")) || (b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9"))
+                || b == UInt8(ascii: "_") || b == UInt8(ascii: "-")
+        }
     }
 
     /// The object limits and work budget for untrusted data: the config's, overridden

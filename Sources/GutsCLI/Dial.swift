@@ -9,17 +9,19 @@ import NIOPosix
 enum DialCommand: Command {
     static let name = "dial"
     static let summary = "connect to a node, authenticate it and show its identity"
-    static let synopsis = "dial [--timeout SECONDS] [--network ID] [--ephemeral] [PEERID@]ADDR"
+    static let synopsis = "dial [--timeout SECONDS] [--network ID] [--ephemeral] [--known-peers MODE] [PEERID@]ADDR|ALIAS"
     static let options = [
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "limit for the TCP connect and, separately, for the handshake (default: connect-timeout and handshake-timeout from config, 10 each)"),
         OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
         Network.ephemeralOption,
+        PeerResolver.option,
     ]
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
         guard args.positionals.count == 1 else { throw UsageError("dial needs exactly one address: [PEERID@]HOST[:PORT]") }
-        let endpoint = try Network.parseEndpoint(args.positionals[0])
         var config = try NodeConfig.load(home: context.homePath)
+        let peers = try PeerResolver(args, config: config, context: context)
+        let target = try peers.resolve(args.positionals[0])
         if let t = try args.seconds("timeout", in: 0.1...3600) {
             config.connectTimeout = t
             config.handshakeTimeout = t
@@ -28,8 +30,8 @@ enum DialCommand: Command {
         let identity = try Network.clientIdentity(context, args)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
-        let connection = try Network.dial(endpoint, config: Network.sessionConfig(identity: identity, config: config),
-                                          group: group, connectTimeout: config.connectTimeout)
+        let connection = try peers.dial(target, config: Network.sessionConfig(identity: identity, config: config),
+                                        group: group, connectTimeout: config.connectTimeout, context)
         guard let peer = connection.peer else { throw CommandError(.protocolError, "session not established") }
         connection.close(.shutdown, "dial finished")
         _ = try? connection.closeFuture.wait()
@@ -41,10 +43,12 @@ enum DialCommand: Command {
                 "capabilities": .array(peer.capabilities.map { .string($0) }),
                 "agent": .string(peer.agent),
                 "handshake_ms": .double(peer.handshakeSeconds * 1000),
-                "verified": .bool(endpoint.peer != nil),
+                "verified": .bool(target.endpoint.peer != nil),
+                "known": .bool(target.known != nil),
             ]))
         } else {
-            context.out("peer         \(peer.peerID)" + (endpoint.peer != nil ? " (verified)" : ""))
+            let verified = target.known != nil ? " (verified: known_peers)" : (target.named != nil ? " (verified)" : "")
+            context.out("peer         \(peer.peerID)" + verified)
             context.out("address      \(connection.remoteAddress)")
             context.out("protocol     \(peer.version)")
             // The agent and capabilities are the peer's words: escaped as printed.

@@ -16,8 +16,9 @@ import NIOPosix
 enum GossipConnect {
     static func open(_ args: ParsedArguments, _ context: Context, timeout: Double, signals: SignalWatcher?) throws -> (PeerConnection, Identity, MultiThreadedEventLoopGroup) {
         guard let peerText = args.value("peer") else { throw UsageError("needs --peer [PEERID@]ADDR: the node to talk to") }
-        let endpoint = try Network.parseEndpoint(peerText)
         var config = try NodeConfig.load(home: context.homePath)
+        let peers = try PeerResolver(args, config: config, context: context)
+        let target = try peers.resolve(peerText)
         config.connectTimeout = timeout
         config.handshakeTimeout = timeout
         try Network.applyNetworkOption(args, to: &config)
@@ -26,7 +27,7 @@ enum GossipConnect {
                                              protocols: MessageRegistry([GossipProtocol()]))
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         do {
-            let connection = try Network.dial(endpoint, config: session, group: group, connectTimeout: timeout)
+            let connection = try peers.dial(target, config: session, group: group, connectTimeout: timeout, context)
             return (connection, identity, group)
         } catch {
             try? group.syncShutdownGracefully()

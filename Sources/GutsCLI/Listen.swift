@@ -15,10 +15,10 @@ import GutsAddress
 enum ListenCommand: Command {
     static let name = "listen"
     static let summary = "run a node: accept peers, keep bootstrap peers connected, answer requests"
-    static let synopsis = "listen [--listen ADDR] [--bootstrap [PEERID@]ADDR ...] [--repos DIR ...] [--max-connections N] [options]"
+    static let synopsis = "listen [--listen ADDR] [--bootstrap [PEERID@]ADDR|ALIAS ...] [--repos DIR ...] [--max-connections N] [options]"
     static let options = [
         OptionSpec("listen", short: "l", value: "ADDR", help: "address to bind (default 127.0.0.1:9000; port 0 picks a free port)"),
-        OptionSpec("bootstrap", short: "b", value: "[PEERID@]ADDR", repeatable: true, help: "peer to keep connected (repeatable; adds to config)"),
+        OptionSpec("bootstrap", short: "b", value: "[PEERID@]ADDR|ALIAS", repeatable: true, help: "peer to keep connected (repeatable; adds to config)"),
         OptionSpec("max-connections", value: "N", help: "most inbound connections at once (default 128)"),
         OptionSpec("handshake-timeout", value: "SECONDS", help: "drop peers that do not finish the handshake in time (default 10)"),
         OptionSpec("idle-timeout", value: "SECONDS", help: "drop peers silent for this long (default 90)"),
@@ -33,10 +33,11 @@ enum ListenCommand: Command {
         OptionSpec("resign-interval", value: "SECONDS", help: "sign unchanged refs of repositories this node is a delegate of again after this long (default 86400, 0 never; config resign-interval)"),
         OptionSpec("max-transfers", value: "N", help: "object transfers served at once; more are answered busy (default 8)"),
         OptionSpec("stall-timeout", value: "SECONDS", help: "cut off a transfer whose peer takes no bytes for this long (default 60)"),
+        PeerResolver.option,
     ]
 
-    /// `REPO` or `REPO@[PEERID@]ADDR`.
-    static func parseMirror(_ text: String) throws -> MirrorSpec {
+    /// `REPO` or `REPO@[PEERID@]ADDR` (ADDR may be an alias).
+    static func parseMirror(_ text: String, aliases: [String: Endpoint] = [:]) throws -> MirrorSpec {
         let (repoText, peerText): (Substring, Substring?)
         if let at = text.firstIndex(of: "@") {
             repoText = text[..<at]
@@ -48,6 +49,17 @@ enum ListenCommand: Command {
         guard let name = RepositoryRef(String(repoText)) else { throw UsageError("--mirror: invalid repository name or ID '\(repoText)'") }
         guard let peerText else { return MirrorSpec(repository: name, peer: nil) }
         if let peer = PeerID(peerText) { return MirrorSpec(repository: name, peer: nil, trusted: peer) }
+        // An alias stands for its [PEERID@]ADDR; a peer ID written before it wins.
+        var rest = peerText
+        var given: PeerID?
+        if let at = rest.firstIndex(of: "@"), let id = PeerID(rest[..<at]) {
+            given = id
+            rest = rest[rest.index(after: at)...]
+        }
+        if var alias = aliases[String(rest)] {
+            alias.peer = given ?? alias.peer
+            return MirrorSpec(repository: name, peer: alias)
+        }
         return MirrorSpec(repository: name, peer: try Network.parseEndpoint(String(peerText)))
     }
 
@@ -88,7 +100,9 @@ enum ListenCommand: Command {
         let bind: Endpoint
         do { bind = try Endpoint.parse(config.listen, allowPortZero: true) } catch { throw UsageError("listen address: \(error)") }
         guard bind.peer == nil else { throw UsageError("the listen address takes HOST:PORT without a peer ID") }
-        let bootstrap = try config.bootstrap.map { try Network.parseEndpoint($0) }
+        let resolver = try PeerResolver(args, config: config, context: context)
+        let targets = try config.bootstrap.map { try resolver.resolve($0) }
+        let bootstrap = targets.map(\.endpoint)
         let identity = try loadIdentity(context)
         // Options, config and identity are checked first (read only); the lock comes before
         // anything is written to the state directory.
@@ -125,7 +139,13 @@ enum ListenCommand: Command {
         nodeOptions.maxSessionsPerPeer = config.maxSessionsPerPeer
         nodeOptions.maxPacks = config.maxPacks
         nodeOptions.resignInterval = try args.seconds("resign-interval", in: NodeConfig.signedAgeRange) ?? config.resignInterval
-        nodeOptions.mirrors = try args.all("mirror").map(parseMirror)
+        nodeOptions.mirrors = try args.all("mirror").map { try parseMirror($0, aliases: config.aliases) }
+        if resolver.mode != .off {
+            let learn = Set(targets.indices.filter { targets[$0].endpoint.peer == nil })
+            let fromFile = Set(targets.indices.filter { targets[$0].known != nil })
+            nodeOptions.knownPeers = KnownPeersHook(path: resolver.path, learn: learn, fromFile: fromFile,
+                                                    forgetCommand: { [resolver] in resolver.forgetCommand($0) })
+        }
         nodeOptions.topics = try args.all("topic").map { t in
             guard Topic.isValid(t) else { throw UsageError("--topic: invalid topic '\(t)'") }
             return t

@@ -10,7 +10,7 @@ import NIOPosix
 enum PingCommand: Command {
     static let name = "ping"
     static let summary = "measure round-trip time to a node over an authenticated connection"
-    static let synopsis = "ping [-c COUNT] [-i SECONDS] [-W SECONDS] [-w DEADLINE] [-q] [--network ID] [--ephemeral] [PEERID@]ADDR"
+    static let synopsis = "ping [-c COUNT] [-i SECONDS] [-W SECONDS] [-w DEADLINE] [-q] [--network ID] [--ephemeral] [--known-peers MODE] [PEERID@]ADDR|ALIAS"
     static let options = [
         OptionSpec("count", short: "c", value: "COUNT", help: "stop after COUNT pings (default: until interrupted)"),
         OptionSpec("interval", short: "i", value: "SECONDS", help: "wait SECONDS between pings (default 1)"),
@@ -18,6 +18,7 @@ enum PingCommand: Command {
         OptionSpec("deadline", short: "w", value: "DEADLINE", help: "stop after DEADLINE seconds in all, however many pings were sent or answered"),
         OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
         Network.ephemeralOption,
+        PeerResolver.option,
     ]
 
     struct Stats {
@@ -40,7 +41,6 @@ enum PingCommand: Command {
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
         guard args.positionals.count == 1 else { throw UsageError("ping needs exactly one address: [PEERID@]HOST[:PORT]") }
-        let endpoint = try Network.parseEndpoint(args.positionals[0])
         let count = try args.int("count", in: 1...Int(Int32.max))
         let interval = try args.seconds("interval", in: 0.001...3600) ?? 1
         let timeout = try args.seconds("timeout", in: 0.001...3600) ?? 5
@@ -51,13 +51,16 @@ enum PingCommand: Command {
         config.connectTimeout = timeout
         config.handshakeTimeout = timeout
         try Network.applyNetworkOption(args, to: &config)
+        let peers = try PeerResolver(args, config: config, context: context)
+        let target = try peers.resolve(args.positionals[0])
+        let endpoint = target.endpoint
         let identity = try Network.clientIdentity(context, args)
 
         let signals = SignalWatcher.install()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
-        let connection = try Network.dial(endpoint, config: Network.sessionConfig(identity: identity, config: config),
-                                          group: group, connectTimeout: timeout)
+        let connection = try peers.dial(target, config: Network.sessionConfig(identity: identity, config: config),
+                                        group: group, connectTimeout: timeout, context)
         guard let peer = connection.peer else { throw CommandError(.protocolError, "session not established") }
         signals.onSignal { _ in connection.close(.shutdown, "ping interrupted") }
         // Ends promptly when standard output's reader goes away (`| head -3`).

@@ -13,9 +13,9 @@ import NIOPosix
 enum SyncCommand: Command {
     static let name = "sync"
     static let summary = "mirror a repository from a peer, verifying every object before it becomes visible"
-    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--deadline SECONDS] [--wait SECONDS | --no-wait] [--exit-code] [--ephemeral] [--network ID] [limits] REPO... | --all --peer [PEERID@]ADDR [--peer ...]"
+    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--deadline SECONDS] [--wait SECONDS | --no-wait] [--exit-code] [--ephemeral] [--network ID] [--known-peers MODE] [limits] REPO... | --all --peer [PEERID@]ADDR|ALIAS [--peer ...]"
     static let options = [
-        OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", repeatable: true, help: "peer to fetch from; several are tried best score first until one succeeds, banned ones skipped"),
+        OptionSpec("peer", short: "p", value: "[PEERID@]ADDR|ALIAS", repeatable: true, help: "peer to fetch from; several are tried best score first until one succeeds, banned ones skipped"),
         OptionSpec("into", value: "DIR", help: "bare repository to sync into (default <home>/repos/REPO.git)"),
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "connect, handshake, per-answer silence and no-pack-data limit (default 30)"),
         OptionSpec("deadline", value: "SECONDS", help: "most time the whole sync may take, per peer (default 3600, 0 for none; config sync-deadline)"),
@@ -28,6 +28,7 @@ enum SyncCommand: Command {
         OptionSpec("exit-code", help: "exit with status 1 when nothing was new (default: 0)"),
         Network.ephemeralOption,
         OptionSpec("max-age", value: "SECONDS", help: "fail (status 6) when the newest signed state is older than this (default 0: no limit; config max-signed-age)"),
+        PeerResolver.option,
     ] + NodeConfig.limitOptions
 
     /// Default of --timeout.
@@ -62,8 +63,7 @@ enum SyncCommand: Command {
             }
             if names.count > 1, args.value("into") != nil { throw UsageError("--into applies to one repository; give one REPO with it") }
         }
-        let given = try args.all("peer").map { try Network.parseEndpoint($0) }
-        guard !given.isEmpty else { throw UsageError("sync needs at least one --peer [PEERID@]ADDR") }
+        guard args.has("peer") else { throw UsageError("sync needs at least one --peer [PEERID@]ADDR") }
         let timeout = try args.seconds("timeout", in: 0.1...3600) ?? defaultTimeout
         if args.has("no-wait") && args.value("wait") != nil { throw UsageError("--wait and --no-wait exclude each other") }
         let wait = args.has("no-wait") ? 0 : try args.seconds("wait", in: 0...86400) ?? defaultWait
@@ -75,6 +75,9 @@ enum SyncCommand: Command {
         let maxPackSize = try args.bytes("max-pack-size", in: NodeConfig.packSizeRange) ?? config.maxPackSize
         let maxAge = try args.seconds("max-age", in: NodeConfig.signedAgeRange) ?? config.maxSignedAge
         try Network.applyNetworkOption(args, to: &config)
+        let resolver = try PeerResolver(args, config: config, context: context)
+        let targets = try args.all("peer").map { try resolver.resolve($0) }
+        let given = targets.map(\.endpoint)
         // Best-scoring peers first, banned ones skipped (see guts-sync(1), Peers).
         let standings = PeerStandings.load(context, peers: given.compactMap(\.peer), parameters: config.score)
         let peers = order(given, standings, context)
@@ -87,7 +90,7 @@ enum SyncCommand: Command {
         let signals = SignalWatcher.install()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
-        let job = Job(args: args, context: context, peers: peers, standings: standings, timeout: timeout, wait: wait, config: config,
+        let job = Job(args: args, context: context, peers: peers, targets: targets, resolver: resolver, standings: standings, timeout: timeout, wait: wait, config: config,
                       limits: limits, deadline: deadline, maxPackSize: maxPackSize, maxAge: maxAge, identity: identity, session: session,
                       signals: signals, group: group)
         let exitCode = args.has("exit-code")
@@ -128,6 +131,9 @@ enum SyncCommand: Command {
         let args: ParsedArguments
         let context: Context
         let peers: [Endpoint]
+        /// The peers as given, resolved (aliases, known_peers).
+        let targets: [PeerTarget]
+        let resolver: PeerResolver
         let standings: PeerStandings?
         let timeout: Double
         let wait: Double
@@ -193,9 +199,12 @@ enum SyncCommand: Command {
             var bannedAfterDial = 0
             for endpoint in peers {
                 if signals.received != 0 { break }
+                guard let target = targets.first(where: { $0.endpoint == endpoint }) else { continue }
                 let connection: PeerConnection
                 do {
-                    connection = try Network.dial(endpoint, config: session, group: group, connectTimeout: timeout)
+                    // Recorded in known_peers only once the sync succeeded: a failed first
+                    // sync leaves nothing behind.
+                    connection = try resolver.dial(target, config: session, group: group, connectTimeout: timeout, record: false, context)
                 } catch let e as CommandError {
                     context.error(e.message)
                     failures.append(e)
@@ -221,11 +230,12 @@ enum SyncCommand: Command {
                                               progress: context.stderrIsTTY ? progress : nil, adoptExisting: args.has("force"))
                     options.lockWait = wait
                     options.maxPacks = config.maxPacks
-                    let request = SignedSyncRequest(repository: name, namedPeer: endpoint.peer, localPeer: identity.peerID)
+                    let request = SignedSyncRequest(repository: name, namedPeer: target.named, localPeer: identity.peerID)
                     let report = try SignedSync.run(request, to: destination, over: connection, options: options, holding: lock)
                     context.endProgress()
                     connection.close(.shutdown, "sync finished")
                     _ = try? connection.closeFuture.wait()
+                    do { try resolver.remember(target, peer.peerID, context) } catch let e as CommandError { context.error(e.message) }
                     emit(report, name: name, peer: served, context)
                     if let c = report.sync.consolidated {
                         context.log(RepackCommand.describe(c))

@@ -95,6 +95,8 @@ public final class Node: Sendable {
         public var rates = LinkGuard.Rates()
         /// Sessions one identity may hold at once.
         public var maxSessionsPerPeer = 2
+        /// known_peers for the bootstrap peers (nil: off).
+        public var knownPeers: KnownPeersHook?
         /// A mirror sync that leaves more packs than this consolidates them (0: never).
         public var maxPacks = PackMaintenance.defaultMaxPacks
 
@@ -167,6 +169,7 @@ public final class Node: Sendable {
         serviceOptions.mirrorInterval = options.mirrorInterval
         serviceOptions.minBackoff = options.minBackoff
         serviceOptions.maxBackoff = options.maxBackoff
+        serviceOptions.learnBootstrap = options.knownPeers?.learn ?? []
         let local = Self.peerID(of: options.session)
         let service = NodeService(options: serviceOptions, localPeer: local, seed: Random.uint64())
         shell = NIOLoopBoundBox.makeBoxSendingValue(Shell(service: service), eventLoop: loop)
@@ -293,7 +296,25 @@ public final class Node: Sendable {
                 case let .success(connection):
                     self.follow(connection, bootstrap: b)
                 case let .failure(error):
-                    self.loop.execute { self.apply(.dialFailed(bootstrap: b, reason: Dialer.reason(error))) }
+                    let reason = self.options.knownPeers.flatMap { $0.explain(error, bootstrap: b, address: endpoint.address) } ?? Dialer.reason(error)
+                    self.loop.execute { self.apply(.dialFailed(bootstrap: b, reason: reason)) }
+                }
+            }
+        case let .remember(b, address, peer):
+            guard let hook = options.knownPeers else { return }
+            hook.pinned(b)
+            let log = self.log
+            stateWriter.submit {
+                do {
+                    switch try KnownPeersFile.record(hook.path, address: address, peer: peer, now: KnownPeersFile.now()) {
+                    case .added: log.info("learned \(peer) at \(address) (first use; kept in \(hook.path))")
+                    case .known: break
+                    case let .conflict(entry):
+                        log.info("WARNING: \(hook.path):\(entry.line) records \(entry.peer) for \(address), but bootstrap peer \(address) presented \(peer); its next dials demand \(peer) (to record it: \(hook.forgetCommand(address)))")
+                    case .full: log.info("cannot record \(peer) for \(address): \(hook.path) is full")
+                    }
+                } catch {
+                    log.info("cannot record \(peer) for \(address): \(error)")
                 }
             }
         case let .send(link, message):

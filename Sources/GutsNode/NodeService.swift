@@ -115,6 +115,9 @@ public enum NodeAction: Sendable, Equatable {
     case publish(topic: String, Announcement)
     /// Run a mirror sync (answered with `.mirrored`).
     case mirror(MirrorJob)
+    /// Record in known_peers that `peer` answered at `address` (first session of a
+    /// bootstrap peer dialled without a peer ID); its later dials demand that identity.
+    case remember(bootstrap: Int, address: String, PeerID)
     case log(LogLevel, String)
 }
 
@@ -136,6 +139,9 @@ public struct NodeService: Sendable {
         public var mirrorAtStart = true
         public var minBackoff: Double = 1
         public var maxBackoff: Double = 60
+        /// Bootstrap peers (indices into `bootstrap`) dialled without a peer ID whose
+        /// first session pins their identity and is recorded (known_peers accept-new).
+        public var learnBootstrap: Set<Int> = []
         public init() {}
     }
 
@@ -170,6 +176,9 @@ public struct NodeService: Sendable {
             if options.mirrorAtStart { mirrorer.start(now: now) }
         case let .established(link, info, address, inbound, bootstrap):
             peers.established(link, info: info, address: address, inbound: inbound, bootstrap: bootstrap, now: now)
+            if let b = bootstrap, options.learnBootstrap.contains(b), let endpoint = peers.pin(b, info.peerID) {
+                out.append(.remember(bootstrap: b, address: endpoint.address, info.peerID))
+            }
             let kind = info.capabilities.contains(GossipClient.capability) ? "gossip client" : (bootstrap != nil ? "bootstrap" : (inbound ? "inbound" : "outbound"))
             out.append(.log(.info, "peer connected: \(info.peerID) \(address) (\(kind), \(Escape.text(info.agent)), protocol \(info.version), handshake \(Self.ms(info.handshakeSeconds)) ms)"))
         case let .closed(link, reason):
@@ -248,7 +257,7 @@ public struct NodeService: Sendable {
         switch (message, message.syncMessage) {
         case let (_, request?) where request.isRequest:
             if options.serving { return [.serve(link, request)] }
-            let capability = request.kind == .getRefs ? "refs" : "objects"
+            let capability = request.kind == .getObjects ? "objects" : "refs"
             return [.send(link, .error(ErrorReply(requestID: request.requestID, code: .badRequest,
                                                   message: "this node does not offer the '\(capability)' capability")))]
         case (_, _?), (.error, _), (.pong, _):
@@ -384,6 +393,14 @@ public struct PeerManager: Sendable {
             bootstrap[b].dialling = false
             bootstrap[b].backoff = minBackoff
         }
+    }
+
+    /// Makes later dials of bootstrap peer `b` demand `peer`, when it had no peer ID yet;
+    /// returns its endpoint then.
+    mutating func pin(_ b: Int, _ peer: PeerID) -> Endpoint? {
+        guard bootstrap.indices.contains(b), bootstrap[b].endpoint.peer == nil else { return nil }
+        bootstrap[b].endpoint.peer = peer
+        return bootstrap[b].endpoint
     }
 
     /// Forgets a link; a bootstrap link is redialled after the minimum backoff (jittered).

@@ -8,6 +8,52 @@ public enum SyncLimits {
     public static let maxWants = 100_000
     public static let maxHaves = 100_000
     public static let maxObjectsChunk = 1 << 20
+    /// Repositories in one Repositories answer (a page; the `more` flag says whether
+    /// another follows).
+    public static let maxRepositoriesPerPage = 256
+}
+
+/// Asks for the repositories a node serves that the asker may read, in pages.
+public struct ListRepositories: Equatable, Sendable {
+    public var requestID: UInt32
+    /// List only names after this one in byte order ("" from the first).
+    public var after: String
+    public init(requestID: UInt32, after: String = "") {
+        self.requestID = requestID
+        self.after = after
+    }
+}
+
+/// One served repository in a Repositories answer.
+public struct RepositoryEntry: Equatable, Sendable {
+    public var name: String
+    /// The repository ID (32 bytes) when it has a valid identity.
+    public var id: [UInt8]?
+    /// Served only to the peers its owner lists (and the asker is one of them).
+    public var restricted: Bool
+    /// Target of the symbolic HEAD, "" when detached.
+    public var head: String
+    /// The object HEAD resolves to, nil when it resolves to nothing (unborn).
+    public var headID: WireOID?
+    public init(name: String, id: [UInt8]? = nil, restricted: Bool = false, head: String, headID: WireOID?) {
+        self.name = name
+        self.id = id
+        self.restricted = restricted
+        self.head = head
+        self.headID = headID
+    }
+}
+
+public struct Repositories: Equatable, Sendable {
+    public var requestID: UInt32
+    public var repositories: [RepositoryEntry]
+    /// More repositories follow the last one listed: ask again with `after` set to its name.
+    public var more: Bool
+    public init(requestID: UInt32, repositories: [RepositoryEntry], more: Bool) {
+        self.requestID = requestID
+        self.repositories = repositories
+        self.more = more
+    }
 }
 
 public struct RefEntry: Equatable, Sendable {
@@ -78,12 +124,19 @@ public enum SyncMessage: WireMessage, Equatable {
     case refs(Refs)
     case getObjects(GetObjects)
     case objects(Objects)
+    case listRepositories(ListRepositories)
+    case repositories(Repositories)
 
     public enum Kind: UInt8, Sendable, CaseIterable {
         case getRefs = 0x10
         case refs = 0x11
         case getObjects = 0x12
         case objects = 0x13
+        case listRepositories = 0x14
+        case repositories = 0x15
+
+        /// The largest Repositories entry: name, flags, ID, head, head object ID.
+        static let maxRepositoryEntry = 2 + SyncLimits.maxRepositoryName + 1 + 32 + 2 + SyncLimits.maxRefName + 1 + 32
 
         public var maxBodySize: Int {
             switch self {
@@ -91,6 +144,8 @@ public enum SyncMessage: WireMessage, Equatable {
             case .refs: return (16 << 20) + 1
             case .getObjects: return 8 << 20
             case .objects: return 4 + 1 + 4 + SyncLimits.maxObjectsChunk
+            case .listRepositories: return 4 + 2 + SyncLimits.maxRepositoryName
+            case .repositories: return 4 + 2 + SyncLimits.maxRepositoriesPerPage * Self.maxRepositoryEntry + 1
             }
         }
 
@@ -100,6 +155,8 @@ public enum SyncMessage: WireMessage, Equatable {
             case .refs: return "Refs"
             case .getObjects: return "GetObjects"
             case .objects: return "Objects"
+            case .listRepositories: return "ListRepositories"
+            case .repositories: return "Repositories"
             }
         }
     }
@@ -110,6 +167,8 @@ public enum SyncMessage: WireMessage, Equatable {
         case .refs: return .refs
         case .getObjects: return .getObjects
         case .objects: return .objects
+        case .listRepositories: return .listRepositories
+        case .repositories: return .repositories
         }
     }
 
@@ -120,8 +179,8 @@ public enum SyncMessage: WireMessage, Equatable {
     /// Whether this is a request (GetRefs, GetObjects) rather than an answer.
     public var isRequest: Bool {
         switch self {
-        case .getRefs, .getObjects: return true
-        case .refs, .objects: return false
+        case .getRefs, .getObjects, .listRepositories: return true
+        case .refs, .objects, .repositories: return false
         }
     }
 
@@ -132,6 +191,8 @@ public enum SyncMessage: WireMessage, Equatable {
         case let .refs(m): return m.requestID
         case let .getObjects(m): return m.requestID
         case let .objects(m): return m.requestID
+        case let .listRepositories(m): return m.requestID
+        case let .repositories(m): return m.requestID
         }
     }
 
@@ -170,6 +231,26 @@ public enum SyncMessage: WireMessage, Equatable {
             w.u32(o.requestID)
             w.u8(o.final ? 1 : 0)
             w.bytes32(o.data)
+        case let .listRepositories(l):
+            try WireField.check(l.after, "after", SyncLimits.maxRepositoryName)
+            w.u32(l.requestID)
+            w.str16(l.after)
+        case let .repositories(r):
+            try WireField.checkCount(r.repositories.count, "repositories", SyncLimits.maxRepositoriesPerPage)
+            w.u32(r.requestID)
+            w.u16(UInt16(r.repositories.count))
+            for e in r.repositories {
+                guard !e.name.isEmpty else { throw DecodeError.invalidValue(field: "name", reason: "empty") }
+                try WireField.check(e.name, "name", SyncLimits.maxRepositoryName)
+                try WireField.check(e.head, "head", SyncLimits.maxRefName)
+                if let id = e.id, id.count != 32 { throw DecodeError.invalidValue(field: "id", reason: "not 32 bytes") }
+                w.str16(e.name)
+                w.u8((e.restricted ? 1 : 0) | (e.id != nil ? 2 : 0))
+                if let id = e.id { w.raw(id) }
+                w.str16(e.head)
+                WireField.writeOID(&w, e.headID)
+            }
+            w.u8(r.more ? 1 : 0)
         }
     }
 }
@@ -183,7 +264,9 @@ public struct SyncProtocol: MessageFamily {
     public func maxBodySize(type: UInt8) -> Int? { SyncMessage.Kind(rawValue: type)?.maxBodySize }
 
     /// Refs and Objects answer GetRefs and GetObjects.
-    public func isAnswer(type: UInt8) -> Bool { type == SyncMessage.Kind.refs.rawValue || type == SyncMessage.Kind.objects.rawValue }
+    public func isAnswer(type: UInt8) -> Bool {
+        type == SyncMessage.Kind.refs.rawValue || type == SyncMessage.Kind.objects.rawValue || type == SyncMessage.Kind.repositories.rawValue
+    }
 
     public func decode(type: UInt8, body: ArraySlice<UInt8>) throws -> any WireMessage {
         guard let kind = SyncMessage.Kind(rawValue: type) else { throw DecodeError.unknownType(type) }
@@ -227,6 +310,31 @@ public struct SyncProtocol: MessageFamily {
             guard flags & ~1 == 0 else { throw DecodeError.invalidValue(field: "flags", reason: "unknown flag bits \(flags)") }
             let data = try r.bytes32("data", limit: SyncLimits.maxObjectsChunk)
             message = .objects(Objects(requestID: id, final: flags & 1 == 1, data: data))
+        case .listRepositories:
+            let id = try r.u32("request_id")
+            let after = try r.str16("after", limit: SyncLimits.maxRepositoryName)
+            message = .listRepositories(ListRepositories(requestID: id, after: after))
+        case .repositories:
+            let id = try r.u32("request_id")
+            let count = Int(try r.u16("count"))
+            try WireField.checkCount(count, "repositories", SyncLimits.maxRepositoriesPerPage)
+            // Each entry takes at least 2 + 1 + 1 + 2 + 1 bytes: a lying count fails before allocating.
+            guard count * 7 <= r.remaining else { throw DecodeError.truncated(field: "repositories") }
+            var entries: [RepositoryEntry] = []
+            entries.reserveCapacity(count)
+            for _ in 0..<count {
+                let name = try r.str16("name", limit: SyncLimits.maxRepositoryName)
+                guard !name.isEmpty else { throw DecodeError.invalidValue(field: "name", reason: "empty") }
+                let flags = try r.u8("repository flags")
+                guard flags & ~3 == 0 else { throw DecodeError.invalidValue(field: "repository flags", reason: "unknown flag bits \(flags)") }
+                let repoID = flags & 2 != 0 ? try r.raw(32, "id") : nil
+                let head = try r.str16("head", limit: SyncLimits.maxRefName)
+                let headID = try WireField.readOID(&r, "head id", optional: true)
+                entries.append(RepositoryEntry(name: name, id: repoID, restricted: flags & 1 != 0, head: head, headID: headID))
+            }
+            let flags = try r.u8("flags")
+            guard flags & ~1 == 0 else { throw DecodeError.invalidValue(field: "flags", reason: "unknown flag bits \(flags)") }
+            message = .repositories(Repositories(requestID: id, repositories: entries, more: flags & 1 == 1))
         }
         try r.expectEnd()
         return message

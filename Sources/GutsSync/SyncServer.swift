@@ -101,7 +101,8 @@ public final class SyncServer: Sendable {
             return true
         }
         switch message.syncMessage {
-        case let .getRefs(request)?:
+        case .getRefs?, .listRepositories?:
+            guard let request = message.syncMessage else { return false }
             // A bounded queue in front of the refs threads: a burst from one connection
             // is answered busy, never queued without bound.
             let link = ObjectIdentifier(connection)
@@ -125,7 +126,11 @@ public final class SyncServer: Sendable {
                 }
                 // Work for a peer that has gone is dropped, not done.
                 guard state == .active, !connection.isClosed else { return }
-                connection.send(answerRefs(request, peer: connection.peer?.peerID))
+                switch request {
+                case let .getRefs(r): connection.send(answerRefs(r, peer: connection.peer?.peerID))
+                case let .listRepositories(l): connection.send(answerRepositories(l, peer: connection.peer?.peerID))
+                default: break
+                }
             }
             return true
         case let .getObjects(request)?:
@@ -234,6 +239,39 @@ public final class SyncServer: Sendable {
             log("cannot read refs of '\(request.repository)': \(error)")
             return .error(ErrorReply(requestID: request.requestID, code: .internalError, message: "cannot read refs: \(error)"))
         }
+    }
+
+    /// The next page of the repositories `peer` may read: names after `request.after`, in
+    /// byte order, at most `SyncLimits.maxRepositoriesPerPage`. A restricted repository
+    /// is listed only to the peers its allow list names (as GetRefs serves it), so the
+    /// others do not even learn its name; one whose allow list is broken, to nobody.
+    func answerRepositories(_ request: ListRepositories, peer: PeerID?) -> Message {
+        var entries: [RepositoryEntry] = []
+        var more = false
+        for name in catalog.all() where name.value > request.after {
+            guard let path = catalog.locate(name) else { continue }
+            guard let peer, catalog.access(path, for: peer) == .allowed else { continue }
+            if entries.count == SyncLimits.maxRepositoriesPerPage {
+                more = true
+                break
+            }
+            var head = ""
+            var headID: WireOID?
+            if let repo = try? Repository.open(path) {
+                switch try? repo.head() {
+                case let .symbolic(target, id)?:
+                    head = target
+                    headID = id.flatMap { WireOID($0.bytes) }
+                case let .detached(id)?:
+                    headID = WireOID(id.bytes)
+                case nil:
+                    break
+                }
+            }
+            entries.append(RepositoryEntry(name: name.value, id: ids.id(of: path)?.bytes, restricted: catalog.isRestricted(path),
+                                           head: head.utf8.count <= SyncLimits.maxRefName ? head : "", headID: headID))
+        }
+        return .sync(.repositories(Repositories(requestID: request.requestID, repositories: entries, more: more)))
     }
 
     func serveObjects(_ request: GetObjects, connection: any PeerLink) {

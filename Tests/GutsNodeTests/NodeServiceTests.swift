@@ -48,6 +48,31 @@ final class NodeServiceTests: XCTestCase {
         actions.compactMap { if case let .mirror(j) = $0 { return j } else { return nil } }
     }
 
+    // MARK: known_peers
+
+    func testBootstrapWithoutPeerIDIsPinnedToItsFirstIdentityAndRecorded() throws {
+        var options = NodeService.Options()
+        options.bootstrap = [try Endpoint.parse("127.0.0.1:9000"), try Endpoint.parse("127.0.0.1:9001")]
+        options.learnBootstrap = [0]
+        var s = NodeService(options: options, localPeer: peer(), seed: seed)
+        XCTAssertEqual(dials(s.handle(.started, now: now)), [0, 1])
+        let first = peer()
+        let out = s.handle(.established(1, info(first), address: "127.0.0.1:9000", inbound: false, bootstrap: 0), now: now)
+        XCTAssertTrue(out.contains(.remember(bootstrap: 0, address: "127.0.0.1:9000", first)), "\(out)")
+        // Not learning: index 1 is neither pinned nor recorded.
+        let other = s.handle(.established(2, info(peer()), address: "127.0.0.1:9001", inbound: false, bootstrap: 1), now: now)
+        XCTAssertFalse(other.contains { if case .remember = $0 { return true } else { return false } })
+        // The redial after a disconnect demands the identity first seen.
+        _ = s.handle(.closed(1, reason: "lost"), now: now)
+        _ = s.handle(.closed(2, reason: "lost"), now: now)
+        advance(5)
+        let redials = s.handle(.tick, now: now).compactMap { a -> Endpoint? in if case let .dial(_, e) = a { return e } else { return nil } }
+        XCTAssertEqual(redials.map(\.peer), [first, nil])
+        // A second session (same identity) records nothing new.
+        let again = s.handle(.established(3, info(first), address: "127.0.0.1:9000", inbound: false, bootstrap: 0), now: now)
+        XCTAssertFalse(again.contains { if case .remember = $0 { return true } else { return false } })
+    }
+
     // MARK: Reconnect backoff
 
     func testBootstrapIsDialledAtStartAndRetriedWithGrowingJitteredBackoff() throws {

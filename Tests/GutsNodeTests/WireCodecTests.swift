@@ -39,6 +39,11 @@ final class WireCodecTests: XCTestCase {
             ]))),
             .sync(.getObjects(GetObjects(requestID: 2, repository: "alice/project", wants: [oid(1), oid(2)], haves: [oid(3)]))),
             .sync(.objects(Objects(requestID: 2, final: true, data: Array(0..<255)))),
+            .sync(.listRepositories(ListRepositories(requestID: 3, after: "alice/a"))),
+            .sync(.repositories(Repositories(requestID: 3, repositories: [
+                RepositoryEntry(name: "alice/b", id: [UInt8](repeating: 5, count: 32), restricted: true, head: "refs/heads/main", headID: oid(0xaa)),
+                RepositoryEntry(name: "bob", head: "", headID: nil),
+            ], more: true))),
             .app(Announcement.newRepository(NewRepository(repository: "bob/tools"))),
             .app(Announcement.refsChanged(RefsChanged(repository: "alice/project", refsHash: [UInt8](repeating: 7, count: 32)))),
             .app(Announcement.signedRefs(signedRefs)),
@@ -66,6 +71,8 @@ final class WireCodecTests: XCTestCase {
         "110000006f00000001000f726566732f68656164732f6d61696e00000002000f726566732f68656164732f6d61696e14aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa000c726566732f746167732f763120bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb00",  // refs (with the flags byte added for restricted repositories)
         "120000005a00000002000d616c6963652f70726f6a6563740000000214010101010101010101010101010101010101010114020202020202020202020202020202020202020200000001140303030303030303030303030303030303030303",  // getObjects
         "13000001080000000201000000ff000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9fa0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedfe0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfe",  // objects
+        "140000000d000000030007616c6963652f61",  // listRepositories
+        "15000000600000000300020007616c6963652f62030505050505050505050505050505050505050505050505050505050505050505000f726566732f68656164732f6d61696e14aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa0003626f620000000001",  // repositories
         "210000000b0009626f622f746f6f6c73",  // newRepository
         "220000002f000d616c6963652f70726f6a6563740707070707070707070707070707070707070707070707070707070707070707",  // refsChanged
         "230000005d050505050505050505050505050505050505050505050505050505050505050504040404040404040404040404040404040404040404040404040404040404040000000000000009140909090909090909090909090909090909090909",  // signedRefs
@@ -114,7 +121,7 @@ final class WireCodecTests: XCTestCase {
             XCTAssertEqual("\(error)", "unknown message type 0x10")
         }
         // A code inside a family's range that the family does not define is unknown too.
-        XCTAssertNil(registry.maxBodySize(type: 0x14))
+        XCTAssertNil(registry.maxBodySize(type: 0x16))
         XCTAssertNil(registry.maxBodySize(type: 0x07))
         XCTAssertNil(registry.maxBodySize(type: 0x00))
     }
@@ -231,6 +238,33 @@ final class WireCodecTests: XCTestCase {
 
     /// Seeded random loop: random and mutated bodies for every type never crash a decoder,
     /// and anything it accepts re-encodes to an identical message.
+    func testRepositoriesRejectsLiesAndUnknownBits() throws {
+        func decode(_ hexText: String) throws -> Message {
+            var bytes: [UInt8] = []
+            var it = hexText.makeIterator()
+            while let a = it.next(), let b = it.next() { bytes.append(UInt8(String([a, b]), radix: 16) ?? 0) }
+            return try MessageCodec.decode(type: 0x15, body: bytes, registry: registry)
+        }
+        // A count of 256 entries in 8 bytes fails before anything is allocated.
+        XCTAssertThrowsError(try decode("00000001" + "0100" + "01"))
+        // More than a page.
+        XCTAssertThrowsError(try decode("00000001" + "0101" + String(repeating: "0001610000000000", count: 257) + "00"))
+        // Unknown entry flag bits, unknown trailing flag bits, an empty name.
+        XCTAssertThrowsError(try decode("00000001" + "0001" + "00016104" + "0000" + "00" + "00"))
+        XCTAssertThrowsError(try decode("00000001" + "0001" + "00016100" + "0000" + "00" + "02"))
+        XCTAssertThrowsError(try decode("00000001" + "0001" + "000000" + "0000" + "00" + "00"))
+        XCTAssertEqual(try decode("00000001" + "0001" + "00016100" + "0000" + "00" + "00"),
+                       .sync(.repositories(Repositories(requestID: 1, repositories: [RepositoryEntry(name: "a", head: "", headID: nil)], more: false))))
+        // The largest page fits the type's maximum body.
+        let big = RepositoryEntry(name: String(repeating: "n", count: 255), id: [UInt8](repeating: 1, count: 32), restricted: true,
+                                  head: String(repeating: "h", count: 1024), headID: oid(1, 32))
+        let page = Message.sync(.repositories(Repositories(requestID: 1, repositories: Array(repeating: big, count: 256), more: true)))
+        let encoded = try MessageCodec.encode(page)
+        XCTAssertEqual(encoded.count - 5, SyncMessage.Kind.repositories.maxBodySize)
+        XCTAssertEqual(try MessageCodec.decode(type: 0x15, body: Array(encoded[5...]), registry: registry), page)
+        XCTAssertThrowsError(try MessageCodec.encode(.sync(.repositories(Repositories(requestID: 1, repositories: Array(repeating: big, count: 257), more: true)))))
+    }
+
     func testDecoderSurvivesHundredThousandRandomInputs() throws {
         let seed: UInt64 = 0x6775_7473
         var rng = SeededRandom(seed: seed)

@@ -66,6 +66,10 @@ final class MaliciousServer: @unchecked Sendable {
         case neverFinal(chunk: Int, interval: Double)
         /// Empty, non-final Objects messages every `interval` seconds, forever.
         case emptyDrip(interval: Double)
+        /// Answers every ListRepositories with the same page, saying more follow.
+        case endlessListing
+        /// Lists a repository name that is not one (a path out of the root, escapes).
+        case badListing
     }
 
     let repositoryPath: String
@@ -159,6 +163,21 @@ final class MaliciousServer: @unchecked Sendable {
                     return
                 }
                 connection.send(.sync(.refs(try refs(requestID: request.requestID))))
+            case let .listRepositories(request)?:
+                note("ListRepositories after '\(request.after)'")
+                let head = WireOID([UInt8](repeating: 0xab, count: 20))
+                switch behavior {
+                case .endlessListing:
+                    let page = (0..<256).map { RepositoryEntry(name: "loop/r\($0 + 100)", head: "refs/heads/main", headID: head) }
+                    connection.send(.sync(.repositories(Repositories(requestID: request.requestID, repositories: page, more: true))))
+                case .badListing:
+                    let entries = [RepositoryEntry(name: "../../etc/passwd", head: "", headID: nil),
+                                   RepositoryEntry(name: "x\u{1B}]0;owned\u{7}", head: "", headID: nil)]
+                    connection.send(.sync(.repositories(Repositories(requestID: request.requestID, repositories: entries, more: false))))
+                default:
+                    let entries = [RepositoryEntry(name: "alice/proj", head: "refs/heads/main", headID: head)]
+                    connection.send(.sync(.repositories(Repositories(requestID: request.requestID, repositories: entries, more: false))))
+                }
             case let .getObjects(request)?:
                 note("GetObjects wants=\(request.wants.count) haves=\(request.haves.count)")
                 try serveObjects(request, connection)
