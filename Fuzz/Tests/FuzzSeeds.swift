@@ -34,6 +34,12 @@ enum FuzzSeeds {
             ("get-objects", .sync(.getObjects(GetObjects(requestID: 2, repository: "alice/project", wants: [oid(1), oid(2)],
                                                          haves: [oid(3)])))),
             ("objects", .sync(.objects(Objects(requestID: 2, final: true, data: Array("PACK".utf8) + [0, 0, 0, 2, 0, 0, 0, 0])))),
+            ("list-repositories", .sync(.listRepositories(ListRepositories(requestID: 3, after: "alice/a")))),
+            ("repositories", .sync(.repositories(Repositories(requestID: 3, repositories: [
+                RepositoryEntry(name: "alice/b", id: [UInt8](repeating: 5, count: 32), restricted: true, head: "refs/heads/main",
+                                headID: oid(0xaa)),
+                RepositoryEntry(name: "bob", head: "", headID: nil),
+            ], more: true)))),
             ("refs-changed", .app(Announcement.refsChanged(RefsChanged(repository: "alice/project",
                                                                       refsHash: [UInt8](repeating: 0x5a, count: 32))))),
             ("new-repository", .app(Announcement.newRepository(NewRepository(repository: "bob/tools")))),
