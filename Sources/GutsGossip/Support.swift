@@ -1,3 +1,4 @@
+import GutsSupport
 import GutsWire
 
 // Small internal containers of the gossip engine. All of them are plain values with
@@ -32,25 +33,6 @@ struct MessageID: Hashable, Sendable {
     }
 }
 
-/// SplitMix64 (Steele, Lea and Flood, 2014): a tiny seeded generator. The engine and the
-/// simulation draw every random choice from one of these, so a run is reproducible from its seed.
-struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    mutating func unit() -> Double { Double(next() >> 11) / Double(UInt64(1) << 53) }
-}
-
 /// A first-in first-out queue with amortised O(1) operations.
 struct FIFO<Element> {
     private var storage: [Element] = []
@@ -80,58 +62,6 @@ struct FIFO<Element> {
 
 extension FIFO: Sendable where Element: Sendable {}
 
-/// A binary min-heap keyed by (key, insertion order): equal keys pop in insertion order,
-/// which keeps simulations deterministic.
-struct MinHeap<Value> {
-    fileprivate struct Item {
-        var key: UInt64
-        var order: UInt64
-        var value: Value
-    }
-
-    private var items: [Item] = []
-    private var counter: UInt64 = 0
-
-    var count: Int { items.count }
-    var isEmpty: Bool { items.isEmpty }
-    var minKey: UInt64? { items.first?.key }
-
-    private func less(_ a: Int, _ b: Int) -> Bool {
-        items[a].key < items[b].key || (items[a].key == items[b].key && items[a].order < items[b].order)
-    }
-
-    mutating func push(_ key: UInt64, _ value: Value) {
-        items.append(Item(key: key, order: counter, value: value))
-        counter &+= 1
-        var i = items.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard less(i, parent) else { break }
-            items.swapAt(i, parent)
-            i = parent
-        }
-    }
-
-    mutating func popMin() -> (key: UInt64, value: Value)? {
-        guard !items.isEmpty else { return nil }
-        items.swapAt(0, items.count - 1)
-        guard let top = items.popLast() else { return nil }
-        var i = 0
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var m = i
-            if l < items.count, less(l, m) { m = l }
-            if r < items.count, less(r, m) { m = r }
-            if m == i { break }
-            items.swapAt(i, m)
-            i = m
-        }
-        return (top.key, top.value)
-    }
-}
-
-extension MinHeap: Sendable where Value: Sendable {}
-extension MinHeap.Item: Sendable where Value: Sendable {}
 
 /// A token bucket: `capacity` tokens, refilled at `rate` per second.
 struct TokenBucket: Sendable {
