@@ -3,20 +3,20 @@
 /// The compression function is fully unrolled and reads blocks straight from raw
 /// memory, so hashing never allocates. Use `SHA1.hash(_:)` for one-shot hashing or
 /// create a value, call `update` any number of times and then `finalize()`.
-public struct SHA1: Sendable {
+public struct SHA1: Sendable, SHA1Framing {
     /// Length of a digest in bytes.
     public static let digestLength = 20
 
-    private var h0: UInt32 = 0x6745_2301
-    private var h1: UInt32 = 0xEFCD_AB89
-    private var h2: UInt32 = 0x98BA_DCFE
-    private var h3: UInt32 = 0x1032_5476
-    private var h4: UInt32 = 0xC3D2_E1F0
+    var h0: UInt32 = 0x6745_2301
+    var h1: UInt32 = 0xEFCD_AB89
+    var h2: UInt32 = 0x98BA_DCFE
+    var h3: UInt32 = 0x1032_5476
+    var h4: UInt32 = 0xC3D2_E1F0
     /// Bytes fed so far.
-    private var length: UInt64 = 0
+    var length: UInt64 = 0
     /// A partial block (64 bytes) awaiting more input.
-    private var pending: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
-    private var pendingCount = 0
+    var pending: SHA1Block = (0, 0, 0, 0, 0, 0, 0, 0)
+    var pendingCount = 0
 
     /// A fresh hasher.
     public init() {}
@@ -46,37 +46,7 @@ public struct SHA1: Sendable {
     }
 
     /// Feeds raw memory.
-    public mutating func update(_ buffer: UnsafeRawBufferPointer) {
-        guard var p = buffer.baseAddress, buffer.count > 0 else { return }
-        var n = buffer.count
-        length &+= UInt64(n)
-        if pendingCount > 0 {
-            let take = min(64 - pendingCount, n)
-            let filled = pendingCount
-            withUnsafeMutableBytes(of: &pending) { dst in
-                (dst.baseAddress! + filled).copyMemory(from: p, byteCount: take)
-            }
-            pendingCount += take
-            p += take
-            n -= take
-            if pendingCount < 64 { return }
-            let block = pending
-            withUnsafeBytes(of: block) { compress($0.baseAddress!, blocks: 1) }
-            pendingCount = 0
-        }
-        let whole = n / 64
-        if whole > 0 {
-            compress(p, blocks: whole)
-            p += whole * 64
-            n -= whole * 64
-        }
-        if n > 0 {
-            withUnsafeMutableBytes(of: &pending) { dst in
-                dst.baseAddress!.copyMemory(from: p, byteCount: n)
-            }
-            pendingCount = n
-        }
-    }
+    public mutating func update(_ buffer: UnsafeRawBufferPointer) { absorb(buffer) }
 
     /// Pads, finishes and returns the 20-byte digest.
     public mutating func finalize() -> [UInt8] {
@@ -87,26 +57,7 @@ public struct SHA1: Sendable {
 
     /// Pads, finishes and writes the 20-byte digest to `out`.
     public mutating func finalize(into out: UnsafeMutableRawPointer) {
-        let bitLength = length &* 8
-        var tail: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                   UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        let count = pendingCount
-        let block = pending
-        let total = count + 9 <= 64 ? 64 : 128
-        withUnsafeMutableBytes(of: &tail) { t in
-            withUnsafeBytes(of: block) { b in
-                t.baseAddress!.copyMemory(from: b.baseAddress!, byteCount: count)
-            }
-            t[count] = 0x80
-            t.storeBytes(of: bitLength.bigEndian, toByteOffset: total - 8, as: UInt64.self)
-        }
-        withUnsafeBytes(of: tail) { compress($0.baseAddress!, blocks: total / 64) }
-        out.storeBytes(of: h0.bigEndian, toByteOffset: 0, as: UInt32.self)
-        out.storeBytes(of: h1.bigEndian, toByteOffset: 4, as: UInt32.self)
-        out.storeBytes(of: h2.bigEndian, toByteOffset: 8, as: UInt32.self)
-        out.storeBytes(of: h3.bigEndian, toByteOffset: 12, as: UInt32.self)
-        out.storeBytes(of: h4.bigEndian, toByteOffset: 16, as: UInt32.self)
+        padAndWriteDigest(into: out)
         self = SHA1()
     }
 
@@ -116,7 +67,7 @@ public struct SHA1: Sendable {
     }
 
     /// Runs the compression function over `blocks` consecutive 64-byte blocks at `base`.
-    private mutating func compress(_ base: UnsafeRawPointer, blocks: Int) {
+    mutating func compress(_ base: UnsafeRawPointer, blocks: Int) {
         var a = h0, b = h1, c = h2, d = h3, e = h4
         var p = base
         var w0: UInt32 = 0, w1: UInt32 = 0, w2: UInt32 = 0, w3: UInt32 = 0
