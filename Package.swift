@@ -59,14 +59,14 @@ let package = Package(
         .target(name: "GutsControl", dependencies: ["GutsSupport", nioCore, nioPosix, nioLocks]),
         // The long-running node: listener, bootstrap peers, request dispatch.
         .target(name: "GutsNode", dependencies: [
-            "GutsAddress", "GutsControl", "GutsTransport", "GutsSync", "GutsGossip", "GutsGit", "GutsTrust", "GutsWire", "GutsIdentity", "GutsCrypto", "GutsSupport",
+            "GutsAddress", "GutsControl", "GutsTransport", "GutsSync", "GutsGossip", "GutsDHT", "GutsGit", "GutsTrust", "GutsWire", "GutsIdentity", "GutsCrypto", "GutsSupport",
             nioCore, nioPosix, nioLocks,
         ]),
         // Git objects, packs, refs and reachability. No networking.
         .target(name: "GutsGit", dependencies: ["CZlib", "GutsSupport"]),
         // Argument parsing and the subcommands.
         .target(name: "GutsCLI", dependencies: [
-            "GutsAddress", "GutsSupport", "GutsControl", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsNode", "GutsSync",
+            "GutsAddress", "GutsSupport", "GutsControl", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsNode", "GutsSync", "GutsDHT",
             "GutsGossip", "GutsGit", "GutsTrust", nioCore, nioPosix,
         ]),
         .executableTarget(name: "guts", dependencies: ["GutsCLI"]),
