@@ -13,6 +13,7 @@ public enum GutsMain {
         DialCommand.self,
         PingCommand.self,
         SyncCommand.self,
+        FindCommand.self,
         StatusCommand.self,
         PeersCommand.self,
         PeersScoreCommand.self,

@@ -5,6 +5,8 @@ import GutsIdentity
 import GutsPolicy
 import GutsSupport
 import GutsTransport
+import GutsTrust
+import GutsControl
 import GutsWire
 import NIOConcurrencyHelpers
 import NIOCore
@@ -97,6 +99,8 @@ public final class DHTService: Sendable {
     private let hooks: Hooks
     private let state: NIOLoopBoundBox<State>
     private let chores = NIOLockedValueBox<[RepeatedTask]>([])
+    /// Dials in progress (a host shutting down waits for them).
+    private let inflight = NIOLockedValueBox<[ObjectIdentifier: EventLoopFuture<Void>]>([:])
     public let localID: NodeID
 
     public init(loop: EventLoop, identity: Ed25519KeyPair, config: DHTConfig = DHTConfig(), limits: Limits = Limits(),
@@ -145,6 +149,15 @@ public final class DHTService: Sendable {
             state.value.timer?.cancel()
             state.value.timer = nil
             return state.value.engine.routingTableText(now: .now())
+        }
+    }
+
+    /// Waits for the dials in progress to end (each is bounded by the connect and
+    /// handshake timeouts). Not on an event loop.
+    public func waitForDials() {
+        while let (key, next) = inflight.withLockedValue({ $0.first.map { ($0.key, $0.value) } }) {
+            _ = try? next.wait()
+            inflight.withLockedValue { _ = $0.removeValue(forKey: key) }
         }
     }
 
@@ -398,9 +411,15 @@ public final class DHTService: Sendable {
             failed(contact.id)
             return
         }
+        guard !state.value.stopped else { return }
         state.value.dialing[contact.id] = queue
         let endpoint = Endpoint(host: contact.address.ip.description, port: Int(contact.address.port), peer: peer)
-        hooks.dial(endpoint).whenComplete { [self] result in
+        let future = hooks.dial(endpoint)
+        let settled = future.map { _ in () }.recover { _ in () }
+        let key = ObjectIdentifier(settled)
+        inflight.withLockedValue { $0[key] = settled }
+        settled.whenComplete { [inflight] _ in inflight.withLockedValue { _ = $0.removeValue(forKey: key) } }
+        future.whenComplete { [self] result in
             loop.execute { [self] in
                 switch result {
                 case let .success(link):
@@ -448,5 +467,37 @@ public final class DHTService: Sendable {
             state.value.timerAt = nil
             perform(state.value.engine.tick(now: Self.now()))
         }
+    }
+}
+
+// MARK: - Keys and results as text
+
+extension DHTService {
+    /// The lookup `key` names: a peer ID (its peer record) or a repository ID (its providers).
+    public static func query(_ key: String) -> Query? {
+        if let peer = PeerID(key) { return .peer(NodeID(publicKey: peer.publicKey)) }
+        if let repo = RepositoryID(key), let id = NodeID(bytes: repo.bytes) { return .providers(id) }
+        return nil
+    }
+
+    /// A lookup's result for the control socket and `guts find`; `local` adds the provider
+    /// records this node holds itself (a node is not asked about its own store).
+    public static func findResult(_ result: LookupResult, key: String, local: [ProviderRecord]) -> FindResult {
+        var kind = "node"
+        switch result.kind {
+        case .peer: kind = "peer"
+        case .providers: kind = "repository"
+        case .node: break
+        }
+        var seen = Set<NodeID>()
+        var providers: [FoundProvider] = []
+        for r in result.providers + local where seen.insert(r.publisherID).inserted {
+            guard let peer = try? PeerID(publicKey: r.publisher) else { continue }
+            providers.append(FoundProvider(peerID: peer.description, addresses: r.addresses.map(\.description), expires: r.expires))
+        }
+        let addresses = result.peerRecord?.addresses.map(\.description) ?? []
+        let found = kind == "repository" ? !providers.isEmpty : result.found
+        return FindResult(kind: kind, key: key, found: found, addresses: addresses, providers: providers,
+                          hops: result.hops, messages: result.messages, seconds: result.duration)
     }
 }
