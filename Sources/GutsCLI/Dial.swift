@@ -9,16 +9,17 @@ import NIOPosix
 enum DialCommand: Command {
     static let name = "dial"
     static let summary = "connect to a node, authenticate it and show its identity"
-    static let synopsis = "dial [--timeout SECONDS] [--network ID] [--ephemeral] [PEERID@]ADDR"
+    static let synopsis = "dial [--timeout SECONDS] [--network ID] [--ephemeral] [PEERID@]ADDR|PEERID"
     static let options = [
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "limit for the TCP connect and, separately, for the handshake (default: connect-timeout and handshake-timeout from config, 10 each)"),
         OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
         Network.ephemeralOption,
+        DHTLookup.bootstrapOption,
     ]
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
-        guard args.positionals.count == 1 else { throw UsageError("dial needs exactly one address: [PEERID@]HOST[:PORT]") }
-        let endpoint = try Network.parseEndpoint(args.positionals[0])
+        guard args.positionals.count == 1 else { throw UsageError("dial needs exactly one address: [PEERID@]HOST[:PORT], or a PEERID to look up in the DHT") }
+        let endpoint = try DHTLookup.resolve(args.positionals[0], context, args)
         var config = try NodeConfig.load(home: context.homePath)
         if let t = try args.seconds("timeout", in: 0.1...3600) {
             config.connectTimeout = t

@@ -10,7 +10,7 @@ import NIOPosix
 /// DHT lookups for commands: through the running node's control socket, or, with no node
 /// running, through a one-shot client that joins via the config's bootstrap peers.
 enum DHTLookup {
-    static let bootstrapOption = OptionSpec("bootstrap", short: "b", value: "[PEERID@]ADDR", repeatable: true,
+    static let bootstrapOption = OptionSpec("bootstrap", value: "[PEERID@]ADDR", repeatable: true,
                                             help: "without a running node, join the DHT through this peer (repeatable; adds to config)")
     /// Seconds a lookup may take in all.
     static let timeout = 30.0
@@ -81,6 +81,18 @@ enum DHTLookup {
             return sa != sb ? sa > sb : a.offset < b.offset
         }.map(\.element)
         return ordered.flatMap { p in PeerID(p.peerID).map { id in p.addresses.compactMap { endpoint($0, id) } } ?? [] }
+    }
+
+    /// A command's address argument: `[PEERID@]HOST[:PORT]`, or a bare peer ID resolved
+    /// through the DHT (its peer record's first address).
+    static func resolve(_ text: String, _ context: Context, _ args: ParsedArguments) throws -> Endpoint {
+        guard let peer = PeerID(text) else { return try Network.parseEndpoint(text) }
+        let r = try find(peer.description, context, args)
+        guard let first = endpoints(r).first else {
+            throw CommandError(.unreachable, "no address of \(peer) found in the DHT (\(r.messages) requests)")
+        }
+        context.debug("\(peer) is at \(first.host):\(first.port) (from the DHT)")
+        return first
     }
 
     static func endpoint(_ address: String, _ peer: PeerID) -> Endpoint? {

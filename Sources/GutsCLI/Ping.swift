@@ -10,7 +10,7 @@ import NIOPosix
 enum PingCommand: Command {
     static let name = "ping"
     static let summary = "measure round-trip time to a node over an authenticated connection"
-    static let synopsis = "ping [-c COUNT] [-i SECONDS] [-W SECONDS] [-w DEADLINE] [-q] [--network ID] [--ephemeral] [PEERID@]ADDR"
+    static let synopsis = "ping [-c COUNT] [-i SECONDS] [-W SECONDS] [-w DEADLINE] [-q] [--network ID] [--ephemeral] [PEERID@]ADDR|PEERID"
     static let options = [
         OptionSpec("count", short: "c", value: "COUNT", help: "stop after COUNT pings (default: until interrupted)"),
         OptionSpec("interval", short: "i", value: "SECONDS", help: "wait SECONDS between pings (default 1)"),
@@ -18,6 +18,7 @@ enum PingCommand: Command {
         OptionSpec("deadline", short: "w", value: "DEADLINE", help: "stop after DEADLINE seconds in all, however many pings were sent or answered"),
         OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
         Network.ephemeralOption,
+        DHTLookup.bootstrapOption,
     ]
 
     struct Stats {
@@ -39,8 +40,8 @@ enum PingCommand: Command {
     }
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
-        guard args.positionals.count == 1 else { throw UsageError("ping needs exactly one address: [PEERID@]HOST[:PORT]") }
-        let endpoint = try Network.parseEndpoint(args.positionals[0])
+        guard args.positionals.count == 1 else { throw UsageError("ping needs exactly one address: [PEERID@]HOST[:PORT], or a PEERID to look up in the DHT") }
+        let endpoint = try DHTLookup.resolve(args.positionals[0], context, args)
         let count = try args.int("count", in: 1...Int(Int32.max))
         let interval = try args.seconds("interval", in: 0.001...3600) ?? 1
         let timeout = try args.seconds("timeout", in: 0.001...3600) ?? 5

@@ -13,9 +13,10 @@ import NIOPosix
 enum SyncCommand: Command {
     static let name = "sync"
     static let summary = "mirror a repository from a peer, verifying every object before it becomes visible"
-    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--deadline SECONDS] [--wait SECONDS | --no-wait] [--exit-code] [--ephemeral] [--network ID] [limits] REPO... | --all --peer [PEERID@]ADDR [--peer ...]"
+    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--deadline SECONDS] [--wait SECONDS | --no-wait] [--exit-code] [--ephemeral] [--network ID] [limits] REPO... | --all --peer [PEERID@]ADDR [--peer ...] (without --peer: the providers of REPO in the DHT)"
     static let options = [
-        OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", repeatable: true, help: "peer to fetch from; several are tried best score first until one succeeds, banned ones skipped"),
+        OptionSpec("peer", short: "p", value: "[PEERID@]ADDR", repeatable: true, help: "peer to fetch from; several are tried best score first until one succeeds, banned ones skipped (default: the repository's providers in the DHT)"),
+        DHTLookup.bootstrapOption,
         OptionSpec("into", value: "DIR", help: "bare repository to sync into (default <home>/repos/REPO.git)"),
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "connect, handshake, per-answer silence and no-pack-data limit (default 30)"),
         OptionSpec("deadline", value: "SECONDS", help: "most time the whole sync may take, per peer (default 3600, 0 for none; config sync-deadline)"),
@@ -62,8 +63,11 @@ enum SyncCommand: Command {
             }
             if names.count > 1, args.value("into") != nil { throw UsageError("--into applies to one repository; give one REPO with it") }
         }
-        let given = try args.all("peer").map { try Network.parseEndpoint($0) }
-        guard !given.isEmpty else { throw UsageError("sync needs at least one --peer [PEERID@]ADDR") }
+        var given = try args.all("peer").map { try Network.parseEndpoint($0) }
+        if given.isEmpty {
+            guard !all else { throw UsageError("sync --all needs at least one --peer [PEERID@]ADDR") }
+            given = try providers(of: names, context, args)
+        }
         let timeout = try args.seconds("timeout", in: 0.1...3600) ?? defaultTimeout
         if args.has("no-wait") && args.value("wait") != nil { throw UsageError("--wait and --no-wait exclude each other") }
         let wait = args.has("no-wait") ? 0 : try args.seconds("wait", in: 0...86400) ?? defaultWait
@@ -278,6 +282,41 @@ enum SyncCommand: Command {
             guard age > maxAge else { return nil }
             return CommandError(.integrity, "the newest signed state at \(peer) is \(formatNumber(age.rounded())) s old, older than --max-age \(formatNumber(maxAge)) s: the peer may be withholding newer state, or the delegates stopped signing (a delegate's running node signs again every day)")
         }
+    }
+
+    /// Without --peer: the providers of each repository (by ID, or by the ID a name is pinned
+    /// to here) from the DHT, as `PEERID@ADDR` endpoints.
+    static func providers(of names: [RepositoryRef], _ context: Context, _ args: ParsedArguments) throws -> [Endpoint] {
+        var endpoints: [Endpoint] = []
+        for name in names {
+            let id: RepositoryID
+            switch name {
+            case let .id(r):
+                id = r
+            case let .name(n):
+                guard let pinned = pinnedID(n, context) else {
+                    throw CommandError(.unresolved, "\(n) is not pinned here and names are not unique in a peer-to-peer network: give its repository ID (gr...), or --peer [PEERID@]ADDR")
+                }
+                context.debug("\(n) is pinned to \(pinned)")
+                id = pinned
+            }
+            let found = try DHTLookup.find(id.description, context, args)
+            let list = DHTLookup.endpoints(found)
+            context.debug("\(id): \(found.providers.count) provider(s) in the DHT")
+            for e in list where !endpoints.contains(e) { endpoints.append(e) }
+        }
+        guard !endpoints.isEmpty else {
+            throw CommandError(.noReply, "no provider of \(names.map(\.description).joined(separator: ", ")) found in the DHT; give --peer [PEERID@]ADDR")
+        }
+        return endpoints
+    }
+
+    /// The repository ID the mirror of `name` here carries, if any.
+    static func pinnedID(_ name: RepositoryName, _ context: Context) -> RepositoryID? {
+        let path = name.path(in: context.homePath + "/repos")
+        guard Files.isDirectory(path), let repo = try? Repository.open(path),
+              let chain = try? TrustStore.identity(of: repo) else { return nil }
+        return chain.id
     }
 
     /// `given` best score first (stable: equal scores keep their order; peers without a
