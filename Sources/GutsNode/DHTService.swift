@@ -74,6 +74,10 @@ public final class DHTService: Sendable {
         var dialing: [NodeID: [DHTMessage]] = [:]
         /// Contacts waiting for a `.ping` verdict.
         var pinging: Set<NodeID> = []
+        /// Peers being dialed back (their inbound session carries the traffic).
+        var dialBacks: Set<NodeID> = []
+        /// Dial-back sessions being closed (the host's report of them is ignored).
+        var retired: Set<ObjectIdentifier> = []
         /// Dial-back probes: GetPeer request IDs sent to inbound peers, by peer.
         var probes: [UInt32: NodeID] = [:]
         var nextProbe: UInt32 = 0x8000_0000
@@ -178,8 +182,21 @@ public final class DHTService: Sendable {
             guard !state.value.stopped, !link.isClosed, let info = link.peer, let address = DHTAddress(link.remoteAddress),
                   let contact = DHTContact(publicKey: info.peerID.publicKey, address: address) else { return }
             let id = contact.id
-            guard id != localID, !(state.value.sessions[id].map { $0.link === link } ?? false) else { return }
+            guard id != localID, !(state.value.sessions[id].map { $0.link === link } ?? false),
+                  !state.value.retired.contains(ObjectIdentifier(link)) else { return }
             let dialed = state.value.dialing[id] != nil || state.value.pinging.contains(id)
+            let previous = state.value.sessions[id]
+            if !link.inbound, state.value.dialBacks.remove(id) != nil, let previous, !previous.link.isClosed,
+               Self.listsDHT(link), state.value.dialing[id].map({ $0.isEmpty }) ?? true {
+                // A dial-back: the address is verified; traffic stays on the peer's own
+                // session, so this one is closed at once (sessions per peer are capped).
+                state.value.dialing[id] = nil
+                state.value.retired.insert(ObjectIdentifier(link))
+                verified(contact)
+                link.close(.shutdown, "dial-back done")
+                schedule()
+                return
+            }
             state.value.sessions[id] = Session(link: link, contact: contact, lastUsed: .now(), dialed: dialed && !link.inbound)
             if !link.inbound, Self.listsDHT(link) {
                 // This node dialed the address: it is verified.
@@ -204,6 +221,7 @@ public final class DHTService: Sendable {
     /// A session ended.
     public func disconnected(_ link: any PeerLink) {
         loop.execute { [self] in
+            state.value.retired.remove(ObjectIdentifier(link))
             guard let id = Self.nodeID(link), let s = state.value.sessions[id], s.link === link else { return }
             state.value.sessions[id] = nil
             if state.value.outstanding.removeValue(forKey: id) != nil {
@@ -279,6 +297,9 @@ public final class DHTService: Sendable {
             hooks.log.debug("dht: \(peer.id.short) advertises no address on \(peer.address.ip): client only")
             return
         }
+        guard state.value.dialing[peer.id] == nil else { return }
+        state.value.dialBacks.insert(peer.id)
+        if state.value.dialBacks.count > 1024, let any = state.value.dialBacks.first { state.value.dialBacks.remove(any) }
         dial(contact)
     }
 
@@ -429,6 +450,9 @@ public final class DHTService: Sendable {
                     if state.value.dialing.removeValue(forKey: contact.id) != nil { failed(contact.id) }
                 case let .failure(error):
                     hooks.log.debug("dht: cannot reach \(contact): \(Dialer.reason(error))")
+                    if state.value.dialBacks.remove(contact.id) != nil {
+                        hooks.log.debug("dht: dial-back of \(contact) failed: client only")
+                    }
                     state.value.dialing[contact.id] = nil
                     failed(contact.id)
                 }
