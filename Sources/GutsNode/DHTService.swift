@@ -411,6 +411,9 @@ public final class DHTService: Sendable {
                                                     message: "retry-after=\(Int(wait.rounded(.up))); too many DHT requests from this peer")))
                     }
                     hooks.penalize(link, .rateLimitOverrun, "dht: \(offence)")
+                case .invalidRecord(.expired), .invalidRecord(.lifetimeTooLong):
+                    // Clocks differ: an honest peer may pass on a record about to expire.
+                    hooks.log.debug("dht: \(id.short) sent a record outside its lifetime")
                 default:
                     hooks.penalize(link, .protocolViolation, "dht: \(offence)")
                 }

@@ -202,7 +202,12 @@ public final class Node: Sendable {
                 }
             }
             let penalize: @Sendable (any PeerLink, ScoreEvent, String) -> Void = { [reputation] link, event, reason in
-                reputation.record(event, link, reason: reason)
+                // Over-rate requests count at most once a second, as other budget overruns.
+                if event == .rateLimitOverrun {
+                    reputation.overrun(link, reason: reason)
+                } else {
+                    reputation.record(event, link, reason: reason)
+                }
             }
             var save: (@Sendable (String) -> Void)?
             if let dir = state {
