@@ -36,7 +36,7 @@ _guts() {
         -p --peer --into -m --mirror --topic -t --announce-interval -d --data --max-transfers --stall-timeout
         --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor --max-work -j --threads --wait
         --name --description --default-branch --threshold --for --max-age --resign-interval --proposal
-        --mirror-interval -w --deadline --log-format"
+        --mirror-interval -w --deadline --log-format --announce-address"
 
     # Find the command words, skipping options and their values.
     local i w cmd= sub= skip= args=()
@@ -90,23 +90,23 @@ _guts() {
             --deadline | --max-pack-size | --max-object-size | --max-delta-depth | --work-factor | \
             --max-work | -j | --threads | --wait | \
             --name | --description | --default-branch | --threshold | --for | --max-age | --resign-interval | \
-            --mirror-interval | -w)
+            --mirror-interval | -w | --announce-address)
             return # free-form value
             ;;
     esac
 
     local opts words=
     case $cmd in
-        "") words="keygen listen status peers sync gossip dial ping objects repo help version"; opts=$global_opts ;;
+        "") words="keygen listen status peers sync find gossip dial ping objects repo help version"; opts=$global_opts ;;
         keygen) opts="-f --force --show" ;;
         listen)
             opts="-l --listen -b --bootstrap --repos --max-connections --handshake-timeout
                 --idle-timeout --keepalive-interval --network -m --mirror --topic --announce-interval --resign-interval --max-transfers --stall-timeout
-                --follow-symlinks --mirror-interval"
+                --follow-symlinks --mirror-interval --announce-address --no-dht"
             ;;
         sync)
             opts="-p --peer --into -f --force -W --timeout --wait --no-wait --max-age --deadline --network --max-pack-size --max-object-size
-                --max-delta-depth --work-factor --max-work --all --exit-code --ephemeral"
+                --max-delta-depth --work-factor --max-work --all --exit-code --ephemeral --bootstrap"
             if [[ $cur != -* ]]; then
                 # OWNER/NAME (or NAME) of the repositories in <home>/repos.
                 local IFS=$'\n' home r names=()
@@ -143,8 +143,9 @@ _guts() {
                 return
             fi
             ;;
-        dial) opts="-W --timeout --network --ephemeral" ;;
-        ping) opts="-c --count -i --interval -W --timeout -w --deadline --network --ephemeral" ;;
+        dial) opts="-W --timeout --network --ephemeral --bootstrap" ;;
+        ping) opts="-c --count -i --interval -W --timeout -w --deadline --network --ephemeral --bootstrap" ;;
+        find) opts="--bootstrap --ephemeral --network" ;;
         objects)
             if [[ -z $sub ]]; then
                 words="verify repack"
@@ -200,7 +201,7 @@ _guts() {
             ;;
         help)
             case ${#args[@]}:${args[0]-} in
-                0:) words="keygen listen status peers sync gossip dial ping objects repo" ;;
+                0:) words="keygen listen status peers sync find gossip dial ping objects repo" ;;
                 1:objects) words="verify repack" ;;
                 1:repo) words="init show sign delegates" ;;
                 2:repo) words="add remove" ;;
