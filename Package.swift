@@ -71,7 +71,7 @@ let package = Package(
         ]),
         .executableTarget(name: "guts", dependencies: ["GutsCLI"]),
         .executableTarget(name: "guts-bench", dependencies: [
-            "GutsAddress", "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsDHT", nioCore, nioPosix, nioLocks,
+            "GutsAddress", "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsDHT", "GutsNode", nioCore, nioPosix, nioLocks,
         ]),
 
         .testTarget(name: "GutsSupportTests", dependencies: ["GutsSupport"]),

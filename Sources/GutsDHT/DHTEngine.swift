@@ -241,6 +241,16 @@ public struct DHTEngine: Sendable {
         return actions
     }
 
+    /// A contact answered Error `busy` (over its request limits): its requests in flight
+    /// fail now, so lookups move on, without counting against it in the table (it is
+    /// alive, only loaded).
+    public mutating func busy(_ id: NodeID, now: DHTTime) -> [DHTAction] {
+        var actions: [DHTAction] = []
+        let failed = pending.filter { $0.value.node == id }.map(\.key).sorted()
+        for rid in failed { fail(rid, now: now, countAgainst: false, into: &actions) }
+        return actions
+    }
+
     /// A DHT message from a peer whose key the session proved; `from.address` is the
     /// address it connected from (its scope decides which addresses travel, see `ScopeRule`).
     public mutating func receive(_ message: DHTMessage, from: DHTContact, now: DHTTime) -> [DHTAction] {
@@ -580,9 +590,9 @@ public struct DHTEngine: Sendable {
         advance(p.lookup, now: now, into: &actions)
     }
 
-    private mutating func fail(_ rid: UInt32, now: DHTTime, into actions: inout [DHTAction]) {
+    private mutating func fail(_ rid: UInt32, now: DHTTime, countAgainst: Bool = true, into actions: inout [DHTAction]) {
         guard let p = pending.removeValue(forKey: rid) else { return }
-        table.failed(p.node)
+        if countAgainst { table.failed(p.node) }
         guard var lookup = lookups.removeValue(forKey: p.lookup) else { return }
         if let ci = lookup.paths[p.path].candidates.firstIndex(where: { $0.contact.id == p.node }) {
             lookup.paths[p.path].candidates[ci].state = .failed

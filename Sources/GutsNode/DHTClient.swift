@@ -49,6 +49,7 @@ public final class DHTClient: Sendable {
 
     static func attach(_ link: any PeerLink, to service: DHTService) {
         link.setMessageHandler { conn, message in
+            if case let .error(e) = message, e.code == .busy { service.busy(from: conn) }
             _ = service.handle(message, from: conn)
             return true
         }

@@ -257,6 +257,15 @@ public final class DHTService: Sendable {
         return true
     }
 
+    /// An Error `busy` from a peer (on any loop): its DHT requests in flight fail at once,
+    /// so lookups move on rather than wait for the timeout.
+    public func busy(from link: any PeerLink) {
+        loop.execute { [self] in
+            guard let id = Self.nodeID(link), state.value.outstanding.removeValue(forKey: id) != nil else { return }
+            perform(state.value.engine.busy(id, now: Self.now()))
+        }
+    }
+
     private func receive(_ message: DHTMessage, from link: any PeerLink) {
         guard !state.value.stopped, let info = link.peer, let address = DHTAddress(link.remoteAddress),
               let from = DHTContact(publicKey: info.peerID.publicKey, address: address) else { return }
@@ -277,7 +286,7 @@ public final class DHTService: Sendable {
         if message.kind.isAnswer, let n = state.value.outstanding[id] {
             state.value.outstanding[id] = n > 1 ? n - 1 : nil
         }
-        perform(state.value.engine.receive(message, from: from, now: Self.now()), via: link)
+        perform(state.value.engine.receive(message, from: from, now: Self.now()), via: link, request: message.requestID)
     }
 
     /// Checks a peer's own record and dials it back at an address on the IP it connected
@@ -369,7 +378,7 @@ public final class DHTService: Sendable {
 
     // MARK: Actions
 
-    private func perform(_ actions: [DHTAction], via requestLink: (any PeerLink)? = nil) {
+    private func perform(_ actions: [DHTAction], via requestLink: (any PeerLink)? = nil, request: UInt32? = nil) {
         for action in actions {
             switch action {
             case let .send(contact, message):
@@ -407,7 +416,7 @@ public final class DHTService: Sendable {
                 case .rateLimited:
                     if let s = state.value.sessions[id] {
                         let wait = state.value.engine.requestRetryAfter(s.contact, now: Self.now())
-                        link.send(.error(ErrorReply(requestID: 0, code: .busy,
+                        link.send(.error(ErrorReply(requestID: request ?? 0, code: .busy,
                                                     message: "retry-after=\(Int(wait.rounded(.up))); too many DHT requests from this peer")))
                     }
                     hooks.penalize(link, .rateLimitOverrun, "dht: \(offence)")

@@ -453,7 +453,11 @@ public final class Node: Sendable {
                self.reputation.isGraylisted(info.peerID) {
                 return true
             }
-            if let dht = self.dht, dht.handle(message, from: conn) { return true }
+            if let dht = self.dht {
+                if dht.handle(message, from: conn) { return true }
+                // A peer too busy for this node's DHT requests: they fail at once.
+                if case let .error(e) = message, e.code == .busy { dht.busy(from: conn) }
+            }
             if self.gossip.handle(message, from: conn) { return true }
             // Answers to a request this node made on the link (a mirror sync) wait there.
             if conn.expectsAnswers, message.isAnswer { return false }
