@@ -31,10 +31,10 @@ public final class DHTClient: Sendable {
         let links = self.links
         let box = NIOLockedValueBox<DHTService?>(nil)
         let sessionConfig = s
-        let dial: @Sendable (Endpoint) -> EventLoopFuture<any PeerLink> = { endpoint in
+        let dial: @Sendable (Endpoint, Bool) -> EventLoopFuture<any PeerLink> = { endpoint, keep in
             Dialer.dial(endpoint, config: sessionConfig, group: group, connectTimeout: connectTimeout).map { (c: PeerConnection) -> any PeerLink in
                 links.withLockedValue { $0.append(c) }
-                if let service = box.withLockedValue({ $0 }) { DHTClient.attach(c, to: service) }
+                if keep, let service = box.withLockedValue({ $0 }) { DHTClient.attach(c, to: service) }
                 return c
             }
         }

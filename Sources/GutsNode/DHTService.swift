@@ -40,15 +40,17 @@ public final class DHTService: Sendable {
 
     /// What the service needs from its host (set once, before `start`).
     public struct Hooks: Sendable {
-        /// Dials an endpoint (expecting its peer ID) and hands the session to the host,
-        /// which reports it back with `connected`. Completes when it is established.
-        public var dial: @Sendable (Endpoint) -> EventLoopFuture<any PeerLink>
+        /// Dials an endpoint (expecting its peer ID); completes when the session is
+        /// established. With `keep` the host follows the session as any other (and reports
+        /// it with `connected`); without, the session only proves the address (a dial-back)
+        /// and this service closes it at once.
+        public var dial: @Sendable (Endpoint, _ keep: Bool) -> EventLoopFuture<any PeerLink>
         /// A peer misbehaved: score it.
         public var penalize: @Sendable (any PeerLink, ScoreEvent, String) -> Void
         /// Writes the routing table's text (off the loop); nil: not saved.
         public var save: (@Sendable (String) -> Void)?
         public var log: NodeLog
-        public init(dial: @escaping @Sendable (Endpoint) -> EventLoopFuture<any PeerLink>,
+        public init(dial: @escaping @Sendable (Endpoint, _ keep: Bool) -> EventLoopFuture<any PeerLink>,
                     penalize: @escaping @Sendable (any PeerLink, ScoreEvent, String) -> Void,
                     save: (@Sendable (String) -> Void)?, log: NodeLog) {
             self.dial = dial
@@ -76,8 +78,6 @@ public final class DHTService: Sendable {
         var pinging: Set<NodeID> = []
         /// Peers being dialed back (their inbound session carries the traffic).
         var dialBacks: Set<NodeID> = []
-        /// Dial-back sessions being closed (the host's report of them is ignored).
-        var retired: Set<ObjectIdentifier> = []
         /// Dial-back probes: GetPeer request IDs sent to inbound peers, by peer.
         var probes: [UInt32: NodeID] = [:]
         var nextProbe: UInt32 = 0x8000_0000
@@ -179,49 +179,35 @@ public final class DHTService: Sendable {
     }
 
     private func register(_ link: any PeerLink) {
-            guard !state.value.stopped, !link.isClosed, let info = link.peer, let address = DHTAddress(link.remoteAddress),
-                  let contact = DHTContact(publicKey: info.peerID.publicKey, address: address) else { return }
-            let id = contact.id
-            guard id != localID, !(state.value.sessions[id].map { $0.link === link } ?? false),
-                  !state.value.retired.contains(ObjectIdentifier(link)) else { return }
-            let dialed = state.value.dialing[id] != nil || state.value.pinging.contains(id)
-            let previous = state.value.sessions[id]
-            if !link.inbound, state.value.dialBacks.remove(id) != nil, let previous, !previous.link.isClosed,
-               Self.listsDHT(link), state.value.dialing[id].map({ $0.isEmpty }) ?? true {
-                // A dial-back: the address is verified; traffic stays on the peer's own
-                // session, so this one is closed at once (sessions per peer are capped).
-                state.value.dialing[id] = nil
-                state.value.retired.insert(ObjectIdentifier(link))
-                verified(contact)
-                link.close(.shutdown, "dial-back done")
-                schedule()
-                return
-            }
-            state.value.sessions[id] = Session(link: link, contact: contact, lastUsed: .now(), dialed: dialed && !link.inbound)
-            if !link.inbound, Self.listsDHT(link) {
-                // This node dialed the address: it is verified.
-                verified(contact)
-            } else if link.inbound, Self.listsDHT(link), !state.value.engine.table.contains(id) {
-                // Dial-back: ask the peer for its own record, then dial one of its addresses.
-                let rid = state.value.nextProbe
-                state.value.nextProbe = rid == UInt32.max ? 0x8000_0000 : rid + 1
-                state.value.probes[rid] = id
-                if state.value.probes.count > 256, let oldest = state.value.probes.keys.min() { state.value.probes[oldest] = nil }
-                link.send(.app(DHTMessage.getPeer(GetPeer(requestID: rid, target: id))))
-            }
-            if let queued = state.value.dialing.removeValue(forKey: id) {
-                for m in queued { sendNow(m, to: id) }
-            }
-            if state.value.pinging.remove(id) != nil {
-                state.value.engine.pingAnswered(id, alive: true, now: Self.now())
-            }
-            schedule()
+        guard !state.value.stopped, !link.isClosed, let info = link.peer, let address = DHTAddress(link.remoteAddress),
+              let contact = DHTContact(publicKey: info.peerID.publicKey, address: address) else { return }
+        let id = contact.id
+        guard id != localID, !(state.value.sessions[id].map { $0.link === link } ?? false) else { return }
+        let dialed = state.value.dialing[id] != nil || state.value.pinging.contains(id)
+        state.value.sessions[id] = Session(link: link, contact: contact, lastUsed: .now(), dialed: dialed && !link.inbound)
+        if !link.inbound, Self.listsDHT(link) {
+            // This node dialed the address: it is verified.
+            verified(contact)
+        } else if link.inbound, Self.listsDHT(link), !state.value.engine.table.contains(id) {
+            // Dial-back: ask the peer for its own record, then dial one of its addresses.
+            let rid = state.value.nextProbe
+            state.value.nextProbe = rid == UInt32.max ? 0x8000_0000 : rid + 1
+            state.value.probes[rid] = id
+            if state.value.probes.count > 256, let oldest = state.value.probes.keys.min() { state.value.probes[oldest] = nil }
+            link.send(.app(DHTMessage.getPeer(GetPeer(requestID: rid, target: id))))
+        }
+        if let queued = state.value.dialing.removeValue(forKey: id) {
+            for m in queued { sendNow(m, to: id) }
+        }
+        if state.value.pinging.remove(id) != nil {
+            state.value.engine.pingAnswered(id, alive: true, now: Self.now())
+        }
+        schedule()
     }
 
     /// A session ended.
     public func disconnected(_ link: any PeerLink) {
         loop.execute { [self] in
-            state.value.retired.remove(ObjectIdentifier(link))
             guard let id = Self.nodeID(link), let s = state.value.sessions[id], s.link === link else { return }
             state.value.sessions[id] = nil
             if state.value.outstanding.removeValue(forKey: id) != nil {
@@ -309,7 +295,7 @@ public final class DHTService: Sendable {
         guard state.value.dialing[peer.id] == nil else { return }
         state.value.dialBacks.insert(peer.id)
         if state.value.dialBacks.count > 1024, let any = state.value.dialBacks.first { state.value.dialBacks.remove(any) }
-        dial(contact)
+        dial(contact, keep: false)
     }
 
     // MARK: Local requests
@@ -438,7 +424,7 @@ public final class DHTService: Sendable {
         s.link.send(.app(message))
     }
 
-    private func dial(_ contact: DHTContact, queue: [DHTMessage] = []) {
+    private func dial(_ contact: DHTContact, queue: [DHTMessage] = [], keep: Bool = true) {
         guard state.value.dialing[contact.id] == nil else { return }
         guard state.value.dialing.count < limits.maxDials, let peer = try? PeerID(publicKey: contact.publicKey) else {
             failed(contact.id)
@@ -447,7 +433,7 @@ public final class DHTService: Sendable {
         guard !state.value.stopped else { return }
         state.value.dialing[contact.id] = queue
         let endpoint = Endpoint(host: contact.address.ip.description, port: Int(contact.address.port), peer: peer)
-        let future = hooks.dial(endpoint)
+        let future = hooks.dial(endpoint, keep)
         let settled = future.map { _ in () }.recover { _ in () }
         let key = ObjectIdentifier(settled)
         inflight.withLockedValue { $0[key] = settled }
@@ -455,6 +441,14 @@ public final class DHTService: Sendable {
         future.whenComplete { [self] result in
             loop.execute { [self] in
                 switch result {
+                case let .success(link) where !keep:
+                    // A dial-back: the address is verified; traffic stays on the peer's own
+                    // session, so this one is closed at once (sessions per peer are capped).
+                    state.value.dialing[contact.id] = nil
+                    state.value.dialBacks.remove(contact.id)
+                    if !state.value.stopped, Self.listsDHT(link), Self.nodeID(link) == contact.id { verified(contact) }
+                    link.close(.shutdown, "dial-back done")
+                    schedule()
                 case let .success(link):
                     // Registers the session (the host reports it too; the second report is
                     // ignored) and flushes what waited.

@@ -195,9 +195,9 @@ public final class Node: Sendable {
             let ref = selfRef, sessionConfig = session, group = self.group, timeout = options.connectTimeout
             let state = options.stateDirectory
             let writer = stateWriter
-            let dial: @Sendable (Endpoint) -> EventLoopFuture<any PeerLink> = { endpoint in
+            let dial: @Sendable (Endpoint, Bool) -> EventLoopFuture<any PeerLink> = { endpoint, keep in
                 Dialer.dial(endpoint, config: sessionConfig, group: group, connectTimeout: timeout).map { (connection: PeerConnection) -> any PeerLink in
-                    ref.withLockedValue { $0 }?.follow(connection, bootstrap: nil)
+                    if keep { ref.withLockedValue { $0 }?.follow(connection, bootstrap: nil) }
                     return connection
                 }
             }
