@@ -103,6 +103,9 @@ public final class DHTService: Sendable {
     private let hooks: Hooks
     private let state: NIOLoopBoundBox<State>
     private let chores = NIOLockedValueBox<[RepeatedTask]>([])
+    /// Set by `stop`: later events are dropped rather than scheduled on a loop that may
+    /// be shutting down.
+    private let halted = NIOLockedValueBox(false)
     /// Dials in progress (a host shutting down waits for them).
     private let inflight = NIOLockedValueBox<[ObjectIdentifier: EventLoopFuture<Void>]>([:])
     public let localID: NodeID
@@ -115,6 +118,12 @@ public final class DHTService: Sendable {
         let engine = DHTEngine(config: config, identity: identity, seed: seed, now: .now())
         localID = engine.localID
         state = NIOLoopBoundBox.makeBoxSendingValue(State(engine: engine), eventLoop: loop)
+    }
+
+    /// Runs `body` on the loop unless the service stopped.
+    private func onLoop(_ body: @escaping @Sendable () -> Void) {
+        guard !halted.withLockedValue({ $0 }) else { return }
+        loop.execute(body)
     }
 
     static func now() -> DHTTime { DHTTime(monotonic: .now(), unixSeconds: UInt64(max(0, unixTime()))) }
@@ -148,6 +157,7 @@ public final class DHTService: Sendable {
     /// Stops timers and returns the routing table's text (for a final save).
     public func stop() -> EventLoopFuture<String> {
         for t in chores.withLockedValue({ $0 }) { t.cancel() }
+        halted.withLockedValue { $0 = true }
         return loop.submit { [self] in
             state.value.stopped = true
             state.value.timer?.cancel()
@@ -175,7 +185,7 @@ public final class DHTService: Sendable {
 
     /// A session was established (either direction).
     public func connected(_ link: any PeerLink) {
-        loop.execute { [self] in register(link) }
+        onLoop { [self] in register(link) }
     }
 
     private func register(_ link: any PeerLink) {
@@ -207,7 +217,7 @@ public final class DHTService: Sendable {
 
     /// A session ended.
     public func disconnected(_ link: any PeerLink) {
-        loop.execute { [self] in
+        onLoop { [self] in
             guard let id = Self.nodeID(link), let s = state.value.sessions[id], s.link === link else { return }
             state.value.sessions[id] = nil
             if state.value.outstanding.removeValue(forKey: id) != nil {
@@ -239,14 +249,14 @@ public final class DHTService: Sendable {
     /// Handles DHT traffic; returns false for other messages. On any loop.
     public func handle(_ message: Message, from link: any PeerLink) -> Bool {
         guard case let .app(m) = message, let dht = m as? DHTMessage else { return false }
-        loop.execute { [self] in self.receive(dht, from: link) }
+        onLoop { [self] in self.receive(dht, from: link) }
         return true
     }
 
     /// An Error `busy` from a peer (on any loop): its DHT requests in flight fail at once,
     /// so lookups move on rather than wait for the timeout.
     public func busy(from link: any PeerLink) {
-        loop.execute { [self] in
+        onLoop { [self] in
             guard let id = Self.nodeID(link), state.value.outstanding.removeValue(forKey: id) != nil else { return }
             perform(state.value.engine.busy(id, now: Self.now()))
         }
@@ -256,12 +266,10 @@ public final class DHTService: Sendable {
         guard !state.value.stopped, let info = link.peer, let address = DHTAddress(link.remoteAddress),
               let from = DHTContact(publicKey: info.peerID.publicKey, address: address) else { return }
         let id = from.id
-        if var s = state.value.sessions[id] {
+        // Sessions are registered by `connected` only; traffic keeps a session busy.
+        if var s = state.value.sessions[id], s.link === link {
             s.lastUsed = .now()
-            if s.link !== link && !link.isClosed { s = Session(link: link, contact: from, lastUsed: .now(), dialed: false) }
             state.value.sessions[id] = s
-        } else {
-            state.value.sessions[id] = Session(link: link, contact: from, lastUsed: .now(), dialed: false)
         }
         if case let .peerRecord(answer) = message, let probed = state.value.probes[answer.requestID] {
             state.value.probes[answer.requestID] = nil
@@ -308,7 +316,7 @@ public final class DHTService: Sendable {
 
     /// Runs a lookup; `done` is called on the loop with the result.
     public func lookup(_ query: Query, disjointPaths: Int? = nil, done: @escaping @Sendable (LookupResult) -> Void) {
-        loop.execute { [self] in
+        onLoop { [self] in
             let now = Self.now()
             let (id, actions): (LookupID, [DHTAction])
             switch query {
@@ -324,7 +332,7 @@ public final class DHTService: Sendable {
     /// The repositories this node provides (public ones with an identity): new ones are
     /// announced, dropped ones no longer republished.
     public func provide(_ repositories: Set<NodeID>) {
-        loop.execute { [self] in
+        onLoop { [self] in
             guard !state.value.stopped, repositories != state.value.wanted else { return }
             let old = state.value.wanted
             state.value.wanted = repositories
@@ -338,7 +346,7 @@ public final class DHTService: Sendable {
 
     /// Bootstraps: dials `contacts` (endpoints with known peer IDs come in via `connected`).
     public func seed(_ contacts: [DHTContact]) {
-        loop.execute { [self] in for c in contacts where c.id != localID { dial(c) } }
+        onLoop { [self] in for c in contacts where c.id != localID { dial(c) } }
     }
 
     public struct Status: Sendable {
@@ -439,7 +447,7 @@ public final class DHTService: Sendable {
         inflight.withLockedValue { $0[key] = settled }
         settled.whenComplete { [inflight] _ in inflight.withLockedValue { _ = $0.removeValue(forKey: key) } }
         future.whenComplete { [self] result in
-            loop.execute { [self] in
+            onLoop { [self] in
                 switch result {
                 case let .success(link) where !keep:
                     // A dial-back: the address is verified; traffic stays on the peer's own

@@ -323,6 +323,7 @@ public final class Node: Sendable {
         if let dht, let text = try? dht.stop().wait(), let dir = options.stateDirectory {
             Self.saveRoutingTable(dir, text, log: log)
         }
+        dht?.waitForDials()
         selfRef.withLockedValue { $0 = nil }
         sync?.shutdown()
         scanner.shutdown()

@@ -181,14 +181,21 @@ final class DHTTests: XCTestCase {
         var entry = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(scores.stdout.utf8)) as? [String: Any], scores.stdout)
         XCTAssertLessThan((entry["components"] as? [String: Double])?["rate-limit-overrun"] ?? 0, 0, scores.stdout)
 
-        // A provider record with a bad signature: a forgery, which bans at once.
-        let address = try XCTUnwrap(DHTAddress("127.0.0.2:9"))
-        let forged = ProviderRecord(repository: target, publisher: attacker.publicKey, expires: UInt64(Date().timeIntervalSince1970) + 3600,
+        // A provider record with a bad signature, from a second attacker (the first one's
+        // requests are over the rate, so its record would be dropped unread): a forgery,
+        // which bans at once.
+        let forger = Ed25519KeyPair.generate()
+        let forgerID = try PeerID(publicKey: forger.publicKey).description
+        var forgerConfig = config
+        forgerConfig.identity = forger
+        let forgerLink = try Dialer.dial(try Endpoint.parse(bootLine), config: forgerConfig, group: group, connectTimeout: 5, source: "127.0.0.3").wait()
+        let address = try XCTUnwrap(DHTAddress("127.0.0.3:9"))
+        let forged = ProviderRecord(repository: target, publisher: forger.publicKey, expires: UInt64(Date().timeIntervalSince1970) + 3600,
                                     addresses: [address], signature: [UInt8](repeating: 0, count: 64))
-        link.send(.app(DHTMessage.addProvider(AddProvider(record: forged))))
+        forgerLink.send(.app(DHTMessage.addProvider(AddProvider(record: forged))))
         boot.waitFor("the forged record to be penalised") { _, err in err.contains("protocol-violation (dht: invalid DHT record: bad signature)") }
-        boot.waitFor("the forger to be banned") { _, err in err.contains("score: banning \(String(attackerID.prefix(12)))") }
-        scores = try guts("n0", ["--json", "peers", "score", attackerID])
+        boot.waitFor("the forger to be banned") { _, err in err.contains("score: banning \(String(forgerID.prefix(12)))") }
+        scores = try guts("n0", ["--json", "peers", "score", forgerID])
         entry = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(scores.stdout.utf8)) as? [String: Any], scores.stdout)
         XCTAssertEqual(entry["state"] as? String, "banned", scores.stdout)
 
@@ -196,7 +203,9 @@ final class DHTTests: XCTestCase {
         let again = try guts("client", ["find", "--ephemeral", "--bootstrap", bootLine, rid])
         XCTAssertEqual(again.status, 0, again.stderr)
         XCTAssertTrue(again.stdout.contains(ids[1]), again.stdout)
-        link.abort()
-        _ = try? link.closeFuture.wait()
+        for l in [link, forgerLink] {
+            l.abort()
+            _ = try? l.closeFuture.wait()
+        }
     }
 }
