@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "GutsGossipTests", dependencies: ["GutsGossip", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsDHTTests", dependencies: ["GutsDHT", "GutsPolicy", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsNodeTests", dependencies: [
-            "GutsNode", "GutsTrust", "GutsWire", "GutsSync", "GutsGossip", "GutsGit", "GutsIdentity", "GutsCrypto", "GutsSupport",
+            "GutsNode", "GutsTrust", "GutsWire", "GutsSync", "GutsGossip", "GutsGit", "GutsIdentity", "GutsCrypto", "GutsSupport", "GutsDHT", "GutsControl",
         ]),
         .testTarget(name: "GutsPolicyTests", dependencies: ["GutsPolicy", "GutsAddress", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsSyncTests", dependencies: ["GutsSync", "GutsGit", "GutsWire", "GutsSupport"]),

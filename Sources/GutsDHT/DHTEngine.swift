@@ -40,6 +40,18 @@ public struct LookupResult: Equatable, Sendable {
     public var messages: Int
     /// Seconds from start to finish.
     public var duration: Double
+
+    public init(kind: LookupKind, closest: [DHTContact], providers: [ProviderRecord], peerRecord: PeerRecord?,
+                found: Bool, hops: Int, messages: Int, duration: Double) {
+        self.kind = kind
+        self.closest = closest
+        self.providers = providers
+        self.peerRecord = peerRecord
+        self.found = found
+        self.hops = hops
+        self.messages = messages
+        self.duration = duration
+    }
 }
 
 /// Misbehaviour the engine reports so the node's peer policy can score the peer.

@@ -142,6 +142,16 @@ final class DHTTests: XCTestCase {
         let table = try String(contentsOfFile: h.home("n\(last)") + "/dht-routing", encoding: .utf8)
         XCTAssertTrue(table.hasPrefix(RoutingTableText.header), table)
         XCTAssertGreaterThan(table.split(separator: "\n").count, 1, table)
+        // Restarted without --bootstrap, the node rejoins through its saved contacts.
+        let (again, _) = try h.listen("n\(last)", [])
+        let deadline = Date().addingTimeInterval(20)
+        var rejoined: Harness.Result?
+        while Date() < deadline {
+            let r = try guts("n\(last)", ["find", rid])
+            if r.status == 0 { rejoined = r; break }
+            usleep(200_000)
+        }
+        XCTAssertTrue(rejoined?.stdout.contains("\(ids[1])@\(originAddress)") ?? false, "no provider found after the restart: \(again.stderr)")
         print("DHT network of \(n) nodes: test took \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
     }
 
