@@ -218,4 +218,25 @@ final class DHTTests: XCTestCase {
             _ = try? l.closeFuture.wait()
         }
     }
+
+    /// `--no-dht`: the node does not list `dht`, and `guts find` through it falls back to
+    /// the bootstrap peers (none configured here: status 3).
+    func testNoDHTNodeTakesNoPart() throws {
+        let id = try h.keygen("plain")
+        let (node, line) = try h.listen("plain", ["--no-dht"])
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let config = SessionConfig(identity: Ed25519KeyPair.generate(), noiseStatic: .generate(), capabilities: ["ping"],
+                                   agent: "probe", protocols: .control)
+        let link = try Dialer.dial(try Endpoint.parse(line), config: config, group: group, connectTimeout: 5).wait()
+        XCTAssertFalse(link.peer?.capabilities.contains(DHTProtocol.capability) ?? true, "\(link.peer?.capabilities ?? [])")
+        link.close(.shutdown, "done")
+        _ = try? link.closeFuture.wait()
+        let find = try guts("plain", ["find", id])
+        XCTAssertEqual(find.status, 3, find.stderr)
+        XCTAssertTrue(find.stderr.contains("no bootstrap peer is configured"), find.stderr)
+        node.signal(SIGTERM)
+        XCTAssertEqual(node.wait(), 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: h.home("plain") + "/dht-routing"))
+    }
 }
