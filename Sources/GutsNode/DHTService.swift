@@ -33,6 +33,9 @@ public final class DHTService: Sendable {
         public var maxQueued = 16
         /// Seconds of DHT silence after which a session this service dialed is closed.
         public var idleClose = 60.0
+        /// Sessions this service dialed kept open at once; over it, the least recently used
+        /// one without requests in flight is closed.
+        public var maxDialedSessions = 64
         /// Saved contacts dialed at start.
         public var maxSavedDials = 20
         public init() {}
@@ -195,6 +198,7 @@ public final class DHTService: Sendable {
         guard id != localID, !(state.value.sessions[id].map { $0.link === link } ?? false) else { return }
         let dialed = state.value.dialing[id] != nil || state.value.pinging.contains(id)
         state.value.sessions[id] = Session(link: link, contact: contact, lastUsed: .now(), dialed: dialed && !link.inbound)
+        if dialed && !link.inbound { trimDialedSessions() }
         if !link.inbound, Self.listsDHT(link) {
             // This node dialed the address: it is verified.
             verified(contact)
@@ -479,6 +483,17 @@ public final class DHTService: Sendable {
         if state.value.pinging.remove(id) != nil { state.value.engine.pingAnswered(id, alive: false, now: now) }
         state.value.outstanding[id] = nil
         perform(state.value.engine.unreachable(id, now: now))
+    }
+
+    /// Keeps the sessions this service dialed within `maxDialedSessions`.
+    private func trimDialedSessions() {
+        let dialed = state.value.sessions.filter { $0.value.dialed && !$0.value.link.isClosed }
+        guard dialed.count > limits.maxDialedSessions else { return }
+        let idle = dialed.filter { state.value.outstanding[$0.key] == nil }.sorted { $0.value.lastUsed < $1.value.lastUsed }
+        for (id, s) in idle.prefix(dialed.count - limits.maxDialedSessions) {
+            s.link.close(.shutdown, "too many DHT sessions")
+            state.value.sessions[id] = nil
+        }
     }
 
     private func sweepIdle() {
