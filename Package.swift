@@ -59,19 +59,19 @@ let package = Package(
         .target(name: "GutsControl", dependencies: ["GutsSupport", nioCore, nioPosix, nioLocks]),
         // The long-running node: listener, bootstrap peers, request dispatch.
         .target(name: "GutsNode", dependencies: [
-            "GutsAddress", "GutsControl", "GutsTransport", "GutsSync", "GutsGossip", "GutsGit", "GutsTrust", "GutsWire", "GutsIdentity", "GutsCrypto", "GutsSupport",
+            "GutsAddress", "GutsControl", "GutsTransport", "GutsSync", "GutsGossip", "GutsDHT", "GutsGit", "GutsTrust", "GutsWire", "GutsIdentity", "GutsCrypto", "GutsSupport",
             nioCore, nioPosix, nioLocks,
         ]),
         // Git objects, packs, refs and reachability. No networking.
         .target(name: "GutsGit", dependencies: ["CZlib", "GutsSupport"]),
         // Argument parsing and the subcommands.
         .target(name: "GutsCLI", dependencies: [
-            "GutsAddress", "GutsSupport", "GutsControl", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsNode", "GutsSync",
+            "GutsAddress", "GutsSupport", "GutsControl", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsNode", "GutsSync", "GutsDHT",
             "GutsGossip", "GutsGit", "GutsTrust", nioCore, nioPosix,
         ]),
         .executableTarget(name: "guts", dependencies: ["GutsCLI"]),
         .executableTarget(name: "guts-bench", dependencies: [
-            "GutsAddress", "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsDHT", nioCore, nioPosix, nioLocks,
+            "GutsAddress", "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsDHT", "GutsNode", nioCore, nioPosix, nioLocks,
         ]),
 
         .testTarget(name: "GutsSupportTests", dependencies: ["GutsSupport"]),
@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "GutsGossipTests", dependencies: ["GutsGossip", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsDHTTests", dependencies: ["GutsDHT", "GutsPolicy", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsNodeTests", dependencies: [
-            "GutsNode", "GutsTrust", "GutsWire", "GutsSync", "GutsGossip", "GutsGit", "GutsIdentity", "GutsCrypto", "GutsSupport",
+            "GutsNode", "GutsTrust", "GutsWire", "GutsSync", "GutsGossip", "GutsGit", "GutsIdentity", "GutsCrypto", "GutsSupport", "GutsDHT", "GutsControl",
         ]),
         .testTarget(name: "GutsPolicyTests", dependencies: ["GutsPolicy", "GutsAddress", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsSyncTests", dependencies: ["GutsSync", "GutsGit", "GutsWire", "GutsSupport"]),
@@ -97,7 +97,7 @@ let package = Package(
         ], path: "Fuzz", exclude: ["Corpus", "Dictionaries", "Regressions", "build.sh", "run.sh", "make-corpus.sh"],
         sources: ["Support", "Targets", "Tests"]),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "GutsAddress", "GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsNode", "GutsTrust",
+            "GutsAddress", "GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsNode", "GutsTrust", "GutsDHT",
             nioCore, nioPosix, nioLocks,
         ]),
     ],

@@ -44,7 +44,7 @@ _guts() {
         -p --peer --into -m --mirror --topic -t --announce-interval -d --data --max-transfers --stall-timeout
         --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor --max-work -j --threads --wait
         --name --description --default-branch --threshold --for --max-age --resign-interval --proposal
-        --mirror-interval -w --deadline --log-format --known-peers"
+        --mirror-interval -w --deadline --log-format --known-peers --announce-address"
 
     # Find the command words, skipping options and their values.
     local i w cmd= sub= skip= args=()
@@ -107,23 +107,23 @@ _guts() {
             --deadline | --max-pack-size | --max-object-size | --max-delta-depth | --work-factor | \
             --max-work | -j | --threads | --wait | \
             --name | --description | --default-branch | --threshold | --for | --max-age | --resign-interval | \
-            --mirror-interval | -w)
+            --mirror-interval | -w | --announce-address)
             return # free-form value
             ;;
     esac
 
     local opts words=
     case $cmd in
-        "") words="keygen listen status peers sync ls gossip dial ping objects repo help version"; opts=$global_opts ;;
+        "") words="keygen listen status peers sync ls find gossip dial ping objects repo help version"; opts=$global_opts ;;
         keygen) opts="-f --force --show" ;;
         listen)
             opts="-l --listen -b --bootstrap --repos --max-connections --handshake-timeout
                 --idle-timeout --keepalive-interval --network -m --mirror --topic --announce-interval --resign-interval --max-transfers --stall-timeout
-                --follow-symlinks --mirror-interval --known-peers"
+                --follow-symlinks --mirror-interval --known-peers --announce-address --no-dht"
             ;;
         sync)
             opts="-p --peer --into -f --force -W --timeout --wait --no-wait --max-age --deadline --network --max-pack-size --max-object-size
-                --max-delta-depth --work-factor --max-work --all --exit-code --ephemeral --known-peers"
+                --max-delta-depth --work-factor --max-work --all --exit-code --ephemeral --known-peers --bootstrap"
             if [[ $cur != -* ]]; then
                 # OWNER/NAME (or NAME) of the repositories in <home>/repos.
                 local IFS=$'\n' home r names=()
@@ -169,8 +169,8 @@ _guts() {
             ;;
         dial | ping | ls)
             case $cmd in
-                dial) opts="-W --timeout --network --ephemeral --known-peers" ;;
-                ping) opts="-c --count -i --interval -W --timeout -w --deadline --network --ephemeral --known-peers" ;;
+                dial) opts="-W --timeout --network --ephemeral --known-peers --bootstrap" ;;
+                ping) opts="-c --count -i --interval -W --timeout -w --deadline --network --ephemeral --known-peers --bootstrap" ;;
                 ls) opts="-W --timeout --network --ephemeral --known-peers" ;;
             esac
             if [[ $cur != -* ]] && ((${#args[@]} == 0)); then
@@ -179,6 +179,7 @@ _guts() {
                 return
             fi
             ;;
+        find) opts="--bootstrap --ephemeral --network" ;;
         objects)
             if [[ -z $sub ]]; then
                 words="verify repack"
@@ -234,7 +235,7 @@ _guts() {
             ;;
         help)
             case ${#args[@]}:${args[0]-} in
-                0:) words="keygen listen status peers sync ls gossip dial ping objects repo" ;;
+                0:) words="keygen listen status peers sync ls find gossip dial ping objects repo" ;;
                 1:objects) words="verify repack" ;;
                 1:repo) words="init show sign delegates" ;;
                 2:repo) words="add remove" ;;

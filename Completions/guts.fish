@@ -119,6 +119,7 @@ complete -c guts -n __guts_needs_command -a status -d 'show the running node: ad
 complete -c guts -n __guts_needs_command -a peers -d 'list the peers the running node is connected to, with scores'
 complete -c guts -n __guts_needs_command -a sync -d 'mirror a repository from a peer, verifying every object'
 complete -c guts -n __guts_needs_command -a ls -d 'list the repositories a peer serves to you, or the refs of one'
+complete -c guts -n __guts_needs_command -a find -d 'look a peer or a repository up in the DHT'
 complete -c guts -n __guts_needs_command -a dial -d 'connect to a node, authenticate it and show its identity'
 complete -c guts -n __guts_needs_command -a ping -d 'measure round-trip time to a node'
 complete -c guts -n __guts_needs_command -a objects -d 'repository objects (objects verify, objects repack)'
@@ -127,7 +128,7 @@ complete -c guts -n __guts_needs_command -a help -d 'show help for a command'
 complete -c guts -n __guts_needs_command -a version -d 'print the version and exit'
 
 # guts help COMMAND
-complete -c guts -n '__guts_words_are help' -a 'keygen listen status peers sync ls gossip dial ping objects repo' -d 'command'
+complete -c guts -n '__guts_words_are help' -a 'keygen listen status peers sync ls find gossip dial ping objects repo' -d 'command'
 complete -c guts -n '__guts_words_are help peers' -a 'score ban unban forget' -d 'peers command'
 complete -c guts -n '__guts_words_are help repo' -a 'init show sign delegates approve' -d 'repo command'
 complete -c guts -n '__guts_words_are help repo delegates' -a 'add remove' -d 'delegates command'
@@ -154,6 +155,8 @@ complete -c guts -n '__guts_using listen' -l resign-interval -x -d 'sign unchang
 complete -c guts -n '__guts_using listen' -l announce-interval -x -d 'seconds between scans for changes to announce (default 2)'
 complete -c guts -n '__guts_using listen' -l max-transfers -x -d 'object transfers served at once (default 8)'
 complete -c guts -n '__guts_using listen' -l stall-timeout -x -d 'cut off transfers whose peer takes nothing for SECONDS (default 60)'
+complete -c guts -n '__guts_using listen' -l announce-address -x -d 'address to advertise in the DHT, IP:PORT (repeatable)'
+complete -c guts -n '__guts_using listen' -l no-dht -d 'take no part in the DHT'
 complete -c guts -n '__guts_using listen' -l follow-symlinks -d 'also serve repositories that symbolic links place outside their root'
 
 # guts peers [score|ban|unban]
@@ -192,7 +195,8 @@ complete -c guts -n '__guts_using sync' -l no-wait -d 'exit at once with status 
 complete -c guts -n '__guts_using sync' -l network -x -d 'network ID to connect within'
 complete -c guts -n '__guts_using sync' -l all -d 'sync every repository under the state directory'
 complete -c guts -n '__guts_using sync' -l exit-code -d 'exit with status 1 when nothing was new'
-complete -c guts -n '__guts_using sync; or __guts_using dial; or __guts_using ping' -l ephemeral -d 'use a one-time identity'
+complete -c guts -n '__guts_using sync; or __guts_using dial; or __guts_using ping; or __guts_using find' -l ephemeral -d 'use a one-time identity'
+complete -c guts -n '__guts_using sync; or __guts_using dial; or __guts_using ping; or __guts_using find' -l bootstrap -x -d 'without a running node, join the DHT through [PEERID@]ADDR (repeatable)'
 complete -c guts -n '__guts_using sync' -l max-pack-size -x -d 'most pack BYTES accepted (default 4G)'
 complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l max-object-size -x -d 'largest object accepted, BYTES (default 100M)'
 complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l max-delta-depth -x -d 'longest delta chain accepted (default 64)'
@@ -208,6 +212,9 @@ complete -c guts -n '__guts_using ls' -s W -l timeout -x -d 'connect, handshake 
 complete -c guts -n '__guts_using ls' -l network -x -d 'network ID to connect within'
 complete -c guts -n '__guts_using ls' -l ephemeral -d 'use a one-time identity instead of the state directory\'s'
 complete -c guts -n '__guts_words_are ls; or __guts_words_are dial; or __guts_words_are ping' -a '(__guts_known_peers)' -d 'peer'
+
+# guts find PEERID|REPO-ID
+complete -c guts -n '__guts_using find' -l network -x -d 'network ID to connect within'
 
 # guts dial
 complete -c guts -n '__guts_using dial' -s W -l timeout -x -d 'connect and handshake timeout in seconds'

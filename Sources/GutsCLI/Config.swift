@@ -1,4 +1,6 @@
 import GutsAddress
+import GutsDHT
+import GutsNode
 import GutsPolicy
 import GutsGit
 import GutsSupport
@@ -44,6 +46,10 @@ public struct NodeConfig: Equatable, Sendable {
     public var mirrorInterval = 300.0
     /// A sync that leaves more packs than this consolidates them; 0 never.
     public var maxPacks = PackMaintenance.defaultMaxPacks
+    /// Addresses (IP:PORT) `listen` advertises in the DHT; empty: the listen address.
+    public var announceAddresses: [String] = []
+    /// Whether `listen` takes part in the DHT.
+    public var dht = true
 
     public static let fileName = "config"
     static let scoreKeys = ScoreEvent.allCases.flatMap { e in ["weight", "cap", "half-life"].map { "score.\(e.rawValue).\($0)" } }
@@ -54,7 +60,8 @@ public struct NodeConfig: Equatable, Sendable {
                               "max-pending-handshakes", "max-pending-per-address", "handshake-rate", "handshake-burst",
                               "peer-message-rate", "peer-message-burst", "peer-byte-rate", "peer-byte-burst",
                               "peer-request-rate", "peer-request-burst", "max-sessions-per-peer",
-                              "max-signed-age", "resign-interval", "mirror-interval", "max-packs", "known-peers"] + scoreKeys
+                              "max-signed-age", "resign-interval", "mirror-interval", "max-packs", "known-peers",
+                              "announce-address", "dht"] + scoreKeys
 
     /// Ranges of the limit settings, shared by the config keys and the options.
     static let objectSizeRange = 1...(1 << 40)
@@ -113,6 +120,17 @@ public struct NodeConfig: Equatable, Sendable {
                     throw CommandError(.io, "\(origin):\(lineNumber): listen: \(error)")
                 }
                 config.listen = value
+            case "announce-address":
+                guard DHTAddress(value) != nil else {
+                    throw CommandError(.io, "\(origin):\(lineNumber): announce-address = '\(value)': expected IP:PORT (an IP literal, not unspecified or multicast, port not 0)")
+                }
+                config.announceAddresses.append(value)
+            case "dht":
+                switch value {
+                case "on", "yes", "true": config.dht = true
+                case "off", "no", "false": config.dht = false
+                default: throw CommandError(.io, "\(origin):\(lineNumber): dht = '\(value)': must be on or off")
+                }
             case "bootstrap":
                 do { _ = try Endpoint.parse(value) } catch {
                     throw CommandError(.io, "\(origin):\(lineNumber): bootstrap: \(error)")

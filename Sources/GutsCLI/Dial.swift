@@ -9,19 +9,20 @@ import NIOPosix
 enum DialCommand: Command {
     static let name = "dial"
     static let summary = "connect to a node, authenticate it and show its identity"
-    static let synopsis = "dial [--timeout SECONDS] [--network ID] [--ephemeral] [--known-peers MODE] [PEERID@]ADDR|ALIAS"
+    static let synopsis = "dial [--timeout SECONDS] [--network ID] [--ephemeral] [--known-peers MODE] [PEERID@]ADDR|ALIAS|PEERID"
     static let options = [
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "limit for the TCP connect and, separately, for the handshake (default: connect-timeout and handshake-timeout from config, 10 each)"),
         OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
         Network.ephemeralOption,
         PeerResolver.option,
+        DHTLookup.bootstrapOption,
     ]
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
-        guard args.positionals.count == 1 else { throw UsageError("dial needs exactly one address: [PEERID@]HOST[:PORT]") }
+        guard args.positionals.count == 1 else { throw UsageError("dial needs exactly one address: [PEERID@]HOST[:PORT], an alias, or a PEERID to look up in the DHT") }
         var config = try NodeConfig.load(home: context.homePath)
         let peers = try PeerResolver(args, config: config, context: context)
-        let target = try peers.resolve(args.positionals[0])
+        let target = try peers.resolve(try DHTLookup.resolveAddress(args.positionals[0], context, args))
         if let t = try args.seconds("timeout", in: 0.1...3600) {
             config.connectTimeout = t
             config.handshakeTimeout = t

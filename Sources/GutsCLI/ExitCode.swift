@@ -24,6 +24,9 @@ public enum ExitCode: Int32, Sendable {
     /// A local resource is locked by another guts process and the command would not wait
     /// (any longer): `sync` on a repository another sync, mirroring or maintenance holds.
     case busy = 10
+    /// A repository named without an ID that nothing here pins: names are not unique in a
+    /// peer-to-peer network, so it cannot be looked up (give its repository ID).
+    case unresolved = 11
 
     /// The name of the code in JSON error objects (guts(1), JSON ERRORS).
     public var kind: String {
@@ -39,6 +42,7 @@ public enum ExitCode: Int32, Sendable {
         case .protocolError: return "protocol"
         case .refused: return "refused"
         case .busy: return "busy"
+        case .unresolved: return "unresolved"
         }
     }
 }

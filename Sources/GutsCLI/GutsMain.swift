@@ -14,6 +14,7 @@ public enum GutsMain {
         PingCommand.self,
         SyncCommand.self,
         LsCommand.self,
+        FindCommand.self,
         StatusCommand.self,
         PeersCommand.self,
         PeersScoreCommand.self,

@@ -1,4 +1,5 @@
 import GutsControl
+import GutsDHT
 import GutsIdentity
 import GutsNode
 import GutsGossip
@@ -32,6 +33,8 @@ enum ListenCommand: Command {
         OptionSpec("announce-interval", value: "SECONDS", help: "how often served repositories are scanned for changes to announce (default 2)"),
         OptionSpec("resign-interval", value: "SECONDS", help: "sign unchanged refs of repositories this node is a delegate of again after this long (default 86400, 0 never; config resign-interval)"),
         OptionSpec("max-transfers", value: "N", help: "object transfers served at once; more are answered busy (default 8)"),
+        OptionSpec("announce-address", value: "IP:PORT", repeatable: true, help: "address to advertise in the DHT (repeatable; default: the listen address unless it is 0.0.0.0 or ::; config announce-address)"),
+        OptionSpec("no-dht", help: "take no part in the DHT: no capability dht, no routing table, no provider records (config dht = off)"),
         OptionSpec("stall-timeout", value: "SECONDS", help: "cut off a transfer whose peer takes no bytes for this long (default 60)"),
         PeerResolver.option,
     ]
@@ -160,6 +163,14 @@ enum ListenCommand: Command {
         }
         if let v = try args.int("max-transfers", in: 1...1024) { nodeOptions.maxTransfers = v }
         if let v = try args.seconds("stall-timeout", in: 1...86400) { nodeOptions.stallTimeout = v }
+        let announce = args.all("announce-address")
+        nodeOptions.announceAddresses = try (announce.isEmpty ? config.announceAddresses : announce).map { text in
+            guard let a = DHTAddress(text) else {
+                throw UsageError("--announce-address: expected IP:PORT (an IP literal, not unspecified or multicast, port not 0), not '\(text)'")
+            }
+            return a
+        }
+        nodeOptions.dht = config.dht && !args.has("no-dht")
         // The control socket first: a node already running for this home keeps it.
         let controlServer = ControlServer(directory: home, log: { context.log($0) })
         do {

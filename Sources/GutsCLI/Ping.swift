@@ -10,7 +10,7 @@ import NIOPosix
 enum PingCommand: Command {
     static let name = "ping"
     static let summary = "measure round-trip time to a node over an authenticated connection"
-    static let synopsis = "ping [-c COUNT] [-i SECONDS] [-W SECONDS] [-w DEADLINE] [-q] [--network ID] [--ephemeral] [--known-peers MODE] [PEERID@]ADDR|ALIAS"
+    static let synopsis = "ping [-c COUNT] [-i SECONDS] [-W SECONDS] [-w DEADLINE] [-q] [--network ID] [--ephemeral] [--known-peers MODE] [PEERID@]ADDR|ALIAS|PEERID"
     static let options = [
         OptionSpec("count", short: "c", value: "COUNT", help: "stop after COUNT pings (default: until interrupted)"),
         OptionSpec("interval", short: "i", value: "SECONDS", help: "wait SECONDS between pings (default 1)"),
@@ -19,6 +19,7 @@ enum PingCommand: Command {
         OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
         Network.ephemeralOption,
         PeerResolver.option,
+        DHTLookup.bootstrapOption,
     ]
 
     struct Stats {
@@ -40,7 +41,7 @@ enum PingCommand: Command {
     }
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
-        guard args.positionals.count == 1 else { throw UsageError("ping needs exactly one address: [PEERID@]HOST[:PORT]") }
+        guard args.positionals.count == 1 else { throw UsageError("ping needs exactly one address: [PEERID@]HOST[:PORT], an alias, or a PEERID to look up in the DHT") }
         let count = try args.int("count", in: 1...Int(Int32.max))
         let interval = try args.seconds("interval", in: 0.001...3600) ?? 1
         let timeout = try args.seconds("timeout", in: 0.001...3600) ?? 5
@@ -52,7 +53,7 @@ enum PingCommand: Command {
         config.handshakeTimeout = timeout
         try Network.applyNetworkOption(args, to: &config)
         let peers = try PeerResolver(args, config: config, context: context)
-        let target = try peers.resolve(args.positionals[0])
+        let target = try peers.resolve(try DHTLookup.resolveAddress(args.positionals[0], context, args))
         let endpoint = target.endpoint
         let identity = try Network.clientIdentity(context, args)
 

@@ -13,9 +13,10 @@ import NIOPosix
 enum SyncCommand: Command {
     static let name = "sync"
     static let summary = "mirror a repository from a peer, verifying every object before it becomes visible"
-    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--deadline SECONDS] [--wait SECONDS | --no-wait] [--exit-code] [--ephemeral] [--network ID] [--known-peers MODE] [limits] REPO... | --all --peer [PEERID@]ADDR|ALIAS [--peer ...]"
+    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--deadline SECONDS] [--wait SECONDS | --no-wait] [--exit-code] [--ephemeral] [--network ID] [--known-peers MODE] [limits] REPO... | --all --peer [PEERID@]ADDR|ALIAS [--peer ...] (without --peer: the providers of REPO in the DHT)"
     static let options = [
-        OptionSpec("peer", short: "p", value: "[PEERID@]ADDR|ALIAS", repeatable: true, help: "peer to fetch from; several are tried best score first until one succeeds, banned ones skipped"),
+        OptionSpec("peer", short: "p", value: "[PEERID@]ADDR|ALIAS", repeatable: true, help: "peer to fetch from; several are tried best score first until one succeeds, banned ones skipped (default: the repository's providers in the DHT)"),
+        DHTLookup.bootstrapOption,
         OptionSpec("into", value: "DIR", help: "bare repository to sync into (default <home>/repos/REPO.git)"),
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "connect, handshake, per-answer silence and no-pack-data limit (default 30)"),
         OptionSpec("deadline", value: "SECONDS", help: "most time the whole sync may take, per peer (default 3600, 0 for none; config sync-deadline)"),
@@ -63,7 +64,7 @@ enum SyncCommand: Command {
             }
             if names.count > 1, args.value("into") != nil { throw UsageError("--into applies to one repository; give one REPO with it") }
         }
-        guard args.has("peer") else { throw UsageError("sync needs at least one --peer [PEERID@]ADDR") }
+        if all && !args.has("peer") { throw UsageError("sync --all needs at least one --peer [PEERID@]ADDR") }
         let timeout = try args.seconds("timeout", in: 0.1...3600) ?? defaultTimeout
         if args.has("no-wait") && args.value("wait") != nil { throw UsageError("--wait and --no-wait exclude each other") }
         let wait = args.has("no-wait") ? 0 : try args.seconds("wait", in: 0...86400) ?? defaultWait
@@ -76,7 +77,11 @@ enum SyncCommand: Command {
         let maxAge = try args.seconds("max-age", in: NodeConfig.signedAgeRange) ?? config.maxSignedAge
         try Network.applyNetworkOption(args, to: &config)
         let resolver = try PeerResolver(args, config: config, context: context)
-        let targets = try args.all("peer").map { try resolver.resolve($0) }
+        var targets = try args.all("peer").map { try resolver.resolve($0) }
+        if targets.isEmpty {
+            // Providers found in the DHT, by repository ID (the handshake proves each one's key).
+            targets = try providers(of: names, context, args).map { PeerTarget(endpoint: $0, named: $0.peer) }
+        }
         let given = targets.map(\.endpoint)
         // Best-scoring peers first, banned ones skipped (see guts-sync(1), Peers).
         let standings = PeerStandings.load(context, peers: given.compactMap(\.peer), parameters: config.score)
@@ -288,6 +293,41 @@ enum SyncCommand: Command {
             guard age > maxAge else { return nil }
             return CommandError(.integrity, "the newest signed state at \(peer) is \(formatNumber(age.rounded())) s old, older than --max-age \(formatNumber(maxAge)) s: the peer may be withholding newer state, or the delegates stopped signing (a delegate's running node signs again every day)")
         }
+    }
+
+    /// Without --peer: the providers of each repository (by ID, or by the ID a name is pinned
+    /// to here) from the DHT, as `PEERID@ADDR` endpoints.
+    static func providers(of names: [RepositoryRef], _ context: Context, _ args: ParsedArguments) throws -> [Endpoint] {
+        var endpoints: [Endpoint] = []
+        for name in names {
+            let id: RepositoryID
+            switch name {
+            case let .id(r):
+                id = r
+            case let .name(n):
+                guard let pinned = pinnedID(n, context) else {
+                    throw CommandError(.unresolved, "\(n) is not pinned here and names are not unique in a peer-to-peer network: give its repository ID (gr...), or --peer [PEERID@]ADDR")
+                }
+                context.debug("\(n) is pinned to \(pinned)")
+                id = pinned
+            }
+            let found = try DHTLookup.find(id.description, context, args)
+            let list = DHTLookup.endpoints(found)
+            context.debug("\(id): \(found.providers.count) provider(s) in the DHT")
+            for e in list where !endpoints.contains(e) { endpoints.append(e) }
+        }
+        guard !endpoints.isEmpty else {
+            throw CommandError(.noReply, "no provider of \(names.map(\.description).joined(separator: ", ")) found in the DHT; give --peer [PEERID@]ADDR")
+        }
+        return endpoints
+    }
+
+    /// The repository ID the mirror of `name` here carries, if any.
+    static func pinnedID(_ name: RepositoryName, _ context: Context) -> RepositoryID? {
+        let path = name.path(in: context.homePath + "/repos")
+        guard Files.isDirectory(path), let repo = try? Repository.open(path),
+              let chain = try? TrustStore.identity(of: repo) else { return nil }
+        return chain.id
     }
 
     /// `given` best score first (stable: equal scores keep their order; peers without a

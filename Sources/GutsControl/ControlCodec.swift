@@ -30,6 +30,8 @@ public enum ControlCodec {
             pairs.append(("target", .string(target)))
         case let .report(peer, event, reason):
             pairs += [("peer", .string(peer)), ("event", .string(event)), ("reason", .string(reason))]
+        case let .find(key):
+            pairs.append(("key", .string(key)))
         }
         return line(.object(pairs))
     }
@@ -82,6 +84,11 @@ public enum ControlCodec {
                 if !topics.contains(t) { topics.append(t) }
             }
             return (id, .success(.subscribe(topics: topics)))
+        case "find":
+            guard let key = value["key"]?.stringValue, looksLikePeerID(key) || looksLikeRepositoryID(key) else {
+                return (id, .failure(ControlError(.badRequest, "find needs \"key\": a peer ID (gt...) or a repository ID (gr...)")))
+            }
+            return (id, .success(.find(key: key)))
         case "scores", "ban", "unban", "report":
             return (id, decodePeerRequest(command, value).mapError { ControlError(.badRequest, $0.message) })
         default:
@@ -90,7 +97,7 @@ public enum ControlCodec {
         }
     }
 
-    static let knownCommands = "status, peers, publish, subscribe, scores, ban, unban, report"
+    static let knownCommands = "status, peers, publish, subscribe, scores, ban, unban, report, find"
 
     /// `scores`, `ban`, `unban` and `report`: every member checked for type, size and
     /// form here; what needs the node's knowledge (a peer ID's checksum, whether an
@@ -159,6 +166,13 @@ public enum ControlCodec {
         return bytes[2...].allSatisfy { b in (b >= 0x61 && b <= 0x7a) || (b >= 0x41 && b <= 0x5a) || (b >= 0x32 && b <= 0x37) }
     }
 
+    /// The form of a repository ID: `gr` and 56 characters of base32, either case.
+    public static func looksLikeRepositoryID(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        guard bytes.count == 58, bytes[0] == 0x67 || bytes[0] == 0x47, bytes[1] == 0x72 || bytes[1] == 0x52 else { return false }
+        return bytes[2...].allSatisfy { b in (b >= 0x61 && b <= 0x7a) || (b >= 0x41 && b <= 0x5a) || (b >= 0x32 && b <= 0x37) }
+    }
+
     /// A JSON value for a message, cut short.
     static func shown(_ value: JSONValue) -> String {
         let text = value.rendered
@@ -195,6 +209,9 @@ public enum ControlCodec {
             pairs += [("ok", .bool(true)), ("changed", .bool(changed))]
         case let .reported(info):
             pairs += [("ok", .bool(true)), ("score", .object(json(info)))]
+        case let .found(r):
+            pairs.append(("ok", .bool(true)))
+            pairs += json(r)
         case let .gossip(g):
             pairs += [("event", .string("gossip")), ("topic", .string(g.topic)), ("origin", .string(g.origin)),
                       ("msg_id", .string(Hex.encode(g.id))), ("timestamp_ms", .int(Int(clamping: g.timestampMillis))),
@@ -213,6 +230,17 @@ public enum ControlCodec {
          ("repositories", .array(s.repositories.map { .string($0) })),
          ("started_at", .double(s.startedAt)), ("uptime_s", .double(s.uptimeSeconds)),
          ("connections", .object([("inbound", .int(s.inbound)), ("outbound", .int(s.outbound)), ("open", .int(s.open))]))]
+    }
+
+    /// The members describing a lookup's result (also `guts find --json`).
+    public static func json(_ r: FindResult) -> [(String, JSONValue)] {
+        [("kind", .string(r.kind)), ("key", .string(r.key)), ("found", .bool(r.found)),
+         ("addresses", .array(r.addresses.map { .string($0) })),
+         ("providers", .array(r.providers.map { p in
+             .object([("peer_id", .string(p.peerID)), ("addresses", .array(p.addresses.map { .string($0) })),
+                      ("expires", .int(Int(clamping: p.expires)))])
+         })),
+         ("hops", .int(r.hops)), ("messages", .int(r.messages)), ("seconds", .double(r.seconds))]
     }
 
     /// The members describing a peer (also `guts peers --json`).
@@ -291,7 +319,26 @@ public enum ControlCodec {
         case .report:
             guard let item = value["score"] else { throw ControlCodecError("report response without \"score\"") }
             return (id, .reported(try score(item)))
+        case .find:
+            return (id, .found(try found(value)))
         }
+    }
+
+    static func found(_ v: JSONValue) throws(ControlCodecError) -> FindResult {
+        guard let kind = v["kind"]?.stringValue, let key = v["key"]?.stringValue, let found = v["found"]?.boolValue,
+              let items = v["providers"]?.arrayValue, let hops = v["hops"]?.intValue, let messages = v["messages"]?.intValue,
+              let seconds = v["seconds"]?.doubleValue else {
+            throw ControlCodecError("find response lacks a member or has one of the wrong type")
+        }
+        var providers: [FoundProvider] = []
+        for item in items {
+            guard let peer = item["peer_id"]?.stringValue, let expires = item["expires"]?.intValue, expires >= 0 else {
+                throw ControlCodecError("provider entry lacks a member or has one of the wrong type")
+            }
+            providers.append(FoundProvider(peerID: peer, addresses: try strings(item["addresses"], "addresses"), expires: UInt64(expires)))
+        }
+        return FindResult(kind: kind, key: key, found: found, addresses: try strings(v["addresses"], "addresses"),
+                          providers: providers, hops: hops, messages: messages, seconds: seconds)
     }
 
     static func score(_ v: JSONValue) throws(ControlCodecError) -> PeerScoreInfo {

@@ -418,6 +418,16 @@ final class ControlConnection: ChannelInboundHandler, @unchecked Sendable {
             write(answer(handler.unban(target: target), ControlResponse.changed), id: id)
         case let .report(peer, event, reason):
             write(answer(handler.report(peer: peer, event: event, reason: reason), ControlResponse.reported), id: id)
+        case let .find(key):
+            begin()
+            handler.find(key: key) { result in
+                loop.execute {
+                    switch result {
+                    case let .success(r): self.complete(.found(r), id: id)
+                    case let .failure(e): self.complete(.failure(e), id: id)
+                    }
+                }
+            }
         case let .subscribe(topics):
             guard let channel = context?.channel else { return }
             begin()

@@ -44,6 +44,9 @@ public enum ControlRequest: Equatable, Sendable {
     case unban(target: String)
     /// An offence (a `ScoreEvent` penalty name) a one-shot command caught `peer` at.
     case report(peer: String, event: String, reason: String)
+    /// A DHT lookup: a peer's addresses (`key` a peer ID) or a repository's providers
+    /// (`key` a repository ID).
+    case find(key: String)
 
     /// The `cmd` member.
     public var command: String {
@@ -56,6 +59,7 @@ public enum ControlRequest: Equatable, Sendable {
         case .ban: return "ban"
         case .unban: return "unban"
         case .report: return "report"
+        case .find: return "find"
         }
     }
 }
@@ -283,6 +287,45 @@ public struct PeerScores: Equatable, Sendable {
     }
 }
 
+/// One provider of a repository found in the DHT.
+public struct FoundProvider: Equatable, Sendable {
+    public var peerID: String
+    public var addresses: [String]
+    /// Unix seconds the signed record is valid until.
+    public var expires: UInt64
+    public init(peerID: String, addresses: [String], expires: UInt64) {
+        self.peerID = peerID
+        self.addresses = addresses
+        self.expires = expires
+    }
+}
+
+/// What `find` answers.
+public struct FindResult: Equatable, Sendable {
+    /// "peer" or "repository".
+    public var kind: String
+    public var key: String
+    public var found: Bool
+    /// The peer's addresses (kind "peer"), from its signed peer record.
+    public var addresses: [String]
+    /// Providers (kind "repository"), from their signed provider records.
+    public var providers: [FoundProvider]
+    public var hops: Int
+    public var messages: Int
+    public var seconds: Double
+    public init(kind: String, key: String, found: Bool, addresses: [String], providers: [FoundProvider],
+                hops: Int, messages: Int, seconds: Double) {
+        self.kind = kind
+        self.key = key
+        self.found = found
+        self.addresses = addresses
+        self.providers = providers
+        self.hops = hops
+        self.messages = messages
+        self.seconds = seconds
+    }
+}
+
 /// A response line, typed.
 public enum ControlResponse: Equatable, Sendable {
     case status(NodeStatus)
@@ -297,6 +340,8 @@ public enum ControlResponse: Equatable, Sendable {
     case subscribed(topics: [String])
     /// An event on a subscription.
     case gossip(GossipDelivery)
+    /// Answers `find`.
+    case found(FindResult)
     case failure(ControlError)
 }
 
@@ -329,4 +374,7 @@ public protocol ControlHandler: Sendable {
     func unban(target: String) -> Result<Bool, ControlError>
     /// Counts penalty `event` against `peer`, as the node would have had it seen it.
     func report(peer: String, event: String, reason: String) -> Result<PeerScoreInfo, ControlError>
+    /// Looks `key` (a peer ID or a repository ID, as text) up in the DHT; a malformed key
+    /// is a `badRequest`, a node without the DHT answers `unavailable`.
+    func find(key: String, _ done: @escaping @Sendable (Result<FindResult, ControlError>) -> Void)
 }

@@ -40,6 +40,18 @@ public struct LookupResult: Equatable, Sendable {
     public var messages: Int
     /// Seconds from start to finish.
     public var duration: Double
+
+    public init(kind: LookupKind, closest: [DHTContact], providers: [ProviderRecord], peerRecord: PeerRecord?,
+                found: Bool, hops: Int, messages: Int, duration: Double) {
+        self.kind = kind
+        self.closest = closest
+        self.providers = providers
+        self.peerRecord = peerRecord
+        self.found = found
+        self.hops = hops
+        self.messages = messages
+        self.duration = duration
+    }
 }
 
 /// Misbehaviour the engine reports so the node's peer policy can score the peer.
@@ -238,6 +250,16 @@ public struct DHTEngine: Sendable {
         let failed = pending.filter { $0.value.node == id }.map(\.key).sorted()
         for rid in failed { fail(rid, now: now, into: &actions) }
         if failed.isEmpty { table.failed(id) }
+        return actions
+    }
+
+    /// A contact answered Error `busy` (over its request limits): its requests in flight
+    /// fail now, so lookups move on, without counting against it in the table (it is
+    /// alive, only loaded).
+    public mutating func busy(_ id: NodeID, now: DHTTime) -> [DHTAction] {
+        var actions: [DHTAction] = []
+        let failed = pending.filter { $0.value.node == id }.map(\.key).sorted()
+        for rid in failed { fail(rid, now: now, countAgainst: false, into: &actions) }
         return actions
     }
 
@@ -580,9 +602,9 @@ public struct DHTEngine: Sendable {
         advance(p.lookup, now: now, into: &actions)
     }
 
-    private mutating func fail(_ rid: UInt32, now: DHTTime, into actions: inout [DHTAction]) {
+    private mutating func fail(_ rid: UInt32, now: DHTTime, countAgainst: Bool = true, into actions: inout [DHTAction]) {
         guard let p = pending.removeValue(forKey: rid) else { return }
-        table.failed(p.node)
+        if countAgainst { table.failed(p.node) }
         guard var lookup = lookups.removeValue(forKey: p.lookup) else { return }
         if let ci = lookup.paths[p.path].candidates.firstIndex(where: { $0.contact.id == p.node }) {
             lookup.paths[p.path].candidates[ci].state = .failed

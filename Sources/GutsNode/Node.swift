@@ -1,5 +1,6 @@
 import GutsAddress
 import GutsCrypto
+import GutsDHT
 import GutsGit
 import GutsGossip
 import GutsIdentity
@@ -99,6 +100,15 @@ public final class Node: Sendable {
         public var knownPeers: KnownPeersHook?
         /// A mirror sync that leaves more packs than this consolidates them (0: never).
         public var maxPacks = PackMaintenance.defaultMaxPacks
+        /// Take part in the DHT (capability `dht`): answer lookups, keep a routing table,
+        /// provide the public repositories served.
+        public var dht = true
+        /// Addresses to advertise in the DHT; empty: the bound address unless it is
+        /// unspecified (0.0.0.0, ::), in which case the node advertises none and takes
+        /// part as a client only.
+        public var announceAddresses: [DHTAddress] = []
+        public var dhtConfig = DHTConfig()
+        public var dhtLimits = DHTService.Limits()
 
         public init(host: String, port: Int, bootstrap: [Endpoint], maxConnections: Int, connectTimeout: Double, session: SessionConfig) {
             self.host = host
@@ -140,6 +150,11 @@ public final class Node: Sendable {
     /// Writes the peer book off the loops.
     let stateWriter: BlockingExecutor
     private let chores = NIOLockedValueBox<[RepeatedTask]>([])
+    /// The DHT (nil with `dht` off).
+    public let dht: DHTService?
+    /// The node, for the DHT's hooks (cleared at stop, so no cycle outlives the node).
+    private let selfRef = NIOLockedValueBox<Node?>(nil)
+    static let routingTableFile = "dht-routing"
 
     public init(options: Options, log: NodeLog, threads: Int = System.coreCount) {
         self.options = options
@@ -158,8 +173,9 @@ public final class Node: Sendable {
         var session = options.session
         // Every node may mirror, so every node takes OFS_DELTA.
         let extra = (sync != nil ? SyncServer.capabilities : []) + [GossipService.capability] + SyncClient.capabilities
-        session.capabilities += extra.filter { !session.capabilities.contains($0) }
-        session.protocols = MessageRegistry([SyncProtocol(), GossipProtocol()])
+        let dhtExtra = options.dht ? [DHTProtocol.capability] : []
+        session.capabilities += (extra + dhtExtra).filter { !session.capabilities.contains($0) }
+        session.protocols = MessageRegistry([SyncProtocol(), GossipProtocol()] + (options.dht ? [DHTProtocol()] : []))
         self.session = session
         var serviceOptions = NodeService.Options()
         serviceOptions.bootstrap = options.bootstrap
@@ -178,6 +194,35 @@ public final class Node: Sendable {
                                 maxInbound: options.maxConnections, maxSessionsPerPeer: options.maxSessionsPerPeer, path: bookPath, log: log, seed: Random.uint64())
         stateWriter = BlockingExecutor(name: "state", threads: 1, limit: 1)
         stalls.withLockedValue { [reputation] in $0 = reputation }
+        if options.dht {
+            let ref = selfRef, sessionConfig = session, group = self.group, timeout = options.connectTimeout
+            let state = options.stateDirectory
+            let writer = stateWriter
+            let dial: @Sendable (Endpoint, Bool) -> EventLoopFuture<any PeerLink> = { endpoint, keep in
+                Dialer.dial(endpoint, config: sessionConfig, group: group, connectTimeout: timeout).map { (connection: PeerConnection) -> any PeerLink in
+                    if keep { ref.withLockedValue { $0 }?.follow(connection, bootstrap: nil) }
+                    return connection
+                }
+            }
+            let penalize: @Sendable (any PeerLink, ScoreEvent, String) -> Void = { [reputation] link, event, reason in
+                // Over-rate requests count at most once a second, as other budget overruns.
+                if event == .rateLimitOverrun {
+                    reputation.overrun(link, reason: reason)
+                } else {
+                    reputation.record(event, link, reason: reason)
+                }
+            }
+            var save: (@Sendable (String) -> Void)?
+            if let dir = state {
+                save = { text in _ = writer.submit { Node.saveRoutingTable(dir, text, log: log) } }
+            }
+            let hooks = DHTService.Hooks(dial: dial, penalize: penalize, save: save, log: log)
+            dht = DHTService(loop: group.next(), identity: options.session.identity, config: options.dhtConfig,
+                             limits: options.dhtLimits, seed: Random.uint64(), hooks: hooks)
+        } else {
+            dht = nil
+        }
+        selfRef.withLockedValue { $0 = self }
         gossip.onDeliver = { [weak self] message, _, _ in self?.delivered(message) }
         gossip.onOffence = { [weak self] connection, reason in self?.reputation.record(.invalidGossip, connection, reason: "gossip: \(reason)") }
         gossip.onOverrun = { [weak self] connection, what in self?.reputation.overrun(connection, reason: "over its \(what) budget") }
@@ -223,7 +268,42 @@ public final class Node: Sendable {
             self.stateWriter.submit { [weak self] in self?.reputation.save() }
         }
         chores.withLockedValue { $0 = [uptime, save] }
+        if let dht { startDHT(dht, bound: address) }
         return address
+    }
+
+    /// The addresses to advertise and the saved routing table, then the DHT's start.
+    private func startDHT(_ dht: DHTService, bound: SocketAddress) {
+        var addresses = options.announceAddresses
+        if addresses.isEmpty, let a = DHTAddress(PeerConnectionAddress.render(bound)) { addresses = [a] }
+        var saved: [RoutingTableText.Saved] = []
+        if let dir = options.stateDirectory {
+            let path = dir + "/" + Self.routingTableFile
+            if Files.exists(path) {
+                do {
+                    let bytes = try Files.read(path, limit: RoutingTableText.maxBytes)
+                    let (contacts, skipped) = try RoutingTableText.parse(String(decoding: bytes, as: UTF8.self))
+                    saved = contacts
+                    log.debug("dht: \(contacts.count) saved contacts from \(path)" + (skipped > 0 ? ", \(skipped) lines skipped" : ""))
+                } catch {
+                    log.info("dht: ignoring \(path): \(error)")
+                }
+            }
+        }
+        if addresses.isEmpty {
+            log.info("dht: no address to advertise (listening on an unspecified address without --announce-address): taking part as a client only")
+        } else {
+            log.debug("dht: advertising \(addresses.map(\.description).joined(separator: ", "))")
+        }
+        dht.start(addresses: addresses, saved: saved)
+    }
+
+    static func saveRoutingTable(_ dir: String, _ text: String, log: NodeLog) {
+        do {
+            try Files.writeAtomically(dir + "/" + routingTableFile, string: text, mode: 0o600)
+        } catch {
+            log.info("dht: cannot save the routing table: \(error)")
+        }
     }
 
     /// Says Goodbye to every peer, stops accepting and releases the threads.
@@ -243,6 +323,11 @@ public final class Node: Sendable {
         // Closing is bounded by the transport's flush limit, so this wait ends.
         for c in outbound ?? [] { _ = try? c.closeFuture.wait() }
         for task in chores.withLockedValue({ $0 }) { task.cancel() }
+        if let dht, let text = try? dht.stop().wait(), let dir = options.stateDirectory {
+            Self.saveRoutingTable(dir, text, log: log)
+        }
+        dht?.waitForDials()
+        selfRef.withLockedValue { $0 = nil }
         sync?.shutdown()
         scanner.shutdown()
         mirrors.shutdown()
@@ -329,6 +414,10 @@ public final class Node: Sendable {
                 let current = self.options.repositories.map { RepositoryScanner.scan($0, key: self.options.session.identity,
                                                                                              refreshAfter: self.options.resignInterval > 0 ? Int64(self.options.resignInterval) : nil) } ?? [:]
                 self.loop.execute { self.apply(.scanned(current)) }
+                // Public repositories with an identity are provided by ID; restricted ones never.
+                self.dht?.provide(Set(current.values.compactMap { r in
+                    r.restricted ? nil : r.id.flatMap { NodeID(bytes: $0.bytes) }
+                }))
             }
             if !submitted {
                 // The previous scan posted its result but its thread has not returned yet:
@@ -362,7 +451,7 @@ public final class Node: Sendable {
     // MARK: - Connections
 
     /// Follows a connection from acceptance (or dial) to close, feeding the service.
-    private func follow(_ connection: any PeerLink, bootstrap: Int?) {
+    fileprivate func follow(_ connection: any PeerLink, bootstrap: Int?) {
         let guardian = LinkGuard(rates: options.rates)
         connection.setMessageHandler { [weak self] conn, message in
             guard let self else { return true }
@@ -386,6 +475,11 @@ public final class Node: Sendable {
                self.reputation.isGraylisted(info.peerID) {
                 return true
             }
+            if let dht = self.dht {
+                if dht.handle(message, from: conn) { return true }
+                // A peer too busy for this node's DHT requests: they fail at once.
+                if case let .error(e) = message, e.code == .busy { dht.busy(from: conn) }
+            }
             if self.gossip.handle(message, from: conn) { return true }
             // Answers to a request this node made on the link (a mirror sync) wait there.
             if conn.expectsAnswers, message.isAnswer { return false }
@@ -400,6 +494,7 @@ public final class Node: Sendable {
                 // Gossip learns of the session first, from the connection's own loop, so the
                 // session's first messages (which take the same path) find it registered.
                 self.gossip.connected(connection)
+                self.dht?.connected(connection)
                 self.loop.execute { self.register(connection, info: info, bootstrap: bootstrap) }
             case let .failure(error):
                 if let bootstrap {
@@ -430,6 +525,7 @@ public final class Node: Sendable {
             }
             self.reputation.closed(connection)
             self.gossip.disconnected(connection)
+            self.dht?.disconnected(connection)
             self.loop.execute {
                 self.shell.value.links[link] = nil
                 self.apply(.closed(link, reason: reason))

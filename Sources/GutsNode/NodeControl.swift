@@ -2,10 +2,12 @@
 import Glibc
 #endif
 import GutsControl
+import GutsDHT
 import GutsGossip
 import GutsIdentity
 import GutsPolicy
 import GutsSupport
+import GutsTrust
 import GutsTransport
 import NIOConcurrencyHelpers
 import NIOCore
@@ -120,6 +122,26 @@ public final class NodeControl: ControlHandler {
         let changed = node.unban(parsed)
         if changed { node.persistSoon() }
         return .success(changed)
+    }
+
+    public func find(key: String, _ done: @escaping @Sendable (Result<FindResult, ControlError>) -> Void) {
+        guard let dht = node.dht else {
+            done(.failure(ControlError(.unavailable, "this node takes no part in the DHT (--no-dht)")))
+            return
+        }
+        guard let query = DHTService.query(key) else {
+            done(.failure(ControlError(.badRequest, "\(JSON.quote(String(key.prefix(60)))) is neither a peer ID nor a repository ID")))
+            return
+        }
+        dht.lookup(query) { result in
+            guard case let .providers(repo) = query else {
+                done(.success(DHTService.findResult(result, key: key, local: [])))
+                return
+            }
+            dht.localProviders(repo).whenComplete { local in
+                done(.success(DHTService.findResult(result, key: key, local: (try? local.get()) ?? [])))
+            }
+        }
     }
 
     public func report(peer: String, event: String, reason: String) -> Result<PeerScoreInfo, ControlError> {

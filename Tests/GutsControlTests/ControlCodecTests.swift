@@ -208,4 +208,41 @@ final class ControlCodecTests: XCTestCase {
         }
         XCTAssertThrowsError(try ControlCodec.decodeResponse(Array(#"{"id":1,"ok":true}"#.utf8), answering: .ban(target: "x", seconds: nil)))
     }
+
+    // MARK: find
+
+    static let peer = "gt" + String(repeating: "a", count: 56)
+    static let repo = "gr" + String(repeating: "b", count: 56)
+
+    func testFindRequestRoundTripAndGoldenForm() {
+        for key in [Self.peer, Self.repo] {
+            let bytes = ControlCodec.encode(.find(key: key), id: 12)
+            XCTAssertEqual(String(decoding: line(bytes), as: UTF8.self), #"{"id":12,"cmd":"find","key":""# + key + #""}"#)
+            XCTAssertEqual(try ControlCodec.decodeRequest(line(bytes)).request.get(), .find(key: key))
+        }
+        assertError(#"{"id":3,"cmd":"find"}"#, .badRequest, id: 3)
+        assertError(#"{"id":3,"cmd":"find","key":5}"#, .badRequest, id: 3)
+        assertError(#"{"id":3,"cmd":"find","key":"demo/app"}"#, .badRequest, id: 3)
+        assertError(#"{"id":3,"cmd":"find","key":"gx"# + String(repeating: "a", count: 56) + #""}"#, .badRequest, id: 3)
+        assertError(#"{"id":3,"cmd":"find","key":"gr"# + String(repeating: "1", count: 56) + #""}"#, .badRequest, id: 3)
+    }
+
+    func testFindResponseRoundTripAndGoldenForm() throws {
+        let result = FindResult(kind: "repository", key: Self.repo, found: true, addresses: [],
+                                providers: [FoundProvider(peerID: Self.peer, addresses: ["127.0.0.1:9000", "[::1]:9001"], expires: 1_800_000_000)],
+                                hops: 2, messages: 7, seconds: 0.25)
+        let bytes = ControlCodec.encode(.found(result), id: 4)
+        XCTAssertEqual(String(decoding: line(bytes), as: UTF8.self),
+                       #"{"id":4,"ok":true,"kind":"repository","key":""# + Self.repo + #"","found":true,"addresses":[],"providers":[{"peer_id":""#
+                       + Self.peer + #"","addresses":["127.0.0.1:9000","[::1]:9001"],"expires":1800000000}],"hops":2,"messages":7,"seconds":0.25}"#)
+        let decoded = try ControlCodec.decodeResponse(line(bytes), answering: .find(key: Self.repo))
+        XCTAssertEqual(decoded.id, 4)
+        XCTAssertEqual(decoded.response, .found(result))
+        let peer = FindResult(kind: "peer", key: Self.peer, found: false, addresses: [], providers: [], hops: 0, messages: 3, seconds: 5)
+        XCTAssertEqual(try ControlCodec.decodeResponse(line(ControlCodec.encode(.found(peer), id: 5)), answering: .find(key: Self.peer)).response,
+                       .found(peer))
+        XCTAssertThrowsError(try ControlCodec.decodeResponse(Array(#"{"id":4,"ok":true,"kind":"peer"}"#.utf8), answering: .find(key: Self.peer)))
+        XCTAssertThrowsError(try ControlCodec.decodeResponse(Array((#"{"id":4,"ok":true,"kind":"peer","key":"k","found":true,"addresses":[],"#
+            + #""providers":[{"peer_id":"p","addresses":[],"expires":-1}],"hops":1,"messages":1,"seconds":1}"#).utf8), answering: .find(key: Self.peer)))
+    }
 }

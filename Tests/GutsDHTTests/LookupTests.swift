@@ -198,6 +198,20 @@ final class LookupTests: XCTestCase {
         XCTAssertEqual(result.duration, 0.2, accuracy: 0.001)
     }
 
+    func testBusyContactFailsItsRequestsAtOnceButStaysHealthy() {
+        var (e, contacts) = engineWithContacts(2)
+        let (_, actions) = e.findNode(NodeID(publicKey: [6]), now: at(0))
+        XCTAssertEqual(sends(actions).count, 2)
+        XCTAssertEqual(e.busy(contacts[0].id, now: at(0.1)), [])
+        XCTAssertEqual(e.pendingRequests, 1)
+        XCTAssertEqual(e.table.entry(contacts[0].id)?.failures, 0, "busy is not a failure of the contact")
+        XCTAssertEqual(e.busy(contacts[0].id, now: at(0.1)), [], "nothing left in flight to it")
+        let done = e.busy(contacts[1].id, now: at(0.2))
+        guard case let .lookupFinished(_, result)? = done.last else { return XCTFail("lookup did not finish: \(done)") }
+        XCTAssertFalse(result.found)
+        XCTAssertEqual(e.table.count, 2)
+    }
+
     func testProvidedRepositoriesAreRepublishedEveryInterval() throws {
         var config = DHTConfig()
         config.republishInterval = 100

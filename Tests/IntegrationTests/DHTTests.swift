@@ -1,0 +1,242 @@
+import Foundation
+import GutsAddress
+import GutsCrypto
+import GutsDHT
+import GutsIdentity
+import GutsTransport
+import GutsWire
+import NIOPosix
+import XCTest
+
+/// The DHT with real processes: nodes on loopback joined through one bootstrap node find
+/// each other and the providers of repositories by ID alone; restricted repositories are
+/// never provided; a peer sending garbage DHT traffic is scored while lookups go on.
+final class DHTTests: XCTestCase {
+    var h: Harness!
+    var clock = 1_700_000_000
+
+    override func setUpWithError() throws { h = try Harness() }
+    override func tearDown() { h.cleanup() }
+
+    /// Nodes in the network test (GUTS_DHT_NODES overrides; the issue asks for 30).
+    static var nodeCount: Int { ProcessInfo.processInfo.environment["GUTS_DHT_NODES"].flatMap { Int($0) } ?? 30 }
+
+    func guts(_ home: String, _ args: [String], timeout: Double = 60, file: StaticString = #filePath, line: UInt = #line) throws -> Harness.Result {
+        try h.run(["--home", h.home(home)] + args, timeout: timeout, file: file, line: line)
+    }
+
+    @discardableResult
+    func git(_ args: [String], in dir: String) throws -> String {
+        clock += 60
+        return try SyncGit.git(args, in: dir, date: clock).text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A bare repository `<home>/repos/<name>.git` with one commit; returns its head.
+    @discardableResult
+    func makeRepository(_ home: String, _ name: String) throws -> String {
+        let repo = h.home(home) + "/repos/" + name + ".git"
+        try FileManager.default.createDirectory(atPath: repo, withIntermediateDirectories: true)
+        try git(["init", "-q", "--bare", "."], in: repo)
+        let work = h.root.appendingPathComponent("work-\(home)-\(name.replacingOccurrences(of: "/", with: "-"))").path
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        try git(["init", "-q", "."], in: work)
+        try git(["remote", "add", "origin", repo], in: work)
+        try (name + "\n").write(toFile: work + "/file", atomically: true, encoding: .utf8)
+        try git(["add", "file"], in: work)
+        try git(["commit", "-q", "-m", name], in: work)
+        try git(["push", "-q", "origin", "HEAD:main"], in: work)
+        return try git(["rev-parse", "HEAD"], in: work)
+    }
+
+    func repoInit(_ home: String, _ name: String) throws -> String {
+        let r = try guts(home, ["repo", "init", name])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Runs `guts find` from a home without a node until it succeeds (the providers'
+    /// announcements travel after the nodes join), or fails after `timeout`.
+    func findEventually(_ key: String, boot: String, timeout: Double = 30, file: StaticString = #filePath, line: UInt = #line) throws -> Harness.Result {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last: Harness.Result?
+        while Date() < deadline {
+            let r = try guts("client", ["find", "--ephemeral", "--bootstrap", boot, key], file: file, line: line)
+            if r.status == 0 { return r }
+            last = r
+            usleep(200_000)
+        }
+        XCTFail("\(key) not found within \(timeout) s: \(last?.stderr ?? "")", file: file, line: line)
+        return try XCTUnwrap(last)
+    }
+
+    /// The bootstrap node and `n - 1` nodes joined through it; `n1` serves a public and a
+    /// restricted repository with identities.
+    func testNodesFindEachOtherAndSyncByIDAlone() throws {
+        let n = max(4, Self.nodeCount)
+        let started = Date()
+        var ids: [String] = []
+        for i in 0..<n { ids.append(try h.keygen("n\(i)")) }
+        _ = try h.keygen("client")
+        let head = try makeRepository("n1", "demo/app")
+        let rid = try repoInit("n1", "demo/app")
+        try makeRepository("n1", "demo/secret")
+        let secret = try repoInit("n1", "demo/secret")
+        try "\(ids[2])\n".write(toFile: h.home("n1") + "/repos/demo/secret.git/guts-allow", atomically: true, encoding: .utf8)
+
+        let (boot, bootLine) = try h.listen("n0", [])
+        var lines = [bootLine]
+        var nodes = [boot]
+        for i in 1..<n {
+            let (node, line) = try h.listen("n\(i)", ["--bootstrap", bootLine, "--announce-interval", "0.2"])
+            nodes.append(node)
+            lines.append(line)
+        }
+        let originAddress = String(lines[1].split(separator: "@")[1])
+
+        // Providers by repository ID, through the bootstrap peer (no node runs for "client").
+        let found = try findEventually(rid, boot: bootLine)
+        XCTAssertTrue(found.stdout.contains("\(ids[1])@\(originAddress)"), found.stdout)
+        let json = try guts("client", ["--json", "find", "--ephemeral", "--bootstrap", bootLine, rid])
+        XCTAssertEqual(json.status, 0, json.stderr)
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any], json.stdout)
+        XCTAssertEqual(object["kind"] as? String, "repository")
+        XCTAssertEqual(object["found"] as? Bool, true)
+        let providers = try XCTUnwrap(object["providers"] as? [[String: Any]])
+        XCTAssertEqual(providers.first?["peer_id"] as? String, ids[1], json.stdout)
+        XCTAssertEqual(providers.first?["addresses"] as? [String], [originAddress], json.stdout)
+
+        // The restricted repository is never provided (it was scanned with the public one).
+        let hidden = try guts("client", ["find", "--ephemeral", "--bootstrap", bootLine, secret])
+        XCTAssertEqual(hidden.status, 1, "restricted repository found: \(hidden.stdout) \(hidden.stderr)")
+        XCTAssertEqual(hidden.stdout, "")
+
+        // A sync by ID alone, without --peer.
+        let sync = try guts("client", ["sync", "--bootstrap", bootLine, rid])
+        XCTAssertEqual(sync.status, 0, sync.stderr)
+        XCTAssertEqual(try SyncGit.revParse(h.home("client") + "/repos/demo/app.git", "refs/heads/main"), head)
+
+        // A running node answers `find` for its CLI (through the control socket).
+        let last = n - 1
+        let viaNode = try guts("n\(last)", ["find", ids[1]])
+        XCTAssertEqual(viaNode.status, 0, viaNode.stderr)
+        XCTAssertEqual(viaNode.stdout.trimmingCharacters(in: .whitespacesAndNewlines), lines[1])
+
+        // `ping PEERID` and `dial PEERID` resolve the peer through the DHT.
+        let ping = try guts("client", ["ping", "--ephemeral", "-c", "1", "--bootstrap", bootLine, ids[last]])
+        XCTAssertEqual(ping.status, 0, ping.stderr)
+        XCTAssertTrue(ping.stdout.contains("pong from"), ping.stdout)
+        let dial = try guts("client", ["dial", "--ephemeral", "--bootstrap", bootLine, ids[2]])
+        XCTAssertEqual(dial.status, 0, dial.stderr)
+
+        // A name nothing pins here cannot be looked up: its own exit code.
+        let name = try guts("client", ["sync", "--bootstrap", bootLine, "demo/other"])
+        XCTAssertEqual(name.status, 11, name.stderr)
+        XCTAssertTrue(name.stderr.contains("give its repository ID"), name.stderr)
+        // A pinned name resolves to its ID (the mirror made above).
+        let pinned = try guts("client", ["sync", "--bootstrap", bootLine, "demo/app"])
+        XCTAssertEqual(pinned.status, 0, pinned.stderr)
+
+        // The routing table is saved at shutdown.
+        nodes[last].signal(SIGTERM)
+        XCTAssertEqual(nodes[last].wait(), 0)
+        let table = try String(contentsOfFile: h.home("n\(last)") + "/dht-routing", encoding: .utf8)
+        XCTAssertTrue(table.hasPrefix(RoutingTableText.header), table)
+        XCTAssertGreaterThan(table.split(separator: "\n").count, 1, table)
+        // Restarted without --bootstrap, the node rejoins through its saved contacts.
+        let (again, _) = try h.listen("n\(last)", [])
+        let deadline = Date().addingTimeInterval(20)
+        var rejoined: Harness.Result?
+        while Date() < deadline {
+            let r = try guts("n\(last)", ["find", rid])
+            if r.status == 0 { rejoined = r; break }
+            usleep(200_000)
+        }
+        XCTAssertTrue(rejoined?.stdout.contains("\(ids[1])@\(originAddress)") ?? false, "no provider found after the restart: \(again.stderr)")
+        print("DHT network of \(n) nodes: test took \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+    }
+
+    /// A peer that sends invalid records and floods requests is penalised (and answered
+    /// busy), while a legitimate client's lookups through the same node succeed.
+    func testGarbageDHTTrafficIsPenalisedAndLookupsGoOn() throws {
+        var ids: [String] = []
+        for i in 0..<4 { ids.append(try h.keygen("n\(i)")) }
+        _ = try h.keygen("client")
+        try makeRepository("n1", "demo/app")
+        let rid = try repoInit("n1", "demo/app")
+        let (boot, bootLine) = try h.listen("n0", [])
+        for i in 1..<4 { _ = try h.listen("n\(i)", ["--bootstrap", bootLine, "--announce-interval", "0.2"]) }
+        _ = try findEventually(rid, boot: bootLine)
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let attacker = Ed25519KeyPair.generate()
+        let attackerID = try PeerID(publicKey: attacker.publicKey).description
+        let config = SessionConfig(identity: attacker, noiseStatic: .generate(), capabilities: ["ping", DHTProtocol.capability],
+                                   agent: "attacker", protocols: MessageRegistry([DHTProtocol()]))
+        let link = try Dialer.dial(try Endpoint.parse(bootLine), config: config, group: group, connectTimeout: 5, source: "127.0.0.2").wait()
+        let target = try XCTUnwrap(NodeID(bytes: [UInt8](repeating: 7, count: 32)))
+        // A flood of requests: over the burst they are answered busy and scored.
+        for i in 0..<150 {
+            link.send(.app(DHTMessage.findNode(FindNode(requestID: UInt32(i + 1), target: target))))
+        }
+        boot.waitFor("the flood to be scored") { _, err in err.contains("rate-limit-overrun (dht: DHT requests over the rate limit)") }
+        var busy = false
+        for _ in 0..<400 {
+            guard let m = try? link.nextMessage(timeout: 2).wait() else { break }
+            if case let .error(e) = m, e.code == .busy, e.message.hasPrefix("retry-after=") { busy = true; break }
+        }
+        XCTAssertTrue(busy, "no busy answer to the flood")
+        var scores = try guts("n0", ["--json", "peers", "score", attackerID])
+        XCTAssertEqual(scores.status, 0, scores.stderr)
+        var entry = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(scores.stdout.utf8)) as? [String: Any], scores.stdout)
+        XCTAssertLessThan((entry["components"] as? [String: Double])?["rate-limit-overrun"] ?? 0, 0, scores.stdout)
+
+        // A provider record with a bad signature, from a second attacker (the first one's
+        // requests are over the rate, so its record would be dropped unread): a forgery,
+        // which bans at once.
+        let forger = Ed25519KeyPair.generate()
+        let forgerID = try PeerID(publicKey: forger.publicKey).description
+        var forgerConfig = config
+        forgerConfig.identity = forger
+        let forgerLink = try Dialer.dial(try Endpoint.parse(bootLine), config: forgerConfig, group: group, connectTimeout: 5, source: "127.0.0.3").wait()
+        let address = try XCTUnwrap(DHTAddress("127.0.0.3:9"))
+        let forged = ProviderRecord(repository: target, publisher: forger.publicKey, expires: UInt64(Date().timeIntervalSince1970) + 3600,
+                                    addresses: [address], signature: [UInt8](repeating: 0, count: 64))
+        forgerLink.send(.app(DHTMessage.addProvider(AddProvider(record: forged))))
+        boot.waitFor("the forged record to be penalised") { _, err in err.contains("protocol-violation (dht: invalid DHT record: bad signature)") }
+        boot.waitFor("the forger to be banned") { _, err in err.contains("score: banning \(String(forgerID.prefix(12)))") }
+        scores = try guts("n0", ["--json", "peers", "score", forgerID])
+        entry = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(scores.stdout.utf8)) as? [String: Any], scores.stdout)
+        XCTAssertEqual(entry["state"] as? String, "banned", scores.stdout)
+
+        // Legitimate lookups through the same node still succeed.
+        let again = try guts("client", ["find", "--ephemeral", "--bootstrap", bootLine, rid])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stdout.contains(ids[1]), again.stdout)
+        for l in [link, forgerLink] {
+            l.abort()
+            _ = try? l.closeFuture.wait()
+        }
+    }
+
+    /// `--no-dht`: the node does not list `dht`, and `guts find` through it falls back to
+    /// the bootstrap peers (none configured here: status 3).
+    func testNoDHTNodeTakesNoPart() throws {
+        let id = try h.keygen("plain")
+        let (node, line) = try h.listen("plain", ["--no-dht"])
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let config = SessionConfig(identity: Ed25519KeyPair.generate(), noiseStatic: .generate(), capabilities: ["ping"],
+                                   agent: "probe", protocols: .control)
+        let link = try Dialer.dial(try Endpoint.parse(line), config: config, group: group, connectTimeout: 5).wait()
+        XCTAssertFalse(link.peer?.capabilities.contains(DHTProtocol.capability) ?? true, "\(link.peer?.capabilities ?? [])")
+        link.close(.shutdown, "done")
+        _ = try? link.closeFuture.wait()
+        let find = try guts("plain", ["find", id])
+        XCTAssertEqual(find.status, 3, find.stderr)
+        XCTAssertTrue(find.stderr.contains("no bootstrap peer is configured"), find.stderr)
+        node.signal(SIGTERM)
+        XCTAssertEqual(node.wait(), 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: h.home("plain") + "/dht-routing"))
+    }
+}
