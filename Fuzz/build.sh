@@ -29,6 +29,7 @@ MODULES=(
   "GutsAddress Sources/GutsAddress"
   "GutsPolicy Sources/GutsPolicy"
   "GutsWire Sources/GutsWire"
+  "GutsDHT Sources/GutsDHT"
   "GutsGit Sources/GutsGit"
   "GutsTrust Sources/GutsTrust"
   "GutsGossip Sources/GutsGossip"

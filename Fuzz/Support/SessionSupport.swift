@@ -1,4 +1,5 @@
 // Session helpers shared by the wire and Noise harnesses.
+import GutsDHT
 import GutsCrypto
 import GutsGossip
 import GutsIdentity
@@ -8,7 +9,7 @@ import GutsSync
 import GutsWire
 
 /// Every message family a node decodes, as a node registers them.
-let fuzzRegistry = MessageRegistry([SyncProtocol(), AnnouncementProtocol(), GossipProtocol()])
+let fuzzRegistry = MessageRegistry([SyncProtocol(), AnnouncementProtocol(), GossipProtocol(), DHTProtocol()])
 
 /// Session settings with fixed keys (identity `fill`, Noise static `fill + 0x40`).
 func fuzzSessionConfig(_ fill: UInt8, network: String = "", expected: PeerID? = nil) -> SessionConfig {

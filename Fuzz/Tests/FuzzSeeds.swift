@@ -4,6 +4,7 @@ import GutsGit
 import GutsGossip
 import GutsNode
 import GutsNoise
+import GutsDHT
 import GutsSync
 import GutsTrust
 import GutsIdentity
@@ -40,6 +41,13 @@ enum FuzzSeeds {
                                 headID: oid(0xaa)),
                 RepositoryEntry(name: "bob", head: "", headID: nil),
             ], more: true)))),
+            ("dht-find-node", .app(DHTMessage.findNode(FindNode(requestID: 4, target: dhtID(0x31))))),
+            ("dht-nodes", .app(DHTMessage.nodes(Nodes(requestID: 4, contacts: dhtContacts)))),
+            ("dht-get-providers", .app(DHTMessage.getProviders(GetProviders(requestID: 5, repository: dhtID(0x11))))),
+            ("dht-providers", .app(DHTMessage.providers(Providers(requestID: 5, records: [dhtProvider], closer: dhtContacts)))),
+            ("dht-add-provider", .app(DHTMessage.addProvider(AddProvider(record: dhtProvider)))),
+            ("dht-get-peer", .app(DHTMessage.getPeer(GetPeer(requestID: 6, target: dhtID(0x32))))),
+            ("dht-peer-record", .app(DHTMessage.peerRecord(PeerRecordAnswer(requestID: 6, record: nil, closer: dhtContacts)))),
             ("refs-changed", .app(Announcement.refsChanged(RefsChanged(repository: "alice/project",
                                                                       refsHash: [UInt8](repeating: 0x5a, count: 32))))),
             ("new-repository", .app(Announcement.newRepository(NewRepository(repository: "bob/tools")))),
@@ -197,5 +205,25 @@ enum FuzzSeeds {
         let proposal = IdentityProposal(repository: rid, document: next, signatures: DocumentSignatures([pb: b.sign(next.signingMessage)]))
         return [("document", [0] + doc.serialized()), ("signatures", [1] + sigs.serialized()),
                 ("signed-refs", [2] + refs.serialized()), ("proposal", [3] + proposal.serialized())]
+    }
+
+    static func dhtID(_ fill: UInt8) -> NodeID {
+        guard let id = NodeID(bytes: [UInt8](repeating: fill, count: 32)) else { fuzzFail("node ID") }
+        return id
+    }
+
+    /// Two contacts, one IPv4 and one IPv6, with the harness keys.
+    static var dhtContacts: [DHTContact] {
+        guard let a4 = DHTAddress("192.0.2.1:9000"), let a6 = DHTAddress("[2001:db8::1]:9000"),
+              let c1 = DHTContact(publicKey: fuzzEd25519(5).publicKey, address: a4),
+              let c2 = DHTContact(publicKey: fuzzEd25519(6).publicKey, address: a6) else { fuzzFail("contacts") }
+        return [c1, c2]
+    }
+
+    /// A provider record with a signature of the right length (the codec does not verify it).
+    static var dhtProvider: ProviderRecord {
+        guard let a = DHTAddress("192.0.2.1:9000") else { fuzzFail("address") }
+        return ProviderRecord(repository: dhtID(0x11), publisher: fuzzEd25519(5).publicKey, expires: 1_800_000_000,
+                              addresses: [a], signature: [UInt8](repeating: 0x33, count: 64))
     }
 }
