@@ -1,6 +1,5 @@
 import GutsAddress
 import GutsDHT
-import GutsNode
 import GutsPolicy
 import GutsGit
 import GutsSupport
