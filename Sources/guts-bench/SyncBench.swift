@@ -250,7 +250,9 @@ enum SyncBench {
             let out = dir + "/\(tool.label)-\(phase).out"
             switch tool {
             case .guts:
-                argv = [guts, "--home", dir + "/guts-home", "--json", "sync", "--ephemeral", repoName, "--peer", peerLine]
+                // Exit 1 for "nothing new" only with --exit-code (guts-sync(1)).
+                argv = [guts, "--home", dir + "/guts-home", "--json", "sync", "--ephemeral"] + (phase == .noop ? ["--exit-code"] : [])
+                    + [repoName, "--peer", peerLine]
                 if phase == .noop { expected = 1 }
             case .git, .gitFsck:
                 let fsck = tool == .gitFsck ? ["-c", "transfer.fsckObjects=true"] : []
