@@ -172,6 +172,10 @@ public final class SyncServer: Sendable {
                 }
                 guard state == .active, !connection.isClosed else { return }
                 serveObjects(request, connection: connection)
+                // A long-lived node: the transfer's freed heap (object lists, walked
+                // trees, stream buffers, all released by now) goes back to the system
+                // instead of staying resident until the next one.
+                MemoryTrace.releaseFreeHeap()
             }
             return true
         default:
@@ -288,10 +292,6 @@ public final class SyncServer: Sendable {
             repo = r
         }
         let started = Instant.now()
-        // A long-lived node: the transfer's freed heap (object lists, walked trees,
-        // stream buffers) goes back to the system when it ends, instead of staying
-        // resident until the next one.
-        defer { MemoryTrace.releaseFreeHeap() }
         do {
             // Only ref tips may be asked for: nothing unreachable or hidden leaks out.
             let tips = Set(try repo.listRefs().filter { $0.symbolicTarget == nil }.map(\.id))
