@@ -69,7 +69,7 @@ let package = Package(
             "GutsAddress", "GutsSupport", "GutsControl", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsNode", "GutsSync", "GutsDHT",
             "GutsGossip", "GutsGit", "GutsTrust", nioCore, nioPosix,
         ]),
-        .executableTarget(name: "guts", dependencies: ["GutsCLI"]),
+        .executableTarget(name: "guts", dependencies: ["GutsCLI", "GutsSupport"]),
         .executableTarget(name: "guts-bench", dependencies: [
             "GutsAddress", "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsDHT", "GutsNode", nioCore, nioPosix, nioLocks,
         ]),

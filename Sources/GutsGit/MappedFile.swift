@@ -42,4 +42,45 @@ final class MappedFile: @unchecked Sendable {
     func adviseSequential() {
         if let base { _ = madvise(base, count, MADV_SEQUENTIAL) }
     }
+
+    // MARK: Resident pages
+
+    /// Pages of the file that were read through the mapping count towards the process's
+    /// resident memory until unmapped: a pass over a large pack would otherwise keep all
+    /// of it resident. Readers report the bytes they touch (`touched`); every
+    /// `releaseInterval` bytes the whole mapping's pages are released (MADV_DONTNEED),
+    /// so at most about that much of the file stays resident. The mapping is private,
+    /// read-only and never written, so a released page is simply read again (from the
+    /// page cache) on its next use: contents never change, for any thread.
+    private let residency = Mutex()
+    private var touchedSinceRelease = 0
+    /// Times the pages were released (for tests).
+    private(set) var releases = 0
+    /// Bytes touched between releases (nil: never released).
+    var releaseInterval: Int? = nil
+
+    /// Default for large files read once or at random: 2 MiB.
+    static let defaultReleaseInterval = 2 << 20
+
+    /// Notes that `bytes` of the mapping were read; releases resident pages when
+    /// `releaseInterval` is reached. Counted in whole pages, plus two for the pages a
+    /// read starts and ends in (a small read at random still makes a page resident, and
+    /// the entry header before it may be on the previous one). Safe from any thread.
+    func touched(_ bytes: Int) {
+        guard let interval = releaseInterval else { return }
+        let pages = (bytes >> 12) + 2
+        let release = residency.locked { () -> Bool in
+            touchedSinceRelease += pages << 12
+            guard touchedSinceRelease >= interval else { return false }
+            touchedSinceRelease = 0
+            releases += 1
+            return true
+        }
+        if release { releaseResidentPages() }
+    }
+
+    /// Releases every resident page of the mapping now (they are read again on use).
+    func releaseResidentPages() {
+        if let base { _ = madvise(base, count, MADV_DONTNEED) }
+    }
 }

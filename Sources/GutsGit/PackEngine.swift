@@ -47,6 +47,9 @@ final class DeltaResolver: @unchecked Sendable {
     let stopOnLimit: Bool
     /// Supplies REF_DELTA bases that are not in the pack (thin packs).
     let external: ((ObjectID) -> GitObject?)?
+    /// The mapping `pack` lies in, told about every entry read so that its pages are
+    /// released as the resolution goes (`MappedFile.touched`).
+    var map: MappedFile?
 
     /// Computed object name per entry (valid where state is .done).
     private(set) var ids: UnsafeMutableBufferPointer<ObjectID>
@@ -97,6 +100,16 @@ final class DeltaResolver: @unchecked Sendable {
         ids.deallocate()
         types.deallocate()
         states.deallocate()
+    }
+
+    /// Bytes of built bases and waiting children kept, for all threads together: an
+    /// eighth of the pack's size, at least 4 MiB, at most `limits.deltaBaseBudget`.
+    /// Beyond it bodies are dropped and rebuilt on demand (one delta application each,
+    /// from the base on top of the path, which is always kept). Measured on jq (22 MB
+    /// pack), keeping 64 MiB instead raised the indexer's peak by about 10 MB and
+    /// saved no measurable time.
+    var baseBudget: Int {
+        min(limits.deltaBaseBudget, max(4 << 20, pack.count / 8))
     }
 
     var failures: [(Int, GitError)] { workerFailures.flatMap { $0.items }.sorted { $0.0 < $1.0 } }
@@ -160,7 +173,7 @@ final class DeltaResolver: @unchecked Sendable {
             children[Int(fill[b])] = Int32(i)
             fill[b] += 1
         }
-        let keep = max(0, limits.deltaBaseBudget / max(1, threads))
+        let keep = max(0, baseBudget / max(1, threads))
         parallel(threads) { worker in
             if worker == threads - 1, let extra { extra() }
             let z = Inflater()
@@ -223,6 +236,7 @@ final class DeltaResolver: @unchecked Sendable {
         try budget.chargeInflate(e.header.size)
         let data = UnsafeRawBufferPointer(rebasing: pack[e.header.dataOffset..<e.end])
         let (bytes, used) = try z.inflateExactly(data, size: e.header.size)
+        map?.touched(used)
         if used != data.count {
             throw GitError(.corrupt, "\(data.count - used) stray bytes after the compressed data")
         }

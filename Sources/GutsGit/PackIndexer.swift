@@ -45,6 +45,9 @@ public enum PackIndexer {
         let pack = map.buffer
         let budget = budget ?? WorkBudget(limits: limits, inputBytes: pack.count)
         map.adviseSequential()
+        // Only offsets and CRCs are kept per entry; the pack's pages are released as
+        // they are read, so a large pack is never resident whole.
+        map.releaseInterval = MappedFile.defaultReleaseInterval
         guard pack.count >= 32 else { throw GitError(.corrupt, "pack too short (\(pack.count) bytes)") }
         guard pack[0] == 0x50, pack[1] == 0x41, pack[2] == 0x43, pack[3] == 0x4B else { throw GitError(.corrupt, "not a pack file") }
         let version = PackIndex.be32(pack, 4)
@@ -57,7 +60,7 @@ public enum PackIndexer {
         let end = pack.count - 20
 
         // The trailer checksum, hashed on a second thread while entries are scanned.
-        let checksumOK = ChecksumTask(pack: pack, end: end)
+        let checksumOK = ChecksumTask(pack: pack, end: end, map: map)
         var entries: [PackEntry] = []
         entries.reserveCapacity(declared)
         var crcs: [UInt32] = []
@@ -88,6 +91,7 @@ public enum PackIndexer {
                     let next = h.dataOffset + used
                     entries.append(PackEntry(offset: offset, end: next, header: h))
                     crcs.append(Zlib.crc32(UnsafeRawBufferPointer(rebasing: pack[offset..<next])))
+                    map.touched(next - offset)
                     offset = next
                 }
                 if offset != end {
@@ -99,6 +103,7 @@ public enum PackIndexer {
             }
         }
         if let scanError { throw scanError }
+        MemoryTrace.mark("index: scanned \(entries.count) entries")
         guard checksumOK.matches else { throw GitError(.hashMismatch, "pack trailer checksum does not match its content") }
 
         let store = baseStore
@@ -106,6 +111,7 @@ public enum PackIndexer {
                                      stopOnLimit: true, external: store.map { s in
             { id in (try? s.read(id)) ?? nil }
         })
+        resolver.map = map
         let workers = max(1, threads)
         let issues = (0..<workers).map { _ in IssueList() }
         resolver.run(threads: workers) { _, type, body, id, worker in
@@ -115,6 +121,7 @@ public enum PackIndexer {
         if let (i, e) = resolver.aborted ?? resolver.failures.first {
             throw e.prefixed("entry at \(entries[i].offset): ")
         }
+        MemoryTrace.mark("index: resolved")
         let allIssues = issues.flatMap { $0.items }
         if let (id, e) = allIssues.first(where: { $0.1.severity == .error }) {
             throw GitError(.invalidObject, "object \(id): \(e)")
@@ -149,6 +156,7 @@ public enum PackIndexer {
             while at < end {
                 let n = min(end - at, 1 << 20)
                 try out.write(UnsafeRawBufferPointer(rebasing: pack[at..<(at + n)]))
+                map.touched(n)
                 at += n
             }
             for (id, obj) in bases {
@@ -247,23 +255,27 @@ final class StreamingFile {
 final class ChecksumTask: @unchecked Sendable {
     let pack: UnsafeRawBufferPointer
     let end: Int
+    /// The mapping `pack` lies in, told what is read (so its pages are released).
+    let map: MappedFile?
     private(set) var matches = false
     private(set) var computed: [UInt8] = []
 
-    init(pack: UnsafeRawBufferPointer, end: Int) {
+    init(pack: UnsafeRawBufferPointer, end: Int, map: MappedFile? = nil) {
         self.pack = pack
         self.end = end
+        self.map = map
     }
 
-    /// Hashes in 8 MiB steps; gives up (leaving `matches` false) as soon as `stop`
+    /// Hashes in 1 MiB steps; gives up (leaving `matches` false) as soon as `stop`
     /// says the result is no longer wanted.
     func run(stop: () -> Bool = { false }) {
         var hasher = SHA1()
         var at = 0
         while at < end {
             if stop() { return }
-            let n = min(end - at, 8 << 20)
+            let n = min(end - at, 1 << 20)
             hasher.update(UnsafeRawBufferPointer(rebasing: pack[at..<(at + n)]))
+            map?.touched(n)
             at += n
         }
         computed = hasher.finalize()

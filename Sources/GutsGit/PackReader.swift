@@ -102,8 +102,12 @@ public final class PackReader: ObjectStore, @unchecked Sendable {
         self.limits = limits
         self.budget = budget
         pack = try MappedFile(path: packPath)
+        // Reads are random and a walk may touch most of a pack: its pages are released
+        // every few MiB read instead of accumulating (they stay in the page cache).
+        pack.releaseInterval = MappedFile.defaultReleaseInterval
         index = try PackIndex(file: try MappedFile(path: indexPath), limits: limits)
-        cache = BaseCache(budget: 32 << 20)
+        // Sized from the pack: an eighth of it, between 2 and 32 MiB.
+        cache = BaseCache(budget: min(32 << 20, max(2 << 20, pack.count / 8)))
         let b = pack.buffer
         guard b.count >= 32 else { throw GitError(.corrupt, "\(packPath): pack too short") }
         guard b[0] == 0x50, b[1] == 0x41, b[2] == 0x43, b[3] == 0x4B else { throw GitError(.corrupt, "\(packPath): not a pack file") }
@@ -175,7 +179,9 @@ public final class PackReader: ObjectStore, @unchecked Sendable {
                 let body: [UInt8]
                 do {
                     try budget?.chargeInflate(h.size)
-                    body = try z.inflateExactly(data, size: h.size).bytes
+                    let (bytes, used) = try z.inflateExactly(data, size: h.size)
+                    pack.touched(used)
+                    body = bytes
                 } catch let e as GitError {
                     throw e.prefixed("\(packPath) entry at \(cur): ")
                 }
@@ -215,7 +221,9 @@ public final class PackReader: ObjectStore, @unchecked Sendable {
             let delta: [UInt8]
             do {
                 try budget?.chargeInflate(h.size)
-                delta = try z.inflateExactly(data, size: h.size).bytes
+                let (bytes, used) = try z.inflateExactly(data, size: h.size)
+                pack.touched(used)
+                delta = bytes
             } catch let e as GitError {
                 throw e.prefixed("\(packPath) entry at \(chainOffsets[i]): ")
             }

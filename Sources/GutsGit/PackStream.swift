@@ -43,6 +43,8 @@ public final class PackStream {
     private var pendingStart = 0
     /// Stored compressed data still to copy; points into a mapping kept alive by `sources`.
     private var raw: UnsafeRawBufferPointer?
+    /// The mapping `raw` lies in, told what is copied (so its pages are released).
+    private var rawSource: MappedFile?
     private var trailerWritten = false
     /// Packs used so far, kept alive while their mapped bytes may be referenced.
     private var sources: [ObjectIdentifier: (PackReader, PackLayout)] = [:]
@@ -104,6 +106,7 @@ public final class PackStream {
                 let n = min(r.count, maxBytes - (pending.count - pendingStart))
                 pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: r[r.startIndex..<(r.startIndex + n)]))
                 raw = UnsafeRawBufferPointer(rebasing: r[(r.startIndex + n)...])
+                rawSource?.touched(n)
                 continue
             }
             raw = nil
@@ -236,7 +239,7 @@ public final class PackStream {
         }
         offsets[p] = queued
         queue(header)
-        queueRaw(entry.data)
+        queueRaw(entry.data, from: reader.pack)
     }
 
     private func queue(_ bytes: [UInt8]) {
@@ -244,8 +247,9 @@ public final class PackStream {
         queued += bytes.count
     }
 
-    private func queueRaw(_ bytes: UnsafeRawBufferPointer) {
+    private func queueRaw(_ bytes: UnsafeRawBufferPointer, from source: MappedFile) {
         raw = bytes
+        rawSource = source
         queued += bytes.count
     }
 

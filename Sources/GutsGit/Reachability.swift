@@ -123,9 +123,12 @@ public struct ObjectWalk: Sendable {
                 }
                 switch obj.type {
                 case .commit:
+                    // Its tree is excluded only if the commit turns out to be on the
+                    // boundary (step 2), as git's edge marking does: walking the trees of
+                    // every have (a mirror has one per ref) cost time and memory in
+                    // proportion to the whole history, for every incremental fetch.
                     excluded.remove(id)  // the walk marks it
-                    let (tree, _) = try commitLinks(obj, id)
-                    excludedTreeRoots.append(tree)
+                    _ = try commitLinks(obj, id)
                     walk.push(id, date: Self.commitDate(obj), interesting: false)
                 case .tree: excludedTreeRoots.append(id)
                 default: break

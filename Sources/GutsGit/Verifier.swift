@@ -299,7 +299,8 @@ public final class Verifier: @unchecked Sendable {
         }
         let declared = Int(PackIndex.be32(pack, 8))
         let end = pack.count - 20
-        let checksum = ChecksumTask(pack: pack, end: end)
+        packMap.releaseInterval = MappedFile.defaultReleaseInterval
+        let checksum = ChecksumTask(pack: pack, end: end, map: packMap)
         let budget = WorkBudget(limits: options.limits, inputBytes: pack.count)
 
         var index: PackIndex?
@@ -385,6 +386,7 @@ public final class Verifier: @unchecked Sendable {
                     try budget.chargeInflate(h.size)
                     let used = try scratch.withUnsafeMutableBytes { try z.skip(data, expectedSize: h.size, scratch: $0) }
                     entries.append(PackEntry(offset: offset, end: h.dataOffset + used, header: h))
+                    packMap.touched(h.dataOffset + used - offset)
                     entryIdxPos.append(-1)
                     offset = h.dataOffset + used
                 } catch let e as GitError {
@@ -397,6 +399,7 @@ public final class Verifier: @unchecked Sendable {
         summary.packedObjects += entries.count
         progressTotal += entries.count
         let resolver = DeltaResolver(pack: pack, entries: entries, limits: options.limits, name: packName, budget: budget)
+        resolver.map = packMap
         if let index {
             var names: [ObjectID: Int] = [:]
             for (k, pos) in entryIdxPos.enumerated() where pos >= 0 { names[index.id(at: Int(pos))] = k }
@@ -416,6 +419,7 @@ public final class Verifier: @unchecked Sendable {
                 for k in 0..<entries.count {
                     let e = entries[k]
                     if Zlib.crc32(UnsafeRawBufferPointer(rebasing: pack[e.offset..<e.end])) != crcExpected[k] { crcBad.append(k) }
+                    packMap.touched(e.end - e.offset)
                 }
             }
         }) { [self] k, type, body, id, worker in

@@ -331,6 +331,7 @@ public enum SyncClient {
             let received = try receivePack(plan: plan, name: name, connection: connection, quarantine: quarantine,
                                            options: options, started: started)
             report.bytesReceived = received.bytes
+            MemoryTrace.mark("sync: received")
             options.progress?(SyncProgress(phase: .indexing, bytes: received.bytes, objects: received.objects,
                                            seconds: Instant.now().seconds(since: started)))
             // The work the pack may cost follows from the bytes that arrived; the
@@ -347,12 +348,14 @@ public enum SyncClient {
             } catch {
                 throw failure(rejecting: error, "received pack rejected", options: options)
             }
+            MemoryTrace.mark("sync: indexed")
             options.progress?(SyncProgress(phase: .checking, bytes: received.bytes, objects: indexed.objects.count,
                                            seconds: Instant.now().seconds(since: started)))
             try check(indexed, plan: plan, repo: repo, limits: options.limits, budget: budget, options: options)
             if let late = deadlineFailure(budget.deadline, options.deadline, at: Instant.now(), doing: "checking the received objects") {
                 throw late
             }
+            MemoryTrace.mark("sync: checked")
             report.objectsReceived = indexed.objects.count - indexed.appendedBases
             do {
                 try repo.installPack(packPath: indexed.packPath, indexPath: indexed.indexPath)

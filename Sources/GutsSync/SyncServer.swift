@@ -172,6 +172,10 @@ public final class SyncServer: Sendable {
                 }
                 guard state == .active, !connection.isClosed else { return }
                 serveObjects(request, connection: connection)
+                // A long-lived node: the transfer's freed heap (object lists, walked
+                // trees, stream buffers, all released by now) goes back to the system
+                // instead of staying resident until the next one.
+                MemoryTrace.releaseFreeHeap()
             }
             return true
         default:
@@ -300,6 +304,7 @@ public final class SyncServer: Sendable {
             }
             let haves = request.haves.compactMap { ObjectID(bytes: $0.bytes) }.filter { repo.contains($0) }
             let walk = try ObjectWalk(store: repo).objects(reachableFrom: wants, excluding: haves)
+            MemoryTrace.mark("serve: walked \(walk.objects.count) objects")
             let offsetDeltas = connection.peer?.capabilities.contains(SyncClient.offsetDeltaCapability) ?? false
             // Thin packs too, only to peers that announce ofs-delta (they consolidate
             // the bases appended to complete them away); others get what they always did.
@@ -312,6 +317,7 @@ public final class SyncServer: Sendable {
             }
             inflight.append(connection.send(.sync(.objects(Objects(requestID: id, final: true, data: [])))))
             for f in inflight { try awaitWrite(f, connection) }
+            MemoryTrace.mark("serve: streamed")
             let peer = connection.peer.map { $0.peerID.short } ?? connection.remoteAddress
             log("served '\(name)' to \(peer): \(walk.objects.count) objects, \(stream.bytesProduced) bytes (\(stream.reusedObjects) reused, \(stream.reusedDeltas) deltas, \(stream.offsetDeltaCount) as OFS_DELTA, \(stream.thinDeltaCount) thin) in \(Int(Instant.now().seconds(since: started) * 1000)) ms")
         } catch let e as TransportError {
