@@ -26,9 +26,10 @@ let package = Package(
         // System libraries: libsodium for all cryptography, zlib for git objects.
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CMalloc"),
 
         // Small shared helpers with no I/O policy: hex, base32, atomic files, clocks.
-        .target(name: "GutsSupport"),
+        .target(name: "GutsSupport", dependencies: ["CMalloc"]),
         // libsodium wrappers: X25519, Ed25519, ChaCha20-Poly1305 IETF, BLAKE2b, randomness.
         .target(name: "GutsCrypto", dependencies: ["CSodium"]),
         // Noise_XX_25519_ChaChaPoly_BLAKE2b as a pure state machine.

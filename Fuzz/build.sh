@@ -18,7 +18,7 @@ OPT=${FUZZ_OPT:--O}
 mkdir -p "$OUT/modules" "$OUT/obj" "$OUT/bin"
 
 FLAGS=(-swift-version 6 -parse-as-library -sanitize=fuzzer,address "$OPT" -g -enable-testing
-       -I "$OUT/modules" -I Sources/CSodium -I Sources/CZlib)
+       -I "$OUT/modules" -I Sources/CSodium -I Sources/CZlib -I Sources/CMalloc)
 
 # module name, then its sources (a directory means every .swift file in it).
 MODULES=(

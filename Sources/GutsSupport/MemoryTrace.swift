@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import CMalloc
 import Glibc
 #endif
 
@@ -7,12 +8,12 @@ import Glibc
 /// /proc/self/status) to stderr with a label, so the phase that holds memory can be
 /// found without a heap profiler. Costs one getenv per call otherwise.
 public enum MemoryTrace {
-    /// Returns the heap's free memory to the system (glibc's malloc_trim, which the
-    /// Glibc module does not export): for long-lived processes after a large piece of
+    /// Returns the heap's free memory to the system (glibc's malloc_trim, through the
+    /// CMalloc shim: the Glibc module does not export it): for long-lived processes after a large piece of
     /// work, so what it freed does not stay resident.
     public static func releaseFreeHeap() {
         #if canImport(Glibc)
-        _ = gutsMallocTrim(0)
+        _ = malloc_trim(0)
         #endif
     }
 
@@ -24,7 +25,7 @@ public enum MemoryTrace {
     /// little. Called once at start-up, before any threads.
     public static func configureAllocator() {
         #if canImport(Glibc)
-        _ = gutsMallopt(-3, 256 << 10)  // M_MMAP_THRESHOLD
+        _ = mallopt(M_MMAP_THRESHOLD, 256 << 10)
         #endif
     }
 
@@ -49,13 +50,3 @@ public enum MemoryTrace {
         _ = text.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
     }
 }
-
-#if canImport(Glibc)
-@_silgen_name("malloc_trim")
-private func gutsMallocTrim(_ pad: Int) -> Int32
-#endif
-
-#if canImport(Glibc)
-@_silgen_name("mallopt")
-private func gutsMallopt(_ parameter: Int32, _ value: Int32) -> Int32
-#endif
