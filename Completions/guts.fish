@@ -46,9 +46,8 @@ function __guts_words_are
     test "$w" = "$argv"
 end
 
-# OWNER/NAME (and NAME) of the repositories in <home>/repos, <home> being --home,
-# $GUTS_HOME or ~/.guts.
-function __guts_repositories
+# The state directory: --home DIR on the command line, else $GUTS_HOME, else ~/.guts.
+function __guts_home
     set -l tokens (commandline -opc)
     set -l home
     for i in (seq (count $tokens))
@@ -61,6 +60,13 @@ function __guts_repositories
     end
     test -n "$home"; or set home $GUTS_HOME
     test -n "$home"; or set home ~/.guts
+    echo $home
+end
+
+# OWNER/NAME (and NAME) of the repositories in <home>/repos, <home> being --home,
+# $GUTS_HOME or ~/.guts.
+function __guts_repositories
+    set -l home (__guts_home)
     for r in $home/repos/*/*.git $home/repos/*.git
         test -d $r; and string replace -r '\.git$' '' (string replace -- "$home/repos/" '' $r)
     end
@@ -68,35 +74,13 @@ end
 
 # Peer IDs and banned addresses in <home>/peers (guts-peers(5)).
 function __guts_book_targets
-    set -l tokens (commandline -opc)
-    set -l home
-    for i in (seq (count $tokens))
-        switch $tokens[$i]
-            case --home
-                set home $tokens[(math $i + 1)]
-            case '--home=*'
-                set home (string replace -- --home= '' $tokens[$i])
-        end
-    end
-    test -n "$home"; or set home $GUTS_HOME
-    test -n "$home"; or set home ~/.guts
+    set -l home (__guts_home)
     test -r $home/peers; and awk '$1 == "peer" || $1 == "ban" { print $2 }' $home/peers 2>/dev/null
 end
 
 # Aliases in <home>/config and addresses in <home>/known_peers (guts-known-peers(5)).
 function __guts_known_peers
-    set -l tokens (commandline -opc)
-    set -l home
-    for i in (seq (count $tokens))
-        switch $tokens[$i]
-            case --home
-                set home $tokens[(math $i + 1)]
-            case '--home=*'
-                set home (string replace -- --home= '' $tokens[$i])
-        end
-    end
-    test -n "$home"; or set home $GUTS_HOME
-    test -n "$home"; or set home ~/.guts
+    set -l home (__guts_home)
     test -r $home/config; and sed -n 's/^[[:space:]]*alias\.\([A-Za-z][A-Za-z0-9_-]*\)[[:space:]]*=.*/\1/p' $home/config 2>/dev/null
     test -r $home/known_peers; and awk '$1 !~ /^#/ && NF >= 2 { print $1 }' $home/known_peers 2>/dev/null
 end
