@@ -20,6 +20,11 @@ final class GossipTests: XCTestCase {
         var nodes: [(Harness.Running, String)] = []
         for i in 0..<count {
             _ = try h.keygen("n\(i)")
+            // Every node of the test network dials from 127.0.0.1, one address group that on
+            // a real network would be `count` groups: without this, a node's per-group
+            // handshake cap (8 pending, 10 a second) may evict a subscriber's handshake while
+            // the others dial it (seen under load). DefenceTests exercise those caps.
+            try "handshake-rate = 0\nmax-pending-per-address = 64\n".write(toFile: h.home("n\(i)") + "/config", atomically: true, encoding: .utf8)
             let boot = links(i).flatMap { ["--bootstrap", nodes[$0].1] }
             nodes.append(try h.listen("n\(i)", ["--topic", topic] + boot))
         }
