@@ -81,6 +81,8 @@ public final class DHTService: Sendable {
         var pinging: Set<NodeID> = []
         /// Peers being dialed back (their inbound session carries the traffic).
         var dialBacks: Set<NodeID> = []
+        /// Peers dialed back after a PutPeer on their session (once per session).
+        var redialed: Set<NodeID> = []
         /// Dial-back probes: GetPeer request IDs sent to inbound peers, by peer.
         var probes: [UInt32: NodeID] = [:]
         var nextProbe: UInt32 = 0x8000_0000
@@ -138,10 +140,13 @@ public final class DHTService: Sendable {
     // MARK: Lifecycle
 
     /// Sets the advertised addresses, dials saved contacts (`saved`, from
-    /// `RoutingTableText`), and starts the idle sweep and the periodic save.
-    public func start(addresses: [DHTAddress], saved: [RoutingTableText.Saved]) {
+    /// `RoutingTableText`), and starts the idle sweep and the periodic save. With no
+    /// addresses and a `learnPort`, the node adopts the IP address peers observe it at
+    /// (with that port) once enough of them agree (`DHTEngine.learnAddresses`).
+    public func start(addresses: [DHTAddress], learnPort: UInt16? = nil, saved: [RoutingTableText.Saved]) {
         loop.execute { [self] in
             let now = Self.now()
+            if addresses.isEmpty { state.value.engine.learnAddresses(port: learnPort) }
             perform(state.value.engine.setAddresses(addresses, now: now))
             let ordered = saved.sorted { $0.knownFor > $1.knownFor }.prefix(limits.maxSavedDials)
             for s in ordered where s.contact.id != localID {
@@ -199,6 +204,8 @@ public final class DHTService: Sendable {
         let dialed = state.value.dialing[id] != nil || state.value.pinging.contains(id)
         state.value.sessions[id] = Session(link: link, contact: contact, lastUsed: .now(), dialed: dialed && !link.inbound)
         if dialed && !link.inbound { trimDialedSessions() }
+        // Tells the peer the address its session comes from (it may learn its own address).
+        if Self.listsDHT(link) { link.send(.app(DHTMessage.observedAddress(ObservedAddress(address: address)))) }
         if !link.inbound, Self.listsDHT(link) {
             // This node dialed the address: it is verified.
             verified(contact)
@@ -224,6 +231,7 @@ public final class DHTService: Sendable {
         onLoop { [self] in
             guard let id = Self.nodeID(link), let s = state.value.sessions[id], s.link === link else { return }
             state.value.sessions[id] = nil
+            state.value.redialed.remove(id)
             if state.value.outstanding.removeValue(forKey: id) != nil {
                 perform(state.value.engine.unreachable(id, now: Self.now()))
             }
@@ -284,7 +292,41 @@ public final class DHTService: Sendable {
         if message.kind.isAnswer, let n = state.value.outstanding[id] {
             state.value.outstanding[id] = n > 1 ? n - 1 : nil
         }
+        switch message {
+        case .observedAddress:
+            // Only DHT nodes vote on this node's address (not one-shot clients).
+            guard Self.listsDHT(link) else { return }
+            let before = state.value.engine.addresses
+            perform(state.value.engine.receive(message, from: from, now: Self.now()), via: link)
+            if state.value.engine.addresses != before { adopted() }
+            return
+        case let .putPeer(m) where link.inbound && Self.listsDHT(link) && m.record.publisherID == id
+            && !state.value.engine.table.contains(id) && !state.value.dialBacks.contains(id)
+            && state.value.redialed.insert(id).inserted:
+            // A client that connected here announces a record (it has learned an address
+            // since its session began): dial it back now, once per session.
+            if state.value.redialed.count > 1024, let any = state.value.redialed.first(where: { $0 != id }) {
+                state.value.redialed.remove(any)
+            }
+            dialBack(m.record, peer: from, link: link)
+        default:
+            break
+        }
         perform(state.value.engine.receive(message, from: from, now: Self.now()), via: link, request: message.requestID)
+    }
+
+    /// The engine adopted an address peers observe: peers connected now hear of the new
+    /// peer record at once (PutPeer on their sessions), so those this node is a client of
+    /// dial it back (guts-protocol(7), DHT, Observed addresses).
+    private func adopted() {
+        let now = Self.now()
+        let list = state.value.engine.addresses
+        hooks.log.info("dht: peers in \(AddressVotes.defaultQuorum) or more prefixes see this node at the same address: advertising \(list.map(\.description).joined(separator: ", "))")
+        guard let record = state.value.engine.currentPeerRecord(now: now) else { return }
+        for (_, s) in state.value.sessions.sorted(by: { $0.key < $1.key })
+        where !s.link.isClosed && Self.listsDHT(s.link) && ScopeRule.allows(record.addresses, peerScope: s.contact.address.scope) {
+            s.link.send(.app(DHTMessage.putPeer(PutPeer(record: record))))
+        }
     }
 
     /// Checks a peer's own record and dials it back at an address on the IP it connected

@@ -290,12 +290,14 @@ public final class Node: Sendable {
                 }
             }
         }
+        var learnPort: UInt16?
         if addresses.isEmpty {
-            log.info("dht: no address to advertise (listening on an unspecified address without --announce-address): taking part as a client only")
+            learnPort = bound.port.flatMap { UInt16(exactly: $0) }
+            log.info("dht: no address to advertise (listening on an unspecified address without --announce-address): a client only until peers in \(AddressVotes.defaultQuorum) prefixes agree on the address they see this node at")
         } else {
             log.debug("dht: advertising \(addresses.map(\.description).joined(separator: ", "))")
         }
-        dht.start(addresses: addresses, saved: saved)
+        dht.start(addresses: addresses, learnPort: learnPort, saved: saved)
     }
 
     static func saveRoutingTable(_ dir: String, _ text: String, log: NodeLog) {

@@ -239,4 +239,37 @@ final class DHTTests: XCTestCase {
         XCTAssertEqual(node.wait(), 0)
         XCTAssertFalse(FileManager.default.fileExists(atPath: h.home("plain") + "/dht-routing"))
     }
+
+    /// A node listening on an unspecified address without --announce-address starts as a
+    /// client only; once three peers (on loopback, each peer is its own prefix) report the
+    /// address its sessions come from, it advertises that IP address with its listening port,
+    /// the peers dial it back, and it can be found by peer ID through them.
+    func testUnannouncedNodeLearnsItsAddressFromThreePeers() throws {
+        var lines: [String] = []
+        var nodes: [Harness.Running] = []
+        for i in 0..<3 {
+            _ = try h.keygen("p\(i)")
+            let (node, line) = try h.listen("p\(i)", [])
+            nodes.append(node)
+            lines.append(line)
+        }
+        let id = try h.keygen("wild")
+        let wild = try h.start(["--home", h.home("wild"), "listen", "--listen", "0.0.0.0:0"] + lines.flatMap { ["--bootstrap", $0] })
+        defer { wild.signal(SIGTERM) }
+        XCTAssertTrue(wild.waitFor("listen to print its address") { out, _ in out.contains("\n") }, wild.stderr)
+        let port = try XCTUnwrap(wild.stdout.split(separator: "\n").first?.split(separator: ":").last.map(String.init), wild.stdout)
+        let learned = "127.0.0.1:\(port)"
+        XCTAssertTrue(wild.waitFor("the address to be adopted", timeout: 20) { _, err in err.contains("advertising \(learned)") },
+                      wild.stderr)
+        // A peer it was a client of dialed it back and finds it by peer ID.
+        let deadline = Date().addingTimeInterval(20)
+        var last: Harness.Result?
+        while Date() < deadline {
+            let r = try guts("p0", ["find", id])
+            last = r
+            if r.status == 0 { break }
+            usleep(200_000)
+        }
+        XCTAssertEqual(last?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "\(id)@\(learned)", last?.stderr ?? "")
+    }
 }
