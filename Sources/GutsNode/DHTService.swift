@@ -81,6 +81,10 @@ public final class DHTService: Sendable {
         var pinging: Set<NodeID> = []
         /// Peers being dialed back (their inbound session carries the traffic).
         var dialBacks: Set<NodeID> = []
+        /// Every open session per peer (at most a few: the host caps sessions per peer); when
+        /// the one in `sessions` closes, another takes its place (two nodes that dialed each
+        /// other keep one session of the two, guts-protocol(7), SESSION).
+        var links: [NodeID: [any PeerLink]] = [:]
         /// Peers dialed back after a PutPeer on their session (once per session).
         var redialed: Set<NodeID> = []
         /// Dial-back probes: GetPeer request IDs sent to inbound peers, by peer.
@@ -203,6 +207,9 @@ public final class DHTService: Sendable {
         guard id != localID, !(state.value.sessions[id].map { $0.link === link } ?? false) else { return }
         let dialed = state.value.dialing[id] != nil || state.value.pinging.contains(id)
         state.value.sessions[id] = Session(link: link, contact: contact, lastUsed: .now(), dialed: dialed && !link.inbound)
+        var all = (state.value.links[id] ?? []).filter { !$0.isClosed && $0 !== link }
+        all.append(link)
+        state.value.links[id] = Array(all.suffix(4))
         if dialed && !link.inbound { trimDialedSessions() }
         // Tells the peer the address its session comes from (it may learn its own address).
         if Self.listsDHT(link) { link.send(.app(DHTMessage.observedAddress(ObservedAddress(address: address)))) }
@@ -229,7 +236,20 @@ public final class DHTService: Sendable {
     /// A session ended.
     public func disconnected(_ link: any PeerLink) {
         onLoop { [self] in
-            guard let id = Self.nodeID(link), let s = state.value.sessions[id], s.link === link else { return }
+            guard let id = Self.nodeID(link) else { return }
+            let rest = (state.value.links[id] ?? []).filter { !$0.isClosed && $0 !== link }
+            state.value.links[id] = rest.isEmpty ? nil : rest
+            guard let s = state.value.sessions[id], s.link === link else { return }
+            if let next = rest.last, let address = DHTAddress(next.remoteAddress),
+               let contact = DHTContact(publicKey: s.contact.publicKey, address: address) {
+                // Another session with the peer is still open: traffic moves to it; requests
+                // sent on the closed one fail now, without counting against the peer.
+                state.value.sessions[id] = Session(link: next, contact: contact, lastUsed: s.lastUsed, dialed: false)
+                if state.value.outstanding.removeValue(forKey: id) != nil {
+                    perform(state.value.engine.busy(id, now: Self.now()))
+                }
+                return
+            }
             state.value.sessions[id] = nil
             state.value.redialed.remove(id)
             if state.value.outstanding.removeValue(forKey: id) != nil {
