@@ -431,6 +431,28 @@ public final class DHTService: Sendable {
         }
     }
 
+    /// Addresses this node knows for peers without a lookup: a routing-table contact's, a
+    /// stored peer record's, or the address of a session this node dialed. Peers it knows
+    /// none of are left out.
+    public func knownAddresses(_ ids: [NodeID]) -> EventLoopFuture<[NodeID: [DHTAddress]]> {
+        loop.submit { [self] in
+            let unix = Self.now().unixSeconds
+            var out: [NodeID: [DHTAddress]] = [:]
+            for id in ids {
+                var list: [DHTAddress] = []
+                if let e = state.value.engine.table.entry(id) { list.append(e.contact.address) }
+                if let r = state.value.engine.storedPeerRecord(of: id, unixNow: unix) { list += r.addresses }
+                for link in state.value.links[id] ?? [] where !link.inbound && !link.isClosed {
+                    if let a = DHTAddress(link.remoteAddress) { list.append(a) }
+                }
+                var seen = Set<DHTAddress>()
+                list = list.filter { seen.insert($0).inserted }
+                if !list.isEmpty { out[id] = Array(list.prefix(DHTLimits.maxAddresses)) }
+            }
+            return out
+        }
+    }
+
     /// Provider records this node holds itself for a repository.
     public func localProviders(_ repo: NodeID) -> EventLoopFuture<[ProviderRecord]> {
         loop.submit { [self] in state.value.engine.storedProviders(of: repo, unixNow: Self.now().unixSeconds) }

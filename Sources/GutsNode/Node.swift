@@ -152,6 +152,8 @@ public final class Node: Sendable {
     private let chores = NIOLockedValueBox<[RepeatedTask]>([])
     /// The DHT (nil with `dht` off).
     public let dht: DHTService?
+    /// Repositories announced through gossip, by announcer (a second source of providers).
+    let seenProviders = NIOLockedValueBox(SeenProviders())
     /// The node, for the DHT's hooks (cleared at stop, so no cycle outlives the node).
     private let selfRef = NIOLockedValueBox<Node?>(nil)
     static let routingTableFile = "dht-routing"
@@ -546,13 +548,25 @@ public final class Node: Sendable {
         apply(.message(link, message))
     }
 
-    /// An announcement was delivered by gossip (on the gossip loop).
+    /// An announcement was delivered by gossip (on the gossip loop): its origin is recorded
+    /// as a provider of the repository (SignedRefs names it by ID), and mirrors follow it.
     private func delivered(_ message: Gossip) {
-        guard message.topic == Topic.commits, !options.mirrors.isEmpty,
-              let announcement = Announcement.decode(message.data),
-              let origin = try? PeerID(publicKey: message.origin) else { return }
+        guard message.topic == Topic.commits, let announcement = Announcement.decode(message.data),
+              let origin = try? PeerID(publicKey: message.origin), origin != peerID else { return }
+        if case let .signedRefs(s) = announcement {
+            seenProviders.withLockedValue { $0.record(s.repository, origin: origin, now: .now()) }
+        }
+        guard !options.mirrors.isEmpty else { return }
         loop.execute { self.apply(.announced(announcement, origin: origin)) }
     }
+
+    /// Announcers of a repository seen through gossip, most recent first.
+    func announcers(of repository: RepositoryID) -> [SeenProviders.Provider] {
+        seenProviders.withLockedValue { $0.providers(of: repository, now: .now()) }
+    }
+
+    /// The node's standing of a peer (higher is better), for ordering providers.
+    func score(_ peer: PeerID) -> Double { reputation.score(peer) }
 
     // MARK: - Blocking work (executor threads only)
 

@@ -272,4 +272,55 @@ final class DHTTests: XCTestCase {
         }
         XCTAssertEqual(last?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "\(id)@\(learned)", last?.stderr ?? "")
     }
+
+    /// A repository announced through gossip by a node outside the DHT (--no-dht) is found
+    /// through a node that saw the announcement, and `guts sync REPO-ID` through that node
+    /// syncs it without --peer. A bare name nothing pins prints the identities peers serve
+    /// under it (text and JSON), pins nothing, and exits 11.
+    func testAnnouncersAreProvidersAndBareNamesListIdentities() throws {
+        let originID = try h.keygen("o")
+        _ = try h.keygen("n")
+        _ = try h.keygen("client")
+        try makeRepository("o", "demo/app")
+        let rid = try repoInit("o", "demo/app")
+        let (origin, originLine) = try h.listen("o", ["--no-dht", "--announce-interval", "0.2"])
+        let (node, _) = try h.listen("n", ["--bootstrap", originLine])
+        XCTAssertTrue(node.waitFor("the bootstrap session") { _, err in err.contains("(bootstrap") }, node.stderr)
+        // A push: the origin signs it and announces SignedRefs by gossip.
+        let work = h.root.appendingPathComponent("work-o-demo-app").path
+        try "v2\n".write(toFile: work + "/file", atomically: true, encoding: .utf8)
+        try git(["commit", "-q", "-am", "second"], in: work)
+        try git(["push", "-q", "origin", "HEAD:main"], in: work)
+        let head = try git(["rev-parse", "HEAD"], in: work)
+        XCTAssertTrue(origin.waitFor("the push to be signed", timeout: 20) { _, err in err.contains("signed demo/app: sequence 2") }, origin.stderr)
+        let deadline = Date().addingTimeInterval(20)
+        var found: Harness.Result?
+        while Date() < deadline {
+            let r = try guts("n", ["find", rid])
+            found = r
+            if r.status == 0 { break }
+            usleep(100_000)
+        }
+        XCTAssertEqual(found?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), originLine, found?.stderr ?? "")
+        let sync = try guts("n", ["sync", rid])
+        XCTAssertEqual(sync.status, 0, sync.stderr)
+        XCTAssertEqual(try SyncGit.revParse(h.home("n") + "/repos/demo/app.git", "refs/heads/main"), head)
+
+        // A bare name: the identities under it, from the bootstrap peer; nothing pinned.
+        let name = try guts("client", ["sync", "--ephemeral", "--bootstrap", originLine, "demo/app"])
+        XCTAssertEqual(name.status, 11, name.stderr)
+        XCTAssertEqual(name.stdout, "\(rid)\t\(originLine)\n", name.stderr)
+        XCTAssertTrue(name.stderr.contains("1 identity found under that name"), name.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: h.home("client") + "/repos/demo/app.git"))
+        let json = try guts("client", ["--json", "sync", "--ephemeral", "--bootstrap", originLine, "demo/app"])
+        XCTAssertEqual(json.status, 11, json.stderr)
+        // One object per offer, then the error object (as every command under --json).
+        let first = String(json.stdout.split(separator: "\n").first ?? "")
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any], json.stdout)
+        XCTAssertEqual(object["id"] as? String, rid)
+        XCTAssertEqual(object["peer"] as? String, originLine)
+        XCTAssertEqual(object["name"] as? String, "demo/app")
+        XCTAssertTrue(json.stdout.contains("\"kind\":\"unresolved\""), json.stdout)
+        XCTAssertTrue(originLine.hasPrefix(originID), originLine)
+    }
 }
