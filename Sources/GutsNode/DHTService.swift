@@ -617,6 +617,24 @@ extension DHTService {
         return nil
     }
 
+    /// A repository's providers from the DHT merged with `announcers` (nodes whose gossip
+    /// announcements of it were seen): those the DHT named are not repeated, then all are
+    /// ordered by `score`, best first (equal scores keep their order: DHT providers first).
+    public static func merge(_ found: FindResult, announcers: [FoundProvider], score: (PeerID) -> Double) -> FindResult {
+        var result = found
+        let named = Set(found.providers.map(\.peerID))
+        var added = Set<String>()
+        for a in announcers where !named.contains(a.peerID) && !a.addresses.isEmpty && added.insert(a.peerID).inserted {
+            result.providers.append(a)
+        }
+        let scores = result.providers.map { p in PeerID(p.peerID).map(score) ?? 0 }
+        result.providers = result.providers.enumerated().sorted { a, b in
+            scores[a.offset] != scores[b.offset] ? scores[a.offset] > scores[b.offset] : a.offset < b.offset
+        }.map(\.element)
+        result.found = !result.providers.isEmpty
+        return result
+    }
+
     /// A lookup's result for the control socket and `guts find`; `local` adds the provider
     /// records this node holds itself (a node is not asked about its own store).
     public static func findResult(_ result: LookupResult, key: String, local: [ProviderRecord]) -> FindResult {

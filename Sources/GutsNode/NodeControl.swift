@@ -167,19 +167,12 @@ public final class NodeControl: ControlHandler {
             let finish: @Sendable () -> Void = {
                 let addresses = resolved.withLockedValue { $0 }
                 let now = Instant.now(), unix = UInt64(max(0, unixTime()))
-                var result = found
-                for p in seen {
-                    guard let list = addresses[NodeID(publicKey: p.peer.publicKey)], !list.isEmpty else { continue }
+                let extra = seen.compactMap { p -> FoundProvider? in
+                    guard let list = addresses[NodeID(publicKey: p.peer.publicKey)], !list.isEmpty else { return nil }
                     let left = max(0, lifetime - now.seconds(since: p.seen))
-                    result.providers.append(FoundProvider(peerID: p.peer.description, addresses: list.map(\.description),
-                                                          expires: unix + UInt64(left)))
+                    return FoundProvider(peerID: p.peer.description, addresses: list.map(\.description), expires: unix + UInt64(left))
                 }
-                let scores = result.providers.map { p in PeerID(p.peerID).map { node.score($0) } ?? 0 }
-                result.providers = result.providers.enumerated().sorted { a, b in
-                    scores[a.offset] != scores[b.offset] ? scores[a.offset] > scores[b.offset] : a.offset < b.offset
-                }.map(\.element)
-                result.found = !result.providers.isEmpty
-                done(.success(result))
+                done(.success(DHTService.merge(found, announcers: extra, score: { node.score($0) })))
             }
             guard !unresolved.isEmpty else { return finish() }
             for id in unresolved {
