@@ -206,10 +206,15 @@ public final class DHTService: Sendable {
         let id = contact.id
         guard id != localID, !(state.value.sessions[id].map { $0.link === link } ?? false) else { return }
         let dialed = state.value.dialing[id] != nil || state.value.pinging.contains(id)
-        state.value.sessions[id] = Session(link: link, contact: contact, lastUsed: .now(), dialed: dialed && !link.inbound)
         var all = (state.value.links[id] ?? []).filter { !$0.isClosed && $0 !== link }
         all.append(link)
         state.value.links[id] = Array(all.suffix(4))
+        // A session without `dht` (the peer's dial-back of this node, a command run with its
+        // identity) does not displace an open DHT session.
+        let keepCurrent = state.value.sessions[id].map { !$0.link.isClosed && Self.listsDHT($0.link) && !Self.listsDHT(link) } ?? false
+        if !keepCurrent {
+            state.value.sessions[id] = Session(link: link, contact: contact, lastUsed: .now(), dialed: dialed && !link.inbound)
+        }
         if dialed && !link.inbound { trimDialedSessions() }
         // Tells the peer the address its session comes from (it may learn its own address).
         if Self.listsDHT(link) { link.send(.app(DHTMessage.observedAddress(ObservedAddress(address: address)))) }

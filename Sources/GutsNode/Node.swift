@@ -198,10 +198,17 @@ public final class Node: Sendable {
         stalls.withLockedValue { [reputation] in $0 = reputation }
         if options.dht {
             let ref = selfRef, sessionConfig = session, group = self.group, timeout = options.connectTimeout
+            // A dial-back only proves the peer's address: its Hello lists neither `gossip` nor
+            // `dht`, so the peer does not take it for a node session (no DHT probe, and no
+            // simultaneous-dial tie-break against the session it opened itself).
+            let probeConfig = { var c = session
+                c.capabilities.removeAll { $0 == GossipService.capability || $0 == DHTProtocol.capability }
+                return c
+            }()
             let state = options.stateDirectory
             let writer = stateWriter
             let dial: @Sendable (Endpoint, Bool) -> EventLoopFuture<any PeerLink> = { endpoint, keep in
-                Dialer.dial(endpoint, config: sessionConfig, group: group, connectTimeout: timeout).map { (connection: PeerConnection) -> any PeerLink in
+                Dialer.dial(endpoint, config: keep ? sessionConfig : probeConfig, group: group, connectTimeout: timeout).map { (connection: PeerConnection) -> any PeerLink in
                     if keep { ref.withLockedValue { $0 }?.follow(connection, bootstrap: nil) }
                     return connection
                 }

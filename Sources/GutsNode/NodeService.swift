@@ -178,7 +178,7 @@ public struct NodeService: Sendable {
             peers.established(link, info: info, address: address, inbound: inbound, bootstrap: bootstrap, now: now)
             if let loser = peers.simultaneousDial(link, local: localPeer) {
                 // Both nodes pick the same session to drop (guts-protocol(7), SESSION).
-                out.append(.log(.debug, "two sessions with \(info.peerID.short) (simultaneous dial): closing \(peers.describe(loser))"))
+                out.append(.log(.info, "two sessions with \(info.peerID) (simultaneous dial): closing \(peers.describe(loser)), keeping the one dialed by the lower peer ID"))
                 out.append(.disconnect(loser, .shutdown, PeerManager.duplicateReason))
             }
             if let b = bootstrap, options.learnBootstrap.contains(b), let endpoint = peers.pin(b, info.peerID) {

@@ -323,4 +323,45 @@ final class DHTTests: XCTestCase {
         XCTAssertTrue(json.stdout.contains("\"kind\":\"unresolved\""), json.stdout)
         XCTAssertTrue(originLine.hasPrefix(originID), originLine)
     }
+
+    /// A loopback port nothing listens on now.
+    func freePort() -> Int {
+        let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(probe) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &len) } }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// Two nodes that bootstrap from each other hold a session each way for a moment; both
+    /// close the same one and keep the session dialed by the lower peer ID.
+    func testNodesThatDialEachOtherKeepOneSession() throws {
+        let a = try h.keygen("a"), b = try h.keygen("b")
+        let pa = freePort(), pb = freePort()
+        let na = try h.start(["--home", h.home("a"), "listen", "--listen", "127.0.0.1:\(pa)", "--bootstrap", "\(b)@127.0.0.1:\(pb)"])
+        let nb = try h.start(["--home", h.home("b"), "listen", "--listen", "127.0.0.1:\(pb)", "--bootstrap", "\(a)@127.0.0.1:\(pa)"])
+        for n in [na, nb] {
+            XCTAssertTrue(n.waitFor("the duplicate session to be closed", timeout: 20) { _, err in err.contains("(simultaneous dial)") }, n.stderr)
+        }
+        let lower = try XCTUnwrap(PeerID(a)) < XCTUnwrap(PeerID(b)) ? "a" : "b"
+        for (home, other) in [("a", b), ("b", a)] {
+            let deadline = Date().addingTimeInterval(10)
+            var sessions: [[String: Any]] = []
+            while Date() < deadline {
+                let r = try guts(home, ["--json", "peers"])
+                XCTAssertEqual(r.status, 0, r.stderr)
+                sessions = r.stdout.split(separator: "\n").compactMap {
+                    try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+                }.filter { $0["peer_id"] as? String == other }
+                if sessions.count == 1 { break }
+                usleep(100_000)
+            }
+            XCTAssertEqual(sessions.count, 1, "\(home): \(sessions)")
+            XCTAssertEqual(sessions.first?["direction"] as? String, home == lower ? "outbound" : "inbound", "\(home): \(sessions)")
+        }
+    }
 }
