@@ -241,27 +241,46 @@ final class DHTTests: XCTestCase {
     }
 
     /// A node listening on an unspecified address without --announce-address starts as a
-    /// client only; once three peers (on loopback, each peer is its own prefix) report the
-    /// address its sessions come from, it advertises that IP address with its listening port,
-    /// the peers dial it back, and it can be found by peer ID through them.
+    /// client only. Two hostile peers flood it with reports of a wrong address: each counts
+    /// once (and the flood is rate-limited). Once three honest peers (its bootstrap peer and
+    /// two that dial it; on loopback, each peer is its own prefix) report the address their
+    /// sessions come from, it advertises that IP address with its listening port, its
+    /// bootstrap peer dials it back, and it is found by peer ID.
     func testUnannouncedNodeLearnsItsAddressFromThreePeers() throws {
-        var lines: [String] = []
-        var nodes: [Harness.Running] = []
-        for i in 0..<3 {
-            _ = try h.keygen("p\(i)")
-            let (node, line) = try h.listen("p\(i)", [])
-            nodes.append(node)
-            lines.append(line)
-        }
         let id = try h.keygen("wild")
-        let wild = try h.start(["--home", h.home("wild"), "listen", "--listen", "0.0.0.0:0"] + lines.flatMap { ["--bootstrap", $0] })
+        _ = try h.keygen("p0")
+        let (_, p0Line) = try h.listen("p0", [])
+        // Its bootstrap peer sees it as a client until it learns its address.
+        let wild = try h.start(["--home", h.home("wild"), "listen", "--listen", "0.0.0.0:0", "--bootstrap", p0Line])
         defer { wild.signal(SIGTERM) }
         XCTAssertTrue(wild.waitFor("listen to print its address") { out, _ in out.contains("\n") }, wild.stderr)
         let port = try XCTUnwrap(wild.stdout.split(separator: "\n").first?.split(separator: ":").last.map(String.init), wild.stdout)
         let learned = "127.0.0.1:\(port)"
+        let wildLine = "\(id)@\(learned)"
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let wrong = try XCTUnwrap(DHTAddress("127.0.0.66:1"))
+        var liars: [PeerConnection] = []
+        for source in ["127.0.0.2", "127.0.0.3"] {
+            let config = SessionConfig(identity: Ed25519KeyPair.generate(), noiseStatic: .generate(), capabilities: ["ping", DHTProtocol.capability],
+                                       agent: "liar", protocols: MessageRegistry([DHTProtocol()]))
+            let link = try Dialer.dial(try Endpoint.parse(wildLine), config: config, group: group, connectTimeout: 5, source: source).wait()
+            for _ in 0..<100 { link.send(.app(DHTMessage.observedAddress(ObservedAddress(address: wrong)))) }
+            liars.append(link)
+        }
+        XCTAssertTrue(wild.waitFor("the flood to be rate-limited") { _, err in err.contains("rate-limit-overrun (dht: DHT requests over the rate limit)") },
+                      wild.stderr)
+        for i in 1..<3 {
+            _ = try h.keygen("p\(i)")
+            _ = try h.listen("p\(i)", ["--bootstrap", wildLine])
+        }
         XCTAssertTrue(wild.waitFor("the address to be adopted", timeout: 20) { _, err in err.contains("advertising \(learned)") },
                       wild.stderr)
-        // A peer it was a client of dialed it back and finds it by peer ID.
+        XCTAssertFalse(wild.stderr.contains("127.0.0.66"), wild.stderr)
+        // The bootstrap peer it was a client of dials it back on its new peer record...
+        XCTAssertTrue(wild.waitFor("the dial-back", timeout: 10) { _, err in err.contains("dial-back done") }, wild.stderr)
+        // ...and finds it by peer ID, at the learned address.
         let deadline = Date().addingTimeInterval(20)
         var last: Harness.Result?
         while Date() < deadline {
@@ -270,7 +289,11 @@ final class DHTTests: XCTestCase {
             if r.status == 0 { break }
             usleep(200_000)
         }
-        XCTAssertEqual(last?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "\(id)@\(learned)", last?.stderr ?? "")
+        XCTAssertEqual(last?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), wildLine, last?.stderr ?? "")
+        for l in liars {
+            l.abort()
+            _ = try? l.closeFuture.wait()
+        }
     }
 
     /// A repository announced through gossip by a node outside the DHT (--no-dht) is found
