@@ -327,6 +327,7 @@ public final class DHTService: Sendable {
             return
         case let .putPeer(m) where link.inbound && Self.listsDHT(link) && m.record.publisherID == id
             && !state.value.engine.table.contains(id) && !state.value.dialBacks.contains(id)
+            && (try? m.record.validate(unixNow: Self.now().unixSeconds)) != nil  // the engine scores an invalid one
             && state.value.redialed.insert(id).inserted:
             // A client that connected here announces a record (it has learned an address
             // since its session began): dial it back now, once per session.
