@@ -198,13 +198,7 @@ public final class Node: Sendable {
         stalls.withLockedValue { [reputation] in $0 = reputation }
         if options.dht {
             let ref = selfRef, sessionConfig = session, group = self.group, timeout = options.connectTimeout
-            // A dial-back only proves the peer's address: its Hello lists neither `gossip` nor
-            // `dht`, so the peer does not take it for a node session (no DHT probe, and no
-            // simultaneous-dial tie-break against the session it opened itself).
-            let probeConfig = { var c = session
-                c.capabilities.removeAll { $0 == GossipService.capability || $0 == DHTProtocol.capability }
-                return c
-            }()
+            let probeConfig = Self.unfollowed(session)
             let state = options.stateDirectory
             let writer = stateWriter
             let dial: @Sendable (Endpoint, Bool) -> EventLoopFuture<any PeerLink> = { endpoint, keep in
@@ -236,6 +230,16 @@ public final class Node: Sendable {
         gossip.onOffence = { [weak self] connection, reason in self?.reputation.record(.invalidGossip, connection, reason: "gossip: \(reason)") }
         gossip.onOverrun = { [weak self] connection, what in self?.reputation.overrun(connection, reason: "over its \(what) budget") }
         gossip.onFirstDelivery = { [weak self] connection in self?.reputation.record(.firstDelivery, connection, reason: "delivered first") }
+    }
+
+    /// The session config of a connection this node opens and does not follow as a node
+    /// session (a DHT dial-back, a mirror sync's own dial): its Hello lists neither `gossip`
+    /// nor `dht`, so the peer does not take it for a node session (no gossip or DHT traffic
+    /// on it, and no simultaneous-dial tie-break against the session it opened itself).
+    static func unfollowed(_ session: SessionConfig) -> SessionConfig {
+        var c = session
+        c.capabilities.removeAll { $0 == GossipService.capability || $0 == DHTProtocol.capability }
+        return c
     }
 
     static func peerID(of session: SessionConfig) -> PeerID {
@@ -583,7 +587,7 @@ public final class Node: Sendable {
         guard let root = options.repositories?.roots.first else {
             return .failed(MirrorFailure(.local, peer: nil, "no repository root to mirror into"))
         }
-        let session = self.session, group = self.group, timeout = options.connectTimeout
+        let session = Self.unfollowed(self.session), group = self.group, timeout = options.connectTimeout
         // Best-scoring peers first (the announcer stays first when it is connected), banned
         // ones never; what each peer did is scored.
         let reputation = self.reputation
