@@ -245,7 +245,7 @@ public final class DHTService: Sendable {
             let rest = (state.value.links[id] ?? []).filter { !$0.isClosed && $0 !== link }
             state.value.links[id] = rest.isEmpty ? nil : rest
             guard let s = state.value.sessions[id], s.link === link else { return }
-            if let next = rest.last, let address = DHTAddress(next.remoteAddress),
+            if let next = rest.last(where: { Self.listsDHT($0) }), let address = DHTAddress(next.remoteAddress),
                let contact = DHTContact(publicKey: s.contact.publicKey, address: address) {
                 // Another session with the peer is still open: traffic moves to it; requests
                 // sent on the closed one fail now, without counting against the peer.
