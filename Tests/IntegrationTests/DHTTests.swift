@@ -306,6 +306,8 @@ final class DHTTests: XCTestCase {
         _ = try h.keygen("client")
         try makeRepository("o", "demo/app")
         let rid = try repoInit("o", "demo/app")
+        try makeRepository("o", "demo/lib")
+        let lib = try repoInit("o", "demo/lib")
         let (origin, originLine) = try h.listen("o", ["--no-dht", "--announce-interval", "0.2"])
         let (node, _) = try h.listen("n", ["--bootstrap", originLine])
         XCTAssertTrue(node.waitFor("the bootstrap session") { _, err in err.contains("(bootstrap") }, node.stderr)
@@ -344,6 +346,10 @@ final class DHTTests: XCTestCase {
         XCTAssertEqual(object["peer"] as? String, originLine)
         XCTAssertEqual(object["name"] as? String, "demo/app")
         XCTAssertTrue(json.stdout.contains("\"kind\":\"unresolved\""), json.stdout)
+        // Through a running node: its outbound peers are asked.
+        let viaNode = try guts("n", ["sync", "demo/lib"])
+        XCTAssertEqual(viaNode.status, 11, viaNode.stderr)
+        XCTAssertEqual(viaNode.stdout, "\(lib)\t\(originLine)\n", viaNode.stderr)
         XCTAssertTrue(originLine.hasPrefix(originID), originLine)
     }
 
