@@ -565,7 +565,8 @@ public final class Node: Sendable {
         guard message.topic == Topic.commits, let announcement = Announcement.decode(message.data),
               let origin = try? PeerID(publicKey: message.origin), origin != peerID else { return }
         if case let .signedRefs(s) = announcement {
-            seenProviders.withLockedValue { $0.record(s.repository, origin: origin, now: .now()) }
+            let score = reputation.score(origin)
+            seenProviders.withLockedValue { $0.record(s.repository, origin: origin, score: score, now: .now()) }
         }
         guard !options.mirrors.isEmpty else { return }
         loop.execute { self.apply(.announced(announcement, origin: origin)) }

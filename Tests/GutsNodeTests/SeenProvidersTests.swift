@@ -59,4 +59,20 @@ final class SeenProvidersTests: XCTestCase {
         XCTAssertLessThanOrEqual(s.count, 10)
         XCTAssertEqual(s.providers(of: repo(139), now: t0.adding(seconds: 100)).map(\.peer), [peer(59)])
     }
+
+    func testFreshIdentitiesFloodingARepositoryDoNotPushOutAWellScoredAnnouncer() {
+        var limits = SeenProviders.Limits()
+        limits.maxPerRepository = 4
+        var s = SeenProviders(limits: limits)
+        s.record(repo(1), origin: peer(1), score: 12, now: t0)
+        for i in 0..<40 { s.record(repo(1), origin: peer(UInt8(100 + i)), score: 0, now: t0.adding(seconds: 1 + Double(i))) }
+        let kept = s.providers(of: repo(1), now: t0.adding(seconds: 60)).map(\.peer)
+        XCTAssertEqual(kept.count, 4)
+        XCTAssertTrue(kept.contains(peer(1)), "\(kept)")
+        // A newcomer scored below every entry is not kept; a penalised one never displaces.
+        var full = SeenProviders(limits: limits)
+        for i in 0..<4 { full.record(repo(2), origin: peer(UInt8(i)), score: 5, now: t0) }
+        full.record(repo(2), origin: peer(50), score: -3, now: t0.adding(seconds: 1))
+        XCTAssertFalse(full.providers(of: repo(2), now: t0.adding(seconds: 2)).map(\.peer).contains(peer(50)))
+    }
 }
