@@ -1,9 +1,12 @@
 import Foundation
 import GutsAddress
+import GutsControl
 import GutsCrypto
 import GutsDHT
 import GutsIdentity
+import GutsNode
 import GutsTransport
+import GutsTrust
 import GutsWire
 import NIOPosix
 import XCTest
@@ -297,7 +300,8 @@ final class DHTTests: XCTestCase {
     }
 
     /// A repository announced through gossip by a node outside the DHT (--no-dht) is found
-    /// through a node that saw the announcement, and `guts sync REPO-ID` through that node
+    /// through a node that saw the announcement, also after a hostile announcer flooded it
+    /// with 70 repositories (it keeps 64 of them), and `guts sync REPO-ID` through that node
     /// syncs it without --peer. A bare name nothing pins prints the identities peers serve
     /// under it (text and JSON), pins nothing, and exits 11.
     func testAnnouncersAreProvidersAndBareNamesListIdentities() throws {
@@ -309,8 +313,11 @@ final class DHTTests: XCTestCase {
         try makeRepository("o", "demo/lib")
         let lib = try repoInit("o", "demo/lib")
         let (origin, originLine) = try h.listen("o", ["--no-dht", "--announce-interval", "0.2"])
-        let (node, _) = try h.listen("n", ["--bootstrap", originLine])
-        XCTAssertTrue(node.waitFor("the bootstrap session") { _, err in err.contains("(bootstrap") }, node.stderr)
+        // A hostile announcer the node is also connected to.
+        let floodID = try h.keygen("x")
+        let (_, floodLine) = try h.listen("x", ["--no-dht"])
+        let (node, _) = try h.listen("n", ["--bootstrap", originLine, "--bootstrap", floodLine])
+        XCTAssertTrue(node.waitFor("the bootstrap sessions") { _, err in err.components(separatedBy: "(bootstrap").count > 2 }, node.stderr)
         // A push: the origin signs it and announces SignedRefs by gossip.
         let work = h.root.appendingPathComponent("work-o-demo-app").path
         try "v2\n".write(toFile: work + "/file", atomically: true, encoding: .utf8)
@@ -327,6 +334,35 @@ final class DHTTests: XCTestCase {
             usleep(100_000)
         }
         XCTAssertEqual(found?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), originLine, found?.stderr ?? "")
+        // The hostile announcer floods announcements of 70 repositories: it keeps at most 64
+        // entries (its oldest make way), and the genuine announcer is still found.
+        let control = try ControlClient.connect(directory: h.home("x"), timeout: 5)
+        var flooded: [String] = []
+        for i in 0..<70 {
+            var bytes = [UInt8](repeating: 0xEE, count: 32)
+            bytes[0] = UInt8(i)
+            let fake = try XCTUnwrap(RepositoryID(bytes: bytes))
+            flooded.append(fake.description)
+            let data = try Announcement.signedRefs(SignedRefsUpdate(repository: fake, delegate: try XCTUnwrap(PeerID(floodID)), sequence: 1,
+                                                                    signedRefs: try XCTUnwrap(WireOID([UInt8](repeating: 1, count: 20))))).encoded()
+            guard case .published = try control.call(.publish(topic: "guts/commits", data: data), timeout: 5) else {
+                return XCTFail("publish \(i) refused")
+            }
+        }
+        control.close()
+        let newest = Date().addingTimeInterval(20)
+        var last: Harness.Result?
+        while Date() < newest {
+            last = try guts("n", ["find", flooded[69]])
+            if last?.status == 0 { break }
+            usleep(100_000)
+        }
+        XCTAssertEqual(last?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), floodLine, last?.stderr ?? "")
+        let oldest = try guts("n", ["find", flooded[0]])
+        XCTAssertEqual(oldest.status, 1, "the flood's oldest entry was kept: \(oldest.stdout)")
+        let still = try guts("n", ["find", rid])
+        XCTAssertEqual(still.stdout.trimmingCharacters(in: .whitespacesAndNewlines), originLine, still.stderr)
+
         let sync = try guts("n", ["sync", rid])
         XCTAssertEqual(sync.status, 0, sync.stderr)
         XCTAssertEqual(try SyncGit.revParse(h.home("n") + "/repos/demo/app.git", "refs/heads/main"), head)
