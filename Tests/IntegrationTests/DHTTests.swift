@@ -406,7 +406,9 @@ final class DHTTests: XCTestCase {
     /// close the same one and keep the session dialed by the lower peer ID.
     func testNodesThatDialEachOtherKeepOneSession() throws {
         let a = try h.keygen("a"), b = try h.keygen("b")
-        let pa = freePort(), pb = freePort()
+        let pa = freePort()
+        var pb = freePort()
+        while pb == pa { pb = freePort() }
         let na = try h.start(["--home", h.home("a"), "listen", "--listen", "127.0.0.1:\(pa)", "--bootstrap", "\(b)@127.0.0.1:\(pb)"])
         let nb = try h.start(["--home", h.home("b"), "listen", "--listen", "127.0.0.1:\(pb)", "--bootstrap", "\(a)@127.0.0.1:\(pa)"])
         for n in [na, nb] {
