@@ -1,4 +1,5 @@
 import GutsAddress
+import GutsControl
 import GutsGit
 import GutsIdentity
 import GutsPolicy
@@ -305,9 +306,7 @@ enum SyncCommand: Command {
             case let .id(r):
                 id = r
             case let .name(n):
-                guard let pinned = pinnedID(n, context) else {
-                    throw CommandError(.unresolved, "\(n) is not pinned here and names are not unique in a peer-to-peer network: give its repository ID (gr...), or --peer [PEERID@]ADDR")
-                }
+                guard let pinned = pinnedID(n, context) else { throw try identities(under: n, context, args) }
                 context.debug("\(n) is pinned to \(pinned)")
                 id = pinned
             }
@@ -320,6 +319,71 @@ enum SyncCommand: Command {
             throw CommandError(.noReply, "no provider of \(names.map(\.description).joined(separator: ", ")) found in the DHT; give --peer [PEERID@]ADDR")
         }
         return endpoints
+    }
+
+    /// Peers asked at most for the identities under a name.
+    static let maxNameCandidates = 8
+
+    /// A name nothing here pins (names are not unique in a peer-to-peer network): asks the
+    /// running node's outbound peers and the bootstrap peers (config and --bootstrap) with
+    /// ListRepositories, prints the repository IDs they serve under that name, one line per
+    /// offer (`REPO-ID<TAB>PEERID@ADDR`, or JSON), pins nothing, and returns the error to
+    /// exit with (status 11).
+    static func identities(under name: RepositoryName, _ context: Context, _ args: ParsedArguments) throws -> CommandError {
+        var config = try NodeConfig.load(home: context.homePath)
+        try Network.applyNetworkOption(args, to: &config)
+        let timeout = min(try args.seconds("timeout", in: 0.1...3600) ?? defaultTimeout, 10)
+        config.connectTimeout = timeout
+        config.handshakeTimeout = timeout
+        var candidates: [String] = []
+        if let client = try? ControlClient.connect(directory: context.homePath, timeout: LocalNode.timeout) {
+            defer { client.close() }
+            if case let .peers(list)? = try? client.call(.peers, timeout: LocalNode.timeout) {
+                candidates += list.filter { $0.direction == .outbound && !$0.isClient }.map { "\($0.peerID)@\($0.address)" }
+            }
+        }
+        candidates += config.bootstrap + args.all("bootstrap")
+        var unique: [String] = []
+        for c in candidates where !unique.contains(c) { unique.append(c) }
+        let resolver = try PeerResolver(args, config: config, context: context)
+        let identity = try Network.clientIdentity(context, args)
+        let session = Network.sessionConfig(identity: identity, config: config, protocols: MessageRegistry([SyncProtocol()]))
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        var offers: [(id: RepositoryID, peer: String)] = []
+        var asked = Set<String>()
+        for text in unique.prefix(maxNameCandidates) {
+            do {
+                let target = try resolver.resolve(text)
+                let connection = try resolver.dial(target, config: session, group: group, connectTimeout: timeout, record: false, context)
+                defer {
+                    connection.close(.shutdown, "listing done")
+                    _ = try? connection.closeFuture.wait()
+                }
+                guard let peer = connection.peer?.peerID, asked.insert(peer.description).inserted else { continue }
+                let list = try RepositoryListing.list(over: connection, timeout: timeout)
+                let who = "\(peer)@\(target.endpoint.host.contains(":") ? "[\(target.endpoint.host)]" : target.endpoint.host):\(target.endpoint.port)"
+                for e in list where e.name == name.description {
+                    if let id = e.id.flatMap({ RepositoryID(bytes: $0) }) { offers.append((id, who)) }
+                }
+            } catch let e as CommandError {
+                context.debug("cannot list the repositories of \(text): \(e.message)")
+            } catch {
+                context.debug("cannot list the repositories of \(text): \(error)")
+            }
+        }
+        offers.sort { $0.id != $1.id ? $0.id < $1.id : $0.peer < $1.peer }
+        for o in offers {
+            let line = context.json
+                ? JSON.object(["name": .string(name.description), "id": .string(o.id.description), "peer": .string(o.peer)])
+                : "\(o.id)\t\(o.peer)"
+            if !context.outChecked(line) { break }
+        }
+        let ids = Set(offers.map(\.id)).count
+        let found = offers.isEmpty
+            ? "no peer asked (\(asked.count)) serves a repository of that name"
+            : "\(ids) identit\(ids == 1 ? "y" : "ies") found under that name (on stdout)"
+        return CommandError(.unresolved, "\(name) is not pinned here and names are not unique in a peer-to-peer network; \(found): give its repository ID (gr...), or --peer [PEERID@]ADDR")
     }
 
     /// The repository ID the mirror of `name` here carries, if any.

@@ -174,6 +174,11 @@ public struct DHTEngine: Sendable {
     private var ownPeerRecord: PeerRecord?
     private var peerSequence: UInt64 = 0
     private var nextPeerRepublish: Instant?
+    /// The port this node listens on when it learns its address from what peers observe
+    /// (nil: it advertises what it was told, or nothing).
+    public private(set) var learningPort: UInt16?
+    /// Peers' reports of the IP address they see this node at.
+    public private(set) var observed = AddressVotes()
     /// Repositories this node provides, with the next republish time.
     private var provided: [NodeID: Instant] = [:]
     private var nextSweep: Instant?
@@ -300,11 +305,30 @@ public struct DHTEngine: Sendable {
             accept(.provider(m.record), from: from, now: now, into: &actions)
         case let .putPeer(m):
             accept(.peer(m.record), from: from, now: now, into: &actions)
+        case let .observedAddress(m):
+            learn(m.address.ip, from: from, now: now, into: &actions)
         case .nodes, .providers, .peerRecord:
             break
         }
         return actions
     }
+
+    /// Learns this node's address from what peers observe (ObservedAddress) instead of being
+    /// told one: `port` is the port it listens on, combined with the IP address adopted from
+    /// the reports (the port a peer sees is a session's source port, which nobody can dial).
+    /// nil stops learning. Call only when no address was configured.
+    public mutating func learnAddresses(port: UInt16?) { learningPort = port }
+
+    private mutating func learn(_ ip: IPAddress, from: DHTContact, now: DHTTime, into actions: inout [DHTAction]) {
+        guard let port = learningPort, observed.record(ip, by: from, now: now.monotonic) else { return }
+        let list = observed.adopted.compactMap { DHTAddress(ip: $0, port: port) }
+        actions += setAddresses(list, now: now)
+        // Records made while this node had no address were never announced.
+        for repo in provided.keys.sorted() { announceProvider(repo, now: now, into: &actions) }
+    }
+
+    /// This node's current signed peer record (nil without addresses).
+    public mutating func currentPeerRecord(now: DHTTime) -> PeerRecord? { ownRecord(now: now) }
 
     /// Timers: request timeouts, unanswered pings, bucket refreshes, republishing and
     /// record expiry.

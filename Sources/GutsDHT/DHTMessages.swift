@@ -228,6 +228,15 @@ public struct PutPeer: Equatable, Sendable {
     public init(record: PeerRecord) { self.record = record }
 }
 
+/// ObservedAddress: "your session reaches me from this address" (sent once per session to
+/// a peer that lists `dht`; no answer). The receiver learns its own IP address from it
+/// (guts-protocol(7), DHT, Observed addresses); the port of an inbound session is the
+/// peer's ephemeral source port, so only the IP address is used.
+public struct ObservedAddress: Equatable, Sendable {
+    public var address: DHTAddress
+    public init(address: DHTAddress) { self.address = address }
+}
+
 /// The DHT's messages (type codes 0x40-0x4F, guts-protocol(7), DHT).
 public enum DHTMessage: WireMessage, Equatable {
     case findNode(FindNode)
@@ -238,6 +247,7 @@ public enum DHTMessage: WireMessage, Equatable {
     case getPeer(GetPeer)
     case peerRecord(PeerRecordAnswer)
     case putPeer(PutPeer)
+    case observedAddress(ObservedAddress)
 
     public enum Kind: UInt8, Sendable, CaseIterable {
         case findNode = 0x40
@@ -248,6 +258,7 @@ public enum DHTMessage: WireMessage, Equatable {
         case getPeer = 0x45
         case peerRecord = 0x46
         case putPeer = 0x47
+        case observedAddress = 0x48
 
         /// Largest body, checked from the header before anything is allocated.
         public var maxBodySize: Int {
@@ -259,6 +270,7 @@ public enum DHTMessage: WireMessage, Equatable {
             case .addProvider: return DHTLimits.maxProviderRecordSize
             case .peerRecord: return 4 + 1 + DHTLimits.maxPeerRecordSize + contacts
             case .putPeer: return DHTLimits.maxPeerRecordSize
+            case .observedAddress: return 1 + 16 + 2
             }
         }
 
@@ -272,6 +284,7 @@ public enum DHTMessage: WireMessage, Equatable {
             case .getPeer: return "GetPeer"
             case .peerRecord: return "PeerRecord"
             case .putPeer: return "PutPeer"
+            case .observedAddress: return "ObservedAddress"
             }
         }
 
@@ -288,6 +301,7 @@ public enum DHTMessage: WireMessage, Equatable {
         case .getPeer: return .getPeer
         case .peerRecord: return .peerRecord
         case .putPeer: return .putPeer
+        case .observedAddress: return .observedAddress
         }
     }
 
@@ -295,7 +309,7 @@ public enum DHTMessage: WireMessage, Equatable {
     public var typeName: String { kind.name }
     public var maxBodySize: Int { kind.maxBodySize }
 
-    /// The request ID of a request or answer (nil for AddProvider and PutPeer).
+    /// The request ID of a request or answer (nil for AddProvider, PutPeer and ObservedAddress).
     public var requestID: UInt32? {
         switch self {
         case let .findNode(m): return m.requestID
@@ -304,7 +318,7 @@ public enum DHTMessage: WireMessage, Equatable {
         case let .providers(m): return m.requestID
         case let .getPeer(m): return m.requestID
         case let .peerRecord(m): return m.requestID
-        case .addProvider, .putPeer: return nil
+        case .addProvider, .putPeer, .observedAddress: return nil
         }
     }
 
@@ -341,6 +355,8 @@ public enum DHTMessage: WireMessage, Equatable {
             try DHTCoding.writeContacts(&w, m.closer)
         case let .putPeer(m):
             try DHTCoding.writePeer(&w, m.record)
+        case let .observedAddress(m):
+            DHTCoding.writeAddress(&w, m.address)
         }
     }
 
@@ -402,6 +418,8 @@ public struct DHTProtocol: MessageFamily {
             message = .peerRecord(PeerRecordAnswer(requestID: id, record: record, closer: try DHTCoding.readContacts(&r)))
         case .putPeer:
             message = .putPeer(PutPeer(record: try DHTCoding.readPeer(&r)))
+        case .observedAddress:
+            message = .observedAddress(ObservedAddress(address: try DHTCoding.readAddress(&r)))
         }
         try r.expectEnd()
         return message

@@ -81,6 +81,12 @@ public final class DHTService: Sendable {
         var pinging: Set<NodeID> = []
         /// Peers being dialed back (their inbound session carries the traffic).
         var dialBacks: Set<NodeID> = []
+        /// Every open session per peer (at most a few: the host caps sessions per peer); when
+        /// the one in `sessions` closes, another takes its place (two nodes that dialed each
+        /// other keep one session of the two, guts-protocol(7), SESSION).
+        var links: [NodeID: [any PeerLink]] = [:]
+        /// Peers dialed back after a PutPeer on their session (once per session).
+        var redialed: Set<NodeID> = []
         /// Dial-back probes: GetPeer request IDs sent to inbound peers, by peer.
         var probes: [UInt32: NodeID] = [:]
         var nextProbe: UInt32 = 0x8000_0000
@@ -138,10 +144,13 @@ public final class DHTService: Sendable {
     // MARK: Lifecycle
 
     /// Sets the advertised addresses, dials saved contacts (`saved`, from
-    /// `RoutingTableText`), and starts the idle sweep and the periodic save.
-    public func start(addresses: [DHTAddress], saved: [RoutingTableText.Saved]) {
+    /// `RoutingTableText`), and starts the idle sweep and the periodic save. With no
+    /// addresses and a `learnPort`, the node adopts the IP address peers observe it at
+    /// (with that port) once enough of them agree (`DHTEngine.learnAddresses`).
+    public func start(addresses: [DHTAddress], learnPort: UInt16? = nil, saved: [RoutingTableText.Saved]) {
         loop.execute { [self] in
             let now = Self.now()
+            if addresses.isEmpty { state.value.engine.learnAddresses(port: learnPort) }
             perform(state.value.engine.setAddresses(addresses, now: now))
             let ordered = saved.sorted { $0.knownFor > $1.knownFor }.prefix(limits.maxSavedDials)
             for s in ordered where s.contact.id != localID {
@@ -197,8 +206,18 @@ public final class DHTService: Sendable {
         let id = contact.id
         guard id != localID, !(state.value.sessions[id].map { $0.link === link } ?? false) else { return }
         let dialed = state.value.dialing[id] != nil || state.value.pinging.contains(id)
-        state.value.sessions[id] = Session(link: link, contact: contact, lastUsed: .now(), dialed: dialed && !link.inbound)
+        var all = (state.value.links[id] ?? []).filter { !$0.isClosed && $0 !== link }
+        all.append(link)
+        state.value.links[id] = Array(all.suffix(4))
+        // A session without `dht` (the peer's dial-back of this node, a command run with its
+        // identity) does not displace an open DHT session.
+        let keepCurrent = state.value.sessions[id].map { !$0.link.isClosed && Self.listsDHT($0.link) && !Self.listsDHT(link) } ?? false
+        if !keepCurrent {
+            state.value.sessions[id] = Session(link: link, contact: contact, lastUsed: .now(), dialed: dialed && !link.inbound)
+        }
         if dialed && !link.inbound { trimDialedSessions() }
+        // Tells the peer the address its session comes from (it may learn its own address).
+        if Self.listsDHT(link) { link.send(.app(DHTMessage.observedAddress(ObservedAddress(address: address)))) }
         if !link.inbound, Self.listsDHT(link) {
             // This node dialed the address: it is verified.
             verified(contact)
@@ -222,8 +241,22 @@ public final class DHTService: Sendable {
     /// A session ended.
     public func disconnected(_ link: any PeerLink) {
         onLoop { [self] in
-            guard let id = Self.nodeID(link), let s = state.value.sessions[id], s.link === link else { return }
+            guard let id = Self.nodeID(link) else { return }
+            let rest = (state.value.links[id] ?? []).filter { !$0.isClosed && $0 !== link }
+            state.value.links[id] = rest.isEmpty ? nil : rest
+            guard let s = state.value.sessions[id], s.link === link else { return }
+            if let next = rest.last(where: { Self.listsDHT($0) }), let address = DHTAddress(next.remoteAddress),
+               let contact = DHTContact(publicKey: s.contact.publicKey, address: address) {
+                // Another session with the peer is still open: traffic moves to it; requests
+                // sent on the closed one fail now, without counting against the peer.
+                state.value.sessions[id] = Session(link: next, contact: contact, lastUsed: s.lastUsed, dialed: false)
+                if state.value.outstanding.removeValue(forKey: id) != nil {
+                    perform(state.value.engine.busy(id, now: Self.now()))
+                }
+                return
+            }
             state.value.sessions[id] = nil
+            state.value.redialed.remove(id)
             if state.value.outstanding.removeValue(forKey: id) != nil {
                 perform(state.value.engine.unreachable(id, now: Self.now()))
             }
@@ -284,7 +317,42 @@ public final class DHTService: Sendable {
         if message.kind.isAnswer, let n = state.value.outstanding[id] {
             state.value.outstanding[id] = n > 1 ? n - 1 : nil
         }
+        switch message {
+        case .observedAddress:
+            // Only DHT nodes vote on this node's address (not one-shot clients).
+            guard Self.listsDHT(link) else { return }
+            let before = state.value.engine.addresses
+            perform(state.value.engine.receive(message, from: from, now: Self.now()), via: link)
+            if state.value.engine.addresses != before { adopted() }
+            return
+        case let .putPeer(m) where link.inbound && Self.listsDHT(link) && m.record.publisherID == id
+            && !state.value.engine.table.contains(id) && !state.value.dialBacks.contains(id)
+            && (try? m.record.validate(unixNow: Self.now().unixSeconds)) != nil  // the engine scores an invalid one
+            && state.value.redialed.insert(id).inserted:
+            // A client that connected here announces a record (it has learned an address
+            // since its session began): dial it back now, once per session.
+            if state.value.redialed.count > 1024, let any = state.value.redialed.first(where: { $0 != id }) {
+                state.value.redialed.remove(any)
+            }
+            dialBack(m.record, peer: from, link: link)
+        default:
+            break
+        }
         perform(state.value.engine.receive(message, from: from, now: Self.now()), via: link, request: message.requestID)
+    }
+
+    /// The engine adopted an address peers observe: peers connected now hear of the new
+    /// peer record at once (PutPeer on their sessions), so those this node is a client of
+    /// dial it back (guts-protocol(7), DHT, Observed addresses).
+    private func adopted() {
+        let now = Self.now()
+        let list = state.value.engine.addresses
+        hooks.log.info("dht: peers in \(AddressVotes.defaultQuorum) or more prefixes see this node at the same address: advertising \(list.map(\.description).joined(separator: ", "))")
+        guard let record = state.value.engine.currentPeerRecord(now: now) else { return }
+        for (_, s) in state.value.sessions.sorted(by: { $0.key < $1.key })
+        where !s.link.isClosed && Self.listsDHT(s.link) && ScopeRule.allows(record.addresses, peerScope: s.contact.address.scope) {
+            s.link.send(.app(DHTMessage.putPeer(PutPeer(record: record))))
+        }
     }
 
     /// Checks a peer's own record and dials it back at an address on the IP it connected
@@ -366,6 +434,28 @@ public final class DHTService: Sendable {
             let e = state.value.engine
             return Status(contacts: e.table.count, records: e.storedRecords, provided: e.providedRepositories.count,
                           stats: e.stats, addresses: e.addresses)
+        }
+    }
+
+    /// Addresses this node knows for peers without a lookup: a routing-table contact's, a
+    /// stored peer record's, or the address of a session this node dialed. Peers it knows
+    /// none of are left out.
+    public func knownAddresses(_ ids: [NodeID]) -> EventLoopFuture<[NodeID: [DHTAddress]]> {
+        loop.submit { [self] in
+            let unix = Self.now().unixSeconds
+            var out: [NodeID: [DHTAddress]] = [:]
+            for id in ids {
+                var list: [DHTAddress] = []
+                if let e = state.value.engine.table.entry(id) { list.append(e.contact.address) }
+                if let r = state.value.engine.storedPeerRecord(of: id, unixNow: unix) { list += r.addresses }
+                for link in state.value.links[id] ?? [] where !link.inbound && !link.isClosed {
+                    if let a = DHTAddress(link.remoteAddress) { list.append(a) }
+                }
+                var seen = Set<DHTAddress>()
+                list = list.filter { seen.insert($0).inserted }
+                if !list.isEmpty { out[id] = Array(list.prefix(DHTLimits.maxAddresses)) }
+            }
+            return out
         }
     }
 
@@ -531,6 +621,24 @@ extension DHTService {
         if let peer = PeerID(key) { return .peer(NodeID(publicKey: peer.publicKey)) }
         if let repo = RepositoryID(key), let id = NodeID(bytes: repo.bytes) { return .providers(id) }
         return nil
+    }
+
+    /// A repository's providers from the DHT merged with `announcers` (nodes whose gossip
+    /// announcements of it were seen): those the DHT named are not repeated, then all are
+    /// ordered by `score`, best first (equal scores keep their order: DHT providers first).
+    public static func merge(_ found: FindResult, announcers: [FoundProvider], score: (PeerID) -> Double) -> FindResult {
+        var result = found
+        let named = Set(found.providers.map(\.peerID))
+        var added = Set<String>()
+        for a in announcers where !named.contains(a.peerID) && !a.addresses.isEmpty && added.insert(a.peerID).inserted {
+            result.providers.append(a)
+        }
+        let scores = result.providers.map { p in PeerID(p.peerID).map(score) ?? 0 }
+        result.providers = result.providers.enumerated().sorted { a, b in
+            scores[a.offset] != scores[b.offset] ? scores[a.offset] > scores[b.offset] : a.offset < b.offset
+        }.map(\.element)
+        result.found = !result.providers.isEmpty
+        return result
     }
 
     /// A lookup's result for the control socket and `guts find`; `local` adds the provider

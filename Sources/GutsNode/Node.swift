@@ -152,6 +152,8 @@ public final class Node: Sendable {
     private let chores = NIOLockedValueBox<[RepeatedTask]>([])
     /// The DHT (nil with `dht` off).
     public let dht: DHTService?
+    /// Repositories announced through gossip, by announcer (a second source of providers).
+    let seenProviders = NIOLockedValueBox(SeenProviders())
     /// The node, for the DHT's hooks (cleared at stop, so no cycle outlives the node).
     private let selfRef = NIOLockedValueBox<Node?>(nil)
     static let routingTableFile = "dht-routing"
@@ -196,10 +198,11 @@ public final class Node: Sendable {
         stalls.withLockedValue { [reputation] in $0 = reputation }
         if options.dht {
             let ref = selfRef, sessionConfig = session, group = self.group, timeout = options.connectTimeout
+            let probeConfig = Self.unfollowed(session)
             let state = options.stateDirectory
             let writer = stateWriter
             let dial: @Sendable (Endpoint, Bool) -> EventLoopFuture<any PeerLink> = { endpoint, keep in
-                Dialer.dial(endpoint, config: sessionConfig, group: group, connectTimeout: timeout).map { (connection: PeerConnection) -> any PeerLink in
+                Dialer.dial(endpoint, config: keep ? sessionConfig : probeConfig, group: group, connectTimeout: timeout).map { (connection: PeerConnection) -> any PeerLink in
                     if keep { ref.withLockedValue { $0 }?.follow(connection, bootstrap: nil) }
                     return connection
                 }
@@ -227,6 +230,16 @@ public final class Node: Sendable {
         gossip.onOffence = { [weak self] connection, reason in self?.reputation.record(.invalidGossip, connection, reason: "gossip: \(reason)") }
         gossip.onOverrun = { [weak self] connection, what in self?.reputation.overrun(connection, reason: "over its \(what) budget") }
         gossip.onFirstDelivery = { [weak self] connection in self?.reputation.record(.firstDelivery, connection, reason: "delivered first") }
+    }
+
+    /// The session config of a connection this node opens and does not follow as a node
+    /// session (a DHT dial-back, a mirror sync's own dial): its Hello lists neither `gossip`
+    /// nor `dht`, so the peer does not take it for a node session (no gossip or DHT traffic
+    /// on it, and no simultaneous-dial tie-break against the session it opened itself).
+    static func unfollowed(_ session: SessionConfig) -> SessionConfig {
+        var c = session
+        c.capabilities.removeAll { $0 == GossipService.capability || $0 == DHTProtocol.capability }
+        return c
     }
 
     static func peerID(of session: SessionConfig) -> PeerID {
@@ -290,12 +303,14 @@ public final class Node: Sendable {
                 }
             }
         }
+        var learnPort: UInt16?
         if addresses.isEmpty {
-            log.info("dht: no address to advertise (listening on an unspecified address without --announce-address): taking part as a client only")
+            learnPort = bound.port.flatMap { UInt16(exactly: $0) }
+            log.info("dht: no address to advertise (listening on an unspecified address without --announce-address): a client only until peers in \(AddressVotes.defaultQuorum) prefixes agree on the address they see this node at")
         } else {
             log.debug("dht: advertising \(addresses.map(\.description).joined(separator: ", "))")
         }
-        dht.start(addresses: addresses, saved: saved)
+        dht.start(addresses: addresses, learnPort: learnPort, saved: saved)
     }
 
     static func saveRoutingTable(_ dir: String, _ text: String, log: NodeLog) {
@@ -544,13 +559,26 @@ public final class Node: Sendable {
         apply(.message(link, message))
     }
 
-    /// An announcement was delivered by gossip (on the gossip loop).
+    /// An announcement was delivered by gossip (on the gossip loop): its origin is recorded
+    /// as a provider of the repository (SignedRefs names it by ID), and mirrors follow it.
     private func delivered(_ message: Gossip) {
-        guard message.topic == Topic.commits, !options.mirrors.isEmpty,
-              let announcement = Announcement.decode(message.data),
-              let origin = try? PeerID(publicKey: message.origin) else { return }
+        guard message.topic == Topic.commits, let announcement = Announcement.decode(message.data),
+              let origin = try? PeerID(publicKey: message.origin), origin != peerID else { return }
+        if case let .signedRefs(s) = announcement {
+            let score = reputation.score(origin)
+            seenProviders.withLockedValue { $0.record(s.repository, origin: origin, score: score, now: .now()) }
+        }
+        guard !options.mirrors.isEmpty else { return }
         loop.execute { self.apply(.announced(announcement, origin: origin)) }
     }
+
+    /// Announcers of a repository seen through gossip, most recent first.
+    func announcers(of repository: RepositoryID) -> [SeenProviders.Provider] {
+        seenProviders.withLockedValue { $0.providers(of: repository, now: .now()) }
+    }
+
+    /// The node's standing of a peer (higher is better), for ordering providers.
+    func score(_ peer: PeerID) -> Double { reputation.score(peer) }
 
     // MARK: - Blocking work (executor threads only)
 
@@ -560,7 +588,7 @@ public final class Node: Sendable {
         guard let root = options.repositories?.roots.first else {
             return .failed(MirrorFailure(.local, peer: nil, "no repository root to mirror into"))
         }
-        let session = self.session, group = self.group, timeout = options.connectTimeout
+        let session = Self.unfollowed(self.session), group = self.group, timeout = options.connectTimeout
         // Best-scoring peers first (the announcer stays first when it is connected), banned
         // ones never; what each peer did is scored.
         let reputation = self.reputation

@@ -133,13 +133,57 @@ public final class NodeControl: ControlHandler {
             done(.failure(ControlError(.badRequest, "\(JSON.quote(String(key.prefix(60)))) is neither a peer ID nor a repository ID")))
             return
         }
+        let node = self.node
         dht.lookup(query) { result in
-            guard case let .providers(repo) = query else {
+            guard case let .providers(repo) = query, let rid = RepositoryID(bytes: repo.bytes) else {
                 done(.success(DHTService.findResult(result, key: key, local: [])))
                 return
             }
             dht.localProviders(repo).whenComplete { local in
-                done(.success(DHTService.findResult(result, key: key, local: (try? local.get()) ?? [])))
+                let found = DHTService.findResult(result, key: key, local: (try? local.get()) ?? [])
+                Self.addAnnouncers(found, of: rid, node: node, dht: dht, done: done)
+            }
+        }
+    }
+
+    /// Peer lookups at most for announcers without a known address, per `find`.
+    static let maxAnnouncerLookups = 3
+
+    /// Merges the announcers of `rid` seen through gossip into a `find` result: those the
+    /// DHT did not name, with the addresses this node knows for them (else from a peer
+    /// lookup, for a few), then every provider ordered by this node's score of it, best
+    /// first (equal scores keep DHT providers first).
+    static func addAnnouncers(_ found: FindResult, of rid: RepositoryID, node: Node, dht: DHTService,
+                              done: @escaping @Sendable (Result<FindResult, ControlError>) -> Void) {
+        let named = Set(found.providers.map(\.peerID))
+        let seen = node.announcers(of: rid).filter { !named.contains($0.peer.description) }
+        let lifetime = node.seenProviders.withLockedValue { $0.limits.lifetime }
+        let ids = seen.map { NodeID(publicKey: $0.peer.publicKey) }
+        dht.knownAddresses(ids).whenComplete { known in
+            let known = (try? known.get()) ?? [:]
+            let unresolved = ids.filter { known[$0] == nil }.prefix(maxAnnouncerLookups)
+            let resolved = NIOLockedValueBox(known)
+            let pending = NIOLockedValueBox(unresolved.count)
+            let finish: @Sendable () -> Void = {
+                let addresses = resolved.withLockedValue { $0 }
+                let now = Instant.now(), unix = UInt64(max(0, unixTime()))
+                let extra = seen.compactMap { p -> FoundProvider? in
+                    guard let list = addresses[NodeID(publicKey: p.peer.publicKey)], !list.isEmpty else { return nil }
+                    let left = max(0, lifetime - now.seconds(since: p.seen))
+                    return FoundProvider(peerID: p.peer.description, addresses: list.map(\.description), expires: unix + UInt64(left))
+                }
+                done(.success(DHTService.merge(found, announcers: extra, score: { node.score($0) })))
+            }
+            guard !unresolved.isEmpty else { return finish() }
+            for id in unresolved {
+                dht.lookup(.peer(id)) { r in
+                    if let record = r.peerRecord { resolved.withLockedValue { $0[id] = record.addresses } }
+                    let left = pending.withLockedValue { n -> Int in
+                        n -= 1
+                        return n
+                    }
+                    if left == 0 { finish() }
+                }
             }
         }
     }

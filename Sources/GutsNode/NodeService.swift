@@ -176,6 +176,11 @@ public struct NodeService: Sendable {
             if options.mirrorAtStart { mirrorer.start(now: now) }
         case let .established(link, info, address, inbound, bootstrap):
             peers.established(link, info: info, address: address, inbound: inbound, bootstrap: bootstrap, now: now)
+            if let loser = peers.simultaneousDial(link, local: localPeer) {
+                // Both nodes pick the same session to drop (guts-protocol(7), SESSION).
+                out.append(.log(.info, "two sessions with \(info.peerID) (simultaneous dial): closing \(peers.describe(loser)), keeping the one dialed by the lower peer ID"))
+                out.append(.disconnect(loser, .shutdown, PeerManager.duplicateReason))
+            }
             if let b = bootstrap, options.learnBootstrap.contains(b), let endpoint = peers.pin(b, info.peerID) {
                 out.append(.remember(bootstrap: b, address: endpoint.address, info.peerID))
             }
@@ -393,6 +398,37 @@ public struct PeerManager: Sendable {
             bootstrap[b].dialling = false
             bootstrap[b].backoff = minBackoff
         }
+    }
+
+    static let duplicateReason = "duplicate session: keeping the one dialed by the lower peer ID"
+
+    /// Whether `local` keeps the session it dialed when it and `remote` dialed each other:
+    /// the session dialed by the lower peer ID (its 32 key bytes compared) survives.
+    public static func keepsOwnDial(local: PeerID, remote: PeerID) -> Bool { local < remote }
+
+    /// Node-to-node sessions (not gossip clients, nor one-shot commands run with a
+    /// node's identity, which list neither capability).
+    static func isNodeSession(_ e: Entry) -> Bool {
+        e.info.capabilities.contains(GossipService.capability) && !e.info.capabilities.contains(GossipClient.capability)
+    }
+
+    /// Two nodes that dial each other at once hold two sessions, one each way. When
+    /// `link` just made such a pair, returns the session to close: the one not dialed by
+    /// the lower peer ID, so both ends close the same one. A bootstrap role moves to the
+    /// session kept (its close redials the bootstrap peer; the dropped one's does not).
+    mutating func simultaneousDial(_ link: LinkID, local: PeerID) -> LinkID? {
+        guard let new = links[link], Self.isNodeSession(new), new.info.peerID != local else { return nil }
+        guard let other = links.filter({ $0.key != link && $0.value.info.peerID == new.info.peerID
+                                            && $0.value.inbound != new.inbound && Self.isNodeSession($0.value) })
+            .keys.min() else { return nil }
+        let keepOutbound = Self.keepsOwnDial(local: local, remote: new.info.peerID)
+        let (keep, drop) = new.inbound != keepOutbound ? (link, other) : (other, link)
+        if let b = links[drop]?.bootstrap, bootstrap.indices.contains(b), links[keep]?.bootstrap == nil {
+            links[keep]?.bootstrap = b
+            links[drop]?.bootstrap = nil
+            bootstrap[b].connected = keep
+        }
+        return drop
     }
 
     /// Makes later dials of bootstrap peer `b` demand `peer`, when it had no peer ID yet;

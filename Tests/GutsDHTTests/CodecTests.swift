@@ -36,6 +36,22 @@ final class CodecTests: XCTestCase {
         XCTAssertEqual(decoded.dhtMessage, message, file: file, line: line)
     }
 
+    func testObservedAddressGolden() throws {
+        try assertGolden(.observedAddress(ObservedAddress(address: address("198.51.100.7:49152"))), hex("""
+            48 00000007
+            04 c6336407 c000
+            """))
+        try assertGolden(.observedAddress(ObservedAddress(address: address("[2001:db8::1]:9000"))), hex("""
+            48 00000013
+            06 20010db8000000000000000000000001 2328
+            """))
+        // An address with port 0 or an unspecified address is refused.
+        XCTAssertThrowsError(try DHTProtocol.decodeMessage(hex("48 00000007 04 c6336407 0000")))
+        XCTAssertThrowsError(try DHTProtocol.decodeMessage(hex("48 00000007 04 00000000 2328")))
+        // Over the type's limit, refused from the header.
+        XCTAssertThrowsError(try DHTProtocol.decodeMessage(hex("48 00000014 06 20010db8000000000000000000000001 2328 00")))
+    }
+
     func testFindNodeGolden() throws {
         let target = try XCTUnwrap(NodeID(bytes: Array(0..<32)))
         try assertGolden(.findNode(FindNode(requestID: 0x0102_0304, target: target)), hex("""
@@ -143,6 +159,7 @@ final class CodecTests: XCTestCase {
             .peerRecord(PeerRecordAnswer(requestID: 1, record: PeerRecord(publisher: keyPair(1).publicKey, sequence: .max, expires: .max,
                                                                           addresses: records[0].addresses, signature: repeated(1, 64)),
                                          closer: contacts)),
+            .observedAddress(ObservedAddress(address: address("[2001:db8::1]:9000"))),
         ]
         for m in messages {
             let bytes = try MessageCodec.encode(m)
@@ -155,7 +172,7 @@ final class CodecTests: XCTestCase {
         // A body longer than the type's limit is refused from the header alone.
         let registry = MessageRegistry([DHTProtocol()])
         XCTAssertThrowsError(try MessageCodec.decode(type: 0x40, body: repeated(0, 37), registry: registry))
-        XCTAssertEqual(registry.maxBodySize(type: 0x48), nil)
+        XCTAssertEqual(registry.maxBodySize(type: 0x49), nil)
         XCTAssertThrowsError(try MessageCodec.decode(type: 0x48, body: [], registry: registry))
         // Counts above the limit, before reading entries.
         XCTAssertThrowsError(try DHTProtocol.decodeDHT(type: 0x41, body: (hex("00000001 15") + repeated(0, 100))[...])) {

@@ -57,4 +57,27 @@ final class DHTServiceTests: XCTestCase {
         XCTAssertTrue(r.found)
         XCTAssertTrue(r.providers.isEmpty)
     }
+
+    func testAnnouncersMergeOnceAndEverythingIsOrderedByScore() throws {
+        let a = try PeerID(publicKey: try key(5).publicKey), b = try PeerID(publicKey: try key(6).publicKey)
+        let c = try PeerID(publicKey: try key(7).publicKey)
+        let dht = FindResult(kind: "repository", key: "gr-key", found: true, addresses: [],
+                             providers: [FoundProvider(peerID: a.description, addresses: ["127.0.0.1:1"], expires: 10)],
+                             hops: 1, messages: 1, seconds: 0.1)
+        let seen = [FoundProvider(peerID: a.description, addresses: ["127.0.0.1:9"], expires: 20),
+                    FoundProvider(peerID: b.description, addresses: ["127.0.0.1:2"], expires: 30),
+                    FoundProvider(peerID: b.description, addresses: ["127.0.0.1:3"], expires: 30),
+                    FoundProvider(peerID: c.description, addresses: [], expires: 30)]
+        // Equal scores: DHT providers first, then announcers as seen; no repeats, none without address.
+        let plain = DHTService.merge(dht, announcers: seen, score: { _ in 0 })
+        XCTAssertEqual(plain.providers.map(\.peerID), [a.description, b.description])
+        XCTAssertEqual(plain.providers.map(\.addresses), [["127.0.0.1:1"], ["127.0.0.1:2"]])
+        // The better-scored announcer first.
+        let scored = DHTService.merge(dht, announcers: seen, score: { $0 == b ? 5 : -1 })
+        XCTAssertEqual(scored.providers.map(\.peerID), [b.description, a.description])
+        // Found through announcements alone.
+        let none = FindResult(kind: "repository", key: "k", found: false, addresses: [], providers: [], hops: 1, messages: 3, seconds: 0)
+        XCTAssertTrue(DHTService.merge(none, announcers: seen, score: { _ in 0 }).found)
+        XCTAssertFalse(DHTService.merge(none, announcers: [], score: { _ in 0 }).found)
+    }
 }

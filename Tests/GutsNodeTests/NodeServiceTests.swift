@@ -73,6 +73,66 @@ final class NodeServiceTests: XCTestCase {
         XCTAssertFalse(again.contains { if case .remember = $0 { return true } else { return false } })
     }
 
+    // MARK: Simultaneous dial
+
+    func disconnects(_ actions: [NodeAction]) -> [LinkID] {
+        actions.compactMap { if case let .disconnect(l, _, _) = $0 { return l } else { return nil } }
+    }
+
+    /// Two peers ordered by ID: (lower, higher).
+    func orderedPeers() -> (PeerID, PeerID) {
+        let a = peer(), b = peer()
+        return a < b ? (a, b) : (b, a)
+    }
+
+    func testSimultaneousDialKeepsTheSessionDialedByTheLowerPeerID() throws {
+        let (low, high) = orderedPeers()
+        var options = NodeService.Options()
+        options.bootstrap = [try Endpoint.parse("127.0.0.1:9000")]
+        // This node is the lower ID: it keeps the session it dialed, whichever came first.
+        var s = NodeService(options: options, localPeer: low, seed: seed)
+        _ = s.handle(.started, now: now)
+        XCTAssertEqual(disconnects(s.handle(.established(1, info(high), address: "127.0.0.1:9000", inbound: false, bootstrap: 0), now: now)), [])
+        XCTAssertEqual(disconnects(s.handle(.established(2, info(high), address: "127.0.0.1:40000", inbound: true, bootstrap: nil), now: now)), [2])
+        var t = NodeService(options: NodeService.Options(), localPeer: low, seed: seed)
+        _ = t.handle(.established(5, info(high), address: "127.0.0.1:40000", inbound: true, bootstrap: nil), now: now)
+        XCTAssertEqual(disconnects(t.handle(.established(6, info(high), address: "127.0.0.1:9000", inbound: false, bootstrap: nil), now: now)), [5])
+        XCTAssertTrue(PeerManager.keepsOwnDial(local: low, remote: high))
+        XCTAssertFalse(PeerManager.keepsOwnDial(local: high, remote: low))
+    }
+
+    func testTheHigherPeerIDDropsItsOwnDialAndTheBootstrapRoleMoves() throws {
+        let (low, high) = orderedPeers()
+        var options = NodeService.Options()
+        options.bootstrap = [try Endpoint.parse("127.0.0.1:9000")]
+        var s = NodeService(options: options, localPeer: high, seed: seed)
+        _ = s.handle(.started, now: now)
+        _ = s.handle(.established(1, info(low), address: "127.0.0.1:9000", inbound: false, bootstrap: 0), now: now)
+        let out = s.handle(.established(2, info(low), address: "127.0.0.1:40000", inbound: true, bootstrap: nil), now: now)
+        XCTAssertEqual(disconnects(out), [1])
+        XCTAssertTrue(out.contains(.disconnect(1, .shutdown, PeerManager.duplicateReason)), "\(out)")
+        // The dropped session's close does not redial the bootstrap peer...
+        _ = s.handle(.closed(1, reason: "duplicate"), now: now)
+        advance(60)
+        XCTAssertEqual(dials(s.handle(.tick, now: now)), [])
+        // ...the kept session's close does.
+        _ = s.handle(.closed(2, reason: "lost"), now: now)
+        advance(60)
+        XCTAssertEqual(dials(s.handle(.tick, now: now)), [0])
+    }
+
+    func testOnlyNodeSessionsInOppositeDirectionsAreDuplicates() throws {
+        let (low, high) = orderedPeers()
+        var s = NodeService(options: NodeService.Options(), localPeer: high, seed: seed)
+        _ = s.handle(.established(1, info(low), address: "127.0.0.1:9000", inbound: false, bootstrap: nil), now: now)
+        // A one-shot command run with the peer's identity (no gossip capability).
+        XCTAssertEqual(disconnects(s.handle(.established(2, info(low, ["ping", "ofs-delta"]), address: "127.0.0.1:40000", inbound: true, bootstrap: nil), now: now)), [])
+        // A gossip client.
+        XCTAssertEqual(disconnects(s.handle(.established(3, info(low, ["gossip", "gossip-client"]), address: "127.0.0.1:40001", inbound: true, bootstrap: nil), now: now)), [])
+        // Two sessions the same way.
+        XCTAssertEqual(disconnects(s.handle(.established(4, info(low), address: "127.0.0.1:9000", inbound: false, bootstrap: nil), now: now)), [])
+    }
+
     // MARK: Reconnect backoff
 
     func testBootstrapIsDialledAtStartAndRetriedWithGrowingJitteredBackoff() throws {

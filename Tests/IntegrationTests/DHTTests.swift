@@ -1,9 +1,12 @@
 import Foundation
 import GutsAddress
+import GutsControl
 import GutsCrypto
 import GutsDHT
 import GutsIdentity
+import GutsNode
 import GutsTransport
+import GutsTrust
 import GutsWire
 import NIOPosix
 import XCTest
@@ -238,5 +241,194 @@ final class DHTTests: XCTestCase {
         node.signal(SIGTERM)
         XCTAssertEqual(node.wait(), 0)
         XCTAssertFalse(FileManager.default.fileExists(atPath: h.home("plain") + "/dht-routing"))
+    }
+
+    /// A node listening on an unspecified address without --announce-address starts as a
+    /// client only. Two hostile peers flood it with reports of a wrong address: each counts
+    /// once (and the flood is rate-limited). Once three honest peers (its bootstrap peer and
+    /// two that dial it; on loopback, each peer is its own prefix) report the address their
+    /// sessions come from, it advertises that IP address with its listening port, its
+    /// bootstrap peer dials it back, and it is found by peer ID.
+    func testUnannouncedNodeLearnsItsAddressFromThreePeers() throws {
+        let id = try h.keygen("wild")
+        _ = try h.keygen("p0")
+        let (_, p0Line) = try h.listen("p0", [])
+        // Its bootstrap peer sees it as a client until it learns its address.
+        let wild = try h.start(["--home", h.home("wild"), "listen", "--listen", "0.0.0.0:0", "--bootstrap", p0Line])
+        defer { wild.signal(SIGTERM) }
+        XCTAssertTrue(wild.waitFor("listen to print its address") { out, _ in out.contains("\n") }, wild.stderr)
+        let port = try XCTUnwrap(wild.stdout.split(separator: "\n").first?.split(separator: ":").last.map(String.init), wild.stdout)
+        let learned = "127.0.0.1:\(port)"
+        let wildLine = "\(id)@\(learned)"
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let wrong = try XCTUnwrap(DHTAddress("127.0.0.66:1"))
+        var liars: [PeerConnection] = []
+        for source in ["127.0.0.2", "127.0.0.3"] {
+            let config = SessionConfig(identity: Ed25519KeyPair.generate(), noiseStatic: .generate(), capabilities: ["ping", DHTProtocol.capability],
+                                       agent: "liar", protocols: MessageRegistry([DHTProtocol()]))
+            let link = try Dialer.dial(try Endpoint.parse(wildLine), config: config, group: group, connectTimeout: 5, source: source).wait()
+            for _ in 0..<100 { link.send(.app(DHTMessage.observedAddress(ObservedAddress(address: wrong)))) }
+            liars.append(link)
+        }
+        XCTAssertTrue(wild.waitFor("the flood to be rate-limited") { _, err in err.contains("rate-limit-overrun (dht: DHT requests over the rate limit)") },
+                      wild.stderr)
+        for i in 1..<3 {
+            _ = try h.keygen("p\(i)")
+            _ = try h.listen("p\(i)", ["--bootstrap", wildLine])
+        }
+        XCTAssertTrue(wild.waitFor("the address to be adopted", timeout: 20) { _, err in err.contains("advertising \(learned)") },
+                      wild.stderr)
+        XCTAssertFalse(wild.stderr.contains("127.0.0.66"), wild.stderr)
+        // The bootstrap peer it was a client of dials it back on its new peer record...
+        XCTAssertTrue(wild.waitFor("the dial-back", timeout: 10) { _, err in err.contains("dial-back done") }, wild.stderr)
+        // ...and finds it by peer ID, at the learned address.
+        let deadline = Date().addingTimeInterval(20)
+        var last: Harness.Result?
+        while Date() < deadline {
+            let r = try guts("p0", ["find", id])
+            last = r
+            if r.status == 0 { break }
+            usleep(200_000)
+        }
+        XCTAssertEqual(last?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), wildLine, last?.stderr ?? "")
+        for l in liars {
+            l.abort()
+            _ = try? l.closeFuture.wait()
+        }
+    }
+
+    /// A repository announced through gossip by a node outside the DHT (--no-dht) is found
+    /// through a node that saw the announcement, also after a hostile announcer flooded it
+    /// with 70 repositories (it keeps 64 of them), and `guts sync REPO-ID` through that node
+    /// syncs it without --peer. A bare name nothing pins prints the identities peers serve
+    /// under it (text and JSON), pins nothing, and exits 11.
+    func testAnnouncersAreProvidersAndBareNamesListIdentities() throws {
+        let originID = try h.keygen("o")
+        _ = try h.keygen("n")
+        _ = try h.keygen("client")
+        try makeRepository("o", "demo/app")
+        let rid = try repoInit("o", "demo/app")
+        try makeRepository("o", "demo/lib")
+        let lib = try repoInit("o", "demo/lib")
+        let (origin, originLine) = try h.listen("o", ["--no-dht", "--announce-interval", "0.2"])
+        // A hostile announcer the node is also connected to.
+        let floodID = try h.keygen("x")
+        let (_, floodLine) = try h.listen("x", ["--no-dht"])
+        let (node, _) = try h.listen("n", ["--bootstrap", originLine, "--bootstrap", floodLine])
+        XCTAssertTrue(node.waitFor("the bootstrap sessions") { _, err in err.components(separatedBy: "(bootstrap").count > 2 }, node.stderr)
+        // A push: the origin signs it and announces SignedRefs by gossip.
+        let work = h.root.appendingPathComponent("work-o-demo-app").path
+        try "v2\n".write(toFile: work + "/file", atomically: true, encoding: .utf8)
+        try git(["commit", "-q", "-am", "second"], in: work)
+        try git(["push", "-q", "origin", "HEAD:main"], in: work)
+        let head = try git(["rev-parse", "HEAD"], in: work)
+        XCTAssertTrue(origin.waitFor("the push to be signed", timeout: 20) { _, err in err.contains("signed demo/app: sequence 2") }, origin.stderr)
+        let deadline = Date().addingTimeInterval(20)
+        var found: Harness.Result?
+        while Date() < deadline {
+            let r = try guts("n", ["find", rid])
+            found = r
+            if r.status == 0 { break }
+            usleep(100_000)
+        }
+        XCTAssertEqual(found?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), originLine, found?.stderr ?? "")
+        // The hostile announcer floods announcements of 70 repositories: it keeps at most 64
+        // entries (its oldest make way), and the genuine announcer is still found.
+        let control = try ControlClient.connect(directory: h.home("x"), timeout: 5)
+        var flooded: [String] = []
+        for i in 0..<70 {
+            var bytes = [UInt8](repeating: 0xEE, count: 32)
+            bytes[0] = UInt8(i)
+            let fake = try XCTUnwrap(RepositoryID(bytes: bytes))
+            flooded.append(fake.description)
+            let data = try Announcement.signedRefs(SignedRefsUpdate(repository: fake, delegate: try XCTUnwrap(PeerID(floodID)), sequence: 1,
+                                                                    signedRefs: try XCTUnwrap(WireOID([UInt8](repeating: 1, count: 20))))).encoded()
+            guard case .published = try control.call(.publish(topic: "guts/commits", data: data), timeout: 5) else {
+                return XCTFail("publish \(i) refused")
+            }
+        }
+        control.close()
+        let newest = Date().addingTimeInterval(20)
+        var last: Harness.Result?
+        while Date() < newest {
+            last = try guts("n", ["find", flooded[69]])
+            if last?.status == 0 { break }
+            usleep(100_000)
+        }
+        XCTAssertEqual(last?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), floodLine, last?.stderr ?? "")
+        let oldest = try guts("n", ["find", flooded[0]])
+        XCTAssertEqual(oldest.status, 1, "the flood's oldest entry was kept: \(oldest.stdout)")
+        let still = try guts("n", ["find", rid])
+        XCTAssertEqual(still.stdout.trimmingCharacters(in: .whitespacesAndNewlines), originLine, still.stderr)
+
+        let sync = try guts("n", ["sync", rid])
+        XCTAssertEqual(sync.status, 0, sync.stderr)
+        XCTAssertEqual(try SyncGit.revParse(h.home("n") + "/repos/demo/app.git", "refs/heads/main"), head)
+
+        // A bare name: the identities under it, from the bootstrap peer; nothing pinned.
+        let name = try guts("client", ["sync", "--ephemeral", "--bootstrap", originLine, "demo/app"])
+        XCTAssertEqual(name.status, 11, name.stderr)
+        XCTAssertEqual(name.stdout, "\(rid)\t\(originLine)\n", name.stderr)
+        XCTAssertTrue(name.stderr.contains("1 identity found under that name"), name.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: h.home("client") + "/repos/demo/app.git"))
+        let json = try guts("client", ["--json", "sync", "--ephemeral", "--bootstrap", originLine, "demo/app"])
+        XCTAssertEqual(json.status, 11, json.stderr)
+        // One object per offer, then the error object (as every command under --json).
+        let first = String(json.stdout.split(separator: "\n").first ?? "")
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any], json.stdout)
+        XCTAssertEqual(object["id"] as? String, rid)
+        XCTAssertEqual(object["peer"] as? String, originLine)
+        XCTAssertEqual(object["name"] as? String, "demo/app")
+        XCTAssertTrue(json.stdout.contains("\"kind\":\"unresolved\""), json.stdout)
+        // Through a running node: its outbound peers are asked.
+        let viaNode = try guts("n", ["sync", "demo/lib"])
+        XCTAssertEqual(viaNode.status, 11, viaNode.stderr)
+        XCTAssertEqual(viaNode.stdout, "\(lib)\t\(originLine)\n", viaNode.stderr)
+        XCTAssertTrue(originLine.hasPrefix(originID), originLine)
+    }
+
+    /// A loopback port nothing listens on now.
+    func freePort() -> Int {
+        let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(probe) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &len) } }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// Two nodes that bootstrap from each other hold a session each way for a moment; both
+    /// close the same one and keep the session dialed by the lower peer ID.
+    func testNodesThatDialEachOtherKeepOneSession() throws {
+        let a = try h.keygen("a"), b = try h.keygen("b")
+        let pa = freePort()
+        var pb = freePort()
+        while pb == pa { pb = freePort() }
+        let na = try h.start(["--home", h.home("a"), "listen", "--listen", "127.0.0.1:\(pa)", "--bootstrap", "\(b)@127.0.0.1:\(pb)"])
+        let nb = try h.start(["--home", h.home("b"), "listen", "--listen", "127.0.0.1:\(pb)", "--bootstrap", "\(a)@127.0.0.1:\(pa)"])
+        for n in [na, nb] {
+            XCTAssertTrue(n.waitFor("the duplicate session to be closed", timeout: 20) { _, err in err.contains("(simultaneous dial)") }, n.stderr)
+        }
+        let lower = try XCTUnwrap(PeerID(a)) < XCTUnwrap(PeerID(b)) ? "a" : "b"
+        for (home, other) in [("a", b), ("b", a)] {
+            let deadline = Date().addingTimeInterval(10)
+            var sessions: [[String: Any]] = []
+            while Date() < deadline {
+                let r = try guts(home, ["--json", "peers"])
+                XCTAssertEqual(r.status, 0, r.stderr)
+                sessions = r.stdout.split(separator: "\n").compactMap {
+                    try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+                }.filter { $0["peer_id"] as? String == other }
+                if sessions.count == 1 { break }
+                usleep(100_000)
+            }
+            XCTAssertEqual(sessions.count, 1, "\(home): \(sessions)")
+            XCTAssertEqual(sessions.first?["direction"] as? String, home == lower ? "outbound" : "inbound", "\(home): \(sessions)")
+        }
     }
 }
