@@ -406,11 +406,26 @@ final class DHTTests: XCTestCase {
     /// close the same one and keep the session dialed by the lower peer ID.
     func testNodesThatDialEachOtherKeepOneSession() throws {
         let a = try h.keygen("a"), b = try h.keygen("b")
-        let pa = freePort()
-        var pb = freePort()
-        while pb == pa { pb = freePort() }
-        let na = try h.start(["--home", h.home("a"), "listen", "--listen", "127.0.0.1:\(pa)", "--bootstrap", "\(b)@127.0.0.1:\(pb)"])
-        let nb = try h.start(["--home", h.home("b"), "listen", "--listen", "127.0.0.1:\(pb)", "--bootstrap", "\(a)@127.0.0.1:\(pa)"])
+        // Each node must know the other's port before either starts, so the ports are
+        // picked up front; another test running in parallel may take one in between, and
+        // then both start again on new ports.
+        var started: (Harness.Running, Harness.Running)?
+        for _ in 0..<5 where started == nil {
+            let pa = freePort()
+            var pb = freePort()
+            while pb == pa { pb = freePort() }
+            let na = try h.start(["--home", h.home("a"), "listen", "--listen", "127.0.0.1:\(pa)", "--bootstrap", "\(b)@127.0.0.1:\(pb)"])
+            let nb = try h.start(["--home", h.home("b"), "listen", "--listen", "127.0.0.1:\(pb)", "--bootstrap", "\(a)@127.0.0.1:\(pa)"])
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline, na.process.isRunning, nb.process.isRunning,
+                  !(na.stdout.contains("@") && nb.stdout.contains("@")) { usleep(20_000) }
+            if na.process.isRunning, nb.process.isRunning, na.stdout.contains("@"), nb.stdout.contains("@") {
+                started = (na, nb)
+            } else {
+                for n in [na, nb] { n.signal(SIGTERM); _ = n.wait() }
+            }
+        }
+        let (na, nb) = try XCTUnwrap(started, "the nodes could not be started on free ports")
         for n in [na, nb] {
             XCTAssertTrue(n.waitFor("the duplicate session to be closed", timeout: 20) { _, err in err.contains("(simultaneous dial)") }, n.stderr)
         }
