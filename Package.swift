@@ -27,6 +27,9 @@ let package = Package(
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CMalloc"),
+        // QUIC: ngtcp2 with its GnuTLS crypto backend (TLS 1.3 inside QUIC only).
+        .systemLibrary(name: "CNgtcp2", pkgConfig: "libngtcp2_crypto_gnutls",
+                       providers: [.apt(["libngtcp2-dev", "libngtcp2-crypto-gnutls-dev", "libgnutls28-dev"])]),
 
         // Small shared helpers with no I/O policy: hex, base32, atomic files, clocks.
         .target(name: "GutsSupport", dependencies: ["CMalloc"]),
@@ -45,6 +48,9 @@ let package = Package(
         .target(name: "GutsWire", dependencies: ["GutsNoise", "GutsIdentity", "GutsSupport"]),
         // SwiftNIO shell around GutsWire sessions: dialing, listening, timeouts.
         .target(name: "GutsTransport", dependencies: ["GutsAddress", "GutsPolicy", "GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
+        // QUIC transport: certificates binding TLS keys to peer IDs, a sans-I/O connection
+        // engine around ngtcp2, and the NIO shell that makes QUIC connections PeerLinks.
+        .target(name: "GutsQUIC", dependencies: ["CNgtcp2", "GutsAddress", "GutsPolicy", "GutsTransport", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
         // Gossip: signed messages, seen-cache, eager/lazy push. A pure state machine.
         .target(name: "GutsGossip", dependencies: ["GutsPolicy", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         // The Kademlia DHT as a pure state machine: node IDs, routing table, lookups, signed
@@ -78,6 +84,7 @@ let package = Package(
         .testTarget(name: "GutsSupportTests", dependencies: ["GutsSupport"]),
         .testTarget(name: "GutsCryptoTests", dependencies: ["GutsCrypto", "GutsNoise", "GutsSupport"], exclude: ["Vectors"]),
         .testTarget(name: "GutsWireTests", dependencies: ["GutsWire", "GutsIdentity", "GutsNoise", "GutsCrypto", "GutsSupport"]),
+        .testTarget(name: "GutsQUICTests", dependencies: ["GutsQUIC", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsGossipTests", dependencies: ["GutsGossip", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsDHTTests", dependencies: ["GutsDHT", "GutsPolicy", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsNodeTests", dependencies: [
