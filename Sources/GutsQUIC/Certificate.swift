@@ -32,8 +32,11 @@ public enum CertificateError: Error, Equatable, Sendable, CustomStringConvertibl
 /// the certificate's SubjectPublicKeyInfo, which binds the TLS key to the peer ID.
 /// All signatures are made and checked with libsodium; GnuTLS only runs TLS.
 public struct QUICCertificate: Sendable {
-    /// The extension's object identifier: 2.25 (UUID arc) and a random UUID as an integer.
-    public static let extensionOID = "2.25.169257021925710262220826937675540630093"
+    /// The extension's object identifier: under 2.25 (UUID arc, which anyone may mint),
+    /// a random number below 2^62. A full 128-bit UUID arc would be the textbook choice,
+    /// but GnuTLS's ASN.1 parser (libtasn1) rejects arcs above 2^63-1 and with them the
+    /// whole certificate, so the arc is 62 random bits (a UUID whose upper bits are zero).
+    public static let extensionOID = "2.25.4594245330711050391"
     /// ALPN protocol name: the guts protocol over QUIC, mapping version 1.
     public static let alpn = "guts/1"
     /// Prefix of the bytes the identity key signs.
