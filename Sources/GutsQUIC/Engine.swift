@@ -89,6 +89,8 @@ public enum QUICEvent: Equatable, Sendable {
     case streamClosed(Int64, reset: Bool)
     /// A stream that was blocked by flow control may take more bytes.
     case writable(Int64)
+    /// The peer acknowledged a stream's bytes up to this offset (they left the send buffer).
+    case acknowledged(Int64, UInt64)
     /// A connection ID now names this connection (server: for the datagram demultiplexer).
     case newConnectionID([UInt8])
     case retiredConnectionID([UInt8])
@@ -374,11 +376,12 @@ public final class QUICEngine {
         return ngtcp2_conn_get_streams_bidi_left(conn)
     }
 
-    /// Queues bytes (and optionally the end) on a stream. False when the stream is unknown
-    /// or already finished.
+    /// Queues bytes (and optionally the end) on a stream. Returns the stream offset just
+    /// past them (reported by `.acknowledged` once the peer has them), nil when the stream
+    /// is already finished or the connection closed.
     @discardableResult
-    public func write(_ bytes: [UInt8], stream: Int64, fin: Bool = false) -> Bool {
-        guard closeReason == nil else { return false }
+    public func write(_ bytes: [UInt8], stream: Int64, fin: Bool = false) -> UInt64? {
+        guard closeReason == nil else { return nil }
         let s: SendStream
         if let existing = sendStreams[stream] {
             s = existing
@@ -387,11 +390,11 @@ public final class QUICEngine {
             s = SendStream()
             sendStreams[stream] = s
         }
-        guard !s.finQueued else { return false }
+        guard !s.finQueued else { return nil }
         s.append(bytes)
         if fin { s.finQueued = true }
         if !sendOrder.contains(stream) { sendOrder.append(stream) }
-        return true
+        return s.queuedEnd
     }
 
     /// Bytes queued on a stream that the peer has not acknowledged yet.
@@ -731,6 +734,7 @@ public final class QUICEngine {
         cb.acked_stream_data_offset = { _, stream, offset, length, user, _ in
             guard let engine = QUICEngine.from(user) else { return NGTCP2_ERR_CALLBACK_FAILURE }
             engine.sendStreams[stream]?.acknowledge(upTo: offset + length)
+            engine.events.append(.acknowledged(stream, offset + length))
             return 0
         }
         cb.stream_open = { _, stream, user in
