@@ -3,6 +3,7 @@
 //
 // Module arrows point down only:
 //   GutsCrypto -> GutsNoise -> GutsWire -> GutsTransport -> GutsSync -> GutsNode -> GutsCLI
+//   GutsQUIC (QUIC links beside TCP's) sits on GutsTransport; GutsNode and GutsCLI dial through it.
 //   (GutsSync also uses GutsGit and GutsTrust; GutsTrust = identities and signed refs over GutsGit)
 //   GutsControl (the control socket) needs only GutsSupport; GutsNode implements it, GutsCLI calls it.
 //   GutsGit (git objects and storage) stands apart from networking.
@@ -66,19 +67,19 @@ let package = Package(
         .target(name: "GutsControl", dependencies: ["GutsSupport", nioCore, nioPosix, nioLocks]),
         // The long-running node: listener, bootstrap peers, request dispatch.
         .target(name: "GutsNode", dependencies: [
-            "GutsAddress", "GutsControl", "GutsTransport", "GutsSync", "GutsGossip", "GutsDHT", "GutsGit", "GutsTrust", "GutsWire", "GutsIdentity", "GutsCrypto", "GutsSupport",
+            "GutsAddress", "GutsControl", "GutsTransport", "GutsQUIC", "GutsSync", "GutsGossip", "GutsDHT", "GutsGit", "GutsTrust", "GutsWire", "GutsIdentity", "GutsCrypto", "GutsSupport",
             nioCore, nioPosix, nioLocks,
         ]),
         // Git objects, packs, refs and reachability. No networking.
         .target(name: "GutsGit", dependencies: ["CZlib", "GutsSupport"]),
         // Argument parsing and the subcommands.
         .target(name: "GutsCLI", dependencies: [
-            "GutsAddress", "GutsSupport", "GutsControl", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsNode", "GutsSync", "GutsDHT",
+            "GutsAddress", "GutsSupport", "GutsControl", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsQUIC", "GutsNode", "GutsSync", "GutsDHT",
             "GutsGossip", "GutsGit", "GutsTrust", nioCore, nioPosix,
         ]),
         .executableTarget(name: "guts", dependencies: ["GutsCLI", "GutsSupport"]),
         .executableTarget(name: "guts-bench", dependencies: [
-            "GutsAddress", "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsDHT", "GutsNode", nioCore, nioPosix, nioLocks,
+            "GutsAddress", "GutsQUIC", "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsDHT", "GutsNode", nioCore, nioPosix, nioLocks,
         ]),
 
         .testTarget(name: "GutsSupportTests", dependencies: ["GutsSupport"]),
@@ -105,7 +106,7 @@ let package = Package(
         ], path: "Fuzz", exclude: ["Corpus", "Dictionaries", "Regressions", "build.sh", "run.sh", "make-corpus.sh"],
         sources: ["Support", "Targets", "Tests"]),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "GutsAddress", "GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsNode", "GutsTrust", "GutsDHT",
+            "GutsAddress", "GutsQUIC", "GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsNode", "GutsTrust", "GutsDHT",
             nioCore, nioPosix, nioLocks,
         ]),
     ],

@@ -9,12 +9,13 @@ import NIOPosix
 enum DialCommand: Command {
     static let name = "dial"
     static let summary = "connect to a node, authenticate it and show its identity"
-    static let synopsis = "dial [--timeout SECONDS] [--network ID] [--ephemeral] [--known-peers MODE] [PEERID@]ADDR|ALIAS|PEERID"
+    static let synopsis = "dial [--timeout SECONDS] [--network ID] [--ephemeral] [--known-peers MODE] [--transport tcp|quic] [PEERID@]ADDR|ALIAS|PEERID"
     static let options = [
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "limit for the TCP connect and, separately, for the handshake (default: connect-timeout and handshake-timeout from config, 10 each)"),
         OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
         Network.ephemeralOption,
         PeerResolver.option,
+        PeerResolver.transportOption,
         DHTLookup.bootstrapOption,
     ]
 

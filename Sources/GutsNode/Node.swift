@@ -5,6 +5,7 @@ import GutsGit
 import GutsGossip
 import GutsIdentity
 import GutsPolicy
+import GutsQUIC
 import GutsSupport
 import GutsSync
 import GutsTransport
@@ -63,6 +64,10 @@ public final class Node: Sendable {
         public var bootstrap: [Endpoint]
         public var maxConnections: Int
         public var connectTimeout: Double
+        /// Also serve QUIC on the listen port number (UDP).
+        public var quic = true
+        /// How this node dials peers: QUIC raced with TCP, or one of them.
+        public var transport = TransportChoice.auto
         public var session: SessionConfig
         /// Repositories to serve (nil: serve none). The first root is where mirrors go.
         public var repositories: RepositoryCatalog?
@@ -137,6 +142,7 @@ public final class Node: Sendable {
     private let shell: NIOLoopBoundBox<Shell>
     private let session: SessionConfig
     private let listener = NIOLockedValueBox<Listener?>(nil)
+    private let quicListener = NIOLockedValueBox<QUICListener?>(nil)
     private let sync: SyncServer?
     let gossip: GossipService
     /// Reads the refs of served repositories for the announcer (one scan at a time).
@@ -196,10 +202,11 @@ public final class Node: Sendable {
         stalls.withLockedValue { [reputation] in $0 = reputation }
         if options.dht {
             let ref = selfRef, sessionConfig = session, group = self.group, timeout = options.connectTimeout
+            let transport = options.transport
             let state = options.stateDirectory
             let writer = stateWriter
             let dial: @Sendable (Endpoint, Bool) -> EventLoopFuture<any PeerLink> = { endpoint, keep in
-                Dialer.dial(endpoint, config: sessionConfig, group: group, connectTimeout: timeout).map { (connection: PeerConnection) -> any PeerLink in
+                LinkDialer.dial(endpoint, choice: transport, config: sessionConfig, group: group, connectTimeout: timeout).map { (connection: any PeerLink) -> any PeerLink in
                     if keep { ref.withLockedValue { $0 }?.follow(connection, bootstrap: nil) }
                     return connection
                 }
@@ -252,11 +259,37 @@ public final class Node: Sendable {
         hooks.isBanned = { reputation.isBanned($0) }
         hooks.admit = { connection, peer, hello in reputation.admit(connection, peer, hello) }
         hooks.refused = { address, why in log.debug("connection from \(address) closed before the handshake: \(why)") }
-        let listener = Listener(group: group, config: session, options: listenerOptions, hooks: hooks) { [weak self] connection in
-            self?.follow(connection, bootstrap: nil)
+        // TCP and QUIC on the same port number; with port 0, until a free pair is found.
+        var attempt = 0
+        var bound: (Listener, SocketAddress, QUICListener?)?
+        while bound == nil {
+            attempt += 1
+            let listener = Listener(group: group, config: session, options: listenerOptions, hooks: hooks) { [weak self] connection in
+                self?.follow(connection, bootstrap: nil)
+            }
+            let address = try listener.bind(host: options.host, port: options.port)
+            guard options.quic else {
+                bound = (listener, address, nil)
+                break
+            }
+            let quic = QUICListener(group: group, config: session, options: listenerOptions, hooks: hooks) { [weak self] link in
+                self?.follow(link, bootstrap: nil)
+            }
+            do {
+                _ = try quic.bind(host: options.host, port: address.port ?? options.port)
+                bound = (listener, address, quic)
+            } catch {
+                if options.port == 0 && attempt < 20 {
+                    listener.shutdown()
+                    continue
+                }
+                log.info("QUIC disabled: cannot bind UDP port \(address.port ?? options.port): \(error)")
+                bound = (listener, address, nil)
+            }
         }
-        let address = try listener.bind(host: options.host, port: options.port)
+        guard let (listener, address, quic) = bound else { throw TransportError.notEstablished }
         self.listener.withLockedValue { $0 = listener }
+        quicListener.withLockedValue { $0 = quic }
         loop.execute { self.apply(.started) }
         // Chores: a minute of uptime earns connected peers a (capped) reward; the peer
         // book is written when it changed, at most every few seconds.
@@ -319,6 +352,7 @@ public final class Node: Sendable {
             log.info("gossip: received \(stats.received) (\(stats.duplicates) duplicates), delivered \(stats.delivered), published \(stats.published), relayed \(stats.relayed)")
         }
         listener.withLockedValue { $0 }?.shutdown()
+        quicListener.withLockedValue { $0 }?.shutdown()
         for c in outbound ?? [] { c.close(.shutdown, "node shutting down") }
         // Closing is bounded by the transport's flush limit, so this wait ends.
         for c in outbound ?? [] { _ = try? c.closeFuture.wait() }
@@ -338,7 +372,7 @@ public final class Node: Sendable {
 
     /// Number of open connections (inbound and outbound).
     public var connectionCount: Int {
-        (listener.withLockedValue { $0 }?.connectionCount ?? 0) + established.withLockedValue { $0.values.filter { !$0.inbound }.count }
+        (listener.withLockedValue { $0 }?.connectionCount ?? 0) + (quicListener.withLockedValue { $0 }?.connectionCount ?? 0) + established.withLockedValue { $0.values.filter { !$0.inbound }.count }
     }
 
     /// Sessions established, inbound and outbound (gossip clients included).
@@ -375,7 +409,7 @@ public final class Node: Sendable {
     private func perform(_ action: NodeAction) {
         switch action {
         case let .dial(b, endpoint):
-            Dialer.dial(endpoint, config: session, group: group, connectTimeout: options.connectTimeout).whenComplete { [weak self] result in
+            LinkDialer.dial(endpoint, choice: options.transport, config: session, group: group, connectTimeout: options.connectTimeout).whenComplete { [weak self] result in
                 guard let self else { return }
                 switch result {
                 case let .success(connection):
@@ -560,7 +594,7 @@ public final class Node: Sendable {
         guard let root = options.repositories?.roots.first else {
             return .failed(MirrorFailure(.local, peer: nil, "no repository root to mirror into"))
         }
-        let session = self.session, group = self.group, timeout = options.connectTimeout
+        let session = self.session, group = self.group, timeout = options.connectTimeout, transport = options.transport
         // Best-scoring peers first (the announcer stays first when it is connected), banned
         // ones never; what each peer did is scored.
         let reputation = self.reputation
@@ -578,7 +612,7 @@ public final class Node: Sendable {
         return MirrorRunner.run(job, root: root, localPeer: peerID, connected: ordered, maxPacks: options.maxPacks,
                                 log: { log.info($0) },
                                 record: { event, connection, reason in reputation.record(event, connection, reason: reason) }) { endpoint in
-            try? Dialer.dial(endpoint, config: session, group: group, connectTimeout: timeout).wait()
+            try? LinkDialer.dial(endpoint, choice: transport, config: session, group: group, connectTimeout: timeout).wait()
         }
     }
 }
