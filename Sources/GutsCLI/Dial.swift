@@ -41,6 +41,7 @@ enum DialCommand: Command {
             context.out(JSON.object([
                 "peer_id": .string(peer.peerID.description),
                 "address": .string(connection.remoteAddress),
+                "transport": .string(connection.transportName),
                 "protocol_version": .int(Int(peer.version)),
                 "capabilities": .array(peer.capabilities.map { .string($0) }),
                 "agent": .string(peer.agent),
@@ -52,6 +53,7 @@ enum DialCommand: Command {
             let verified = target.known != nil ? " (verified: known_peers)" : (target.named != nil ? " (verified)" : "")
             context.out("peer         \(peer.peerID)" + verified)
             context.out("address      \(connection.remoteAddress)")
+            context.out("transport    \(connection.transportName)")
             context.out("protocol     \(peer.version)")
             // The agent and capabilities are the peer's words: escaped as printed.
             context.out("agent        \(Escape.text(peer.agent))")

@@ -110,20 +110,29 @@ public enum LinkDialer {
         return promise.futureResult
     }
 
-    /// Among failures of both transports, the one to report.
+    /// Among failures of both transports, the one to report: what says most about the
+    /// peer (a wrong identity, a refusal, a failed or slow handshake: something listens)
+    /// before "nothing there"; on a tie, the TCP attempt's (the later one).
     static func preferred(_ errors: [Error]) -> Error {
         func rank(_ e: Error) -> Int {
-            if case let .closed(reason)? = e as? TransportError {
-                switch reason {
-                case .identityMismatch, .selfConnection: return 0
-                case .remoteGoodbye, .localGoodbye: return 1
-                case .handshakeFailed: return 2
-                default: return 4
-                }
+            var close = e as? SessionClose
+            if case let .closed(reason)? = e as? TransportError { close = reason }
+            if case .timeout? = e as? TransportError { return 3 }
+            if let c = e as? ChannelError, case .connectTimeout = c { return 3 }
+            switch close {
+            case .identityMismatch?, .selfConnection?: return 0
+            case .remoteGoodbye?, .localGoodbye?: return 1
+            case .handshakeFailed?: return 2
+            case .timeout?: return 3
+            default: return 4
             }
-            if let s = e as? SessionClose, case .identityMismatch = s { return 0 }
-            return 3
         }
-        return errors.min { rank($0) < rank($1) } ?? TransportError.notEstablished
+        var best: Error = TransportError.notEstablished
+        var bestRank = Int.max
+        for e in errors where rank(e) <= bestRank {
+            best = e
+            bestRank = rank(e)
+        }
+        return best
     }
 }

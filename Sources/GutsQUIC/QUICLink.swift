@@ -62,6 +62,8 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     /// Promises of messages written, completed when the peer acknowledged their last byte.
     private var pendingWrites: [Int64: [(end: UInt64, promise: EventLoopPromise<Void>)]] = [:]
     private var keepaliveNonce: UInt64 = 0
+    /// The identity the peer's certificate proved (known before Hello).
+    private var remotePeerID: PeerID?
 
     enum Phase { case handshake, awaitingHello, awaitingHelloAck, established, closed }
 
@@ -94,6 +96,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     public var bytesSent: UInt64 { sent.load(ordering: .relaxed) }
     public var lastRoundTrip: Double? { shared.withLockedValue { $0.roundTrip } }
     public var discardedAnswers: Int { 0 }
+    public var transportName: String { "quic" }
     public var expectsAnswers: Bool { shared.withLockedValue { $0.outstanding > 0 } }
     public func beginRequests() { shared.withLockedValue { $0.outstanding += 1 } }
     public func endRequests() { shared.withLockedValue { $0.outstanding = max(0, $0.outstanding - 1) } }
@@ -261,7 +264,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
                 phase = .awaitingHelloAck
                 write(.hello(Hello(capabilities: config.capabilities, agent: config.agent)), on: stream, fin: false, promise: nil)
             }
-            shared.withLockedValue { $0.peer = PeerInfo(peerID: id, version: 0, capabilities: [], agent: "", handshakeSeconds: 0) }
+            remotePeerID = id
         case let .streamOpened(stream):
             if inbound && controlStream == nil {
                 controlStream = stream
@@ -348,7 +351,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
             guard stream == controlStream, case let .hello(hello) = message else {
                 return fail(.protocolViolation, "expected Hello on the control stream, got \(message.typeName)")
             }
-            guard let id = peer?.peerID else { return fail(.internalError, "no peer identity") }
+            guard let id = remotePeerID else { return fail(.internalError, "no peer identity") }
             if let refusal = config.refusal { return fail(refusal.code, refusal.reason) }
             if let admit = config.admit, let refusal = admit(id, hello) { return fail(refusal.code, refusal.reason) }
             let version = min(hello.maxVersion, WireProtocol.maxVersion)
@@ -362,7 +365,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
             guard stream == controlStream, case let .helloAck(ack) = message else {
                 return fail(.protocolViolation, "expected HelloAck on the control stream, got \(message.typeName)")
             }
-            guard ack.version >= WireProtocol.minVersion, ack.version <= WireProtocol.maxVersion, let id = peer?.peerID else {
+            guard ack.version >= WireProtocol.minVersion, ack.version <= WireProtocol.maxVersion, let id = remotePeerID else {
                 return fail(.unsupportedVersion, "peer chose protocol version \(ack.version), this node speaks \(WireProtocol.minVersion)-\(WireProtocol.maxVersion)")
             }
             didEstablish(PeerInfo(peerID: id, version: ack.version, capabilities: ack.capabilities, agent: ack.agent,
