@@ -487,6 +487,11 @@ public final class Node: Sendable {
     /// Follows a connection from acceptance (or dial) to close, feeding the service.
     fileprivate func follow(_ connection: any PeerLink, bootstrap: Int?) {
         let guardian = LinkGuard(rates: options.rates)
+        // A dialled link arrives established, and its first messages may be waiting
+        // already (over QUIC the peer's Subscribe shares a packet with its HelloAck):
+        // gossip and the DHT learn of the session before the handler replays them.
+        let early = connection.peer
+        if let info = early { announce(connection, info) }
         connection.setMessageHandler { [weak self] conn, message in
             guard let self else { return true }
             // Answers to this node's own requests are never rate-limited or graylisted.
@@ -524,11 +529,7 @@ public final class Node: Sendable {
             guard let self else { return }
             switch result {
             case let .success(info):
-                self.reputation.established(connection, peer: info.peerID)
-                // Gossip learns of the session first, from the connection's own loop, so the
-                // session's first messages (which take the same path) find it registered.
-                self.gossip.connected(connection)
-                self.dht?.connected(connection)
+                if early == nil { self.announce(connection, info) }
                 self.loop.execute { self.register(connection, info: info, bootstrap: bootstrap) }
             case let .failure(error):
                 if let bootstrap {
@@ -539,6 +540,14 @@ public final class Node: Sendable {
                 }
             }
         }
+    }
+
+    /// Gossip learns of the session first, from the connection's own loop, so the
+    /// session's first messages (which take the same path) find it registered.
+    private func announce(_ connection: any PeerLink, _ info: PeerInfo) {
+        reputation.established(connection, peer: info.peerID)
+        gossip.connected(connection)
+        dht?.connected(connection)
     }
 
     private func register(_ connection: any PeerLink, info: PeerInfo, bootstrap: Int?) {

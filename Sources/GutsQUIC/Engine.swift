@@ -338,6 +338,10 @@ public final class QUICEngine {
         return takeEvents()
     }
 
+    /// Events raised while writing (new connection IDs are issued then, for one), to be
+    /// handled like those `receive` returns.
+    public func takePendingEvents() -> [QUICEvent] { takeEvents() }
+
     /// The moment `handleTimeout` must run next.
     public var nextDeadline: Instant? {
         guard let conn, closeReason == nil else { return nil }

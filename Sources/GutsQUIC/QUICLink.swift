@@ -62,6 +62,8 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     /// Promises of messages written, completed when the peer acknowledged their last byte.
     private var pendingWrites: [Int64: [(end: UInt64, promise: EventLoopPromise<Void>)]] = [:]
     private var keepaliveNonce: UInt64 = 0
+    /// The connection IDs that name this connection now (loop only).
+    private(set) var connectionIDs: Set<[UInt8]> = []
     /// The identity the peer's certificate proved (known before Hello).
     private var remotePeerID: PeerID?
 
@@ -207,6 +209,14 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     private func pump(_ events: [QUICEvent]) {
         for event in events { handle(event) }
         flush()
+        // Writing can raise events too (connection IDs issued): handle them now, before
+        // the peer uses them, and send what handling them queued.
+        for _ in 0..<4 {
+            let more = engine.takePendingEvents()
+            if more.isEmpty { break }
+            for event in more { handle(event) }
+            flush()
+        }
         schedule()
     }
 
@@ -294,8 +304,10 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
         case .writable:
             break
         case let .newConnectionID(id):
+            connectionIDs.insert(id)
             onConnectionID?(id, true)
         case let .retiredConnectionID(id):
+            connectionIDs.remove(id)
             onConnectionID?(id, false)
         case let .closed(why):
             finish(Self.translate(why))

@@ -234,7 +234,9 @@ public final class QUICListener: @unchecked Sendable {
         guard let local else { return }
         var session = config
         let count = linksBox.withLockedValue { $0.count }
-        switch QUICEngine.accept(bytes, config: QUICConfig(session: config), local: local, remote: source, now: .now(),
+        var quicConfig = QUICConfig(session: config)
+        quicConfig.statelessResetSecret = resetSecret
+        switch QUICEngine.accept(bytes, config: quicConfig, local: local, remote: source, now: .now(),
                                  requireRetry: pending >= QUICTuning.retryThreshold, tokenSecret: tokenSecret) {
         case .drop:
             return
@@ -265,14 +267,14 @@ public final class QUICListener: @unchecked Sendable {
             }
             pending += 1
             link.establishedFuture.whenComplete { [weak self] _ in self?.pending -= 1 }
-            let id = ObjectIdentifier(link)
-            link.onFinished = { [weak self] in
-                guard let self else { return }
+            link.onFinished = { [weak self, weak link] in
+                guard let self, let link else { return }
+                _ = self.linksBox.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(link)) }
                 // Keep routing for a moment so retransmitted packets meet the close, not a reset.
                 channel.eventLoop.scheduleTask(in: .seconds(2)) {
-                    self.routes = self.routes.filter { ObjectIdentifier($0.value) != id }
+                    for id in link.connectionIDs where self.routes[id] === link { self.routes[id] = nil }
+                    for (id, l) in self.routes where l === link { self.routes[id] = nil }
                 }
-                _ = self.linksBox.withLockedValue { $0.removeValue(forKey: id) }
             }
             linksBox.withLockedValue { $0[ObjectIdentifier(link)] = link }
             onConnection(link)
