@@ -2,6 +2,7 @@ import CNgtcp2
 import GutsCrypto
 import GutsIdentity
 import GutsSupport
+import Synchronization
 
 /// Settings of one QUIC connection.
 public struct QUICConfig: Sendable {
@@ -114,7 +115,8 @@ public final class QUICEngine {
     let config: QUICConfig
     private(set) var conn: OpaquePointer?
     private var session: gnutls_session_t?
-    private var credentials: gnutls_certificate_credentials_t?
+    /// The node's certificate and key for GnuTLS, shared by its connections.
+    private var tls: TLSCredentials?
     private let connRef: UnsafeMutablePointer<ngtcp2_crypto_conn_ref>
     private let pathStorage: UnsafeMutablePointer<ngtcp2_path_storage>
     private let packetBuffer: UnsafeMutableRawBufferPointer
@@ -159,7 +161,6 @@ public final class QUICEngine {
     deinit {
         if let conn { ngtcp2_conn_del(conn) }
         if let session { gnutls_deinit(session) }
-        if let credentials { gnutls_certificate_free_credentials(credentials) }
         for s in sendStreams.values { s.freeAll() }
         connRef.deallocate()
         pathStorage.deallocate()
@@ -189,8 +190,9 @@ public final class QUICEngine {
 
     /// What to do with a datagram that names no known connection.
     public enum Admission {
-        /// A new connection (its first connection IDs are reported as events by `flush`).
-        case accepted(QUICEngine)
+        /// A new connection (its first connection IDs are reported as events by `flush`);
+        /// `validated` when the client echoed a Retry token, which proves its address.
+        case accepted(QUICEngine, validated: Bool)
         /// Send this Retry packet (address validation before any state).
         case retry([UInt8])
         /// Ignore it.
@@ -282,7 +284,7 @@ public final class QUICEngine {
         engine.events.append(.newConnectionID(cidBytes(scid)))
         // The client's original destination ID also reaches this connection until it learns ours.
         engine.events.append(.newConnectionID(cidBytes(hd.dcid)))
-        return .accepted(engine)
+        return .accepted(engine, validated: retrySCID != nil)
     }
 
     /// The destination connection ID of a datagram (for demultiplexing), if it parses.
@@ -783,43 +785,9 @@ public final class QUICEngine {
     static let priority = "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:-SIGN-ALL:+SIGN-EDDSA-ED25519:%DISABLE_TLS13_COMPAT_MODE"
 
     private func setUpTLS() throws {
-        var cred: gnutls_certificate_credentials_t?
-        guard gnutls_certificate_allocate_credentials(&cred) == 0, let cred else { throw QUICClose.transportError("GnuTLS credentials") }
-        credentials = cred
-        var key: gnutls_privkey_t?
-        guard gnutls_privkey_init(&key) == 0, let key else { throw QUICClose.transportError("GnuTLS key") }
-        var imported = config.certificate.tlsKey.publicKey.withUnsafeBufferPointer { x in
-            config.certificate.tlsKey.seed.withUnsafeBufferPointer { k in
-                var xd = gnutls_datum_t(data: UnsafeMutablePointer(mutating: x.baseAddress), size: UInt32(x.count))
-                var kd = gnutls_datum_t(data: UnsafeMutablePointer(mutating: k.baseAddress), size: UInt32(k.count))
-                return gnutls_privkey_import_ecc_raw(key, GNUTLS_ECC_CURVE_ED25519, &xd, nil, &kd)
-            }
-        }
-        guard imported == 0 else {
-            gnutls_privkey_deinit(key)
-            throw QUICClose.transportError("GnuTLS cannot import the TLS key: \(Self.gnutlsText(imported))")
-        }
-        let pcert = UnsafeMutablePointer<gnutls_pcert_st>.allocate(capacity: 1)
-        defer { pcert.deallocate() }
-        imported = config.certificate.der.withUnsafeBufferPointer { d in
-            var datum = gnutls_datum_t(data: UnsafeMutablePointer(mutating: d.baseAddress), size: UInt32(d.count))
-            return gnutls_pcert_import_x509_raw(pcert, &datum, GNUTLS_X509_FMT_DER, 0)
-        }
-        guard imported == 0 else {
-            gnutls_privkey_deinit(key)
-            throw QUICClose.transportError("GnuTLS cannot import the certificate: \(Self.gnutlsText(imported))")
-        }
-        // The credentials take ownership of the key and the certificate.
-        guard gnutls_certificate_set_key(cred, nil, 0, pcert, 1, key) >= 0 else {
-            gnutls_pcert_deinit(pcert)
-            gnutls_privkey_deinit(key)
-            throw QUICClose.transportError("GnuTLS cannot use the certificate")
-        }
-        gnutls_certificate_set_verify_function(cred) { session in
-            guard let session, let ref = gnutls_session_get_ptr(session)?.assumingMemoryBound(to: ngtcp2_crypto_conn_ref.self),
-                  let engine = QUICEngine.from(ref.pointee.user_data) else { return -1 }
-            return engine.verifyPeer(session) ? 0 : -1
-        }
+        let shared = try TLSCredentials.shared(for: config.certificate)
+        tls = shared
+        let cred = shared.credentials
 
         var s: gnutls_session_t?
         let flags = (role == .client ? GNUTLS_CLIENT : GNUTLS_SERVER) | GNUTLS_NO_TICKETS
@@ -827,7 +795,9 @@ public final class QUICEngine {
         session = s
         let configured = role == .client ? ngtcp2_crypto_gnutls_configure_client_session(s) : ngtcp2_crypto_gnutls_configure_server_session(s)
         guard configured == 0 else { throw QUICClose.transportError("ngtcp2 cannot configure the TLS session") }
-        guard gnutls_priority_set_direct(s, Self.priority, nil) == 0 else { throw QUICClose.transportError("GnuTLS priority") }
+        guard let priority = TLSCredentials.priority, gnutls_priority_set(s, priority) == 0 else {
+            throw QUICClose.transportError("GnuTLS priority")
+        }
         guard gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, UnsafeMutableRawPointer(cred)) == 0 else {
             throw QUICClose.transportError("GnuTLS credentials")
         }
@@ -849,7 +819,7 @@ public final class QUICEngine {
 
     /// GnuTLS asks during the handshake: the peer's single certificate must carry a valid
     /// identity for this network (and the expected one, when pinned).
-    private func verifyPeer(_ session: gnutls_session_t) -> Bool {
+    fileprivate func verifyPeer(_ session: gnutls_session_t) -> Bool {
         var count: UInt32 = 0
         guard let list = gnutls_certificate_get_peers(session, &count), count == 1, let data = list.pointee.data else {
             failure = .handshakeFailed("peer presented \(count) certificates, expected exactly one")
@@ -960,5 +930,75 @@ final class SendStream {
         ackedOffset = queuedEnd
         sentOffset = queuedEnd
         finSent = finQueued
+    }
+}
+
+/// GnuTLS credentials for one certificate (key, certificate, verify hook), made once
+/// and shared by every connection that presents it. GnuTLS only reads them.
+final class TLSCredentials: @unchecked Sendable {
+    let credentials: gnutls_certificate_credentials_t
+
+    private init(_ credentials: gnutls_certificate_credentials_t) { self.credentials = credentials }
+
+    deinit { gnutls_certificate_free_credentials(credentials) }
+
+    private static let cache = Mutex<[[UInt8]: TLSCredentials]>([:])
+
+    /// The priority string parsed once.
+    nonisolated(unsafe) static let priority: gnutls_priority_t? = {
+        var p: gnutls_priority_t?
+        return gnutls_priority_init(&p, QUICEngine.priority, nil) == 0 ? p : nil
+    }()
+
+    static func shared(for certificate: QUICCertificate) throws -> TLSCredentials {
+        try cache.withLock { cache in
+            if let c = cache[certificate.der] { return c }
+            let made = try make(certificate)
+            // Certificates are renewed rarely; keep the last few.
+            if cache.count >= 8 { cache.removeAll() }
+            cache[certificate.der] = made
+            return made
+        }
+    }
+
+    private static func make(_ certificate: QUICCertificate) throws -> TLSCredentials {
+        var cred: gnutls_certificate_credentials_t?
+        guard gnutls_certificate_allocate_credentials(&cred) == 0, let cred else { throw QUICClose.transportError("GnuTLS credentials") }
+        let result = TLSCredentials(cred)
+        var key: gnutls_privkey_t?
+        guard gnutls_privkey_init(&key) == 0, let key else { throw QUICClose.transportError("GnuTLS key") }
+        var imported = certificate.tlsKey.publicKey.withUnsafeBufferPointer { x in
+            certificate.tlsKey.seed.withUnsafeBufferPointer { k in
+                var xd = gnutls_datum_t(data: UnsafeMutablePointer(mutating: x.baseAddress), size: UInt32(x.count))
+                var kd = gnutls_datum_t(data: UnsafeMutablePointer(mutating: k.baseAddress), size: UInt32(k.count))
+                return gnutls_privkey_import_ecc_raw(key, GNUTLS_ECC_CURVE_ED25519, &xd, nil, &kd)
+            }
+        }
+        guard imported == 0 else {
+            gnutls_privkey_deinit(key)
+            throw QUICClose.transportError("GnuTLS cannot import the TLS key: \(QUICEngine.gnutlsText(imported))")
+        }
+        let pcert = UnsafeMutablePointer<gnutls_pcert_st>.allocate(capacity: 1)
+        defer { pcert.deallocate() }
+        imported = certificate.der.withUnsafeBufferPointer { d in
+            var datum = gnutls_datum_t(data: UnsafeMutablePointer(mutating: d.baseAddress), size: UInt32(d.count))
+            return gnutls_pcert_import_x509_raw(pcert, &datum, GNUTLS_X509_FMT_DER, 0)
+        }
+        guard imported == 0 else {
+            gnutls_privkey_deinit(key)
+            throw QUICClose.transportError("GnuTLS cannot import the certificate: \(QUICEngine.gnutlsText(imported))")
+        }
+        // The credentials take ownership of the key and the certificate.
+        guard gnutls_certificate_set_key(cred, nil, 0, pcert, 1, key) >= 0 else {
+            gnutls_pcert_deinit(pcert)
+            gnutls_privkey_deinit(key)
+            throw QUICClose.transportError("GnuTLS cannot use the certificate")
+        }
+        gnutls_certificate_set_verify_function(cred) { session in
+            guard let session, let ref = gnutls_session_get_ptr(session)?.assumingMemoryBound(to: ngtcp2_crypto_conn_ref.self),
+                  let engine = QUICEngine.from(ref.pointee.user_data) else { return -1 }
+            return engine.verifyPeer(session) ? 0 : -1
+        }
+        return result
     }
 }

@@ -331,7 +331,8 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
 
     private func receiveStream(_ stream: Int64, _ bytes: [UInt8], fin: Bool) {
         guard phase != .closed else { return }
-        var decoder = decoders[stream] ?? StreamDecoder()
+        // Taken out of the table while it grows, so appending never copies the buffer.
+        var decoder = decoders.removeValue(forKey: stream) ?? StreamDecoder()
         decoder.append(bytes)
         while phase != .closed {
             let message: Message?
@@ -350,6 +351,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
             guard let message else { break }
             handleMessage(message, stream: stream)
         }
+        guard phase != .closed else { return }
         decoders[stream] = decoder
         if fin && !decoder.isEmpty { fail(.protocolViolation, "stream \(stream) ended inside a message") }
     }
@@ -472,7 +474,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
         if engine.unacknowledgedBytes == 0 || Instant.now() >= deadline {
             closeNow(code: UInt64(code.rawValue), reason: reason, why: .localGoodbye(Goodbye(code: code, reason: reason)))
         } else {
-            loop.scheduleTask(in: .milliseconds(10)) { self.closeWhenFlushed(code, reason, deadline: deadline) }
+            loop.scheduleTask(in: .milliseconds(2)) { self.closeWhenFlushed(code, reason, deadline: deadline) }
         }
     }
 

@@ -62,6 +62,11 @@ public enum QUICTuning {
     /// Connections still in the handshake at once, in all.
     public static let maxPending = 256
     static let receiveAllocator = FixedSizeRecvByteBufferAllocator(capacity: 2048)
+    /// Socket buffers (the kernel caps them at net.core.rmem_max / wmem_max): a burst the
+    /// loop has not read yet is not dropped.
+    static let socketBuffer: SocketOptionValue = 4 << 20
+    /// Datagrams read per wake-up.
+    static let messagesPerRead: UInt = 64
 }
 
 /// Forwards a datagram socket's input to a closure on its loop.
@@ -110,6 +115,9 @@ public enum QUICDialer {
         let bootstrap = DatagramBootstrap(group: loop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.recvAllocator, value: QUICTuning.receiveAllocator)
+            .channelOption(.socketOption(.so_rcvbuf), value: QUICTuning.socketBuffer)
+            .channelOption(.socketOption(.so_sndbuf), value: QUICTuning.socketBuffer)
+            .channelOption(.maxMessagesPerRead, value: QUICTuning.messagesPerRead)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(DatagramInbound(onError: { error in
@@ -174,6 +182,9 @@ public final class QUICListener: @unchecked Sendable {
     /// Loop-only: routing table and handshakes in progress.
     private var routes: [[UInt8]: QUICLink] = [:]
     private var pending = 0
+    /// Handshakes in progress from validated addresses (Retry token echoed), per address
+    /// group: only these count against the group's cap, since UDP sources can be spoofed.
+    private var validatedPending: [AddressGroup: Int] = [:]
     private let tokenSecret = Random.bytes(32)
     private let resetSecret = Random.bytes(32)
     private var local: QUICSocketAddress?
@@ -195,6 +206,9 @@ public final class QUICListener: @unchecked Sendable {
         let bootstrap = DatagramBootstrap(group: group.next())
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.recvAllocator, value: QUICTuning.receiveAllocator)
+            .channelOption(.socketOption(.so_rcvbuf), value: QUICTuning.socketBuffer)
+            .channelOption(.socketOption(.so_sndbuf), value: QUICTuning.socketBuffer)
+            .channelOption(.maxMessagesPerRead, value: QUICTuning.messagesPerRead)
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(DatagramInbound { [weak self] bytes, from in
@@ -232,18 +246,26 @@ public final class QUICListener: @unchecked Sendable {
             return
         }
         guard let local else { return }
+        let group = ip.group
+        // A group at its cap of validated handshakes: its newcomers must prove their address
+        // (Retry), and a proven one is refused. Unproven packets never count against it.
+        let groupFull = validatedPending[group, default: 0] >= options.admission.maxPendingPerGroup
         var session = config
         let count = linksBox.withLockedValue { $0.count }
         var quicConfig = QUICConfig(session: config)
         quicConfig.statelessResetSecret = resetSecret
         switch QUICEngine.accept(bytes, config: quicConfig, local: local, remote: source, now: .now(),
-                                 requireRetry: pending >= QUICTuning.retryThreshold, tokenSecret: tokenSecret) {
+                                 requireRetry: pending >= QUICTuning.retryThreshold || groupFull, tokenSecret: tokenSecret) {
         case .drop:
             return
         case let .retry(packet):
             channel.writeAndFlush(AddressedEnvelope(remoteAddress: from, data: channel.allocator.buffer(bytes: packet)), promise: nil)
             return
-        case let .accepted(engine):
+        case let .accepted(engine, validated):
+            if validated && groupFull {
+                hooks.refused(source.description, "too many handshakes in progress from its address group")
+                return
+            }
             if hooks.admit == nil, count >= options.maxConnections {
                 session.refusal = Goodbye(code: .tooManyConnections, reason: "this node accepts at most \(options.maxConnections) connections")
             }
@@ -266,7 +288,15 @@ public final class QUICListener: @unchecked Sendable {
                 }
             }
             pending += 1
-            link.establishedFuture.whenComplete { [weak self] _ in self?.pending -= 1 }
+            if validated { validatedPending[group, default: 0] += 1 }
+            link.establishedFuture.whenComplete { [weak self] _ in
+                guard let self else { return }
+                self.pending -= 1
+                if validated {
+                    self.validatedPending[group, default: 1] -= 1
+                    if self.validatedPending[group] == 0 { self.validatedPending[group] = nil }
+                }
+            }
             link.onFinished = { [weak self, weak link] in
                 guard let self, let link else { return }
                 _ = self.linksBox.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(link)) }

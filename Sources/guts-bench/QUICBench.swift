@@ -144,7 +144,10 @@ enum QUICBench {
     static func pings(_ link: any PeerLink, count: Int, interval: Double, while work: (@Sendable () -> Double)?) -> (rtts: [Double], lost: Int, work: Double?) {
         let done = NIOLockedValueBox<Double?>(nil)
         if let work {
-            Thread { done.withLockedValue { $0 = work() } }.start()
+            Thread {
+                let seconds = work()
+                done.withLockedValue { $0 = seconds }
+            }.start()
         }
         var rtts: [Double] = []
         var lost = 0

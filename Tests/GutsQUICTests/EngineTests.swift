@@ -65,7 +65,7 @@ final class QUICPair {
                     } else {
                         switch QUICEngine.accept(d.bytes, config: serverConfig, local: serverAddress, remote: clientAddress, now: now,
                                                  requireRetry: requireRetry, tokenSecret: tokenSecret) {
-                        case let .accepted(engine):
+                        case let .accepted(engine, _):
                             server = engine
                             serverEvents += engine.receive(d.bytes, from: clientAddress, now: now)
                         case let .retry(packet):
