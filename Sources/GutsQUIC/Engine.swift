@@ -681,6 +681,9 @@ public final class QUICEngine {
         p.initial_max_data = config.connectionWindow
         p.max_idle_timeout = UInt64(config.idleTimeout * 1e9)
         p.active_connection_id_limit = 4
+        // Acknowledge within 2 ms (ngtcp2 acknowledges every second packet anyway): a
+        // closing side waits for its last bytes to be acknowledged.
+        p.max_ack_delay = 2_000_000
         return p
     }
 
@@ -911,8 +914,13 @@ final class SendStream {
 
     /// Whether `count` vectors from `fillVecs` reach the end of what is queued.
     func allBytesInVecs(_ count: Int) -> Bool {
-        let unsentChunks = chunks.filter { $0.end > sentOffset }.count
-        return count >= unsentChunks
+        var unsent = 0
+        for c in chunks.reversed() {
+            guard c.end > sentOffset else { break }
+            unsent += 1
+            if unsent > count { return false }
+        }
+        return true
     }
 
     func acknowledge(upTo offset: UInt64) {

@@ -241,7 +241,9 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
             deadline = min(deadline ?? hello, hello)
         }
         guard let deadline else { return }
-        if let at = timerAt, at == deadline, timer != nil { return }
+        // A timer due no later is kept (it re-reads the deadline when it fires): moving a
+        // timer on every datagram would cost more than a spurious wake-up.
+        if let at = timerAt, at <= deadline, timer != nil { return }
         timer?.cancel()
         timerAt = deadline
         let now = Instant.now()
