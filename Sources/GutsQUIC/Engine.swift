@@ -501,9 +501,15 @@ public final class QUICEngine {
             out.append(QUICDatagram(bytes: bytes, to: Self.address(pathStorage.pointee.path.remote) ?? remote))
             if stream != nil { cursor += 1 }
         }
+        // Stopped at the batch limit rather than by ngtcp2: the shell calls again soon, so
+        // the congestion window is kept full (ngtcp2 does not grow an underused one).
+        mayWriteMore = out.count >= maxPackets
         ngtcp2_conn_update_pkt_tx_time(conn, now.nanoseconds)
         return out
     }
+
+    /// Whether the last `flush` stopped at its batch limit with more it could send.
+    public private(set) var mayWriteMore = false
 
     private func advance(_ stream: SendStream, _ id: Int64, by n: Int, flags: UInt32) {
         stream.sentOffset += UInt64(n)
@@ -524,6 +530,14 @@ public final class QUICEngine {
         }
         if n > 0 { closingPacket = Array(UnsafeRawBufferPointer(start: packetBuffer.baseAddress, count: Int(n))) }
         finish(.localClose(code: code, reason: reason))
+    }
+
+    /// Congestion and RTT state, for diagnostics.
+    public var statistics: String {
+        guard let conn else { return "closed" }
+        var st = ngtcp2_conn_stat()
+        guts_ngtcp2_conn_get_conn_stat(conn, &st)
+        return "srtt \(Double(st.smoothed_rtt) / 1e6) ms, min rtt \(Double(st.min_rtt) / 1e6) ms, cwnd \(st.cwnd), ssthresh \(st.ssthresh), in flight \(st.bytes_in_flight), pto count \(st.pto_count), pacing \(st.pacing_rate), quantum \(st.send_quantum), sent \(bytesSent), received \(bytesReceived)"
     }
 
     /// The smoothed round-trip time ngtcp2 measured, in seconds.

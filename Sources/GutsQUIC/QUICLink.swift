@@ -99,6 +99,8 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     public var lastRoundTrip: Double? { shared.withLockedValue { $0.roundTrip } }
     public var discardedAnswers: Int { 0 }
     public var transportName: String { "quic" }
+    /// ngtcp2's congestion and RTT figures (for diagnostics and benchmarks).
+    public func transportStatistics() -> EventLoopFuture<String> { loop.submit { self.engine.statistics } }
     public var expectsAnswers: Bool { shared.withLockedValue { $0.outstanding > 0 } }
     public func beginRequests() { shared.withLockedValue { $0.outstanding += 1 } }
     public func endRequests() { shared.withLockedValue { $0.outstanding = max(0, $0.outstanding - 1) } }
@@ -231,7 +233,19 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
         sent.add(UInt64(total), ordering: .relaxed)
         flushOutput()
         writable.store(engine.unacknowledgedBytes < Self.highWatermark, ordering: .relaxed)
+        if engine.mayWriteMore && !flushQueued {
+            // More fits in the congestion window: write it on the next turn of the loop,
+            // after what else is waiting there.
+            flushQueued = true
+            loop.execute { [self] in
+                flushQueued = false
+                pump([])
+            }
+        }
     }
+
+    /// A flush is queued on the loop (see `flush`).
+    private var flushQueued = false
 
     private func schedule() {
         guard phase != .closed else { return }

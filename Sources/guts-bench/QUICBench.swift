@@ -28,6 +28,7 @@ enum QUICBench {
         print("machine: \(System.coreCount) cores")
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         defer { try? group.syncShutdownGracefully() }
+        BulkServer.verbose = arguments.contains("--verbose")
         guard let server = BulkServer(group: group) else {
             print("cannot start the in-process server")
             return 1
@@ -56,6 +57,7 @@ enum QUICBench {
             for _ in 0..<rounds {
                 if let t = transfer(link, megabytes: megabytes, requestID: UInt32(samples.count + 1)) { samples.append(Double(megabytes) / t) }
             }
+            if let q = link as? QUICLink, arguments.contains("--verbose"), let st = try? q.transportStatistics().wait() { print("  client: \(st)") }
             link.close(.shutdown, "done")
             bulk[kind] = Statistics.median(samples)
             print("bulk \(kind.rawValue): \(Int(bulk[kind] ?? 0)) MiB/s (\(megabytes) MiB on one connection, median of \(samples.count))")
@@ -213,6 +215,7 @@ enum QUICBench {
 
 /// Answers GetObjects "bulk/N" with N MiB of Objects chunks, over TCP and QUIC on one port.
 final class BulkServer: @unchecked Sendable {
+    nonisolated(unsafe) static var verbose = false
     let tcp: Listener
     let quic: QUICListener
     let port: Int
@@ -259,6 +262,7 @@ final class BulkServer: @unchecked Sendable {
         }
         inflight.append(link.send(.app(SyncMessage.objects(Objects(requestID: id, final: true, data: [])))))
         for f in inflight { _ = try? f.wait() }
+        if BulkServer.verbose, let q = link as? QUICLink, let st = try? q.transportStatistics().wait() { print("  server: \(st)") }
     }
 
     func stop() {
