@@ -532,6 +532,20 @@ public final class QUICEngine {
         finish(.localClose(code: code, reason: reason))
     }
 
+    /// Seconds of quiet after which a PING probes the path (0: never). Only once established.
+    public func setKeepalive(seconds: Double) {
+        guard let conn, isEstablished, closeReason == nil else { return }
+        ngtcp2_conn_set_keep_alive_timeout(conn, seconds > 0 ? UInt64(seconds * 1e9) : UInt64.max)
+    }
+
+    /// Probe timeouts in a row without an acknowledgement from the peer.
+    public var probeTimeouts: Int {
+        guard let conn else { return 0 }
+        var st = ngtcp2_conn_stat()
+        guts_ngtcp2_conn_get_conn_stat(conn, &st)
+        return Int(st.pto_count)
+    }
+
     /// Congestion and RTT state, for diagnostics.
     public var statistics: String {
         guard let conn else { return "closed" }

@@ -102,8 +102,28 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     /// ngtcp2's congestion and RTT figures (for diagnostics and benchmarks).
     public func transportStatistics() -> EventLoopFuture<String> { loop.submit { self.engine.statistics } }
     public var expectsAnswers: Bool { shared.withLockedValue { $0.outstanding > 0 } }
-    public func beginRequests() { shared.withLockedValue { $0.outstanding += 1 } }
-    public func endRequests() { shared.withLockedValue { $0.outstanding = max(0, $0.outstanding - 1) } }
+    public func beginRequests() {
+        shared.withLockedValue { $0.outstanding += 1 }
+        updateProbing()
+    }
+
+    public func endRequests() {
+        shared.withLockedValue { $0.outstanding = max(0, $0.outstanding - 1) }
+        updateProbing()
+    }
+
+    /// Seconds of quiet after which the path is probed while answers are awaited: a peer
+    /// whose node stopped then shows at once ("port unreachable" on the probe), as a TCP
+    /// reset would, instead of after the idle timeout.
+    static let probeWhileWaiting = 1.0
+
+    private func updateProbing() {
+        loop.execute {
+            let waiting = self.shared.withLockedValue { $0.outstanding > 0 }
+            self.engine.setKeepalive(seconds: waiting ? Self.probeWhileWaiting : self.config.keepaliveInterval)
+            self.schedule()
+        }
+    }
 
     public func pendingOutboundBytes() -> EventLoopFuture<Int> {
         loop.submit { self.engine.unacknowledgedBytes }
@@ -197,10 +217,17 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
         pump([])
     }
 
-    /// The peer's host answered "port unreachable": nothing listens for QUIC there.
+    /// The peer's host answered "port unreachable" (dialled links only, whose socket is
+    /// connected): nothing listens for QUIC there, or the node stopped.
     func refused() {
-        guard phase == .handshake else { return }
-        closeNow(code: 0, reason: "", why: .connectionLost("cannot connect: Connection refused"))
+        switch phase {
+        case .handshake:
+            closeNow(code: 0, reason: "", why: .connectionLost("cannot connect: Connection refused"))
+        case .closed:
+            break
+        default:
+            closeNow(code: 0, reason: "", why: .connectionLost("the peer's port is unreachable (its node stopped)"))
+        }
     }
 
     func receive(_ datagram: [UInt8], from: QUICSocketAddress) {
@@ -272,8 +299,19 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
                 return
             }
             pump(engine.handleTimeout(now: now))
+            // A peer that acknowledged nothing through this many probes in a row is gone (a
+            // killed process sends no close, as a TCP peer's kernel would): its transfers and
+            // slots are released now rather than at the idle timeout.
+            if phase != .closed, engine.probeTimeouts >= Self.maxProbeTimeouts {
+                closeNow(code: UInt64(ReasonCode.timeout.rawValue), reason: "no acknowledgement",
+                         why: .connectionLost("the peer acknowledged nothing through \(Self.maxProbeTimeouts) probe timeouts"))
+            }
         }
     }
+
+    /// Probe timeouts in a row after which the peer is considered gone (with backoff, about
+    /// 63 probe timeouts' worth of silence: under a second on a LAN, seconds on the Internet).
+    static let maxProbeTimeouts = 6
 
     private func handle(_ event: QUICEvent) {
         switch event {
