@@ -3,6 +3,7 @@
 //
 // Module arrows point down only:
 //   GutsCrypto -> GutsNoise -> GutsWire -> GutsTransport -> GutsSync -> GutsNode -> GutsCLI
+//   GutsQUIC (QUIC links beside TCP's) sits on GutsTransport; GutsNode and GutsCLI dial through it.
 //   (GutsSync also uses GutsGit and GutsTrust; GutsTrust = identities and signed refs over GutsGit)
 //   GutsControl (the control socket) needs only GutsSupport; GutsNode implements it, GutsCLI calls it.
 //   GutsGit (git objects and storage) stands apart from networking.
@@ -27,6 +28,9 @@ let package = Package(
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CMalloc"),
+        // QUIC: ngtcp2 with its GnuTLS crypto backend (TLS 1.3 inside QUIC only).
+        .systemLibrary(name: "CNgtcp2", pkgConfig: "libngtcp2_crypto_gnutls",
+                       providers: [.apt(["libngtcp2-dev", "libngtcp2-crypto-gnutls-dev", "libgnutls28-dev"])]),
 
         // Small shared helpers with no I/O policy: hex, base32, atomic files, clocks.
         .target(name: "GutsSupport", dependencies: ["CMalloc"]),
@@ -45,6 +49,9 @@ let package = Package(
         .target(name: "GutsWire", dependencies: ["GutsNoise", "GutsIdentity", "GutsSupport"]),
         // SwiftNIO shell around GutsWire sessions: dialing, listening, timeouts.
         .target(name: "GutsTransport", dependencies: ["GutsAddress", "GutsPolicy", "GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
+        // QUIC transport: certificates binding TLS keys to peer IDs, a sans-I/O connection
+        // engine around ngtcp2, and the NIO shell that makes QUIC connections PeerLinks.
+        .target(name: "GutsQUIC", dependencies: ["CNgtcp2", "GutsAddress", "GutsPolicy", "GutsTransport", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
         // Gossip: signed messages, seen-cache, eager/lazy push. A pure state machine.
         .target(name: "GutsGossip", dependencies: ["GutsPolicy", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         // The Kademlia DHT as a pure state machine: node IDs, routing table, lookups, signed
@@ -60,24 +67,25 @@ let package = Package(
         .target(name: "GutsControl", dependencies: ["GutsSupport", nioCore, nioPosix, nioLocks]),
         // The long-running node: listener, bootstrap peers, request dispatch.
         .target(name: "GutsNode", dependencies: [
-            "GutsAddress", "GutsControl", "GutsTransport", "GutsSync", "GutsGossip", "GutsDHT", "GutsGit", "GutsTrust", "GutsWire", "GutsIdentity", "GutsCrypto", "GutsSupport",
+            "GutsAddress", "GutsControl", "GutsTransport", "GutsQUIC", "GutsSync", "GutsGossip", "GutsDHT", "GutsGit", "GutsTrust", "GutsWire", "GutsIdentity", "GutsCrypto", "GutsSupport",
             nioCore, nioPosix, nioLocks,
         ]),
         // Git objects, packs, refs and reachability. No networking.
         .target(name: "GutsGit", dependencies: ["CZlib", "GutsSupport"]),
         // Argument parsing and the subcommands.
         .target(name: "GutsCLI", dependencies: [
-            "GutsAddress", "GutsSupport", "GutsControl", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsNode", "GutsSync", "GutsDHT",
+            "GutsAddress", "GutsSupport", "GutsControl", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsQUIC", "GutsNode", "GutsSync", "GutsDHT",
             "GutsGossip", "GutsGit", "GutsTrust", nioCore, nioPosix,
         ]),
         .executableTarget(name: "guts", dependencies: ["GutsCLI", "GutsSupport"]),
         .executableTarget(name: "guts-bench", dependencies: [
-            "GutsAddress", "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsDHT", "GutsNode", nioCore, nioPosix, nioLocks,
+            "GutsAddress", "GutsQUIC", "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsDHT", "GutsNode", nioCore, nioPosix, nioLocks,
         ]),
 
         .testTarget(name: "GutsSupportTests", dependencies: ["GutsSupport"]),
         .testTarget(name: "GutsCryptoTests", dependencies: ["GutsCrypto", "GutsNoise", "GutsSupport"], exclude: ["Vectors"]),
         .testTarget(name: "GutsWireTests", dependencies: ["GutsWire", "GutsIdentity", "GutsNoise", "GutsCrypto", "GutsSupport"]),
+        .testTarget(name: "GutsQUICTests", dependencies: ["GutsQUIC", "GutsAddress", "GutsTransport", "GutsSync", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport", nioCore, nioPosix]),
         .testTarget(name: "GutsGossipTests", dependencies: ["GutsGossip", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsDHTTests", dependencies: ["GutsDHT", "GutsPolicy", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsNodeTests", dependencies: [
@@ -98,7 +106,7 @@ let package = Package(
         ], path: "Fuzz", exclude: ["Corpus", "Dictionaries", "Regressions", "build.sh", "run.sh", "make-corpus.sh"],
         sources: ["Support", "Targets", "Tests"]),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "GutsAddress", "GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsNode", "GutsTrust", "GutsDHT",
+            "GutsAddress", "GutsQUIC", "GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsNode", "GutsTrust", "GutsDHT",
             nioCore, nioPosix, nioLocks,
         ]),
     ],

@@ -44,7 +44,7 @@ _guts() {
         -p --peer --into -m --mirror --topic -t --announce-interval -d --data --max-transfers --stall-timeout
         --deadline --max-pack-size --max-object-size --max-delta-depth --work-factor --max-work -j --threads --wait
         --name --description --default-branch --threshold --for --max-age --resign-interval --proposal
-        --mirror-interval -w --deadline --log-format --known-peers --announce-address"
+        --mirror-interval -w --deadline --log-format --known-peers --announce-address --transport"
 
     # Find the command words, skipping options and their values.
     local i w cmd= sub= skip= args=()
@@ -95,6 +95,10 @@ _guts() {
             COMPREPLY=($(compgen -W "accept-new strict off" -- "$cur"))
             return
             ;;
+        --transport)
+            COMPREPLY=($(compgen -W "tcp quic" -- "$cur"))
+            return
+            ;;
         -b | --bootstrap | -p | --peer)
             local IFS=$'\n'
             COMPREPLY=($(compgen -W "$(_guts_known_peers)" -- "$cur"))
@@ -123,7 +127,7 @@ _guts() {
             ;;
         sync)
             opts="-p --peer --into -f --force -W --timeout --wait --no-wait --max-age --deadline --network --max-pack-size --max-object-size
-                --max-delta-depth --work-factor --max-work --all --exit-code --ephemeral --known-peers --bootstrap"
+                --max-delta-depth --work-factor --max-work --all --exit-code --ephemeral --known-peers --transport --bootstrap"
             if [[ $cur != -* ]]; then
                 # OWNER/NAME (or NAME) of the repositories in <home>/repos.
                 local IFS=$'\n' home r names=()
@@ -169,8 +173,8 @@ _guts() {
             ;;
         dial | ping | ls)
             case $cmd in
-                dial) opts="-W --timeout --network --ephemeral --known-peers --bootstrap" ;;
-                ping) opts="-c --count -i --interval -W --timeout -w --deadline --network --ephemeral --known-peers --bootstrap" ;;
+                dial) opts="-W --timeout --network --ephemeral --known-peers --transport --bootstrap" ;;
+                ping) opts="-c --count -i --interval -W --timeout -w --deadline --network --ephemeral --known-peers --transport --bootstrap" ;;
                 ls) opts="-W --timeout --network --ephemeral --known-peers" ;;
             esac
             if [[ $cur != -* ]] && ((${#args[@]} == 0)); then

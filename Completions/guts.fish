@@ -188,6 +188,8 @@ complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l work-
 complete -c guts -n '__guts_using sync; or __guts_using objects verify' -l max-work -x -d 'cap on each kind of work, BYTES (default 64G)'
 complete -c guts -n '__guts_using sync' -a '(__guts_repositories)' -d 'repository'
 
+# --transport of the commands that dial one peer
+complete -c guts -n '__guts_using dial; or __guts_using ping; or __guts_using sync' -l transport -x -a 'tcp quic' -d 'use only this transport (default: QUIC first, then TCP)'
 # --known-peers of the commands that connect to peers
 complete -c guts -n '__guts_using dial; or __guts_using ping; or __guts_using sync; or __guts_using ls; or __guts_using listen' -l known-peers -x -a 'accept-new strict off' -d 'how known_peers is used (default accept-new)'
 

@@ -1,7 +1,13 @@
 import GutsIdentity
 
-/// Where to reach a peer: `[PEERID@]HOST[:PORT]`, with HOST an IPv4 address, a
-/// bracketed IPv6 address (`[::1]:9000`) or a host name.
+/// The transports a peer can be reached over.
+public enum TransportKind: String, Sendable, CaseIterable {
+    case tcp, quic
+}
+
+/// Where to reach a peer: `[PEERID@][quic/|tcp/]HOST[:PORT]`, with HOST an IPv4 address, a
+/// bracketed IPv6 address (`[::1]:9000`) or a host name. `quic/` names the node's QUIC
+/// (UDP) port, `tcp/` its TCP port; without either, both are tried (QUIC first).
 public struct Endpoint: Equatable, Sendable, CustomStringConvertible {
     public static let defaultPort = 9000
 
@@ -9,11 +15,14 @@ public struct Endpoint: Equatable, Sendable, CustomStringConvertible {
     public var port: Int
     /// The identity the peer must prove, when given.
     public var peer: PeerID?
+    /// The transport the address names, when it names one.
+    public var transport: TransportKind?
 
-    public init(host: String, port: Int, peer: PeerID? = nil) {
+    public init(host: String, port: Int, peer: PeerID? = nil, transport: TransportKind? = nil) {
         self.host = host
         self.port = port
         self.peer = peer
+        self.transport = transport
     }
 
     public enum ParseError: Error, Equatable, CustomStringConvertible, Sendable {
@@ -36,6 +45,11 @@ public struct Endpoint: Equatable, Sendable, CustomStringConvertible {
             }
             peer = id
             rest = rest[rest.index(after: at)...]
+        }
+        var transport: TransportKind?
+        for kind in TransportKind.allCases where rest.hasPrefix(kind.rawValue + "/") {
+            transport = kind
+            rest = rest.dropFirst(kind.rawValue.count + 1)
         }
         var host: Substring
         var portText: Substring?
@@ -66,7 +80,7 @@ public struct Endpoint: Equatable, Sendable, CustomStringConvertible {
             }
             port = p
         }
-        return Endpoint(host: String(host), port: port, peer: peer)
+        return Endpoint(host: String(host), port: port, peer: peer, transport: transport)
     }
 
     /// `host:port`, bracketing IPv6 literals.
@@ -75,6 +89,6 @@ public struct Endpoint: Equatable, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        (peer.map { "\($0)@" } ?? "") + address
+        (peer.map { "\($0)@" } ?? "") + (transport.map { $0.rawValue + "/" } ?? "") + address
     }
 }

@@ -9,12 +9,13 @@ import NIOPosix
 enum DialCommand: Command {
     static let name = "dial"
     static let summary = "connect to a node, authenticate it and show its identity"
-    static let synopsis = "dial [--timeout SECONDS] [--network ID] [--ephemeral] [--known-peers MODE] [PEERID@]ADDR|ALIAS|PEERID"
+    static let synopsis = "dial [--timeout SECONDS] [--network ID] [--ephemeral] [--known-peers MODE] [--transport tcp|quic] [PEERID@]ADDR|ALIAS|PEERID"
     static let options = [
         OptionSpec("timeout", short: "W", value: "SECONDS", help: "limit for the TCP connect and, separately, for the handshake (default: connect-timeout and handshake-timeout from config, 10 each)"),
         OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
         Network.ephemeralOption,
         PeerResolver.option,
+        PeerResolver.transportOption,
         DHTLookup.bootstrapOption,
     ]
 
@@ -40,6 +41,7 @@ enum DialCommand: Command {
             context.out(JSON.object([
                 "peer_id": .string(peer.peerID.description),
                 "address": .string(connection.remoteAddress),
+                "transport": .string(connection.transportName),
                 "protocol_version": .int(Int(peer.version)),
                 "capabilities": .array(peer.capabilities.map { .string($0) }),
                 "agent": .string(peer.agent),
@@ -51,6 +53,7 @@ enum DialCommand: Command {
             let verified = target.known != nil ? " (verified: known_peers)" : (target.named != nil ? " (verified)" : "")
             context.out("peer         \(peer.peerID)" + verified)
             context.out("address      \(connection.remoteAddress)")
+            context.out("transport    \(connection.transportName)")
             context.out("protocol     \(peer.version)")
             // The agent and capabilities are the peer's words: escaped as printed.
             context.out("agent        \(Escape.text(peer.agent))")

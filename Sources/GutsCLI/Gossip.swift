@@ -14,7 +14,7 @@ import NIOPosix
 
 /// Connection settings for talking to a node as a gossip client.
 enum GossipConnect {
-    static func open(_ args: ParsedArguments, _ context: Context, timeout: Double, signals: SignalWatcher?) throws -> (PeerConnection, Identity, MultiThreadedEventLoopGroup) {
+    static func open(_ args: ParsedArguments, _ context: Context, timeout: Double, signals: SignalWatcher?) throws -> (any PeerLink, Identity, MultiThreadedEventLoopGroup) {
         guard let peerText = args.value("peer") else { throw UsageError("needs --peer [PEERID@]ADDR: the node to talk to") }
         var config = try NodeConfig.load(home: context.homePath)
         let peers = try PeerResolver(args, config: config, context: context)

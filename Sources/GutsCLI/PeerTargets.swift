@@ -1,4 +1,5 @@
 import GutsAddress
+import GutsQUIC
 import GutsIdentity
 import GutsNode
 import GutsPolicy
@@ -25,6 +26,8 @@ struct PeerTarget: CustomStringConvertible {
 /// Resolves peer arguments and checks and records the identities they answer with.
 struct PeerResolver {
     let mode: KnownPeersMode
+    /// `--transport` (when the command has it): QUIC and TCP raced, or one forced.
+    let transport: TransportChoice
     let aliases: [String: Endpoint]
     let home: String
     let path: String
@@ -40,6 +43,14 @@ struct PeerResolver {
             mode = m
         }
         self.mode = mode
+        if let v = args.value("transport") {
+            guard v == "tcp" || v == "quic", let t = TransportChoice(option: v) else {
+                throw UsageError("--transport: expected tcp or quic, not '\(v.prefix(40))'")
+            }
+            transport = t
+        } else {
+            transport = .auto
+        }
         aliases = config.aliases
         home = context.homePath
         path = KnownPeersFile.path(home: home)
@@ -49,6 +60,9 @@ struct PeerResolver {
             do { known = try KnownPeersFile.load(path) } catch { throw CommandError(.io, error.description) }
         }
     }
+
+    static let transportOption = OptionSpec("transport", value: "tcp|quic",
+                                            help: "use only this transport (default: QUIC first, TCP 250 ms later, whichever connects first; a quic/ or tcp/ address forces its own)")
 
     static let option = OptionSpec("known-peers", value: "MODE",
                                    help: "accept-new (record a peer's ID on first use, refuse a change), strict (refuse unknown addresses without PEERID) or off (default: config known-peers, accept-new)")
@@ -110,10 +124,11 @@ struct PeerResolver {
     /// right exit code), then records the identity seen on first use; with `record`
     /// false the caller records it (`remember`) once its work succeeded.
     func dial(_ target: PeerTarget, config: SessionConfig, group: EventLoopGroup, connectTimeout: Double,
-              record: Bool = true, _ context: Context) throws -> PeerConnection {
-        let connection: PeerConnection
+              record: Bool = true, _ context: Context) throws -> any PeerLink {
+        let connection: any PeerLink
         do {
-            connection = try Dialer.dial(target.endpoint, config: config, group: group, connectTimeout: connectTimeout).wait()
+            connection = try LinkDialer.dial(target.endpoint, choice: transport, config: config, group: group,
+                                             connectTimeout: connectTimeout).wait()
         } catch {
             if let old = target.known, let actual = Self.mismatch(error) {
                 throw changed(target.endpoint.address, old: old, new: actual, context)

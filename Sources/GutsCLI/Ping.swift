@@ -10,7 +10,7 @@ import NIOPosix
 enum PingCommand: Command {
     static let name = "ping"
     static let summary = "measure round-trip time to a node over an authenticated connection"
-    static let synopsis = "ping [-c COUNT] [-i SECONDS] [-W SECONDS] [-w DEADLINE] [-q] [--network ID] [--ephemeral] [--known-peers MODE] [PEERID@]ADDR|ALIAS|PEERID"
+    static let synopsis = "ping [-c COUNT] [-i SECONDS] [-W SECONDS] [-w DEADLINE] [-q] [--network ID] [--ephemeral] [--known-peers MODE] [--transport tcp|quic] [PEERID@]ADDR|ALIAS|PEERID"
     static let options = [
         OptionSpec("count", short: "c", value: "COUNT", help: "stop after COUNT pings (default: until interrupted)"),
         OptionSpec("interval", short: "i", value: "SECONDS", help: "wait SECONDS between pings (default 1)"),
@@ -19,6 +19,7 @@ enum PingCommand: Command {
         OptionSpec("network", value: "ID", help: "network ID to connect within (default: network from config, empty)"),
         Network.ephemeralOption,
         PeerResolver.option,
+        PeerResolver.transportOption,
         DHTLookup.bootstrapOption,
     ]
 

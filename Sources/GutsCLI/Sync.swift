@@ -14,7 +14,7 @@ import NIOPosix
 enum SyncCommand: Command {
     static let name = "sync"
     static let summary = "mirror a repository from a peer, verifying every object before it becomes visible"
-    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--deadline SECONDS] [--wait SECONDS | --no-wait] [--exit-code] [--ephemeral] [--network ID] [--known-peers MODE] [limits] REPO... | --all --peer [PEERID@]ADDR|ALIAS [--peer ...] (without --peer: the providers of REPO in the DHT)"
+    static let synopsis = "sync [--into DIR [--force]] [--timeout SECONDS] [--deadline SECONDS] [--wait SECONDS | --no-wait] [--exit-code] [--ephemeral] [--network ID] [--known-peers MODE] [--transport tcp|quic] [limits] REPO... | --all --peer [PEERID@]ADDR|ALIAS [--peer ...] (without --peer: the providers of REPO in the DHT)"
     static let options = [
         OptionSpec("peer", short: "p", value: "[PEERID@]ADDR|ALIAS", repeatable: true, help: "peer to fetch from; several are tried best score first until one succeeds, banned ones skipped (default: the repository's providers in the DHT)"),
         DHTLookup.bootstrapOption,
@@ -31,6 +31,7 @@ enum SyncCommand: Command {
         Network.ephemeralOption,
         OptionSpec("max-age", value: "SECONDS", help: "fail (status 6) when the newest signed state is older than this (default 0: no limit; config max-signed-age)"),
         PeerResolver.option,
+        PeerResolver.transportOption,
     ] + NodeConfig.limitOptions
 
     /// Default of --timeout.
@@ -206,7 +207,7 @@ enum SyncCommand: Command {
             for endpoint in peers {
                 if signals.received != 0 { break }
                 guard let target = targets.first(where: { $0.endpoint == endpoint }) else { continue }
-                let connection: PeerConnection
+                let connection: any PeerLink
                 do {
                     // Recorded in known_peers only once the sync succeeded: a failed first
                     // sync leaves nothing behind.

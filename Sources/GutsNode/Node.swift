@@ -5,6 +5,7 @@ import GutsGit
 import GutsGossip
 import GutsIdentity
 import GutsPolicy
+import GutsQUIC
 import GutsSupport
 import GutsSync
 import GutsTransport
@@ -63,6 +64,10 @@ public final class Node: Sendable {
         public var bootstrap: [Endpoint]
         public var maxConnections: Int
         public var connectTimeout: Double
+        /// Also serve QUIC on the listen port number (UDP).
+        public var quic = true
+        /// How this node dials peers: QUIC raced with TCP, or one of them.
+        public var transport = TransportChoice.auto
         public var session: SessionConfig
         /// Repositories to serve (nil: serve none). The first root is where mirrors go.
         public var repositories: RepositoryCatalog?
@@ -137,6 +142,7 @@ public final class Node: Sendable {
     private let shell: NIOLoopBoundBox<Shell>
     private let session: SessionConfig
     private let listener = NIOLockedValueBox<Listener?>(nil)
+    private let quicListener = NIOLockedValueBox<QUICListener?>(nil)
     private let sync: SyncServer?
     let gossip: GossipService
     /// Reads the refs of served repositories for the announcer (one scan at a time).
@@ -199,10 +205,11 @@ public final class Node: Sendable {
         if options.dht {
             let ref = selfRef, sessionConfig = session, group = self.group, timeout = options.connectTimeout
             let probeConfig = Self.unfollowed(session)
+            let transport = options.transport
             let state = options.stateDirectory
             let writer = stateWriter
             let dial: @Sendable (Endpoint, Bool) -> EventLoopFuture<any PeerLink> = { endpoint, keep in
-                Dialer.dial(endpoint, config: keep ? sessionConfig : probeConfig, group: group, connectTimeout: timeout).map { (connection: PeerConnection) -> any PeerLink in
+                LinkDialer.dial(endpoint, choice: transport, config: keep ? sessionConfig : probeConfig, group: group, connectTimeout: timeout).map { (connection: any PeerLink) -> any PeerLink in
                     if keep { ref.withLockedValue { $0 }?.follow(connection, bootstrap: nil) }
                     return connection
                 }
@@ -265,11 +272,37 @@ public final class Node: Sendable {
         hooks.isBanned = { reputation.isBanned($0) }
         hooks.admit = { connection, peer, hello in reputation.admit(connection, peer, hello) }
         hooks.refused = { address, why in log.debug("connection from \(address) closed before the handshake: \(why)") }
-        let listener = Listener(group: group, config: session, options: listenerOptions, hooks: hooks) { [weak self] connection in
-            self?.follow(connection, bootstrap: nil)
+        // TCP and QUIC on the same port number; with port 0, until a free pair is found.
+        var attempt = 0
+        var bound: (Listener, SocketAddress, QUICListener?)?
+        while bound == nil {
+            attempt += 1
+            let listener = Listener(group: group, config: session, options: listenerOptions, hooks: hooks) { [weak self] connection in
+                self?.follow(connection, bootstrap: nil)
+            }
+            let address = try listener.bind(host: options.host, port: options.port)
+            guard options.quic else {
+                bound = (listener, address, nil)
+                break
+            }
+            let quic = QUICListener(group: group, config: session, options: listenerOptions, hooks: hooks) { [weak self] link in
+                self?.follow(link, bootstrap: nil)
+            }
+            do {
+                _ = try quic.bind(host: options.host, port: address.port ?? options.port)
+                bound = (listener, address, quic)
+            } catch {
+                if options.port == 0 && attempt < 20 {
+                    listener.shutdown()
+                    continue
+                }
+                log.info("QUIC disabled: cannot bind UDP port \(address.port ?? options.port): \(error)")
+                bound = (listener, address, nil)
+            }
         }
-        let address = try listener.bind(host: options.host, port: options.port)
+        guard let (listener, address, quic) = bound else { throw TransportError.notEstablished }
         self.listener.withLockedValue { $0 = listener }
+        quicListener.withLockedValue { $0 = quic }
         loop.execute { self.apply(.started) }
         // Chores: a minute of uptime earns connected peers a (capped) reward; the peer
         // book is written when it changed, at most every few seconds.
@@ -334,6 +367,7 @@ public final class Node: Sendable {
             log.info("gossip: received \(stats.received) (\(stats.duplicates) duplicates), delivered \(stats.delivered), published \(stats.published), relayed \(stats.relayed)")
         }
         listener.withLockedValue { $0 }?.shutdown()
+        quicListener.withLockedValue { $0 }?.shutdown()
         for c in outbound ?? [] { c.close(.shutdown, "node shutting down") }
         // Closing is bounded by the transport's flush limit, so this wait ends.
         for c in outbound ?? [] { _ = try? c.closeFuture.wait() }
@@ -353,7 +387,7 @@ public final class Node: Sendable {
 
     /// Number of open connections (inbound and outbound).
     public var connectionCount: Int {
-        (listener.withLockedValue { $0 }?.connectionCount ?? 0) + established.withLockedValue { $0.values.filter { !$0.inbound }.count }
+        (listener.withLockedValue { $0 }?.connectionCount ?? 0) + (quicListener.withLockedValue { $0 }?.connectionCount ?? 0) + established.withLockedValue { $0.values.filter { !$0.inbound }.count }
     }
 
     /// Sessions established, inbound and outbound (gossip clients included).
@@ -390,7 +424,7 @@ public final class Node: Sendable {
     private func perform(_ action: NodeAction) {
         switch action {
         case let .dial(b, endpoint):
-            Dialer.dial(endpoint, config: session, group: group, connectTimeout: options.connectTimeout).whenComplete { [weak self] result in
+            LinkDialer.dial(endpoint, choice: options.transport, config: session, group: group, connectTimeout: options.connectTimeout).whenComplete { [weak self] result in
                 guard let self else { return }
                 switch result {
                 case let .success(connection):
@@ -468,6 +502,11 @@ public final class Node: Sendable {
     /// Follows a connection from acceptance (or dial) to close, feeding the service.
     fileprivate func follow(_ connection: any PeerLink, bootstrap: Int?) {
         let guardian = LinkGuard(rates: options.rates)
+        // A dialled link arrives established, and its first messages may be waiting
+        // already (over QUIC the peer's Subscribe shares a packet with its HelloAck):
+        // gossip and the DHT learn of the session before the handler replays them.
+        let early = connection.peer
+        if let info = early { announce(connection, info) }
         connection.setMessageHandler { [weak self] conn, message in
             guard let self else { return true }
             // Answers to this node's own requests are never rate-limited or graylisted.
@@ -505,11 +544,7 @@ public final class Node: Sendable {
             guard let self else { return }
             switch result {
             case let .success(info):
-                self.reputation.established(connection, peer: info.peerID)
-                // Gossip learns of the session first, from the connection's own loop, so the
-                // session's first messages (which take the same path) find it registered.
-                self.gossip.connected(connection)
-                self.dht?.connected(connection)
+                if early == nil { self.announce(connection, info) }
                 self.loop.execute { self.register(connection, info: info, bootstrap: bootstrap) }
             case let .failure(error):
                 if let bootstrap {
@@ -520,6 +555,14 @@ public final class Node: Sendable {
                 }
             }
         }
+    }
+
+    /// Gossip learns of the session first, from the connection's own loop, so the
+    /// session's first messages (which take the same path) find it registered.
+    private func announce(_ connection: any PeerLink, _ info: PeerInfo) {
+        reputation.established(connection, peer: info.peerID)
+        gossip.connected(connection)
+        dht?.connected(connection)
     }
 
     private func register(_ connection: any PeerLink, info: PeerInfo, bootstrap: Int?) {
@@ -588,7 +631,7 @@ public final class Node: Sendable {
         guard let root = options.repositories?.roots.first else {
             return .failed(MirrorFailure(.local, peer: nil, "no repository root to mirror into"))
         }
-        let session = Self.unfollowed(self.session), group = self.group, timeout = options.connectTimeout
+        let session = Self.unfollowed(self.session), group = self.group, timeout = options.connectTimeout, transport = options.transport
         // Best-scoring peers first (the announcer stays first when it is connected), banned
         // ones never; what each peer did is scored.
         let reputation = self.reputation
@@ -606,7 +649,7 @@ public final class Node: Sendable {
         return MirrorRunner.run(job, root: root, localPeer: peerID, connected: ordered, maxPacks: options.maxPacks,
                                 log: { log.info($0) },
                                 record: { event, connection, reason in reputation.record(event, connection, reason: reason) }) { endpoint in
-            try? Dialer.dial(endpoint, config: session, group: group, connectTimeout: timeout).wait()
+            try? LinkDialer.dial(endpoint, choice: transport, config: session, group: group, connectTimeout: timeout).wait()
         }
     }
 }

@@ -358,3 +358,18 @@ public enum SyncDefaults {
     /// Seconds a whole sync may take.
     public static let deadline = 3600.0
 }
+
+extension SyncMessage: StreamRouted {
+    /// Over QUIC each GetRefs and GetObjects runs on a stream of its own; its answers come
+    /// back on that stream, which ends after the final one (a Refs, or the Objects with
+    /// `final` set). Listings stay on the control stream.
+    public var streamRoute: StreamRoute {
+        switch self {
+        case let .getRefs(m): return .request(m.requestID)
+        case let .getObjects(m): return .request(m.requestID)
+        case let .refs(m): return .answer(m.requestID, final: true)
+        case let .objects(m): return .answer(m.requestID, final: m.final)
+        case .listRepositories, .repositories: return .control
+        }
+    }
+}

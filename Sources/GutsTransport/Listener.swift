@@ -25,7 +25,7 @@ public final class Listener: Sendable {
         /// Asked at accept, before any cryptography: true closes the socket at once.
         public var isBanned: @Sendable (IPAddress) -> Bool = { _ in false }
         /// Asked when the peer's Hello arrives (identity proven): a Goodbye refuses it.
-        public var admit: (@Sendable (PeerConnection, PeerID, Hello) -> Goodbye?)?
+        public var admit: (@Sendable (any PeerLink, PeerID, Hello) -> Goodbye?)?
         /// Told about sockets closed before the handshake (bans, admission), for logs.
         public var refused: @Sendable (String, String) -> Void = { _, _ in }
         public init() {}

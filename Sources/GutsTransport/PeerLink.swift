@@ -51,9 +51,13 @@ public protocol PeerLink: AnyObject, Sendable {
     func measureRoundTrip(timeout: Double) -> EventLoopFuture<Double?>
     /// Large answers that arrived while no request was outstanding and were skipped.
     var discardedAnswers: Int { get }
+    /// What carries the link: "tcp" or "quic".
+    var transportName: String { get }
 }
 
 extension PeerConnection: PeerLink {
+    public var transportName: String { "tcp" }
+
     public func setMessageHandler(_ handler: @escaping @Sendable (any PeerLink, Message) -> Bool) {
         setConnectionHandler { connection, message in handler(connection, message) }
     }

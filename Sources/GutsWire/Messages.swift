@@ -301,3 +301,30 @@ public enum Limits {
     public static let maxAgentLength = 255
     public static let maxReasonLength = 1024
 }
+
+/// Which stream a message travels on over a transport with streams (QUIC; see
+/// guts-protocol(7), QUIC). Over TCP every message shares the one stream.
+public enum StreamRoute: Sendable, Equatable {
+    /// The control stream (Hello, Ping, Goodbye, gossip, DHT, everything not below).
+    case control
+    /// A request that opens a stream of its own, with its request ID.
+    case request(UInt32)
+    /// An answer to request `id`, sent on that request's stream; `final` ends the stream.
+    case answer(UInt32, final: Bool)
+}
+
+/// Messages that do not travel on the control stream say so.
+public protocol StreamRouted {
+    var streamRoute: StreamRoute { get }
+}
+
+extension Message {
+    /// The stream this message takes over QUIC.
+    public var streamRoute: StreamRoute {
+        switch self {
+        case let .app(m): return (m as? any StreamRouted)?.streamRoute ?? .control
+        case let .error(e) where e.requestID != 0: return .answer(e.requestID, final: true)
+        default: return .control
+        }
+    }
+}

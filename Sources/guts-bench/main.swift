@@ -13,6 +13,7 @@ let suites: [(name: String, summary: String, run: ([String]) -> Int32)] = [
     ("flood", "a legitimate client's service under single-source attacks on one node", FloodBench.run),
     ("dht-sim", "simulated DHT of 10,000 nodes: lookups under churn and hostile nodes", DHTSimBench.run),
     ("dht", "DHT lookup latency p50/p99 on 30 real local nodes", DHTBench.run),
+    ("quic", "QUIC beside TCP: handshakes/s, bulk, ping p99 during a transfer, jq sync", QUICBench.run),
 ]
 let args = Array(CommandLine.arguments.dropFirst())
 if args.first == "-h" || args.first == "--help" || args.first == "help" {

@@ -62,6 +62,7 @@ final class RecordingLink: PeerLink {
     var lastRoundTrip: Double? { nil }
     func measureRoundTrip(timeout: Double) -> EventLoopFuture<Double?> { loop.makeSucceededFuture(nil) }
     var discardedAnswers: Int { 0 }
+    var transportName: String { "tcp" }
 }
 
 /// The DHT service's session handling with recorded links: observed addresses are told and

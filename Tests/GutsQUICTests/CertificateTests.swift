@@ -1,0 +1,134 @@
+import GutsCrypto
+import GutsIdentity
+@testable import GutsQUIC
+import XCTest
+
+final class CertificateTests: XCTestCase {
+    let now: Int64 = 1_800_000_000
+
+    func testValidCertificateYieldsPeerID() throws {
+        let identity = Ed25519KeyPair.generate()
+        let cert = QUICCertificate.make(identity: identity, networkID: "testnet", now: now)
+        let id = try QUICCertificate.verify(cert.der, networkID: "testnet", now: now)
+        XCTAssertEqual(id, try PeerID(publicKey: identity.publicKey))
+    }
+
+    func testWrongNetworkRefused() {
+        let cert = QUICCertificate.make(identity: .generate(), networkID: "a", now: now)
+        XCTAssertThrowsError(try QUICCertificate.verify(cert.der, networkID: "b", now: now)) {
+            XCTAssertEqual($0 as? CertificateError, .badIdentitySignature)
+        }
+    }
+
+    func testTamperedIdentitySignatureRefused() throws {
+        let cert = QUICCertificate.make(identity: .generate(), networkID: "", now: now)
+        var der = cert.der
+        // The identity signature is the 64 bytes just before the TBS ends; flip one and
+        // re-sign the TBS with the TLS key, so only the identity signature is wrong.
+        let sigStart = try XCTUnwrap(Self.find(der, cert.tlsKey.publicKey)) // SPKI key position
+        _ = sigStart
+        guard let idx = Self.identitySignatureOffset(der) else { return XCTFail("no extension") }
+        der[idx] ^= 1
+        let resigned = Self.resign(der, key: cert.tlsKey)
+        XCTAssertThrowsError(try QUICCertificate.verify(resigned, networkID: "", now: now)) {
+            XCTAssertEqual($0 as? CertificateError, .badIdentitySignature)
+        }
+        // Without re-signing, the self-signature breaks first.
+        XCTAssertThrowsError(try QUICCertificate.verify(der, networkID: "", now: now)) {
+            XCTAssertEqual($0 as? CertificateError, .badSelfSignature)
+        }
+    }
+
+    func testIdentitySignatureForAnotherKeyRefused() throws {
+        // A certificate whose extension was copied from another node's certificate: the
+        // identity signature covers the other TLS key, not this one.
+        let identity = Ed25519KeyPair.generate()
+        let honest = QUICCertificate.make(identity: identity, networkID: "", now: now)
+        let attackerKey = Ed25519KeyPair.generate()
+        var der = honest.der
+        let old = honest.tlsKey.publicKey
+        guard let at = Self.find(der, old) else { return XCTFail("key not found") }
+        der.replaceSubrange(at..<(at + 32), with: attackerKey.publicKey)
+        let forged = Self.resign(der, key: attackerKey)
+        XCTAssertThrowsError(try QUICCertificate.verify(forged, networkID: "", now: now)) {
+            XCTAssertEqual($0 as? CertificateError, .badIdentitySignature)
+        }
+    }
+
+    func testExpiredAndNotYetValidRefused() {
+        let cert = QUICCertificate.make(identity: .generate(), networkID: "", now: now, validity: 100)
+        XCTAssertThrowsError(try QUICCertificate.verify(cert.der, networkID: "", now: now + 101)) {
+            XCTAssertEqual($0 as? CertificateError, .expired)
+        }
+        XCTAssertThrowsError(try QUICCertificate.verify(cert.der, networkID: "", now: now - 3601)) {
+            XCTAssertEqual($0 as? CertificateError, .notYetValid)
+        }
+        XCTAssertNoThrow(try QUICCertificate.verify(cert.der, networkID: "", now: now + 99))
+    }
+
+    func testGarbageRefusedWithoutCrash() {
+        var rng = SplitMix(seed: 0x51c)
+        let cert = QUICCertificate.make(identity: .generate(), networkID: "", now: now).der
+        for _ in 0..<2000 {
+            var d = cert
+            let n = Int(rng.next() % 4) + 1
+            for _ in 0..<n { d[Int(rng.next() % UInt64(d.count))] = UInt8(truncatingIfNeeded: rng.next()) }
+            if rng.next() % 3 == 0 { d = Array(d.prefix(Int(rng.next() % UInt64(d.count)))) }
+            _ = try? QUICCertificate.verify(d, networkID: "", now: now)
+        }
+        XCTAssertThrowsError(try QUICCertificate.verify([], networkID: "", now: now))
+    }
+
+    func testOIDEncoding() {
+        XCTAssertEqual(DER.oid("2.5.4.3"), [0x06, 0x03, 0x55, 0x04, 0x03])
+        XCTAssertEqual(DER.oid("1.3.101.112"), [0x06, 0x03, 0x2b, 0x65, 0x70])
+        // 2.25.N: first byte 2*40+25 = 105 = 0x69, then N in base 128 (9 bytes for a 62-bit N).
+        let ours = DER.oid(QUICCertificate.extensionOID)
+        XCTAssertEqual(ours, [0x06, 0x0a, 0x69, 0xbf, 0xe1, 0x82, 0xb9, 0x97, 0xa0, 0x9d, 0xf1, 0x17])
+        // Arcs beyond 64 bits encode too (decimal arithmetic).
+        XCTAssertEqual(DER.oid("2.25.18446744073709551616"), [0x06, 0x0b, 0x69, 0x82, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00])
+    }
+
+    func testCivilTimeRoundTrip() {
+        for t: Int64 in [0, 951_782_400, 1_800_000_000, 2_524_608_000, 4_102_444_800] {
+            XCTAssertEqual(CivilTime(unix: t).unix, t)
+        }
+        XCTAssertEqual(CivilTime(unix: 951_782_400), CivilTime(year: 2000, month: 2, day: 29, hour: 0, minute: 0, second: 0))
+    }
+
+    // MARK: - helpers
+
+    static func find(_ haystack: [UInt8], _ needle: [UInt8]) -> Int? {
+        guard haystack.count >= needle.count else { return nil }
+        for i in 0...(haystack.count - needle.count) where Array(haystack[i..<(i + needle.count)]) == needle { return i }
+        return nil
+    }
+
+    static func identitySignatureOffset(_ der: [UInt8]) -> Int? {
+        // extension value ends with OCTET STRING(64) of the signature, just before the TBS ends.
+        guard let oid = find(der, QUICCertificate.extensionOIDBytes) else { return nil }
+        return oid + QUICCertificate.extensionOIDBytes.count + 2 + 2 + 34 + 2 + 10
+    }
+
+    /// Re-signs the TBS of `der` with `key` (DER lengths unchanged).
+    static func resign(_ der: [UInt8], key: Ed25519KeyPair) -> [UInt8] {
+        var top = DER.Reader(der)
+        guard let cert = try? top.expect(DER.sequence, "c") else { return der }
+        var r = DER.Reader(der, range: cert)
+        guard let tbs = try? r.read() else { return der }
+        let sig = key.sign(Array(der[tbs.whole]))
+        return DER.sequence(Array(der[tbs.whole]), QUICCertificate.ed25519Algorithm, DER.tlv(DER.bitString, [0] + sig))
+    }
+}
+
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

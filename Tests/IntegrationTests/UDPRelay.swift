@@ -1,0 +1,190 @@
+import Foundation
+import Glibc
+
+/// A UDP relay between QUIC clients and one server port, for tests and benchmarks: it
+/// drops, reorders, delays and rate-limits datagrams, all from a seeded generator.
+/// Clients send to `port`; the server sees the relay's second socket as its client.
+final class UDPRelay: @unchecked Sendable {
+    struct Options {
+        var dropPercent = 0.0
+        var reorderPercent = 0.0
+        /// One-way delay in seconds, each direction.
+        var delay = 0.0
+        /// Bits per second each direction (nil: unlimited); beyond `queueBytes` queued, tail drop.
+        var rate: Double?
+        var queueBytes = 1 << 20
+    }
+
+    let port: Int
+    let seed: UInt64
+    private let front: Int32
+    private let back: Int32
+    private var target = sockaddr_in()
+    private var client: sockaddr_in?
+    private let options: Options
+    private let lock = NSLock()
+    private var running = true
+    private var thread: Thread?
+    private var rng: UInt64
+    private(set) var dropped = 0
+    private(set) var reordered = 0
+    private(set) var forwarded = 0
+
+    private struct Pending {
+        var at: Double
+        var bytes: [UInt8]
+        var toServer: Bool
+    }
+    private var queue: [Pending] = []
+    private var held: [Pending] = []
+    private var lastRelease: [Bool: Double] = [true: 0, false: 0]
+    private var queued: [Bool: Int] = [true: 0, false: 0]
+
+    private init?(targetPort: Int, options: Options, seed: UInt64) {
+        self.options = options
+        self.seed = seed
+        rng = seed
+        front = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        back = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard front >= 0, back >= 0 else { return nil }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        for fd in [front, back] {
+            let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            guard ok == 0 else { return nil }
+            var size: Int32 = 4 << 20
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let frontFD = front
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(frontFD, $0, &len) } }
+        port = Int(UInt16(bigEndian: addr.sin_port))
+        target.sin_family = sa_family_t(AF_INET)
+        target.sin_addr.s_addr = inet_addr("127.0.0.1")
+        target.sin_port = in_port_t(UInt16(targetPort).bigEndian)
+    }
+
+    /// A relay to 127.0.0.1:`targetPort`, already forwarding.
+    static func start(targetPort: Int, options: Options, seed: UInt64) -> UDPRelay? {
+        guard let relay = UDPRelay(targetPort: targetPort, options: options, seed: seed) else { return nil }
+        let t = Thread { relay.run() }
+        relay.thread = t
+        t.start()
+        return relay
+    }
+
+    func stop() {
+        lock.lock()
+        running = false
+        lock.unlock()
+        while thread?.isFinished == false { usleep(1000) }
+        close(front)
+        close(back)
+    }
+
+    private func random() -> Double {
+        rng &+= 0x9E37_79B9_7F4A_7C15
+        var z = rng
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return Double((z ^ (z >> 31)) >> 11) / Double(1 << 53)
+    }
+
+    private static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    private func run() {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            lock.lock()
+            let go = running
+            lock.unlock()
+            if !go { return }
+            var fds = [pollfd(fd: front, events: Int16(POLLIN), revents: 0), pollfd(fd: back, events: Int16(POLLIN), revents: 0)]
+            let now0 = Self.now()
+            let next = queue.map(\.at).min()
+            let wait = next.map { max(0, min(10, Int(($0 - now0) * 1000))) } ?? 10
+            _ = poll(&fds, 2, Int32(wait))
+            if fds[0].revents & Int16(POLLIN) != 0 {
+                var from = sockaddr_in()
+                var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+                let n = withUnsafeMutablePointer(to: &from) { p in
+                    p.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(front, &buffer, buffer.count, 0, $0, &len) }
+                }
+                if n > 0 {
+                    client = from
+                    admit(Array(buffer[0..<n]), toServer: true)
+                }
+            }
+            if fds[1].revents & Int16(POLLIN) != 0 {
+                let n = recv(back, &buffer, buffer.count, 0)
+                if n > 0 { admit(Array(buffer[0..<n]), toServer: false) }
+            }
+            let now = Self.now()
+            let due = queue.filter { $0.at <= now }
+            queue.removeAll { $0.at <= now }
+            for d in due {
+                queued[d.toServer, default: 0] -= d.bytes.count
+                send(d)
+            }
+        }
+    }
+
+    private func admit(_ bytes: [UInt8], toServer: Bool) {
+        if random() * 100 < options.dropPercent {
+            dropped += 1
+            return
+        }
+        let now = Self.now()
+        var at = now
+        if let rate = options.rate {
+            if queued[toServer, default: 0] + bytes.count > options.queueBytes {
+                dropped += 1
+                return
+            }
+            let start = max(now, lastRelease[toServer] ?? 0)
+            at = start + Double(bytes.count * 8) / rate
+            lastRelease[toServer] = at
+        }
+        at += options.delay
+        let packet = Pending(at: at, bytes: bytes, toServer: toServer)
+        if random() * 100 < options.reorderPercent {
+            // Held back and released just after the next datagram of this direction.
+            reordered += 1
+            held.append(packet)
+            return
+        }
+        queued[toServer, default: 0] += bytes.count
+        queue.append(packet)
+        let later = held.filter { $0.toServer == toServer }
+        held.removeAll { $0.toServer == toServer }
+        for var h in later {
+            h.at = at + 0.0001
+            queued[toServer, default: 0] += h.bytes.count
+            queue.append(h)
+        }
+    }
+
+    private func send(_ d: Pending) {
+        forwarded += 1
+        if d.toServer {
+            _ = d.bytes.withUnsafeBufferPointer { b in
+                withUnsafePointer(to: &target) { p in
+                    p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(back, b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+            }
+        } else if var c = client {
+            _ = d.bytes.withUnsafeBufferPointer { b in
+                withUnsafePointer(to: &c) { p in
+                    p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(front, b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+            }
+        }
+    }
+}
