@@ -8,13 +8,15 @@ import GutsSupport
 /// `git daemon`, both on loopback, in the same run, on the same repository.
 ///
 ///     guts-bench sync [--repo PATH] [--commits N] [--blobs N] [--rounds N]
-///                     [--no-git-fsck] [--keep]
+///                     [--no-git-fsck] [--timeout SECONDS] [--keep]
 ///
 /// Without --repo a repository is generated with `git fast-import` (N commits over
 /// 400 text files that change a little each time, plus a few larger binary files
 /// revised now and then; tags and a second branch), packed with
 /// `git repack -adf --depth=50 --window=10`. With --repo PATH a local mirror clone of
-/// PATH is served (PATH itself is never modified).
+/// PATH is served (PATH itself is never modified). --timeout is passed to `guts sync`
+/// (its no-pack-data limit, 30 s by default, can be too short for a large first mirror
+/// on a loaded machine).
 ///
 /// Each round measures, for every tool, with a fresh client each round:
 ///   first        first mirror (`guts sync` into an empty home; `git clone --mirror`)
@@ -35,6 +37,8 @@ enum SyncBench {
         var rounds = 3
         var gitFsck = true
         var keep = false
+        /// `guts sync --timeout` (nil: guts' default).
+        var timeout: String?
     }
 
     enum Tool: Int, CaseIterable {
@@ -85,9 +89,10 @@ enum SyncBench {
             case "--rounds", "--runs": o.rounds = max(1, value().flatMap { Int($0) } ?? o.rounds)
             case "--no-git-fsck": o.gitFsck = false
             case "--keep": o.keep = true
+            case "--timeout": o.timeout = value()
             case "sync": break
             default:
-                print("usage: guts-bench sync [--repo PATH] [--commits N] [--blobs N] [--rounds N] [--no-git-fsck] [--keep]")
+                print("usage: guts-bench sync [--repo PATH] [--commits N] [--blobs N] [--rounds N] [--no-git-fsck] [--timeout SECONDS] [--keep]")
                 return 2
             }
             i += 1
@@ -253,6 +258,7 @@ enum SyncBench {
             case .guts:
                 // --exit-code: a no-op must say "nothing new" (1), so the bench knows it was one.
                 argv = [guts, "--home", dir + "/guts-home", "--json", "sync", "--ephemeral"] + (phase == .noop ? ["--exit-code"] : [])
+                    + (o.timeout.map { ["--timeout", $0] } ?? [])
                     + [repoName, "--peer", peerLine]
                 if phase == .noop { expected = 1 }
             case .git, .gitFsck:
