@@ -149,6 +149,13 @@ public final class PackReader: ObjectStore, @unchecked Sendable {
         return obj
     }
 
+    /// Reads `id` without hashing it again (see `ObjectStore.readTrusted`).
+    public func readTrusted(_ id: ObjectID) throws -> GitObject? {
+        guard let i = index.find(id) else { return nil }
+        guard let off = index.offset(at: i) else { throw GitError(.corrupt, "\(indexPath): bad offset for \(id)") }
+        return try read(at: off)
+    }
+
     /// Reads and fully resolves the entry at `offset`. `external` supplies REF_DELTA
     /// bases that are not in this pack (thin packs); stored packs must not need it.
     func read(at offset: Int, external: ((ObjectID) throws -> GitObject?)? = nil) throws -> GitObject {

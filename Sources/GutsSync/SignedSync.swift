@@ -270,7 +270,9 @@ public enum SignedSync {
             let all = CombinedStore([reader as any ObjectStore] + readers.map { $0 as any ObjectStore } + [repo])
             let result: ObjectWalk.Result
             do {
-                result = try ObjectWalk(store: all, limits: options.limits).objectsCollectingMissing(reachableFrom: wants, excluding: haves)
+                // Received objects were hashed as they were indexed (see SyncClient.check).
+                result = try ObjectWalk(store: all, limits: options.limits, verifyReads: false)
+                    .objectsCollectingMissing(reachableFrom: wants, excluding: haves)
             } catch {
                 throw SyncFailure.integrity("received objects (\(what)) do not form valid history: \(error)")
             }

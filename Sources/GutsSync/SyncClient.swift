@@ -473,7 +473,9 @@ public enum SyncClient {
             throw failure(rejecting: error, "received pack unreadable", options: options)
         }
         let store = CombinedStore([incoming, repo])
-        let walk = ObjectWalk(store: store, limits: limits)
+        // The indexer hashed every received object and wrote the index from those
+        // names, and the repository's own objects were hashed as they came in.
+        let walk = ObjectWalk(store: store, limits: limits, verifyReads: false)
         let result: ObjectWalk.Result
         do {
             result = try walk.objectsCollectingMissing(reachableFrom: plan.wants, excluding: plan.haves)
