@@ -128,6 +128,9 @@ public final class PackReader: ObjectStore, @unchecked Sendable {
     /// Whether the pack holds `id`.
     public func contains(_ id: ObjectID) -> Bool { index.find(id) != nil }
 
+    /// The sorted position of `id` in the index (0..<count), if present.
+    public func position(of id: ObjectID) -> Int? { index.find(id) }
+
     /// The entry offset of `id`, if present.
     public func offset(of id: ObjectID) -> Int? {
         guard let i = index.find(id) else { return nil }
