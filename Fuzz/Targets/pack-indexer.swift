@@ -36,8 +36,14 @@ func fuzzPackIndexer(_ data: [UInt8]) {
     } catch {
         fuzzFail("cannot open the pack the indexer accepted: \(error)")
     }
-    fuzzCheck(reader.count == result.objects.count, "index lists \(reader.count) objects, indexer reported \(result.objects.count)")
-    for (id, type) in result.objects {
+    fuzzCheck(reader.count == result.count, "index lists \(reader.count) objects, indexer reported \(result.count)")
+    let objects: [(id: ObjectID, type: ObjectType)]
+    do {
+        objects = try result.objects
+    } catch {
+        fuzzFail("cannot read back the objects of an accepted pack: \(error)")
+    }
+    for (id, type) in objects {
         do {
             guard let object = try reader.read(id) else { fuzzFail("object \(id) missing from the indexed pack") }
             fuzzCheck(object.type == type, "object \(id) is a \(object.type), indexer said \(type)")

@@ -57,6 +57,39 @@ public enum ObjectChecker {
     /// Checks a tree body: entry syntax, modes, names, strict order, duplicates
     /// (including a file and a directory of the same name). Calls `entry` with each
     /// entry's mode, name bytes and object ID.
+    /// The entries of a tree (mode, name, ID), parsed with the bounds checks of
+    /// `checkTree` and none of its rules (names, modes, order): for walks over trees
+    /// that were checked when they entered the store. Stops after
+    /// `limits.maxTreeEntries` entries, as `checkTree` does; returns false when the
+    /// tree cannot be parsed (what `checkTree` reports as `badTree`).
+    public static func treeEntries(_ body: UnsafeRawBufferPointer, limits: ObjectLimits = .default,
+                                   entry: (UInt32, ObjectID) -> Void) -> Bool {
+        let n = body.count
+        var p = 0
+        var count = 0
+        while p < n {
+            count += 1
+            if count > limits.maxTreeEntries { return true }
+            var mode: UInt32 = 0
+            let modeStart = p
+            while p < n && body[p] != 0x20 {
+                let c = body[p]
+                guard c >= 0x30, c <= 0x37, p - modeStart < 7 else { return false }
+                mode = mode << 3 | UInt32(c - 0x30)
+                p += 1
+            }
+            guard p < n, p > modeStart else { return false }
+            p += 1
+            while p < n && body[p] != 0 { p += 1 }
+            guard p < n else { return false }
+            p += 1
+            guard n - p >= 20 else { return false }
+            entry(mode, ObjectID(unsafeRaw: body.baseAddress! + p, algorithm: .sha1))
+            p += 20
+        }
+        return true
+    }
+
     public static func checkTree(_ body: UnsafeRawBufferPointer, limits: ObjectLimits = .default,
                                  entry: (UInt32, UnsafeRawBufferPointer, ObjectID) -> Void) -> [ObjectIssue] {
         var issues: [ObjectIssue] = []

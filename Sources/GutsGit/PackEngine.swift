@@ -2,12 +2,37 @@
 import Glibc
 #endif
 
-/// One entry of a pack, located and header-parsed, with its extent known.
-struct PackEntry {
-    var offset: Int
-    /// One past the last byte of the entry (next entry's offset, or the trailer).
-    var end: Int
-    var header: PackEntryHeader
+/// The entries of a pack, located: where each starts and ends (one past its last
+/// byte) and its kind, 17 bytes an entry (a whole parsed header per entry took 88; at
+/// 300k objects that was 27 MB of an indexer's peak). The rest of a header is parsed again from the pack when needed, which costs
+/// a few bytes' work against the inflation that always follows.
+struct PackEntries {
+    private(set) var offsets: [Int] = []
+    private(set) var ends: [Int] = []
+    private(set) var kinds: [UInt8] = []
+
+    init() {}
+
+    var count: Int { offsets.count }
+
+    mutating func reserveCapacity(_ n: Int) {
+        offsets.reserveCapacity(n)
+        ends.reserveCapacity(n)
+        kinds.reserveCapacity(n)
+    }
+
+    mutating func append(offset: Int, end: Int, kind: UInt8) {
+        offsets.append(offset)
+        ends.append(end)
+        kinds.append(kind)
+    }
+
+    /// The header of entry `i`, parsed again from `pack` (it parsed when the entry was
+    /// found; the mapping is private and read-only, so this fails only if the file
+    /// changed underneath, and then as the first parse would have).
+    func header(_ i: Int, in pack: UnsafeRawBufferPointer, limit: Int) throws -> PackEntryHeader {
+        try PackEntryHeader.parse(pack, at: offsets[i], end: ends[i], limit: limit)
+    }
 }
 
 /// What happened to one entry during resolution.
@@ -38,7 +63,7 @@ enum EntryState: UInt8 {
 /// dropped and rebuilt on demand (charged again).
 final class DeltaResolver: @unchecked Sendable {
     let pack: UnsafeRawBufferPointer
-    let entries: [PackEntry]
+    let entries: PackEntries
     let limits: ObjectLimits
     let name: String
     let budget: WorkBudget
@@ -51,8 +76,9 @@ final class DeltaResolver: @unchecked Sendable {
     /// released as the resolution goes (`MappedFile.touched`).
     var map: MappedFile?
 
-    /// Computed object name per entry (valid where state is .done).
-    private(set) var ids: UnsafeMutableBufferPointer<ObjectID>
+    /// Computed object name per entry (valid where state is .done), 20 raw bytes each
+    /// (an `ObjectID` value takes 40; names computed here are always SHA-1).
+    private let idBytes: UnsafeMutableRawBufferPointer
     private(set) var types: UnsafeMutableBufferPointer<UInt8>
     private(set) var states: UnsafeMutableBufferPointer<UInt8>
     /// Failures by entry index (per worker, merged in `failures`).
@@ -77,7 +103,7 @@ final class DeltaResolver: @unchecked Sendable {
     /// A callback for each resolved object: entry index, type, body, name, worker.
     typealias Visit = (Int, ObjectType, UnsafeRawBufferPointer, ObjectID, Int) -> Void
 
-    init(pack: UnsafeRawBufferPointer, entries: [PackEntry], limits: ObjectLimits, name: String,
+    init(pack: UnsafeRawBufferPointer, entries: PackEntries, limits: ObjectLimits, name: String,
          budget: WorkBudget = WorkBudget(unlimitedUntil: nil), stopOnLimit: Bool = false,
          external: ((ObjectID) -> GitObject?)? = nil) {
         self.pack = pack
@@ -88,8 +114,8 @@ final class DeltaResolver: @unchecked Sendable {
         self.stopOnLimit = stopOnLimit
         self.external = external
         let n = entries.count
-        ids = .allocate(capacity: n)
-        ids.initialize(repeating: ObjectID.zero)
+        idBytes = .allocate(byteCount: max(1, n) * 20, alignment: 8)
+        idBytes.initializeMemory(as: UInt8.self, repeating: 0)
         types = .allocate(capacity: n)
         types.initialize(repeating: 0)
         states = .allocate(capacity: n)
@@ -97,7 +123,7 @@ final class DeltaResolver: @unchecked Sendable {
     }
 
     deinit {
-        ids.deallocate()
+        idBytes.deallocate()
         types.deallocate()
         states.deallocate()
     }
@@ -111,6 +137,9 @@ final class DeltaResolver: @unchecked Sendable {
     var baseBudget: Int {
         min(limits.deltaBaseBudget, max(4 << 20, pack.count / 8))
     }
+
+    /// The name computed for entry `i` (valid where its state is .done).
+    func id(_ i: Int) -> ObjectID { ObjectID(unsafeRaw: idBytes.baseAddress! + 20 * i, algorithm: .sha1) }
 
     var failures: [(Int, GitError)] { workerFailures.flatMap { $0.items }.sorted { $0.0 < $1.0 } }
 
@@ -128,7 +157,7 @@ final class DeltaResolver: @unchecked Sendable {
         var hi = entries.count
         while lo < hi {
             let mid = (lo + hi) >> 1
-            let o = entries[mid].offset
+            let o = entries.offsets[mid]
             if o == offset { return mid }
             if o < offset { lo = mid + 1 } else { hi = mid }
         }
@@ -144,7 +173,22 @@ final class DeltaResolver: @unchecked Sendable {
         var counts = [Int32](repeating: 0, count: n + 1)
         var baseOf = [Int32](repeating: -1, count: n)
         for i in 0..<n {
-            let h = entries[i].header
+            let kind = entries.kinds[i]
+            guard kind == PackEntryKind.ofsDelta || kind == PackEntryKind.refDelta else {
+                roots.append(Int32(i))
+                continue
+            }
+            let h: PackEntryHeader
+            do {
+                h = try entries.header(i, in: pack, limit: limits.maxObjectSize)
+                // Reading every delta's header makes a page of most of the pack
+                // resident: counted, so they are released as the pass goes.
+                map?.touched(h.dataOffset - entries.offsets[i])
+            } catch {
+                states[i] = EntryState.failed.rawValue
+                workerFailures[0].items.append((i, error as? GitError ?? GitError(.corrupt, "\(error)")))
+                continue
+            }
             if h.kind == PackEntryKind.ofsDelta {
                 if let b = entryIndex(at: h.baseOffset) {
                     baseOf[i] = Int32(b)
@@ -173,6 +217,10 @@ final class DeltaResolver: @unchecked Sendable {
             children[Int(fill[b])] = Int32(i)
             fill[b] += 1
         }
+        // Released before the bases are built: 12 bytes an entry.
+        fill = []
+        counts = []
+        baseOf = []
         let keep = max(0, baseBudget / max(1, threads))
         parallel(threads) { worker in
             if worker == threads - 1, let extra { extra() }
@@ -232,10 +280,10 @@ final class DeltaResolver: @unchecked Sendable {
     /// Inflates entry data, checking the declared size and that the stream ends where
     /// the entry ends. The declared size is charged first.
     private func inflateEntry(_ i: Int, _ z: Inflater) throws -> [UInt8] {
-        let e = entries[i]
-        try budget.chargeInflate(e.header.size)
-        let data = UnsafeRawBufferPointer(rebasing: pack[e.header.dataOffset..<e.end])
-        let (bytes, used) = try z.inflateExactly(data, size: e.header.size)
+        let h = try entries.header(i, in: pack, limit: limits.maxObjectSize)
+        try budget.chargeInflate(h.size)
+        let data = UnsafeRawBufferPointer(rebasing: pack[h.dataOffset..<entries.ends[i]])
+        let (bytes, used) = try z.inflateExactly(data, size: h.size)
         map?.touched(used)
         if used != data.count {
             throw GitError(.corrupt, "\(data.count - used) stray bytes after the compressed data")
@@ -282,7 +330,7 @@ final class DeltaResolver: @unchecked Sendable {
         /// Throws (and the entry fails) when the object is part of a SHA-1 collision attack.
         func finishEntry(_ i: Int, _ type: ObjectType, _ body: [UInt8]) throws -> ObjectID {
             let id = try body.withUnsafeBytes { try ObjectID.checked(type: type, body: $0) }
-            ids[i] = id
+            id.write(to: idBytes.baseAddress! + 20 * i)
             types[i] = type.rawValue
             states[i] = EntryState.done.rawValue
             body.withUnsafeBytes { visit(i, type, $0, id, worker) }
@@ -347,7 +395,7 @@ final class DeltaResolver: @unchecked Sendable {
                 type = base.type
                 body = try applyDelta(root, base: base.body, z: z)
             } else {
-                guard let t = ObjectType(rawValue: entries[root].header.kind) else { return }
+                guard let t = ObjectType(rawValue: entries.kinds[root]) else { return }
                 type = t
                 body = try inflateEntry(root, z)
             }
@@ -417,7 +465,7 @@ final class DeltaResolver: @unchecked Sendable {
                     stack[top].body = nil
                     retained -= stack[top].bytes
                 }
-                push(entry, stack[top].type, body, id: ids[entry])
+                push(entry, stack[top].type, body, id: self.id(entry))
                 continue
             }
             if stack[top].body != nil { retained -= stack[top].bytes }
@@ -446,7 +494,7 @@ final class DeltaResolver: @unchecked Sendable {
                 }
                 if states[cur] == EntryState.failed.rawValue {
                     result = 3
-                    detail = "entry at \(entries[cur].offset)"
+                    detail = "entry at \(entries.offsets[cur])"
                     break
                 }
                 if onPath.contains(cur) {
@@ -455,14 +503,17 @@ final class DeltaResolver: @unchecked Sendable {
                 }
                 path.append(cur)
                 onPath.insert(cur)
-                let h = entries[cur].header
+                guard let h = try? entries.header(cur, in: pack, limit: limits.maxObjectSize) else {
+                    result = 3
+                    break
+                }
                 if h.kind == PackEntryKind.ofsDelta {
                     guard let b = entryIndex(at: h.baseOffset) else { result = 3; break }
                     cur = b
                 } else if h.kind == PackEntryKind.refDelta, let baseID = h.baseID {
                     if idToEntry == nil {
                         var map: [ObjectID: Int] = [:]
-                        for i in 0..<n where states[i] == EntryState.done.rawValue { map[ids[i]] = i }
+                        for i in 0..<n where states[i] == EntryState.done.rawValue { map[id(i)] = i }
                         idToEntry = map
                     }
                     if let b = idToEntry?[baseID] {

@@ -23,12 +23,28 @@ public enum PackIndexer {
         public let indexPath: String
         /// Hex SHA-1 trailer of the final pack.
         public let checksum: String
-        /// Every object in the final pack, with its type.
-        public let objects: [(id: ObjectID, type: ObjectType)]
-        /// Bases appended to complete a thin pack.
-        public let appendedBases: Int
+        /// Number of objects in the final pack (appended bases included).
+        public let count: Int
+        /// Object types in the order of the index (by name).
+        let typesByName: [UInt8]
+        /// Bases appended to complete a thin pack, by name.
+        public let appendedBaseIDs: [ObjectID]
         /// Non-fatal rule violations (warnings) found in objects.
         public let warnings: [(id: ObjectID, issue: ObjectIssue)]
+
+        /// Bases appended to complete a thin pack.
+        public var appendedBases: Int { appendedBaseIDs.count }
+
+        /// Every object in the final pack with its type, by name, read back from the
+        /// index written. Not kept by the indexer (40 bytes an object): large callers
+        /// read the index through a `PackReader` instead.
+        public var objects: [(id: ObjectID, type: ObjectType)] {
+            get throws {
+                let index = try PackIndex(file: try MappedFile(path: indexPath), limits: .localStore)
+                guard index.count == typesByName.count else { throw GitError(.corrupt, "\(indexPath) changed since it was written") }
+                return (0..<index.count).compactMap { j in ObjectType(rawValue: typesByName[j]).map { (index.id(at: j), $0) } }
+            }
+        }
     }
 
     /// Indexes the pack at `packPath`. Throws on the first fatal problem: malformed
@@ -61,7 +77,7 @@ public enum PackIndexer {
 
         // The trailer checksum, hashed on a second thread while entries are scanned.
         let checksumOK = ChecksumTask(pack: pack, end: end, map: map)
-        var entries: [PackEntry] = []
+        var entries = PackEntries()
         entries.reserveCapacity(declared)
         var crcs: [UInt32] = []
         crcs.reserveCapacity(declared)
@@ -89,7 +105,7 @@ public enum PackIndexer {
                         throw e.prefixed("entry at \(offset): ")
                     }
                     let next = h.dataOffset + used
-                    entries.append(PackEntry(offset: offset, end: next, header: h))
+                    entries.append(offset: offset, end: next, kind: h.kind)
                     crcs.append(Zlib.crc32(UnsafeRawBufferPointer(rebasing: pack[offset..<next])))
                     map.touched(next - offset)
                     offset = next
@@ -119,7 +135,7 @@ public enum PackIndexer {
             for issue in found { issues[worker].items.append((id, issue)) }
         }
         if let (i, e) = resolver.aborted ?? resolver.failures.first {
-            throw e.prefixed("entry at \(entries[i].offset): ")
+            throw e.prefixed("entry at \(entries.offsets[i]): ")
         }
         MemoryTrace.mark("index: resolved")
         let allIssues = issues.flatMap { $0.items }
@@ -127,12 +143,8 @@ public enum PackIndexer {
             throw GitError(.invalidObject, "object \(id): \(e)")
         }
 
-        var objects: [(id: ObjectID, type: ObjectType)] = []
-        var idxEntries: [(id: ObjectID, offset: Int, crc: UInt32)] = []
-        for i in 0..<entries.count {
-            guard let t = ObjectType(rawValue: resolver.types[i]) else { throw GitError(.corrupt, "entry at \(entries[i].offset) unresolved") }
-            objects.append((resolver.ids[i], t))
-            idxEntries.append((resolver.ids[i], entries[i].offset, crcs[i]))
+        for i in 0..<entries.count where ObjectType(rawValue: resolver.types[i]) == nil {
+            throw GitError(.corrupt, "entry at \(entries.offsets[i]) unresolved")
         }
 
         let outDir = outputDirectory ?? Files.directoryName(packPath)
@@ -141,6 +153,8 @@ public enum PackIndexer {
         } catch { throw GitError.io(error) }
         let digest: [UInt8]
         let bases = resolver.externalBasesUsed.sorted { $0.key < $1.key }
+        // Index entries past the pack's own: the appended bases.
+        var appended: [(id: ObjectID, offset: Int, crc: UInt32, type: ObjectType)] = []
         var completed: StreamingFile?
         if bases.isEmpty {
             digest = Array(UnsafeRawBufferPointer(rebasing: pack[end...]))
@@ -162,8 +176,7 @@ public enum PackIndexer {
             for (id, obj) in bases {
                 var entry = PackWriter.entryHeader(kind: obj.type.rawValue, size: obj.body.count)
                 entry += try Zlib.deflate(obj.body, level: 6)
-                idxEntries.append((id, out.written, entry.withUnsafeBytes { Zlib.crc32($0) }))
-                objects.append((id, obj.type))
+                appended.append((id, out.written, entry.withUnsafeBytes { Zlib.crc32($0) }, obj.type))
                 try out.write(entry)
             }
             digest = out.finishHash()
@@ -182,13 +195,30 @@ public enum PackIndexer {
                     throw GitError(.io, FileError(path: outPack, operation: "rename", code: errno).description)
                 }
             }
-            let idx = PackIndexWriter.build(entries: idxEntries, packChecksum: digest)
+        } catch {
+            throw GitError.io(error)
+        }
+        // The index, written from the resolver's tables through a sorted order of entry
+        // numbers: no per-object table is built for it.
+        let n = entries.count
+        let offsets = entries.offsets
+        func id(_ k: Int) -> ObjectID { k < n ? resolver.id(k) : appended[k - n].id }
+        let order = PackIndexWriter.sortedOrder(count: n + appended.count, id: id)
+        var typesByName = [UInt8](repeating: 0, count: order.count)
+        for (j, k) in order.enumerated() {
+            typesByName[j] = Int(k) < n ? resolver.types[Int(k)] : appended[Int(k) - n].type.rawValue
+        }
+        do {
+            let idx = PackIndexWriter.build(order: order, id: id,
+                                            offset: { $0 < n ? offsets[$0] : appended[$0 - n].offset },
+                                            crc: { $0 < n ? crcs[$0] : appended[$0 - n].crc },
+                                            packChecksum: digest)
             try Files.writeAtomically(outIndex, idx, mode: 0o444)
         } catch {
             throw GitError.io(error)
         }
-        return Result(packPath: outPack, indexPath: outIndex, checksum: hex, objects: objects,
-                      appendedBases: bases.count, warnings: allIssues)
+        return Result(packPath: outPack, indexPath: outIndex, checksum: hex, count: order.count, typesByName: typesByName,
+                      appendedBaseIDs: appended.map(\.id), warnings: allIssues)
     }
 
     final class IssueList {

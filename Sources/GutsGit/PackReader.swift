@@ -128,6 +128,9 @@ public final class PackReader: ObjectStore, @unchecked Sendable {
     /// Whether the pack holds `id`.
     public func contains(_ id: ObjectID) -> Bool { index.find(id) != nil }
 
+    /// The sorted position of `id` in the index (0..<count), if present.
+    public func position(of id: ObjectID) -> Int? { index.find(id) }
+
     /// The entry offset of `id`, if present.
     public func offset(of id: ObjectID) -> Int? {
         guard let i = index.find(id) else { return nil }
@@ -147,6 +150,13 @@ public final class PackReader: ObjectStore, @unchecked Sendable {
         let actual = try obj.checkedID()
         guard actual == id else { throw GitError(.hashMismatch, "\(packPath): object \(id) hashes to \(actual)") }
         return obj
+    }
+
+    /// Reads `id` without hashing it again (see `ObjectStore.readTrusted`).
+    public func readTrusted(_ id: ObjectID) throws -> GitObject? {
+        guard let i = index.find(id) else { return nil }
+        guard let off = index.offset(at: i) else { throw GitError(.corrupt, "\(indexPath): bad offset for \(id)") }
+        return try read(at: off)
     }
 
     /// Reads and fully resolves the entry at `offset`. `external` supplies REF_DELTA

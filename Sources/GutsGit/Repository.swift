@@ -10,6 +10,16 @@ public protocol ObjectStore: Sendable {
     func contains(_ id: ObjectID) -> Bool
     /// The object, or nil when absent. Throws when it exists but cannot be read.
     func read(_ id: ObjectID) throws -> GitObject?
+    /// As `read`, but packed objects are not hashed again: for walks over objects that
+    /// were hashed when they entered the store (every entry of a received pack is
+    /// hashed as it is indexed, and its index is written from those names). Structure,
+    /// sizes, delta chains and the work budget are checked as by `read`. Whoever can
+    /// rewrite the pack files can make this return other content; a peer cannot.
+    func readTrusted(_ id: ObjectID) throws -> GitObject?
+}
+
+extension ObjectStore {
+    public func readTrusted(_ id: ObjectID) throws -> GitObject? { try read(id) }
 }
 
 /// A git repository on disk: its object database (loose objects, any number of packs,
@@ -255,13 +265,8 @@ public final class Repository: ObjectStore, @unchecked Sendable {
         return false
     }
 
-    /// Reads an object from any pack or loose file. The result is verified against
-    /// `id` (its hash is recomputed), so a corrupt store can never hand out the wrong
-    /// content. Returns nil when absent.
-    public func read(_ id: ObjectID) throws -> GitObject? {
-        for p in packs {
-            if let obj = try p.read(id) { return obj }
-        }
+    /// The loose object `id` (verified against `id`), here or in an alternate.
+    private func readLoose(_ id: ObjectID) throws -> GitObject? {
         for dir in [objectsDirectory] + alternateDirectories {
             let path = loosePath(id, in: dir)
             guard Files.exists(path) else { continue }
@@ -269,15 +274,41 @@ public final class Repository: ObjectStore, @unchecked Sendable {
             do {
                 obj = try LooseObject.read(path: path, limits: limits)
             } catch where !Files.exists(path) {
-                continue  // packed and removed meanwhile: found below
+                continue  // packed and removed meanwhile: found by the caller
             }
             let actual = try obj.checkedID()
             guard actual == id else { throw GitError(.hashMismatch, "\(path): object hashes to \(actual)") }
             return obj
         }
+        return nil
+    }
+
+    /// Reads an object from any pack or loose file. The result is verified against
+    /// `id` (its hash is recomputed), so a corrupt store can never hand out the wrong
+    /// content. Returns nil when absent.
+    public func read(_ id: ObjectID) throws -> GitObject? {
+        for p in packs {
+            if let obj = try p.read(id) { return obj }
+        }
+        if let obj = try readLoose(id) { return obj }
         if packsChangedSinceListed() {
             for p in packs {
                 if let obj = try p.read(id) { return obj }
+            }
+        }
+        return nil
+    }
+
+    /// As `read`, without hashing packed objects again (see `ObjectStore.readTrusted`);
+    /// loose objects are still verified.
+    public func readTrusted(_ id: ObjectID) throws -> GitObject? {
+        for p in packs {
+            if let obj = try p.readTrusted(id) { return obj }
+        }
+        if let obj = try readLoose(id) { return obj }
+        if packsChangedSinceListed() {
+            for p in packs {
+                if let obj = try p.readTrusted(id) { return obj }
             }
         }
         return nil

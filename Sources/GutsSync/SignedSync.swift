@@ -268,21 +268,22 @@ public enum SignedSync {
                 throw SyncFailure.integrity("received pack (\(what)) unreadable: \(error)")
             }
             let all = CombinedStore([reader as any ObjectStore] + readers.map { $0 as any ObjectStore } + [repo])
-            let result: ObjectWalk.Result
+            var result: ObjectWalk.Result
             do {
-                result = try ObjectWalk(store: all, limits: options.limits).objectsCollectingMissing(reachableFrom: wants, excluding: haves)
+                // Received objects were hashed as they were indexed (see SyncClient.check).
+                result = try ObjectWalk(store: all, limits: options.limits, verifyReads: false)
+                    .checkReceived(reader, reachableFrom: wants, excluding: haves)
             } catch {
                 throw SyncFailure.integrity("received objects (\(what)) do not form valid history: \(error)")
             }
             if let first = result.missing.first {
                 throw SyncFailure.integrity("object \(first) is missing (\(result.missing.count) missing in all): the peer did not send all of \(what)")
             }
-            let needed = Set(result.objects)
-            let appended = Set(indexed.objects.suffix(indexed.appendedBases).map(\.id))
-            for (id, _) in indexed.objects where !needed.contains(id) && !appended.contains(id) && !base.contains(id) {
-                throw SyncFailure.integrity("object \(id) was not requested: it is not part of \(what)")
+            result.excluded = []
+            if let extra = SyncClient.unrequested(in: reader, reached: result.reachedInPack, appended: indexed.appendedBaseIDs, store: base) {
+                throw SyncFailure.integrity("object \(extra) was not requested: it is not part of \(what)")
             }
-            objects += indexed.objects.count - indexed.appendedBases
+            objects += indexed.count - indexed.appendedBases
             readers.append(reader)
             packs.append((indexed.packPath, indexed.indexPath))
         }

@@ -349,14 +349,14 @@ public enum SyncClient {
                 throw failure(rejecting: error, "received pack rejected", options: options)
             }
             MemoryTrace.mark("sync: indexed")
-            options.progress?(SyncProgress(phase: .checking, bytes: received.bytes, objects: indexed.objects.count,
+            options.progress?(SyncProgress(phase: .checking, bytes: received.bytes, objects: indexed.count,
                                            seconds: Instant.now().seconds(since: started)))
             try check(indexed, plan: plan, repo: repo, limits: options.limits, budget: budget, options: options)
             if let late = deadlineFailure(budget.deadline, options.deadline, at: Instant.now(), doing: "checking the received objects") {
                 throw late
             }
             MemoryTrace.mark("sync: checked")
-            report.objectsReceived = indexed.objects.count - indexed.appendedBases
+            report.objectsReceived = indexed.count - indexed.appendedBases
             do {
                 try repo.installPack(packPath: indexed.packPath, indexPath: indexed.indexPath)
             } catch {
@@ -473,10 +473,12 @@ public enum SyncClient {
             throw failure(rejecting: error, "received pack unreadable", options: options)
         }
         let store = CombinedStore([incoming, repo])
-        let walk = ObjectWalk(store: store, limits: limits)
-        let result: ObjectWalk.Result
+        // The indexer hashed every received object and wrote the index from those
+        // names, and the repository's own objects were hashed as they came in.
+        let walk = ObjectWalk(store: store, limits: limits, verifyReads: false)
+        var result: ObjectWalk.Result
         do {
-            result = try walk.objectsCollectingMissing(reachableFrom: plan.wants, excluding: plan.haves)
+            result = try walk.checkReceived(incoming, reachableFrom: plan.wants, excluding: plan.haves)
         } catch {
             throw failure(rejecting: budget.exceeded ?? error, "received objects do not form valid history", options: options)
         }
@@ -487,11 +489,25 @@ public enum SyncClient {
         if let first = result.missing.first {
             throw SyncFailure.integrity("object \(first) is missing (\(result.missing.count) missing in all): the peer did not send everything the new refs need")
         }
-        let needed = Set(result.objects)
-        let appended = Set(indexed.objects.suffix(indexed.appendedBases).map(\.id))
-        for (id, _) in indexed.objects where !needed.contains(id) && !appended.contains(id) && !repo.contains(id) {
-            throw SyncFailure.integrity("object \(id) was not requested: it is not reachable from the refs being fetched")
+        result.excluded = []
+        if let extra = unrequested(in: incoming, reached: result.reachedInPack, appended: indexed.appendedBaseIDs, store: repo) {
+            throw SyncFailure.integrity("object \(extra) was not requested: it is not reachable from the refs being fetched")
         }
+    }
+
+    /// The first object of `pack` that the walk did not reach (`reached`, by index
+    /// position) and that is neither an appended thin-pack base nor already in `store`;
+    /// nil when there is none.
+    static func unrequested(in pack: PackReader, reached: PositionSet?, appended: [ObjectID], store: any ObjectStore) -> ObjectID? {
+        let reached = reached ?? PositionSet(count: 0)
+        let appended = Set(appended)
+        for j in 0..<pack.count where !reached.contains(j) {
+            let id = pack.id(at: j)
+            // A name the pack holds twice is found at one position only.
+            if let p = pack.position(of: id), p != j, reached.contains(p) { continue }
+            if !appended.contains(id) && !store.contains(id) { return id }
+        }
+        return nil
     }
 
     enum Step<T> {

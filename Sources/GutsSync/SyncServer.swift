@@ -303,7 +303,9 @@ public final class SyncServer: Sendable {
                 wants.append(oid)
             }
             let haves = request.haves.compactMap { ObjectID(bytes: $0.bytes) }.filter { repo.contains($0) }
-            let walk = try ObjectWalk(store: repo).objects(reachableFrom: wants, excluding: haves)
+            // Our own objects were hashed when they came in: the walk does not hash them
+            // again (the receiver hashes everything it gets).
+            let walk = try ObjectWalk(store: repo, verifyReads: false).objects(reachableFrom: wants, excluding: haves)
             MemoryTrace.mark("serve: walked \(walk.objects.count) objects")
             let offsetDeltas = connection.peer?.capabilities.contains(SyncClient.offsetDeltaCapability) ?? false
             // Thin packs too, only to peers that announce ofs-delta (they consolidate

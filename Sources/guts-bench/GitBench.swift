@@ -14,6 +14,8 @@ import GutsSupport
 /// few hundred files, then `git repack -adf --depth=50`) in a temporary directory.
 /// Verification runs the `guts` binary next to this one (so both tools pay process
 /// start-up), or the verifier in-process with --in-process or when no binary is found.
+/// Peak RSS is summed over each command's process tree (sampled from /proc, and at
+/// least the largest single process's maxrss), binary runs only.
 enum GitBench {
     struct Options {
         var repo: String?
@@ -93,6 +95,8 @@ enum GitBench {
         let useBinary = !o.inProcess && guts != nil
         var gutsTimes: [Double] = []
         var gitTimes: [Double] = []
+        var gutsKB: [Double] = []
+        var gitKB: [Double] = []
         for run in 0..<o.runs {
             // Alternate the order so neither tool always gets the warmer cache.
             for which in (run % 2 == 0 ? [0, 1] : [1, 0]) {
@@ -100,7 +104,9 @@ enum GitBench {
                     let start = Instant.now()
                     let ok: Bool
                     if useBinary, let guts {
-                        ok = Processes.run([guts, "objects", "verify", "-q", "--threads", String(o.threads), repository.gitDirectory], env: nil) == 0
+                        let r = Processes.runMeasured([guts, "objects", "verify", "-q", "--threads", String(o.threads), repository.gitDirectory], env: nil)
+                        ok = r.status == 0
+                        gutsKB.append(Double(r.peakKB))
                     } else {
                         let v = Verifier(repository: (try? Repository.open(path)) ?? repository, options: VerifyOptions(threads: o.threads))
                         ok = v.run { _ in }.isClean
@@ -109,8 +115,9 @@ enum GitBench {
                     if !ok { print("  warning: guts objects verify reported problems") }
                 } else {
                     let start = Instant.now()
-                    let status = Processes.run(["/usr/bin/git", "--git-dir", repository.gitDirectory, "fsck", "--full", "--no-dangling", "--no-progress"], env: nil)
+                    let (status, kb) = Processes.runMeasured(["/usr/bin/git", "--git-dir", repository.gitDirectory, "fsck", "--full", "--no-dangling", "--no-progress"], env: nil)
                     gitTimes.append(Instant.now().seconds(since: start))
+                    gitKB.append(Double(kb))
                     if status != 0 { print("  warning: git fsck exited \(status)") }
                 }
             }
@@ -120,6 +127,14 @@ enum GitBench {
         print("guts objects verify (\(useBinary ? "binary" : "in-process"), \(o.threads) threads): median \(fmt(g)) s of \(o.runs) runs [\(gutsTimes.map(fmt).joined(separator: " "))]")
         print("git fsck --full:                 median \(fmt(f)) s of \(o.runs) runs [\(gitTimes.map(fmt).joined(separator: " "))]")
         print("ratio guts/git: \(fmt(g / f)) (target <= 1.0) \(g <= f ? "OK" : "SLOWER")")
+        if !gitKB.isEmpty && (!gutsKB.isEmpty || !useBinary) {
+            // Peak RSS summed over each command's process tree (sampled every 5 ms, and at
+            // least the largest single process's maxrss); in-process runs are not measured.
+            let gm = Statistics.median(gutsKB) / 1024
+            let fm = Statistics.median(gitKB) / 1024
+            print("peak RSS, MB (median, process tree): guts \(useBinary ? fmt(gm) : "n/a")  git fsck \(fmt(fm))"
+                + (useBinary ? "  ratio guts/git: \(fmt(gm / fm)) (target <= 1.0) \(gm <= fm ? "OK" : "LARGER")" : ""))
+        }
         return true
     }
 

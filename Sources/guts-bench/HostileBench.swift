@@ -592,7 +592,7 @@ enum HostileBench {
                 do {
                     let r = try PackIndexer.index(packPath: tmp + "/in.pack", outputDirectory: tmp, limits: .localStore, budget: budget)
                     let n = Double(bytes.count)
-                    print("\(Files.baseName(repo))  \(bytes.count)  \(r.objects.count)  \(String(format: "%.1f", Double(budget.inflated) / n))  "
+                    print("\(Files.baseName(repo))  \(bytes.count)  \(r.count)  \(String(format: "%.1f", Double(budget.inflated) / n))  "
                           + "\(String(format: "%.1f", Double(budget.deltaProduced) / n))  \(String(format: "%.2f", Instant.now().seconds(since: start)))")
                 } catch {
                     print("\(repo): \(error)")

@@ -8,24 +8,27 @@ import GutsSupport
 /// `git daemon`, both on loopback, in the same run, on the same repository.
 ///
 ///     guts-bench sync [--repo PATH] [--commits N] [--blobs N] [--rounds N]
-///                     [--no-git-fsck] [--keep]
+///                     [--no-git-fsck] [--timeout SECONDS] [--keep]
 ///
 /// Without --repo a repository is generated with `git fast-import` (N commits over
 /// 400 text files that change a little each time, plus a few larger binary files
 /// revised now and then; tags and a second branch), packed with
 /// `git repack -adf --depth=50 --window=10`. With --repo PATH a local mirror clone of
-/// PATH is served (PATH itself is never modified).
+/// PATH is served (PATH itself is never modified). --timeout is passed to `guts sync`
+/// (its no-pack-data limit, 30 s by default, can be too short for a large first mirror
+/// on a loaded machine).
 ///
 /// Each round measures, for every tool, with a fresh client each round:
 ///   first        first mirror (`guts sync` into an empty home; `git clone --mirror`)
 ///   incremental  after one new commit upstream (`guts sync`; `git fetch --prune`)
 ///   no-op        nothing new (`guts sync`, exit 1; `git fetch --prune`)
 /// and reports medians and the ratios guts/git. Every timing includes process
-/// start-up. Client peak RSS comes from `/usr/bin/time -f %M` (skipped when absent);
-/// server peak RSS is VmHWM of `guts listen` (reset through /proc/PID/clear_refs
-/// before each transfer) and, for git, the RSS of the `git pack-objects` each
-/// transfer runs (through uploadpack.packObjectsHook in a private global config;
-/// git daemon and upload-pack themselves are not counted).
+/// start-up. Peak RSS is summed over each side's process tree, since git forks:
+/// client, the command's tree sampled from /proc (and at least `/usr/bin/time -f %M`);
+/// server, VmHWM of `guts listen` (reset through /proc/PID/clear_refs before each
+/// transfer) and, for git, git daemon's whole tree sampled from /proc (and at least
+/// the maxrss of the `git pack-objects` each transfer runs, through
+/// uploadpack.packObjectsHook in a private global config).
 enum SyncBench {
     struct Options {
         var repo: String?
@@ -34,6 +37,8 @@ enum SyncBench {
         var rounds = 3
         var gitFsck = true
         var keep = false
+        /// `guts sync --timeout` (nil: guts' default).
+        var timeout: String?
     }
 
     enum Tool: Int, CaseIterable {
@@ -84,9 +89,10 @@ enum SyncBench {
             case "--rounds", "--runs": o.rounds = max(1, value().flatMap { Int($0) } ?? o.rounds)
             case "--no-git-fsck": o.gitFsck = false
             case "--keep": o.keep = true
+            case "--timeout": o.timeout = value()
             case "sync": break
             default:
-                print("usage: guts-bench sync [--repo PATH] [--commits N] [--blobs N] [--rounds N] [--no-git-fsck] [--keep]")
+                print("usage: guts-bench sync [--repo PATH] [--commits N] [--blobs N] [--rounds N] [--no-git-fsck] [--timeout SECONDS] [--keep]")
                 return 2
             }
             i += 1
@@ -252,6 +258,7 @@ enum SyncBench {
             case .guts:
                 // --exit-code: a no-op must say "nothing new" (1), so the bench knows it was one.
                 argv = [guts, "--home", dir + "/guts-home", "--json", "sync", "--ephemeral"] + (phase == .noop ? ["--exit-code"] : [])
+                    + (o.timeout.map { ["--timeout", $0] } ?? [])
                     + [repoName, "--peer", peerLine]
                 if phase == .noop { expected = 1 }
             case .git, .gitFsck:
@@ -270,25 +277,34 @@ enum SyncBench {
             let rssFile = dir + "/rss"
             let command = hasTime ? [timeBinary, "-f", "%M", "-o", rssFile] + argv : argv
             let start = Instant.now()
-            let status = Processes.run(command, env: gitEnvironment(temp + "/gitconfig-client"), stdout: out, stderr: out + ".err")
+            let serverTree = TreeMemory(roots: [tool == .guts ? listenPID : daemonPID], includeRoots: true)
+            var clientTree: TreeMemory?
+            var status: Int32 = -1
+            if let pid = Processes.launch(command, env: gitEnvironment(temp + "/gitconfig-client"), stdout: out, stderr: out + ".err") {
+                // Under /usr/bin/time the tree below it is the client; time itself is not counted.
+                clientTree = TreeMemory(roots: [pid], includeRoots: !hasTime)
+                status = Processes.wait(pid)
+            }
             let seconds = Instant.now().seconds(since: start)
+            let clientTreeKB = clientTree?.stop() ?? 0
+            let serverTreeKB = serverTree.stop()
             guard status == expected else {
                 print("  \(tool.label) \(phase): exit status \(status), expected \(expected): \(argv.joined(separator: " "))")
                 if let e = try? Files.readString(out + ".err", limit: 4096), !e.isEmpty { print("  " + e.split(separator: "\n").joined(separator: "\n  ")) }
                 return nil
             }
             var sample = Sample(seconds: seconds)
-            if hasTime { sample.clientKB = lastNumber(in: rssFile) }
+            sample.clientKB = max(hasTime ? lastNumber(in: rssFile) ?? 0 : 0, clientTreeKB)
             if tool == .guts {
-                sample.serverKB = peak(listenPID)
+                sample.serverKB = max(peak(listenPID) ?? 0, serverTreeKB)
                 if phase == .first && gutsReceived == nil,
                    let data = try? Files.read(out),
                    let json = try? JSONSerialization.jsonObject(with: Data(data)) as? [String: Any],
                    let objects = json["objects"] as? Int, let bytes = json["bytes"] as? Int {
                     gutsReceived = (objects, bytes)
                 }
-            } else if hasTime {
-                sample.serverKB = maxNumber(in: temp + "/pack-objects.rss")
+            } else {
+                sample.serverKB = max(hasTime ? maxNumber(in: temp + "/pack-objects.rss") ?? 0 : 0, serverTreeKB)
             }
             return sample
         }
@@ -365,8 +381,10 @@ enum SyncBench {
             for phase in [Phase.first, .incremental] {
                 printMemory("server, " + phaseShort(phase), phase: phase, \.serverKB)
             }
-            print("  client: /usr/bin/time %M of the guts or git command (git: clone/fetch with its children's largest)")
-            print("  server: guts listen VmHWM during the transfer; git: the transfer's git pack-objects only (daemon, upload-pack not counted)")
+            print("  client: peak of the RSS summed over the command's process tree (sampled every 5 ms), at least /usr/bin/time %M")
+            print("  server: guts listen VmHWM during the transfer; git: peak of the RSS summed over git daemon's tree (daemon,")
+            print("          upload-pack, pack-objects; sampled every 5 ms), at least pack-objects' own maxrss. Sampling can miss")
+            print("          a short spike, so git's figures are lower bounds (conservative for the ratio)")
             print("")
             var stored = "pack stored by the first mirror: " + tools.compactMap { t in storedPack[t].map { "\(t.label) \(mb($0)) MB" } }.joined(separator: ", ")
             if let r = gutsReceived { stored += "; guts received \(r.objects) objects, \(mb(r.bytes)) MB" }

@@ -161,7 +161,7 @@ final class InteropTests: XCTestCase {
         XCTAssertThrowsError(try PackIndexer.index(packPath: thinResult.packPath, outputDirectory: base + "/q"))
         let fixed = try PackIndexer.index(packPath: thinResult.packPath, outputDirectory: base + "/q", baseStore: repo)
         XCTAssertEqual(fixed.appendedBases, 1)
-        XCTAssertEqual(Set(fixed.objects.map(\.id)), [id1, id2])
+        XCTAssertEqual(Set(try fixed.objects.map(\.id)), [id1, id2])
     }
 
     func testReadsIndexWithLargeOffsetsMadeByGit() throws {
