@@ -19,10 +19,21 @@ final class QUICDefenceTests: XCTestCase {
     /// Many half-open QUIC handshakes: answered with Retry, bounded memory, legitimate
     /// clients served throughout.
     func testInitialFloodIsAnsweredWithRetryAndLegitimateClientsAreServed() throws {
+        try flood(echoRetry: false)
+    }
+
+    /// The attacker proves its address (echoes each Retry token) and still never finishes:
+    /// its address group's cap of validated handshakes (8) holds, the rest is refused, and a
+    /// legitimate client from another address is served.
+    func testValidatedHalfOpenHandshakesAreCappedPerAddressGroup() throws {
+        try flood(echoRetry: true)
+    }
+
+    private func flood(echoRetry: Bool) throws {
         _ = try h.keygen("node")
         let (node, line) = try h.listen("node")
         let port = port(of: line)
-        let flood = InitialFlood(port: port, sockets: 32)
+        let flood = InitialFlood(port: port, sockets: 32, echoRetry: echoRetry)
         let stop = NIOLockedValueBox(false)
         let flooder = Thread {
             while !stop.withLockedValue({ $0 }) { flood.sendOne() }
@@ -54,7 +65,9 @@ final class QUICDefenceTests: XCTestCase {
         XCTAssertLessThan(after - before, 24 << 20, "listener memory grew under the flood: \(before) -> \(after) bytes (\(s))")
         // The listener answered the flood with Retry packets, not handshakes.
         XCTAssertGreaterThan(s.retries, s.sent / 2, "too few Retry answers: \(s)")
+        // Unproven: the first 16 (Retry threshold); proven: 8 more at most (the group's cap).
         XCTAssertLessThanOrEqual(s.handshakes, 2 * QUICTuning.retryThreshold, "the listener kept too many handshakes: \(s)")
+        if echoRetry { XCTAssertGreaterThan(s.echoed, 100, "the attacker echoed few Retry tokens: \(s)") }
         XCTAssertTrue(node.process.isRunning, "the listener died under the flood")
     }
 }
@@ -63,8 +76,10 @@ final class QUICDefenceTests: XCTestCase {
 /// of UDP sockets on 127.0.0.2 and never answers; counts what the listener sends back.
 final class InitialFlood: @unchecked Sendable {
     struct Summary: CustomStringConvertible {
-        var sent = 0, retries = 0, handshakes = 0, other = 0
-        var description: String { "\(sent) Initials sent, \(retries) Retry answers, \(handshakes) handshakes begun, \(other) other packets" }
+        var sent = 0, retries = 0, echoed = 0, handshakes = 0, other = 0
+        var description: String {
+            "\(sent) Initials sent, \(retries) Retry answers, \(echoed) Initials with a token, \(handshakes) handshakes begun, \(other) other packets"
+        }
     }
 
     private let lock = NSLock()
@@ -78,7 +93,15 @@ final class InitialFlood: @unchecked Sendable {
     /// Destination connection IDs of handshake packets already counted (one per connection).
     private var seen = Set<[UInt8]>()
 
-    init(port: Int, sockets: Int) {
+    /// Whether the attacker echoes Retry tokens (proving its address, 127.0.0.2) before
+    /// abandoning the handshake.
+    private let echoRetry: Bool
+    /// Client connections awaiting a Retry, by their source connection ID (bounded).
+    private var waiting: [[UInt8]: (engine: QUICEngine, socket: Int)] = [:]
+    private var waitingOrder: [[UInt8]] = []
+
+    init(port: Int, sockets: Int, echoRetry: Bool = false) {
+        self.echoRetry = echoRetry
         remote = QUICSocketAddress(ip: "127.0.0.1", port: port)!
         let me = Ed25519KeyPair.generate()
         config = QUICConfig(identity: me, certificate: .make(identity: me, networkID: "", now: Int64(Date().timeIntervalSince1970)), networkID: "")
@@ -117,12 +140,48 @@ final class InitialFlood: @unchecked Sendable {
         drain(fds[i])
         guard let engine = try? QUICEngine.client(config: config, local: locals[i], remote: remote, now: .now()) else { return }
         for d in engine.flush(now: .now()) {
-            let n = d.bytes.withUnsafeBytes { b in
-                withUnsafePointer(to: &target) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fds[i], b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                } }
+            if send(d.bytes, on: i) { lock.withLock { counts.sent += 1 } }
+            if echoRetry, let scid = Self.sourceID(of: d.bytes) {
+                waiting[scid] = (engine, i)
+                waitingOrder.append(scid)
+                if waitingOrder.count > 512 { waiting[waitingOrder.removeFirst()] = nil }
             }
-            if n > 0 { lock.withLock { counts.sent += 1 } }
+        }
+    }
+
+    private func send(_ bytes: [UInt8], on i: Int) -> Bool {
+        let n = bytes.withUnsafeBytes { b in
+            withUnsafePointer(to: &target) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                sendto(fds[i], b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            } }
+        }
+        return n > 0
+    }
+
+    /// The source connection ID of a long-header packet.
+    static func sourceID(of packet: [UInt8]) -> [UInt8]? {
+        guard packet.count > 6, packet[0] & 0x80 != 0 else { return nil }
+        let dlen = Int(packet[5])
+        guard dlen <= 20, packet.count > 7 + dlen else { return nil }
+        let slen = Int(packet[6 + dlen])
+        guard slen <= 20, packet.count >= 7 + dlen + slen else { return nil }
+        return Array(packet[(7 + dlen)..<(7 + dlen + slen)])
+    }
+
+    /// The destination connection ID of a long-header packet.
+    static func destinationID(of packet: [UInt8]) -> [UInt8]? {
+        guard packet.count > 6, packet[0] & 0x80 != 0 else { return nil }
+        let dlen = Int(packet[5])
+        guard dlen <= 20, packet.count >= 6 + dlen else { return nil }
+        return Array(packet[6..<(6 + dlen)])
+    }
+
+    /// Answers a Retry as a client would (its Initial again, with the token), then abandons it.
+    private func echo(_ retry: [UInt8]) {
+        guard let dcid = Self.destinationID(of: retry), let (engine, i) = waiting.removeValue(forKey: dcid) else { return }
+        _ = engine.receive(retry, from: remote, to: locals[i], now: .now())
+        for d in engine.flush(now: .now()) where send(d.bytes, on: i) {
+            lock.withLock { counts.echoed += 1 }
         }
     }
 
@@ -132,6 +191,7 @@ final class InitialFlood: @unchecked Sendable {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             guard n > 0 else { return }
             let first = buffer[0]
+            if echoRetry, first & 0xB0 == 0xB0 { echo(Array(buffer[0..<n])) }
             lock.withLock {
                 if first & 0x80 == 0 {
                     counts.other += 1
