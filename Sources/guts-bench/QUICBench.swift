@@ -44,7 +44,7 @@ enum QUICBench {
         }
 
         // 1. Handshakes per second (16 in flight, client and server in this process).
-        for kind in TransportKind.allCases {
+        for kind in TransportKind.allCases where !arguments.contains("--bulk-only") {
             let rate = handshakes(seconds: seconds, concurrency: 16) { dial(kind, port: server.port) }
             print("handshakes/s \(kind.rawValue): \(Int(rate)) (dial, authenticate, Hello, close; 16 in flight)")
         }
@@ -65,6 +65,7 @@ enum QUICBench {
         if let q = bulk[.quic], let t = bulk[.tcp], t > 0 {
             print("  QUIC/TCP bulk: \(String(format: "%.2f", q / t)) (target at least 0.5)")
         }
+        if arguments.contains("--bulk-only") { return 0 }
 
         // 3. Ping while a transfer runs, through 100 Mbit/s and 10 ms each way.
         let rate = 100e6, delay = 0.010, queue = 256 << 10
