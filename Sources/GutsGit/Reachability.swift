@@ -193,7 +193,9 @@ public struct ObjectWalk: Sendable {
             case .commit:
                 seen.remove(id)  // the walk records it
                 walk.push(id, date: Self.commitDate(obj), interesting: true)
-            case .tree: wantTrees.append(id)
+            case .tree:
+                seen.remove(id)  // step 4 records it and walks its entries
+                wantTrees.append(id)
             case .blob: reachedBlob(id)
             }
         }

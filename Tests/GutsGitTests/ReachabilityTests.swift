@@ -39,6 +39,31 @@ final class ReachabilityTests: XCTestCase {
         XCTAssertEqual(vp.status, 0)
     }
 
+    /// A tag (or a ref) that names a tree directly, as git.git's v2.6.11-tree does in
+    /// Linux: the tree's entries are walked too, not only the tree itself.
+    func testTreeNamedByATagIsWalkedWhole() throws {
+        let dir = try makeHistoryRepository(self, commits: 3)
+        func plumb(_ args: [String], _ input: String? = nil) throws -> String {
+            try git(args, in: dir, input: input.map { Data($0.utf8) }).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let blob = try plumb(["hash-object", "-w", "--stdin"], "only reachable through the tag\n")
+        let sub = try plumb(["mktree"], "100644 blob \(blob)\tinner.txt\n")
+        let tree = try plumb(["mktree"], "040000 tree \(sub)\tdir\n100644 blob \(blob)\ttop.txt\n")
+        _ = try plumb(["tag", "-a", "-m", "a tree", "treetag", tree])
+        _ = try plumb(["update-ref", "refs/trees/plain", tree])
+        let repo = try Repository.open(dir)
+        let tag = try XCTUnwrap(ObjectID(hex: try plumb(["rev-parse", "treetag"])))
+        let walk = ObjectWalk(store: repo)
+        for tip in [tag, try XCTUnwrap(ObjectID(hex: tree))] {
+            let result = try walk.objects(reachableFrom: [tip])
+            let expected = ids(try git(["rev-list", "--objects", tip.hex], in: dir).text).union([tip])
+            XCTAssertEqual(Set(result.objects), expected, "tip \(tip)")
+            XCTAssertEqual(result.trees, 2)
+            XCTAssertEqual(result.blobs, 1)
+        }
+        XCTAssertTrue(try walk.missingObjects(reachableFrom: [tag]).isEmpty)
+    }
+
     func order(_ t: ObjectType) -> Int {
         switch t {
         case .commit: return 0
