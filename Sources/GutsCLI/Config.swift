@@ -49,6 +49,9 @@ public struct NodeConfig: Equatable, Sendable {
     public var announceAddresses: [String] = []
     /// Whether `listen` takes part in the DHT.
     public var dht = true
+    /// Which transport dials use when neither `--transport` nor GUTS_TRANSPORT says:
+    /// "auto" (QUIC first, TCP 250 ms later), "tcp" or "quic".
+    public var transport = "auto"
 
     public static let fileName = "config"
     static let scoreKeys = ScoreEvent.allCases.flatMap { e in ["weight", "cap", "half-life"].map { "score.\(e.rawValue).\($0)" } }
@@ -60,7 +63,7 @@ public struct NodeConfig: Equatable, Sendable {
                               "peer-message-rate", "peer-message-burst", "peer-byte-rate", "peer-byte-burst",
                               "peer-request-rate", "peer-request-burst", "max-sessions-per-peer",
                               "max-signed-age", "resign-interval", "mirror-interval", "max-packs", "known-peers",
-                              "announce-address", "dht"] + scoreKeys
+                              "announce-address", "dht", "transport"] + scoreKeys
 
     /// Ranges of the limit settings, shared by the config keys and the options.
     static let objectSizeRange = 1...(1 << 40)
@@ -124,6 +127,11 @@ public struct NodeConfig: Equatable, Sendable {
                     throw CommandError(.io, "\(origin):\(lineNumber): announce-address = '\(value)': expected IP:PORT (an IP literal, not unspecified or multicast, port not 0)")
                 }
                 config.announceAddresses.append(value)
+            case "transport":
+                guard ["auto", "tcp", "quic"].contains(value) else {
+                    throw CommandError(.io, "\(origin):\(lineNumber): transport = '\(value.prefix(40))': must be auto, tcp or quic")
+                }
+                config.transport = value
             case "dht":
                 switch value {
                 case "on", "yes", "true": config.dht = true

@@ -141,6 +141,8 @@ enum ListenCommand: Command {
         nodeOptions.rates = config.rates
         nodeOptions.maxSessionsPerPeer = config.maxSessionsPerPeer
         nodeOptions.maxPacks = config.maxPacks
+        // The node's own dials (bootstrap, mirrors, DHT) follow GUTS_TRANSPORT or the config.
+        nodeOptions.transport = resolver.transport
         nodeOptions.resignInterval = try args.seconds("resign-interval", in: NodeConfig.signedAgeRange) ?? config.resignInterval
         nodeOptions.mirrors = try args.all("mirror").map { try parseMirror($0, aliases: config.aliases) }
         if resolver.mode != .off {

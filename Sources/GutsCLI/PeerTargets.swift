@@ -48,8 +48,13 @@ struct PeerResolver {
                 throw UsageError("--transport: expected tcp or quic, not '\(v.prefix(40))'")
             }
             transport = t
+        } else if let v = context.environment["GUTS_TRANSPORT"], !v.isEmpty {
+            guard let t = TransportChoice(option: v) else {
+                throw UsageError("GUTS_TRANSPORT: expected auto, tcp or quic, not '\(v.prefix(40))'")
+            }
+            transport = t
         } else {
-            transport = .auto
+            transport = TransportChoice(option: config.transport) ?? .auto
         }
         aliases = config.aliases
         home = context.homePath
@@ -62,7 +67,7 @@ struct PeerResolver {
     }
 
     static let transportOption = OptionSpec("transport", value: "tcp|quic",
-                                            help: "use only this transport (default: QUIC first, TCP 250 ms later, whichever connects first; a quic/ or tcp/ address forces its own)")
+                                            help: "use only this transport (default: $GUTS_TRANSPORT, else config transport, else QUIC first and TCP 250 ms later, whichever connects first; a quic/ or tcp/ address forces its own)")
 
     static let option = OptionSpec("known-peers", value: "MODE",
                                    help: "accept-new (record a peer's ID on first use, refuse a change), strict (refuse unknown addresses without PEERID) or off (default: config known-peers, accept-new)")
