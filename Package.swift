@@ -51,6 +51,8 @@ let package = Package(
         .target(name: "GutsTransport", dependencies: ["GutsAddress", "GutsPolicy", "GutsWire", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
         // QUIC transport: certificates binding TLS keys to peer IDs, a sans-I/O connection
         // engine around ngtcp2, and the NIO shell that makes QUIC connections PeerLinks.
+        // A lossy, reordering, rate-limited UDP relay: a network simulator for the tests and guts-bench.
+        .target(name: "GutsNetSim"),
         .target(name: "GutsQUIC", dependencies: ["CNgtcp2", "GutsAddress", "GutsPolicy", "GutsTransport", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport", nioCore, nioPosix, nioLocks]),
         // Gossip: signed messages, seen-cache, eager/lazy push. A pure state machine.
         .target(name: "GutsGossip", dependencies: ["GutsPolicy", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
@@ -79,7 +81,7 @@ let package = Package(
         ]),
         .executableTarget(name: "guts", dependencies: ["GutsCLI", "GutsSupport"]),
         .executableTarget(name: "guts-bench", dependencies: [
-            "GutsAddress", "GutsQUIC", "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsDHT", "GutsNode", nioCore, nioPosix, nioLocks,
+            "GutsAddress", "GutsNetSim", "GutsQUIC", "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsDHT", "GutsNode", nioCore, nioPosix, nioLocks,
         ]),
 
         .testTarget(name: "GutsSupportTests", dependencies: ["GutsSupport"]),
@@ -106,7 +108,7 @@ let package = Package(
         ], path: "Fuzz", exclude: ["Corpus", "Dictionaries", "Regressions", "build.sh", "run.sh", "make-corpus.sh"],
         sources: ["Support", "Targets", "Tests"]),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "GutsAddress", "GutsQUIC", "GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsNode", "GutsTrust", "GutsDHT",
+            "GutsAddress", "GutsNetSim", "GutsQUIC", "GutsSupport", "GutsIdentity", "GutsWire", "GutsCrypto", "GutsTransport", "GutsGit", "GutsSync", "GutsGossip", "GutsNode", "GutsTrust", "GutsDHT",
             nioCore, nioPosix, nioLocks,
         ]),
     ],

@@ -1,4 +1,5 @@
 import Foundation
+import GutsNetSim
 import GutsAddress
 import GutsCrypto
 import GutsIdentity

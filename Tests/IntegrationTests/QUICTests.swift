@@ -1,4 +1,5 @@
 import Foundation
+import GutsNetSim
 import XCTest
 
 /// The protocol over QUIC with real processes: the same node serves TCP and QUIC on one

@@ -1,34 +1,45 @@
-import Foundation
 import Glibc
+import Synchronization
 
-/// A UDP relay between QUIC clients and one server port, for tests and benchmarks: it
-/// drops, reorders, delays and rate-limits datagrams, all from a seeded generator.
-/// Clients send to `port`; the server sees the relay's second socket as its client.
-final class UDPRelay: @unchecked Sendable {
-    struct Options {
-        var dropPercent = 0.0
-        var reorderPercent = 0.0
+/// A UDP relay between QUIC clients and one server port, for the integration tests and
+/// guts-bench (a network simulator, not part of `guts`): it drops, reorders, delays and
+/// rate-limits datagrams, all from a seeded generator. Clients send to `port`; the server
+/// sees the relay's second socket as its client. Loopback only.
+public final class UDPRelay: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var dropPercent = 0.0
+        public var reorderPercent = 0.0
         /// One-way delay in seconds, each direction.
-        var delay = 0.0
+        public var delay = 0.0
         /// Bits per second each direction (nil: unlimited); beyond `queueBytes` queued, tail drop.
-        var rate: Double?
-        var queueBytes = 1 << 20
+        public var rate: Double?
+        public var queueBytes = 1 << 20
+
+        public init() {}
     }
 
-    let port: Int
-    let seed: UInt64
+    public let port: Int
+    public let seed: UInt64
     private let front: Int32
     private let back: Int32
     private var target = sockaddr_in()
     private var client: sockaddr_in?
     private let options: Options
-    private let lock = NSLock()
-    private var running = true
-    private var thread: Thread?
+    /// Whether the relay thread goes on, and what it counted (read from other threads).
+    private let shared = Mutex(Shared())
+    private var thread: pthread_t?
     private var rng: UInt64
-    private(set) var dropped = 0
-    private(set) var reordered = 0
-    private(set) var forwarded = 0
+    private struct Shared {
+        var running = true
+        var dropped = 0
+        var reordered = 0
+        var forwarded = 0
+    }
+
+    /// Datagrams dropped (at random or by the queue limit), held back to be reordered, and sent on.
+    public var dropped: Int { shared.withLock { $0.dropped } }
+    public var reordered: Int { shared.withLock { $0.reordered } }
+    public var forwarded: Int { shared.withLock { $0.forwarded } }
 
     private struct Pending {
         var at: Double
@@ -68,21 +79,34 @@ final class UDPRelay: @unchecked Sendable {
     }
 
     /// A relay to 127.0.0.1:`targetPort`, already forwarding.
-    static func start(targetPort: Int, options: Options, seed: UInt64) -> UDPRelay? {
+    public static func start(targetPort: Int, options: Options, seed: UInt64) -> UDPRelay? {
         guard let relay = UDPRelay(targetPort: targetPort, options: options, seed: seed) else { return nil }
-        let t = Thread { relay.run() }
-        relay.thread = t
-        t.start()
+        let context = Unmanaged.passRetained(relay).toOpaque()
+        var id = pthread_t()
+        let created = pthread_create(&id, nil, { context in
+            guard let context else { return nil }
+            Unmanaged<UDPRelay>.fromOpaque(context).takeRetainedValue().run()
+            return nil
+        }, context)
+        guard created == 0 else {
+            Unmanaged<UDPRelay>.fromOpaque(context).release()
+            close(relay.front)
+            close(relay.back)
+            return nil
+        }
+        relay.thread = id
         return relay
     }
 
-    func stop() {
-        lock.lock()
-        running = false
-        lock.unlock()
-        while thread?.isFinished == false { usleep(1000) }
-        close(front)
-        close(back)
+    /// Stops forwarding (within 10 ms) and closes both sockets.
+    public func stop() {
+        shared.withLock { $0.running = false }
+        if let thread {
+            pthread_join(thread, nil)
+            self.thread = nil
+            close(front)
+            close(back)
+        }
     }
 
     private func random() -> Double {
@@ -102,10 +126,7 @@ final class UDPRelay: @unchecked Sendable {
     private func run() {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
-            lock.lock()
-            let go = running
-            lock.unlock()
-            if !go { return }
+            if !shared.withLock({ $0.running }) { return }
             var fds = [pollfd(fd: front, events: Int16(POLLIN), revents: 0), pollfd(fd: back, events: Int16(POLLIN), revents: 0)]
             let now0 = Self.now()
             let next = queue.map(\.at).min()
@@ -138,14 +159,14 @@ final class UDPRelay: @unchecked Sendable {
 
     private func admit(_ bytes: [UInt8], toServer: Bool) {
         if random() * 100 < options.dropPercent {
-            dropped += 1
+            shared.withLock { $0.dropped += 1 }
             return
         }
         let now = Self.now()
         var at = now
         if let rate = options.rate {
             if queued[toServer, default: 0] + bytes.count > options.queueBytes {
-                dropped += 1
+                shared.withLock { $0.dropped += 1 }
                 return
             }
             let start = max(now, lastRelease[toServer] ?? 0)
@@ -156,7 +177,7 @@ final class UDPRelay: @unchecked Sendable {
         let packet = Pending(at: at, bytes: bytes, toServer: toServer)
         if random() * 100 < options.reorderPercent {
             // Held back and released just after the next datagram of this direction.
-            reordered += 1
+            shared.withLock { $0.reordered += 1 }
             held.append(packet)
             return
         }
@@ -172,7 +193,7 @@ final class UDPRelay: @unchecked Sendable {
     }
 
     private func send(_ d: Pending) {
-        forwarded += 1
+        shared.withLock { $0.forwarded += 1 }
         if d.toServer {
             _ = d.bytes.withUnsafeBufferPointer { b in
                 withUnsafePointer(to: &target) { p in
