@@ -75,6 +75,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     init(engine: QUICEngine, config: SessionConfig, inbound: Bool, loop: EventLoop,
          output: @escaping (QUICDatagram) -> Void, flush: @escaping () -> Void) {
         self.engine = engine
+        self.remoteText = engine.remote.description
         self.config = config
         self.inbound = inbound
         self.loop = loop
@@ -88,7 +89,9 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     // MARK: PeerLink
 
     public var remoteAddress: String { remoteText }
-    private lazy var remoteText: String = engine.remote.description
+    /// Rendered once at creation: a lazy property here could be initialised by two
+    /// threads at once (callers on any thread read `remoteAddress`).
+    private let remoteText: String
     public var peer: PeerInfo? { shared.withLockedValue { $0.peer } }
     public var establishedFuture: EventLoopFuture<PeerInfo> { established.futureResult }
     public var closeFuture: EventLoopFuture<SessionClose> { closedPromise.futureResult }
