@@ -130,8 +130,20 @@ final class FileLockTests: TemporaryDirectoryTestCase {
         let a = try XCTUnwrap(try FileLock.tryAcquire(path))
         let child = try spawn(["/bin/sleep", "60"])
         defer { killAndReap(child) }
+        // posix_spawn returns once the child's exec has replaced its memory, which the
+        // kernel does just before it closes the close-on-exec descriptors: wait for that,
+        // so a slow child (the suite runs in parallel) is not taken for an inheriting one.
+        XCTAssertTrue(Self.holdsDescriptor(getpid(), to: path), "this process's own descriptor is seen")
+        XCTAssertTrue(eventually { !Self.holdsDescriptor(child, to: path) }, "the child kept the lock's descriptor after exec")
         a.release()
         XCTAssertNotNil(try FileLock.tryAcquire(path), "the child must not hold an inherited descriptor")
+    }
+
+    /// Whether process `pid` has a descriptor open on `path` (from /proc/PID/fd).
+    static func holdsDescriptor(_ pid: pid_t, to path: String) -> Bool {
+        let dir = "/proc/\(pid)/fd"
+        guard let fds = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return false }
+        return fds.contains { (try? FileManager.default.destinationOfSymbolicLink(atPath: dir + "/" + $0)) == path }
     }
 
     func testRemoveOnReleaseAndWaitersFollowTheNewFile() throws {
