@@ -24,6 +24,19 @@ final class QUICTests: XCTestCase {
             XCTAssertEqual(d.status, 0, d.stderr)
             XCTAssertTrue(d.stdout.contains("\"transport\":\"\(expected)\""), "\(args): \(d.stdout)")
         }
+        // GUTS_TRANSPORT, then the config's transport key, give the default; --transport wins.
+        let fromEnvironment = try h.run(["--home", h.home("client"), "--json", "dial", f.peer], environment: ["GUTS_TRANSPORT": "tcp"])
+        XCTAssertTrue(fromEnvironment.stdout.contains("\"transport\":\"tcp\""), fromEnvironment.stdout + fromEnvironment.stderr)
+        _ = try h.keygen("configured")
+        let configured = h.home("configured")
+        try "transport = tcp\n".write(toFile: configured + "/config", atomically: true, encoding: .utf8)
+        let fromConfig = try h.run(["--home", configured, "--json", "dial", "--known-peers", "off", f.peer], environment: ["GUTS_TRANSPORT": ""])
+        XCTAssertTrue(fromConfig.stdout.contains("\"transport\":\"tcp\""), fromConfig.stdout + fromConfig.stderr)
+        let forced = try h.run(["--home", configured, "--json", "dial", "--known-peers", "off", "--transport", "quic", f.peer],
+                               environment: ["GUTS_TRANSPORT": "tcp"])
+        XCTAssertTrue(forced.stdout.contains("\"transport\":\"quic\""), forced.stdout + forced.stderr)
+        let invalid = try h.run(["--home", configured, "dial", f.peer], environment: ["GUTS_TRANSPORT": "carrier-pigeon"])
+        XCTAssertEqual(invalid.status, 2, invalid.stderr)
         let tcpOnly = try h.run(["--home", h.home("client"), "--json", "dial", "\(id)@tcp/\(address)"])
         XCTAssertTrue(tcpOnly.stdout.contains("\"transport\":\"tcp\""), tcpOnly.stdout)
 
