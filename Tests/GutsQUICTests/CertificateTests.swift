@@ -1,5 +1,6 @@
 import GutsCrypto
 import GutsIdentity
+import GutsSupport
 @testable import GutsQUIC
 import XCTest
 
@@ -67,7 +68,7 @@ final class CertificateTests: XCTestCase {
     }
 
     func testGarbageRefusedWithoutCrash() {
-        var rng = SplitMix(seed: 0x51c)
+        var rng = SplitMix64(seed: 0x51c)
         let cert = QUICCertificate.make(identity: .generate(), networkID: "", now: now).der
         for _ in 0..<2000 {
             var d = cert
@@ -118,17 +119,5 @@ final class CertificateTests: XCTestCase {
         guard let tbs = try? r.read() else { return der }
         let sig = key.sign(Array(der[tbs.whole]))
         return DER.sequence(Array(der[tbs.whole]), QUICCertificate.ed25519Algorithm, DER.tlv(DER.bitString, [0] + sig))
-    }
-}
-
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -127,7 +127,7 @@ final class QUICEngineTests: XCTestCase {
         XCTAssertNotEqual(control, request)
         pair.client.write(Array("hello".utf8), stream: control)
         // 5 MiB on one stream: more than the 4 MiB stream window, so flow control must reopen it.
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         let big = (0..<(5 << 20)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         pair.client.write(big, stream: request, fin: true)
         pair.run(seconds: 60) { pair.data(pair.serverEvents, stream: request).1 }
@@ -215,7 +215,7 @@ final class QUICEngineTests: XCTestCase {
         let (c, s) = QUICPair.configs()
         let pair = try QUICPair(clientConfig: c, serverConfig: s)
         let seed = UInt64.random(in: 0...UInt64.max)
-        var rng = SplitMix(seed: seed)
+        var rng = SplitMix64(seed: seed)
         pair.drop = { _ in rng.next() % 100 < 5 }
         pair.run(seconds: 20) { pair.established(pair.serverEvents) != nil && pair.established(pair.clientEvents) != nil }
         let stream = try XCTUnwrap(pair.client.openStream(), "seed \(seed)")
