@@ -104,7 +104,7 @@ let package = Package(
         // harnesses Fuzz/build.sh compiles into libFuzzer binaries (README.md, Fuzzing).
         .testTarget(name: "FuzzRegressionTests", dependencies: [
             "GutsSupport", "GutsCrypto", "GutsNoise", "GutsIdentity", "GutsWire", "GutsGit", "GutsGossip", "GutsSync", "GutsNode",
-            "GutsControl", "GutsCLI", "GutsTrust", "GutsDHT",
+            "GutsControl", "GutsCLI", "GutsTrust", "GutsDHT", "GutsQUIC",
         ], path: "Fuzz", exclude: ["Corpus", "Dictionaries", "Regressions", "build.sh", "run.sh", "make-corpus.sh"],
         sources: ["Support", "Targets", "Tests"]),
         .testTarget(name: "IntegrationTests", dependencies: [

@@ -29,6 +29,7 @@ MODULES=(
   "GutsAddress Sources/GutsAddress"
   "GutsPolicy Sources/GutsPolicy"
   "GutsWire Sources/GutsWire"
+  "GutsQUIC Sources/GutsQUIC/DER.swift Sources/GutsQUIC/Certificate.swift Sources/GutsQUIC/Framing.swift"
   "GutsDHT Sources/GutsDHT"
   "GutsGit Sources/GutsGit"
   "GutsTrust Sources/GutsTrust"

@@ -12,7 +12,7 @@ ROOT=$PWD
 C=$ROOT/Fuzz/Corpus
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-targets="wire-message wire-frames noise-handshake session-stream pack-indexer pack-reader delta object-checker refs config json control-codec trust"
+targets="wire-message wire-frames noise-handshake session-stream pack-indexer pack-reader delta object-checker refs config json control-codec trust quic"
 for t in $targets; do mkdir -p "$C/$t" && rm -f "$C/$t"/seed-*; done
 
 export GIT_AUTHOR_NAME=Fuzz GIT_AUTHOR_EMAIL=fuzz@example.com GIT_COMMITTER_NAME=Fuzz GIT_COMMITTER_EMAIL=fuzz@example.com

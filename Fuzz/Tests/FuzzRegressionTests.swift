@@ -22,6 +22,7 @@ final class FuzzRegressionTests: XCTestCase {
         ("json", fuzzJSON),
         ("control-codec", fuzzControlCodec),
         ("trust", fuzzTrust),
+        ("quic", fuzzQuic),
     ]
 
     override class func tearDown() {
@@ -61,6 +62,7 @@ final class FuzzRegressionTests: XCTestCase {
     func testJSON() throws { try replay("json") }
     func testControlCodec() throws { try replay("control-codec") }
     func testTrust() throws { try replay("trust") }
+    func testQUIC() throws { try replay("quic") }
 
     /// Every harness in Fuzz/Targets is replayed here (a new target cannot be forgotten).
     func testEveryTargetIsReplayed() throws {
