@@ -19,23 +19,14 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     private let sent = Atomic<UInt64>(0)
     private let writable = Atomic<Bool>(true)
     private let shared = NIOLockedValueBox(Shared())
+    /// Answers queued for `nextMessage`, the round-trip probe and the close reason.
+    private let inbox: LinkInbox
 
     struct Shared {
         var peer: PeerInfo?
-        var queue: [Message] = []
-        var waiters: [EventLoopPromise<Message>] = []
         var onMessage: (@Sendable (any PeerLink, Message) -> Bool)?
-        var closeReason: SessionClose?
         var outstanding = 0
-        var probe: Probe?
-        var roundTrip: Double?
         var unsent = 0
-    }
-
-    struct Probe {
-        let nonce: UInt64
-        let sentAt: Instant
-        var waiters: [EventLoopPromise<Double?>]
     }
 
     // MARK: Loop-only state
@@ -83,6 +74,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
         self.flushOutput = flush
         established = loop.makePromise(of: PeerInfo.self)
         closedPromise = loop.makePromise(of: SessionClose.self)
+        inbox = LinkInbox(loop: loop)
         startedAt = .now()
     }
 
@@ -95,11 +87,11 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     public var peer: PeerInfo? { shared.withLockedValue { $0.peer } }
     public var establishedFuture: EventLoopFuture<PeerInfo> { established.futureResult }
     public var closeFuture: EventLoopFuture<SessionClose> { closedPromise.futureResult }
-    public var isClosed: Bool { shared.withLockedValue { $0.closeReason != nil } }
+    public var isClosed: Bool { inbox.closeReason != nil }
     public var isWritable: Bool { writable.load(ordering: .relaxed) }
     public var bytesReceived: UInt64 { received.load(ordering: .relaxed) }
     public var bytesSent: UInt64 { sent.load(ordering: .relaxed) }
-    public var lastRoundTrip: Double? { shared.withLockedValue { $0.roundTrip } }
+    public var lastRoundTrip: Double? { inbox.lastRoundTrip }
     public var discardedAnswers: Int { 0 }
     public var transportName: String { "quic" }
     /// ngtcp2's congestion and RTT figures (for diagnostics and benchmarks).
@@ -133,12 +125,8 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     }
 
     public func setMessageHandler(_ handler: @escaping @Sendable (any PeerLink, Message) -> Bool) {
-        let queued: [Message] = shared.withLockedValue { s in
-            s.onMessage = handler
-            defer { s.queue = [] }
-            return s.queue
-        }
-        for m in queued where !handler(self, m) { enqueue(m) }
+        shared.withLockedValue { $0.onMessage = handler }
+        for m in inbox.takeQueued() where !handler(self, m) { enqueue(m) }
     }
 
     @discardableResult
@@ -155,57 +143,11 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     }
 
     public func nextMessage(timeout: Double) -> EventLoopFuture<Message> {
-        let promise = loop.makePromise(of: Message.self)
-        loop.execute {
-            let (ready, reason): (Message?, SessionClose?) = self.shared.withLockedValue { s in
-                if !s.queue.isEmpty { return (s.queue.removeFirst(), nil) }
-                if let r = s.closeReason { return (nil, r) }
-                s.waiters.append(promise)
-                return (nil, nil)
-            }
-            if let ready { return promise.succeed(ready) }
-            if let reason { return promise.fail(TransportError.closed(reason)) }
-            let timer = self.loop.scheduleTask(in: .nanoseconds(Int64(timeout * 1e9))) {
-                let removed = self.shared.withLockedValue { s -> Bool in
-                    guard let i = s.waiters.firstIndex(where: { $0.futureResult === promise.futureResult }) else { return false }
-                    s.waiters.remove(at: i)
-                    return true
-                }
-                if removed { promise.fail(TransportError.timeout("waiting for a message")) }
-            }
-            promise.futureResult.whenComplete { _ in timer.cancel() }
-        }
-        return promise.futureResult
+        inbox.next(timeout: timeout)
     }
 
     public func measureRoundTrip(timeout: Double) -> EventLoopFuture<Double?> {
-        let promise = loop.makePromise(of: Double?.self)
-        loop.execute {
-            let now = Instant.now()
-            let nonce: UInt64? = self.shared.withLockedValue { s in
-                if s.closeReason != nil { return nil }
-                if var p = s.probe, now.seconds(since: p.sentAt) < timeout {
-                    p.waiters.append(promise)
-                    s.probe = p
-                    return 0
-                }
-                let nonce = UInt64.random(in: 1...UInt64.max)
-                s.probe = Probe(nonce: nonce, sentAt: now, waiters: (s.probe?.waiters ?? []) + [promise])
-                return nonce
-            }
-            guard let nonce else { return promise.succeed(nil) }
-            if nonce != 0 { _ = self.sendOnLoop(.ping(nonce: nonce)) }
-            let timer = self.loop.scheduleTask(in: .nanoseconds(Int64(timeout * 1e9))) {
-                let removed = self.shared.withLockedValue { s -> Bool in
-                    guard let i = s.probe?.waiters.firstIndex(where: { $0.futureResult === promise.futureResult }) else { return false }
-                    s.probe?.waiters.remove(at: i)
-                    return true
-                }
-                if removed { promise.succeed(nil) }
-            }
-            promise.futureResult.whenComplete { _ in timer.cancel() }
-        }
-        return promise.futureResult
+        inbox.measureRoundTrip(timeout: timeout) { nonce in _ = self.sendOnLoop(.ping(nonce: nonce)) }
     }
 
     /// The node's say when the peer's Hello arrives (before `start`, on the loop).
@@ -475,7 +417,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
 
     private func sendOnLoop(_ message: Message) -> EventLoopFuture<Void> {
         guard phase == .established, let control = controlStream else {
-            let reason = shared.withLockedValue { $0.closeReason }
+            let reason = inbox.closeReason
             return loop.makeFailedFuture(reason.map { TransportError.closed($0) } ?? TransportError.notEstablished)
         }
         let promise = loop.makePromise(of: Void.self)
@@ -558,16 +500,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
             for w in list { w.promise.fail(TransportError.closed(why)) }
         }
         pendingWrites = [:]
-        let (waiters, probe): ([EventLoopPromise<Message>], Probe?) = shared.withLockedValue { s in
-            if s.closeReason == nil { s.closeReason = why }
-            defer {
-                s.waiters = []
-                s.probe = nil
-            }
-            return (s.waiters, s.probe)
-        }
-        for w in waiters { w.fail(TransportError.closed(why)) }
-        for w in probe?.waiters ?? [] { w.succeed(nil) }
+        inbox.close(why)
         established.fail(TransportError.closed(why))
         closedPromise.succeed(why)
         onFinished?()
@@ -580,33 +513,13 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     }
 
     private func didReceive(_ message: Message) {
-        if case let .pong(nonce) = message, answersProbe(nonce) { return }
+        if case let .pong(nonce) = message, inbox.answersProbe(nonce) { return }
         let handler = shared.withLockedValue { $0.onMessage }
         if let handler, handler(self, message) { return }
         enqueue(message)
     }
 
-    private func answersProbe(_ nonce: UInt64) -> Bool {
-        let now = Instant.now()
-        let answered: (Double, [EventLoopPromise<Double?>])? = shared.withLockedValue { s in
-            guard let p = s.probe, p.nonce == nonce else { return nil }
-            let rtt = now.seconds(since: p.sentAt)
-            s.roundTrip = rtt
-            s.probe = nil
-            return (rtt, p.waiters)
-        }
-        guard let (rtt, waiters) = answered else { return false }
-        for w in waiters { w.succeed(rtt) }
-        return true
-    }
-
     private func enqueue(_ message: Message) {
-        let (waiter, overflow): (EventLoopPromise<Message>?, Bool) = shared.withLockedValue { s in
-            if !s.waiters.isEmpty { return (s.waiters.removeFirst(), false) }
-            s.queue.append(message)
-            return (nil, s.queue.count > PeerConnection.maxQueuedMessages)
-        }
-        waiter?.succeed(message)
-        if overflow { close(.protocolViolation, "more than \(PeerConnection.maxQueuedMessages) unsolicited messages") }
+        if !inbox.deliver(message) { close(.protocolViolation, "more than \(LinkInbox.maxQueuedMessages) unsolicited messages") }
     }
 }

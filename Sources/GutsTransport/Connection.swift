@@ -33,6 +33,8 @@ public final class PeerConnection: Sendable {
     /// Unix time the connection was set up (accepted, or connected when dialled).
     public let openedAt = unixTime()
     fileprivate let traffic = TrafficCounters()
+    /// Answers queued for `nextMessage`, the round-trip probe and the close reason.
+    let inbox: LinkInbox
     /// The session's handler, on the channel's loop only (weak: the pipeline owns it).
     fileprivate let handlerBox: NIOLoopBoundBox<WeakHandler>
     fileprivate var handler: SessionHandler? { handlerBox.value.handler }
@@ -43,15 +45,10 @@ public final class PeerConnection: Sendable {
 
     struct State {
         var peer: PeerInfo?
-        var queue: [Message] = []
-        var waiters: [EventLoopPromise<Message>] = []
         var onMessage: (@Sendable (PeerConnection, Message) -> Bool)?
-        var closeReason: SessionClose?
         var address: String?
         var outstanding = 0
         var discarded = 0
-        var probe: Probe?
-        var roundTrip: Double?
     }
 
     init(channel: Channel, inbound: Bool) {
@@ -60,6 +57,7 @@ public final class PeerConnection: Sendable {
         self.initialAddress = channel.remoteAddress.map(Self.render)
         self.established = channel.eventLoop.makePromise(of: PeerInfo.self)
         self.closedPromise = channel.eventLoop.makePromise(of: SessionClose.self)
+        self.inbox = LinkInbox(loop: channel.eventLoop)
         self.handlerBox = NIOLoopBoundBox.makeBoxSendingValue(WeakHandler(), eventLoop: channel.eventLoop)
     }
 
@@ -113,7 +111,7 @@ public final class PeerConnection: Sendable {
     }
 
     /// Whether the connection has ended.
-    public var isClosed: Bool { state.withLockedValue { $0.closeReason != nil } }
+    public var isClosed: Bool { inbox.closeReason != nil }
 
     /// Large answers that arrived while no request was outstanding and were skipped unread.
     public var discardedAnswers: Int { state.withLockedValue { $0.discarded } }
@@ -121,18 +119,14 @@ public final class PeerConnection: Sendable {
     public var expectsAnswers: Bool { state.withLockedValue { $0.outstanding > 0 } }
 
     /// Most messages kept for `nextMessage` before the peer is considered abusive.
-    public static let maxQueuedMessages = 256
+    public static let maxQueuedMessages = LinkInbox.maxQueuedMessages
 
     /// Offers every application message to `handler` (on the event loop) first; what it
     /// does not consume (returns false for) is queued for `nextMessage`, as responses to
     /// requests made on this connection are.
     public func setConnectionHandler(_ handler: @escaping @Sendable (PeerConnection, Message) -> Bool) {
-        let queued: [Message] = state.withLockedValue { s in
-            s.onMessage = handler
-            defer { s.queue = [] }
-            return s.queue
-        }
-        for m in queued where !handler(self, m) { enqueue(m) }
+        state.withLockedValue { $0.onMessage = handler }
+        for m in inbox.takeQueued() where !handler(self, m) { enqueue(m) }
     }
 
     /// Sends one message. The future fails when the session is not (or no longer) established.
@@ -142,7 +136,7 @@ public final class PeerConnection: Sendable {
         return loop.flatSubmit {
             guard let handler = self.handler else {
                 // After the close the handler is gone; report why the connection ended.
-                let reason = self.state.withLockedValue { $0.closeReason }
+                let reason = self.inbox.closeReason
                 return loop.makeFailedFuture(reason.map { TransportError.closed($0) } ?? TransportError.notEstablished)
             }
             return handler.send(message)
@@ -158,34 +152,7 @@ public final class PeerConnection: Sendable {
 
     /// The next queued application message, waiting up to `timeout` seconds.
     public func nextMessage(timeout: Double) -> EventLoopFuture<Message> {
-        let loop = channel.eventLoop
-        let promise = loop.makePromise(of: Message.self)
-        loop.execute {
-            let (ready, reason): (Message?, SessionClose?) = self.state.withLockedValue { s in
-                if !s.queue.isEmpty { return (s.queue.removeFirst(), nil) }
-                if let r = s.closeReason { return (nil, r) }
-                s.waiters.append(promise)
-                return (nil, nil)
-            }
-            if let ready {
-                promise.succeed(ready)
-                return
-            }
-            if let reason {
-                promise.fail(TransportError.closed(reason))
-                return
-            }
-            let timer = loop.scheduleTask(in: .nanoseconds(Int64(timeout * 1e9))) {
-                let removed = self.state.withLockedValue { s -> Bool in
-                    guard let i = s.waiters.firstIndex(where: { $0.futureResult === promise.futureResult }) else { return false }
-                    s.waiters.remove(at: i)
-                    return true
-                }
-                if removed { promise.fail(TransportError.timeout("waiting for a message")) }
-            }
-            promise.futureResult.whenComplete { _ in timer.cancel() }
-        }
-        return promise.futureResult
+        inbox.next(timeout: timeout)
     }
 
     // Called on the event loop by the handler.
@@ -195,33 +162,18 @@ public final class PeerConnection: Sendable {
     }
 
     func didReceive(_ message: Message) {
-        if case let .pong(nonce) = message, answersProbe(nonce) { return }
+        if case let .pong(nonce) = message, inbox.answersProbe(nonce) { return }
         let handler = state.withLockedValue { $0.onMessage }
         if let handler, handler(self, message) { return }
         enqueue(message)
     }
 
     private func enqueue(_ message: Message) {
-        let (waiter, overflow): (EventLoopPromise<Message>?, Bool) = state.withLockedValue { s in
-            if !s.waiters.isEmpty { return (s.waiters.removeFirst(), false) }
-            s.queue.append(message)
-            return (nil, s.queue.count > Self.maxQueuedMessages)
-        }
-        waiter?.succeed(message)
-        if overflow { close(.protocolViolation, "more than \(Self.maxQueuedMessages) unsolicited messages") }
+        if !inbox.deliver(message) { close(.protocolViolation, "more than \(Self.maxQueuedMessages) unsolicited messages") }
     }
 
     func didClose(_ reason: SessionClose) {
-        let (waiters, probe): ([EventLoopPromise<Message>], Probe?) = state.withLockedValue { s in
-            if s.closeReason == nil { s.closeReason = reason }
-            defer {
-                s.waiters = []
-                s.probe = nil
-            }
-            return (s.waiters, s.probe)
-        }
-        for w in waiters { w.fail(TransportError.closed(reason)) }
-        for w in probe?.waiters ?? [] { w.succeed(nil) }
+        inbox.close(reason)
         established.fail(TransportError.closed(reason))
         closedPromise.succeed(reason)
     }
@@ -230,13 +182,6 @@ public final class PeerConnection: Sendable {
 // MARK: - Traffic and round trips (reported by `guts peers`)
 
 extension PeerConnection {
-    /// A Ping sent by `measureRoundTrip`, waiting for its Pong.
-    struct Probe {
-        let nonce: UInt64
-        let sentAt: Instant
-        var waiters: [EventLoopPromise<Double?>]
-    }
-
     /// Bytes received from the peer on this connection (handshake and framing included).
     public var bytesReceived: UInt64 { traffic.received.load(ordering: .relaxed) }
     /// Bytes written to the peer on this connection (handshake and framing included).
@@ -244,60 +189,14 @@ extension PeerConnection {
 
     /// Round-trip time in seconds of the latest Ping sent by `measureRoundTrip` that was
     /// answered; nil when none was.
-    public var lastRoundTrip: Double? { state.withLockedValue { $0.roundTrip } }
+    public var lastRoundTrip: Double? { inbox.lastRoundTrip }
 
     /// Sends a Ping and completes with the round-trip time when its Pong arrives, or nil
     /// after `timeout` seconds or when the connection ends. Joins a probe already waiting
     /// (sent less than `timeout` ago) instead of sending another. A late Pong still
     /// updates `lastRoundTrip`.
     public func measureRoundTrip(timeout: Double) -> EventLoopFuture<Double?> {
-        let loop = channel.eventLoop
-        let promise = loop.makePromise(of: Double?.self)
-        loop.execute {
-            let now = Instant.now()
-            // nil: closed; 0: joined the probe in flight; else the nonce of a new one.
-            let nonce: UInt64? = self.state.withLockedValue { s in
-                if s.closeReason != nil { return nil }
-                if var p = s.probe, now.seconds(since: p.sentAt) < timeout {
-                    p.waiters.append(promise)
-                    s.probe = p
-                    return 0
-                }
-                let nonce = UInt64.random(in: 1...UInt64.max)
-                s.probe = Probe(nonce: nonce, sentAt: now, waiters: (s.probe?.waiters ?? []) + [promise])
-                return nonce
-            }
-            guard let nonce else {
-                promise.succeed(nil)
-                return
-            }
-            if nonce != 0 { self.send(.ping(nonce: nonce)) }
-            let timer = loop.scheduleTask(in: .nanoseconds(Int64(timeout * 1e9))) {
-                let removed = self.state.withLockedValue { s -> Bool in
-                    guard let i = s.probe?.waiters.firstIndex(where: { $0.futureResult === promise.futureResult }) else { return false }
-                    s.probe?.waiters.remove(at: i)
-                    return true
-                }
-                if removed { promise.succeed(nil) }
-            }
-            promise.futureResult.whenComplete { _ in timer.cancel() }
-        }
-        return promise.futureResult
-    }
-
-    /// A Pong: when it answers the probe, records the round trip and consumes it.
-    fileprivate func answersProbe(_ nonce: UInt64) -> Bool {
-        let now = Instant.now()
-        let answered: (Double, [EventLoopPromise<Double?>])? = state.withLockedValue { s in
-            guard let p = s.probe, p.nonce == nonce else { return nil }
-            let rtt = now.seconds(since: p.sentAt)
-            s.roundTrip = rtt
-            s.probe = nil
-            return (rtt, p.waiters)
-        }
-        guard let (rtt, waiters) = answered else { return false }
-        for w in waiters { w.succeed(rtt) }
-        return true
+        inbox.measureRoundTrip(timeout: timeout) { nonce in self.send(.ping(nonce: nonce)) }
     }
 }
 
