@@ -271,7 +271,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
                 }
                 controlStream = stream
                 phase = .awaitingHelloAck
-                write(.hello(Hello(capabilities: config.capabilities, agent: config.agent)), on: stream, fin: false, promise: nil)
+                write(.hello(Hello(capabilities: config.capabilities, agent: config.agent, quicPort: config.quicPort?() ?? 0)), on: stream, fin: false, promise: nil)
             }
             remotePeerID = id
         case let .streamOpened(stream):
@@ -371,9 +371,9 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
             guard version >= hello.minVersion, version >= WireProtocol.minVersion else {
                 return fail(.unsupportedVersion, "peer speaks protocol versions \(hello.minVersion)-\(hello.maxVersion), this node \(WireProtocol.minVersion)-\(WireProtocol.maxVersion)")
             }
-            write(.helloAck(HelloAck(version: version, capabilities: config.capabilities, agent: config.agent)), on: stream, fin: false, promise: nil)
+            write(.helloAck(HelloAck(version: version, capabilities: config.capabilities, agent: config.agent, quicPort: config.quicPort?() ?? 0)), on: stream, fin: false, promise: nil)
             didEstablish(PeerInfo(peerID: id, version: version, capabilities: hello.capabilities, agent: hello.agent,
-                                  handshakeSeconds: Instant.now().seconds(since: startedAt)))
+                                  handshakeSeconds: Instant.now().seconds(since: startedAt), quicPort: hello.quicPort))
         case .awaitingHelloAck:
             guard stream == controlStream, case let .helloAck(ack) = message else {
                 return fail(.protocolViolation, "expected HelloAck on the control stream, got \(message.typeName)")
@@ -382,7 +382,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
                 return fail(.unsupportedVersion, "peer chose protocol version \(ack.version), this node speaks \(WireProtocol.minVersion)-\(WireProtocol.maxVersion)")
             }
             didEstablish(PeerInfo(peerID: id, version: ack.version, capabilities: ack.capabilities, agent: ack.agent,
-                                  handshakeSeconds: Instant.now().seconds(since: startedAt)))
+                                  handshakeSeconds: Instant.now().seconds(since: startedAt), quicPort: ack.quicPort))
         case .established:
             if stream != controlStream {
                 // A request stream: the peer's carries exactly one request; ours carry answers.
