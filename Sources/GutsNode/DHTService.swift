@@ -483,7 +483,16 @@ public final class DHTService: Sendable {
                 }
                 if let r = state.value.engine.storedPeerRecord(of: id, unixNow: unix) { list += r.addresses }
                 for link in state.value.links[id] ?? [] where !link.inbound && !link.isClosed {
-                    if let a = DHTAddress(link.remoteAddress) { list.append(a.with(quic: link.transportName == "quic")) }
+                    guard let a = DHTAddress(link.remoteAddress) else { continue }
+                    if link.transportName == "quic" {
+                        // Dialed at a TCP address whose QUIC port has the same number (what
+                        // the peer advertised confirms it); the session reached QUIC.
+                        if link.peer?.quicPort == a.port { list.append(a) }
+                        list.append(a.with(quic: true))
+                    } else {
+                        list.append(a)
+                        if let q = link.peer?.quicPort, q != 0, let b = DHTAddress(ip: a.ip, port: q, quic: true) { list.append(b) }
+                    }
                 }
                 var seen = Set<DHTAddress>()
                 list = list.filter { seen.insert($0).inserted }

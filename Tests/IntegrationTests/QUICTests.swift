@@ -94,3 +94,100 @@ final class QUICTests: XCTestCase {
         XCTAssertGreaterThan(relay.reordered, 0, "seed \(seed): the relay reordered nothing")
     }
 }
+
+/// What a node advertises for QUIC (guts-protocol(7), QUIC, Addresses and advertising).
+final class QUICAdvertisingTests: XCTestCase {
+    var h: Harness!
+
+    override func setUpWithError() throws { h = try Harness() }
+    override func tearDown() { h.cleanup() }
+
+    /// A UDP socket on 127.0.0.1 that never answers, bound before a node listens on its port
+    /// number, so the node's QUIC side cannot bind; it counts what arrives.
+    final class SilentUDP {
+        let fd: Int32
+        let port: Int
+        init?() {
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            guard fd >= 0 else { return nil }
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_addr.s_addr = inet_addr("127.0.0.1")
+            a.sin_port = 0
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafeMutablePointer(to: &a) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+            }
+            guard bound else {
+                close(fd)
+                return nil
+            }
+            self.fd = fd
+            port = Int(UInt16(bigEndian: a.sin_port))
+        }
+        /// Datagrams received so far (read without waiting).
+        func drain() -> Int {
+            var n = 0
+            var buffer = [UInt8](repeating: 0, count: 2048)
+            while recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT)) >= 0 { n += 1 }
+            return n
+        }
+        deinit { close(fd) }
+    }
+
+    /// A node whose UDP port is taken advertises no QUIC: its DHT record lists its TCP
+    /// address only, and `guts dial`/`guts ping PEERID` reach it over TCP at once, without
+    /// one QUIC datagram sent to its port; a node serving QUIC lists its QUIC address.
+    func testNodeWithoutQUICAdvertisesNoneAndIsDialedOverTCPOnly() throws {
+        let bootID = try h.keygen("n0")
+        let id = try h.keygen("n1")
+        _ = try h.keygen("client")
+        let (_, bootLine) = try h.listen("n0", [])
+        var node: Harness.Running?
+        var udp: SilentUDP?
+        var line = ""
+        for _ in 0..<10 where node == nil {
+            guard let u = SilentUDP() else { continue }
+            let r = try h.start(["--home", h.home("n1"), "listen", "--listen", "127.0.0.1:\(u.port)", "--bootstrap", bootLine])
+            r.waitFor("listen to print its address or fail") { out, _ in out.contains("\n") || !r.process.isRunning }
+            if r.process.isRunning {
+                node = r
+                udp = u
+                line = r.stdout.split(separator: "\n").first.map(String.init) ?? ""
+            }
+        }
+        let n1 = try XCTUnwrap(node, "no free TCP port beside a taken UDP port")
+        let silent = try XCTUnwrap(udp)
+        XCTAssertEqual(line, "\(id)@127.0.0.1:\(silent.port)")
+        XCTAssertTrue(n1.stderr.contains("QUIC disabled"), n1.stderr)
+
+        // Its peer record, found through the bootstrap node: the TCP address only.
+        var found: Harness.Result?
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            found = try h.run(["--home", h.home("n0"), "--json", "find", id])
+            if found?.status == 0 { break }
+            usleep(100_000)
+        }
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data((found?.stdout ?? "").utf8)) as? [String: Any],
+                                   found?.stderr ?? "")
+        XCTAssertEqual(object["addresses"] as? [String], ["127.0.0.1:\(silent.port)"], found?.stdout ?? "")
+        // The bootstrap node serves QUIC: its record lists both.
+        let boot = try h.run(["--home", h.home("n1"), "find", bootID])
+        let bootAddress = String(bootLine.split(separator: "@")[1])
+        XCTAssertEqual(boot.stdout.trimmingCharacters(in: .whitespacesAndNewlines),
+                       "\(bootID)@\(bootAddress)\n\(bootID)@quic/\(bootAddress)", boot.stderr)
+
+        // By peer ID, through the DHT: over TCP, at once, and nothing is sent to the UDP port.
+        let before = silent.drain()
+        let started = Date()
+        let dial = try h.run(["--home", h.home("client"), "--json", "dial", "--ephemeral", "--bootstrap", bootLine, id])
+        XCTAssertEqual(dial.status, 0, dial.stderr)
+        XCTAssertTrue(dial.stdout.contains("\"transport\":\"tcp\""), dial.stdout)
+        let ping = try h.run(["--home", h.home("client"), "ping", "--ephemeral", "-c", "1", "--bootstrap", bootLine, id])
+        XCTAssertEqual(ping.status, 0, ping.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 20, "two commands waited for something")
+        XCTAssertEqual(silent.drain(), 0, "a dialer sent QUIC datagrams to a port the node does not serve")
+        XCTAssertEqual(before, 0, "the bootstrap node sent QUIC datagrams to a node that advertised none")
+    }
+}
