@@ -166,7 +166,7 @@ enum FuzzSeeds {
                                 repositories: ["alice/project"], startedAt: 1_700_000_000.25, uptimeSeconds: 12.5,
                                 inbound: 1, outbound: 2, open: 3)
         let peer = PeerSummary(peerID: fuzzPeerA.description, direction: .outbound, address: "127.0.0.1:9001", agent: "guts/0.1",
-                               isClient: false, roundTrip: 0.0021, connectedSince: 1_700_000_001.5, bytesIn: 10, bytesOut: 20)
+                               isClient: false, roundTrip: 0.0021, connectedSince: 1_700_000_001.5, bytesIn: 10, bytesOut: 20, transport: "quic")
         let responses: [(String, ControlResponse)] = [
             ("status", .status(status)), ("peers", .peers([peer])),
             ("published", .published(PublishReceipt(id: [UInt8](repeating: 0xab, count: 32), topic: "chat",

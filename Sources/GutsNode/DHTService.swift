@@ -215,7 +215,9 @@ public final class DHTService: Sendable {
         if !link.inbound, let dialed = state.value.dialAddresses[peerID], dialed.ip == remote.ip { address = dialed }
         guard let contact = DHTContact(publicKey: info.peerID.publicKey, address: address) else { return }
         let id = contact.id
-        rememberQUIC(id, info.quicPort)
+        // What a node session (or a peer this node dialed) advertised; a command run with a
+        // node's key serves nothing.
+        if Self.listsDHT(link) || !link.inbound { rememberQUIC(id, info.quicPort) }
         guard id != localID, !(state.value.sessions[id].map { $0.link === link } ?? false) else { return }
         let dialed = state.value.dialing[id] != nil || state.value.pinging.contains(id)
         var all = (state.value.links[id] ?? []).filter { !$0.isClosed && $0 !== link }
