@@ -297,6 +297,10 @@ public final class QUICListener: @unchecked Sendable {
                     if self.validatedPending[group] == 0 { self.validatedPending[group] = nil }
                 }
             }
+            link.onMigrated = { [weak self, weak link] to in
+                guard let self, let link else { return }
+                self.recheck(link, at: to)
+            }
             link.onFinished = { [weak self, weak link] in
                 guard let self, let link else { return }
                 _ = self.linksBox.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(link)) }
@@ -309,6 +313,24 @@ public final class QUICListener: @unchecked Sendable {
             linksBox.withLockedValue { $0[ObjectIdentifier(link)] = link }
             onConnection(link)
             link.receive(bytes, from: source)
+        }
+    }
+
+    /// A connection moved to `address` (validated by ngtcp2): the checks a new connection
+    /// from there would meet, after validation (the ban list, the cap of validated handshakes
+    /// in progress of its address group); one it would fail closes the connection with the
+    /// reason as Goodbye would give it (guts-protocol(7), QUIC, Connection migration).
+    func recheck(_ link: QUICLink, at address: QUICSocketAddress) {
+        guard let ip = IPAddress(address.ip) else {
+            link.close(.protocolViolation, "migrated to an address that is not an IP address")
+            return
+        }
+        if hooks.isBanned(ip) {
+            hooks.refused(address.description, "banned address (connection migrated there)")
+            link.close(.identityRejected, "this address is banned on this node")
+        } else if validatedPending[ip.group, default: 0] >= options.admission.maxPendingPerGroup {
+            hooks.refused(address.description, "too many handshakes in progress from its address group (connection migrated there)")
+            link.close(.tooManyConnections, "too many connections in progress from this address group")
         }
     }
 
