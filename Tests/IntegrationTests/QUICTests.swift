@@ -126,13 +126,57 @@ final class QUICAdvertisingTests: XCTestCase {
             port = Int(UInt16(bigEndian: a.sin_port))
         }
         /// Datagrams received so far (read without waiting).
-        func drain() -> Int {
-            var n = 0
+        func drain() -> Int { drainConnections().count }
+
+        /// The QUIC connections the datagrams received so far belong to (source connection
+        /// ID of each long-header packet; an empty ID for anything else), one per datagram.
+        func drainConnections() -> [[UInt8]] {
+            var out: [[UInt8]] = []
             var buffer = [UInt8](repeating: 0, count: 2048)
-            while recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT)) >= 0 { n += 1 }
-            return n
+            while true {
+                let n = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+                guard n >= 0 else { return out }
+                out.append(InitialFlood.sourceID(of: Array(buffer[0..<n])) ?? [])
+            }
         }
         deinit { close(fd) }
+    }
+
+    /// Starts `guts listen` on a port whose UDP side the test holds (so the node serves TCP
+    /// only); returns it, the socket, and its `PEERID@ADDR` line.
+    func listenWithoutQUIC(_ name: String, _ extra: [String], port: Int? = nil,
+                           holding socket: SilentUDP? = nil) throws -> (Harness.Running, SilentUDP, String) {
+        for _ in 0..<10 {
+            guard let u = socket ?? SilentUDP() else { continue }
+            let r = try h.start(["--home", h.home(name), "listen", "--listen", "127.0.0.1:\(u.port)"] + extra)
+            r.waitFor("listen to print its address or fail") { out, _ in out.contains("\n") || !r.process.isRunning }
+            if r.process.isRunning { return (r, u, r.stdout.split(separator: "\n").first.map(String.init) ?? "") }
+            if socket != nil { break }
+        }
+        throw XCTSkip("no free TCP port beside a taken UDP port")
+    }
+
+    /// A node learns from a bootstrap peer's HelloAck that it serves no QUIC: when the peer
+    /// restarts, the node dials it again over TCP only, without one datagram to its port.
+    func testHelloAckWithoutQUICMakesRedialsTCPOnly() throws {
+        let id = try h.keygen("n1")
+        _ = try h.keygen("n2")
+        let (n1, silent, line) = try listenWithoutQUIC("n1", ["--no-dht"])
+        let n2 = try h.start(["--home", h.home("n2"), "listen", "--listen", "127.0.0.1:0", "--no-dht", "--bootstrap", line])
+        n2.waitFor("n2 to connect to n1") { _, err in err.contains("peer connected: \(id)") }
+        // The first dial knew nothing of n1 but its address: it tried QUIC there too (and its
+        // QUIC attempt may go on retransmitting its Initial until it gives up).
+        let firstDial = Set(silent.drainConnections())
+        n1.signal(SIGTERM)
+        XCTAssertEqual(n1.wait(), 0, n1.stderr)
+        n2.waitFor("n2 to see n1 go") { _, err in err.contains("peer disconnected: \(id)") }
+        let (again, _, _) = try listenWithoutQUIC("n1", ["--no-dht"], holding: silent)
+        n2.waitFor("n2 to dial n1 again", timeout: 20) { _, err in err.components(separatedBy: "peer connected: \(id)").count > 2 }
+        XCTAssertTrue(n2.stderr.contains("(bootstrap, "), n2.stderr)
+        let later = Set(silent.drainConnections())
+        XCTAssertTrue(later.isSubset(of: firstDial), "n2 tried QUIC again on a peer whose HelloAck advertised none: \(later.count) connections")
+        again.signal(SIGTERM)
+        _ = again.wait()
     }
 
     /// A node whose UDP port is taken advertises no QUIC: its DHT record lists its TCP
@@ -143,21 +187,7 @@ final class QUICAdvertisingTests: XCTestCase {
         let id = try h.keygen("n1")
         _ = try h.keygen("client")
         let (_, bootLine) = try h.listen("n0", [])
-        var node: Harness.Running?
-        var udp: SilentUDP?
-        var line = ""
-        for _ in 0..<10 where node == nil {
-            guard let u = SilentUDP() else { continue }
-            let r = try h.start(["--home", h.home("n1"), "listen", "--listen", "127.0.0.1:\(u.port)", "--bootstrap", bootLine])
-            r.waitFor("listen to print its address or fail") { out, _ in out.contains("\n") || !r.process.isRunning }
-            if r.process.isRunning {
-                node = r
-                udp = u
-                line = r.stdout.split(separator: "\n").first.map(String.init) ?? ""
-            }
-        }
-        let n1 = try XCTUnwrap(node, "no free TCP port beside a taken UDP port")
-        let silent = try XCTUnwrap(udp)
+        let (n1, silent, line) = try listenWithoutQUIC("n1", ["--bootstrap", bootLine])
         XCTAssertEqual(line, "\(id)@127.0.0.1:\(silent.port)")
         XCTAssertTrue(n1.stderr.contains("QUIC disabled"), n1.stderr)
 
