@@ -78,6 +78,7 @@ public enum LinkDialer {
             var tcpStarted = false
         }
         let state = NIOLockedValueBox(State())
+        let quicAttempt = NIOLockedValueBox<QUICLink?>(nil)
         @Sendable func settle(_ result: Result<any PeerLink, Error>, attempts: Int) {
             switch result {
             case let .success(link):
@@ -85,7 +86,14 @@ public enum LinkDialer {
                     defer { s.done = true }
                     return !s.done
                 }
-                if won { promise.succeed(link) } else { link.close(.shutdown, "another transport connected first") }
+                if won {
+                    promise.succeed(link)
+                    // TCP won: a QUIC handshake still in progress is abandoned rather than
+                    // left retransmitting until its timeout.
+                    if let q = quicAttempt.withLockedValue({ $0 }), q !== link, q.peer == nil { q.abort() }
+                } else {
+                    link.close(.shutdown, "another transport connected first")
+                }
             case let .failure(error):
                 let finished: [Error]? = state.withLockedValue { s in
                     guard !s.done else { return nil }
@@ -113,7 +121,8 @@ public enum LinkDialer {
             Dialer.dial(endpoint, config: config, group: group, connectTimeout: connectTimeout, source: source)
                 .whenComplete { result in settle(result.map { $0 as any PeerLink }, attempts: 2) }
         }
-        QUICDialer.dial(quicLeg(endpoint), config: config, group: group, connectTimeout: connectTimeout, source: source)
+        QUICDialer.dial(quicLeg(endpoint), config: config, group: group, connectTimeout: connectTimeout, source: source,
+                        created: { link in quicAttempt.withLockedValue { $0 = link } })
             .whenComplete { result in
                 // A QUIC failure (nothing on the UDP port) starts TCP at once.
                 if case .failure = result { startTCP() }

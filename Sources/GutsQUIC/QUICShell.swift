@@ -96,8 +96,10 @@ final class DatagramInbound: ChannelInboundHandler, @unchecked Sendable {
 /// Outbound QUIC connections, each on a UDP socket of its own.
 public enum QUICDialer {
     /// Connects to `endpoint` over QUIC and completes when Hello/HelloAck are exchanged.
+    /// `created` is handed the link as soon as it exists (so a race can abandon it).
     public static func dial(_ endpoint: Endpoint, config: SessionConfig, group: EventLoopGroup,
-                            connectTimeout: Double, source: String? = nil) -> EventLoopFuture<QUICLink> {
+                            connectTimeout: Double, source: String? = nil,
+                            created: (@Sendable (QUICLink) -> Void)? = nil) -> EventLoopFuture<QUICLink> {
         let loop = group.next()
         var config = config
         if let peer = endpoint.peer { config.expectedPeer = peer }
@@ -154,6 +156,7 @@ public enum QUICDialer {
                 loop.scheduleTask(in: .milliseconds(50)) { channel.close(promise: nil) }
             }
             linkBox.withLockedValue { $0 = link }
+            created?(link)
             link.start()
             let timeout = loop.scheduleTask(in: .nanoseconds(Int64(max(0.001, connectTimeout + session.handshakeTimeout) * 1e9))) {
                 link.abort()
