@@ -337,6 +337,13 @@ public final class QUICListener: @unchecked Sendable {
         }
     }
 
+    /// For tests: counts `count` validated handshakes in progress for `group` (on the
+    /// listener's loop), as if clients there had echoed Retry tokens and stalled.
+    func holdValidatedHandshakes(_ group: AddressGroup, _ count: Int) throws {
+        guard let channel = channelBox.withLockedValue({ $0 }) else { return }
+        try channel.eventLoop.submit { self.validatedPending[group] = count }.wait()
+    }
+
     /// Stops accepting, closes every connection with Goodbye(shutdown), waits (bounded).
     public func shutdown(reason: String = "node shutting down", timeout: Double = 3) {
         let all = activeConnections

@@ -126,6 +126,30 @@ final class QUICLinkTests: XCTestCase {
         return condition()
     }
 
+    /// A move into an address group at its cap of validated handshakes in progress is
+    /// refused as a new connection from there would be: too-many-connections.
+    func testMigrationIntoAFullAddressGroupIsRefused() throws {
+        let serverIdentity = Ed25519KeyPair.generate()
+        let serverID = try PeerID(publicKey: serverIdentity.publicKey)
+        let listener = QUICListener(group: group, config: session(serverIdentity), options: .init(maxConnections: 8)) { _ in }
+        let port = try listener.bind(host: "127.0.0.1", port: 0).port ?? 0
+        defer { listener.shutdown() }
+        let full = try XCTUnwrap(IPAddress("127.0.0.4")).group
+        try listener.holdValidatedHandshakes(full, Listener.Options(maxConnections: 8).admission.maxPendingPerGroup)
+        let relay = try XCTUnwrap(UDPRelay.start(targetPort: port, options: UDPRelay.Options(), seed: 2))
+        defer { relay.stop() }
+        let link = try QUICDialer.dial(try Endpoint.parse("\(serverID)@quic/127.0.0.1:\(relay.port)"), config: session(), group: group,
+                                       connectTimeout: 5).wait()
+        XCTAssertNotNil(try link.measureRoundTrip(timeout: 5).wait())
+        XCTAssertTrue(relay.rebind(to: "127.0.0.4"))
+        _ = try? link.measureRoundTrip(timeout: 2).wait()
+        XCTAssertTrue(eventually { link.isClosed })
+        guard case let .remoteGoodbye(goodbye)? = try? link.closeFuture.wait() else {
+            return XCTFail("not closed by the listener: \(String(describing: try? link.closeFuture.wait()))")
+        }
+        XCTAssertEqual(goodbye.code, ReasonCode.tooManyConnections)
+    }
+
     /// A client whose packets start coming from another address (the relay moves its
     /// socket, as a NAT rebinding would): once ngtcp2 validated the new path, the server's
     /// link reports the new address; a move to a banned address is refused as a new
