@@ -525,7 +525,7 @@ public final class QUICEngine {
     public func close(code: UInt64, reason: String, now: Instant) {
         guard let conn, closeReason == nil else { return }
         var ccerr = ngtcp2_connection_close_error()
-        let bytes = Array(reason.utf8.prefix(200))
+        let bytes = Self.reasonPhrase(reason)
         let n = bytes.withUnsafeBufferPointer { r in
             ngtcp2_connection_close_error_set_application_error(&ccerr, code, r.baseAddress, r.count)
             return guts_ngtcp2_conn_write_connection_close(conn, &pathStorage.pointee.path, packetBuffer.baseAddress?.assumingMemoryBound(to: UInt8.self),
@@ -533,6 +533,20 @@ public final class QUICEngine {
         }
         if n > 0 { closingPacket = Array(UnsafeRawBufferPointer(start: packetBuffer.baseAddress, count: Int(n))) }
         finish(.localClose(code: code, reason: reason))
+    }
+
+    /// Longest reason phrase sent in CONNECTION_CLOSE (guts-protocol(7), QUIC, Closing):
+    /// the frame stays small enough for any packet, an Initial one included.
+    public static let maxReasonPhrase = 200
+
+    /// The reason phrase of a close: the reason's UTF-8, cut back to a character boundary
+    /// when it is longer than `maxReasonPhrase` bytes, so the phrase stays valid UTF-8.
+    public static func reasonPhrase(_ reason: String) -> [UInt8] {
+        let bytes = Array(reason.utf8)
+        guard bytes.count > maxReasonPhrase else { return bytes }
+        var end = maxReasonPhrase
+        while end > 0 && bytes[end] & 0xC0 == 0x80 { end -= 1 }
+        return Array(bytes[..<end])
     }
 
     /// Seconds of quiet after which a PING probes the path (0: never). Only once established.

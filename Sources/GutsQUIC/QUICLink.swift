@@ -490,7 +490,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
 
     private func closeNow(code: UInt64, reason: String, why: SessionClose) {
         guard phase != .closed else { return }
-        engine.close(code: code, reason: String(reason.utf8.prefix(Limits.maxReasonLength)) ?? "", now: .now())
+        engine.close(code: code, reason: reason, now: .now())
         for d in engine.flush(now: .now()) { output(d) }
         flushOutput()
         _ = engine.handleTimeout(now: .now())

@@ -157,6 +157,25 @@ final class QUICEngineTests: XCTestCase {
         XCTAssertNil(pair.established(pair.clientEvents))
         XCTAssertNil(pair.established(pair.serverEvents))
         guard case .handshakeFailed = pair.closed(pair.clientEvents) else { return XCTFail("\(pair.clientEvents)") }
+        // The client refused the server's certificate with CONNECTION_CLOSE type 0x1c, code
+        // 0x0100 + alert bad_certificate (42): 0x012a (guts-protocol(7), QUIC, Closing).
+        pair.run(seconds: 5) { pair.closed(pair.serverEvents) != nil }
+        XCTAssertEqual(pair.closed(pair.serverEvents), .handshakeFailed("TLS alert bad_certificate"))
+    }
+
+    /// A close's reason phrase is the reason, cut to at most 200 bytes at a character
+    /// boundary: the peer reads valid UTF-8 (guts-protocol(7), QUIC, Closing).
+    func testCloseReasonIsCutAtACharacterBoundary() throws {
+        XCTAssertEqual(QUICEngine.reasonPhrase("short"), Array("short".utf8))
+        let long = "x" + String(repeating: "\u{e9}", count: 150)  // 301 bytes; byte 200 is inside a character
+        XCTAssertEqual(QUICEngine.reasonPhrase(long), Array(("x" + String(repeating: "\u{e9}", count: 99)).utf8))
+        XCTAssertEqual(QUICEngine.reasonPhrase(String(repeating: "y", count: 300)).count, 200)
+        let (c, s) = QUICPair.configs()
+        let pair = try QUICPair(clientConfig: c, serverConfig: s)
+        pair.run(seconds: 5) { pair.established(pair.serverEvents) != nil && pair.established(pair.clientEvents) != nil }
+        pair.client.close(code: 2, reason: long, now: pair.now)
+        pair.run(seconds: 2) { pair.closed(pair.serverEvents) != nil }
+        XCTAssertEqual(pair.closed(pair.serverEvents), .remoteClose(code: 2, reason: "x" + String(repeating: "\u{e9}", count: 99)))
     }
 
     func testPinnedIdentityMismatchRefused() throws {
