@@ -186,6 +186,9 @@ final class QUICEngineTests: XCTestCase {
         guard case let .identityMismatch(expected, _) = pair.closed(pair.clientEvents) else { return XCTFail("\(pair.clientEvents)") }
         XCTAssertEqual(expected, other)
         XCTAssertNil(pair.established(pair.serverEvents))
+        // Refused as a certificate is (guts-protocol(7), QUIC, Certificate).
+        pair.run(seconds: 5) { pair.closed(pair.serverEvents) != nil }
+        XCTAssertEqual(pair.closed(pair.serverEvents), .handshakeFailed("TLS alert bad_certificate"))
     }
 
     func testSelfConnectionRefused() throws {
