@@ -167,6 +167,17 @@ final class WireCodecTests: XCTestCase {
         }
     }
 
+    /// The examples of guts-protocol(7), EXAMPLES, that the other tests do not pin: the
+    /// Goodbye "bye", a GetRefs of every ref of alice/proj, the empty final Objects.
+    func testManualExamplesAreByteExact() throws {
+        XCTAssertEqual(hex(try MessageCodec.encode(.goodbye(Goodbye(code: .shutdown, reason: "bye")))),
+                       "05" + "00000007" + "0001" + "0003" + "627965")
+        XCTAssertEqual(hex(try MessageCodec.encode(.sync(.getRefs(GetRefs(requestID: 1, repository: "alice/proj", prefix: ""))))),
+                       "10" + "00000012" + "00000001" + "000a" + "616c6963652f70726f6a" + "0000")
+        XCTAssertEqual(hex(try MessageCodec.encode(.sync(.objects(Objects(requestID: 2, final: true, data: []))))),
+                       "13" + "00000009" + "00000002" + "01" + "00000000")
+    }
+
     /// The Hello of `guts sync`, byte for byte as guts-protocol(7) shows it.
     func testSyncHelloLayoutIsExact() throws {
         let hello = Hello(minVersion: 1, maxVersion: 1, capabilities: Capabilities.default + SyncClient.capabilities, agent: "guts/0.1.0")

@@ -90,6 +90,41 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(events.filter { if case .send = $0 { return true } else { return false } }.count, 1, "one pong")
     }
 
+    /// The frames of guts-protocol(7), EXAMPLES: 00 20 and the initiator's ephemeral key;
+    /// 00 c1 and 193 bytes; 00 a1 and 161 bytes with, in the same write, the Hello of
+    /// `guts dial` (26 bytes) as frame 00 2a; a Ping (13 bytes) as frame 00 1d.
+    func testFramesOfTheManualExample() throws {
+        var ac = SessionConfig(identity: .generate(), noiseStatic: .generate(), agent: "guts/0.1.0", protocols: blobRegistry)
+        ac.capabilities = ["ping"]
+        let bc = SessionConfig(identity: .generate(), noiseStatic: .generate(), agent: "guts/0.1.0", protocols: blobRegistry)
+        let now = Instant(nanoseconds: 1_000_000_000)
+        var a = Session(role: .initiator, config: ac, now: now)
+        var b = Session(role: .responder, config: bc, now: now)
+        func sends(_ events: [SessionEvent]) -> [[UInt8]] {
+            events.compactMap { if case let .send(bytes) = $0 { return bytes } else { return nil } }
+        }
+        let m1 = sends(a.start(now: now))
+        XCTAssertEqual(m1.count, 1)
+        XCTAssertEqual(Array(m1[0].prefix(2)), [0x00, 0x20])
+        XCTAssertEqual(m1[0].count, 2 + 32)
+        let m2 = sends(b.receive(m1[0], now: now))
+        XCTAssertEqual(m2.count, 1)
+        XCTAssertEqual(Array(m2[0].prefix(2)), [0x00, 0xc1])
+        XCTAssertEqual(m2[0].count, 2 + 193)
+        let m3 = sends(a.receive(m2[0], now: now))
+        XCTAssertEqual(m3.count, 1, "message 3 and Hello in one write")
+        XCTAssertEqual(Array(m3[0].prefix(2)), [0x00, 0xa1])
+        XCTAssertEqual(Array(m3[0][163..<165]), [0x00, 0x2a])
+        XCTAssertEqual(m3[0].count, 2 + 161 + 2 + 42)
+        XCTAssertEqual(try MessageCodec.encode(.hello(Hello(capabilities: ["ping"], agent: "guts/0.1.0"))).count, 42 - 16)
+        _ = sends(a.receive(sends(b.receive(m3[0], now: now)).joined().map { $0 }, now: now))
+        XCTAssertTrue(a.isEstablished)
+        XCTAssertTrue(b.isEstablished)
+        let ping = try a.send(.ping(nonce: 0x0102_0304_0506_0708))
+        XCTAssertEqual(Array(ping.prefix(2)), [0x00, 0x1d])
+        XCTAssertEqual(ping.count, 2 + 29)
+    }
+
     func testHandshakeByteByByte() {
         var p = Pair()
         var toB = p.a.start(now: p.now).compactMap { if case let .send(b) = $0 { return b } else { return nil } }.joined().map { $0 }
