@@ -34,6 +34,12 @@ public enum DHTCoding {
         w.u16(a.port)
     }
 
+    /// Outside signed records an address names TCP: a QUIC one is refused on encoding, as
+    /// a receiver would refuse its family (0x84, 0x86).
+    static func checkTCP(_ a: DHTAddress, _ field: String) throws {
+        guard !a.quic else { throw DecodeError.invalidValue(field: field, reason: "a QUIC address outside a signed record") }
+    }
+
     /// Reads an address; `quic` allows the QUIC families (in signed records only).
     public static func readAddress(_ r: inout ByteReader, quic: Bool = false) throws -> DHTAddress {
         var family = try r.u8("family")
@@ -78,6 +84,7 @@ public enum DHTCoding {
         try WireField.checkCount(list.count, "contacts", DHTLimits.maxContacts)
         w.u8(UInt8(list.count))
         for c in list {
+            try checkTCP(c.address, "contacts")
             w.raw(c.publicKey)
             writeAddress(&w, c.address)
         }
@@ -364,6 +371,7 @@ public enum DHTMessage: WireMessage, Equatable {
         case let .putPeer(m):
             try DHTCoding.writePeer(&w, m.record)
         case let .observedAddress(m):
+            try DHTCoding.checkTCP(m.address, "address")
             DHTCoding.writeAddress(&w, m.address)
         }
     }

@@ -171,6 +171,10 @@ final class CodecTests: XCTestCase {
             41 0000002c  00000007  01
             aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa  84 c0000201 2328
             """)))
+        // Nor are they ever encoded there.
+        XCTAssertThrowsError(try MessageCodec.encode(DHTMessage.observedAddress(ObservedAddress(address: address("quic/198.51.100.7:49152")))))
+        let quicContact = try XCTUnwrap(DHTContact(publicKey: keyA, address: address("quic/192.0.2.1:9000")))
+        XCTAssertThrowsError(try MessageCodec.encode(DHTMessage.nodes(Nodes(requestID: 7, contacts: [quicContact]))))
         // Other bits stay invalid.
         XCTAssertThrowsError(try DHTProtocol.decodeMessage(hex("""
             47 00000078
