@@ -36,8 +36,8 @@ private func decodeQUICStream(_ pieces: [[UInt8]]) -> QUICStreamOutcome {
         decoder.append(p)
         while true {
             do {
-                guard let m = try decoder.next(fuzzRegistry) else { break }
-                outcome.messages.append(m)
+                guard let item = try decoder.next(fuzzRegistry) else { break }
+                if case let .message(m) = item { outcome.messages.append(m) }
             } catch {
                 outcome.failed = true
                 return outcome

@@ -27,6 +27,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
         var onMessage: (@Sendable (any PeerLink, Message) -> Bool)?
         var outstanding = 0
         var unsent = 0
+        var discarded = 0
     }
 
     // MARK: Loop-only state
@@ -95,7 +96,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     public var bytesReceived: UInt64 { received.load(ordering: .relaxed) }
     public var bytesSent: UInt64 { sent.load(ordering: .relaxed) }
     public var lastRoundTrip: Double? { inbox.lastRoundTrip }
-    public var discardedAnswers: Int { 0 }
+    public var discardedAnswers: Int { shared.withLockedValue { $0.discarded } }
     public var transportName: String { "quic" }
     /// ngtcp2's congestion and RTT figures (for diagnostics and benchmarks).
     public func transportStatistics() -> EventLoopFuture<String> { loop.submit { self.engine.statistics } }
@@ -340,9 +341,9 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
         var decoder = decoders.removeValue(forKey: stream) ?? StreamDecoder()
         decoder.append(bytes)
         while phase != .closed {
-            let message: Message?
+            let item: StreamDecoder.Item?
             do {
-                message = try decoder.next(config.protocols)
+                item = try decoder.next(config.protocols, skipLargeAnswers: !expectsAnswers)
             } catch {
                 switch error {
                 case let .unknownType(t):
@@ -353,8 +354,13 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
                     return fail(.protocolViolation, "malformed message \(DecodeError.hex(t)): \(why)")
                 }
             }
-            guard let message else { break }
-            handleMessage(message, stream: stream)
+            guard let item else { break }
+            switch item {
+            case let .message(message):
+                handleMessage(message, stream: stream)
+            case .skipped:
+                shared.withLockedValue { $0.discarded += 1 }
+            }
         }
         guard phase != .closed else { return }
         decoders[stream] = decoder
