@@ -684,10 +684,17 @@ public struct DHTEngine: Sendable {
         if complete || allDone { finish(id, now: now, into: &actions) }
     }
 
+    /// The request ID of a lookup's next request: 1 to 0x7fffffff, then 1 again. IDs with
+    /// the high bit set are the dial-back probes' (guts-protocol(7), DHT, Dial-back), and 0
+    /// is reserved.
+    public static func requestID(after id: UInt32) -> UInt32 {
+        id >= 0x7FFF_FFFF ? 1 : id + 1
+    }
+
     private mutating func send(to contact: DHTContact, lookup: LookupID, path: Int, kind: LookupKind, now: DHTTime,
                                into actions: inout [DHTAction]) {
         let rid = nextRequest
-        nextRequest = nextRequest == UInt32.max ? 1 : nextRequest + 1
+        nextRequest = Self.requestID(after: rid)
         let message: DHTMessage
         switch kind {
         case let .node(t): message = .findNode(FindNode(requestID: rid, target: t))

@@ -235,4 +235,12 @@ final class LookupTests: XCTestCase {
         e.stopProviding(repo)
         XCTAssertNil(try announce(e.tick(now: at(200)), at: 200))
     }
+
+    /// Lookups number their requests below 0x80000000 forever: the dial-back probes take
+    /// the IDs with the high bit set (guts-protocol(7), DHT, Dial-back) and 0 is reserved.
+    func testLookupRequestIDsNeverReachTheProbeRange() {
+        XCTAssertEqual(DHTEngine.requestID(after: 1), 2)
+        XCTAssertEqual(DHTEngine.requestID(after: 0x7FFF_FFFE), 0x7FFF_FFFF)
+        XCTAssertEqual(DHTEngine.requestID(after: 0x7FFF_FFFF), 1)
+    }
 }
