@@ -172,6 +172,9 @@ enum ListenCommand: Command {
             }
             return a
         }
+        if nodeOptions.announceAddresses.count > DHTLimits.maxAddresses {
+            throw UsageError("announce-address: at most \(DHTLimits.maxAddresses) addresses (a DHT record holds no more), not \(nodeOptions.announceAddresses.count)")
+        }
         nodeOptions.dht = config.dht && !args.has("no-dht")
         // The control socket first: a node already running for this home keeps it.
         let controlServer = ControlServer(directory: home, log: { context.log($0) })

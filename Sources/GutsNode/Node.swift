@@ -344,9 +344,16 @@ public final class Node: Sendable {
         } else if !addresses.contains(where: \.quic) {
             // QUIC on the same port number as each TCP address (announced or bound), unless
             // the operator gave QUIC addresses of its own.
-            addresses += addresses.compactMap { a in
+            // A record holds at most 8: the given (TCP) addresses first, then as many QUIC
+            // addresses as fit, in the order given, so no TCP address is dropped for one.
+            let paired = addresses.compactMap { a in
                 options.announceAddresses.isEmpty ? DHTAddress(ip: a.ip, port: quic, quic: true) : a.with(quic: true)
             }
+            let room = max(0, DHTLimits.maxAddresses - addresses.count)
+            if paired.count > room {
+                log.info("dht: advertising QUIC for the first \(room) of \(addresses.count) addresses: a record holds at most \(DHTLimits.maxAddresses)")
+            }
+            addresses += paired.prefix(room)
         }
         var saved: [RoutingTableText.Saved] = []
         if let dir = options.stateDirectory {

@@ -20,6 +20,15 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(try h.run([]).status, 2)
     }
 
+    /// A DHT record holds at most 8 addresses: a ninth is refused at start, not dropped unseen.
+    func testMoreAnnounceAddressesThanARecordHoldsIsAUsageError() throws {
+        _ = try h.keygen("n")
+        let nine = (1...9).flatMap { ["--announce-address", "198.51.100.\($0):9000"] }
+        let r = try h.run(["--home", h.home("n"), "listen", "--listen", "127.0.0.1:0"] + nine)
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("at most 8 addresses"), r.stderr)
+    }
+
     func testHelpAndVersion() throws {
         let help = try h.run(["help"])
         XCTAssertEqual(help.status, 0)
