@@ -131,6 +131,9 @@ final class GossipService: Sendable {
     /// A session was established: gossip peers join dissemination; clients just get an
     /// entry; a peer that announced neither is never sent gossip.
     func connected(_ connection: any PeerLink) {
+        // A session that announced neither (a command's dial) is never registered: no hop to
+        // the gossip loop for it, here or when it closes.
+        guard isClient(connection) || isGossipPeer(connection) else { return }
         loop.execute { [self] in
             let id = ObjectIdentifier(connection)
             if isClient(connection) {
@@ -147,6 +150,7 @@ final class GossipService: Sendable {
     }
 
     func disconnected(_ connection: any PeerLink) {
+        guard isClient(connection) || isGossipPeer(connection) else { return }
         loop.execute { [self] in
             let id = ObjectIdentifier(connection)
             if let client = state.value.clients.removeValue(forKey: id) {

@@ -28,17 +28,32 @@ struct SymmetricState: Sendable {
     /// `MixKey(input_key_material)`: `ck, temp_k = HKDF(ck, ikm, 2)`, then
     /// `InitializeKey(temp_k)` with `temp_k` truncated to 32 bytes (HASHLEN is 64).
     mutating func mixKey(_ inputKeyMaterial: [UInt8]) {
-        let out = BLAKE2b.hkdf(chainingKey: chainingKey, inputKeyMaterial: inputKeyMaterial, outputs: 2)
-        chainingKey = out[0]
-        cipher = CipherState(key: Array(out[1].prefix(CipherState.keyLength)))
+        let (ck, k) = Self.hkdf2(chainingKey, inputKeyMaterial)
+        chainingKey = ck
+        cipher = CipherState(key: k)
+    }
+
+    /// HKDF(ck, ikm, 2): the first output whole, the second truncated to a cipher key.
+    static func hkdf2(_ ck: [UInt8], _ ikm: [UInt8]) -> ([UInt8], [UInt8]) {
+        let h = NoiseProtocol.hashLength
+        var second: [UInt8] = []
+        let first = [UInt8](unsafeUninitializedCapacity: h) { out, initialized in
+            withUnsafeTemporaryAllocation(byteCount: 2 * h, alignment: 8) { both in
+                guard let b = both.baseAddress, let o = out.baseAddress else { preconditionFailure("unreachable: buffers have bytes") }
+                ck.withUnsafeBytes { c in
+                    ikm.withUnsafeBytes { i in BLAKE2b.hkdf(chainingKey: c, inputKeyMaterial: i, outputs: 2, into: b) }
+                }
+                UnsafeMutableRawPointer(o).copyMemory(from: b, byteCount: h)
+                second = Array(UnsafeRawBufferPointer(start: b + h, count: CipherState.keyLength))
+            }
+            initialized = h
+        }
+        return (first, second)
     }
 
     /// `MixHash(data)`: `h = HASH(h || data)`.
     mutating func mixHash(_ data: [UInt8]) {
-        let hasher = BLAKE2b.Hasher()
-        hasher.update(handshakeHash)
-        hasher.update(data)
-        handshakeHash = hasher.finalize()
+        handshakeHash = BLAKE2b.hash(handshakeHash, data)
     }
 
     /// `EncryptAndHash(plaintext)`: encrypts with `h` as associated data, then mixes the
@@ -60,8 +75,7 @@ struct SymmetricState: Sendable {
     /// `Split()`: `temp_k1, temp_k2 = HKDF(ck, zerolen, 2)`, each truncated to 32 bytes,
     /// as two fresh `CipherState`s (initiator-to-responder first).
     func split() -> (CipherState, CipherState) {
-        let out = BLAKE2b.hkdf(chainingKey: chainingKey, inputKeyMaterial: [], outputs: 2)
-        return (CipherState(key: Array(out[0].prefix(CipherState.keyLength))),
-                CipherState(key: Array(out[1].prefix(CipherState.keyLength))))
+        let (first, second) = Self.hkdf2(chainingKey, [])
+        return (CipherState(key: Array(first.prefix(CipherState.keyLength))), CipherState(key: second))
     }
 }

@@ -196,6 +196,20 @@ public enum SyncMessage: WireMessage, Equatable {
         }
     }
 
+    /// An Objects chunk is sent from where it lies (see `WireMessage.bodyTail`).
+    public var bodyTail: [UInt8]? {
+        if case let .objects(o) = self { return o.data }
+        return nil
+    }
+
+    public func encodeBodyHead(into w: inout ByteWriter) throws {
+        guard case let .objects(o) = self else { return try encodeBody(into: &w) }
+        try WireField.checkCount(o.data.count, "data", SyncLimits.maxObjectsChunk)
+        w.u32(o.requestID)
+        w.u8(o.final ? 1 : 0)
+        w.u32(UInt32(o.data.count))
+    }
+
     public func encodeBody(into w: inout ByteWriter) throws {
         switch self {
         case let .getRefs(g):

@@ -30,7 +30,8 @@ public enum Dialer {
         let sessionConfig = config
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(.nanoseconds(Int64(max(0.001, connectTimeout) * 1e9)))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // NIO's client bootstrap sets TCP_NODELAY itself (`.socketOption(.tcp_nodelay)`,
+            // set here before, was SOL_SOCKET option 1: SO_DEBUG).
             .channelOption(.recvAllocator, value: Tuning.receiveAllocator)
             .channelOption(.writeBufferWaterMark, value: Tuning.writeWatermark)
             .channelInitializer { channel in

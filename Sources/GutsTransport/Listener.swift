@@ -130,7 +130,9 @@ public final class Listener: Sendable {
                     try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
                 }
             }
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // TCP_NODELAY is a TCP-level option: `.socketOption(.tcp_nodelay)` would set
+            // SOL_SOCKET option 1, which is SO_DEBUG.
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.recvAllocator, value: Tuning.receiveAllocator)
             .childChannelOption(.writeBufferWaterMark, value: Tuning.writeWatermark)
             .childChannelInitializer { [self] channel in

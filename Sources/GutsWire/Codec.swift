@@ -28,6 +28,23 @@ public enum MessageCodec {
         return w.bytes
     }
 
+    /// Encodes `message` as `head` followed by `tail`, the message's large trailing payload
+    /// left where it lies (see `WireMessage.bodyTail`; empty for other messages), so a
+    /// sender can encrypt it without copying it first. `head + tail == encode(message)`.
+    public static func encodeSplit(_ message: Message) throws -> (head: [UInt8], tail: [UInt8]) {
+        guard case let .app(m) = message, let tail = m.bodyTail else { return (try encode(message), []) }
+        var w = ByteWriter(capacity: 64)
+        w.u8(m.typeCode)
+        w.u32(0)
+        try m.encodeBodyHead(into: &w)
+        let bodyLength = w.bytes.count - WireProtocol.headerLength + tail.count
+        guard bodyLength <= m.maxBodySize else {
+            throw DecodeError.tooLarge(field: "body", size: bodyLength, limit: m.maxBodySize)
+        }
+        w.patchU32(at: 1, UInt32(bodyLength))
+        return (w.bytes, tail)
+    }
+
     /// Encodes a protocol message with its header.
     public static func encode(_ message: any WireMessage) throws -> [UInt8] {
         try encode(.app(message))

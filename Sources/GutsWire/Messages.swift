@@ -143,6 +143,12 @@ public protocol WireMessage: Sendable, CustomStringConvertible {
     var maxBodySize: Int { get }
     /// Writes the body (not the header). Throws when a field exceeds a wire limit.
     func encodeBody(into w: inout ByteWriter) throws
+    /// The body's last bytes when they are one large payload (an Objects chunk), else nil.
+    /// When not nil, `encodeBodyHead` writes the body without them, so a sender can
+    /// encrypt the payload from where it lies instead of copying it into an encoding first.
+    var bodyTail: [UInt8]? { get }
+    /// The body up to `bodyTail` (the whole body when that is nil).
+    func encodeBodyHead(into w: inout ByteWriter) throws
     /// Equality across the existential (messages of other types are never equal).
     func isEqual(to other: any WireMessage) -> Bool
 }
@@ -153,6 +159,8 @@ extension WireMessage where Self: Equatable {
 
 extension WireMessage {
     public var description: String { typeName }
+    public var bodyTail: [UInt8]? { nil }
+    public func encodeBodyHead(into w: inout ByteWriter) throws { try encodeBody(into: &w) }
 }
 
 /// A protocol's set of messages: its type-code range, per-type body limits (checked from

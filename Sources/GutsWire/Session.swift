@@ -154,9 +154,16 @@ public struct Session: Sendable {
 
     /// Received bytes not yet forming a whole Noise message.
     var inbox: [UInt8] = []
-    /// Decrypted application stream not yet forming a whole message.
+    /// Decrypted application stream not yet forming a whole message: the bytes
+    /// `stream[streamStart..<streamEnd]`. The array's count is its zero-filled room, kept
+    /// between frames, so decrypting a frame onto the end does not clear memory first.
     var stream: [UInt8] = []
     var streamStart = 0
+    var streamEnd = 0
+    /// Decrypted bytes waiting to form a whole message.
+    var bufferedStream: Int { streamEnd - streamStart }
+    /// Room kept for the stream between messages; a larger buffer is released once drained.
+    static let keptStreamRoom = 4 << 20
     /// Body bytes of a discarded message still to skip.
     var skipRemaining = 0
 
@@ -286,32 +293,48 @@ public struct Session: Sendable {
         keepaliveSentAt = nil
         var events: [SessionEvent] = []
         var input = bytes[...]
-        // Fast path: no partial frame pending, process frames straight from the input.
+        // A frame cut by the previous read: complete it from the input, copying only that
+        // frame, then take the rest of the input in place.
+        if !inbox.isEmpty {
+            if inbox.count < 2 {
+                let take = min(2 - inbox.count, input.count)
+                inbox.append(contentsOf: input.prefix(take))
+                input = input.dropFirst(take)
+            }
+            if inbox.count >= 2 {
+                let length = Int(inbox[0]) << 8 | Int(inbox[1])
+                if case .handshake = phase, length > Self.maxHandshakeMessage {
+                    return events + fail(.protocolViolation, "oversized handshake message")
+                }
+                let take = min(2 + length - inbox.count, input.count)
+                inbox.append(contentsOf: input.prefix(take))
+                input = input.dropFirst(take)
+                if inbox.count == 2 + length {
+                    // Moved out while it is read, so handling the frame may change self.
+                    var pending: [UInt8] = []
+                    swap(&pending, &inbox)
+                    let ok = pending.withUnsafeBytes { raw in
+                        handleFrame(UnsafeRawBufferPointer(rebasing: raw[2...]), now: now, into: &events)
+                    }
+                    pending.removeAll(keepingCapacity: pending.capacity <= 2 + NoiseProtocol.maxMessageLength)
+                    swap(&pending, &inbox)
+                    if !ok { return events }
+                }
+            }
+        }
+        // Whole frames straight from the input.
         if inbox.isEmpty {
             while input.count >= 2 {
                 let length = Int(input[input.startIndex]) << 8 | Int(input[input.startIndex + 1])
+                if case .handshake = phase, length > Self.maxHandshakeMessage {
+                    return events + fail(.protocolViolation, "oversized handshake message")
+                }
                 guard input.count >= 2 + length else { break }
                 let frame = UnsafeRawBufferPointer(rebasing: input[(input.startIndex + 2)..<(input.startIndex + 2 + length)])
                 input = input[(input.startIndex + 2 + length)...]
                 if !handleFrame(frame, now: now, into: &events) { return events }
             }
             inbox.append(contentsOf: input)
-        } else {
-            inbox.append(contentsOf: input)
-            var consumed = 0
-            while inbox.count - consumed >= 2 {
-                let length = Int(inbox[consumed]) << 8 | Int(inbox[consumed + 1])
-                guard inbox.count - consumed >= 2 + length else { break }
-                let ok = inbox.withUnsafeBytes { raw in
-                    handleFrame(UnsafeRawBufferPointer(rebasing: raw[(consumed + 2)..<(consumed + 2 + length)]), now: now, into: &events)
-                }
-                consumed += 2 + length
-                if !ok { return events }
-            }
-            inbox.removeFirst(consumed)
-        }
-        if case .handshake = phase, inbox.count > 2 + Self.maxHandshakeMessage {
-            events += fail(.protocolViolation, "oversized handshake message")
         }
         return events
     }
@@ -345,9 +368,12 @@ public struct Session: Sendable {
         case var .awaitingHello(ts), var .awaitingHelloAck(ts), var .established(ts):
             // Decrypt straight from the receive buffer onto the end of the stream.
             compactStream()
-            let base = stream.count
+            let base = streamEnd
             let room = max(0, frame.count - ChaChaPoly.tagLength)
-            stream.append(contentsOf: repeatElement(0, count: room))
+            if stream.count < base + room {
+                // Grown (and zero-filled) once; later frames reuse the room.
+                stream.append(contentsOf: repeatElement(0, count: base + room - stream.count))
+            }
             let plain: Int
             do {
                 plain = try stream.withUnsafeMutableBytes { raw in
@@ -358,7 +384,7 @@ public struct Session: Sendable {
                 events.append(.closed(.localGoodbye(Goodbye(code: .protocolViolation, reason: "transport message failed authentication"))))
                 return false
             }
-            if plain < room { stream.removeLast(room - plain) }
+            streamEnd = base + plain
             setTransport(ts)
             return drainStream(now: now, into: &events)
         }
@@ -381,20 +407,29 @@ public struct Session: Sendable {
     }
 
     mutating func compactStream() {
-        if streamStart > 0 && (streamStart >= stream.count || streamStart > 1 << 20) {
-            stream.removeFirst(streamStart)
+        guard streamStart > 0 else { return }
+        if streamStart >= streamEnd {
             streamStart = 0
+            streamEnd = 0
+        } else if streamStart > 1 << 20 {
+            let (from, count) = (streamStart, streamEnd - streamStart)
+            stream.withUnsafeMutableBytes { raw in
+                guard let b = raw.baseAddress else { return }
+                b.copyMemory(from: b + from, byteCount: count)
+            }
+            streamStart = 0
+            streamEnd = count
         }
     }
 
     /// Parses whole application messages out of the decrypted stream.
     mutating func drainStream(now: Instant, into events: inout [SessionEvent]) -> Bool {
         if skipRemaining > 0 {
-            let n = min(skipRemaining, stream.count - streamStart)
+            let n = min(skipRemaining, streamEnd - streamStart)
             streamStart += n
             skipRemaining -= n
         }
-        while skipRemaining == 0, stream.count - streamStart >= WireProtocol.headerLength {
+        while skipRemaining == 0, streamEnd - streamStart >= WireProtocol.headerLength {
             let h = streamStart
             let typeByte = stream[h]
             let length = Int(stream[h + 1]) << 24 | Int(stream[h + 2]) << 16 | Int(stream[h + 3]) << 8 | Int(stream[h + 4])
@@ -409,13 +444,13 @@ public struct Session: Sendable {
             if !answersExpected, length > Self.unsolicitedAnswerLimit,
                config.protocols.family(for: typeByte)?.isAnswer(type: typeByte) == true {
                 // Refuse it from its header: skip the body as it arrives instead of buffering it.
-                let available = min(length, stream.count - h - WireProtocol.headerLength)
+                let available = min(length, streamEnd - h - WireProtocol.headerLength)
                 streamStart = h + WireProtocol.headerLength + available
                 skipRemaining = length - available
                 events.append(.discarded(typeName: Self.typeName(typeByte, config.protocols), bytes: length))
                 continue
             }
-            guard stream.count - h - WireProtocol.headerLength >= length else { break }
+            guard streamEnd - h - WireProtocol.headerLength >= length else { break }
             let bodyStart = h + WireProtocol.headerLength
             streamStart = bodyStart + length
             let message: Message
@@ -428,9 +463,10 @@ public struct Session: Sendable {
             }
             if !handleMessage(message, now: now, into: &events) { return false }
         }
-        if streamStart == stream.count {
-            stream.removeAll(keepingCapacity: stream.capacity <= 4 << 20)
+        if streamStart == streamEnd {
             streamStart = 0
+            streamEnd = 0
+            if stream.count > Self.keptStreamRoom { stream = [] }
         }
         return true
     }
@@ -622,31 +658,54 @@ public struct Session: Sendable {
 
     /// Splits stream bytes into framed Noise messages, encrypting from `plain` straight into `out`.
     static func sealStream(_ plain: [UInt8], with ts: inout TransportState, into out: UnsafeMutableRawBufferPointer) throws -> Int {
+        try sealStream(plain, [], with: &ts, into: out)
+    }
+
+    /// Splits the stream bytes `head + tail` into framed Noise messages, encrypting each
+    /// frame from where its bytes lie straight into `out`. Only a frame that straddles
+    /// the two is gathered into `out` first and encrypted in place.
+    static func sealStream(_ head: [UInt8], _ tail: [UInt8], with ts: inout TransportState,
+                           into out: UnsafeMutableRawBufferPointer) throws -> Int {
         let chunk = WireProtocol.maxChunk
-        let frames = max(1, (plain.count + chunk - 1) / chunk)
-        guard let o = out.baseAddress, out.count >= sealedLength(plaintextCount: plain.count) else {
+        let total = head.count + tail.count
+        let frames = max(1, (total + chunk - 1) / chunk)
+        guard let o = out.baseAddress, out.count >= sealedLength(plaintextCount: total) else {
             preconditionFailure("sealStream: output buffer too small")
         }
-        return try plain.withUnsafeBytes { p in
-            var src = 0
-            var dst = 0
-            for _ in 0..<frames {
-                let n = min(chunk, plain.count - src)
-                let total = n + ChaChaPoly.tagLength
-                o.storeBytes(of: UInt8(total >> 8), toByteOffset: dst, as: UInt8.self)
-                o.storeBytes(of: UInt8(total & 0xff), toByteOffset: dst + 1, as: UInt8.self)
-                let slice = UnsafeRawBufferPointer(start: p.baseAddress.map { $0 + src }, count: n)
-                _ = try ts.sender.encrypt(slice, into: o + dst + 2)
-                src += n
-                dst += 2 + total
+        return try head.withUnsafeBytes { h in
+            try tail.withUnsafeBytes { t in
+                var src = 0
+                var dst = 0
+                for _ in 0..<frames {
+                    let n = min(chunk, total - src)
+                    let sealed = n + ChaChaPoly.tagLength
+                    o.storeBytes(of: UInt8(sealed >> 8), toByteOffset: dst, as: UInt8.self)
+                    o.storeBytes(of: UInt8(sealed & 0xff), toByteOffset: dst + 1, as: UInt8.self)
+                    let body = o + dst + 2
+                    if src + n <= h.count {
+                        _ = try ts.sender.encrypt(UnsafeRawBufferPointer(rebasing: h[src..<(src + n)]), into: body)
+                    } else if src >= h.count {
+                        _ = try ts.sender.encrypt(UnsafeRawBufferPointer(rebasing: t[(src - h.count)..<(src - h.count + n)]), into: body)
+                    } else {
+                        let a = h.count - src
+                        let gathered = UnsafeMutableRawBufferPointer(start: body, count: n)
+                        gathered.copyMemory(from: UnsafeRawBufferPointer(rebasing: h[src...]))
+                        UnsafeMutableRawBufferPointer(rebasing: gathered[a...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: t[..<(n - a)]))
+                        _ = try ts.sender.encrypt(UnsafeRawBufferPointer(gathered), into: body)
+                    }
+                    src += n
+                    dst += 2 + sealed
+                }
+                return dst
             }
-            return dst
         }
     }
 
-    /// An encoded application message waiting to be encrypted (see `seal(_:into:)`).
+    /// An encoded application message waiting to be encrypted (see `seal(_:into:)`): its
+    /// encoding, less a large payload kept apart (`tail`) so it is never copied.
     public struct Prepared: Sendable {
-        let plaintext: [UInt8]
+        let head: [UInt8]
+        let tail: [UInt8]
         /// Exact number of bytes `seal(_:into:)` writes.
         public let sealedLength: Int
     }
@@ -654,8 +713,8 @@ public struct Session: Sendable {
     /// Encodes a message for `seal(_:into:)`. Only legal once established.
     public func prepare(_ message: Message) throws -> Prepared {
         guard case .established = phase else { throw SessionClose.connectionLost("session is not established") }
-        let plain = try MessageCodec.encode(message)
-        return Prepared(plaintext: plain, sealedLength: Self.sealedLength(plaintextCount: plain.count))
+        let (head, tail) = try MessageCodec.encodeSplit(message)
+        return Prepared(head: head, tail: tail, sealedLength: Self.sealedLength(plaintextCount: head.count + tail.count))
     }
 
     /// Encrypts a prepared message straight into caller memory (e.g. a socket buffer), so
@@ -663,7 +722,7 @@ public struct Session: Sendable {
     /// be sealed in the order they are sent.
     public mutating func seal(_ prepared: Prepared, into out: UnsafeMutableRawBufferPointer) throws -> Int {
         guard case var .established(ts) = phase else { throw SessionClose.connectionLost("session is not established") }
-        let n = try Self.sealStream(prepared.plaintext, with: &ts, into: out)
+        let n = try Self.sealStream(prepared.head, prepared.tail, with: &ts, into: out)
         phase = .established(ts)
         return n
     }

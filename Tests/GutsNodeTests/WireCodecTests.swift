@@ -114,6 +114,25 @@ final class WireCodecTests: XCTestCase {
         }
     }
 
+    /// The split encoding a sender encrypts from (an Objects chunk kept apart) is the
+    /// encoding, byte for byte, for every message; only Objects has a tail.
+    func testSplitEncodingIsTheEncoding() throws {
+        let chunk = (0..<SyncLimits.maxObjectsChunk).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        for message in samples + [.sync(.objects(Objects(requestID: 7, final: false, data: chunk))),
+                                  .sync(.objects(Objects(requestID: 8, final: true, data: [])))] {
+            let (head, tail) = try MessageCodec.encodeSplit(message)
+            XCTAssertEqual(head + tail, try MessageCodec.encode(message), "\(message.typeName)")
+            if case let .app(m) = message, let sync = m as? SyncMessage, case let .objects(o) = sync {
+                XCTAssertEqual(tail, o.data)
+                XCTAssertEqual(head.count, 5 + 9)
+            } else {
+                XCTAssertTrue(tail.isEmpty, "\(message.typeName)")
+            }
+        }
+        let big = [UInt8](repeating: 0, count: SyncLimits.maxObjectsChunk + 1)
+        XCTAssertThrowsError(try MessageCodec.encodeSplit(.sync(.objects(Objects(requestID: 0, final: false, data: big)))))
+    }
+
     /// Dispatch is by range: a registry without a family treats its types as unknown.
     func testTypesOfAbsentFamiliesAreUnknown() throws {
         let body = Array(try MessageCodec.encode(.sync(.getRefs(GetRefs(requestID: 1, repository: "a"))))[5...])

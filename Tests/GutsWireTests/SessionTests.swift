@@ -294,7 +294,7 @@ final class SessionTests: XCTestCase {
             let n = min(stream.count, 70_000)
             events += p.b.receive(Array(stream[..<n]), now: p.now)
             stream.removeFirst(n)
-            largestBuffer = max(largestBuffer, p.b.stream.count - p.b.streamStart)
+            largestBuffer = max(largestBuffer, p.b.bufferedStream)
         }
         XCTAssertTrue(events.contains(.discarded(typeName: "blob 0x71", bytes: 4 + (1 << 20))), "\(events.count) events")
         XCTAssertFalse(events.contains { if case .message = $0 { return true } else { return false } })
