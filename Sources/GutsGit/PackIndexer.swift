@@ -56,7 +56,8 @@ public enum PackIndexer {
     /// and `limits`, see `WorkBudget`): the first limit crossed (work, deadline, object
     /// size, chain depth) stops every thread and is thrown, its `limit` set.
     public static func index(packPath: String, outputDirectory: String? = nil, baseStore: (any ObjectStore)? = nil,
-                             limits: ObjectLimits = .default, budget: WorkBudget? = nil, threads: Int = 2) throws -> Result {
+                             limits: ObjectLimits = .default, budget: WorkBudget? = nil, threads: Int = 2,
+                             prescan: PackPrescan.Result? = nil) throws -> Result {
         let map = try MappedFile(path: packPath)
         let pack = map.buffer
         let budget = budget ?? WorkBudget(limits: limits, inputBytes: pack.count)
@@ -75,52 +76,19 @@ public enum PackIndexer {
         guard declared <= (pack.count - 32) / 2 + 1 else { throw GitError(.corrupt, "pack declares \(declared) objects but is only \(pack.count) bytes") }
         let end = pack.count - 20
 
-        // The trailer checksum, hashed on a second thread while entries are scanned.
-        let checksumOK = ChecksumTask(pack: pack, end: end, map: map)
         var entries = PackEntries()
-        entries.reserveCapacity(declared)
         var crcs: [UInt32] = []
-        crcs.reserveCapacity(declared)
-        var scanError: GitError?
-        var scanFailed = false
-        let scanLock = Mutex()
-        parallel(2) { worker in
-            if worker == 1 {
-                // Stops early once the scan failed (no point finishing the hash).
-                checksumOK.run { scanLock.locked { scanFailed } }
-                return
-            }
-            let z = Inflater()
-            var scratch = [UInt8](repeating: 0, count: 1 << 16)
-            var offset = 12
-            do {
-                for _ in 0..<declared {
-                    let h = try PackEntryHeader.parse(pack, at: offset, end: end, limit: limits.maxObjectSize)
-                    let data = UnsafeRawBufferPointer(rebasing: pack[h.dataOffset..<end])
-                    let used: Int
-                    do {
-                        try budget.chargeInflate(h.size)
-                        used = try scratch.withUnsafeMutableBytes { try z.skip(data, expectedSize: h.size, scratch: $0) }
-                    } catch let e as GitError {
-                        throw e.prefixed("entry at \(offset): ")
-                    }
-                    let next = h.dataOffset + used
-                    entries.append(offset: offset, end: next, kind: h.kind)
-                    crcs.append(Zlib.crc32(UnsafeRawBufferPointer(rebasing: pack[offset..<next])))
-                    map.touched(next - offset)
-                    offset = next
-                }
-                if offset != end {
-                    throw GitError(.corrupt, "\(end - offset) bytes of garbage after the last entry")
-                }
-            } catch {
-                scanError = GitError.io(error)
-                scanLock.locked { scanFailed = true }
-            }
+        if let pre = prescan, pre.packBytes == pack.count, pre.declared == declared, pre.entries.count == declared,
+           pre.trailerMatches, pre.entries.ends.last ?? 12 == end {
+            // Scanned while it arrived (`PackPrescan`): its inflation counts against
+            // this budget as the scan below would.
+            try budget.chargeInflate(pre.inflated)
+            entries = pre.entries
+            crcs = pre.crcs
+            MemoryTrace.mark("index: prescanned \(entries.count) entries")
+        } else {
+            try scan(pack: pack, map: map, declared: declared, end: end, limits: limits, budget: budget, entries: &entries, crcs: &crcs)
         }
-        if let scanError { throw scanError }
-        MemoryTrace.mark("index: scanned \(entries.count) entries")
-        guard checksumOK.matches else { throw GitError(.hashMismatch, "pack trailer checksum does not match its content") }
 
         let store = baseStore
         let resolver = DeltaResolver(pack: pack, entries: entries, limits: limits, name: packPath, budget: budget,
@@ -219,6 +187,60 @@ public enum PackIndexer {
         }
         return Result(packPath: outPack, indexPath: outIndex, checksum: hex, count: order.count, typesByName: typesByName,
                       appendedBaseIDs: appended.map(\.id), warnings: allIssues)
+    }
+
+    /// The first pass: every entry located (inflated to find its end, its CRC-32
+    /// taken) while a second thread checks the trailer checksum.
+    static func scan(pack: UnsafeRawBufferPointer, map: MappedFile, declared: Int, end: Int, limits: ObjectLimits,
+                     budget: WorkBudget, entries: inout PackEntries, crcs: inout [UInt32]) throws {
+        // The trailer checksum, hashed on a second thread while entries are scanned.
+        let checksumOK = ChecksumTask(pack: pack, end: end, map: map)
+        var found = PackEntries()
+        found.reserveCapacity(declared)
+        var sums: [UInt32] = []
+        sums.reserveCapacity(declared)
+        var scanError: GitError?
+        var scanFailed = false
+        let scanLock = Mutex()
+        parallel(2) { worker in
+            if worker == 1 {
+                // Stops early once the scan failed (no point finishing the hash).
+                checksumOK.run { scanLock.locked { scanFailed } }
+                return
+            }
+            let z = Inflater()
+            var scratch = [UInt8](repeating: 0, count: 1 << 16)
+            var offset = 12
+            do {
+                for _ in 0..<declared {
+                    let h = try PackEntryHeader.parse(pack, at: offset, end: end, limit: limits.maxObjectSize)
+                    let data = UnsafeRawBufferPointer(rebasing: pack[h.dataOffset..<end])
+                    let used: Int
+                    do {
+                        try budget.chargeInflate(h.size)
+                        used = try scratch.withUnsafeMutableBytes { try z.skip(data, expectedSize: h.size, scratch: $0) }
+                    } catch let e as GitError {
+                        throw e.prefixed("entry at \(offset): ")
+                    }
+                    let next = h.dataOffset + used
+                    found.append(offset: offset, end: next, kind: h.kind)
+                    sums.append(Zlib.crc32(UnsafeRawBufferPointer(rebasing: pack[offset..<next])))
+                    map.touched(next - offset)
+                    offset = next
+                }
+                if offset != end {
+                    throw GitError(.corrupt, "\(end - offset) bytes of garbage after the last entry")
+                }
+            } catch {
+                scanError = GitError.io(error)
+                scanLock.locked { scanFailed = true }
+            }
+        }
+        if let scanError { throw scanError }
+        MemoryTrace.mark("index: scanned \(found.count) entries")
+        guard checksumOK.matches else { throw GitError(.hashMismatch, "pack trailer checksum does not match its content") }
+        entries = found
+        crcs = sums
     }
 
     final class IssueList {
