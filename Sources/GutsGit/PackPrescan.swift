@@ -135,11 +135,13 @@ public final class PackPrescan: @unchecked Sendable {
                 let have = bufferStart + buffer.count
                 if now > have {
                     let n = min(now - have, 8 << 20)
-                    let old = buffer.count
-                    buffer.append(contentsOf: repeatElement(0, count: n))
-                    let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + old, n, off_t(have)) }
+                    var got = 0
+                    let piece = [UInt8](unsafeUninitializedCapacity: n) { raw, count in
+                        got = pread(fd, raw.baseAddress, n, off_t(have))
+                        count = max(0, got)
+                    }
                     guard got > 0 else { return false }
-                    buffer.removeLast(n - got)
+                    buffer.append(contentsOf: piece)
                 } else if total != nil {
                     return false
                 }
@@ -178,6 +180,7 @@ public final class PackPrescan: @unchecked Sendable {
             while located == nil {
                 let complete = !fill(atLeast: want)
                 let available = bufferStart + buffer.count
+                var hopeless = false
                 located = buffer.withUnsafeBytes { raw -> (Int, UInt8, Int)? in
                     guard let base = raw.baseAddress else { return nil }
                     // The buffer seen at the pack's own offsets (the header parser checks
@@ -185,15 +188,23 @@ public final class PackPrescan: @unchecked Sendable {
                     // is ever read, since every entry starts at or after `offset`.
                     let pack = UnsafeRawBufferPointer(start: base - bufferStart, count: available)
                     guard let h = try? PackEntryHeader.parse(pack, at: offset, end: available, limit: limits.maxObjectSize),
-                          h.dataOffset < available else { return nil }
-                    let data = UnsafeRawBufferPointer(rebasing: pack[h.dataOffset..<available])
-                    guard let used = try? scratch.withUnsafeMutableBytes({ try z.skip(data, expectedSize: h.size, scratch: $0) }) else {
+                          h.dataOffset < available else {
+                        // A header is at most a few dozen bytes: with more at hand it is bad.
+                        hopeless = available - offset >= 64
                         return nil
                     }
-                    return (h.dataOffset + used, h.kind, h.size)
+                    let data = UnsafeRawBufferPointer(rebasing: pack[h.dataOffset..<available])
+                    do {
+                        let used = try scratch.withUnsafeMutableBytes { try z.skip(data, expectedSize: h.size, scratch: $0) }
+                        return (h.dataOffset + used, h.kind, h.size)
+                    } catch {
+                        // Only running out of input is worth waiting for.
+                        hopeless = !"\(error)".contains("truncated")
+                        return nil
+                    }
                 }
                 if located == nil {
-                    if complete { return nil }
+                    if complete || hopeless { return nil }
                     want = max(available + 1, offset + 2 * (available - offset))
                     // A very large entry is left to the indexer, which maps the file
                     // instead of holding the entry in memory.
