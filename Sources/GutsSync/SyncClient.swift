@@ -348,14 +348,16 @@ public enum SyncClient {
                 let prescanned = received.prescan.result()
                 MemoryTrace.mark("sync: prescan \(prescanned == nil ? "not used" : "done")")
                 indexed = try PackIndexer.index(packPath: received.path, outputDirectory: quarantine, baseStore: bases,
-                                                limits: options.limits, budget: budget, prescan: prescanned)
+                                                limits: options.limits, budget: budget, prescan: prescanned,
+                                                collectLinks: created && plan.haves.isEmpty)
             } catch {
                 throw failure(rejecting: error, "received pack rejected", options: options)
             }
             MemoryTrace.mark("sync: indexed")
             options.progress?(SyncProgress(phase: .checking, bytes: received.bytes, objects: indexed.count,
                                            seconds: Instant.now().seconds(since: started)))
-            let reached = try check(indexed, plan: plan, repo: repo, limits: options.limits, budget: budget, options: options)
+            let reached = try checkSelfContained(indexed, plan: plan, created: created)
+                ?? check(indexed, plan: plan, repo: repo, limits: options.limits, budget: budget, options: options)
             if let late = deadlineFailure(budget.deadline, options.deadline, at: Instant.now(), doing: "checking the received objects") {
                 throw late
             }
@@ -486,6 +488,42 @@ public enum SyncClient {
         else { return }
         let file = ReachabilityFile(packChecksum: pack.checksumBytes, objectCount: pack.count, tips: plan.wants, reachable: reached)
         try? file.write(for: pack)
+    }
+
+    /// Completeness and no extras for a first sync, from the links the indexer
+    /// collected (`PackIndexer.index(collectLinks:)`) instead of a walk, as git's
+    /// index-pack does for a clone (`--check-self-contained-and-connected`): every
+    /// object named by an object of the pack is in the pack with the type it must
+    /// have, and every object of the pack is wanted or named by one. Since names are
+    /// hashes the graph has no cycles, so the second rule means every object is
+    /// reachable from a want. Returns every position (all reachable) when both hold;
+    /// nil when they do not or cannot be checked so, and then the walk decides (and
+    /// says what is wrong).
+    static func checkSelfContained(_ indexed: PackIndexer.Result, plan: SyncPlan, created: Bool) -> PositionSet? {
+        guard created, plan.haves.isEmpty, indexed.appendedBases == 0, let links = indexed.links, links.conflict == nil,
+              let pack = try? PackReader(packPath: indexed.packPath, indexPath: indexed.indexPath) else { return nil }
+        var named = PositionSet(count: pack.count)
+        var complete = true
+        links.forEach { id, type in
+            guard complete else { return }
+            guard let j = pack.position(of: id), type == nil || indexed.type(atIndexPosition: j) == type else {
+                complete = false
+                return
+            }
+            _ = named.insert(j)
+        }
+        guard complete else { return nil }
+        for w in plan.wants {
+            guard let j = pack.position(of: w) else { return nil }
+            _ = named.insert(j)
+        }
+        for j in 0..<pack.count where !named.contains(j) {
+            // A name the pack holds twice is found at one position only.
+            guard let p = pack.position(of: pack.id(at: j)), p != j, named.contains(p) else { return nil }
+            _ = named.insert(j)
+        }
+        MemoryTrace.mark("sync: self-contained, \(links.count) objects named")
+        return named
     }
 
     /// Completeness and no extras: every object reachable from the wanted tips (down to
