@@ -373,7 +373,7 @@ public final class SyncServer: Sendable {
                     return SendPlan(objects: objects, excluded: [], source: "reachability file",
                                     seconds: Instant.now().seconds(since: started), record: nil)
                 } catch {
-                    log("ignoring the reachability file of \(pack.packPath): \(error)")
+                    log("ignoring \(ReachabilityFile.path(forPack: pack.packPath)): \(error)")
                 }
             }
         }
