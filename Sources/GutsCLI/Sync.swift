@@ -48,6 +48,7 @@ enum SyncCommand: Command {
     static let precedence: [ExitCode] = [.usage, .integrity, .refused, .authentication, .protocolError, .timeout, .unreachable, .io, .busy]
 
     static func run(_ args: ParsedArguments, _ context: Context) throws -> ExitCode {
+        MemoryTrace.mark("sync: start")
         let all = args.has("all")
         var names: [RepositoryRef] = []
         if all {
@@ -228,6 +229,7 @@ enum SyncCommand: Command {
                 }
                 let served = "\(peer.peerID)@\(connection.remoteAddress)"
                 context.debug("syncing \(name) from \(served)")
+                MemoryTrace.mark("sync: connected to \(served)")
                 let progress: @Sendable (SyncProgress) -> Void = { p in
                     context.progress(progressLine(p))
                 }

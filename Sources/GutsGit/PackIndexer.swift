@@ -31,9 +31,17 @@ public enum PackIndexer {
         public let appendedBaseIDs: [ObjectID]
         /// Non-fatal rule violations (warnings) found in objects.
         public let warnings: [(id: ObjectID, issue: ObjectIssue)]
+        /// With `collectLinks`: every object the pack's objects name, with the type it
+        /// must have (0: any, for tag targets), as the fsck rules read them.
+        public var links: PackLinks? = nil
 
         /// Bases appended to complete a thin pack.
         public var appendedBases: Int { appendedBaseIDs.count }
+
+        /// The type of the object at index position `j` (by name).
+        public func type(atIndexPosition j: Int) -> ObjectType? {
+            j >= 0 && j < typesByName.count ? ObjectType(rawValue: typesByName[j]) : nil
+        }
 
         /// Every object in the final pack with its type, by name, read back from the
         /// index written. Not kept by the indexer (40 bytes an object): large callers
@@ -56,7 +64,8 @@ public enum PackIndexer {
     /// and `limits`, see `WorkBudget`): the first limit crossed (work, deadline, object
     /// size, chain depth) stops every thread and is thrown, its `limit` set.
     public static func index(packPath: String, outputDirectory: String? = nil, baseStore: (any ObjectStore)? = nil,
-                             limits: ObjectLimits = .default, budget: WorkBudget? = nil, threads: Int = 2) throws -> Result {
+                             limits: ObjectLimits = .default, budget: WorkBudget? = nil, threads: Int = 2,
+                             prescan: PackPrescan.Result? = nil, collectLinks: Bool = false) throws -> Result {
         let map = try MappedFile(path: packPath)
         let pack = map.buffer
         let budget = budget ?? WorkBudget(limits: limits, inputBytes: pack.count)
@@ -75,52 +84,19 @@ public enum PackIndexer {
         guard declared <= (pack.count - 32) / 2 + 1 else { throw GitError(.corrupt, "pack declares \(declared) objects but is only \(pack.count) bytes") }
         let end = pack.count - 20
 
-        // The trailer checksum, hashed on a second thread while entries are scanned.
-        let checksumOK = ChecksumTask(pack: pack, end: end, map: map)
         var entries = PackEntries()
-        entries.reserveCapacity(declared)
         var crcs: [UInt32] = []
-        crcs.reserveCapacity(declared)
-        var scanError: GitError?
-        var scanFailed = false
-        let scanLock = Mutex()
-        parallel(2) { worker in
-            if worker == 1 {
-                // Stops early once the scan failed (no point finishing the hash).
-                checksumOK.run { scanLock.locked { scanFailed } }
-                return
-            }
-            let z = Inflater()
-            var scratch = [UInt8](repeating: 0, count: 1 << 16)
-            var offset = 12
-            do {
-                for _ in 0..<declared {
-                    let h = try PackEntryHeader.parse(pack, at: offset, end: end, limit: limits.maxObjectSize)
-                    let data = UnsafeRawBufferPointer(rebasing: pack[h.dataOffset..<end])
-                    let used: Int
-                    do {
-                        try budget.chargeInflate(h.size)
-                        used = try scratch.withUnsafeMutableBytes { try z.skip(data, expectedSize: h.size, scratch: $0) }
-                    } catch let e as GitError {
-                        throw e.prefixed("entry at \(offset): ")
-                    }
-                    let next = h.dataOffset + used
-                    entries.append(offset: offset, end: next, kind: h.kind)
-                    crcs.append(Zlib.crc32(UnsafeRawBufferPointer(rebasing: pack[offset..<next])))
-                    map.touched(next - offset)
-                    offset = next
-                }
-                if offset != end {
-                    throw GitError(.corrupt, "\(end - offset) bytes of garbage after the last entry")
-                }
-            } catch {
-                scanError = GitError.io(error)
-                scanLock.locked { scanFailed = true }
-            }
+        if let pre = prescan, pre.packBytes == pack.count, pre.declared == declared, pre.entries.count == declared,
+           pre.trailerMatches, pre.entries.ends.last ?? 12 == end {
+            // Scanned while it arrived (`PackPrescan`): its inflation counts against
+            // this budget as the scan below would.
+            try budget.chargeInflate(pre.inflated)
+            entries = pre.entries
+            crcs = pre.crcs
+            MemoryTrace.mark("index: prescanned \(entries.count) entries")
+        } else {
+            try scan(pack: pack, map: map, declared: declared, end: end, limits: limits, budget: budget, entries: &entries, crcs: &crcs)
         }
-        if let scanError { throw scanError }
-        MemoryTrace.mark("index: scanned \(entries.count) entries")
-        guard checksumOK.matches else { throw GitError(.hashMismatch, "pack trailer checksum does not match its content") }
 
         let store = baseStore
         let resolver = DeltaResolver(pack: pack, entries: entries, limits: limits, name: packPath, budget: budget,
@@ -130,9 +106,14 @@ public enum PackIndexer {
         resolver.map = map
         let workers = max(1, threads)
         let issues = (0..<workers).map { _ in IssueList() }
+        let links = collectLinks ? PackLinks() : nil
         resolver.run(threads: workers) { _, type, body, id, worker in
-            let found = ObjectChecker.check(type: type, body: body, limits: limits) { _, _ in }
+            var named: [(ObjectID, UInt8)] = []
+            let found = ObjectChecker.check(type: type, body: body, limits: limits) { link, linkType in
+                if links != nil { named.append((link, type == .tag ? 0 : linkType.rawValue)) }
+            }
             for issue in found { issues[worker].items.append((id, issue)) }
+            if let links, !named.isEmpty { links.add(named) }
         }
         if let (i, e) = resolver.aborted ?? resolver.failures.first {
             throw e.prefixed("entry at \(entries.offsets[i]): ")
@@ -217,8 +198,64 @@ public enum PackIndexer {
         } catch {
             throw GitError.io(error)
         }
-        return Result(packPath: outPack, indexPath: outIndex, checksum: hex, count: order.count, typesByName: typesByName,
-                      appendedBaseIDs: appended.map(\.id), warnings: allIssues)
+        var result = Result(packPath: outPack, indexPath: outIndex, checksum: hex, count: order.count, typesByName: typesByName,
+                            appendedBaseIDs: appended.map(\.id), warnings: allIssues)
+        result.links = links
+        return result
+    }
+
+    /// The first pass: every entry located (inflated to find its end, its CRC-32
+    /// taken) while a second thread checks the trailer checksum.
+    static func scan(pack: UnsafeRawBufferPointer, map: MappedFile, declared: Int, end: Int, limits: ObjectLimits,
+                     budget: WorkBudget, entries: inout PackEntries, crcs: inout [UInt32]) throws {
+        // The trailer checksum, hashed on a second thread while entries are scanned.
+        let checksumOK = ChecksumTask(pack: pack, end: end, map: map)
+        var found = PackEntries()
+        found.reserveCapacity(declared)
+        var sums: [UInt32] = []
+        sums.reserveCapacity(declared)
+        var scanError: GitError?
+        var scanFailed = false
+        let scanLock = Mutex()
+        parallel(2) { worker in
+            if worker == 1 {
+                // Stops early once the scan failed (no point finishing the hash).
+                checksumOK.run { scanLock.locked { scanFailed } }
+                return
+            }
+            let z = Inflater()
+            var scratch = [UInt8](repeating: 0, count: 1 << 16)
+            var offset = 12
+            do {
+                for _ in 0..<declared {
+                    let h = try PackEntryHeader.parse(pack, at: offset, end: end, limit: limits.maxObjectSize)
+                    let data = UnsafeRawBufferPointer(rebasing: pack[h.dataOffset..<end])
+                    let used: Int
+                    do {
+                        try budget.chargeInflate(h.size)
+                        used = try scratch.withUnsafeMutableBytes { try z.skip(data, expectedSize: h.size, scratch: $0) }
+                    } catch let e as GitError {
+                        throw e.prefixed("entry at \(offset): ")
+                    }
+                    let next = h.dataOffset + used
+                    found.append(offset: offset, end: next, kind: h.kind)
+                    sums.append(Zlib.crc32(UnsafeRawBufferPointer(rebasing: pack[offset..<next])))
+                    map.touched(next - offset)
+                    offset = next
+                }
+                if offset != end {
+                    throw GitError(.corrupt, "\(end - offset) bytes of garbage after the last entry")
+                }
+            } catch {
+                scanError = GitError.io(error)
+                scanLock.locked { scanFailed = true }
+            }
+        }
+        if let scanError { throw scanError }
+        MemoryTrace.mark("index: scanned \(found.count) entries")
+        guard checksumOK.matches else { throw GitError(.hashMismatch, "pack trailer checksum does not match its content") }
+        entries = found
+        crcs = sums
     }
 
     final class IssueList {
@@ -310,5 +347,44 @@ final class ChecksumTask: @unchecked Sendable {
         }
         computed = hasher.finalize()
         matches = computed.elementsEqual(pack[end..<(end + 20)])
+    }
+}
+
+/// The objects a pack's objects name (commit trees and parents, tree entries other
+/// than submodules, tag targets), each with the type it must have, collected while the
+/// pack is indexed: a receiver checks a self-contained pack's completeness and extras
+/// from these instead of walking the history again.
+public final class PackLinks: @unchecked Sendable {
+    private let lock = Mutex()
+    private var expected: [ObjectID: UInt8] = [:]
+    /// Named as two different types (one of them is wrong).
+    public private(set) var conflict: ObjectID?
+
+    init() {}
+
+    func add(_ named: [(ObjectID, UInt8)]) {
+        lock.locked {
+            for (id, type) in named {
+                if let old = expected[id] {
+                    if old == type || type == 0 { continue }
+                    if old == 0 {
+                        expected[id] = type
+                    } else if conflict == nil {
+                        conflict = id
+                    }
+                } else {
+                    expected[id] = type
+                }
+            }
+        }
+    }
+
+    public var count: Int { lock.locked { expected.count } }
+
+    /// Each named object with its required type (nil: any).
+    public func forEach(_ body: (ObjectID, ObjectType?) throws -> Void) rethrows {
+        try lock.locked {
+            for (id, t) in expected { try body(id, t == 0 ? nil : ObjectType(rawValue: t)) }
+        }
     }
 }

@@ -95,7 +95,11 @@ public enum PackMaintenance {
         for name in names {
             let orphanIndex = name.hasSuffix(".idx") && !present.contains(String(name.dropLast(4)) + ".pack")
             let orphanPack = name.hasSuffix(".pack") && !present.contains(String(name.dropLast(5)) + ".idx")
-            guard name.hasPrefix("tmp_pack_") || name.hasPrefix("tmp_idx_") || name.hasPrefix(".tmp-") || orphanIndex || orphanPack else { continue }
+            // A reachability file whose pack is gone (git's repack leaves it behind).
+            let orphanReach = name.hasSuffix(ReachabilityFile.suffix)
+                && !present.contains(String(name.dropLast(ReachabilityFile.suffix.utf8.count)) + ".pack")
+            guard name.hasPrefix("tmp_pack_") || name.hasPrefix("tmp_idx_") || name.hasPrefix(".tmp-") || orphanIndex || orphanPack || orphanReach
+            else { continue }
             var st = stat()
             guard lstat(dir + "/" + name, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
             guard Double(now.tv_sec - st.st_mtim.tv_sec) >= age else { continue }
@@ -212,7 +216,7 @@ public enum PackMaintenance {
             let old = String(p.packPath.dropLast(5))
             unlink(old + ".idx")
             unlink(old + ".pack")
-            for ext in [".rev", ".bitmap", ".mtimes", ".promisor"] { unlink(old + ext) }
+            for ext in [".rev", ".bitmap", ".mtimes", ".promisor", ReachabilityFile.suffix] { unlink(old + ext) }
             result.packsRemoved += 1
         }
         Files.syncDirectory(packDir)

@@ -137,6 +137,12 @@ public final class PackReader: ObjectStore, @unchecked Sendable {
         return index.offset(at: i)
     }
 
+    /// The entry offset of the object at sorted position `i` (nil when the index is bad there).
+    public func offset(at i: Int) -> Int? { index.offset(at: i) }
+
+    /// The pack's trailer checksum.
+    public var checksumBytes: [UInt8] { Array(pack.buffer[(pack.count - 20)...]) }
+
     /// The pack's trailer checksum (hex).
     public var checksum: String { Hex.encode(UnsafeRawBufferPointer(rebasing: pack.buffer[(pack.count - 20)...])) }
 

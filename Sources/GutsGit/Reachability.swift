@@ -437,15 +437,34 @@ struct CommitQueue {
 }
 
 /// A set of positions 0..<count, a bit each.
-public struct PositionSet: Sendable {
-    private var words: [UInt64]
+public struct PositionSet: Sendable, Equatable {
+    private(set) var words: [UInt64]
 
     public init(count: Int) { words = [UInt64](repeating: 0, count: (max(0, count) + 63) / 64) }
+
+    init(words: [UInt64]) { self.words = words }
+
+    /// How many positions are in the set.
+    public var cardinality: Int { words.reduce(0) { $0 + $1.nonzeroBitCount } }
+
+    /// The positions in the set, in increasing order.
+    public var members: [Int] {
+        var out: [Int] = []
+        out.reserveCapacity(cardinality)
+        for (k, word) in words.enumerated() {
+            var w = word
+            while w != 0 {
+                out.append(k << 6 | w.trailingZeroBitCount)
+                w &= w - 1
+            }
+        }
+        return out
+    }
 
     public func contains(_ i: Int) -> Bool { i >= 0 && i >> 6 < words.count && words[i >> 6] & (1 << UInt64(i & 63)) != 0 }
 
     /// Adds `i` (which must be below the count); whether it was absent.
-    mutating func insert(_ i: Int) -> Bool {
+    public mutating func insert(_ i: Int) -> Bool {
         let bit: UInt64 = 1 << UInt64(i & 63)
         if words[i >> 6] & bit != 0 { return false }
         words[i >> 6] |= bit

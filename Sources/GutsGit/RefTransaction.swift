@@ -33,10 +33,22 @@ extension Repository {
         guard current == before else {
             throw GitError(.refConflict, "refs changed while syncing; nothing was updated (run again)")
         }
+        // A peeled value already recorded for the same object is kept: peeling every
+        // ref again (reading each tag and commit) was most of an incremental sync's ref
+        // update on a mirror with many refs. Only new objects are read.
+        var known: [ObjectID: ObjectID?] = [:]
+        if packedRefsFullyPeeled() {
+            for r in try packedRefs() { known[r.id] = r.peeled }
+        }
         var packed: [Ref] = []
         for r in refs {
             var ref = Ref(name: r.name, id: r.id)
-            ref.peeled = try peel(r.id)
+            if let peeled = known[r.id] {
+                ref.peeled = peeled
+            } else {
+                ref.peeled = try peel(r.id)
+                known[r.id] = ref.peeled
+            }
             packed.append(ref)
         }
         try lock.commit(Refs.serializePacked(packed))
@@ -52,7 +64,8 @@ extension Repository {
         var current = id
         var peeled: ObjectID?
         for _ in 0..<32 {
-            guard let object = try read(current), object.type == .tag else { return peeled }
+            // The repository's own objects were hashed as they came in.
+            guard let object = try readTrusted(current), object.type == .tag else { return peeled }
             let tag = try Tag(parsing: object.body)
             current = tag.object
             peeled = current

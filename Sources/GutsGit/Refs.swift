@@ -72,8 +72,14 @@ public enum Refs {
     /// space, `~ ^ : ? * [ \`; may not begin or end with `/`, end with `.`, or be `@`;
     /// and needs at least two components unless `allowOneLevel`.
     public static func checkRefFormat(_ name: String, allowOneLevel: Bool = false) -> Bool {
-        let b = Array(name.utf8)
-        guard !b.isEmpty, name != "@", b.last != 0x2E, b.first != 0x2F, b.last != 0x2F else { return false }
+        var name = name
+        return name.withUTF8 { checkRefFormat(bytes: UnsafeRawBufferPointer($0), allowOneLevel: allowOneLevel) }
+    }
+
+    /// `checkRefFormat` on the name's UTF-8 bytes.
+    static func checkRefFormat(bytes b: UnsafeRawBufferPointer, allowOneLevel: Bool = false) -> Bool {
+        guard let first = b.first, let last = b.last else { return false }
+        guard !(b.count == 1 && first == 0x40), last != 0x2E, first != 0x2F, last != 0x2F else { return false }
         var components = 1
         var componentStart = 0
         for i in 0...b.count {
@@ -81,7 +87,10 @@ public enum Refs {
                 let len = i - componentStart
                 if len == 0 { return false }
                 if b[componentStart] == 0x2E { return false }
-                if len >= 5 && Array(b[(i - 5)..<i]) == Array(".lock".utf8) { return false }
+                // ".lock"
+                if len >= 5 && b[i - 5] == 0x2E && b[i - 4] == 0x6C && b[i - 3] == 0x6F && b[i - 2] == 0x63 && b[i - 1] == 0x6B {
+                    return false
+                }
                 if i < b.count { components += 1 }
                 componentStart = i + 1
                 continue
@@ -112,22 +121,39 @@ public enum Refs {
 
     /// Parses `packed-refs`. Throws on malformed lines.
     static func parsePacked(_ text: String) throws -> [Ref] {
+        var text = text
+        return try text.withUTF8 { try parsePacked(bytes: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Parses packed-refs on its bytes (splitting a String into lines by Character
+    /// was most of the time a mirror with a thousand refs spent listing them).
+    static func parsePacked(bytes b: UnsafeRawBufferPointer) throws -> [Ref] {
         var refs: [Ref] = []
-        for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
-            let line = raw.hasSuffix("\r") ? raw.dropLast() : raw
-            if line.hasPrefix("#") { continue }
-            if line.hasPrefix("^") {
-                guard !refs.isEmpty, let id = ObjectID(hex: line.dropFirst()) else {
-                    throw GitError(.corrupt, "packed-refs line \(n + 1): bad peeled line")
+        var n = 0
+        var i = 0
+        while i < b.count {
+            var e = i
+            while e < b.count && b[e] != 0x0A { e += 1 }
+            var line = UnsafeRawBufferPointer(rebasing: b[i..<e])
+            i = e + 1
+            if line.isEmpty { continue }
+            n += 1
+            if line.last == 0x0D { line = UnsafeRawBufferPointer(rebasing: line.dropLast()) }
+            if line.first == UInt8(ascii: "#") { continue }
+            if line.first == UInt8(ascii: "^") {
+                guard !refs.isEmpty, let id = ObjectID(hexBytes: UnsafeRawBufferPointer(rebasing: line.dropFirst())) else {
+                    throw GitError(.corrupt, "packed-refs line \(n): bad peeled line")
                 }
                 refs[refs.count - 1].peeled = id
                 continue
             }
-            guard let sp = line.firstIndex(of: " "), let id = ObjectID(hex: line[..<sp]) else {
-                throw GitError(.corrupt, "packed-refs line \(n + 1): malformed")
+            guard let sp = line.firstIndex(of: 0x20),
+                  let id = ObjectID(hexBytes: UnsafeRawBufferPointer(rebasing: line[line.startIndex..<sp])) else {
+                throw GitError(.corrupt, "packed-refs line \(n): malformed")
             }
-            let name = String(line[line.index(after: sp)...])
-            guard checkRefFormat(name) else { throw GitError(.corrupt, "packed-refs line \(n + 1): bad ref name '\(name)'") }
+            let nameBytes = UnsafeRawBufferPointer(rebasing: line[(sp + 1)...])
+            let name = String(decoding: nameBytes, as: UTF8.self)
+            guard checkRefFormat(bytes: nameBytes) else { throw GitError(.corrupt, "packed-refs line \(n): bad ref name '\(name)'") }
             refs.append(Ref(name: name, id: id))
         }
         return refs
@@ -212,13 +238,13 @@ extension Repository {
     func packedRefs() throws -> [Ref] {
         let path = commonDirectory + "/packed-refs"
         guard Files.exists(path) else { return [] }
-        let text: String
+        let bytes: [UInt8]
         do {
-            text = try Files.readString(path, limit: limits.maxRefFileSize)
+            bytes = try Files.read(path, limit: limits.maxRefFileSize)
         } catch {
             throw GitError.io(error)
         }
-        return try Refs.parsePacked(text)
+        return try bytes.withUnsafeBytes { try Refs.parsePacked(bytes: $0) }
     }
 
     /// Names of loose refs under `refs/`, found without recursion.
@@ -265,8 +291,11 @@ extension Repository {
     /// dangling symbolic refs and invalid names are left out.
     public func listRefs() throws -> [Ref] {
         var byName: [String: Ref] = [:]
-        for r in try packedRefs() { byName[r.name] = r }
+        let packed = try packedRefs()
+        for r in packed { byName[r.name] = r }
+        var looseSeen = 0
         for name in looseRefNames() where Refs.checkRefFormat(name) && !name.hasSuffix(".lock") {
+            looseSeen += 1
             switch try readLooseRef(name) {
             case .direct(let id)?: byName[name] = Ref(name: name, id: id)
             case .symbolic(let target)?:
@@ -274,7 +303,12 @@ extension Repository {
             case nil: break
             }
         }
-        return byName.values.sorted { Refs.byteOrder($0.name, $1.name) }
+        // Usually packed-refs alone, already in order: sorted only when it is not.
+        var refs = packed.count == byName.count && looseSeen == 0 ? packed : Array(byName.values)
+        if !zip(refs, refs.dropFirst()).allSatisfy({ Refs.byteOrder($0.name, $1.name) }) {
+            refs.sort { Refs.byteOrder($0.name, $1.name) }
+        }
+        return refs
     }
 
     /// What HEAD says: a symbolic ref (possibly unborn) or a detached ID.

@@ -30,6 +30,9 @@ public enum MemoryTrace {
     }
 
     public static let enabled: Bool = getenv("GUTS_MEMTRACE") != nil
+    private static let traceLock = HeapMutex()
+    private final class Start: @unchecked Sendable { var start: Instant? }
+    private static let traceStart = Start()
 
     public static func mark(_ label: @autoclosure () -> String) {
         guard enabled else { return }
@@ -46,7 +49,15 @@ public enum MemoryTrace {
                 fields.append("\(key.dropLast())=\(value)")
             }
         }
-        let text = "memtrace \(label()): \(fields.joined(separator: " ")) kB\n"
+        // Seconds since the first mark, so a trace is also a time breakdown.
+        let now = Instant.now()
+        let t = traceLock.locked { () -> Double in
+            let start = traceStart.start ?? now
+            traceStart.start = start
+            return now.seconds(since: start)
+        }
+        let ms = Int(t * 1000)
+        let text = "memtrace \(label()): \(fields.joined(separator: " ")) kB t=\(ms / 1000).\(String(ms % 1000 + 1000).dropFirst())s\n"
         _ = text.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
     }
 }

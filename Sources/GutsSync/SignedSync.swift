@@ -257,7 +257,8 @@ public enum SignedSync {
             let base = CombinedStore(readers.map { $0 as any ObjectStore } + [repo])
             let indexed: PackIndexer.Result
             do {
-                indexed = try PackIndexer.index(packPath: received.path, outputDirectory: quarantine, baseStore: base, limits: options.limits)
+                indexed = try PackIndexer.index(packPath: received.path, outputDirectory: quarantine, baseStore: base, limits: options.limits,
+                                                prescan: received.prescan.result())
             } catch {
                 throw SyncFailure.integrity("received pack (\(what)) rejected: \(error)")
             }

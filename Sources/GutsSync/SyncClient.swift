@@ -309,12 +309,14 @@ public enum SyncClient {
         } catch {
             throw SyncFailure.local("cannot read local refs: \(error)")
         }
+        MemoryTrace.mark("sync: refs \(remote.refs.count) remote, \(local.count) local")
         let plan: SyncPlan
         do {
             plan = try SyncPlan.make(remote: remote, local: local, localHead: localHead) { repo.contains($0) }
         } catch {
             throw SyncFailure.integrity("\(error)")
         }
+        MemoryTrace.mark("sync: planned \(plan.wants.count) wants, \(plan.haves.count) haves")
         var report = SyncReport(repositoryPath: path, created: created, upToDate: plan.isUpToDate, changes: plan.changes,
                                 headChanged: plan.headChanges, head: plan.remoteHead.isEmpty ? nil : plan.remoteHead,
                                 objectsReceived: 0, bytesReceived: 0, seconds: 0)
@@ -343,15 +345,19 @@ public enum SyncClient {
                 // Bases a thin pack leaves out are read with the peer's limits: the peer
                 // picks them, so none may be larger than an object it could send.
                 let bases = try Repository.open(path, limits: options.limits)
+                let prescanned = received.prescan.result()
+                MemoryTrace.mark("sync: prescan \(prescanned == nil ? "not used" : "done")")
                 indexed = try PackIndexer.index(packPath: received.path, outputDirectory: quarantine, baseStore: bases,
-                                                limits: options.limits, budget: budget)
+                                                limits: options.limits, budget: budget, prescan: prescanned,
+                                                collectLinks: created && plan.haves.isEmpty)
             } catch {
                 throw failure(rejecting: error, "received pack rejected", options: options)
             }
             MemoryTrace.mark("sync: indexed")
             options.progress?(SyncProgress(phase: .checking, bytes: received.bytes, objects: indexed.count,
                                            seconds: Instant.now().seconds(since: started)))
-            try check(indexed, plan: plan, repo: repo, limits: options.limits, budget: budget, options: options)
+            let reached = try checkSelfContained(indexed, plan: plan, created: created)
+                ?? check(indexed, plan: plan, repo: repo, limits: options.limits, budget: budget, options: options)
             if let late = deadlineFailure(budget.deadline, options.deadline, at: Instant.now(), doing: "checking the received objects") {
                 throw late
             }
@@ -362,6 +368,7 @@ public enum SyncClient {
             } catch {
                 throw SyncFailure.local("cannot install the received pack: \(error)")
             }
+            recordReachability(reached, indexed: indexed, plan: plan, created: created, repo: repo)
         }
 
         // 3. Refs, in one step.
@@ -386,6 +393,7 @@ public enum SyncClient {
             try? Files.writeAtomically(marker, string: "mirror of \(name), kept by guts sync\n")
         }
         report.upToDate = false
+        MemoryTrace.mark("sync: refs updated")
         maintain(repo, options: options, report: &report)
         report.seconds = Instant.now().seconds(since: started)
         return report
@@ -406,7 +414,7 @@ public enum SyncClient {
 
     /// Receives the Objects stream into `<quarantine>/incoming.pack`.
     static func receivePack(plan: SyncPlan, name: RepositoryName, connection: any PeerLink, quarantine: String,
-                            options: SyncOptions, started: Instant) throws -> (path: String, bytes: Int, objects: Int?) {
+                            options: SyncOptions, started: Instant) throws -> (path: String, bytes: Int, objects: Int?, prescan: PackPrescan) {
         do {
             try Files.makeDirectories(quarantine)
         } catch {
@@ -420,6 +428,10 @@ public enum SyncClient {
         guard fd >= 0 else { throw SyncFailure.local(FileError(path: packPath, operation: "create", code: errno).description) }
         var closed = false
         defer { if !closed { close(fd) } }
+        // Entries are located while the rest arrives (`PackPrescan`).
+        let prescan = PackPrescan(path: packPath, limits: options.limits)
+        var complete = false
+        defer { if !complete { prescan.cancel() } }
         let requestID = RequestIDs.next()
         let wants = plan.wants.compactMap { WireOID($0.bytes) }
         let haves = plan.haves.compactMap { WireOID($0.bytes) }
@@ -449,6 +461,7 @@ public enum SyncClient {
             }
             let code = Files.writeAll(fd, chunk.data)
             guard code == 0 else { throw SyncFailure.local(FileError(path: packPath, operation: "write", code: code).description) }
+            prescan.advance(to: bytes)
             if checkDisk || chunk.final { try limits.checkDisk(free: TransferGuard.freeBytes(quarantine), path: quarantine) }
             if let progress = options.progress, Instant.now().seconds(since: lastProgress) > 0.1 || chunk.final {
                 lastProgress = Instant.now()
@@ -459,13 +472,66 @@ public enum SyncClient {
         guard fsync(fd) == 0 else { throw SyncFailure.local(FileError(path: packPath, operation: "fsync", code: errno).description) }
         close(fd)
         closed = true
-        return (packPath, limits.bytes, objects)
+        prescan.finish(total: limits.bytes)
+        complete = true
+        return (packPath, limits.bytes, objects, prescan)
+    }
+
+    /// After a first sync, the check's walk is what a serving walk from the new refs
+    /// would find: it is saved as the pack's reachability file, so this mirror serves
+    /// its first mirror without walking. Best effort: without the file it walks.
+    static func recordReachability(_ reached: PositionSet?, indexed: PackIndexer.Result, plan: SyncPlan, created: Bool,
+                                   repo: Repository) {
+        guard created, plan.haves.isEmpty, indexed.appendedBases == 0, let reached,
+              Set(plan.wants) == Set(plan.remoteRefs.map(\.id)),
+              let pack = repo.packs.first(where: { $0.checksum == indexed.checksum && $0.count == indexed.count })
+        else { return }
+        let file = ReachabilityFile(packChecksum: pack.checksumBytes, objectCount: pack.count, tips: plan.wants, reachable: reached)
+        try? file.write(for: pack)
+    }
+
+    /// Completeness and no extras for a first sync, from the links the indexer
+    /// collected (`PackIndexer.index(collectLinks:)`) instead of a walk, as git's
+    /// index-pack does for a clone (`--check-self-contained-and-connected`): every
+    /// object named by an object of the pack is in the pack with the type it must
+    /// have, and every object of the pack is wanted or named by one. Since names are
+    /// hashes the graph has no cycles, so the second rule means every object is
+    /// reachable from a want. Returns every position (all reachable) when both hold;
+    /// nil when they do not or cannot be checked so, and then the walk decides (and
+    /// says what is wrong).
+    static func checkSelfContained(_ indexed: PackIndexer.Result, plan: SyncPlan, created: Bool) -> PositionSet? {
+        guard created, plan.haves.isEmpty, indexed.appendedBases == 0, let links = indexed.links, links.conflict == nil,
+              let pack = try? PackReader(packPath: indexed.packPath, indexPath: indexed.indexPath) else { return nil }
+        var named = PositionSet(count: pack.count)
+        var complete = true
+        links.forEach { id, type in
+            guard complete else { return }
+            guard let j = pack.position(of: id), type == nil || indexed.type(atIndexPosition: j) == type else {
+                complete = false
+                return
+            }
+            _ = named.insert(j)
+        }
+        guard complete else { return nil }
+        for w in plan.wants {
+            guard let j = pack.position(of: w) else { return nil }
+            _ = named.insert(j)
+        }
+        for j in 0..<pack.count where !named.contains(j) {
+            // A name the pack holds twice is found at one position only.
+            guard let p = pack.position(of: pack.id(at: j)), p != j, named.contains(p) else { return nil }
+            _ = named.insert(j)
+        }
+        MemoryTrace.mark("sync: self-contained, \(links.count) objects named")
+        return named
     }
 
     /// Completeness and no extras: every object reachable from the wanted tips (down to
     /// what we already have) is present, and the pack holds nothing beyond that.
+    /// Returns the index positions of the received pack that the walk reached.
+    @discardableResult
     static func check(_ indexed: PackIndexer.Result, plan: SyncPlan, repo: Repository, limits: ObjectLimits,
-                      budget: WorkBudget, options: SyncOptions) throws {
+                      budget: WorkBudget, options: SyncOptions) throws -> PositionSet? {
         let incoming: PackReader
         do {
             incoming = try PackReader(packPath: indexed.packPath, indexPath: indexed.indexPath, limits: limits, budget: budget)
@@ -493,6 +559,7 @@ public enum SyncClient {
         if let extra = unrequested(in: incoming, reached: result.reachedInPack, appended: indexed.appendedBaseIDs, store: repo) {
             throw SyncFailure.integrity("object \(extra) was not requested: it is not reachable from the refs being fetched")
         }
+        return result.reachedInPack
     }
 
     /// The first object of `pack` that the walk did not reach (`reached`, by index

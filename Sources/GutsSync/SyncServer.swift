@@ -127,7 +127,10 @@ public final class SyncServer: Sendable {
                 // Work for a peer that has gone is dropped, not done.
                 guard state == .active, !connection.isClosed else { return }
                 switch request {
-                case let .getRefs(r): connection.send(answerRefs(r, peer: connection.peer?.peerID))
+                case let .getRefs(r):
+                    MemoryTrace.mark("serve: refs asked")
+                    connection.send(answerRefs(r, peer: connection.peer?.peerID))
+                    MemoryTrace.mark("serve: refs answered")
                 case let .listRepositories(l): connection.send(answerRepositories(l, peer: connection.peer?.peerID))
                 default: break
                 }
@@ -292,6 +295,7 @@ public final class SyncServer: Sendable {
             repo = r
         }
         let started = Instant.now()
+        MemoryTrace.mark("serve: objects asked, \(request.wants.count) wants, \(request.haves.count) haves")
         do {
             // Only ref tips may be asked for: nothing unreachable or hidden leaks out.
             let tips = Set(try repo.listRefs().filter { $0.symbolicTarget == nil }.map(\.id))
@@ -303,15 +307,13 @@ public final class SyncServer: Sendable {
                 wants.append(oid)
             }
             let haves = request.haves.compactMap { ObjectID(bytes: $0.bytes) }.filter { repo.contains($0) }
-            // Our own objects were hashed when they came in: the walk does not hash them
-            // again (the receiver hashes everything it gets).
-            let walk = try ObjectWalk(store: repo, verifyReads: false).objects(reachableFrom: wants, excluding: haves)
-            MemoryTrace.mark("serve: walked \(walk.objects.count) objects")
+            let plan = try objectsToSend(repo: repo, name: name, wants: wants, haves: haves, allTips: tips)
+            MemoryTrace.mark("serve: walked \(plan.objects.count) objects")
             let offsetDeltas = connection.peer?.capabilities.contains(SyncClient.offsetDeltaCapability) ?? false
             // Thin packs too, only to peers that announce ofs-delta (they consolidate
             // the bases appended to complete them away); others get what they always did.
-            let stream = PackStream(repository: repo, objects: walk.objects, offsetDeltas: offsetDeltas,
-                                    thinBases: offsetDeltas ? walk.excluded : [])
+            let stream = PackStream(repository: repo, objects: plan.objects, offsetDeltas: offsetDeltas,
+                                    thinBases: offsetDeltas ? plan.excluded : [])
             var inflight: [EventLoopFuture<Void>] = []
             while let chunk = try stream.nextChunk(maxBytes: Self.chunkSize) {
                 inflight.append(connection.send(.sync(.objects(Objects(requestID: id, final: false, data: chunk)))))
@@ -321,7 +323,15 @@ public final class SyncServer: Sendable {
             for f in inflight { try awaitWrite(f, connection) }
             MemoryTrace.mark("serve: streamed")
             let peer = connection.peer.map { $0.peerID.short } ?? connection.remoteAddress
-            log("served '\(name)' to \(peer): \(walk.objects.count) objects, \(stream.bytesProduced) bytes (\(stream.reusedObjects) reused, \(stream.reusedDeltas) deltas, \(stream.offsetDeltaCount) as OFS_DELTA, \(stream.thinDeltaCount) thin) in \(Int(Instant.now().seconds(since: started) * 1000)) ms")
+            log("served '\(name)' to \(peer): \(plan.objects.count) objects, \(stream.bytesProduced) bytes (\(stream.reusedObjects) reused, \(stream.reusedDeltas) deltas, \(stream.offsetDeltaCount) as OFS_DELTA, \(stream.thinDeltaCount) thin) in \(Int(Instant.now().seconds(since: started) * 1000)) ms (\(plan.source) \(Int(plan.seconds * 1000)) ms)")
+            if let record = plan.record {
+                // The walk just made, kept for the next mirror of the same refs.
+                do {
+                    try record.file.write(for: record.pack)
+                } catch {
+                    log("cannot write \(ReachabilityFile.path(forPack: record.pack.packPath)): \(error)")
+                }
+            }
         } catch let e as TransportError {
             log("transfer of '\(name)' to \(connection.remoteAddress) stopped: \(e)")
         } catch is Stalled {
@@ -334,6 +344,50 @@ public final class SyncServer: Sendable {
     }
 
     struct Stalled: Error {}
+
+    /// What a transfer sends, and how that was found.
+    struct SendPlan {
+        var objects: [ObjectID]
+        var excluded: Set<ObjectID>
+        /// "reachability file" or "walk".
+        var source: String
+        var seconds: Double
+        /// A full walk from every current tip that fits in one pack: worth saving.
+        var record: (file: ReachabilityFile, pack: PackReader)?
+    }
+
+    /// The objects to send for `wants` (each a current ref tip, checked by the caller)
+    /// down to `haves`. A request with no haves whose wants are exactly the tips a
+    /// pack's reachability file was written for is answered from the file, without
+    /// walking; otherwise the history is walked, and a walk from every current tip
+    /// with no haves is returned for recording.
+    func objectsToSend(repo: Repository, name: RepositoryName, wants: [ObjectID], haves: [ObjectID],
+                       allTips: Set<ObjectID>) throws -> SendPlan {
+        let started = Instant.now()
+        let asked = ReachabilityFile.normalize(wants)
+        if haves.isEmpty && !asked.isEmpty {
+            for pack in repo.packs {
+                guard let file = ReachabilityFile.load(for: pack, problem: { self.log("ignoring \($0)") }), file.tips == asked else { continue }
+                do {
+                    let objects = try file.objects(in: pack)
+                    return SendPlan(objects: objects, excluded: [], source: "reachability file",
+                                    seconds: Instant.now().seconds(since: started), record: nil)
+                } catch {
+                    log("ignoring \(ReachabilityFile.path(forPack: pack.packPath)): \(error)")
+                }
+            }
+        }
+        // Our own objects were hashed when they came in: the walk does not hash them
+        // again (the receiver hashes everything it gets).
+        let walk = try ObjectWalk(store: repo, verifyReads: false).objects(reachableFrom: wants, excluding: haves)
+        var record: (ReachabilityFile, PackReader)?
+        if haves.isEmpty && !asked.isEmpty && Set(asked) == allTips, let pack = repo.packs.max(by: { $0.count < $1.count }),
+           let file = ReachabilityFile.from(walked: walk.objects, tips: asked, pack: pack) {
+            record = (file, pack)
+        }
+        return SendPlan(objects: walk.objects, excluded: walk.excluded, source: "walk",
+                        seconds: Instant.now().seconds(since: started), record: record)
+    }
 
     /// Waits for a write to reach the socket. A peer that takes no bytes at all for
     /// `stallTimeout` seconds is cut off (a slow reader is fine, as long as the bytes
