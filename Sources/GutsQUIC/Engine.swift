@@ -475,6 +475,11 @@ public final class QUICEngine {
         let maxUDP = min(Self.maxPacket, ngtcp2_conn_get_max_tx_udp_payload_size(conn))
         let quantum = ngtcp2_conn_get_send_quantum(conn)
         let maxPackets = max(1, min(64, quantum / max(1, maxUDP)))
+        var stat = ngtcp2_conn_stat()
+        guts_ngtcp2_conn_get_conn_stat(conn, &stat)
+        let cap = delay.cap(minRTT: stat.min_rtt, now: now)
+        var inFlight = stat.bytes_in_flight
+        var capped = false
         let buffer: UnsafeMutableRawBufferPointer
         if coalesce {
             if batchBuffer == nil { batchBuffer = .allocate(byteCount: Self.maxBatchBytes + Self.maxPacket, alignment: 8) }
@@ -504,6 +509,10 @@ public final class QUICEngine {
             if let p = priorityStream, let s = sendStreams[p], !s.blocked, s.hasPending {
                 stream = s
                 streamID = p
+            } else if inFlight >= cap {
+                // Enough in flight to keep the path busy: more would only wait in a queue
+                // on the way (ACKs and control messages still go).
+                capped = capped || !sendOrder.isEmpty
             } else {
                 var tries = 0
                 while tries < sendOrder.count {
@@ -558,6 +567,7 @@ public final class QUICEngine {
             let size = Int(n)
             packets += 1
             bytesSent += UInt64(n)
+            inFlight += UInt64(n)
             if stream != nil && priorityStream != streamID { cursor += 1 }
             let samePath = count > 0 && Self.sameAddress(pathStorage.pointee.path.remote, batchTo)
             if count > 0 && samePath && size <= segment {
@@ -582,7 +592,7 @@ public final class QUICEngine {
         closeBatch()
         // Stopped at the batch limit rather than by ngtcp2: the shell calls again soon, so
         // the congestion window is kept full (ngtcp2 does not grow an underused one).
-        mayWriteMore = packets >= maxPackets
+        mayWriteMore = packets >= maxPackets && !capped
         ngtcp2_conn_update_pkt_tx_time(conn, now.nanoseconds)
         return out
     }
@@ -590,6 +600,51 @@ public final class QUICEngine {
     /// A stream whose bytes go before any other's (the control stream: pings and gossip
     /// are not queued behind bulk transfers).
     public var priorityStream: Int64?
+
+    /// Limits stream data in flight to what keeps the path busy plus a few milliseconds.
+    var delay = DelayGuard()
+
+    /// Caps the bytes in flight at the delivery rate times (minimum RTT + a small queue
+    /// allowance), on top of ngtcp2's congestion window. A loss-based window grows until
+    /// the bottleneck's buffer overflows, so everything else on the connection (pings,
+    /// gossip) waits behind a full buffer; with this cap a bulk transfer still fills the
+    /// path, but keeps only about `allowance` of queue in front of it. The rate is the
+    /// highest acknowledged-bytes rate of the last ten sampling windows (one minimum RTT
+    /// each), so a window limited by the cap itself still lets it grow by a quarter or
+    /// more per round trip. The price: against a loss-based flow on the same bottleneck
+    /// this connection yields, as delay-based senders do.
+    struct DelayGuard {
+        /// Stream bytes acknowledged so far (ngtcp2 reports each range once).
+        var acked: UInt64 = 0
+        private var sampleStart: Instant?
+        private var sampleAcked: UInt64 = 0
+        private var samples = [Double](repeating: 0, count: 10)
+        private var next = 0
+        /// Never below this (bytes): a new or idle connection starts like a standard one.
+        static let floor: Double = 64 * 1024
+        /// Queueing allowed beyond the minimum RTT: at least 2 ms, a quarter of the RTT on
+        /// longer paths.
+        static func allowance(minRTT: Double) -> Double { max(0.002, minRTT / 4) }
+
+        mutating func cap(minRTT nanoseconds: UInt64, now: Instant) -> UInt64 {
+            guard nanoseconds > 0, nanoseconds < UInt64.max / 2 else { return UInt64.max }
+            let minRTT = Double(nanoseconds) / 1e9
+            if let start = sampleStart {
+                let elapsed = now.seconds(since: start)
+                if elapsed >= max(minRTT, 0.0005) {
+                    samples[next] = Double(acked - sampleAcked) / elapsed
+                    next = (next + 1) % samples.count
+                    sampleStart = now
+                    sampleAcked = acked
+                }
+            } else {
+                sampleStart = now
+                sampleAcked = acked
+            }
+            let rate = samples.max() ?? 0
+            return UInt64(max(Self.floor, rate * (minRTT + Self.allowance(minRTT: minRTT))))
+        }
+    }
 
     static func sameAddress(_ a: ngtcp2_addr, _ b: QUICSocketAddress) -> Bool {
         guard let p = a.addr, Int(a.addrlen) == b.bytes.count else { return false }
@@ -860,6 +915,7 @@ public final class QUICEngine {
             guard let engine = QUICEngine.from(user) else { return NGTCP2_ERR_CALLBACK_FAILURE }
             engine.sendStreams[stream]?.acknowledge(upTo: offset + length)
             engine.events.append(.acknowledged(stream, offset + length))
+            engine.delay.acked += length
             return 0
         }
         cb.stream_open = { _, stream, user in
