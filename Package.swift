@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "GutsSupportTests", dependencies: ["GutsSupport"]),
         .testTarget(name: "GutsCryptoTests", dependencies: ["GutsCrypto", "GutsNoise", "GutsSupport"], exclude: ["Vectors"]),
         .testTarget(name: "GutsWireTests", dependencies: ["GutsWire", "GutsIdentity", "GutsNoise", "GutsCrypto", "GutsSupport"]),
-        .testTarget(name: "GutsQUICTests", dependencies: ["GutsQUIC", "GutsAddress", "GutsTransport", "GutsSync", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport", nioCore, nioPosix]),
+        .testTarget(name: "GutsQUICTests", dependencies: ["GutsQUIC", "GutsAddress", "GutsNetSim", "GutsPolicy", "GutsTransport", "GutsSync", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport", nioCore, nioPosix]),
         .testTarget(name: "GutsGossipTests", dependencies: ["GutsGossip", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsDHTTests", dependencies: ["GutsDHT", "GutsPolicy", "GutsWire", "GutsCrypto", "GutsIdentity", "GutsSupport"]),
         .testTarget(name: "GutsNodeTests", dependencies: [

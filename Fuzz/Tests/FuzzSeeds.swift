@@ -81,7 +81,13 @@ enum FuzzSeeds {
     static var all: [(target: String, name: String, bytes: [UInt8])] {
         var seeds: [(String, String, [UInt8])] = []
         // wire-message: type byte then body; announcements whole (gossip data).
-        for (name, m) in messages {
+        // (The QUIC advertisements only here: `messages` also feeds established sessions.)
+        let quicAdvertising: [(String, Message)] = [
+            ("hello-quic", .hello(Hello(minVersion: 1, maxVersion: 1, capabilities: ["ping", "dht"], agent: "guts/0.1", quicPort: 9000))),
+            ("hello-ack-quic", .helloAck(HelloAck(version: 1, capabilities: ["ping"], agent: "guts/0.1", quicPort: 9001))),
+            ("dht-put-peer-quic", .app(DHTMessage.putPeer(PutPeer(record: dhtPeerWithQUIC)))),
+        ]
+        for (name, m) in messages + quicAdvertising {
             let e = encode(m)
             seeds.append(("wire-message", name, [e[0]] + e[5...]))
             if case .app(let a) = m, a is Announcement { seeds.append(("wire-message", name + "-data", e)) }
@@ -160,7 +166,7 @@ enum FuzzSeeds {
                                 repositories: ["alice/project"], startedAt: 1_700_000_000.25, uptimeSeconds: 12.5,
                                 inbound: 1, outbound: 2, open: 3)
         let peer = PeerSummary(peerID: fuzzPeerA.description, direction: .outbound, address: "127.0.0.1:9001", agent: "guts/0.1",
-                               isClient: false, roundTrip: 0.0021, connectedSince: 1_700_000_001.5, bytesIn: 10, bytesOut: 20)
+                               isClient: false, roundTrip: 0.0021, connectedSince: 1_700_000_001.5, bytesIn: 10, bytesOut: 20, transport: "quic")
         let responses: [(String, ControlResponse)] = [
             ("status", .status(status)), ("peers", .peers([peer])),
             ("published", .published(PublishReceipt(id: [UInt8](repeating: 0xab, count: 32), topic: "chat",
@@ -229,6 +235,14 @@ enum FuzzSeeds {
     }
 
     /// A provider record with a signature of the right length (the codec does not verify it).
+    /// A peer record with TCP and QUIC addresses (families 4, 0x84, 0x86).
+    static var dhtPeerWithQUIC: PeerRecord {
+        guard let a = DHTAddress("192.0.2.1:9000"), let q = DHTAddress("quic/192.0.2.1:9001"),
+              let q6 = DHTAddress("quic/[2001:db8::1]:9000") else { fuzzFail("address") }
+        return PeerRecord(publisher: fuzzEd25519(5).publicKey, sequence: 5, expires: 1_800_000_000,
+                          addresses: [a, q, q6], signature: [UInt8](repeating: 0x44, count: 64))
+    }
+
     static var dhtProvider: ProviderRecord {
         guard let a = DHTAddress("192.0.2.1:9000") else { fuzzFail("address") }
         return ProviderRecord(repository: dhtID(0x11), publisher: fuzzEd25519(5).publicKey, expires: 1_800_000_000,

@@ -5,6 +5,16 @@ public enum TransportKind: String, Sendable, CaseIterable {
     case tcp, quic
 }
 
+/// What is known of a peer's QUIC address beside its TCP address.
+public enum QUICAdvertisement: Equatable, Sendable {
+    /// Nothing (an address the user typed): QUIC is tried on the same port number.
+    case unknown
+    /// The peer advertised no QUIC (Hello, DHT record): TCP only.
+    case none
+    /// The peer advertised QUIC on this UDP port, at the same host.
+    case port(Int)
+}
+
 /// Where to reach a peer: `[PEERID@][quic/|tcp/]HOST[:PORT]`, with HOST an IPv4 address, a
 /// bracketed IPv6 address (`[::1]:9000`) or a host name. `quic/` names the node's QUIC
 /// (UDP) port, `tcp/` its TCP port; without either, both are tried (QUIC first).
@@ -17,12 +27,24 @@ public struct Endpoint: Equatable, Sendable, CustomStringConvertible {
     public var peer: PeerID?
     /// The transport the address names, when it names one.
     public var transport: TransportKind?
+    /// The peer's QUIC address as it advertised it, for an address without a transport.
+    public var quic: QUICAdvertisement
 
-    public init(host: String, port: Int, peer: PeerID? = nil, transport: TransportKind? = nil) {
+    public init(host: String, port: Int, peer: PeerID? = nil, transport: TransportKind? = nil, quic: QUICAdvertisement = .unknown) {
         self.host = host
         self.port = port
         self.peer = peer
         self.transport = transport
+        self.quic = quic
+    }
+
+    /// The port to try QUIC on (nil: the peer advertised none).
+    public var quicPort: Int? {
+        switch quic {
+        case .unknown: return port
+        case .none: return nil
+        case let .port(p): return p
+        }
     }
 
     public enum ParseError: Error, Equatable, CustomStringConvertible, Sendable {

@@ -176,36 +176,58 @@ public enum ArgumentParser {
         return "unknown option '\(given)'"
     }
 
+    /// The longest word (in Unicode scalars) whose edit distance is computed for a suggestion.
+    /// Every name guts suggests is far shorter; a longer word (a config file's hostile key, a
+    /// pasted blob) gets a suggestion only by the prefix rule, so a suggestion never costs more
+    /// than a few thousand steps per candidate.
+    static let suggestionWordLimit = 64
+
     /// The candidate nearest to `word` by edit distance, if near enough to be a typo.
     public static func closest(_ word: String, among candidates: [String]) -> String? {
-        var best: (String, Int)?
+        let w = Array(word.unicodeScalars)
+        var best: (name: String, distance: Int)?
         for c in candidates {
-            let d = editDistance(word, c)
-            if best == nil || d < best!.1 { best = (c, d) }
+            let name = Array(c.unicodeScalars)
+            let limit = max(2, min(w.count, name.count) / 2)
+            var distance = Int.max
+            if w.starts(with: name) || name.starts(with: w) {
+                distance = abs(w.count - name.count)
+                if distance > limit { distance = limit }  // a prefix always qualifies
+            } else if w.count <= suggestionWordLimit, abs(w.count - name.count) <= limit {
+                distance = editDistance(w, name)
+                if distance > limit { continue }
+            } else {
+                continue
+            }
+            if best == nil || distance < best?.distance ?? Int.max { best = (c, distance) }
         }
-        guard let (name, distance) = best else { return nil }
-        let limit = max(2, min(word.count, name.count) / 2)
-        if distance <= limit || name.hasPrefix(word) || word.hasPrefix(name) { return name }
-        return nil
+        return best?.name
     }
 
     /// Damerau-Levenshtein (optimal string alignment) distance.
     public static func editDistance(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
+        editDistance(Array(a.unicodeScalars), Array(b.unicodeScalars))
+    }
+
+    /// The same over scalars, in three rows of one allocation.
+    static func editDistance(_ a: [Unicode.Scalar], _ b: [Unicode.Scalar]) -> Int {
         if a.isEmpty { return b.count }
         if b.isEmpty { return a.count }
-        var d = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
-        for i in 0...a.count { d[i][0] = i }
-        for j in 0...b.count { d[0][j] = j }
+        let width = b.count + 1
+        var rows = [Int](repeating: 0, count: 3 * width)  // row i-2, i-1, i, rotating
+        for j in 0...b.count { rows[width + j] = j }      // row 0 sits in slot 1
         for i in 1...a.count {
+            let cur = ((i + 1) % 3) * width, prev = (i % 3) * width, prev2 = ((i + 2) % 3) * width
+            rows[cur] = i
             for j in 1...b.count {
                 let cost = a[i - 1] == b[j - 1] ? 0 : 1
-                d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+                var d = min(rows[prev + j] + 1, rows[cur + j - 1] + 1, rows[prev + j - 1] + cost)
                 if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
-                    d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+                    d = min(d, rows[prev2 + j - 2] + 1)
                 }
+                rows[cur + j] = d
             }
         }
-        return d[a.count][b.count]
+        return rows[((a.count + 1) % 3) * width + b.count]
     }
 }

@@ -124,7 +124,7 @@ public struct NodeConfig: Equatable, Sendable {
                 config.listen = value
             case "announce-address":
                 guard DHTAddress(value) != nil else {
-                    throw CommandError(.io, "\(origin):\(lineNumber): announce-address = '\(value)': expected IP:PORT (an IP literal, not unspecified or multicast, port not 0)")
+                    throw CommandError(.io, "\(origin):\(lineNumber): announce-address = '\(value)': expected [quic/]IP:PORT (an IP literal, not unspecified or multicast, port not 0)")
                 }
                 config.announceAddresses.append(value)
             case "transport":

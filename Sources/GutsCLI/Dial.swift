@@ -23,7 +23,7 @@ enum DialCommand: Command {
         guard args.positionals.count == 1 else { throw UsageError("dial needs exactly one address: [PEERID@]HOST[:PORT], an alias, or a PEERID to look up in the DHT") }
         var config = try NodeConfig.load(home: context.homePath)
         let peers = try PeerResolver(args, config: config, context: context)
-        let target = try peers.resolve(try DHTLookup.resolveAddress(args.positionals[0], context, args))
+        let target = try DHTLookup.resolveTarget(args.positionals[0], peers, context, args)
         if let t = try args.seconds("timeout", in: 0.1...3600) {
             config.connectTimeout = t
             config.handshakeTimeout = t

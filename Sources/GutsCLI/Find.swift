@@ -74,13 +74,15 @@ enum DHTLookup {
     static func endpoints(_ r: FindResult, score: (String) -> Double = { _ in 0 }) -> [Endpoint] {
         if r.kind == "peer" {
             guard let peer = PeerID(r.key) else { return [] }
-            return r.addresses.compactMap { endpoint($0, peer) }
+            return DHTService.endpoints(r.addresses.compactMap { DHTAddress($0) }, peer: peer)
         }
         let ordered = r.providers.enumerated().sorted { a, b in
             let sa = score(a.element.peerID), sb = score(b.element.peerID)
             return sa != sb ? sa > sb : a.offset < b.offset
         }.map(\.element)
-        return ordered.flatMap { p in PeerID(p.peerID).map { id in p.addresses.compactMap { endpoint($0, id) } } ?? [] }
+        return ordered.flatMap { p in
+            PeerID(p.peerID).map { id in DHTService.endpoints(p.addresses.compactMap { DHTAddress($0) }, peer: id) } ?? []
+        }
     }
 
     /// A command's address argument: `[PEERID@]HOST[:PORT]`, or a bare peer ID resolved
@@ -91,22 +93,19 @@ enum DHTLookup {
         guard let first = endpoints(r).first else {
             throw CommandError(.unreachable, "no address of \(peer) found in the DHT (\(r.messages) requests)")
         }
-        context.debug("\(peer) is at \(first.host):\(first.port) (from the DHT)")
+        context.debug("\(peer) is at \(first) (from the DHT; QUIC: \(first.quicPort.map { "port \($0)" } ?? "none"))")
         return first
     }
 
-    /// `text` as given, or for a bare peer ID its address from the DHT written as
-    /// `PEERID@HOST:PORT`, for the peer-argument resolver (aliases, known_peers).
-    static func resolveAddress(_ text: String, _ context: Context, _ args: ParsedArguments) throws -> String {
-        guard PeerID(text) != nil else { return text }
+    /// A command's peer argument through the resolver (aliases, known_peers); a bare peer
+    /// ID is first looked up in the DHT, and its record's QUIC address (or its lack of one)
+    /// is kept for the dial.
+    static func resolveTarget(_ text: String, _ peers: PeerResolver, _ context: Context, _ args: ParsedArguments) throws -> PeerTarget {
+        guard PeerID(text) != nil else { return try peers.resolve(text) }
         let e = try resolve(text, context, args)
-        let host = e.host.contains(":") ? "[\(e.host)]" : e.host
-        return "\(text)@\(host):\(e.port)"
-    }
-
-    static func endpoint(_ address: String, _ peer: PeerID) -> Endpoint? {
-        guard let a = DHTAddress(address) else { return nil }
-        return Endpoint(host: a.ip.description, port: Int(a.port), peer: peer)
+        var target = try peers.resolve("\(text)@\(e.transport.map { $0.rawValue + "/" } ?? "")\(e.address)")
+        target.endpoint.quic = e.quic
+        return target
     }
 }
 

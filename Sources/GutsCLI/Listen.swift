@@ -33,7 +33,7 @@ enum ListenCommand: Command {
         OptionSpec("announce-interval", value: "SECONDS", help: "how often served repositories are scanned for changes to announce (default 2)"),
         OptionSpec("resign-interval", value: "SECONDS", help: "sign unchanged refs of repositories this node is a delegate of again after this long (default 86400, 0 never; config resign-interval)"),
         OptionSpec("max-transfers", value: "N", help: "object transfers served at once; more are answered busy (default 8)"),
-        OptionSpec("announce-address", value: "IP:PORT", repeatable: true, help: "address to advertise in the DHT (repeatable; default: the listen address, or on 0.0.0.0 or :: the IP address 3 peers in different prefixes see, with the listen port; config announce-address)"),
+        OptionSpec("announce-address", value: "[quic/]IP:PORT", repeatable: true, help: "address to advertise in the DHT, quic/ for a QUIC one (repeatable; default: the listen address, or on 0.0.0.0 or :: the IP address 3 peers in different prefixes see, with the listen port, each with QUIC on the same port number when QUIC is on; config announce-address)"),
         OptionSpec("no-dht", help: "take no part in the DHT: no capability dht, no routing table, no provider records (config dht = off)"),
         OptionSpec("stall-timeout", value: "SECONDS", help: "cut off a transfer whose peer takes no bytes for this long (default 60)"),
         PeerResolver.option,
@@ -168,7 +168,7 @@ enum ListenCommand: Command {
         let announce = args.all("announce-address")
         nodeOptions.announceAddresses = try (announce.isEmpty ? config.announceAddresses : announce).map { text in
             guard let a = DHTAddress(text) else {
-                throw UsageError("--announce-address: expected IP:PORT (an IP literal, not unspecified or multicast, port not 0), not '\(text)'")
+                throw UsageError("--announce-address: expected [quic/]IP:PORT (an IP literal, not unspecified or multicast, port not 0), not '\(text)'")
             }
             return a
         }

@@ -32,14 +32,14 @@ enum PeersCommand: Command {
             return .ok
         }
         let now = unixTime()
-        var rows = [["PEER", "DIRECTION", "KIND", "SCORE", "ADDRESS", "RTT", "CONNECTED", "BYTES IN", "BYTES OUT"]]
+        var rows = [["PEER", "DIRECTION", "TRANSPORT", "KIND", "SCORE", "ADDRESS", "RTT", "CONNECTED", "BYTES IN", "BYTES OUT"]]
         for p in list {
-            rows.append([p.peerID, p.direction.rawValue, p.isClient ? "client" : "node",
+            rows.append([p.peerID, p.direction.rawValue, p.transport, p.isClient ? "client" : "node",
                          scores[p.peerID].map(PeerScoreFormat.number) ?? "-", p.address,
                          p.roundTrip.map { Network.ms($0) + " ms" } ?? "-", formatDuration(now - p.connectedSince),
                          String(p.bytesIn), String(p.bytesOut)])
         }
-        for line in table(rows, rightAligned: [3, 5, 6, 7, 8]) where !context.outChecked(line) { break }
+        for line in table(rows, rightAligned: [4, 6, 7, 8, 9]) where !context.outChecked(line) { break }
         return .ok
     }
 

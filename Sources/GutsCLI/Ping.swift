@@ -54,7 +54,7 @@ enum PingCommand: Command {
         config.handshakeTimeout = timeout
         try Network.applyNetworkOption(args, to: &config)
         let peers = try PeerResolver(args, config: config, context: context)
-        let target = try peers.resolve(try DHTLookup.resolveAddress(args.positionals[0], context, args))
+        let target = try DHTLookup.resolveTarget(args.positionals[0], peers, context, args)
         let endpoint = target.endpoint
         let identity = try Network.clientIdentity(context, args)
 

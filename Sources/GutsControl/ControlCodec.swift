@@ -245,8 +245,8 @@ public enum ControlCodec {
 
     /// The members describing a peer (also `guts peers --json`).
     public static func json(_ p: PeerSummary) -> [(String, JSONValue)] {
-        [("peer_id", .string(p.peerID)), ("direction", .string(p.direction.rawValue)), ("address", .string(p.address)),
-         ("agent", .string(p.agent)), ("client", .bool(p.isClient)),
+        [("peer_id", .string(p.peerID)), ("direction", .string(p.direction.rawValue)), ("transport", .string(p.transport)),
+         ("address", .string(p.address)), ("agent", .string(p.agent)), ("client", .bool(p.isClient)),
          ("rtt_ms", p.roundTrip.map { .double($0 * 1000) } ?? .null),
          ("connected_since", .double(p.connectedSince)),
          ("bytes_in", .int(Int(clamping: p.bytesIn))), ("bytes_out", .int(Int(clamping: p.bytesOut)))]
@@ -382,6 +382,7 @@ public enum ControlCodec {
 
     static func peer(_ v: JSONValue) throws(ControlCodecError) -> PeerSummary {
         guard let peerID = v["peer_id"]?.stringValue, let dir = v["direction"]?.stringValue.flatMap(PeerSummary.Direction.init),
+              let transport = v["transport"]?.stringValue, transport == "tcp" || transport == "quic",
               let address = v["address"]?.stringValue, let agent = v["agent"]?.stringValue, let client = v["client"]?.boolValue,
               let rtt = v["rtt_ms"], rtt.isNull || rtt.doubleValue != nil,
               let since = v["connected_since"]?.doubleValue,
@@ -390,7 +391,7 @@ public enum ControlCodec {
         }
         return PeerSummary(peerID: peerID, direction: dir, address: address, agent: agent, isClient: client,
                            roundTrip: rtt.doubleValue.map { $0 / 1000 }, connectedSince: since,
-                           bytesIn: UInt64(bytesIn), bytesOut: UInt64(bytesOut))
+                           bytesIn: UInt64(bytesIn), bytesOut: UInt64(bytesOut), transport: transport)
     }
 
     static func delivery(_ v: JSONValue) throws(ControlCodecError) -> GossipDelivery {

@@ -157,9 +157,12 @@ public struct PeerSummary: Equatable, Sendable {
     /// Bytes received from and sent to the peer on this connection, handshake included.
     public var bytesIn: UInt64
     public var bytesOut: UInt64
+    /// What carries the session: "tcp" or "quic".
+    public var transport: String
 
     public init(peerID: String, direction: Direction, address: String, agent: String, isClient: Bool,
-                roundTrip: Double?, connectedSince: Double, bytesIn: UInt64, bytesOut: UInt64) {
+                roundTrip: Double?, connectedSince: Double, bytesIn: UInt64, bytesOut: UInt64, transport: String) {
+        self.transport = transport
         self.peerID = peerID
         self.direction = direction
         self.address = address

@@ -177,6 +177,8 @@ public struct DHTEngine: Sendable {
     /// The port this node listens on when it learns its address from what peers observe
     /// (nil: it advertises what it was told, or nothing).
     public private(set) var learningPort: UInt16?
+    /// The UDP port advertised for QUIC beside each learned address (nil: none).
+    public private(set) var learningQUICPort: UInt16?
     /// Peers' reports of the IP address they see this node at.
     public private(set) var observed = AddressVotes()
     /// Repositories this node provides, with the next republish time.
@@ -316,12 +318,17 @@ public struct DHTEngine: Sendable {
     /// Learns this node's address from what peers observe (ObservedAddress) instead of being
     /// told one: `port` is the port it listens on, combined with the IP address adopted from
     /// the reports (the port a peer sees is a session's source port, which nobody can dial).
-    /// nil stops learning. Call only when no address was configured.
-    public mutating func learnAddresses(port: UInt16?) { learningPort = port }
+    /// nil stops learning. Call only when no address was configured. With `quicPort`, each
+    /// adopted IP address is advertised with QUIC on that UDP port as well.
+    public mutating func learnAddresses(port: UInt16?, quicPort: UInt16? = nil) {
+        learningPort = port
+        learningQUICPort = quicPort
+    }
 
     private mutating func learn(_ ip: IPAddress, from: DHTContact, now: DHTTime, into actions: inout [DHTAction]) {
         guard let port = learningPort, observed.record(ip, by: from, now: now.monotonic) else { return }
-        let list = observed.adopted.compactMap { DHTAddress(ip: $0, port: port) }
+        var list = observed.adopted.compactMap { DHTAddress(ip: $0, port: port) }
+        if let q = learningQUICPort { list += observed.adopted.compactMap { DHTAddress(ip: $0, port: q, quic: true) } }
         actions += setAddresses(list, now: now)
         // Records made while this node had no address were never announced.
         for repo in provided.keys.sorted() { announceProvider(repo, now: now, into: &actions) }

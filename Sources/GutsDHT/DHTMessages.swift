@@ -5,7 +5,8 @@ import GutsWire
 /// Field encodings shared by the DHT messages and the signed records.
 ///
 /// - address: `family (u8: 4 or 6) | address (4 or 16 bytes) | port (u16, not 0)`; an
-///   IPv4-mapped IPv6 address is sent as IPv4, so family 6 never carries one.
+///   IPv4-mapped IPv6 address is sent as IPv4, so family 6 never carries one. In signed
+///   records the family may have bit 0x80 set (0x84, 0x86): a UDP port serving QUIC.
 /// - contact: `public key (32) | address`.
 /// - address list: `count (u8, 1-8) | addresses`.
 public enum DHTCoding {
@@ -16,21 +17,28 @@ public enum DHTCoding {
         }
     }
 
+    /// The family bit of a QUIC address (records only).
+    static let quicFlag: UInt8 = 0x80
+
     public static func writeAddress(_ w: inout ByteWriter, _ a: DHTAddress) {
+        let flag = a.quic ? quicFlag : 0
         switch a.ip {
         case let .v4(v):
-            w.u8(4)
+            w.u8(4 | flag)
             w.u32(v)
         case let .v6(hi, lo):
-            w.u8(6)
+            w.u8(6 | flag)
             w.u64(hi)
             w.u64(lo)
         }
         w.u16(a.port)
     }
 
-    public static func readAddress(_ r: inout ByteReader) throws -> DHTAddress {
-        let family = try r.u8("family")
+    /// Reads an address; `quic` allows the QUIC families (in signed records only).
+    public static func readAddress(_ r: inout ByteReader, quic: Bool = false) throws -> DHTAddress {
+        var family = try r.u8("family")
+        let isQUIC = quic && family & quicFlag != 0
+        if isQUIC { family &= ~quicFlag }
         let ip: IPAddress
         switch family {
         case 4:
@@ -42,10 +50,10 @@ public enum DHTCoding {
             }
             ip = .v6(hi, lo)
         default:
-            throw DecodeError.invalidValue(field: "family", reason: "must be 4 or 6")
+            throw DecodeError.invalidValue(field: "family", reason: quic ? "must be 4, 6, 0x84 or 0x86" : "must be 4 or 6")
         }
         let port = try r.u16("port")
-        guard let address = DHTAddress(ip: ip, port: port) else {
+        guard let address = DHTAddress(ip: ip, port: port, quic: isQUIC) else {
             throw DecodeError.invalidValue(field: "address", reason: "port 0, unspecified or multicast address")
         }
         return address
@@ -62,7 +70,7 @@ public enum DHTCoding {
         try WireField.checkCount(n, "addresses", DHTLimits.maxAddresses)
         var out: [DHTAddress] = []
         out.reserveCapacity(n)
-        for _ in 0..<n { out.append(try readAddress(&r)) }
+        for _ in 0..<n { out.append(try readAddress(&r, quic: true)) }
         return out
     }
 

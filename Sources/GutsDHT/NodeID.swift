@@ -124,10 +124,12 @@ public struct NodeID: Hashable, Comparable, Sendable, CustomStringConvertible {
 public struct DHTAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
     public let ip: IPAddress
     public let port: UInt16
+    /// A UDP port serving QUIC (only in signed records); else a TCP port.
+    public let quic: Bool
 
     /// Nil for port 0 and for addresses no peer can dial: unspecified (`0.0.0.0/8`, `::`)
     /// and multicast (`224.0.0.0/4`, `ff00::/8`).
-    public init?(ip: IPAddress, port: UInt16) {
+    public init?(ip: IPAddress, port: UInt16, quic: Bool = false) {
         guard port != 0 else { return nil }
         switch ip {
         case let .v4(v):
@@ -137,11 +139,20 @@ public struct DHTAddress: Hashable, Comparable, Sendable, CustomStringConvertibl
         }
         self.ip = ip
         self.port = port
+        self.quic = quic
     }
 
-    /// Parses `A.B.C.D:PORT` or `[V6]:PORT` (no host names, no zone).
+    /// This address as TCP or QUIC.
+    public func with(quic: Bool) -> DHTAddress {
+        DHTAddress(ip: ip, port: port, quic: quic) ?? self
+    }
+
+    /// Parses `A.B.C.D:PORT` or `[V6]:PORT` (no host names, no zone), with `quic/` before
+    /// a QUIC address.
     public init?(_ text: some StringProtocol) {
-        let s = String(text)
+        var s = String(text)
+        let quic = s.hasPrefix("quic/")
+        if quic { s = String(s.dropFirst(5)) }
         guard s.utf8.count <= IPAddress.maxTextLength + 8, !s.contains("%") else { return nil }
         let host: Substring
         let portText: Substring
@@ -160,21 +171,24 @@ public struct DHTAddress: Hashable, Comparable, Sendable, CustomStringConvertibl
         guard !portText.isEmpty, portText.utf8.count <= 5, portText.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
               portText == "0" || !portText.hasPrefix("0"),
               let port = Int(portText), port <= 65535, let ip = IPAddress(host) else { return nil }
-        self.init(ip: ip, port: UInt16(port))
+        self.init(ip: ip, port: UInt16(port), quic: quic)
     }
 
     public var scope: AddressScope { ip.scope }
     public var group: AddressGroup { ip.group }
 
-    /// `A.B.C.D:PORT` or `[V6]:PORT`.
+    /// `A.B.C.D:PORT` or `[V6]:PORT`, after `quic/` for a QUIC address.
     public var description: String {
+        let prefix = quic ? "quic/" : ""
         switch ip {
-        case .v4: return "\(ip):\(port)"
-        case .v6: return "[\(ip)]:\(port)"
+        case .v4: return "\(prefix)\(ip):\(port)"
+        case .v6: return "\(prefix)[\(ip)]:\(port)"
         }
     }
 
-    public static func < (a: DHTAddress, b: DHTAddress) -> Bool { a.ip != b.ip ? a.ip < b.ip : a.port < b.port }
+    public static func < (a: DHTAddress, b: DHTAddress) -> Bool {
+        a.ip != b.ip ? a.ip < b.ip : (a.port != b.port ? a.port < b.port : !a.quic && b.quic)
+    }
 }
 
 /// A DHT node as others can reach it: its Ed25519 public key (which the handshake proves),

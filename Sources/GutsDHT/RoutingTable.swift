@@ -440,7 +440,7 @@ public enum RoutingTableText {
                 continue
             }
             let fields = line.split(separator: " ", omittingEmptySubsequences: false)
-            guard fields.count == 3, let peer = PeerID(fields[0]), let address = DHTAddress(fields[1]),
+            guard fields.count == 3, let peer = PeerID(fields[0]), let address = DHTAddress(fields[1]), !address.quic,
                   let known = parseSeconds(fields[2]),
                   let contact = DHTContact(publicKey: peer.publicKey, address: address),
                   seen.insert(contact.id).inserted

@@ -24,7 +24,10 @@ public final class UDPRelay: @unchecked Sendable {
     public let port: Int
     public let seed: UInt64
     private let front: Int32
-    private let back: Int32
+    /// The socket that talks to the server; `rebind` replaces it (the old ones stay open
+    /// and are still read, so the server's late packets are relayed).
+    private var back: Int32
+    private var oldBacks: [Int32] = []
     private var target = sockaddr_in()
     private var client: sockaddr_in?
     private let options: Options
@@ -34,6 +37,9 @@ public final class UDPRelay: @unchecked Sendable {
     private var rng: UInt64
     private struct Shared {
         var running = true
+        /// A source address to move to (`rebind`), taken by the relay thread.
+        var rebind: String?
+        var rebound = 0
         var dropped = 0
         var reordered = 0
         var forwarded = 0
@@ -101,7 +107,7 @@ public final class UDPRelay: @unchecked Sendable {
         return relay
     }
 
-    /// Stops forwarding (within 10 ms) and closes both sockets.
+    /// Stops forwarding (within 10 ms) and closes its sockets.
     public func stop() {
         shared.withLock { $0.running = false }
         if let thread {
@@ -109,7 +115,40 @@ public final class UDPRelay: @unchecked Sendable {
             self.thread = nil
             close(front)
             close(back)
+            for fd in oldBacks { close(fd) }
         }
+    }
+
+    /// From now on, sends to the server from a new socket on `host` (a loopback address such
+    /// as 127.0.0.2): the server sees its client move, as after a NAT rebinding or a
+    /// connection migration; the client does not notice. Returns once the relay moved.
+    public func rebind(to host: String, timeout: Double = 5) -> Bool {
+        let before = shared.withLock { s -> Int in
+            s.rebind = host
+            return s.rebound
+        }
+        let deadline = Self.now() + timeout
+        while Self.now() < deadline {
+            if shared.withLock({ $0.rebound }) > before { return true }
+            usleep(1000)
+        }
+        return false
+    }
+
+    private func moveBack(to host: String) {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { return }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr(host)
+        addr.sin_port = 0
+        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard ok == 0 else {
+            close(fd)
+            return
+        }
+        oldBacks.append(back)
+        back = fd
     }
 
     private func random() -> Double {
@@ -129,8 +168,17 @@ public final class UDPRelay: @unchecked Sendable {
     private func run() {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
-            if !shared.withLock({ $0.running }) { return }
+            let (running, move) = shared.withLock { s -> (Bool, String?) in
+                defer { s.rebind = nil }
+                return (s.running, s.rebind)
+            }
+            if !running { return }
+            if let move {
+                moveBack(to: move)
+                shared.withLock { $0.rebound += 1 }
+            }
             var fds = [pollfd(fd: front, events: Int16(POLLIN), revents: 0), pollfd(fd: back, events: Int16(POLLIN), revents: 0)]
+                + oldBacks.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             let now0 = Self.now()
             let next = queue.map(\.at).min()
             // Wait until the next datagram is due: poll counts whole milliseconds, so a
@@ -139,9 +187,9 @@ public final class UDPRelay: @unchecked Sendable {
             if wait < 0.001 {
                 var slice = timespec(tv_sec: 0, tv_nsec: Int(min(wait, 0.0002) * 1e9))
                 if wait > 0 { nanosleep(&slice, nil) }
-                _ = poll(&fds, 2, 0)
+                _ = poll(&fds, nfds_t(fds.count), 0)
             } else {
-                _ = poll(&fds, 2, Int32(wait * 1000))
+                _ = poll(&fds, nfds_t(fds.count), Int32(wait * 1000))
             }
             if fds[0].revents & Int16(POLLIN) != 0 {
                 var from = sockaddr_in()
@@ -154,8 +202,8 @@ public final class UDPRelay: @unchecked Sendable {
                     admit(Array(buffer[0..<n]), toServer: true)
                 }
             }
-            if fds[1].revents & Int16(POLLIN) != 0 {
-                let n = recv(back, &buffer, buffer.count, 0)
+            for f in fds.dropFirst() where f.revents & Int16(POLLIN) != 0 {
+                let n = recv(f.fd, &buffer, buffer.count, 0)
                 if n > 0 { admit(Array(buffer[0..<n]), toServer: false) }
             }
             let now = Self.now()

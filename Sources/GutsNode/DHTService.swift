@@ -81,6 +81,12 @@ public final class DHTService: Sendable {
         var pinging: Set<NodeID> = []
         /// Peers being dialed back (their inbound session carries the traffic).
         var dialBacks: Set<NodeID> = []
+        /// What peers advertised for QUIC (Hello, their own peer record): the UDP port at
+        /// their contact's IP address, 0 for none. Bounded (`maxQUICPorts`).
+        var quicPorts: [NodeID: UInt16] = [:]
+        /// The TCP address of each dial in progress (a dial won by QUIC reaches the peer's
+        /// UDP port; the contact is its TCP address).
+        var dialAddresses: [NodeID: DHTAddress] = [:]
         /// Every open session per peer (at most a few: the host caps sessions per peer); when
         /// the one in `sessions` closes, another takes its place (two nodes that dialed each
         /// other keep one session of the two, guts-protocol(7), SESSION).
@@ -147,10 +153,10 @@ public final class DHTService: Sendable {
     /// `RoutingTableText`), and starts the idle sweep and the periodic save. With no
     /// addresses and a `learnPort`, the node adopts the IP address peers observe it at
     /// (with that port) once enough of them agree (`DHTEngine.learnAddresses`).
-    public func start(addresses: [DHTAddress], learnPort: UInt16? = nil, saved: [RoutingTableText.Saved]) {
+    public func start(addresses: [DHTAddress], learnPort: UInt16? = nil, quicPort: UInt16? = nil, saved: [RoutingTableText.Saved]) {
         loop.execute { [self] in
             let now = Self.now()
-            if addresses.isEmpty { state.value.engine.learnAddresses(port: learnPort) }
+            if addresses.isEmpty { state.value.engine.learnAddresses(port: learnPort, quicPort: quicPort) }
             perform(state.value.engine.setAddresses(addresses, now: now))
             let ordered = saved.sorted { $0.knownFor > $1.knownFor }.prefix(limits.maxSavedDials)
             for s in ordered where s.contact.id != localID {
@@ -201,9 +207,17 @@ public final class DHTService: Sendable {
     }
 
     private func register(_ link: any PeerLink) {
-        guard !state.value.stopped, !link.isClosed, let info = link.peer, let address = DHTAddress(link.remoteAddress),
-              let contact = DHTContact(publicKey: info.peerID.publicKey, address: address) else { return }
+        guard !state.value.stopped, !link.isClosed, let info = link.peer, let remote = DHTAddress(link.remoteAddress) else { return }
+        let peerID = NodeID(publicKey: info.peerID.publicKey)
+        // A link this node dialed reaches the peer at the TCP address dialed, whichever
+        // transport won; the address a session comes from is what the peer observes.
+        var address = remote
+        if !link.inbound, let dialed = state.value.dialAddresses[peerID], dialed.ip == remote.ip { address = dialed }
+        guard let contact = DHTContact(publicKey: info.peerID.publicKey, address: address) else { return }
         let id = contact.id
+        // What a node session (or a peer this node dialed) advertised; a command run with a
+        // node's key serves nothing.
+        if Self.listsDHT(link) || !link.inbound { rememberQUIC(id, info.quicPort) }
         guard id != localID, !(state.value.sessions[id].map { $0.link === link } ?? false) else { return }
         let dialed = state.value.dialing[id] != nil || state.value.pinging.contains(id)
         var all = (state.value.links[id] ?? []).filter { !$0.isClosed && $0 !== link }
@@ -217,7 +231,7 @@ public final class DHTService: Sendable {
         }
         if dialed && !link.inbound { trimDialedSessions() }
         // Tells the peer the address its session comes from (it may learn its own address).
-        if Self.listsDHT(link) { link.send(.app(DHTMessage.observedAddress(ObservedAddress(address: address)))) }
+        if Self.listsDHT(link) { link.send(.app(DHTMessage.observedAddress(ObservedAddress(address: remote)))) }
         if !link.inbound, Self.listsDHT(link) {
             // This node dialed the address: it is verified.
             verified(contact)
@@ -367,11 +381,13 @@ public final class DHTService: Sendable {
             hooks.penalize(link, .protocolViolation, "dht: invalid own peer record")
             return
         }
-        guard let target = record.addresses.first(where: { $0.ip == peer.address.ip }),
+        guard let target = record.addresses.first(where: { !$0.quic && $0.ip == peer.address.ip }),
               let contact = DHTContact(publicKey: peer.publicKey, address: target) else {
             hooks.log.debug("dht: \(peer.id.short) advertises no address on \(peer.address.ip): client only")
             return
         }
+        // The record says whether (and where) the peer serves QUIC on that IP address.
+        rememberQUIC(peer.id, record.addresses.first(where: { $0.quic && $0.ip == target.ip })?.port ?? 0)
         guard state.value.dialing[peer.id] == nil else { return }
         state.value.dialBacks.insert(peer.id)
         if state.value.dialBacks.count > 1024, let any = state.value.dialBacks.first { state.value.dialBacks.remove(any) }
@@ -384,6 +400,21 @@ public final class DHTService: Sendable {
         case peer(NodeID)
         case providers(NodeID)
         case node(NodeID)
+    }
+
+    /// Dialable endpoints of `peer` from the addresses of its signed record: each TCP
+    /// address with the QUIC address the record names on the same IP address (none when
+    /// it names none, so only TCP is tried), then QUIC addresses without a TCP one.
+    public static func endpoints(_ addresses: [DHTAddress], peer: PeerID?) -> [Endpoint] {
+        var out: [Endpoint] = []
+        for a in addresses where !a.quic {
+            let q = addresses.first { $0.quic && $0.ip == a.ip }
+            out.append(Endpoint(host: a.ip.description, port: Int(a.port), peer: peer, quic: q.map { .port(Int($0.port)) } ?? .none))
+        }
+        for a in addresses where a.quic && !addresses.contains(where: { !$0.quic && $0.ip == a.ip }) {
+            out.append(Endpoint(host: a.ip.description, port: Int(a.port), peer: peer, transport: .quic))
+        }
+        return out
     }
 
     /// Runs a lookup; `done` is called on the loop with the result.
@@ -446,10 +477,24 @@ public final class DHTService: Sendable {
             var out: [NodeID: [DHTAddress]] = [:]
             for id in ids {
                 var list: [DHTAddress] = []
-                if let e = state.value.engine.table.entry(id) { list.append(e.contact.address) }
+                if let e = state.value.engine.table.entry(id) {
+                    list.append(e.contact.address)
+                    if let q = state.value.quicPorts[id], q != 0, let a = DHTAddress(ip: e.contact.address.ip, port: q, quic: true) {
+                        list.append(a)
+                    }
+                }
                 if let r = state.value.engine.storedPeerRecord(of: id, unixNow: unix) { list += r.addresses }
                 for link in state.value.links[id] ?? [] where !link.inbound && !link.isClosed {
-                    if let a = DHTAddress(link.remoteAddress) { list.append(a) }
+                    guard let a = DHTAddress(link.remoteAddress) else { continue }
+                    if link.transportName == "quic" {
+                        // Dialed at a TCP address whose QUIC port has the same number (what
+                        // the peer advertised confirms it); the session reached QUIC.
+                        if link.peer?.quicPort == a.port { list.append(a) }
+                        list.append(a.with(quic: true))
+                    } else {
+                        list.append(a)
+                        if let q = link.peer?.quicPort, q != 0, let b = DHTAddress(ip: a.ip, port: q, quic: true) { list.append(b) }
+                    }
                 }
                 var seen = Set<DHTAddress>()
                 list = list.filter { seen.insert($0).inserted }
@@ -526,6 +571,24 @@ public final class DHTService: Sendable {
         s.link.send(.app(message))
     }
 
+    /// Peers' advertised QUIC ports kept at most.
+    static let maxQUICPorts = 4096
+
+    private func rememberQUIC(_ id: NodeID, _ port: UInt16) {
+        if state.value.quicPorts[id] == nil, state.value.quicPorts.count >= Self.maxQUICPorts,
+           let any = state.value.quicPorts.keys.first {
+            state.value.quicPorts[any] = nil
+        }
+        state.value.quicPorts[id] = port
+    }
+
+    /// What this node knows of a contact's QUIC address: what it advertised, else nothing
+    /// (a contact in a Nodes answer names only its TCP address).
+    private func quicAdvertisement(_ id: NodeID) -> QUICAdvertisement {
+        guard let port = state.value.quicPorts[id] else { return .unknown }
+        return port == 0 ? .none : .port(Int(port))
+    }
+
     private func dial(_ contact: DHTContact, queue: [DHTMessage] = [], keep: Bool = true) {
         guard state.value.dialing[contact.id] == nil else { return }
         guard state.value.dialing.count < limits.maxDials, let peer = try? PeerID(publicKey: contact.publicKey) else {
@@ -534,7 +597,9 @@ public final class DHTService: Sendable {
         }
         guard !state.value.stopped else { return }
         state.value.dialing[contact.id] = queue
-        let endpoint = Endpoint(host: contact.address.ip.description, port: Int(contact.address.port), peer: peer)
+        state.value.dialAddresses[contact.id] = contact.address
+        let endpoint = Endpoint(host: contact.address.ip.description, port: Int(contact.address.port), peer: peer,
+                                quic: quicAdvertisement(contact.id))
         let future = hooks.dial(endpoint, keep)
         let settled = future.map { _ in () }.recover { _ in () }
         let key = ObjectIdentifier(settled)
@@ -542,6 +607,7 @@ public final class DHTService: Sendable {
         settled.whenComplete { [inflight] _ in inflight.withLockedValue { _ = $0.removeValue(forKey: key) } }
         future.whenComplete { [self] result in
             onLoop { [self] in
+                defer { state.value.dialAddresses[contact.id] = nil }
                 switch result {
                 case let .success(link) where !keep:
                     // A dial-back: the address is verified; traffic stays on the peer's own

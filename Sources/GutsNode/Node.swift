@@ -160,6 +160,14 @@ public final class Node: Sendable {
     public let dht: DHTService?
     /// Repositories announced through gossip, by announcer (a second source of providers).
     let seenProviders = NIOLockedValueBox(SeenProviders())
+    /// The UDP port this node serves QUIC on, advertised in its Hello and HelloAck and peer
+    /// records; 0 until bound, and for good when the UDP side could not be bound.
+    let quicPort: NIOLockedValueBox<UInt16>
+    /// What peers this node dialed advertised for QUIC in their HelloAck, by the TCP
+    /// address dialed (0: none), so its next dials there race QUIC on the right port or
+    /// use only TCP.
+    let learnedQUIC: NIOLockedValueBox<[String: UInt16]>
+    static let maxLearnedQUIC = 1024
     /// The node, for the DHT's hooks (cleared at stop, so no cycle outlives the node).
     private let selfRef = NIOLockedValueBox<Node?>(nil)
     static let routingTableFile = "dht-routing"
@@ -184,7 +192,12 @@ public final class Node: Sendable {
         let dhtExtra = options.dht ? [DHTProtocol.capability] : []
         session.capabilities += (extra + dhtExtra).filter { !session.capabilities.contains($0) }
         session.protocols = MessageRegistry([SyncProtocol(), GossipProtocol()] + (options.dht ? [DHTProtocol()] : []))
+        let advertised = NIOLockedValueBox<UInt16>(0)
+        quicPort = advertised
+        session.quicPort = { advertised.withLockedValue { $0 } }
         self.session = session
+        let learned = NIOLockedValueBox<[String: UInt16]>([:])
+        learnedQUIC = learned
         var serviceOptions = NodeService.Options()
         serviceOptions.bootstrap = options.bootstrap
         serviceOptions.serving = options.repositories != nil
@@ -209,7 +222,7 @@ public final class Node: Sendable {
             let state = options.stateDirectory
             let writer = stateWriter
             let dial: @Sendable (Endpoint, Bool) -> EventLoopFuture<any PeerLink> = { endpoint, keep in
-                LinkDialer.dial(endpoint, choice: transport, config: keep ? sessionConfig : probeConfig, group: group, connectTimeout: timeout).map { (connection: any PeerLink) -> any PeerLink in
+                Node.dial(endpoint, learned: learned, choice: transport, config: keep ? sessionConfig : probeConfig, group: group, connectTimeout: timeout).map { (connection: any PeerLink) -> any PeerLink in
                     if keep { ref.withLockedValue { $0 }?.follow(connection, bootstrap: nil) }
                     return connection
                 }
@@ -301,6 +314,8 @@ public final class Node: Sendable {
             }
         }
         guard let (listener, address, quic) = bound else { throw TransportError.notEstablished }
+        // Only a bound UDP side is advertised (Hello, HelloAck, peer and provider records).
+        if quic != nil, let port = address.port.flatMap({ UInt16(exactly: $0) }) { quicPort.withLockedValue { $0 = port } }
         self.listener.withLockedValue { $0 = listener }
         quicListener.withLockedValue { $0 = quic }
         loop.execute { self.apply(.started) }
@@ -322,6 +337,17 @@ public final class Node: Sendable {
     private func startDHT(_ dht: DHTService, bound: SocketAddress) {
         var addresses = options.announceAddresses
         if addresses.isEmpty, let a = DHTAddress(PeerConnectionAddress.render(bound)) { addresses = [a] }
+        let quic = quicPort.withLockedValue { $0 }
+        if quic == 0 {
+            // QUIC is off: no QUIC address is advertised, even one the operator gave.
+            addresses.removeAll { $0.quic }
+        } else if !addresses.contains(where: \.quic) {
+            // QUIC on the same port number as each TCP address (announced or bound), unless
+            // the operator gave QUIC addresses of its own.
+            addresses += addresses.compactMap { a in
+                options.announceAddresses.isEmpty ? DHTAddress(ip: a.ip, port: quic, quic: true) : a.with(quic: true)
+            }
+        }
         var saved: [RoutingTableText.Saved] = []
         if let dir = options.stateDirectory {
             let path = dir + "/" + Self.routingTableFile
@@ -343,7 +369,7 @@ public final class Node: Sendable {
         } else {
             log.debug("dht: advertising \(addresses.map(\.description).joined(separator: ", "))")
         }
-        dht.start(addresses: addresses, learnPort: learnPort, saved: saved)
+        dht.start(addresses: addresses, learnPort: learnPort, quicPort: quic == 0 ? nil : quic, saved: saved)
     }
 
     static func saveRoutingTable(_ dir: String, _ text: String, log: NodeLog) {
@@ -424,7 +450,7 @@ public final class Node: Sendable {
     private func perform(_ action: NodeAction) {
         switch action {
         case let .dial(b, endpoint):
-            LinkDialer.dial(endpoint, choice: options.transport, config: session, group: group, connectTimeout: options.connectTimeout).whenComplete { [weak self] result in
+            Self.dial(endpoint, learned: learnedQUIC, choice: options.transport, config: session, group: group, connectTimeout: options.connectTimeout).whenComplete { [weak self] result in
                 guard let self else { return }
                 switch result {
                 case let .success(connection):
@@ -632,6 +658,7 @@ public final class Node: Sendable {
             return .failed(MirrorFailure(.local, peer: nil, "no repository root to mirror into"))
         }
         let session = Self.unfollowed(self.session), group = self.group, timeout = options.connectTimeout, transport = options.transport
+        let learned = learnedQUIC
         // Best-scoring peers first (the announcer stays first when it is connected), banned
         // ones never; what each peer did is scored.
         let reputation = self.reputation
@@ -649,8 +676,30 @@ public final class Node: Sendable {
         return MirrorRunner.run(job, root: root, localPeer: peerID, connected: ordered, maxPacks: options.maxPacks,
                                 log: { log.info($0) },
                                 record: { event, connection, reason in reputation.record(event, connection, reason: reason) }) { endpoint in
-            try? LinkDialer.dial(endpoint, choice: transport, config: session, group: group, connectTimeout: timeout).wait()
+            try? Node.dial(endpoint, learned: learned, choice: transport, config: session, group: group, connectTimeout: timeout).wait()
         }
+    }
+
+    /// Dials `endpoint`, racing QUIC where the peer advertised it (in the HelloAck of an
+    /// earlier dial of the same address) or TCP only where it advertised none; what the
+    /// peer advertises now is kept for the next dial.
+    static func dial(_ endpoint: Endpoint, learned: NIOLockedValueBox<[String: UInt16]>, choice: TransportChoice,
+                     config: SessionConfig, group: EventLoopGroup, connectTimeout: Double) -> EventLoopFuture<any PeerLink> {
+        var target = endpoint
+        let key = endpoint.address
+        if target.transport == nil, target.quic == .unknown, let port = learned.withLockedValue({ $0[key] }) {
+            target.quic = port == 0 ? .none : .port(Int(port))
+        }
+        return LinkDialer.dial(target, choice: choice, config: config, group: group, connectTimeout: connectTimeout)
+            .map { link in
+                if endpoint.transport == nil, let info = link.peer {
+                    learned.withLockedValue { table in
+                        if table[key] == nil, table.count >= maxLearnedQUIC, let any = table.keys.first { table[any] = nil }
+                        table[key] = info.quicPort
+                    }
+                }
+                return link
+            }
     }
 }
 

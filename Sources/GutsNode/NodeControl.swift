@@ -53,7 +53,7 @@ public final class NodeControl: ControlHandler {
                                    address: c.remoteAddress, agent: peer.agent,
                                    isClient: peer.capabilities.contains(GossipClient.capability),
                                    roundTrip: c.lastRoundTrip, connectedSince: c.openedAt,
-                                   bytesIn: c.bytesReceived, bytesOut: c.bytesSent)
+                                   bytesIn: c.bytesReceived, bytesOut: c.bytesSent, transport: c.transportName)
             }
             done(list.sorted { ($0.connectedSince, $0.peerID) < ($1.connectedSince, $1.peerID) })
         }

@@ -101,7 +101,7 @@ final class Reputation: Sendable {
             if inbound.count >= maxInbound {
                 let candidates = inbound.map { session in
                     EvictionCandidate(id: ObjectIdentifier(session.connection),
-                                      group: session.ip?.group ?? AddressGroup(.v4(0)),
+                                      group: (Self.address(of: session.connection) ?? session.ip)?.group ?? AddressGroup(.v4(0)),
                                       connectedSince: session.since,
                                       minPing: session.connection.lastRoundTrip,
                                       lastUseful: nil,
@@ -304,7 +304,8 @@ extension Reputation {
             let victims = s.sessions.values.filter { session in
                 switch target {
                 case let .peer(id): return session.peer == id
-                case let .prefix(prefix): return session.ip.map(prefix.contains) ?? false
+                // The address now: a QUIC session follows its peer's validated migration.
+                case let .prefix(prefix): return (Self.address(of: session.connection) ?? session.ip).map(prefix.contains) ?? false
                 }
             }.map(\.connection)
             return (changed, victims)

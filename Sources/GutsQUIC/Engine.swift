@@ -96,6 +96,9 @@ public enum QUICEvent: Equatable, Sendable {
     /// A connection ID now names this connection (server: for the datagram demultiplexer).
     case newConnectionID([UInt8])
     case retiredConnectionID([UInt8])
+    /// The peer moved to this address (connection migration or NAT rebinding) and the new
+    /// path passed validation (PATH_CHALLENGE answered from there): it is `remote` now.
+    case migrated(QUICSocketAddress)
     /// The connection is over; send nothing more except what `flush` still returns.
     case closed(QUICClose)
 }
@@ -874,6 +877,15 @@ public final class QUICEngine {
         cb.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb
         cb.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb
         cb.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb
+        cb.path_validation = { _, _, path, result, user in
+            guard let engine = QUICEngine.from(user) else { return NGTCP2_ERR_CALLBACK_FAILURE }
+            // Only a validated path counts; on failure ngtcp2 falls back to the old one.
+            guard result == NGTCP2_PATH_VALIDATION_RESULT_SUCCESS, let path,
+                  let to = QUICEngine.address(path.pointee.remote), to != engine.remote else { return 0 }
+            engine.remote = to
+            engine.events.append(.migrated(to))
+            return 0
+        }
         cb.version_negotiation = ngtcp2_crypto_version_negotiation_cb
         cb.rand = { dest, length, _ in
             guard let dest else { return }

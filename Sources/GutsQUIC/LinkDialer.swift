@@ -43,11 +43,26 @@ public enum LinkDialer {
             return Dialer.dial(endpoint, config: config, group: group, connectTimeout: connectTimeout, source: source)
                 .map { $0 as any PeerLink }
         case .quic:
-            return QUICDialer.dial(endpoint, config: config, group: group, connectTimeout: connectTimeout, source: source)
+            return QUICDialer.dial(quicLeg(endpoint), config: config, group: group, connectTimeout: connectTimeout, source: source)
                 .map { $0 as any PeerLink }
         case .auto:
+            guard endpoint.quicPort != nil else {
+                // The peer advertised no QUIC: TCP at once, without waiting for a QUIC timeout.
+                return Dialer.dial(endpoint, config: config, group: group, connectTimeout: connectTimeout, source: source)
+                    .map { $0 as any PeerLink }
+            }
             return race(endpoint, config: config, group: group, connectTimeout: connectTimeout, source: source)
         }
+    }
+
+    /// The QUIC address of `endpoint`: the port it advertised (the same number when it is
+    /// unknown, or when QUIC is forced on a peer that advertised none).
+    static func quicLeg(_ endpoint: Endpoint) -> Endpoint {
+        var e = endpoint
+        if e.transport == nil { e.port = e.quicPort ?? e.port }
+        e.transport = .quic
+        e.quic = .unknown
+        return e
     }
 
     /// QUIC at once, TCP after `tcpDelay`; the first established link wins and the other
@@ -63,6 +78,7 @@ public enum LinkDialer {
             var tcpStarted = false
         }
         let state = NIOLockedValueBox(State())
+        let quicAttempt = NIOLockedValueBox<QUICLink?>(nil)
         @Sendable func settle(_ result: Result<any PeerLink, Error>, attempts: Int) {
             switch result {
             case let .success(link):
@@ -70,7 +86,14 @@ public enum LinkDialer {
                     defer { s.done = true }
                     return !s.done
                 }
-                if won { promise.succeed(link) } else { link.close(.shutdown, "another transport connected first") }
+                if won {
+                    promise.succeed(link)
+                    // TCP won: a QUIC handshake still in progress is abandoned rather than
+                    // left retransmitting until its timeout.
+                    if let q = quicAttempt.withLockedValue({ $0 }), q !== link, q.peer == nil { q.abort() }
+                } else {
+                    link.close(.shutdown, "another transport connected first")
+                }
             case let .failure(error):
                 let finished: [Error]? = state.withLockedValue { s in
                     guard !s.done else { return nil }
@@ -98,9 +121,8 @@ public enum LinkDialer {
             Dialer.dial(endpoint, config: config, group: group, connectTimeout: connectTimeout, source: source)
                 .whenComplete { result in settle(result.map { $0 as any PeerLink }, attempts: 2) }
         }
-        var quicEndpoint = endpoint
-        quicEndpoint.transport = .quic
-        QUICDialer.dial(quicEndpoint, config: config, group: group, connectTimeout: connectTimeout, source: source)
+        QUICDialer.dial(quicLeg(endpoint), config: config, group: group, connectTimeout: connectTimeout, source: source,
+                        created: { link in quicAttempt.withLockedValue { $0 = link } })
             .whenComplete { result in
                 // A QUIC failure (nothing on the UDP port) starts TCP at once.
                 if case .failure = result { startTCP() }

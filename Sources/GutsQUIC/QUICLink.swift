@@ -40,6 +40,9 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     /// Told about connection IDs (the listener routes datagrams by them) and the end.
     var onConnectionID: ((_ id: [UInt8], _ added: Bool) -> Void)?
     var onFinished: (() -> Void)?
+    /// Told when the peer moved to a new, validated address (the listener rechecks bans
+    /// and limits for it).
+    var onMigrated: ((QUICSocketAddress) -> Void)?
     private var timer: Scheduled<Void>?
     private var timerAt: Instant?
     private let startedAt: Instant
@@ -69,7 +72,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
          coalesce: Bool = false, output: @escaping (QUICDatagram) -> Void, flush: @escaping () -> Void) {
         self.engine = engine
         self.coalesce = coalesce
-        self.remoteText = engine.remote.description
+        self.remoteText = NIOLockedValueBox(engine.remote.description)
         self.config = config
         self.inbound = inbound
         self.loop = loop
@@ -83,10 +86,10 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
 
     // MARK: PeerLink
 
-    public var remoteAddress: String { remoteText }
-    /// Rendered once at creation: a lazy property here could be initialised by two
-    /// threads at once (callers on any thread read `remoteAddress`).
-    private let remoteText: String
+    public var remoteAddress: String { remoteText.withLockedValue { $0 } }
+    /// The peer's address, rendered; it follows a validated migration (callers on any
+    /// thread read `remoteAddress`).
+    private let remoteText: NIOLockedValueBox<String>
     public var peer: PeerInfo? { shared.withLockedValue { $0.peer } }
     public var establishedFuture: EventLoopFuture<PeerInfo> { established.futureResult }
     public var closeFuture: EventLoopFuture<SessionClose> { closedPromise.futureResult }
@@ -287,7 +290,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
                 controlStream = stream
                 engine.priorityStream = stream
                 phase = .awaitingHelloAck
-                write(.hello(Hello(capabilities: config.capabilities, agent: config.agent)), on: stream, fin: false, promise: nil)
+                write(.hello(Hello(capabilities: config.capabilities, agent: config.agent, quicPort: config.quicPort?() ?? 0)), on: stream, fin: false, promise: nil)
             }
             remotePeerID = id
         case let .streamOpened(stream):
@@ -325,6 +328,9 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
         case let .retiredConnectionID(id):
             connectionIDs.remove(id)
             onConnectionID?(id, false)
+        case let .migrated(to):
+            remoteText.withLockedValue { $0 = to.description }
+            onMigrated?(to)
         case let .closed(why):
             finish(Self.translate(why))
         }
@@ -388,9 +394,9 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
             guard version >= hello.minVersion, version >= WireProtocol.minVersion else {
                 return fail(.unsupportedVersion, "peer speaks protocol versions \(hello.minVersion)-\(hello.maxVersion), this node \(WireProtocol.minVersion)-\(WireProtocol.maxVersion)")
             }
-            write(.helloAck(HelloAck(version: version, capabilities: config.capabilities, agent: config.agent)), on: stream, fin: false, promise: nil)
+            write(.helloAck(HelloAck(version: version, capabilities: config.capabilities, agent: config.agent, quicPort: config.quicPort?() ?? 0)), on: stream, fin: false, promise: nil)
             didEstablish(PeerInfo(peerID: id, version: version, capabilities: hello.capabilities, agent: hello.agent,
-                                  handshakeSeconds: Instant.now().seconds(since: startedAt)))
+                                  handshakeSeconds: Instant.now().seconds(since: startedAt), quicPort: hello.quicPort))
         case .awaitingHelloAck:
             guard stream == controlStream, case let .helloAck(ack) = message else {
                 return fail(.protocolViolation, "expected HelloAck on the control stream, got \(message.typeName)")
@@ -399,7 +405,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
                 return fail(.unsupportedVersion, "peer chose protocol version \(ack.version), this node speaks \(WireProtocol.minVersion)-\(WireProtocol.maxVersion)")
             }
             didEstablish(PeerInfo(peerID: id, version: ack.version, capabilities: ack.capabilities, agent: ack.agent,
-                                  handshakeSeconds: Instant.now().seconds(since: startedAt)))
+                                  handshakeSeconds: Instant.now().seconds(since: startedAt), quicPort: ack.quicPort))
         case .established:
             if stream != controlStream {
                 // A request stream: the peer's carries exactly one request; ours carry answers.

@@ -162,8 +162,10 @@ enum DatagramSetup {
 /// Outbound QUIC connections, each on a UDP socket of its own.
 public enum QUICDialer {
     /// Connects to `endpoint` over QUIC and completes when Hello/HelloAck are exchanged.
+    /// `created` is handed the link as soon as it exists (so a race can abandon it).
     public static func dial(_ endpoint: Endpoint, config: SessionConfig, group: EventLoopGroup,
-                            connectTimeout: Double, source: String? = nil) -> EventLoopFuture<QUICLink> {
+                            connectTimeout: Double, source: String? = nil,
+                            created: (@Sendable (QUICLink) -> Void)? = nil) -> EventLoopFuture<QUICLink> {
         let loop = group.next()
         var config = config
         if let peer = endpoint.peer { config.expectedPeer = peer }
@@ -224,6 +226,7 @@ public enum QUICDialer {
                 loop.scheduleTask(in: .milliseconds(50)) { channel.close(promise: nil) }
             }
             linkBox.withLockedValue { $0 = link }
+            created?(link)
             link.start()
             let timeout = loop.scheduleTask(in: .nanoseconds(Int64(max(0.001, connectTimeout + session.handshakeTimeout) * 1e9))) {
                 link.abort()
@@ -375,6 +378,10 @@ public final class QUICListener: @unchecked Sendable {
                     if self.validatedPending[group] == 0 { self.validatedPending[group] = nil }
                 }
             }
+            link.onMigrated = { [weak self, weak link] to in
+                guard let self, let link else { return }
+                self.recheck(link, at: to)
+            }
             link.onFinished = { [weak self, weak link] in
                 guard let self, let link else { return }
                 _ = self.linksBox.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(link)) }
@@ -388,6 +395,31 @@ public final class QUICListener: @unchecked Sendable {
             onConnection(link)
             link.receive(bytes, from: source)
         }
+    }
+
+    /// A connection moved to `address` (validated by ngtcp2): the checks a new connection
+    /// from there would meet, after validation (the ban list, the cap of validated handshakes
+    /// in progress of its address group); one it would fail closes the connection with the
+    /// reason as Goodbye would give it (guts-protocol(7), QUIC, Connection migration).
+    func recheck(_ link: QUICLink, at address: QUICSocketAddress) {
+        guard let ip = IPAddress(address.ip) else {
+            link.close(.protocolViolation, "migrated to an address that is not an IP address")
+            return
+        }
+        if hooks.isBanned(ip) {
+            hooks.refused(address.description, "banned address (connection migrated there)")
+            link.close(.identityRejected, "this address is banned on this node")
+        } else if validatedPending[ip.group, default: 0] >= options.admission.maxPendingPerGroup {
+            hooks.refused(address.description, "too many handshakes in progress from its address group (connection migrated there)")
+            link.close(.tooManyConnections, "too many connections in progress from this address group")
+        }
+    }
+
+    /// For tests: counts `count` validated handshakes in progress for `group` (on the
+    /// listener's loop), as if clients there had echoed Retry tokens and stalled.
+    func holdValidatedHandshakes(_ group: AddressGroup, _ count: Int) throws {
+        guard let channel = channelBox.withLockedValue({ $0 }) else { return }
+        try channel.eventLoop.submit { self.validatedPending[group] = count }.wait()
     }
 
     /// Stops accepting, closes every connection with Goodbye(shutdown), waits (bounded).

@@ -50,12 +50,14 @@ public enum MessageCodec {
             w.u16(h.maxVersion)
             WireField.writeStrings(&w, h.capabilities)
             w.str8(h.agent)
+            if h.quicPort != 0 { w.u16(h.quicPort) }
         case let .helloAck(h):
             try WireField.checkCapabilities(h.capabilities)
             try WireField.check(h.agent, "agent", Limits.maxAgentLength)
             w.u16(h.version)
             WireField.writeStrings(&w, h.capabilities)
             w.str8(h.agent)
+            if h.quicPort != 0 { w.u16(h.quicPort) }
         case let .ping(nonce), let .pong(nonce):
             w.u64(nonce)
         case let .goodbye(g):
@@ -89,6 +91,15 @@ public enum MessageCodec {
         return .app(try family.decode(type: type, body: body))
     }
 
+    /// The optional `quic_port` that ends Hello and HelloAck: absent means no QUIC; when
+    /// present it is not 0 (one encoding per meaning).
+    static func readQUICPort(_ r: inout ByteReader) throws -> UInt16 {
+        guard r.remaining > 0 else { return 0 }
+        let port = try r.u16("quic_port")
+        guard port != 0 else { throw DecodeError.invalidValue(field: "quic_port", reason: "0 (a sender without QUIC omits the field)") }
+        return port
+    }
+
     /// Decodes a control message body.
     public static func decodeControl(_ kind: ControlKind, body: ArraySlice<UInt8>) throws -> Message {
         guard body.count <= kind.maxBodySize else {
@@ -105,12 +116,13 @@ public enum MessageCodec {
             }
             let caps = try WireField.readCapabilities(&r)
             let agent = try r.str8("agent")
-            message = .hello(Hello(minVersion: minV, maxVersion: maxV, capabilities: caps, agent: agent))
+            message = .hello(Hello(minVersion: minV, maxVersion: maxV, capabilities: caps, agent: agent,
+                                   quicPort: try readQUICPort(&r)))
         case .helloAck:
             let v = try r.u16("version")
             let caps = try WireField.readCapabilities(&r)
             let agent = try r.str8("agent")
-            message = .helloAck(HelloAck(version: v, capabilities: caps, agent: agent))
+            message = .helloAck(HelloAck(version: v, capabilities: caps, agent: agent, quicPort: try readQUICPort(&r)))
         case .ping:
             message = .ping(nonce: try r.u64("nonce"))
         case .pong:

@@ -82,13 +82,17 @@ public struct Hello: Equatable, Sendable {
     public var maxVersion: UInt16
     public var capabilities: [String]
     public var agent: String
+    /// The UDP port the sender serves QUIC on (at the IP addresses it serves TCP on); 0:
+    /// none. On the wire an optional trailing field, present only when not 0.
+    public var quicPort: UInt16
 
     public init(minVersion: UInt16 = WireProtocol.minVersion, maxVersion: UInt16 = WireProtocol.maxVersion,
-                capabilities: [String], agent: String) {
+                capabilities: [String], agent: String, quicPort: UInt16 = 0) {
         self.minVersion = minVersion
         self.maxVersion = maxVersion
         self.capabilities = capabilities
         self.agent = agent
+        self.quicPort = quicPort
     }
 }
 
@@ -96,11 +100,14 @@ public struct HelloAck: Equatable, Sendable {
     public var version: UInt16
     public var capabilities: [String]
     public var agent: String
+    /// As in Hello: the responder's QUIC port, 0 for none.
+    public var quicPort: UInt16
 
-    public init(version: UInt16, capabilities: [String], agent: String) {
+    public init(version: UInt16, capabilities: [String], agent: String, quicPort: UInt16 = 0) {
         self.version = version
         self.capabilities = capabilities
         self.agent = agent
+        self.quicPort = quicPort
     }
 }
 

@@ -29,6 +29,9 @@ public struct SessionConfig: Sendable {
     /// The protocols this session decodes besides the control messages. A message whose
     /// type code no family owns closes the session with unknown-message-type.
     public var protocols: MessageRegistry
+    /// The UDP port this side serves QUIC on, advertised in Hello/HelloAck (nil or 0:
+    /// none). Asked when the Hello is sent, so a node can set it once its sockets are bound.
+    public var quicPort: (@Sendable () -> UInt16)?
 
     public init(identity: Ed25519KeyPair, noiseStatic: X25519KeyPair, networkID: String = "",
                 capabilities: [String] = Capabilities.default, agent: String = "guts",
@@ -63,13 +66,17 @@ public struct PeerInfo: Equatable, Sendable {
     public let agent: String
     /// Seconds from session start to established.
     public let handshakeSeconds: Double
+    /// The UDP port the peer advertised for QUIC in its Hello/HelloAck (0: none).
+    public let quicPort: UInt16
 
-    public init(peerID: PeerID, version: UInt16, capabilities: [String], agent: String, handshakeSeconds: Double) {
+    public init(peerID: PeerID, version: UInt16, capabilities: [String], agent: String, handshakeSeconds: Double,
+                quicPort: UInt16 = 0) {
         self.peerID = peerID
         self.version = version
         self.capabilities = capabilities
         self.agent = agent
         self.handshakeSeconds = handshakeSeconds
+        self.quicPort = quicPort
     }
 }
 
@@ -460,14 +467,14 @@ public struct Session: Sendable {
                                "peer speaks protocol versions \(hello.minVersion)-\(hello.maxVersion), this node \(WireProtocol.minVersion)-\(WireProtocol.maxVersion)")
                 return false
             }
-            guard let ack = try? seal(.helloAck(HelloAck(version: version, capabilities: config.capabilities, agent: config.agent))),
+            guard let ack = try? seal(.helloAck(HelloAck(version: version, capabilities: config.capabilities, agent: config.agent, quicPort: config.quicPort?() ?? 0))),
                   let id = peerID else {
                 events += fail(.internalError, "cannot encode HelloAck")
                 return false
             }
             events.append(.send(ack))
             let info = PeerInfo(peerID: id, version: version, capabilities: hello.capabilities, agent: hello.agent,
-                                handshakeSeconds: now.seconds(since: startedAt))
+                                handshakeSeconds: now.seconds(since: startedAt), quicPort: hello.quicPort)
             peer = info
             if let ts = transport { phase = .established(ts) }
             events.append(.established(info))
@@ -482,7 +489,7 @@ public struct Session: Sendable {
                 return false
             }
             let info = PeerInfo(peerID: id, version: ack.version, capabilities: ack.capabilities, agent: ack.agent,
-                                handshakeSeconds: now.seconds(since: startedAt))
+                                handshakeSeconds: now.seconds(since: startedAt), quicPort: ack.quicPort)
             peer = info
             if let ts = transport { phase = .established(ts) }
             events.append(.established(info))
@@ -546,7 +553,7 @@ public struct Session: Sendable {
             let m3 = try hs.writeMessage(payload: proof)
             var ts = try hs.intoTransport()
             var out = Self.frame(m3)
-            let hello = Hello(capabilities: config.capabilities, agent: config.agent)
+            let hello = Hello(capabilities: config.capabilities, agent: config.agent, quicPort: config.quicPort?() ?? 0)
             out += try Self.seal(.hello(hello), with: &ts)
             phase = .awaitingHelloAck(ts)
             events.append(.send(out))

@@ -81,9 +81,9 @@ final class ControlCodecTests: XCTestCase {
                                 inbound: 2, outbound: 1, open: 4)
         let peers = [
             PeerSummary(peerID: "gtp1", direction: .inbound, address: "127.0.0.1:5000", agent: "guts/0.1.0", isClient: false,
-                        roundTrip: 0.001234, connectedSince: 1_700_000_001.5, bytesIn: 1234, bytesOut: 5678),
+                        roundTrip: 0.001234, connectedSince: 1_700_000_001.5, bytesIn: 1234, bytesOut: 5678, transport: "tcp"),
             PeerSummary(peerID: "gtp2", direction: .outbound, address: "[::1]:9001", agent: "guts/0.2.0", isClient: true,
-                        roundTrip: nil, connectedSince: 1_700_000_002, bytesIn: 0, bytesOut: UInt64(Int.max)),
+                        roundTrip: nil, connectedSince: 1_700_000_002, bytesIn: 0, bytesOut: UInt64(Int.max), transport: "quic"),
         ]
         let cases: [(ControlRequest, ControlResponse)] = [
             (.status, .status(status)),

@@ -130,6 +130,58 @@ final class CodecTests: XCTestCase {
             """))
     }
 
+    /// A record's QUIC address: the family with bit 0x80 set (0x84, 0x86), in signed records
+    /// only (guts-protocol(7), DHT, Addresses).
+    func testQUICAddressesInRecordsGolden() throws {
+        let record = PeerRecord(publisher: repeated(0x22, 32), sequence: 5, expires: 0x6B49_D200,
+                                addresses: [address("192.0.2.1:9000"), address("quic/192.0.2.1:9001"), address("quic/[2001:db8::1]:9000")],
+                                signature: repeated(0x44, 64))
+        try assertGolden(.putPeer(PutPeer(record: record)), hex("""
+            47 00000092
+            2222222222222222222222222222222222222222222222222222222222222222
+            0000000000000005
+            000000006b49d200
+            03  04 c0000201 2328  84 c0000201 2329  86 20010db8000000000000000000000001 2328
+            44444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444
+            """))
+        XCTAssertEqual(record.signedBytes, Array("guts-dht-peer-v1".utf8) + hex("""
+            00
+            2222222222222222222222222222222222222222222222222222222222222222
+            0000000000000005
+            000000006b49d200
+            03  04 c0000201 2328  84 c0000201 2329  86 20010db8000000000000000000000001 2328
+            """))
+        XCTAssertEqual(record.addresses.map(\.description), ["192.0.2.1:9000", "quic/192.0.2.1:9001", "quic/[2001:db8::1]:9000"])
+        let provider = ProviderRecord(repository: try XCTUnwrap(NodeID(bytes: repeated(0x11, 32))), publisher: repeated(0x22, 32),
+                                      expires: 0x6B49_D200, addresses: [address("192.0.2.1:9000"), address("quic/192.0.2.1:9000")],
+                                      signature: repeated(0x33, 64))
+        try assertGolden(.addProvider(AddProvider(record: provider)), hex("""
+            44 00000097
+            1111111111111111111111111111111111111111111111111111111111111111
+            2222222222222222222222222222222222222222222222222222222222222222
+            000000006b49d200
+            02  04 c0000201 2328  84 c0000201 2328
+            33333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333
+            """))
+        // TCP and QUIC at the same IP address and port are distinct addresses.
+        XCTAssertEqual(Set(provider.addresses).count, 2)
+        // Outside records (contacts, ObservedAddress) the QUIC families are invalid.
+        XCTAssertThrowsError(try DHTProtocol.decodeMessage(hex("48 00000007 84 c6336407 c000")))
+        XCTAssertThrowsError(try DHTProtocol.decodeMessage(hex("""
+            41 0000002c  00000007  01
+            aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa  84 c0000201 2328
+            """)))
+        // Other bits stay invalid.
+        XCTAssertThrowsError(try DHTProtocol.decodeMessage(hex("""
+            47 00000078
+            2222222222222222222222222222222222222222222222222222222222222222
+            0000000000000005
+            000000006b49d200
+            01  44 c0000201 2328
+            44444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444
+            """)))
+    }
+
     func testSignedBytesLayout() throws {
         XCTAssertEqual(try provider().signedBytes, Array("guts-dht-provider-v1".utf8) + hex("""
             00

@@ -2,6 +2,7 @@ import XCTest
 import GutsGossip
 import GutsNode
 import GutsIdentity
+import GutsSupport
 import GutsSync
 import GutsTrust
 @testable import GutsWire
@@ -142,6 +143,30 @@ final class WireCodecTests: XCTestCase {
         XCTAssertEqual(bytes, [0x01, 0, 0, 0, UInt8(body.count)] + body)
     }
 
+    /// A node serving QUIC ends Hello and HelloAck with its UDP port (guts-protocol(7),
+    /// 0x01 Hello); a sender without QUIC omits the field, and 0 is never sent.
+    func testHelloQUICPortLayoutIsExact() throws {
+        let hello = Hello(minVersion: 1, maxVersion: 1, capabilities: ["ping"], agent: "guts/0.1.0", quicPort: 9000)
+        let bytes = try MessageCodec.encode(.hello(hello))
+        XCTAssertEqual(Hex.encode(bytes), "01" + "00000017" + "0001" + "0001" + "01" + "0470696e67"
+                       + "0a677574732f302e312e30" + "2328")
+        XCTAssertEqual(try MessageCodec.decode(type: 0x01, body: Array(bytes[5...]), registry: .control), .hello(hello))
+        let ack = HelloAck(version: 1, capabilities: [], agent: "", quicPort: 0xC350)
+        let ackBytes = try MessageCodec.encode(.helloAck(ack))
+        XCTAssertEqual(Hex.encode(ackBytes), "02" + "00000006" + "0001" + "00" + "00" + "c350")
+        XCTAssertEqual(try MessageCodec.decode(type: 0x02, body: Array(ackBytes[5...]), registry: .control), .helloAck(ack))
+        // Without QUIC the field is absent: the bytes of a Hello before the field existed.
+        var plain = hello
+        plain.quicPort = 0
+        XCTAssertEqual(try MessageCodec.encode(.hello(plain)), Array(bytes.dropLast(2)).replacing(at: 4, with: 0x15))
+        XCTAssertEqual(try MessageCodec.decode(type: 0x01, body: Array(bytes[5..<(bytes.count - 2)]), registry: .control), .hello(plain))
+        // 0 on the wire is refused (one encoding per meaning), as is anything after the port.
+        XCTAssertThrowsError(try MessageCodec.decode(type: 0x01, body: Array(bytes[5..<(bytes.count - 2)]) + [0, 0], registry: .control))
+        XCTAssertThrowsError(try MessageCodec.decode(type: 0x02, body: Array(ackBytes[5...]) + [0], registry: .control)) { error in
+            XCTAssertEqual(error as? DecodeError, .trailingBytes(1))
+        }
+    }
+
     /// The Hello of `guts sync`, byte for byte as guts-protocol(7) shows it.
     func testSyncHelloLayoutIsExact() throws {
         let hello = Hello(minVersion: 1, maxVersion: 1, capabilities: Capabilities.default + SyncClient.capabilities, agent: "guts/0.1.0")
@@ -178,7 +203,10 @@ final class WireCodecTests: XCTestCase {
             let body = Array(try MessageCodec.encode(message)[5...]) + [0]
             let limit = registry.maxBodySize(type: message.typeCode) ?? 0
             XCTAssertThrowsError(try MessageCodec.decode(type: message.typeCode, body: body, registry: registry)) { error in
-                if body.count > limit {
+                if message.typeCode == 0x01 || message.typeCode == 0x02 {
+                    // Hello and HelloAck end with an optional u16 quic_port: one byte is a cut one.
+                    XCTAssertEqual(error as? DecodeError, .truncated(field: "quic_port"))
+                } else if body.count > limit {
                     // Fixed-size bodies (Ping, Pong) fail the size check first.
                     XCTAssertEqual(error as? DecodeError, .tooLarge(field: "body", size: body.count, limit: limit))
                 } else {
@@ -315,4 +343,12 @@ struct SeededRandom: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
     mutating func bytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8.random(in: 0...255, using: &self) } }
+}
+
+private extension Array where Element == UInt8 {
+    func replacing(at index: Int, with byte: UInt8) -> [UInt8] {
+        var copy = self
+        copy[index] = byte
+        return copy
+    }
 }

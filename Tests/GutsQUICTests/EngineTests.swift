@@ -6,7 +6,9 @@ import XCTest
 
 /// Two engines joined by an in-memory network with a virtual clock.
 final class QUICPair {
-    let clientAddress = QUICSocketAddress(ip: "127.0.0.1", port: 40000)!
+    /// Where the server sees the client's datagrams come from (a test moves it to simulate
+    /// a migration or NAT rebinding; the client does not notice).
+    var clientAddress = QUICSocketAddress(ip: "127.0.0.1", port: 40000)!
     let serverAddress = QUICSocketAddress(ip: "127.0.0.1", port: 7000)!
     var now = Instant(nanoseconds: 1_000_000_000)
     let client: QUICEngine
@@ -305,6 +307,32 @@ final class QUICEngineTests: XCTestCase {
         pair.server?.write([2], stream: opened[0], fin: true)
         pair.run(seconds: 2) { pair.client.streamsLeft > 0 }
         XCTAssertNotNil(pair.client.openStream())
+    }
+
+    /// The client's datagrams start coming from another address: the server validates the
+    /// new path (PATH_CHALLENGE answered from there), reports the migration once, sends
+    /// there, and the connection goes on.
+    func testMigrationIsReportedOnceThePathIsValidated() throws {
+        let (c, s) = QUICPair.configs()
+        let pair = try QUICPair(clientConfig: c, serverConfig: s)
+        pair.run(seconds: 5) { pair.established(pair.serverEvents) != nil && pair.established(pair.clientEvents) != nil }
+        let server = try XCTUnwrap(pair.server)
+        let stream = try XCTUnwrap(pair.client.openStream())
+        pair.client.write([1, 2, 3], stream: stream)
+        pair.run(seconds: 1) { pair.data(pair.serverEvents, stream: stream).0.count == 3 }
+        XCTAssertFalse(pair.serverEvents.contains { if case .migrated = $0 { return true } else { return false } })
+        let moved = try XCTUnwrap(QUICSocketAddress(ip: "127.0.0.2", port: 40001))
+        pair.clientAddress = moved
+        pair.client.write([4, 5], stream: stream)
+        pair.run(seconds: 3) { pair.serverEvents.contains(.migrated(moved)) }
+        XCTAssertEqual(pair.serverEvents.filter { $0 == .migrated(moved) }.count, 1)
+        XCTAssertEqual(server.remote, moved)
+        XCTAssertEqual(pair.data(pair.serverEvents, stream: stream).0, [1, 2, 3, 4, 5])
+        XCTAssertNil(pair.closed(pair.serverEvents))
+        // Answers still reach the client.
+        server.write([9], stream: stream, fin: true)
+        pair.run(seconds: 2) { pair.data(pair.clientEvents, stream: stream).1 }
+        XCTAssertEqual(pair.data(pair.clientEvents, stream: stream).0, [9])
     }
 
     func testStatelessResetForUnknownConnection() {

@@ -1,6 +1,8 @@
 import GutsAddress
 import GutsCrypto
 import GutsIdentity
+import GutsNetSim
+import GutsPolicy
 @testable import GutsQUIC
 import GutsSync
 import GutsSupport
@@ -112,5 +114,81 @@ final class QUICLinkTests: XCTestCase {
         XCTAssertTrue(link is QUICLink)
         link.close(.shutdown, "done")
         _ = try link.closeFuture.wait()
+    }
+
+    /// Waits (bounded) for `condition`.
+    func eventually(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
+        let deadline = Instant.now().adding(seconds: seconds)
+        while Instant.now() < deadline {
+            if condition() { return true }
+            usleep(10_000)
+        }
+        return condition()
+    }
+
+    /// A move into an address group at its cap of validated handshakes in progress is
+    /// refused as a new connection from there would be: too-many-connections.
+    func testMigrationIntoAFullAddressGroupIsRefused() throws {
+        let serverIdentity = Ed25519KeyPair.generate()
+        let serverID = try PeerID(publicKey: serverIdentity.publicKey)
+        let listener = QUICListener(group: group, config: session(serverIdentity), options: .init(maxConnections: 8)) { _ in }
+        let port = try listener.bind(host: "127.0.0.1", port: 0).port ?? 0
+        defer { listener.shutdown() }
+        let full = try XCTUnwrap(IPAddress("127.0.0.4")).group
+        try listener.holdValidatedHandshakes(full, Listener.Options(maxConnections: 8).admission.maxPendingPerGroup)
+        let relay = try XCTUnwrap(UDPRelay.start(targetPort: port, options: UDPRelay.Options(), seed: 2))
+        defer { relay.stop() }
+        let link = try QUICDialer.dial(try Endpoint.parse("\(serverID)@quic/127.0.0.1:\(relay.port)"), config: session(), group: group,
+                                       connectTimeout: 5).wait()
+        XCTAssertNotNil(try link.measureRoundTrip(timeout: 5).wait())
+        XCTAssertTrue(relay.rebind(to: "127.0.0.4"))
+        _ = try? link.measureRoundTrip(timeout: 2).wait()
+        XCTAssertTrue(eventually { link.isClosed })
+        guard case let .remoteGoodbye(goodbye)? = try? link.closeFuture.wait() else {
+            return XCTFail("not closed by the listener: \(String(describing: try? link.closeFuture.wait()))")
+        }
+        XCTAssertEqual(goodbye.code, ReasonCode.tooManyConnections)
+    }
+
+    /// A client whose packets start coming from another address (the relay moves its
+    /// socket, as a NAT rebinding would): once ngtcp2 validated the new path, the server's
+    /// link reports the new address; a move to a banned address is refused as a new
+    /// connection from there would be, with CONNECTION_CLOSE identity-rejected.
+    func testMigrationIsFollowedAndABannedNewAddressIsRefused() throws {
+        let serverIdentity = Ed25519KeyPair.generate()
+        let serverID = try PeerID(publicKey: serverIdentity.publicKey)
+        var hooks = Listener.Hooks()
+        let banned = try XCTUnwrap(IPAddress("127.0.0.3"))
+        hooks.isBanned = { $0 == banned }
+        let refusals = NIOLockedValueBox<[String]>([])
+        hooks.refused = { address, why in refusals.withLockedValue { $0.append("\(address): \(why)") } }
+        let links = NIOLockedValueBox<[QUICLink]>([])
+        let listener = QUICListener(group: group, config: session(serverIdentity), options: .init(maxConnections: 8), hooks: hooks) { link in
+            links.withLockedValue { $0.append(link) }
+        }
+        let port = try listener.bind(host: "127.0.0.1", port: 0).port ?? 0
+        defer { listener.shutdown() }
+        let relay = try XCTUnwrap(UDPRelay.start(targetPort: port, options: UDPRelay.Options(), seed: 1))
+        defer { relay.stop() }
+        let link = try QUICDialer.dial(try Endpoint.parse("\(serverID)@quic/127.0.0.1:\(relay.port)"), config: session(), group: group,
+                                       connectTimeout: 5).wait()
+        XCTAssertNotNil(try link.measureRoundTrip(timeout: 5).wait())
+        let served = try XCTUnwrap(links.withLockedValue { $0.first })
+        XCTAssertTrue(served.remoteAddress.hasPrefix("127.0.0.1:"), served.remoteAddress)
+
+        // A move to an address that is not banned: followed, and the session goes on.
+        XCTAssertTrue(relay.rebind(to: "127.0.0.2"))
+        XCTAssertNotNil(try link.measureRoundTrip(timeout: 5).wait())
+        XCTAssertTrue(eventually { served.remoteAddress.hasPrefix("127.0.0.2:") }, served.remoteAddress)
+        XCTAssertFalse(link.isClosed)
+
+        // A move to a banned address: the connection is closed with the ban's reason.
+        XCTAssertTrue(relay.rebind(to: "127.0.0.3"))
+        _ = try? link.measureRoundTrip(timeout: 2).wait()
+        XCTAssertTrue(eventually { link.isClosed })
+        XCTAssertEqual(try link.closeFuture.wait(),
+                       .remoteGoodbye(Goodbye(code: .identityRejected, reason: "this address is banned on this node")))
+        XCTAssertTrue(refusals.withLockedValue { $0 }.contains { $0.hasPrefix("127.0.0.3:") && $0.contains("migrated") },
+                      "\(refusals.withLockedValue { $0 })")
     }
 }

@@ -84,6 +84,50 @@ final class ControlTests: XCTestCase {
             let since = try XCTUnwrap(p["connected_since"] as? Double)
             XCTAssertLessThanOrEqual(abs(since - Date().timeIntervalSince1970), 60)
             XCTAssertTrue((p["address"] as? String)?.hasPrefix("127.0.0.1:") ?? false)
+            XCTAssertTrue(["tcp", "quic"].contains(p["transport"] as? String ?? ""), r.stdout)
+        }
+    }
+
+    /// `guts peers` names the transport of each session, in the table and in --json; both
+    /// ends of a session agree.
+    func testPeersShowTheTransportOfEachSession() throws {
+        let (_, aID, aLine) = try node("a")
+        // The node dials with the transport GUTS_TRANSPORT (or the config) forces.
+        func dialing(_ name: String, _ transport: String) throws -> (Harness.Running, String) {
+            let id = try h.keygen(name)
+            let n = try h.start(["--home", h.home(name), "listen", "--listen", "127.0.0.1:0", "--bootstrap", aLine],
+                                environment: ["GUTS_TRANSPORT": transport])
+            return (n, id)
+        }
+        let (b, bID) = try dialing("b", "tcp")
+        let (c, cID) = try dialing("c", "quic")
+        b.waitFor("b to connect to a") { _, err in err.contains("peer connected: \(aID)") }
+        c.waitFor("c to connect to a") { _, err in err.contains("peer connected: \(aID)") }
+        let expected = [bID: "tcp", cID: "quic"]
+        var table = ""
+        let deadline = Date().addingTimeInterval(10)
+        repeat {
+            table = try h.run(["--home", h.home("a"), "peers"]).stdout
+            if table.split(separator: "\n").count >= 3 { break }
+            usleep(100_000)
+        } while Date() < deadline
+        let rows = table.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        XCTAssertEqual(rows.first?.prefix(4).joined(separator: " "), "PEER DIRECTION TRANSPORT KIND", table)
+        for row in rows.dropFirst() {
+            guard let peer = row.first, let transport = expected[peer] else { continue }
+            XCTAssertEqual(row.count > 2 ? row[2] : "", transport, table)
+        }
+        let json = try h.run(["--home", h.home("a"), "--json", "peers"])
+        let list = jsonLines(json.stdout)
+        for p in list {
+            guard let peer = p["peer_id"] as? String, let transport = expected[peer] else { continue }
+            XCTAssertEqual(p["transport"] as? String, transport, json.stdout)
+            XCTAssertEqual(p["direction"] as? String, "inbound", json.stdout)
+        }
+        XCTAssertEqual(Set(list.compactMap { $0["peer_id"] as? String }).intersection(expected.keys).count, 2, json.stdout)
+        for (home, transport) in [("b", "tcp"), ("c", "quic")] {
+            let own = jsonLines(try h.run(["--home", h.home(home), "--json", "peers"]).stdout)
+            XCTAssertEqual(own.first { $0["peer_id"] as? String == aID }?["transport"] as? String, transport, "\(home): \(own)")
         }
     }
 

@@ -24,6 +24,12 @@ final class DHTTests: XCTestCase {
     /// Nodes in the network test (GUTS_DHT_NODES overrides; the issue asks for 30).
     static var nodeCount: Int { ProcessInfo.processInfo.environment["GUTS_DHT_NODES"].flatMap { Int($0) } ?? 30 }
 
+    /// `guts find`'s lines for a node serving QUIC: its TCP address, then the QUIC address
+    /// on the same port number.
+    func withQUIC(_ line: String) -> String {
+        line + "\n" + line.replacingOccurrences(of: "@", with: "@quic/")
+    }
+
     func guts(_ home: String, _ args: [String], timeout: Double = 60, file: StaticString = #filePath, line: UInt = #line) throws -> Harness.Result {
         try h.run(["--home", h.home(home)] + args, timeout: timeout, file: file, line: line)
     }
@@ -106,7 +112,8 @@ final class DHTTests: XCTestCase {
         XCTAssertEqual(object["found"] as? Bool, true)
         let providers = try XCTUnwrap(object["providers"] as? [[String: Any]])
         XCTAssertEqual(providers.first?["peer_id"] as? String, ids[1], json.stdout)
-        XCTAssertEqual(providers.first?["addresses"] as? [String], [originAddress], json.stdout)
+        // The provider record lists the node's QUIC address beside its TCP address.
+        XCTAssertEqual(providers.first?["addresses"] as? [String], [originAddress, "quic/" + originAddress], json.stdout)
 
         // The restricted repository is never provided (it was scanned with the public one).
         let hidden = try guts("client", ["find", "--ephemeral", "--bootstrap", bootLine, secret])
@@ -122,7 +129,7 @@ final class DHTTests: XCTestCase {
         let last = n - 1
         let viaNode = try guts("n\(last)", ["find", ids[1]])
         XCTAssertEqual(viaNode.status, 0, viaNode.stderr)
-        XCTAssertEqual(viaNode.stdout.trimmingCharacters(in: .whitespacesAndNewlines), lines[1])
+        XCTAssertEqual(viaNode.stdout.trimmingCharacters(in: .whitespacesAndNewlines), withQUIC(lines[1]))
 
         // `ping PEERID` and `dial PEERID` resolve the peer through the DHT.
         let ping = try guts("client", ["ping", "--ephemeral", "-c", "1", "--bootstrap", bootLine, ids[last]])
@@ -292,7 +299,7 @@ final class DHTTests: XCTestCase {
             if r.status == 0 { break }
             usleep(200_000)
         }
-        XCTAssertEqual(last?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), wildLine, last?.stderr ?? "")
+        XCTAssertEqual(last?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), withQUIC(wildLine), last?.stderr ?? "")
         for l in liars {
             l.abort()
             _ = try? l.closeFuture.wait()
@@ -333,7 +340,7 @@ final class DHTTests: XCTestCase {
             if r.status == 0 { break }
             usleep(100_000)
         }
-        XCTAssertEqual(found?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), originLine, found?.stderr ?? "")
+        XCTAssertEqual(found?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), withQUIC(originLine), found?.stderr ?? "")
         // The hostile announcer floods announcements of 70 repositories: it keeps at most 64
         // entries (its oldest make way), and the genuine announcer is still found.
         let control = try ControlClient.connect(directory: h.home("x"), timeout: 5)
@@ -357,11 +364,11 @@ final class DHTTests: XCTestCase {
             if last?.status == 0 { break }
             usleep(100_000)
         }
-        XCTAssertEqual(last?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), floodLine, last?.stderr ?? "")
+        XCTAssertEqual(last?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), withQUIC(floodLine), last?.stderr ?? "")
         let oldest = try guts("n", ["find", flooded[0]])
         XCTAssertEqual(oldest.status, 1, "the flood's oldest entry was kept: \(oldest.stdout)")
         let still = try guts("n", ["find", rid])
-        XCTAssertEqual(still.stdout.trimmingCharacters(in: .whitespacesAndNewlines), originLine, still.stderr)
+        XCTAssertEqual(still.stdout.trimmingCharacters(in: .whitespacesAndNewlines), withQUIC(originLine), still.stderr)
 
         let sync = try guts("n", ["sync", rid])
         XCTAssertEqual(sync.status, 0, sync.stderr)

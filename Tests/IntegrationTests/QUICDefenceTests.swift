@@ -2,6 +2,9 @@ import Foundation
 import Glibc
 import GutsCrypto
 import GutsQUIC
+import GutsSupport
+import GutsSync
+import GutsWire
 import NIOConcurrencyHelpers
 import XCTest
 
@@ -216,5 +219,239 @@ final class InitialFlood: @unchecked Sendable {
             usleep(10_000)  // polling a counter, not standing in for an event
         }
         return summary.sent >= sent
+    }
+}
+
+/// Streams against a real `guts listen`: a peer with a valid certificate that opens far
+/// more request streams than the node allows, fills them with GetObjects, and then stops
+/// reading.
+final class QUICStreamDefenceTests: XCTestCase {
+    var h: Harness!
+
+    override func setUpWithError() throws { h = try Harness() }
+    override func tearDown() { h.cleanup() }
+
+    /// Attackers on 127.0.0.2 each ask for 200 streams: QUIC's MAX_STREAMS lets each open
+    /// 16 at once (its control stream included), no more, as long as they are open; each
+    /// carries a GetObjects of a 4 MiB branch (incompressible). Then the attackers stop reading (and
+    /// acknowledging). The node's memory stays bounded (its transfer slots and QUIC's
+    /// flow-control windows bound what it holds), and a legitimate `guts ping` and
+    /// `guts sync` over QUIC from 127.0.0.1 are served meanwhile.
+    func testStreamFloodIsCappedByMaxStreamsAndLegitimatePeersAreServed() throws {
+        let f = try SyncFixture(h)
+        try f.buildHistory()
+        let big = try f.addBigCommit(branch: "big", blobs: 4, size: 1 << 20)
+        try f.startServer()
+        let node = try XCTUnwrap(f.listener)
+        let port = port(of: f.peer)
+        let want = try XCTUnwrap(Hex.decode(big).flatMap { WireOID($0) })
+        // The same sync without an attack, into another client, for comparison.
+        _ = try h.keygen("baseline")
+        let quiet = Date()
+        let baseline = try f.sync(home: h.home("baseline"), extra: ["--transport", "quic"])
+        XCTAssertEqual(baseline.status, 0, baseline.stderr)
+        let baselineSeconds = Date().timeIntervalSince(quiet)
+        let before = ChurnTests.rss(node.process.processIdentifier)
+
+        var attackers: [StreamAttacker] = []
+        // Every attacker keeps reading and acknowledging while the others work (one that
+        // stops is cut off, see below).
+        func pumpAll(_ seconds: Double, until done: () -> Bool = { false }) {
+            let end = Date().addingTimeInterval(seconds)
+            repeat {
+                for a in attackers { a.pump(seconds: 0.005) }
+            } while Date() < end && !done()
+        }
+        for n in 0..<3 {
+            let a = try XCTUnwrap(StreamAttacker(port: port, source: "127.0.0.2"))
+            attackers.append(a)
+            pumpAll(10) { a.established }
+            XCTAssertTrue(a.established, "attacker \(n) did not complete the QUIC handshake")
+            let control = try XCTUnwrap(a.openStream())
+            a.engine.write(try MessageCodec.encode(.hello(Hello(capabilities: ["ping"], agent: "attacker"))), stream: control)
+            pumpAll(10) { a.received[control, default: 0] > 0 }
+            XCTAssertEqual(a.firstByte[control], 0x02, "attacker \(n): no HelloAck (\(a.closedWith.map { "\($0)" } ?? "open"))")
+            var opened: [Int64] = []
+            var refused = 0
+            for i in 0..<200 {
+                guard let s = a.openStream() else {
+                    refused += 1
+                    continue
+                }
+                opened.append(s)
+                let request = GetObjects(requestID: UInt32(n * 1000 + i + 1), repository: f.repoName, wants: [want], haves: [])
+                a.engine.write(try MessageCodec.encode(.sync(.getObjects(request))), stream: s, fin: true)
+            }
+            // 16 bidirectional streams at once, the control stream included: the rest are
+            // refused by QUIC itself (no stream ID to use), not buffered by the node.
+            XCTAssertEqual(opened.count, Int(QUICTuning.maxStreams) - 1, "attacker \(n)")
+            XCTAssertEqual(refused, 200 - opened.count)
+            XCTAssertEqual(a.engine.streamsLeft, 0)
+            pumpAll(0.3)
+        }
+        // The node answers on the streams (busy beyond its transfer slots: the attackers'
+        // address group holds at most 4), and each stream it finished may be replaced by a
+        // new one: never more than 16 open at once.
+        let cycleEnd = Date().addingTimeInterval(2)
+        var replaced = 0
+        while Date() < cycleEnd {
+            pumpAll(0.1)
+            for (n, a) in attackers.enumerated() {
+                while let s = a.openStream() {
+                    replaced += 1
+                    let request = GetObjects(requestID: UInt32(100_000 + n * 10_000 + replaced), repository: f.repoName, wants: [want], haves: [])
+                    a.engine.write(try MessageCodec.encode(.sync(.getObjects(request))), stream: s, fin: true)
+                }
+            }
+        }
+        for (n, a) in attackers.enumerated() {
+            XCTAssertNil(a.closedWith, "the node closed attacker \(n), which kept to the limits")
+            XCTAssertLessThanOrEqual(a.maxOpen, Int(QUICTuning.maxStreams), "attacker \(n)")
+        }
+        // From now on the attackers neither read nor acknowledge: what the node queued for
+        // them waits, bounded by flow control and the congestion window, until the node
+        // gives up on peers that acknowledge nothing.
+        let started = Date()
+        for _ in 0..<2 {
+            let ping = try h.run(["--home", h.home("legit"), "ping", "--ephemeral", "--transport", "quic", "-c", "1", "-W", "5", f.peer])
+            XCTAssertEqual(ping.status, 0, "legitimate ping during the attack: \(ping.stderr)")
+        }
+        let pinged = Date()
+        let sync = try f.sync(extra: ["--transport", "quic"])
+        XCTAssertEqual(sync.status, 0, "legitimate sync during the attack: \(sync.stderr)")
+        let syncSeconds = Date().timeIntervalSince(pinged)
+        print("QUIC stream attack: pings \(Int(pinged.timeIntervalSince(started) * 1000)) ms, sync \(Int(syncSeconds * 1000)) ms (\(Int(baselineSeconds * 1000)) ms without the attack)")
+        // Served, not starved: the attackers' transfers share the CPU with it (4 at most,
+        // their address group's share) until the node cuts them off, so on a busy machine
+        // it may take a few times as long, never the attack's whole duration.
+        XCTAssertLessThan(syncSeconds, 10 * baselineSeconds + 30, "the attack starved a legitimate sync")
+        try f.assertMirrorsUpstream()
+        let after = ChurnTests.rss(node.process.processIdentifier)
+        let answered = attackers.map(\.requestsAnswered).reduce(0, +)
+        print("QUIC stream attack: 3 attackers x 16 streams, \(replaced) streams replaced, \(answered) requests answered before they stopped reading; legitimate ping+sync took \(Int(Date().timeIntervalSince(started) * 1000)) ms; node RSS \(before / 1024) KiB -> \(after / 1024) KiB")
+        XCTAssertGreaterThan(replaced, 0, "no stream was ever finished and replaced")
+        // 45 stalled 4 MiB transfers buffered would be 180 MiB; the node holds what its
+        // transfer slots and windows allow.
+        XCTAssertLessThan(after - before, 48 << 20, "the node's memory grew under the stream attack: \(before) -> \(after) bytes")
+        XCTAssertTrue(node.process.isRunning, "the node died under the stream attack")
+        // An attacker that stopped acknowledging while the node had answers in flight was
+        // cut off (timeout) and its state freed; one with nothing outstanding is merely
+        // quiet (the idle timeout applies). None was closed for anything else.
+        var cut = 0
+        for (n, a) in attackers.enumerated() {
+            a.pump(seconds: 0.5) { a.closedWith != nil }
+            switch a.closedWith {
+            case nil: break
+            case let .remoteClose(code, _)? where code == UInt64(ReasonCode.timeout.rawValue): cut += 1
+            case let other?: XCTFail("attacker \(n) closed for another reason: \(other)")
+            }
+        }
+        print("QUIC stream attack: \(cut) of \(attackers.count) attackers cut off for acknowledging nothing")
+    }
+}
+
+/// An in-process QUIC client with a valid certificate of its own fresh identity, driven
+/// by hand over a UDP socket on `source`: it does what the test says, and reads only while
+/// pumped.
+final class StreamAttacker {
+    let fd: Int32
+    let engine: QUICEngine
+    let server: QUICSocketAddress
+    private var target = sockaddr_in()
+    private(set) var established = false
+    private(set) var closedWith: QUICClose?
+    /// Bytes received per stream, and the first byte (the first message's type).
+    private(set) var received: [Int64: Int] = [:]
+    private(set) var firstByte: [Int64: UInt8] = [:]
+    /// Streams open now (opened here, not yet closed in both directions), and the most ever.
+    private var live = 0
+    private(set) var maxOpen = 0
+    private(set) var requestsAnswered = 0
+
+    init?(port: Int, source: String) {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr(source)
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard ok, let local = QUICSocketAddress(ip: source, port: Int(UInt16(bigEndian: addr.sin_port))),
+              let server = QUICSocketAddress(ip: "127.0.0.1", port: port) else {
+            Glibc.close(fd)
+            return nil
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        let me = Ed25519KeyPair.generate()
+        let config = QUICConfig(identity: me, certificate: .make(identity: me, networkID: "", now: Int64(Date().timeIntervalSince1970)),
+                                networkID: "")
+        guard let engine = try? QUICEngine.client(config: config, local: local, remote: server, now: .now()) else {
+            Glibc.close(fd)
+            return nil
+        }
+        self.fd = fd
+        self.engine = engine
+        self.server = server
+        target.sin_family = sa_family_t(AF_INET)
+        target.sin_addr.s_addr = inet_addr("127.0.0.1")
+        target.sin_port = in_port_t(UInt16(port).bigEndian)
+    }
+
+    deinit { Glibc.close(fd) }
+
+    /// Sends what the engine has, reads what arrives, runs its timers: for `seconds` or
+    /// until `done`.
+    func pump(seconds: Double, until done: () -> Bool = { false }) {
+        let end = Date().addingTimeInterval(seconds)
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            for d in engine.flush(now: .now()) {
+                _ = d.bytes.withUnsafeBufferPointer { b in
+                    withUnsafePointer(to: &target) { p in
+                        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                    }
+                }
+            }
+            handle(engine.takePendingEvents())
+            if done() || Date() >= end || closedWith != nil { return }
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            _ = poll(&pfd, 1, 5)
+            while true {
+                let n = recv(fd, &buffer, buffer.count, 0)
+                guard n > 0 else { break }
+                handle(engine.receive(Array(buffer[0..<n]), from: server, now: .now()))
+            }
+            if let t = engine.nextDeadline, t <= .now() { handle(engine.handleTimeout(now: .now())) }
+        }
+    }
+
+    private func handle(_ events: [QUICEvent]) {
+        for e in events {
+            switch e {
+            case .established: established = true
+            case let .streamData(s, bytes, fin):
+                if received[s] == nil, let b = bytes.first { firstByte[s] = b }
+                received[s, default: 0] += bytes.count
+                if fin { requestsAnswered += 1 }
+            case let .closed(why): closedWith = why
+            case let .streamClosed(s, _) where s & 1 == 0: live -= 1
+            default: break
+            }
+        }
+    }
+
+    /// Opens a stream if the node's MAX_STREAMS allows one now.
+    func openStream() -> Int64? {
+        guard let s = engine.openStream() else { return nil }
+        live += 1
+        maxOpen = max(maxOpen, live)
+        return s
+    }
+
+    func close() {
+        engine.close(code: 1, reason: "done", now: .now())
+        pump(seconds: 0.2)
     }
 }

@@ -94,3 +94,130 @@ final class QUICTests: XCTestCase {
         XCTAssertGreaterThan(relay.reordered, 0, "seed \(seed): the relay reordered nothing")
     }
 }
+
+/// What a node advertises for QUIC (guts-protocol(7), QUIC, Addresses and advertising).
+final class QUICAdvertisingTests: XCTestCase {
+    var h: Harness!
+
+    override func setUpWithError() throws { h = try Harness() }
+    override func tearDown() { h.cleanup() }
+
+    /// A UDP socket on 127.0.0.1 that never answers, bound before a node listens on its port
+    /// number, so the node's QUIC side cannot bind; it counts what arrives.
+    final class SilentUDP {
+        let fd: Int32
+        let port: Int
+        init?() {
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            guard fd >= 0 else { return nil }
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_addr.s_addr = inet_addr("127.0.0.1")
+            a.sin_port = 0
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafeMutablePointer(to: &a) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+            }
+            guard bound else {
+                close(fd)
+                return nil
+            }
+            self.fd = fd
+            port = Int(UInt16(bigEndian: a.sin_port))
+        }
+        /// Datagrams received so far (read without waiting).
+        func drain() -> Int { drainConnections().count }
+
+        /// The QUIC connections the datagrams received so far belong to (source connection
+        /// ID of each long-header packet; an empty ID for anything else), one per datagram.
+        func drainConnections() -> [[UInt8]] {
+            var out: [[UInt8]] = []
+            var buffer = [UInt8](repeating: 0, count: 2048)
+            while true {
+                let n = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+                guard n >= 0 else { return out }
+                out.append(InitialFlood.sourceID(of: Array(buffer[0..<n])) ?? [])
+            }
+        }
+        deinit { close(fd) }
+    }
+
+    /// Starts `guts listen` on a port whose UDP side the test holds (so the node serves TCP
+    /// only); returns it, the socket, and its `PEERID@ADDR` line.
+    func listenWithoutQUIC(_ name: String, _ extra: [String], port: Int? = nil,
+                           holding socket: SilentUDP? = nil) throws -> (Harness.Running, SilentUDP, String) {
+        for _ in 0..<10 {
+            guard let u = socket ?? SilentUDP() else { continue }
+            let r = try h.start(["--home", h.home(name), "listen", "--listen", "127.0.0.1:\(u.port)"] + extra)
+            r.waitFor("listen to print its address or fail") { out, _ in out.contains("\n") || !r.process.isRunning }
+            if r.process.isRunning { return (r, u, r.stdout.split(separator: "\n").first.map(String.init) ?? "") }
+            if socket != nil { break }
+        }
+        throw XCTSkip("no free TCP port beside a taken UDP port")
+    }
+
+    /// A node learns from a bootstrap peer's HelloAck that it serves no QUIC: when the peer
+    /// restarts, the node dials it again over TCP only, without one datagram to its port.
+    func testHelloAckWithoutQUICMakesRedialsTCPOnly() throws {
+        let id = try h.keygen("n1")
+        _ = try h.keygen("n2")
+        let (n1, silent, line) = try listenWithoutQUIC("n1", ["--no-dht"])
+        let n2 = try h.start(["--home", h.home("n2"), "listen", "--listen", "127.0.0.1:0", "--no-dht", "--bootstrap", line])
+        n2.waitFor("n2 to connect to n1") { _, err in err.contains("peer connected: \(id)") }
+        // The first dial knew nothing of n1 but its address: it tried QUIC there too (and its
+        // QUIC attempt may go on retransmitting its Initial until it gives up).
+        let firstDial = Set(silent.drainConnections())
+        n1.signal(SIGTERM)
+        XCTAssertEqual(n1.wait(), 0, n1.stderr)
+        n2.waitFor("n2 to see n1 go") { _, err in err.contains("peer disconnected: \(id)") }
+        let (again, _, _) = try listenWithoutQUIC("n1", ["--no-dht"], holding: silent)
+        n2.waitFor("n2 to dial n1 again", timeout: 20) { _, err in err.components(separatedBy: "peer connected: \(id)").count > 2 }
+        XCTAssertTrue(n2.stderr.contains("(bootstrap, "), n2.stderr)
+        let later = Set(silent.drainConnections())
+        XCTAssertTrue(later.isSubset(of: firstDial), "n2 tried QUIC again on a peer whose HelloAck advertised none: \(later.count) connections")
+        again.signal(SIGTERM)
+        _ = again.wait()
+    }
+
+    /// A node whose UDP port is taken advertises no QUIC: its DHT record lists its TCP
+    /// address only, and `guts dial`/`guts ping PEERID` reach it over TCP at once, without
+    /// one QUIC datagram sent to its port; a node serving QUIC lists its QUIC address.
+    func testNodeWithoutQUICAdvertisesNoneAndIsDialedOverTCPOnly() throws {
+        let bootID = try h.keygen("n0")
+        let id = try h.keygen("n1")
+        _ = try h.keygen("client")
+        let (_, bootLine) = try h.listen("n0", [])
+        let (n1, silent, line) = try listenWithoutQUIC("n1", ["--bootstrap", bootLine])
+        XCTAssertEqual(line, "\(id)@127.0.0.1:\(silent.port)")
+        XCTAssertTrue(n1.stderr.contains("QUIC disabled"), n1.stderr)
+
+        // Its peer record, found through the bootstrap node: the TCP address only.
+        var found: Harness.Result?
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            found = try h.run(["--home", h.home("n0"), "--json", "find", id])
+            if found?.status == 0 { break }
+            usleep(100_000)
+        }
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data((found?.stdout ?? "").utf8)) as? [String: Any],
+                                   found?.stderr ?? "")
+        XCTAssertEqual(object["addresses"] as? [String], ["127.0.0.1:\(silent.port)"], found?.stdout ?? "")
+        // The bootstrap node serves QUIC: its record lists both.
+        let boot = try h.run(["--home", h.home("n1"), "find", bootID])
+        let bootAddress = String(bootLine.split(separator: "@")[1])
+        XCTAssertEqual(boot.stdout.trimmingCharacters(in: .whitespacesAndNewlines),
+                       "\(bootID)@\(bootAddress)\n\(bootID)@quic/\(bootAddress)", boot.stderr)
+
+        // By peer ID, through the DHT: over TCP, at once, and nothing is sent to the UDP port.
+        let before = silent.drain()
+        let started = Date()
+        let dial = try h.run(["--home", h.home("client"), "--json", "dial", "--ephemeral", "--bootstrap", bootLine, id])
+        XCTAssertEqual(dial.status, 0, dial.stderr)
+        XCTAssertTrue(dial.stdout.contains("\"transport\":\"tcp\""), dial.stdout)
+        let ping = try h.run(["--home", h.home("client"), "ping", "--ephemeral", "-c", "1", "--bootstrap", bootLine, id])
+        XCTAssertEqual(ping.status, 0, ping.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 20, "two commands waited for something")
+        XCTAssertEqual(silent.drain(), 0, "a dialer sent QUIC datagrams to a port the node does not serve")
+        XCTAssertEqual(before, 0, "the bootstrap node sent QUIC datagrams to a node that advertised none")
+    }
+}
