@@ -156,6 +156,8 @@ public final class QUICEngine {
 
     static let maxPacket = 1500
     static let maxVecs = 16
+    /// The largest UDP payload ngtcp2 sends (its default maximum, which this engine keeps).
+    static let maxUDPPayload = 1452
     /// A UDP payload with segmentation offload stays under 64 KiB, and the kernel takes at
     /// most 64 segments per send.
     static let maxBatchBytes = 65_000
@@ -840,6 +842,7 @@ public final class QUICEngine {
         s.handshake_timeout = UInt64(config.handshakeTimeout * 1e9)
         s.max_window = config.connectionWindow
         s.max_stream_window = config.streamWindow
+        s.max_tx_udp_payload_size = Self.maxUDPPayload
         s.rand_ctx = ngtcp2_rand_ctx(native_handle: nil)
         return s
     }

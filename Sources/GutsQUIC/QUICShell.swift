@@ -1,3 +1,4 @@
+import Glibc
 import GutsAddress
 import GutsCrypto
 import GutsIdentity
@@ -132,6 +133,25 @@ enum DatagramSetup {
     static let segmentationOffload = System.supportsUDPSegmentationOffload
     static let receiveOffload = System.supportsUDPReceiveOffload
 
+    /// Whether packets to `address` may go back to back in one send. The kernel refuses
+    /// such a send when a segment does not fit the route's MTU (a tunnel, say), and NIO
+    /// then closes the whole socket; so the route's MTU is asked once per connection, on
+    /// a throwaway socket, and a route too narrow for a full packet gets one send per packet.
+    static func segmentationFits(to address: SocketAddress) -> Bool {
+        guard segmentationOffload else { return false }
+        let v6 = address.protocol == .inet6
+        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        guard address.withSockAddr({ connect(fd, $0, socklen_t($1)) }) == 0 else { return false }
+        var mtu: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        // IP_MTU (14) and IPV6_MTU (24): the MTU of the connected socket's route.
+        let asked = v6 ? getsockopt(fd, Int32(IPPROTO_IPV6), 24, &mtu, &length) : getsockopt(fd, Int32(IPPROTO_IP), 14, &mtu, &length)
+        guard asked == 0 else { return false }
+        return Int(mtu) - (v6 ? 48 : 28) >= QUICEngine.maxUDPPayload
+    }
+
     static func configure(_ bootstrap: DatagramBootstrap) -> DatagramBootstrap {
         var b = bootstrap
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -217,7 +237,7 @@ public enum QUICDialer {
                 return loop.makeFailedFuture(error)
             }
             let link = QUICLink(engine: engine, config: session, inbound: false, loop: loop,
-                                coalesce: DatagramSetup.segmentationOffload, output: { d in
+                                coalesce: DatagramSetup.segmentationFits(to: remoteNIO), output: { d in
                 let to = d.to == remote ? remoteNIO : (d.to.nio ?? remoteNIO)
                 channel.write(DatagramSetup.envelope(d, to: to, allocator: channel.allocator), promise: nil)
             }, flush: { channel.flush() })
@@ -350,7 +370,7 @@ public final class QUICListener: @unchecked Sendable {
                 session.refusal = Goodbye(code: .tooManyConnections, reason: "this node accepts at most \(options.maxConnections) connections")
             }
             let link = QUICLink(engine: engine, config: session, inbound: true, loop: channel.eventLoop,
-                                coalesce: DatagramSetup.segmentationOffload, output: { d in
+                                coalesce: DatagramSetup.segmentationFits(to: from), output: { d in
                 let to = d.to == source ? from : (d.to.nio ?? from)
                 channel.write(DatagramSetup.envelope(d, to: to, allocator: channel.allocator), promise: nil)
             }, flush: { channel.flush() })
