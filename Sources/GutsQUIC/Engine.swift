@@ -916,8 +916,17 @@ public final class QUICEngine {
         }
         cb.recv_stream_data = { conn, flags, stream, _, data, length, user, _ in
             guard let engine = QUICEngine.from(user) else { return NGTCP2_ERR_CALLBACK_FAILURE }
-            let bytes = data.map { Array(UnsafeBufferPointer(start: $0, count: length)) } ?? []
-            engine.events.append(.streamData(stream, bytes, fin: flags & UInt32(NGTCP2_STREAM_DATA_FLAG_FIN) != 0))
+            let fin = flags & UInt32(NGTCP2_STREAM_DATA_FLAG_FIN) != 0
+            let chunk = data.map { UnsafeBufferPointer(start: $0, count: length) } ?? UnsafeBufferPointer(start: nil, count: 0)
+            // Consecutive bytes of one stream (a read's worth of packets) make one event:
+            // the shell decodes one run instead of one piece per packet.
+            if case .streamData(stream, var bytes, false)? = engine.events.last {
+                engine.events.removeLast()
+                bytes.append(contentsOf: chunk)
+                engine.events.append(.streamData(stream, bytes, fin: fin))
+            } else {
+                engine.events.append(.streamData(stream, Array(chunk), fin: fin))
+            }
             // The shell consumes what it is given at once (its own queues are bounded by the
             // session's limits), so the window reopens as data is delivered.
             if let conn, length > 0 {
