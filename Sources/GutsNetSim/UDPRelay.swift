@@ -57,6 +57,8 @@ public final class UDPRelay: @unchecked Sendable {
     }
     private var queue: [Pending] = []
     private var held: [Pending] = []
+    /// The longest a datagram held back for reordering waits for one to overtake it.
+    static let maxHold = 0.02
     /// When each direction's link finishes sending what it has taken (before the delay).
     private var linkFree: [Bool: Double] = [true: 0, false: 0]
 
@@ -180,7 +182,7 @@ public final class UDPRelay: @unchecked Sendable {
             var fds = [pollfd(fd: front, events: Int16(POLLIN), revents: 0), pollfd(fd: back, events: Int16(POLLIN), revents: 0)]
                 + oldBacks.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             let now0 = Self.now()
-            let next = queue.map(\.at).min()
+            let next = (queue.map(\.at) + held.map { $0.at + Self.maxHold }).min()
             // Wait until the next datagram is due: poll counts whole milliseconds, so a
             // shorter wait sleeps in slices of at most 0.2 ms (spinning would take a core).
             let wait = next.map { max(0, min(0.01, $0 - now0)) } ?? 0.01
@@ -210,6 +212,11 @@ public final class UDPRelay: @unchecked Sendable {
             let due = queue.filter { $0.at <= now }
             queue.removeAll { $0.at <= now }
             for d in due { send(d) }
+            // A held datagram no later one overtook in time goes anyway (a reordering
+            // path delays a datagram; it does not keep it until the sender's next one).
+            let overdue = held.filter { $0.at + Self.maxHold <= now }
+            held.removeAll { $0.at + Self.maxHold <= now }
+            for d in overdue { send(d) }
         }
     }
 
@@ -233,7 +240,8 @@ public final class UDPRelay: @unchecked Sendable {
         at += options.delay
         let packet = Pending(at: at, bytes: bytes, toServer: toServer)
         if random() * 100 < options.reorderPercent {
-            // Held back and released just after the next datagram of this direction.
+            // Held back and released just after the next datagram of this direction, or
+            // `maxHold` late when none follows.
             shared.withLock { $0.reordered += 1 }
             held.append(packet)
             return

@@ -925,7 +925,12 @@ public final class QUICEngine {
                 bytes.append(contentsOf: chunk)
                 engine.events.append(.streamData(stream, bytes, fin: fin))
             } else {
-                engine.events.append(.streamData(stream, Array(chunk), fin: fin))
+                var bytes: [UInt8] = []
+                // A full packet of a bulk transfer: room for the rest of a read (up to
+                // 64 KiB with receive offload), so appending does not reallocate.
+                bytes.reserveCapacity(length >= 1024 ? 65536 : length)
+                bytes.append(contentsOf: chunk)
+                engine.events.append(.streamData(stream, bytes, fin: fin))
             }
             // The shell consumes what it is given at once (its own queues are bounded by the
             // session's limits), so the window reopens as data is delivered.
