@@ -11,7 +11,10 @@ public final class UDPRelay: @unchecked Sendable {
         public var reorderPercent = 0.0
         /// One-way delay in seconds, each direction.
         public var delay = 0.0
-        /// Bits per second each direction (nil: unlimited); beyond `queueBytes` queued, tail drop.
+        /// Bits per second each direction (nil: unlimited). A router's buffer before the
+        /// link: a datagram that would find more than `queueBytes` still waiting to go onto
+        /// the link is dropped (tail drop). Bytes already on the link, in the `delay`
+        /// part of the path, do not count against it (a router holds no copy of them).
         public var rate: Double?
         public var queueBytes = 1 << 20
 
@@ -54,8 +57,10 @@ public final class UDPRelay: @unchecked Sendable {
     }
     private var queue: [Pending] = []
     private var held: [Pending] = []
-    private var lastRelease: [Bool: Double] = [true: 0, false: 0]
-    private var queued: [Bool: Int] = [true: 0, false: 0]
+    /// The longest a datagram held back for reordering waits for one to overtake it.
+    static let maxHold = 0.02
+    /// When each direction's link finishes sending what it has taken (before the delay).
+    private var linkFree: [Bool: Double] = [true: 0, false: 0]
 
     private init?(targetPort: Int, options: Options, seed: UInt64) {
         self.options = options
@@ -177,9 +182,17 @@ public final class UDPRelay: @unchecked Sendable {
             var fds = [pollfd(fd: front, events: Int16(POLLIN), revents: 0), pollfd(fd: back, events: Int16(POLLIN), revents: 0)]
                 + oldBacks.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             let now0 = Self.now()
-            let next = queue.map(\.at).min()
-            let wait = next.map { max(0, min(10, Int(($0 - now0) * 1000))) } ?? 10
-            _ = poll(&fds, nfds_t(fds.count), Int32(wait))
+            let next = (queue.map(\.at) + held.map { $0.at + Self.maxHold }).min()
+            // Wait until the next datagram is due: poll counts whole milliseconds, so a
+            // shorter wait sleeps in slices of at most 0.2 ms (spinning would take a core).
+            let wait = next.map { max(0, min(0.01, $0 - now0)) } ?? 0.01
+            if wait < 0.001 {
+                var slice = timespec(tv_sec: 0, tv_nsec: Int(min(wait, 0.0002) * 1e9))
+                if wait > 0 { nanosleep(&slice, nil) }
+                _ = poll(&fds, nfds_t(fds.count), 0)
+            } else {
+                _ = poll(&fds, nfds_t(fds.count), Int32(wait * 1000))
+            }
             if fds[0].revents & Int16(POLLIN) != 0 {
                 var from = sockaddr_in()
                 var len = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -198,10 +211,12 @@ public final class UDPRelay: @unchecked Sendable {
             let now = Self.now()
             let due = queue.filter { $0.at <= now }
             queue.removeAll { $0.at <= now }
-            for d in due {
-                queued[d.toServer, default: 0] -= d.bytes.count
-                send(d)
-            }
+            for d in due { send(d) }
+            // A held datagram no later one overtook in time goes anyway (a reordering
+            // path delays a datagram; it does not keep it until the sender's next one).
+            let overdue = held.filter { $0.at + Self.maxHold <= now }
+            held.removeAll { $0.at + Self.maxHold <= now }
+            for d in overdue { send(d) }
         }
     }
 
@@ -213,29 +228,29 @@ public final class UDPRelay: @unchecked Sendable {
         let now = Self.now()
         var at = now
         if let rate = options.rate {
-            if queued[toServer, default: 0] + bytes.count > options.queueBytes {
+            let free = linkFree[toServer] ?? 0
+            let waiting = free > now ? Int((free - now) * rate / 8) : 0
+            if waiting + bytes.count > options.queueBytes {
                 shared.withLock { $0.dropped += 1 }
                 return
             }
-            let start = max(now, lastRelease[toServer] ?? 0)
-            at = start + Double(bytes.count * 8) / rate
-            lastRelease[toServer] = at
+            at = max(now, free) + Double(bytes.count * 8) / rate
+            linkFree[toServer] = at
         }
         at += options.delay
         let packet = Pending(at: at, bytes: bytes, toServer: toServer)
         if random() * 100 < options.reorderPercent {
-            // Held back and released just after the next datagram of this direction.
+            // Held back and released just after the next datagram of this direction, or
+            // `maxHold` late when none follows.
             shared.withLock { $0.reordered += 1 }
             held.append(packet)
             return
         }
-        queued[toServer, default: 0] += bytes.count
         queue.append(packet)
         let later = held.filter { $0.toServer == toServer }
         held.removeAll { $0.toServer == toServer }
         for var h in later {
             h.at = at + 0.0001
-            queued[toServer, default: 0] += h.bytes.count
             queue.append(h)
         }
     }

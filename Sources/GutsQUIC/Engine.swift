@@ -1,4 +1,5 @@
 import CNgtcp2
+import Glibc
 import GutsCrypto
 import GutsIdentity
 import GutsSupport
@@ -102,10 +103,19 @@ public enum QUICEvent: Equatable, Sendable {
     case closed(QUICClose)
 }
 
-/// A datagram to send.
+/// A datagram to send, or with `segmentSize` several packets of that size back to back
+/// (the last may be shorter), for one send with UDP segmentation offload (GSO).
 public struct QUICDatagram: Equatable, Sendable {
     public var bytes: [UInt8]
     public var to: QUICSocketAddress
+    /// Set when `bytes` holds more than one packet: each is this long but the last.
+    public var segmentSize: Int?
+
+    public init(bytes: [UInt8], to: QUICSocketAddress, segmentSize: Int? = nil) {
+        self.bytes = bytes
+        self.to = to
+        self.segmentSize = segmentSize
+    }
 }
 
 /// One QUIC connection around ngtcp2 and GnuTLS, sans-I/O: datagrams and time in,
@@ -123,6 +133,10 @@ public final class QUICEngine {
     private let connRef: UnsafeMutablePointer<ngtcp2_crypto_conn_ref>
     private let pathStorage: UnsafeMutablePointer<ngtcp2_path_storage>
     private let packetBuffer: UnsafeMutableRawBufferPointer
+    /// Packets of one flush laid back to back (for segmentation offload), made on first use.
+    private var batchBuffer: UnsafeMutableRawBufferPointer?
+    /// Vectors over a stream's unsent bytes, handed to ngtcp2 (reused).
+    private let vecs: UnsafeMutableBufferPointer<ngtcp2_vec>
     public private(set) var local: QUICSocketAddress
     public private(set) var remote: QUICSocketAddress
 
@@ -141,6 +155,13 @@ public final class QUICEngine {
     public private(set) var bytesReceived: UInt64 = 0
 
     static let maxPacket = 1500
+    static let maxVecs = 16
+    /// The largest UDP payload ngtcp2 sends (its default maximum, which this engine keeps).
+    static let maxUDPPayload = 1452
+    /// A UDP payload with segmentation offload stays under 64 KiB, and the kernel takes at
+    /// most 64 segments per send.
+    static let maxBatchBytes = 65_000
+    static let maxSegments = 64
     static let cidLength = 18
 
     private init(role: Role, config: QUICConfig, local: QUICSocketAddress, remote: QUICSocketAddress, now: Instant) {
@@ -154,6 +175,8 @@ public final class QUICEngine {
         pathStorage.initialize(to: ngtcp2_path_storage())
         ngtcp2_path_storage_zero(pathStorage)
         packetBuffer = .allocate(byteCount: Self.maxPacket, alignment: 8)
+        vecs = .allocate(capacity: Self.maxVecs)
+        vecs.initialize(repeating: ngtcp2_vec())
         connRef.initialize(to: ngtcp2_crypto_conn_ref(get_conn: { ref in
             guard let ref, let user = ref.pointee.user_data else { return nil }
             return Unmanaged<QUICEngine>.fromOpaque(user).takeUnretainedValue().conn
@@ -168,6 +191,8 @@ public final class QUICEngine {
         connRef.deallocate()
         pathStorage.deallocate()
         packetBuffer.deallocate()
+        batchBuffer?.deallocate()
+        vecs.deallocate()
     }
 
     /// A client connection to `remote`; `flush` yields its first datagram.
@@ -292,8 +317,13 @@ public final class QUICEngine {
 
     /// The destination connection ID of a datagram (for demultiplexing), if it parses.
     public static func destinationID(of datagram: [UInt8]) -> [UInt8]? {
+        datagram.withUnsafeBytes { destinationID(of: $0) }
+    }
+
+    public static func destinationID(of datagram: UnsafeRawBufferPointer) -> [UInt8]? {
+        guard let base = datagram.baseAddress else { return nil }
         var vc = ngtcp2_version_cid()
-        let rv = datagram.withUnsafeBufferPointer { ngtcp2_pkt_decode_version_cid(&vc, $0.baseAddress, $0.count, cidLength) }
+        let rv = ngtcp2_pkt_decode_version_cid(&vc, base.assumingMemoryBound(to: UInt8.self), datagram.count, cidLength)
         guard rv == 0 || rv == NGTCP2_ERR_VERSION_NEGOTIATION, let d = vc.dcid else { return nil }
         return Array(UnsafeBufferPointer(start: d, count: vc.dcidlen))
     }
@@ -332,15 +362,19 @@ public final class QUICEngine {
 
     /// Feeds one received datagram.
     public func receive(_ datagram: [UInt8], from: QUICSocketAddress, to: QUICSocketAddress? = nil, now: Instant) -> [QUICEvent] {
-        guard let conn, closeReason == nil else { return takeEvents() }
+        datagram.withUnsafeBytes { ingest($0, from: from, to: to, now: now) }
+        return takeEvents()
+    }
+
+    /// Feeds one received datagram without taking the events yet (the shell feeds several
+    /// then takes them all with `takePendingEvents`).
+    public func ingest(_ datagram: UnsafeRawBufferPointer, from: QUICSocketAddress, to: QUICSocketAddress? = nil, now: Instant) {
+        guard let conn, closeReason == nil, let base = datagram.baseAddress else { return }
         bytesReceived += UInt64(datagram.count)
-        let rv = datagram.withUnsafeBufferPointer { d in
-            withPath(local: to ?? local, remote: from) { path in
-                guts_ngtcp2_conn_read_pkt(conn, path, d.baseAddress, d.count, now.nanoseconds)
-            }
+        let rv = withPath(local: to ?? local, remote: from) { path in
+            guts_ngtcp2_conn_read_pkt(conn, path, base.assumingMemoryBound(to: UInt8.self), datagram.count, now.nanoseconds)
         }
         if rv != 0 { handleError(rv, now: now) }
-        return takeEvents()
     }
 
     /// Events raised while writing (new connection IDs are issued then, for one), to be
@@ -433,8 +467,10 @@ public final class QUICEngine {
     // MARK: - Output
 
     /// Packets to send now (handshake, stream data, ACKs, close). Call after every input,
-    /// timeout and write.
-    public func flush(now: Instant) -> [QUICDatagram] {
+    /// timeout and write. With `coalesce`, packets of equal size to the same address come
+    /// back to back in one `QUICDatagram` with its `segmentSize` set, for one send with
+    /// segmentation offload instead of one system call and one buffer per packet.
+    public func flush(now: Instant, coalesce: Bool = false) -> [QUICDatagram] {
         if let closingPacket {
             self.closingPacket = nil
             return [QUICDatagram(bytes: closingPacket, to: remote)]
@@ -444,35 +480,68 @@ public final class QUICEngine {
         let maxUDP = min(Self.maxPacket, ngtcp2_conn_get_max_tx_udp_payload_size(conn))
         let quantum = ngtcp2_conn_get_send_quantum(conn)
         let maxPackets = max(1, min(64, quantum / max(1, maxUDP)))
+        var stat = ngtcp2_conn_stat()
+        guts_ngtcp2_conn_get_conn_stat(conn, &stat)
+        let cap = delay.cap(minRTT: stat.min_rtt, now: now)
+        var inFlight = stat.bytes_in_flight
+        var capped = false
+        let buffer: UnsafeMutableRawBufferPointer
+        if coalesce {
+            if batchBuffer == nil { batchBuffer = .allocate(byteCount: Self.maxBatchBytes + Self.maxPacket, alignment: 8) }
+            buffer = batchBuffer ?? packetBuffer
+        } else {
+            buffer = packetBuffer
+        }
+        guard let base = buffer.baseAddress else { return [] }
+        // The batch being laid out in `buffer`: its bytes, packets, segment size and address.
+        var used = 0
+        var count = 0
+        var segment = 0
+        var batchTo = remote
+        func closeBatch() {
+            guard count > 0 else { return }
+            out.append(QUICDatagram(bytes: Array(UnsafeRawBufferPointer(start: base, count: used)), to: batchTo,
+                                    segmentSize: count > 1 ? segment : nil))
+            used = 0
+            count = 0
+        }
+        var packets = 0
         var cursor = 0
-        var vecs = [ngtcp2_vec](repeating: ngtcp2_vec(), count: 16)
-        while out.count < maxPackets {
+        while packets < maxPackets {
             var stream: SendStream?
             var streamID: Int64 = -1
-            // Next stream with something to send, round robin.
-            var tries = 0
-            while tries < sendOrder.count {
-                let i = (cursor + tries) % sendOrder.count
-                let id = sendOrder[i]
-                if let s = sendStreams[id], !s.blocked, s.hasPending {
-                    stream = s
-                    streamID = id
-                    cursor = i
-                    break
+            // The priority stream (control messages) first, then the others round robin.
+            if let p = priorityStream, let s = sendStreams[p], !s.blocked, s.hasPending {
+                stream = s
+                streamID = p
+            } else if inFlight >= cap {
+                // Enough in flight to keep the path busy: more would only wait in a queue
+                // on the way (ACKs and control messages still go).
+                capped = capped || !sendOrder.isEmpty
+            } else {
+                var tries = 0
+                while tries < sendOrder.count {
+                    let i = (cursor + tries) % sendOrder.count
+                    let id = sendOrder[i]
+                    if let s = sendStreams[id], !s.blocked, s.hasPending {
+                        stream = s
+                        streamID = id
+                        cursor = i
+                        break
+                    }
+                    tries += 1
                 }
-                tries += 1
             }
-            var count = 0
+            var vecCount = 0
             var flags = UInt32(NGTCP2_WRITE_STREAM_FLAG_MORE)
             if let stream {
-                count = stream.fillVecs(&vecs)
-                if stream.finQueued && stream.allBytesInVecs(count) { flags |= UInt32(NGTCP2_WRITE_STREAM_FLAG_FIN) }
+                vecCount = stream.fillVecs(vecs)
+                if stream.finQueued && stream.allBytesInVecs(vecCount) { flags |= UInt32(NGTCP2_WRITE_STREAM_FLAG_FIN) }
             }
             var accepted: ngtcp2_ssize = -1
-            let n = vecs.withUnsafeBufferPointer { v in
-                guts_ngtcp2_conn_writev_stream(conn, &pathStorage.pointee.path, packetBuffer.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                                               maxUDP, &accepted, flags, streamID, count > 0 ? v.baseAddress : nil, count, now.nanoseconds)
-            }
+            let n = guts_ngtcp2_conn_writev_stream(conn, &pathStorage.pointee.path, (base + used).assumingMemoryBound(to: UInt8.self),
+                                                   maxUDP, &accepted, flags, streamID, vecCount > 0 ? UnsafePointer(vecs.baseAddress) : nil,
+                                                   vecCount, now.nanoseconds)
             if n < 0 {
                 switch Int32(n) {
                 case NGTCP2_ERR_STREAM_DATA_BLOCKED:
@@ -489,6 +558,7 @@ public final class QUICEngine {
                     if let stream, accepted >= 0 { advance(stream, streamID, by: Int(accepted), flags: flags) }
                     continue
                 default:
+                    closeBatch()
                     handleError(Int32(n), now: now)
                     if let closingPacket {
                         self.closingPacket = nil
@@ -499,16 +569,91 @@ public final class QUICEngine {
             }
             if let stream, accepted >= 0 { advance(stream, streamID, by: Int(accepted), flags: flags) }
             if n == 0 { break }
-            let bytes = Array(UnsafeRawBufferPointer(start: packetBuffer.baseAddress, count: Int(n)))
+            let size = Int(n)
+            packets += 1
             bytesSent += UInt64(n)
-            out.append(QUICDatagram(bytes: bytes, to: Self.address(pathStorage.pointee.path.remote) ?? remote))
-            if stream != nil { cursor += 1 }
+            inFlight += UInt64(n)
+            if stream != nil && priorityStream != streamID { cursor += 1 }
+            let samePath = count > 0 && Self.sameAddress(pathStorage.pointee.path.remote, batchTo)
+            if count > 0 && samePath && size <= segment {
+                used += size
+                count += 1
+            } else {
+                if count > 0 {
+                    // Another size or address: the batch so far leaves, this packet starts the next.
+                    let packet = base + used
+                    closeBatch()
+                    base.copyMemory(from: packet, byteCount: size)
+                }
+                batchTo = Self.address(pathStorage.pointee.path.remote) ?? remote
+                segment = size
+                used = size
+                count = 1
+            }
+            // A shorter packet ends a batch (only the last segment may be short), and so
+            // does a full one.
+            if !coalesce || size < segment || count >= Self.maxSegments || used + maxUDP > Self.maxBatchBytes { closeBatch() }
         }
+        closeBatch()
         // Stopped at the batch limit rather than by ngtcp2: the shell calls again soon, so
         // the congestion window is kept full (ngtcp2 does not grow an underused one).
-        mayWriteMore = out.count >= maxPackets
+        mayWriteMore = packets >= maxPackets && !capped
         ngtcp2_conn_update_pkt_tx_time(conn, now.nanoseconds)
         return out
+    }
+
+    /// A stream whose bytes go before any other's (the control stream: pings and gossip
+    /// are not queued behind bulk transfers).
+    public var priorityStream: Int64?
+
+    /// Limits stream data in flight to what keeps the path busy plus a few milliseconds.
+    var delay = DelayGuard()
+
+    /// Caps the bytes in flight at the delivery rate times (minimum RTT + a small queue
+    /// allowance), on top of ngtcp2's congestion window. A loss-based window grows until
+    /// the bottleneck's buffer overflows, so everything else on the connection (pings,
+    /// gossip) waits behind a full buffer; with this cap a bulk transfer still fills the
+    /// path, but keeps only about `allowance` of queue in front of it. The rate is the
+    /// highest acknowledged-bytes rate of the last ten sampling windows (one minimum RTT
+    /// each), so a window limited by the cap itself still lets it grow by a quarter or
+    /// more per round trip. The price: against a loss-based flow on the same bottleneck
+    /// this connection yields, as delay-based senders do.
+    struct DelayGuard {
+        /// Stream bytes acknowledged so far (ngtcp2 reports each range once).
+        var acked: UInt64 = 0
+        private var sampleStart: Instant?
+        private var sampleAcked: UInt64 = 0
+        private var samples = [Double](repeating: 0, count: 10)
+        private var next = 0
+        /// Never below this (bytes): a new or idle connection starts like a standard one.
+        static let floor: Double = 64 * 1024
+        /// Queueing allowed beyond the minimum RTT: at least 2 ms, a quarter of the RTT on
+        /// longer paths.
+        static func allowance(minRTT: Double) -> Double { max(0.002, minRTT / 4) }
+
+        mutating func cap(minRTT nanoseconds: UInt64, now: Instant) -> UInt64 {
+            guard nanoseconds > 0, nanoseconds < UInt64.max / 2 else { return UInt64.max }
+            let minRTT = Double(nanoseconds) / 1e9
+            if let start = sampleStart {
+                let elapsed = now.seconds(since: start)
+                if elapsed >= max(minRTT, 0.0005) {
+                    samples[next] = Double(acked - sampleAcked) / elapsed
+                    next = (next + 1) % samples.count
+                    sampleStart = now
+                    sampleAcked = acked
+                }
+            } else {
+                sampleStart = now
+                sampleAcked = acked
+            }
+            let rate = samples.max() ?? 0
+            return UInt64(max(Self.floor, rate * (minRTT + Self.allowance(minRTT: minRTT))))
+        }
+    }
+
+    static func sameAddress(_ a: ngtcp2_addr, _ b: QUICSocketAddress) -> Bool {
+        guard let p = a.addr, Int(a.addrlen) == b.bytes.count else { return false }
+        return b.bytes.withUnsafeBytes { r in r.baseAddress.map { memcmp(UnsafeRawPointer(p), $0, r.count) == 0 } ?? false }
     }
 
     /// Whether the last `flush` stopped at its batch limit with more it could send.
@@ -711,6 +856,7 @@ public final class QUICEngine {
         s.handshake_timeout = UInt64(config.handshakeTimeout * 1e9)
         s.max_window = config.connectionWindow
         s.max_stream_window = config.streamWindow
+        s.max_tx_udp_payload_size = Self.maxUDPPayload
         s.rand_ctx = ngtcp2_rand_ctx(native_handle: nil)
         return s
     }
@@ -784,8 +930,22 @@ public final class QUICEngine {
         }
         cb.recv_stream_data = { conn, flags, stream, _, data, length, user, _ in
             guard let engine = QUICEngine.from(user) else { return NGTCP2_ERR_CALLBACK_FAILURE }
-            let bytes = data.map { Array(UnsafeBufferPointer(start: $0, count: length)) } ?? []
-            engine.events.append(.streamData(stream, bytes, fin: flags & UInt32(NGTCP2_STREAM_DATA_FLAG_FIN) != 0))
+            let fin = flags & UInt32(NGTCP2_STREAM_DATA_FLAG_FIN) != 0
+            let chunk = data.map { UnsafeBufferPointer(start: $0, count: length) } ?? UnsafeBufferPointer(start: nil, count: 0)
+            // Consecutive bytes of one stream (a read's worth of packets) make one event:
+            // the shell decodes one run instead of one piece per packet.
+            if case .streamData(stream, var bytes, false)? = engine.events.last {
+                engine.events.removeLast()
+                bytes.append(contentsOf: chunk)
+                engine.events.append(.streamData(stream, bytes, fin: fin))
+            } else {
+                var bytes: [UInt8] = []
+                // A full packet of a bulk transfer: room for the rest of a read (up to
+                // 64 KiB with receive offload), so appending does not reallocate.
+                bytes.reserveCapacity(length >= 1024 ? 65536 : length)
+                bytes.append(contentsOf: chunk)
+                engine.events.append(.streamData(stream, bytes, fin: fin))
+            }
             // The shell consumes what it is given at once (its own queues are bounded by the
             // session's limits), so the window reopens as data is delivered.
             if let conn, length > 0 {
@@ -798,6 +958,7 @@ public final class QUICEngine {
             guard let engine = QUICEngine.from(user) else { return NGTCP2_ERR_CALLBACK_FAILURE }
             engine.sendStreams[stream]?.acknowledge(upTo: offset + length)
             engine.events.append(.acknowledged(stream, offset + length))
+            engine.delay.acked += length
             return 0
         }
         cb.stream_open = { _, stream, user in
@@ -955,7 +1116,7 @@ final class SendStream {
     }
 
     /// Vectors over the unsent bytes; returns how many were filled.
-    func fillVecs(_ vecs: inout [ngtcp2_vec]) -> Int {
+    func fillVecs(_ vecs: UnsafeMutableBufferPointer<ngtcp2_vec>) -> Int {
         var n = 0
         for c in chunks where c.end > sentOffset {
             guard n < vecs.count else { break }

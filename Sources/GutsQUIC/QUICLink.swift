@@ -36,6 +36,8 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     private var config: SessionConfig
     private let output: (QUICDatagram) -> Void
     private let flushOutput: () -> Void
+    /// Whether `output` takes packets laid back to back for one send (segmentation offload).
+    private let coalesce: Bool
     /// Told about connection IDs (the listener routes datagrams by them) and the end.
     var onConnectionID: ((_ id: [UInt8], _ added: Bool) -> Void)?
     var onFinished: (() -> Void)?
@@ -68,8 +70,9 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     static let highWatermark = 1 << 20
 
     init(engine: QUICEngine, config: SessionConfig, inbound: Bool, loop: EventLoop,
-         output: @escaping (QUICDatagram) -> Void, flush: @escaping () -> Void) {
+         coalesce: Bool = false, output: @escaping (QUICDatagram) -> Void, flush: @escaping () -> Void) {
         self.engine = engine
+        self.coalesce = coalesce
         self.remoteText = NIOLockedValueBox(engine.remote.description)
         self.config = config
         self.inbound = inbound
@@ -180,8 +183,20 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     }
 
     func receive(_ datagram: [UInt8], from: QUICSocketAddress) {
+        datagram.withUnsafeBytes { ingest($0, from: from) }
+        pumpIngested()
+    }
+
+    /// Feeds one datagram to the engine without answering yet: the shell feeds what one
+    /// read returned (several packets with receive offload), then calls `pumpIngested`
+    /// once, so one flush answers them all.
+    func ingest(_ datagram: UnsafeRawBufferPointer, from: QUICSocketAddress) {
         received.add(UInt64(datagram.count), ordering: .relaxed)
-        pump(engine.receive(datagram, from: from, now: .now()))
+        engine.ingest(datagram, from: from, now: .now())
+    }
+
+    func pumpIngested() {
+        pump(engine.takePendingEvents())
     }
 
     private func pump(_ events: [QUICEvent]) {
@@ -199,7 +214,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
     }
 
     private func flush() {
-        let datagrams = engine.flush(now: .now())
+        let datagrams = engine.flush(now: .now(), coalesce: coalesce)
         guard !datagrams.isEmpty else { return }
         var total = 0
         for d in datagrams {
@@ -274,6 +289,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
                                     why: .handshakeFailed("peer allows no streams"))
                 }
                 controlStream = stream
+                engine.priorityStream = stream
                 phase = .awaitingHelloAck
                 write(.hello(Hello(capabilities: config.capabilities, agent: config.agent, quicPort: config.quicPort?() ?? 0)), on: stream, fin: false, promise: nil)
             }
@@ -281,6 +297,7 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
         case let .streamOpened(stream):
             if inbound && controlStream == nil {
                 controlStream = stream
+                engine.priorityStream = stream
             }
         case let .streamData(stream, bytes, fin):
             receiveStream(stream, bytes, fin: fin)

@@ -1,3 +1,4 @@
+import Glibc
 import GutsAddress
 import GutsCrypto
 import GutsIdentity
@@ -62,6 +63,7 @@ public enum QUICTuning {
     /// Connections still in the handshake at once, in all.
     public static let maxPending = 256
     static let receiveAllocator = FixedSizeRecvByteBufferAllocator(capacity: 2048)
+    static let offloadReceiveAllocator = FixedSizeRecvByteBufferAllocator(capacity: 65536)
     /// Socket buffers (the kernel caps them at net.core.rmem_max / wmem_max): a burst the
     /// loop has not read yet is not dropped.
     static let socketBuffer: SocketOptionValue = 4 << 20
@@ -69,27 +71,111 @@ public enum QUICTuning {
     static let messagesPerRead: UInt = 64
 }
 
-/// Forwards a datagram socket's input to a closure on its loop.
+/// Forwards a datagram socket's input to closures on its loop: each packet (a read with
+/// receive offload holds several of one size back to back), then the end of a wake-up's
+/// reads, so the connections answer everything they got with one flush.
 final class DatagramInbound: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    let onDatagram: ([UInt8], SocketAddress) -> Void
+    let onDatagram: (UnsafeRawBufferPointer, SocketAddress, QUICSocketAddress) -> Void
+    let onReadComplete: () -> Void
     let onError: ((Error) -> Void)?
+    /// The last source seen and its sockaddr form (loop only): a busy connection sends
+    /// from one address, so it is converted once rather than per packet.
+    private var lastSource: (nio: SocketAddress, quic: QUICSocketAddress)?
 
-    init(onError: ((Error) -> Void)? = nil, _ onDatagram: @escaping ([UInt8], SocketAddress) -> Void) {
+    init(onError: ((Error) -> Void)? = nil, onReadComplete: @escaping () -> Void,
+         _ onDatagram: @escaping (UnsafeRawBufferPointer, SocketAddress, QUICSocketAddress) -> Void) {
         self.onDatagram = onDatagram
+        self.onReadComplete = onReadComplete
         self.onError = onError
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
-        var buffer = envelope.data
-        guard let bytes = buffer.readBytes(length: buffer.readableBytes) else { return }
-        onDatagram(bytes, envelope.remoteAddress)
+        let from = envelope.remoteAddress
+        let source: QUICSocketAddress
+        if let last = lastSource, last.nio == from {
+            source = last.quic
+        } else {
+            guard let converted = QUICSocketAddress(from) else { return }
+            source = converted
+            lastSource = (from, converted)
+        }
+        let segment = envelope.metadata?.segmentSize ?? 0
+        envelope.data.withUnsafeReadableBytes { all in
+            guard segment > 0, segment < all.count else {
+                onDatagram(all, from, source)
+                return
+            }
+            var offset = 0
+            while offset < all.count {
+                let end = min(all.count, offset + segment)
+                onDatagram(UnsafeRawBufferPointer(rebasing: all[offset..<end]), from, source)
+                offset = end
+            }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        onReadComplete()
+        context.fireChannelReadComplete()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         // On a connected socket, ICMP port unreachable surfaces here as ECONNREFUSED.
         onError?(error)
+    }
+}
+
+/// Datagram socket settings shared by dialled and listening sockets.
+enum DatagramSetup {
+    /// Whether packets are handed to the kernel back to back for it to cut (GSO).
+    static let segmentationOffload = System.supportsUDPSegmentationOffload
+    static let receiveOffload = System.supportsUDPReceiveOffload
+
+    /// Whether packets to `address` may go back to back in one send. The kernel refuses
+    /// such a send when a segment does not fit the route's MTU (a tunnel, say), and NIO
+    /// then closes the whole socket; so the route's MTU is asked once per connection, on
+    /// a throwaway socket, and a route too narrow for a full packet gets one send per packet.
+    static func segmentationFits(to address: SocketAddress) -> Bool {
+        guard segmentationOffload else { return false }
+        let v6 = address.protocol == .inet6
+        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        guard address.withSockAddr({ connect(fd, $0, socklen_t($1)) }) == 0 else { return false }
+        var mtu: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        // IP_MTU (14) and IPV6_MTU (24): the MTU of the connected socket's route.
+        let asked = v6 ? getsockopt(fd, Int32(IPPROTO_IPV6), 24, &mtu, &length) : getsockopt(fd, Int32(IPPROTO_IP), 14, &mtu, &length)
+        guard asked == 0 else { return false }
+        return Int(mtu) - (v6 ? 48 : 28) >= QUICEngine.maxUDPPayload
+    }
+
+    static func configure(_ bootstrap: DatagramBootstrap) -> DatagramBootstrap {
+        var b = bootstrap
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.socketOption(.so_rcvbuf), value: QUICTuning.socketBuffer)
+            .channelOption(.socketOption(.so_sndbuf), value: QUICTuning.socketBuffer)
+            .channelOption(.maxMessagesPerRead, value: QUICTuning.messagesPerRead)
+        if receiveOffload {
+            // The kernel hands over runs of packets of one flow as one read (with their
+            // segment size), so a read takes a buffer as large as a UDP payload can be.
+            b = b.channelOption(.recvAllocator, value: QUICTuning.offloadReceiveAllocator)
+                .channelOption(.datagramReceiveOffload, value: true)
+                .channelOption(.datagramReceiveSegmentSize, value: true)
+        } else {
+            b = b.channelOption(.recvAllocator, value: QUICTuning.receiveAllocator)
+        }
+        return b
+    }
+
+    /// The envelope for a datagram (several packets, with segmentation offload).
+    static func envelope(_ d: QUICDatagram, to: SocketAddress, allocator: ByteBufferAllocator) -> AddressedEnvelope<ByteBuffer> {
+        let metadata = d.segmentSize.map {
+            AddressedEnvelope<ByteBuffer>.Metadata(ecnState: .transportNotCapable, packetInfo: nil, segmentSize: $0)
+        }
+        return AddressedEnvelope(remoteAddress: to, data: allocator.buffer(bytes: d.bytes), metadata: metadata)
     }
 }
 
@@ -114,21 +200,24 @@ public enum QUICDialer {
             return loop.makeFailedFuture(TransportError.closed(.connectionLost("unsupported address \(remoteNIO)")))
         }
         let linkBox = NIOLockedValueBox<QUICLink?>(nil)
-        let bootstrap = DatagramBootstrap(group: loop)
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
-            .channelOption(.recvAllocator, value: QUICTuning.receiveAllocator)
-            .channelOption(.socketOption(.so_rcvbuf), value: QUICTuning.socketBuffer)
-            .channelOption(.socketOption(.so_sndbuf), value: QUICTuning.socketBuffer)
-            .channelOption(.maxMessagesPerRead, value: QUICTuning.messagesPerRead)
+        let bootstrap = DatagramSetup.configure(DatagramBootstrap(group: loop))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // The link, once made (loop only: looked up once, not per packet).
+                    var current: QUICLink?
+                    var fed = false
                     try channel.pipeline.syncOperations.addHandler(DatagramInbound(onError: { error in
                         if let io = error as? IOError, io.errnoCode == ECONNREFUSED {
                             linkBox.withLockedValue { $0 }?.refused()
                         }
-                    }) { bytes, from in
-                        guard let from = QUICSocketAddress(from) else { return }
-                        linkBox.withLockedValue { $0 }?.receive(bytes, from: from)
+                    }, onReadComplete: {
+                        if fed, let current { current.pumpIngested() }
+                        fed = false
+                    }) { bytes, _, from in
+                        if current == nil { current = linkBox.withLockedValue { $0 } }
+                        guard let current else { return }
+                        current.ingest(bytes, from: from)
+                        fed = true
                     })
                 }
             }
@@ -147,9 +236,10 @@ public enum QUICDialer {
                 channel.close(promise: nil)
                 return loop.makeFailedFuture(error)
             }
-            let link = QUICLink(engine: engine, config: session, inbound: false, loop: loop, output: { d in
+            let link = QUICLink(engine: engine, config: session, inbound: false, loop: loop,
+                                coalesce: DatagramSetup.segmentationFits(to: remoteNIO), output: { d in
                 let to = d.to == remote ? remoteNIO : (d.to.nio ?? remoteNIO)
-                channel.write(AddressedEnvelope(remoteAddress: to, data: channel.allocator.buffer(bytes: d.bytes)), promise: nil)
+                channel.write(DatagramSetup.envelope(d, to: to, allocator: channel.allocator), promise: nil)
             }, flush: { channel.flush() })
             link.onFinished = {
                 // Keep the socket a moment so the CONNECTION_CLOSE leaves, then release it.
@@ -206,16 +296,13 @@ public final class QUICListener: @unchecked Sendable {
 
     /// Binds the UDP socket (port 0 picks one) and returns the bound address.
     public func bind(host: String, port: Int) throws -> SocketAddress {
-        let bootstrap = DatagramBootstrap(group: group.next())
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
-            .channelOption(.recvAllocator, value: QUICTuning.receiveAllocator)
-            .channelOption(.socketOption(.so_rcvbuf), value: QUICTuning.socketBuffer)
-            .channelOption(.socketOption(.so_sndbuf), value: QUICTuning.socketBuffer)
-            .channelOption(.maxMessagesPerRead, value: QUICTuning.messagesPerRead)
+        let bootstrap = DatagramSetup.configure(DatagramBootstrap(group: group.next()))
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(DatagramInbound { [weak self] bytes, from in
-                        self?.datagram(bytes, from: from, channel: channel)
+                    try channel.pipeline.syncOperations.addHandler(DatagramInbound(onReadComplete: { [weak self] in
+                        self?.readComplete()
+                    }) { [weak self] bytes, from, source in
+                        self?.datagram(bytes, from: from, source: source, channel: channel)
                     })
                 }
             }
@@ -226,12 +313,22 @@ public final class QUICListener: @unchecked Sendable {
         return address
     }
 
-    private func datagram(_ bytes: [UInt8], from: SocketAddress, channel: Channel) {
-        guard let source = QUICSocketAddress(from) else { return }
-        if let dcid = QUICEngine.destinationID(of: bytes), let link = routes[dcid] {
-            link.receive(bytes, from: source)
+    /// Links fed packets during this wake-up's reads, to answer once at its end (loop only).
+    private var fed: [QUICLink] = []
+
+    private func readComplete() {
+        let links = fed
+        fed = []
+        for link in links { link.pumpIngested() }
+    }
+
+    private func datagram(_ raw: UnsafeRawBufferPointer, from: SocketAddress, source: QUICSocketAddress, channel: Channel) {
+        if let dcid = QUICEngine.destinationID(of: raw), let link = routes[dcid] {
+            link.ingest(raw, from: source)
+            if fed.last !== link, !fed.contains(where: { $0 === link }) { fed.append(link) }
             return
         }
+        let bytes = Array(raw)
         guard QUICEngine.isLongHeader(bytes) else {
             // A packet of a connection this node forgot: a stateless reset ends it for the peer.
             if let reset = QUICEngine.statelessReset(for: bytes, secret: resetSecret) {
@@ -272,9 +369,10 @@ public final class QUICListener: @unchecked Sendable {
             if hooks.admit == nil, count >= options.maxConnections {
                 session.refusal = Goodbye(code: .tooManyConnections, reason: "this node accepts at most \(options.maxConnections) connections")
             }
-            let link = QUICLink(engine: engine, config: session, inbound: true, loop: channel.eventLoop, output: { d in
+            let link = QUICLink(engine: engine, config: session, inbound: true, loop: channel.eventLoop,
+                                coalesce: DatagramSetup.segmentationFits(to: from), output: { d in
                 let to = d.to == source ? from : (d.to.nio ?? from)
-                channel.write(AddressedEnvelope(remoteAddress: to, data: channel.allocator.buffer(bytes: d.bytes)), promise: nil)
+                channel.write(DatagramSetup.envelope(d, to: to, allocator: channel.allocator), promise: nil)
             }, flush: { channel.flush() })
             if let admit = hooks.admit {
                 link.setAdmit { [weak link] id, hello in

@@ -18,6 +18,7 @@ import NIOPosix
 /// time of a jq-sized sync between real processes.
 ///
 ///     guts-bench quic [--seconds S] [--megabytes N] [--transfer-megabytes N] [--repo PATH] [--rounds N]
+///                     [--bulk-only | --latency-only] [--verbose]
 enum QUICBench {
     static func run(arguments: [String]) -> Int32 {
         let seconds = Double(ChannelBench.value(after: "--seconds", in: arguments) ?? "") ?? 2
@@ -45,14 +46,15 @@ enum QUICBench {
         }
 
         // 1. Handshakes per second (16 in flight, client and server in this process).
-        for kind in TransportKind.allCases where !arguments.contains("--bulk-only") {
+        let latencyOnly = arguments.contains("--latency-only")
+        for kind in TransportKind.allCases where !arguments.contains("--bulk-only") && !latencyOnly {
             let rate = handshakes(seconds: seconds, concurrency: 16) { dial(kind, port: server.port) }
             print("handshakes/s \(kind.rawValue): \(Int(rate)) (dial, authenticate, Hello, close; 16 in flight)")
         }
 
         // 2. Bulk throughput of one connection.
         var bulk: [TransportKind: Double] = [:]
-        for kind in TransportKind.allCases {
+        for kind in TransportKind.allCases where !latencyOnly {
             guard let link = dial(kind, port: server.port) else { return 1 }
             var samples: [Double] = []
             for _ in 0..<rounds {
@@ -70,9 +72,11 @@ enum QUICBench {
 
         // 3. Ping while a transfer runs, through 100 Mbit/s and 10 ms each way.
         let rate = 100e6, delay = 0.010, queue = 256 << 10
+        print("path: \(Int(rate / 1e6)) Mbit/s and \(Int(delay * 1000)) ms each way, a drop-tail buffer of \(queue >> 10) KiB waiting for the link (about one bandwidth-delay product; bytes in the delay line not counted), the same for TCP (a full buffer stops reading) and QUIC (it drops)")
         for kind in TransportKind.allCases {
             var relayPort = 0
             var stop: () -> Void = {}
+            var relayStats: () -> String = { "" }
             switch kind {
             case .tcp:
                 guard let s = TCPShaper.start(targetPort: server.port, rate: rate, delay: delay, queueBytes: queue) else { return 1 }
@@ -86,6 +90,7 @@ enum QUICBench {
                 guard let r = UDPRelay.start(targetPort: server.port, options: o, seed: 1) else { return 1 }
                 relayPort = r.port
                 stop = { r.stop() }
+                relayStats = { "relay forwarded \(r.forwarded), dropped \(r.dropped)" }
             }
             defer { stop() }
             guard let link = dial(kind, port: relayPort) else {
@@ -98,11 +103,16 @@ enum QUICBench {
                 _ = transfer(link, megabytes: transferMB, requestID: 99)
                 return Instant.now().seconds(since: started)
             }
+            if arguments.contains("--verbose") {
+                if let q = link as? QUICLink, let st = try? q.transportStatistics().wait() { print("  client: \(st)") }
+                print("  \(relayStats())")
+            }
             link.close(.shutdown, "done")
             let idle99 = percentile(idle.rtts, 0.99), busy99 = percentile(busy.rtts, 0.99)
             print("ping \(kind.rawValue) via 100 Mbit/s, 10 ms each way: idle p50 \(ms(percentile(idle.rtts, 0.5))) p99 \(ms(idle99)) ms; during a \(transferMB) MB transfer (\(String(format: "%.1f", busy.work ?? 0)) s) p50 \(ms(percentile(busy.rtts, 0.5))) p99 \(ms(busy99)) ms (\(busy.rtts.count) pings, \(busy.lost) unanswered); p99 ratio \(String(format: "%.2f", idle99 > 0 ? busy99 / idle99 : 0))\(kind == .quic ? " (target at most 2)" : "")")
         }
 
+        if latencyOnly { return 0 }
         // 4. A jq-sized sync between real processes.
         jqSync(repo: repo, rounds: rounds)
         return 0

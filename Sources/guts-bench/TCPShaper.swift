@@ -3,8 +3,9 @@ import Glibc
 
 /// A TCP relay with the UDP relay's shaping (rate, one-way delay, bounded queue), so
 /// the two transports cross the same kind of path: each direction is released at most
-/// at `rate` bits per second, `delay` seconds after it was read; a full queue stops
-/// reading, and TCP's own flow control pushes back to the sender.
+/// at `rate` bits per second, `delay` seconds after it was read. As in the UDP relay,
+/// `queueBytes` bounds the bytes waiting for the link (not those in the delay line); a
+/// full queue stops reading, and TCP's own flow control pushes back to the sender.
 final class TCPShaper: @unchecked Sendable {
     let port: Int
     private let listener: Int32
@@ -103,17 +104,25 @@ final class TCPShaper: @unchecked Sendable {
 
     private func pump(from: Int32, to: Int32) {
         var queue: [(at: Double, bytes: [UInt8])] = []
-        var queued = 0
         var lastRelease = 0.0
         var buffer = [UInt8](repeating: 0, count: 16384)
         var open = true
         while isRunning && (open || !queue.isEmpty) {
             let now0 = Self.now()
-            let wait = queue.first.map { max(0, min(20, Int(($0.at - now0) * 1000))) } ?? 20
-            var fds = [pollfd(fd: from, events: Int16(open && queued < queueBytes ? POLLIN : 0), revents: 0)]
-            _ = poll(&fds, 1, Int32(wait))
+            let due = queue.first.map { max(0, min(0.02, $0.at - now0)) } ?? 0.02
+            if due > 0 && due < 0.001 {
+                // poll counts whole milliseconds: sleep the rest rather than spin a core.
+                var slice = timespec(tv_sec: 0, tv_nsec: Int(due * 1e9))
+                nanosleep(&slice, nil)
+            }
+            let wait = Int(due * 1000)
+            let waiting = lastRelease > now0 ? Int((lastRelease - now0) * rate / 8) : 0
+            // Full: poll again when the link has taken a little.
+            let full = waiting >= queueBytes
+            var fds = [pollfd(fd: from, events: Int16(open && !full ? POLLIN : 0), revents: 0)]
+            _ = poll(&fds, 1, Int32(full ? min(1, wait) : wait))
             if fds[0].revents & Int16(POLLIN | POLLHUP) != 0 {
-                let n = read(from, &buffer, min(buffer.count, max(1, queueBytes - queued)))
+                let n = read(from, &buffer, min(buffer.count, max(1, queueBytes - waiting)))
                 if n <= 0 {
                     open = false
                 } else {
@@ -121,13 +130,11 @@ final class TCPShaper: @unchecked Sendable {
                     let start = max(now, lastRelease)
                     lastRelease = start + Double(n * 8) / rate
                     queue.append((lastRelease + delay, Array(buffer[0..<n])))
-                    queued += n
                 }
             }
             let now = Self.now()
             while let first = queue.first, first.at <= now {
                 queue.removeFirst()
-                queued -= first.bytes.count
                 var sent = 0
                 while sent < first.bytes.count {
                     let m = first.bytes[sent...].withUnsafeBufferPointer { write(to, $0.baseAddress, $0.count) }

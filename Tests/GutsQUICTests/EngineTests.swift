@@ -22,6 +22,10 @@ final class QUICPair {
     var drop: ([UInt8]) -> Bool = { _ in false }
     var inFlight: [(at: Instant, toServer: Bool, bytes: [UInt8])] = []
     var requireRetry = false
+    /// Both sides lay packets back to back as for segmentation offload; delivery cuts them.
+    var coalesce = false
+    /// Datagrams that carried more than one packet.
+    var coalesced = 0
     let tokenSecret = Random.bytes(32)
     var retries = 0
 
@@ -42,15 +46,21 @@ final class QUICPair {
     }
 
     private func emit(_ datagrams: [QUICDatagram], toServer: Bool) {
-        for d in datagrams where !drop(d.bytes) {
-            inFlight.append((now.adding(seconds: delay), toServer, d.bytes))
+        for d in datagrams {
+            // The kernel cuts a coalesced datagram into packets of `segmentSize`.
+            var packets: [[UInt8]] = [d.bytes]
+            if let size = d.segmentSize {
+                coalesced += 1
+                packets = stride(from: 0, to: d.bytes.count, by: size).map { Array(d.bytes[$0..<min(d.bytes.count, $0 + size)]) }
+            }
+            for p in packets where !drop(p) { inFlight.append((now.adding(seconds: delay), toServer, p)) }
         }
     }
 
     /// Runs the network until nothing is in flight and no timer is due before `until` seconds pass.
     func run(seconds: Double, until done: () -> Bool = { false }) {
         let end = now.adding(seconds: seconds)
-        emit(client.flush(now: now), toServer: true)
+        emit(client.flush(now: now, coalesce: coalesce), toServer: true)
         while now < end && !done() {
             // Next event: a delivery or a timer.
             var next = end
@@ -83,8 +93,8 @@ final class QUICPair {
             }
             if let t = client.nextDeadline, t <= now { clientEvents += client.handleTimeout(now: now) }
             if let s = server, let t = s.nextDeadline, t <= now { serverEvents += s.handleTimeout(now: now) }
-            emit(client.flush(now: now), toServer: true)
-            if let server { emit(server.flush(now: now), toServer: false) }
+            emit(client.flush(now: now, coalesce: coalesce), toServer: true)
+            if let server { emit(server.flush(now: now, coalesce: coalesce), toServer: false) }
             if inFlight.isEmpty && client.nextDeadline == nil && server?.nextDeadline == nil { break }
         }
     }
@@ -111,6 +121,59 @@ final class QUICPair {
 }
 
 final class QUICEngineTests: XCTestCase {
+    /// Packets laid back to back for segmentation offload arrive whole and in order.
+    func testCoalescedPacketsCarryAStream() throws {
+        let (c, s) = QUICPair.configs()
+        let pair = try QUICPair(clientConfig: c, serverConfig: s)
+        pair.coalesce = true
+        pair.run(seconds: 5) { pair.established(pair.serverEvents) != nil && pair.established(pair.clientEvents) != nil }
+        let stream = try XCTUnwrap(pair.client.openStream())
+        var rng = SplitMix64(seed: 11)
+        let big = (0..<(3 << 20)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        pair.client.write(big, stream: stream, fin: true)
+        pair.run(seconds: 60) { pair.data(pair.serverEvents, stream: stream).1 }
+        let got = pair.data(pair.serverEvents, stream: stream)
+        XCTAssertTrue(got.1)
+        XCTAssertTrue(got.0 == big)
+        XCTAssertGreaterThan(pair.coalesced, 10)
+    }
+
+    /// Control bytes written after a bulk transfer leave before the rest of it.
+    func testPriorityStreamGoesFirst() throws {
+        let (c, s) = QUICPair.configs()
+        let pair = try QUICPair(clientConfig: c, serverConfig: s)
+        pair.run(seconds: 5) { pair.established(pair.serverEvents) != nil && pair.established(pair.clientEvents) != nil }
+        let control = try XCTUnwrap(pair.client.openStream())
+        let bulk = try XCTUnwrap(pair.client.openStream())
+        pair.client.priorityStream = control
+        pair.client.write([UInt8](repeating: 7, count: 2 << 20), stream: bulk, fin: true)
+        pair.client.write(Array("ping".utf8), stream: control)
+        pair.run(seconds: 30) { pair.data(pair.serverEvents, stream: control).0.count == 4 }
+        XCTAssertEqual(pair.data(pair.serverEvents, stream: control).0, Array("ping".utf8))
+        // Most of the bulk stream was still to come when the control bytes arrived.
+        XCTAssertLessThan(pair.data(pair.serverEvents, stream: bulk).0.count, 1 << 20)
+    }
+
+    /// The in-flight cap follows the acknowledged rate: it stays at its floor until bytes
+    /// are acknowledged, then allows the rate times (minimum RTT + allowance).
+    func testDelayGuardCapFollowsAcknowledgedRate() {
+        var guardState = QUICEngine.DelayGuard()
+        let rtt: UInt64 = 20_000_000
+        var now = Instant(nanoseconds: 1_000_000_000)
+        XCTAssertEqual(guardState.cap(minRTT: rtt, now: now), UInt64(QUICEngine.DelayGuard.floor))
+        // 12.5 MB/s (100 Mbit/s) acknowledged over a few round trips.
+        for _ in 0..<5 {
+            now = now.adding(seconds: 0.02)
+            guardState.acked += 250_000
+            _ = guardState.cap(minRTT: rtt, now: now)
+        }
+        let cap = Double(guardState.cap(minRTT: rtt, now: now))
+        XCTAssertEqual(cap, 12.5e6 * 0.025, accuracy: 12.5e6 * 0.025 * 0.05)
+        // No RTT sample yet: no cap.
+        var fresh = QUICEngine.DelayGuard()
+        XCTAssertEqual(fresh.cap(minRTT: 0, now: now), UInt64.max)
+    }
+
     func testHandshakeVerifiesBothCertificates() throws {
         let serverIdentity = Ed25519KeyPair.generate()
         let (c, s) = QUICPair.configs(serverIdentity: serverIdentity)
