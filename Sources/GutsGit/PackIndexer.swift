@@ -32,7 +32,7 @@ public enum PackIndexer {
         /// Non-fatal rule violations (warnings) found in objects.
         public let warnings: [(id: ObjectID, issue: ObjectIssue)]
         /// With `collectLinks`: every object the pack's objects name, with the type it
-        /// must have (0: any, for tag targets), as the fsck rules read them.
+        /// must have (a tag's target: the type the tag declares), as the fsck rules read them.
         public var links: PackLinks? = nil
 
         /// Bases appended to complete a thin pack.
@@ -110,7 +110,7 @@ public enum PackIndexer {
         resolver.run(threads: workers) { _, type, body, id, worker in
             var named: [(ObjectID, UInt8)] = []
             let found = ObjectChecker.check(type: type, body: body, limits: limits) { link, linkType in
-                if links != nil { named.append((link, type == .tag ? 0 : linkType.rawValue)) }
+                if links != nil { named.append((link, linkType.rawValue)) }
             }
             for issue in found { issues[worker].items.append((id, issue)) }
             if let links, !named.isEmpty { links.add(named) }

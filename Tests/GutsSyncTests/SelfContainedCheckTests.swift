@@ -95,4 +95,19 @@ final class SelfContainedCheckTests: XCTestCase {
         let partial = try PackIndexer.index(packPath: partialPath, outputDirectory: root + "/q3", collectLinks: true)
         XCTAssertNil(SyncClient.checkSelfContained(partial, plan: plan(wants: [partialTips[0]]), created: true))
     }
+    /// A tag that declares `type commit` but names a blob: the links carry the declared
+    /// type, so the check does not pass and the walk decides.
+    func testTagWhoseTargetIsNotTheDeclaredTypeIsLeftToTheWalk() throws {
+        _ = try makePack(["main"])
+        let work = root + "/work"
+        let blob = try git(["hash-object", "-w", "--stdin"], in: work, input: Data("a blob\n".utf8))
+        let body = "object \(blob)\ntype commit\ntag liar\ntagger T <t@example.com> 1700000000 +0000\n\nnot a commit\n"
+        let tag = try git(["hash-object", "-t", "tag", "--literally", "-w", "--stdin"], in: work, input: Data(body.utf8))
+        let dir = root + "/liar"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let name = try git(["pack-objects", "-q", dir + "/p"], in: work, input: Data("\(tag)\n\(blob)\n".utf8))
+        let indexed = try PackIndexer.index(packPath: dir + "/p-\(name).pack", outputDirectory: root + "/q4", collectLinks: true)
+        let tagID = try XCTUnwrap(ObjectID(hex: tag))
+        XCTAssertNil(SyncClient.checkSelfContained(indexed, plan: plan(wants: [tagID]), created: true))
+    }
 }
