@@ -396,18 +396,6 @@ final class DHTTests: XCTestCase {
         XCTAssertTrue(originLine.hasPrefix(originID), originLine)
     }
 
-    /// A loopback port nothing listens on now.
-    func freePort() -> Int {
-        let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(probe) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &len) } }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
 
     /// Two nodes that bootstrap from each other hold a session each way for a moment; both
     /// close the same one and keep the session dialed by the lower peer ID.
@@ -418,9 +406,9 @@ final class DHTTests: XCTestCase {
         // then both start again on new ports.
         var started: (Harness.Running, Harness.Running)?
         for _ in 0..<5 where started == nil {
-            let pa = freePort()
-            var pb = freePort()
-            while pb == pa { pb = freePort() }
+            let pa = syncUnusedPort()
+            var pb = syncUnusedPort()
+            while pb == pa { pb = syncUnusedPort() }
             let na = try h.start(["--home", h.home("a"), "listen", "--listen", "127.0.0.1:\(pa)", "--bootstrap", "\(b)@127.0.0.1:\(pb)"])
             let nb = try h.start(["--home", h.home("b"), "listen", "--listen", "127.0.0.1:\(pb)", "--bootstrap", "\(a)@127.0.0.1:\(pa)"])
             let deadline = Date().addingTimeInterval(20)

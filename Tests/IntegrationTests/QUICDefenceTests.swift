@@ -112,16 +112,8 @@ final class InitialFlood: @unchecked Sendable {
         target.sin_addr.s_addr = inet_addr("127.0.0.1")
         target.sin_port = in_port_t(UInt16(port).bigEndian)
         for _ in 0..<sockets {
-            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-            guard fd >= 0 else { continue }
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.2")
-            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let ok = withUnsafeMutablePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-            }
-            guard ok, let local = QUICSocketAddress(ip: "127.0.0.2", port: Int(UInt16(bigEndian: addr.sin_port))) else {
+            guard let (fd, port) = boundUDPSocket("127.0.0.2") else { continue }
+            guard let local = QUICSocketAddress(ip: "127.0.0.2", port: port) else {
                 close(fd)
                 continue
             }
@@ -369,16 +361,8 @@ final class StreamAttacker {
     private(set) var requestsAnswered = 0
 
     init?(port: Int, source: String) {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr(source)
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        guard ok, let local = QUICSocketAddress(ip: source, port: Int(UInt16(bigEndian: addr.sin_port))),
+        guard let (fd, localPort) = boundUDPSocket(source) else { return nil }
+        guard let local = QUICSocketAddress(ip: source, port: localPort),
               let server = QUICSocketAddress(ip: "127.0.0.1", port: port) else {
             Glibc.close(fd)
             return nil

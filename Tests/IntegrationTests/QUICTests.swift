@@ -108,22 +108,9 @@ final class QUICAdvertisingTests: XCTestCase {
         let fd: Int32
         let port: Int
         init?() {
-            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-            guard fd >= 0 else { return nil }
-            var a = sockaddr_in()
-            a.sin_family = sa_family_t(AF_INET)
-            a.sin_addr.s_addr = inet_addr("127.0.0.1")
-            a.sin_port = 0
-            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let bound = withUnsafeMutablePointer(to: &a) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-            }
-            guard bound else {
-                close(fd)
-                return nil
-            }
+            guard let (fd, port) = boundUDPSocket("127.0.0.1") else { return nil }
             self.fd = fd
-            port = Int(UInt16(bigEndian: a.sin_port))
+            self.port = port
         }
         /// Datagrams received so far (read without waiting).
         func drain() -> Int { drainConnections().count }

@@ -394,6 +394,25 @@ final class SyncFixture {
     }
 }
 
+/// A UDP socket bound to `ip` (an IPv4 literal) on a port the kernel picks: its
+/// descriptor (the caller closes it) and the port, or nil.
+func boundUDPSocket(_ ip: String) -> (fd: Int32, port: Int)? {
+    let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr(ip)
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+    }
+    guard ok else {
+        close(fd)
+        return nil
+    }
+    return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+}
+
 /// A TCP port on 127.0.0.1 that nothing listens on (bound, then closed).
 func syncUnusedPort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
