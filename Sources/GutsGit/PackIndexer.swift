@@ -108,9 +108,9 @@ public enum PackIndexer {
         let issues = (0..<workers).map { _ in IssueList() }
         let links = collectLinks ? PackLinks() : nil
         resolver.run(threads: workers) { _, type, body, id, worker in
-            var named: [(ObjectID, UInt8)] = []
+            var named: [(ObjectID, ObjectType)] = []
             let found = ObjectChecker.check(type: type, body: body, limits: limits) { link, linkType in
-                if links != nil { named.append((link, linkType.rawValue)) }
+                if links != nil { named.append((link, linkType)) }
             }
             for issue in found { issues[worker].items.append((id, issue)) }
             if let links, !named.isEmpty { links.add(named) }
@@ -356,22 +356,17 @@ final class ChecksumTask: @unchecked Sendable {
 /// from these instead of walking the history again.
 public final class PackLinks: @unchecked Sendable {
     private let lock = Mutex()
-    private var expected: [ObjectID: UInt8] = [:]
+    private var expected: [ObjectID: ObjectType] = [:]
     /// Named as two different types (one of them is wrong).
     public private(set) var conflict: ObjectID?
 
     init() {}
 
-    func add(_ named: [(ObjectID, UInt8)]) {
+    func add(_ named: [(ObjectID, ObjectType)]) {
         lock.locked {
             for (id, type) in named {
                 if let old = expected[id] {
-                    if old == type || type == 0 { continue }
-                    if old == 0 {
-                        expected[id] = type
-                    } else if conflict == nil {
-                        conflict = id
-                    }
+                    if old != type, conflict == nil { conflict = id }
                 } else {
                     expected[id] = type
                 }
@@ -381,10 +376,10 @@ public final class PackLinks: @unchecked Sendable {
 
     public var count: Int { lock.locked { expected.count } }
 
-    /// Each named object with its required type (nil: any).
-    public func forEach(_ body: (ObjectID, ObjectType?) throws -> Void) rethrows {
+    /// Each named object with its required type.
+    public func forEach(_ body: (ObjectID, ObjectType) throws -> Void) rethrows {
         try lock.locked {
-            for (id, t) in expected { try body(id, t == 0 ? nil : ObjectType(rawValue: t)) }
+            for (id, t) in expected { try body(id, t) }
         }
     }
 }

@@ -506,7 +506,7 @@ public enum SyncClient {
         var complete = true
         links.forEach { id, type in
             guard complete else { return }
-            guard let j = pack.position(of: id), type == nil || indexed.type(atIndexPosition: j) == type else {
+            guard let j = pack.position(of: id), indexed.type(atIndexPosition: j) == type else {
                 complete = false
                 return
             }
