@@ -146,10 +146,9 @@ final class ChannelTests: XCTestCase {
         holder.signal(SIGINT)
         XCTAssertEqual(holder.wait(), 0)
         XCTAssertTrue(holder.stdout.contains("guts ping statistics"), "ping prints its summary on SIGINT")
-        var admitted = false
-        for _ in 0..<50 where !admitted {
-            admitted = try h.run(["--home", h.home("c9"), "dial", "--ephemeral", line]).status == 0
-            if !admitted { usleep(100_000) }
+        // The node frees the slot when it sees the connection close, just after ping exits.
+        let admitted = try eventually(timeout: 10, every: 0.1) {
+            try h.run(["--home", h.home("c9"), "dial", "--ephemeral", line]).status == 0
         }
         XCTAssertTrue(admitted, listener.stderr)
     }
@@ -168,8 +167,7 @@ final class ChannelTests: XCTestCase {
         XCTAssertEqual(newcomer.status, 0, newcomer.stderr)
         listener.waitFor("an eviction") { _, err in err.contains("evicting") }
         // Exactly one holder was told why it was dropped.
-        let deadline = Date().addingTimeInterval(10)
-        while !holders.contains(where: { !$0.process.isRunning }) && Date() < deadline { usleep(20_000) }
+        eventually { holders.contains { !$0.process.isRunning } }
         let evicted = holders.filter { !$0.process.isRunning }
         XCTAssertEqual(evicted.count, 1, listener.stderr)
         XCTAssertTrue(evicted.first?.stderr.contains("evicted") ?? false, evicted.first?.stderr ?? "")

@@ -105,12 +105,10 @@ final class ControlTests: XCTestCase {
         c.waitFor("c to connect to a") { _, err in err.contains("peer connected: \(aID)") }
         let expected = [bID: "tcp", cID: "quic"]
         var table = ""
-        let deadline = Date().addingTimeInterval(10)
-        repeat {
+        try eventually(every: 0.1) {
             table = try h.run(["--home", h.home("a"), "peers"]).stdout
-            if table.split(separator: "\n").count >= 3 { break }
-            usleep(100_000)
-        } while Date() < deadline
+            return table.split(separator: "\n").count >= 3
+        }
         let rows = table.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
         XCTAssertEqual(rows.first?.prefix(4).joined(separator: " "), "PEER DIRECTION TRANSPORT KIND", table)
         for row in rows.dropFirst() {

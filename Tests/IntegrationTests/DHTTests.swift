@@ -66,14 +66,12 @@ final class DHTTests: XCTestCase {
     /// Runs `guts find` from a home without a node until it succeeds (the providers'
     /// announcements travel after the nodes join), or fails after `timeout`.
     func findEventually(_ key: String, boot: String, timeout: Double = 30, file: StaticString = #filePath, line: UInt = #line) throws -> Harness.Result {
-        let deadline = Date().addingTimeInterval(timeout)
         var last: Harness.Result?
-        while Date() < deadline {
-            let r = try guts("client", ["find", "--ephemeral", "--bootstrap", boot, key], file: file, line: line)
-            if r.status == 0 { return r }
-            last = r
-            usleep(200_000)
+        let found = try eventually(timeout: timeout, every: 0.2) {
+            last = try guts("client", ["find", "--ephemeral", "--bootstrap", boot, key], file: file, line: line)
+            return last?.status == 0
         }
+        if found, let last { return last }
         XCTFail("\(key) not found within \(timeout) s: \(last?.stderr ?? "")", file: file, line: line)
         return try XCTUnwrap(last)
     }
@@ -154,12 +152,11 @@ final class DHTTests: XCTestCase {
         XCTAssertGreaterThan(table.split(separator: "\n").count, 1, table)
         // Restarted without --bootstrap, the node rejoins through its saved contacts.
         let (again, _) = try h.listen("n\(last)", [])
-        let deadline = Date().addingTimeInterval(20)
         var rejoined: Harness.Result?
-        while Date() < deadline {
+        try eventually(timeout: 20, every: 0.2) {
             let r = try guts("n\(last)", ["find", rid])
-            if r.status == 0 { rejoined = r; break }
-            usleep(200_000)
+            if r.status == 0 { rejoined = r }
+            return rejoined != nil
         }
         XCTAssertTrue(rejoined?.stdout.contains("\(ids[1])@\(originAddress)") ?? false, "no provider found after the restart: \(again.stderr)")
         print("DHT network of \(n) nodes: test took \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
@@ -291,13 +288,10 @@ final class DHTTests: XCTestCase {
         // The bootstrap peer it was a client of dials it back on its new peer record...
         XCTAssertTrue(wild.waitFor("the dial-back", timeout: 10) { _, err in err.contains("dial-back done") }, wild.stderr)
         // ...and finds it by peer ID, at the learned address.
-        let deadline = Date().addingTimeInterval(20)
         var last: Harness.Result?
-        while Date() < deadline {
-            let r = try guts("p0", ["find", id])
-            last = r
-            if r.status == 0 { break }
-            usleep(200_000)
+        try eventually(timeout: 20, every: 0.2) {
+            last = try guts("p0", ["find", id])
+            return last?.status == 0
         }
         XCTAssertEqual(last?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), withQUIC(wildLine), last?.stderr ?? "")
         for l in liars {
@@ -332,13 +326,10 @@ final class DHTTests: XCTestCase {
         try git(["push", "-q", "origin", "HEAD:main"], in: work)
         let head = try git(["rev-parse", "HEAD"], in: work)
         XCTAssertTrue(origin.waitFor("the push to be signed", timeout: 20) { _, err in err.contains("signed demo/app: sequence 2") }, origin.stderr)
-        let deadline = Date().addingTimeInterval(20)
         var found: Harness.Result?
-        while Date() < deadline {
-            let r = try guts("n", ["find", rid])
-            found = r
-            if r.status == 0 { break }
-            usleep(100_000)
+        try eventually(timeout: 20, every: 0.1) {
+            found = try guts("n", ["find", rid])
+            return found?.status == 0
         }
         XCTAssertEqual(found?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), withQUIC(originLine), found?.stderr ?? "")
         // The hostile announcer floods announcements of 70 repositories: it keeps at most 64
@@ -357,12 +348,10 @@ final class DHTTests: XCTestCase {
             }
         }
         control.close()
-        let newest = Date().addingTimeInterval(20)
         var last: Harness.Result?
-        while Date() < newest {
+        try eventually(timeout: 20, every: 0.1) {
             last = try guts("n", ["find", flooded[69]])
-            if last?.status == 0 { break }
-            usleep(100_000)
+            return last?.status == 0
         }
         XCTAssertEqual(last?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), withQUIC(floodLine), last?.stderr ?? "")
         let oldest = try guts("n", ["find", flooded[0]])
@@ -411,9 +400,10 @@ final class DHTTests: XCTestCase {
             while pb == pa { pb = syncUnusedPort() }
             let na = try h.start(["--home", h.home("a"), "listen", "--listen", "127.0.0.1:\(pa)", "--bootstrap", "\(b)@127.0.0.1:\(pb)"])
             let nb = try h.start(["--home", h.home("b"), "listen", "--listen", "127.0.0.1:\(pb)", "--bootstrap", "\(a)@127.0.0.1:\(pa)"])
-            let deadline = Date().addingTimeInterval(20)
-            while Date() < deadline, na.process.isRunning, nb.process.isRunning,
-                  !(na.stdout.contains("@") && nb.stdout.contains("@")) { usleep(20_000) }
+            // Each prints its address once listening, or exits if its port was taken.
+            eventually(timeout: 20) {
+                !na.process.isRunning || !nb.process.isRunning || (na.stdout.contains("@") && nb.stdout.contains("@"))
+            }
             if na.process.isRunning, nb.process.isRunning, na.stdout.contains("@"), nb.stdout.contains("@") {
                 started = (na, nb)
             } else {
@@ -424,21 +414,18 @@ final class DHTTests: XCTestCase {
         // Both dial at start, so at least one node holds two sessions and closes one. The other
         // may never see its own duplicate: its dial can complete just after the first node
         // closed it. What must hold on both sides is the end state below.
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, ![na, nb].contains(where: { $0.stderr.contains("(simultaneous dial)") }) { usleep(20_000) }
+        eventually(timeout: 20) { [na, nb].contains { $0.stderr.contains("(simultaneous dial)") } }
         XCTAssertTrue([na, nb].contains(where: { $0.stderr.contains("(simultaneous dial)") }), na.stderr + nb.stderr)
         let lower = try XCTUnwrap(PeerID(a)) < XCTUnwrap(PeerID(b)) ? "a" : "b"
         for (home, other) in [("a", b), ("b", a)] {
-            let deadline = Date().addingTimeInterval(10)
             var sessions: [[String: Any]] = []
-            while Date() < deadline {
+            try eventually(every: 0.1) {
                 let r = try guts(home, ["--json", "peers"])
                 XCTAssertEqual(r.status, 0, r.stderr)
                 sessions = r.stdout.split(separator: "\n").compactMap {
                     try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
                 }.filter { $0["peer_id"] as? String == other }
-                if sessions.count == 1 { break }
-                usleep(100_000)
+                return sessions.count == 1
             }
             XCTAssertEqual(sessions.count, 1, "\(home): \(sessions)")
             XCTAssertEqual(sessions.first?["direction"] as? String, home == lower ? "outbound" : "inbound", "\(home): \(sessions)")

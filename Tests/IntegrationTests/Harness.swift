@@ -38,23 +38,28 @@ final class Harness {
         let process: Process
         let stdoutPath: String
         let stderrPath: String
-        init(process: Process, stdoutPath: String, stderrPath: String) {
+        /// Readable once the process has exited.
+        let exit: ExitSignal
+        init(process: Process, stdoutPath: String, stderrPath: String, exit: ExitSignal) {
             self.process = process
             self.stdoutPath = stdoutPath
             self.stderrPath = stderrPath
+            self.exit = exit
         }
         var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
         var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
 
         /// Waits until `predicate` holds for stdout+stderr, or fails after `timeout` seconds.
+        /// Re-reads the output each time the process writes to it or exits.
         @discardableResult
         func waitFor(_ what: String, timeout: Double = 10, file: StaticString = #filePath, line: UInt = #line,
                      _ predicate: (String, String) -> Bool) -> Bool {
             let deadline = Date().addingTimeInterval(timeout)
+            let watch = FileWatch([stdoutPath, stderrPath])
             while Date() < deadline {
                 if predicate(stdout, stderr) { return true }
-                if !process.isRunning, !predicate(stdout, stderr) { break }
-                usleep(20_000)
+                if exit.wait(timeout: 0) { break }
+                watch.wait(until: deadline, alsoReadable: exit.descriptor)
             }
             if predicate(stdout, stderr) { return true }
             XCTFail("timed out waiting for \(what); stdout: \(stdout) stderr: \(stderr)", file: file, line: line)
@@ -63,13 +68,12 @@ final class Harness {
 
         /// Waits for exit (bounded); returns the status, or nil after killing it on timeout.
         func wait(timeout: Double = 20) -> Int32? {
-            let deadline = Date().addingTimeInterval(timeout)
-            while process.isRunning && Date() < deadline { usleep(10_000) }
-            if process.isRunning {
+            if !exit.wait(timeout: timeout) {
                 kill(process.processIdentifier, SIGKILL)
                 process.waitUntilExit()
                 return nil
             }
+            process.waitUntilExit()
             return process.terminationStatus
         }
 
@@ -95,9 +99,11 @@ final class Harness {
         p.standardInput = FileHandle.nullDevice
         p.standardOutput = FileHandle(forWritingAtPath: out)
         p.standardError = FileHandle(forWritingAtPath: err)
+        let exit = ExitSignal()
+        exit.attach(to: p)
         try p.run()
         processes.append(p)
-        return Running(process: p, stdoutPath: out, stderrPath: err)
+        return Running(process: p, stdoutPath: out, stderrPath: err, exit: exit)
     }
 
     /// Runs guts to completion (bounded by `timeout`).

@@ -3,16 +3,6 @@ import GutsGit
 import GutsSupport
 import XCTest
 
-/// Waits (bounded) for `condition`, polling every 10 ms.
-private func eventually(_ timeout: Double = 10, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(10_000)
-    }
-    return condition()
-}
-
 /// One node per state directory, and one writer per state file.
 final class NodeLockTests: XCTestCase {
     var h: Harness!
@@ -117,7 +107,7 @@ final class NodeLockTests: XCTestCase {
         // SIGTERM with stderr still unread: shutdown waits for the log a bounded time only.
         let stopping = Date()
         kill(node.processIdentifier, SIGTERM)
-        XCTAssertTrue(eventually(15) { !node.isRunning }, "the node did not stop with a full stderr")
+        XCTAssertTrue(eventually(timeout: 15) { !node.isRunning }, "the node did not stop with a full stderr")
         XCTAssertLessThan(Date().timeIntervalSince(stopping), 15)
         XCTAssertEqual(node.terminationStatus, 0)
         let log = String(decoding: stderrPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)

@@ -2,16 +2,6 @@ import Foundation
 import GutsGit
 import XCTest
 
-/// Bounded polling for a condition (10 ms steps).
-private func within(_ timeout: Double, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(10_000)
-    }
-    return condition()
-}
-
 private func jsonLines(_ text: String) -> [[String: Any]] {
     text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
 }
@@ -42,7 +32,7 @@ final class OperatorTests: XCTestCase {
             let pub = try h.run(["--home", h.home("pub"), "gossip", "publish", "--ephemeral", "--topic", "news", "--peer", line,
                                  "--data", "message \(i)"])
             XCTAssertEqual(pub.status, 0, pub.stderr)
-            if within(0.3, { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("\n") }) {
+            if eventually(timeout: 0.3, { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("\n") }) {
                 firstSeen = Date()
                 break
             }
@@ -162,7 +152,7 @@ final class OperatorTests: XCTestCase {
         try f.commit("after the mirror started")
         try f.push()
         let head = try SyncGit.revParse(f.upstream, "refs/heads/main")
-        XCTAssertTrue(within(30) { SyncGit.peek(copy, "refs/heads/main") == head }, node.stderr)
+        XCTAssertTrue(eventually(timeout: 30) { SyncGit.peek(copy, "refs/heads/main") == head }, node.stderr)
         node.waitFor("the catch-up to be logged") { _, err in
             err.components(separatedBy: "mirror: synced \(f.repoName)").count >= 3
         }

@@ -68,12 +68,7 @@ final class PeersCommandTests: XCTestCase {
 
     /// True once `connection` is closed, waiting up to `timeout` seconds.
     func closes(_ connection: PeerConnection, within timeout: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if connection.isClosed { return true }
-            usleep(20_000)
-        }
-        return connection.isClosed
+        eventually(timeout: timeout) { connection.isClosed }
     }
 
     func book() -> String { (try? String(contentsOfFile: home + "/peers", encoding: .utf8)) ?? "" }

@@ -205,12 +205,7 @@ final class InitialFlood: @unchecked Sendable {
 
     /// Waits until `sent` Initials have gone out (the flood runs on its own thread).
     func waitUntil(sent: Int, timeout: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if summary.sent >= sent { return true }
-            usleep(10_000)  // polling a counter, not standing in for an event
-        }
-        return summary.sent >= sent
+        eventually(timeout: timeout, every: 0.01) { summary.sent >= sent }
     }
 }
 

@@ -181,11 +181,9 @@ final class QUICAdvertisingTests: XCTestCase {
 
         // Its peer record, found through the bootstrap node: the TCP address only.
         var found: Harness.Result?
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
+        try eventually(timeout: 20, every: 0.1) {
             found = try h.run(["--home", h.home("n0"), "--json", "find", id])
-            if found?.status == 0 { break }
-            usleep(100_000)
+            return found?.status == 0
         }
         let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data((found?.stdout ?? "").utf8)) as? [String: Any],
                                    found?.stderr ?? "")

@@ -50,8 +50,7 @@ final class ReachabilityFileSyncTests: XCTestCase {
         XCTAssertTrue(served(f, 1).contains("(walk "), servedLines(f).description)
         try f.assertMirrorsUpstream()
         XCTAssertEqual(reachFiles(f.mirror).count, 1, "the client records its check's walk")
-        let deadline = Date().addingTimeInterval(30)
-        while reachFiles(f.upstream).isEmpty && Date() < deadline { usleep(20_000) }
+        eventually(timeout: 30) { !reachFiles(f.upstream).isEmpty }
         XCTAssertEqual(reachFiles(f.upstream).count, 1, "the server records its walk")
 
         // 2. The next first mirror of the same refs is served from the file; git

@@ -320,12 +320,12 @@ final class SyncFixture {
     /// Waits until a sync's quarantined `incoming.pack` under `dir` holds at least
     /// `bytes`; false if `process` ended first or nothing grew within `timeout`.
     func waitForIncomingPack(under dir: String, bytes: Int, while process: Harness.Running, timeout: Double = 60) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline && process.process.isRunning {
-            if SyncFiles.find("incoming.pack", under: dir).contains(where: { SyncFiles.size($0) >= bytes }) { return true }
-            usleep(2000)
+        var grown = false
+        eventually(timeout: timeout, every: 0.002) {
+            grown = SyncFiles.find("incoming.pack", under: dir).contains { SyncFiles.size($0) >= bytes }
+            return grown || !process.process.isRunning
         }
-        return false
+        return grown
     }
 
     func startServer(_ extra: [String] = []) throws {

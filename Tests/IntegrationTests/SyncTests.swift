@@ -614,13 +614,22 @@ final class ServerSyncTests: XCTestCase {
 
         // Two peers ask for the big repository and stop reading.
         for _ in 0..<2 { stalled.append(try StalledReader(peer: f.peer, repository: "alice/big", want: tip)) }
-        Thread.sleep(forTimeInterval: 2)
+        // Both transfers are under way (the node has sent each of them part of the pack).
+        var peers = ""
+        let started = try eventually(timeout: 20, every: 0.05) {
+            peers = try h.run(["--home", f.serverHome, "--json", "peers"]).stdout
+            return peers.split(separator: "\n").filter { line in
+                guard let p = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return false }
+                return p["agent"] as? String == "stalled/1" && (p["bytes_out"] as? Int ?? 0) > 64 << 10
+            }.count == 2
+        }
+        XCTAssertTrue(started, peers)
 
         // A third peer is still served promptly.
-        let started = Date()
+        let syncStarted = Date()
         let r = try f.sync(extra: ["--timeout", "5"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertLessThan(Date().timeIntervalSince(started), 4)
+        XCTAssertLessThan(Date().timeIntervalSince(syncStarted), 4)
         try f.assertMirrorsUpstream()
     }
 }
@@ -637,8 +646,7 @@ extension ServerSyncTests {
         // One transfer slot, taken by a peer that stops reading: the next peer hears "busy" at once.
         let reader = try StalledReader(peer: server.peer, repository: "alice/big", want: tip)
         stalled.append(reader)
-        let deadline = Date().addingTimeInterval(5)
-        while server.server.activeTransfers == 0 && Date() < deadline { usleep(10_000) }
+        eventually(timeout: 5, every: 0.01) { server.server.activeTransfers > 0 }
         let busy = try f.sync(peers: [server.peer])
         XCTAssertEqual(busy.status, 9, busy.stderr)
         XCTAssertTrue(busy.stderr.contains("busy") || busy.stderr.contains("serving 1 transfers"), busy.stderr)
@@ -646,8 +654,7 @@ extension ServerSyncTests {
 
         // After the stall timeout the reader is disconnected and its slot is free again.
         // (The reader, which reads nothing, cannot notice; the server's side shows it.)
-        let cutOff = Date().addingTimeInterval(20)
-        while server.server.activeTransfers > 0 && Date() < cutOff { usleep(20_000) }
+        eventually(timeout: 20) { server.server.activeTransfers == 0 }
         XCTAssertEqual(server.server.activeTransfers, 0)
         XCTAssertTrue(server.log.contains { $0.contains("read nothing for 3.0 s; disconnected") }, "\(server.log)")
         let r = try f.sync(peers: [server.peer])
@@ -657,6 +664,7 @@ extension ServerSyncTests {
         // A slow reader that keeps taking bytes is not cut off, however long one chunk takes.
         let slow = try StalledReader(peer: server.peer, repository: "alice/big", want: tip, readEvery: 1)
         stalled.append(slow)
+        // Not being cut off can only be shown over time: more than twice the stall timeout.
         Thread.sleep(forTimeInterval: 7)
         // Still running, or finished in full (a fast machine with large socket buffers):
         // either way it was never cut off.
