@@ -295,7 +295,9 @@ public final class QUICLink: PeerLink, @unchecked Sendable {
             }
             remotePeerID = id
         case let .streamOpened(stream):
-            if inbound && controlStream == nil {
+            // The control stream is the client's first bidirectional stream, ID 0: Hello on
+            // any other stream is refused as arriving off the control stream.
+            if inbound && controlStream == nil && stream == 0 {
                 controlStream = stream
                 engine.priorityStream = stream
             }

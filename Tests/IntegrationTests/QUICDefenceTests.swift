@@ -337,6 +337,33 @@ final class QUICStreamDefenceTests: XCTestCase {
     }
 }
 
+extension QUICStreamDefenceTests {
+    /// The control stream is stream 0 (guts-protocol(7)): a client that skips it and sends
+    /// Hello on its second stream is closed with protocol-violation, unanswered; the node
+    /// serves a legitimate ping afterwards.
+    func testHelloOffStreamZeroIsAProtocolViolation() throws {
+        _ = try h.keygen("node")
+        let (node, line) = try h.listen("node")
+        let a = try XCTUnwrap(StreamAttacker(port: port(of: line), source: "127.0.0.2"))
+        a.pump(seconds: 10) { a.established }
+        XCTAssertTrue(a.established, "no QUIC handshake")
+        let skipped = try XCTUnwrap(a.openStream())
+        let second = try XCTUnwrap(a.openStream())
+        XCTAssertEqual([skipped, second], [0, 4])
+        a.engine.write(try MessageCodec.encode(.hello(Hello(capabilities: ["ping"], agent: "off-stream"))), stream: second)
+        a.pump(seconds: 10) { a.closedWith != nil }
+        XCTAssertNil(a.firstByte[second], "the node answered a Hello off the control stream")
+        guard case let .remoteClose(code, reason)? = a.closedWith else {
+            return XCTFail("expected a close by the node, got \(a.closedWith.map { "\($0)" } ?? "none")")
+        }
+        XCTAssertEqual(code, UInt64(ReasonCode.protocolViolation.rawValue), reason)
+        XCTAssertTrue(reason.contains("control stream"), reason)
+        let ping = try h.run(["--home", h.home("legit"), "ping", "--ephemeral", "--transport", "quic", "-c", "1", "-W", "5", line])
+        XCTAssertEqual(ping.status, 0, ping.stderr)
+        XCTAssertTrue(node.process.isRunning)
+    }
+}
+
 /// An in-process QUIC client with a valid certificate of its own fresh identity, driven
 /// by hand over a UDP socket on `source`: it does what the test says, and reads only while
 /// pumped.
