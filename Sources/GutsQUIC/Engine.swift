@@ -28,6 +28,8 @@ public struct QUICConfig: Sendable {
     public var unixNow: @Sendable () -> Int64
     /// Secret for stateless reset tokens (the same for every connection of a listener).
     public var statelessResetSecret: [UInt8]
+    /// The one ALPN protocol offered and accepted; another value only to test refusals.
+    public var alpn: String = QUICCertificate.alpn
 
     public init(identity: Ed25519KeyPair, certificate: QUICCertificate, networkID: String, expectedPeer: PeerID? = nil,
                 idleTimeout: Double = 90, keepaliveInterval: Double = 30, handshakeTimeout: Double = 10,
@@ -1023,7 +1025,7 @@ public final class QUICEngine {
             throw QUICClose.transportError("GnuTLS credentials")
         }
         if role == .server { gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE) }
-        let alpn = Array(QUICCertificate.alpn.utf8)
+        let alpn = Array(config.alpn.utf8)
         let set = alpn.withUnsafeBufferPointer { a in
             var datum = gnutls_datum_t(data: UnsafeMutablePointer(mutating: a.baseAddress), size: UInt32(a.count))
             return gnutls_alpn_set_protocols(s, &datum, 1, UInt32(GNUTLS_ALPN_MANDATORY.rawValue))
@@ -1078,8 +1080,8 @@ public final class QUICEngine {
         }
         var selected = gnutls_datum_t()
         guard gnutls_alpn_get_selected_protocol(session, &selected) == 0, let p = selected.data,
-              String(decoding: UnsafeBufferPointer(start: p, count: Int(selected.size)), as: UTF8.self) == QUICCertificate.alpn else {
-            failure = .handshakeFailed("peer did not select ALPN \(QUICCertificate.alpn)")
+              String(decoding: UnsafeBufferPointer(start: p, count: Int(selected.size)), as: UTF8.self) == config.alpn else {
+            failure = .handshakeFailed("peer did not select ALPN \(config.alpn)")
             return false
         }
         isEstablished = true

@@ -241,6 +241,20 @@ final class QUICEngineTests: XCTestCase {
         XCTAssertEqual(pair.closed(pair.serverEvents), .remoteClose(code: 2, reason: "x" + String(repeating: "\u{e9}", count: 99)))
     }
 
+    /// A client offering another ALPN protocol is refused in the TLS handshake with
+    /// no_application_protocol (guts-protocol(7), QUIC, Closing: code 0x0178).
+    func testOtherALPNIsRefusedWithNoApplicationProtocol() throws {
+        var (c, s) = QUICPair.configs()
+        c.alpn = "h3"
+        let pair = try QUICPair(clientConfig: c, serverConfig: s)
+        pair.run(seconds: 5) { pair.closed(pair.clientEvents) != nil && pair.closed(pair.serverEvents) != nil }
+        XCTAssertNil(pair.established(pair.clientEvents))
+        XCTAssertNil(pair.established(pair.serverEvents))
+        // The client heard code 0x0178 (0x0100 + alert 120).
+        XCTAssertEqual(pair.closed(pair.clientEvents), .handshakeFailed("TLS alert no_application_protocol"))
+        XCTAssertEqual(pair.closed(pair.serverEvents), .handshakeFailed("TLS: no_application_protocol"))
+    }
+
     func testPinnedIdentityMismatchRefused() throws {
         let other = try PeerID(publicKey: Ed25519KeyPair.generate().publicKey)
         let (c, s) = QUICPair.configs(expected: other)
