@@ -48,6 +48,13 @@ enum ChannelBench {
         var fullLimits: [Double] = []
         var ratios: [Double] = []
         var fullRatios: [Double] = []
+        // The floor: the same Session on blocking sockets with no framework (see
+        // MinimalResponder), dialed the same way in each round.
+        let minimal = MinimalResponder()
+        defer { minimal?.stop() }
+        var floorRatios: [Double] = []
+        var sessionRatios: [Double] = []
+        var toFloor: [Double] = []
         for _ in 0..<rounds {
             let cpuBefore = cpuSeconds(of: node.process.processIdentifier)
             let started = Instant.now()
@@ -64,6 +71,17 @@ enum ChannelBench {
                 perCore.append(own)
                 ratios.append(own / limit)
                 fullRatios.append(own / full)
+                sessionRatios.append(MinimalResponder.sessionLimit(seconds: seconds / 4) / limit)
+                if let minimal, let floorEndpoint = try? Endpoint.parse(minimal.endpoint) {
+                    let before = minimal.totals
+                    _ = handshakes(endpoint: floorEndpoint, config: config, group: group, seconds: seconds, concurrency: concurrency)
+                    let after = minimal.totals
+                    if after.cpuSeconds > before.cpuSeconds, after.completed > before.completed {
+                        let floor = Double(after.completed - before.completed) / (after.cpuSeconds - before.cpuSeconds)
+                        floorRatios.append(floor / limit)
+                        toFloor.append(own / floor)
+                    }
+                }
             }
         }
         print("handshakes/s against one guts listen (client and listener on this machine, \(concurrency) in flight): median \(Int(Statistics.median(rates))) [\(rates.map { String(Int($0)) }.joined(separator: ", "))], target 3000")
@@ -75,6 +93,12 @@ enum ChannelBench {
             let achieved = Statistics.median(perCore)
             print("  the listener's own cost: \(Int(achieved)) handshakes per CPU-second of guts listen (median), so one core of its own serves that many per second")
             print("  ratio to the crypto limit: \(String(format: "%.2f", Statistics.median(ratios))) (target 0.85; median of the rounds' ratios [\(ratios.map { String(format: "%.2f", $0) }.joined(separator: ", "))]); to the limit with BLAKE2b and ChaCha20-Poly1305: \(String(format: "%.2f", Statistics.median(fullRatios)))")
+        }
+        if !sessionRatios.isEmpty {
+            print("  the responder's Session alone (no sockets; its crypto, Noise, proofs, Hello codec): ratio to the crypto limit \(String(format: "%.2f", Statistics.median(sessionRatios))) [\(sessionRatios.map { String(format: "%.2f", $0) }.joined(separator: ", "))]")
+        }
+        if !floorRatios.isEmpty {
+            print("  floor, a responder with no framework (one thread, blocking sockets, the same Session; per CPU-second of that thread): ratio to the crypto limit \(String(format: "%.2f", Statistics.median(floorRatios))) [\(floorRatios.map { String(format: "%.2f", $0) }.joined(separator: ", "))]; guts listen reaches \(String(format: "%.2f", Statistics.median(toFloor))) of it [\(toFloor.map { String(format: "%.2f", $0) }.joined(separator: ", "))]")
         }
 
         var speeds: [Double] = []

@@ -1,0 +1,176 @@
+import Foundation
+import Glibc
+import GutsCrypto
+import GutsIdentity
+import GutsSupport
+import GutsWire
+
+/// The floor for handshakes per CPU-second with one TCP connection per handshake: a
+/// responder with no framework at all. One thread, blocking sockets, and the same
+/// sans-I/O `Session` that `guts listen` runs (Noise XX, identity proofs, Hello and
+/// HelloAck), so it does the same crypto and the same TCP work, and nothing else: no event
+/// loop, no pipeline, no node. `guts-bench channel` dials it exactly as it dials the node,
+/// and compares what each serves per CPU-second of its own.
+///
+/// Its CPU is that thread's (user and system, CLOCK_THREAD_CPUTIME_ID). On loopback the
+/// receiving side's TCP work runs in the sender's context for both responders alike.
+final class MinimalResponder: @unchecked Sendable {
+    let endpoint: String
+    private let listenFD: Int32
+    private let config: SessionConfig
+    private let lock = NSLock()
+    private var completed = 0
+    private var failed = 0
+    private var cpuSeconds = 0.0
+    private var stopping = false
+    private let finished = DispatchSemaphore(value: 0)
+
+    init?() {
+        let identity = Ed25519KeyPair.generate()
+        guard let peerID = try? PeerID(publicKey: identity.publicKey) else { return nil }
+        config = SessionConfig(identity: identity, noiseStatic: .generate(), agent: "guts-bench minimal responder")
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var one: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { s in
+                bind(fd, s, length) == 0 && listen(fd, 4096) == 0 && getsockname(fd, s, &length) == 0
+            }
+        }
+        guard bound else {
+            close(fd)
+            return nil
+        }
+        listenFD = fd
+        endpoint = "\(peerID)@127.0.0.1:\(UInt16(bigEndian: address.sin_port))"
+        let thread = Thread { [self] in serve() }
+        thread.start()
+    }
+
+    /// Handshakes completed, failed, and the serving thread's CPU seconds so far.
+    var totals: (completed: Int, failed: Int, cpuSeconds: Double) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (completed, failed, cpuSeconds)
+    }
+
+    /// Stops accepting and waits for the thread to end.
+    func stop() {
+        lock.lock()
+        stopping = true
+        lock.unlock()
+        shutdown(listenFD, Int32(SHUT_RDWR))
+        finished.wait()
+        close(listenFD)
+    }
+
+    private func serve() {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        var one: Int32 = 1
+        while true {
+            let fd = accept(listenFD, nil, nil)
+            if fd < 0 {
+                if errno == EINTR { continue }
+                break
+            }
+            _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            let ok = handshake(fd, &buffer)
+            close(fd)
+            let cpu = ChannelBench.threadCPUSeconds()
+            lock.lock()
+            if ok { completed += 1 } else { failed += 1 }
+            cpuSeconds = cpu
+            let stop = stopping
+            lock.unlock()
+            if stop { break }
+        }
+        finished.signal()
+    }
+
+    /// One responder session up to HelloAck; true if it was established.
+    private func handshake(_ fd: Int32, _ buffer: inout [UInt8]) -> Bool {
+        var session = Session(role: .responder, config: config, now: .now())
+        _ = session.start(now: .now())
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { return false }
+            for event in session.receive(Array(buffer[0..<n]), now: .now()) {
+                switch event {
+                case let .send(bytes):
+                    guard writeAll(fd, bytes) else { return false }
+                case .established:
+                    return true
+                case .closed:
+                    return false
+                case .message, .discarded:
+                    break
+                }
+            }
+        }
+    }
+
+    private func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { p -> Int in
+                guard let base = p.baseAddress else { return 0 }
+                return write(fd, base + offset, p.count - offset)
+            }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return false }
+            offset += n
+        }
+        return true
+    }
+}
+
+extension MinimalResponder {
+    /// Handshakes per CPU-second of the responder's `Session` alone, with no sockets: an
+    /// initiator and a responder pass their bytes to each other in memory, and only the
+    /// responder's calls are timed (thread CPU). Between the crypto limit and the minimal
+    /// responder, this separates what the session code costs from what TCP costs.
+    static func sessionLimit(seconds: Double) -> Double {
+        let server = SessionConfig(identity: .generate(), noiseStatic: .generate(), agent: "guts-bench")
+        let client = SessionConfig(identity: .generate(), noiseStatic: .generate(), capabilities: ["ping"], agent: "guts-bench")
+        var count = 0
+        var spent = 0.0
+        let started = ChannelBench.threadCPUSeconds()
+        while ChannelBench.threadCPUSeconds() - started < seconds * 2 && spent < seconds {
+            let now = Instant.now()
+            var initiator = Session(role: .initiator, config: client, now: now)
+            var toResponder = initiator.start(now: now).sentBytes
+            var t0 = ChannelBench.threadCPUSeconds()
+            var responder = Session(role: .responder, config: server, now: now)
+            _ = responder.start(now: now)
+            spent += ChannelBench.threadCPUSeconds() - t0
+            var established = false
+            for _ in 0..<4 where !established && !toResponder.isEmpty {
+                t0 = ChannelBench.threadCPUSeconds()
+                let out = responder.receive(toResponder, now: now)
+                spent += ChannelBench.threadCPUSeconds() - t0
+                established = out.contains { if case .established = $0 { true } else { false } }
+                toResponder = initiator.receive(out.sentBytes, now: now).sentBytes
+            }
+            guard established else { return 0 }
+            count += 1
+        }
+        return spent > 0 ? Double(count) / spent : 0
+    }
+}
+
+private extension Array where Element == SessionEvent {
+    /// The bytes of the `.send` events, in order.
+    var sentBytes: [UInt8] {
+        var bytes: [UInt8] = []
+        for case let .send(b) in self { bytes += b }
+        return bytes
+    }
+}
