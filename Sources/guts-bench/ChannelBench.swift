@@ -104,6 +104,7 @@ enum ChannelBench {
         var speeds: [Double] = []
         var receiverPerCPU: [Double] = []
         var senderPerCPU: [Double] = []
+        var floorSpeeds: [Double] = []
         for _ in 0..<rounds {
             let listenerBefore = cpuSeconds(of: node.process.processIdentifier)
             let selfBefore = processCPUSeconds()
@@ -115,10 +116,15 @@ enum ChannelBench {
             }
             let selfAfter = processCPUSeconds()
             if selfAfter > selfBefore { senderPerCPU.append(bytes / (selfAfter - selfBefore)) }
+            if let floor = MinimalBulk.run(megabytes: megabytes) { floorSpeeds.append(floor) }
         }
         let m = Statistics.median(speeds)
         print("bulk throughput, one encrypted connection into guts listen, \(megabytes) MiB of 1 MiB Objects messages: median \(gb(m)) GB/s [\(speeds.map(gb).joined(separator: ", "))], target 1.0")
         print("ratio to raw libsodium decrypt on one core: \(String(format: "%.2f", m / rawDec)) (target 0.85)")
+        if !floorSpeeds.isEmpty {
+            let f = Statistics.median(floorSpeeds)
+            print("  floor, the same bytes as bare Noise frames between two threads on blocking loopback sockets (no framework, no messages): \(gb(f)) GB/s [\(floorSpeeds.map(gb).joined(separator: ", "))], \(String(format: "%.2f", f / rawDec)) of raw decrypt; guts reaches \(String(format: "%.2f", m / f)) of it")
+        }
         // Wall-clock throughput needs both ends to get a core at once; on a shared machine
         // the bytes per CPU-second of each end show what each costs.
         if !receiverPerCPU.isEmpty, !senderPerCPU.isEmpty {

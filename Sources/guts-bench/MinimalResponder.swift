@@ -174,3 +174,123 @@ private extension Array where Element == SessionEvent {
         return bytes
     }
 }
+
+/// The floor for bulk throughput of one encrypted TCP connection on this machine: a
+/// sender thread that seals 65,519-byte Noise frames (ChaCha20-Poly1305, in place, 2-byte
+/// length headers) sixteen at a time into one buffer and writes it, and a receiver thread
+/// that reads and opens them in place. Blocking sockets, no framework, no messages inside
+/// the frames. Returns payload bytes per wall-clock second, or nil if the sockets fail.
+enum MinimalBulk {
+    static func run(megabytes: Int) -> Double? {
+        let frame = 65519, batch = 16
+        let frames = max(1, megabytes * (1 << 20) / frame)
+        guard let (a, b) = loopbackPair() else { return nil }
+        defer {
+            close(a)
+            close(b)
+        }
+        let key = Random.bytes(32)
+        let done = DispatchSemaphore(value: 0)
+        final class Outcome: @unchecked Sendable { var ok = false }
+        let received = Outcome()
+        let receiver = Thread {
+            received.ok = receive(fd: b, frames: frames, frame: frame, key: key)
+            done.signal()
+        }
+        let start = Instant.now()
+        receiver.start()
+        var buffer = [UInt8](repeating: 0x5a, count: batch * (frame + 18))
+        var nonce: UInt64 = 0
+        var sent = 0
+        var ok = true
+        key.withUnsafeBytes { k in
+            buffer.withUnsafeMutableBytes { out in
+                guard let base = out.baseAddress else { return ok = false }
+                while sent < frames && ok {
+                    let n = min(batch, frames - sent)
+                    for i in 0..<n {
+                        let at = base + i * (frame + 18)
+                        at.storeBytes(of: UInt16(frame + 16).bigEndian, as: UInt16.self)
+                        ChaChaPoly.seal(key: k, nonce: nonce, ad: UnsafeRawBufferPointer(start: nil, count: 0),
+                                        plaintext: at + 2, plaintextCount: frame, output: at + 2)
+                        nonce += 1
+                    }
+                    ok = writeAll(a, base, n * (frame + 18))
+                    sent += n
+                }
+            }
+        }
+        done.wait()
+        guard ok, received.ok else { return nil }
+        return Double(frames * frame) / Instant.now().seconds(since: start)
+    }
+
+    private static func receive(fd: Int32, frames: Int, frame: Int, key: [UInt8]) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var have = 0
+        var nonce: UInt64 = 0
+        var opened = 0
+        return key.withUnsafeBytes { k in
+            buffer.withUnsafeMutableBytes { raw in
+                guard let base = raw.baseAddress else { return false }
+                while opened < frames {
+                    let n = read(fd, base + have, raw.count - have)
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { return false }
+                    have += n
+                    var at = 0
+                    while have - at >= 2 {
+                        let length = Int(UInt16(bigEndian: (base + at).loadUnaligned(as: UInt16.self)))
+                        guard have - at >= 2 + length else { break }
+                        guard ChaChaPoly.open(key: k, nonce: nonce, ad: UnsafeRawBufferPointer(start: nil, count: 0),
+                                              ciphertext: base + at + 2, ciphertextCount: length, output: base + at + 2) else { return false }
+                        nonce += 1
+                        opened += 1
+                        at += 2 + length
+                    }
+                    if at > 0 {
+                        memmove(base, base + at, have - at)
+                        have -= at
+                    }
+                }
+                return true
+            }
+        }
+    }
+
+    private static func writeAll(_ fd: Int32, _ base: UnsafeMutableRawPointer, _ count: Int) -> Bool {
+        var offset = 0
+        while offset < count {
+            let n = write(fd, base + offset, count - offset)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return false }
+            offset += n
+        }
+        return true
+    }
+
+    /// A connected TCP pair on 127.0.0.1, both with TCP_NODELAY.
+    private static func loopbackPair() -> (Int32, Int32)? {
+        let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard l >= 0 else { return nil }
+        defer { close(l) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let a = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let connected = withUnsafeMutablePointer(to: &address) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { s in
+                bind(l, s, length) == 0 && listen(l, 1) == 0 && getsockname(l, s, &length) == 0 && connect(a, s, length) == 0
+            }
+        }
+        let b = connected ? accept(l, nil, nil) : -1
+        guard a >= 0, b >= 0 else {
+            if a >= 0 { close(a) }
+            return nil
+        }
+        var one: Int32 = 1
+        for fd in [a, b] { _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size)) }
+        return (a, b)
+    }
+}
