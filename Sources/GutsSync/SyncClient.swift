@@ -541,7 +541,12 @@ public enum SyncClient {
         let store = CombinedStore([incoming, repo])
         // The indexer hashed every received object and wrote the index from those
         // names, and the repository's own objects were hashed as they came in.
-        let walk = ObjectWalk(store: store, limits: limits, verifyReads: false)
+        // What this repository's own reachability files mark is stored with all it
+        // reaches: the walk stops there (`ClosedObjects`), so an incremental check costs
+        // what is new, not the boundary's whole tree. Only our files, written after our
+        // own checks, are trusted so; the received pack can add no marks.
+        let walk = ObjectWalk(store: store, limits: limits, verifyReads: false,
+                              closed: plan.haves.isEmpty ? ClosedObjects() : ClosedObjects.load(repo.packs))
         var result: ObjectWalk.Result
         do {
             result = try walk.checkReceived(incoming, reachableFrom: plan.wants, excluding: plan.haves)
