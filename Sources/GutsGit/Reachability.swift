@@ -176,7 +176,7 @@ public struct ObjectWalk: Sendable {
         var walk = CommitQueue()
 
         for have in haves {
-            if !closed.isEmpty && closed.type(of: have) != nil {
+            if !closed.isEmpty && closed.contains(have) {
                 // Everything it reaches is closed: nothing to walk.
                 excluded.insert(have)
                 continue
@@ -205,7 +205,7 @@ public struct ObjectWalk: Sendable {
         }
         var pendingTips = tips
         while let id = pendingTips.popLast() {
-            guard !excluded.contains(id), closed.isEmpty || closed.type(of: id) == nil, seen.insert(id) else { continue }
+            guard !excluded.contains(id), closed.isEmpty || !closed.contains(id), seen.insert(id) else { continue }
             guard let obj = try read(id) else { continue }
             switch obj.type {
             case .tag:
@@ -282,7 +282,7 @@ public struct ObjectWalk: Sendable {
             guard walked.insert(id).inserted else { continue }
             excluded.insert(id)
             // Below a closed tree everything is closed: step 4 stops at it.
-            if !closed.isEmpty && closed.type(of: id) != nil { continue }
+            if !closed.isEmpty && closed.contains(id) { continue }
             guard let obj = try? load(id), obj.type == .tree else { continue }
             try treeEntries(obj, id) { entry, isTree in
                 if isTree {

@@ -194,6 +194,15 @@ public struct ClosedObjects: Sendable {
 
     public var isEmpty: Bool { marked.isEmpty }
 
+    /// Whether `id` is marked (from the pack index and the marks alone: no pack entry
+    /// is read).
+    public func contains(_ id: ObjectID) -> Bool {
+        for m in marked {
+            if let i = m.pack.position(of: id), m.reachable.contains(i) { return true }
+        }
+        return false
+    }
+
     /// The type of `id` when it is marked, nil when it is not (or its pack entry is bad).
     public func type(of id: ObjectID) -> ObjectType? {
         for m in marked {

@@ -220,9 +220,11 @@ enum SyncBench {
             let upstreamRefs = refs(upstream)
             let pristine = temp + "/first-mirrors"
             for tool in order {
+                // guts: the whole home (its known_peers too, as after a first mirror).
+                let copied = tool == .guts ? dir + "/guts-home" : mirror(tool, dir)
                 if o.firstOnce && round > 0 {
                     // A copy of round 1's fresh mirror (see --first-once).
-                    let target = mirror(tool, dir)
+                    let target = copied
                     try? Files.makeDirectories(Files.directoryName(target))
                     guard Processes.run(["/bin/cp", "-a", pristine + "/\(tool.label)", target], env: nil) == 0 else {
                         print("  cannot copy round 1's \(tool.label) mirror")
@@ -235,7 +237,7 @@ enum SyncBench {
                 if round == 0 { storedPack[tool] = packBytes(mirror(tool, dir)) }
                 if o.firstOnce && round == 0 {
                     try? Files.makeDirectories(pristine)
-                    guard Processes.run(["/bin/cp", "-a", mirror(tool, dir), pristine + "/\(tool.label)"], env: nil) == 0 else {
+                    guard Processes.run(["/bin/cp", "-a", copied, pristine + "/\(tool.label)"], env: nil) == 0 else {
                         print("  cannot keep a copy of the \(tool.label) mirror")
                         return false
                     }
