@@ -18,13 +18,15 @@ import GutsSupport
 ///                                 object at sorted index position i is reachable
 ///     checksum                    20 bytes, SHA-1 of everything before it
 ///
-/// The file is only a cache: it is used when the request asks for exactly `tips` with
-/// no haves, and every want was checked to be a current ref tip before, so the objects
+/// The file is only a cache. A server answers a first mirror from it when the request
+/// asks for exactly `tips` with no haves, and every want was checked to be a current
+/// ref tip before, so the objects
 /// it names are reachable from current refs whatever happened to the refs since it was
 /// written (a deleted or rewound ref changes the tips a mirror asks for, and the file
 /// stops matching). Anything wrong with it (size, magic, another pack, unsorted tips,
 /// bits past the end, a tip not marked, checksum) makes `load` return nil, and the
-/// server walks instead.
+/// server walks instead. Walks for incremental requests and checks stop at the objects
+/// it marks (`ClosedObjects`).
 public struct ReachabilityFile: Sendable, Equatable {
     public static let suffix = ".reach"
     static let magic = Array("GUTSRCH1".utf8)

@@ -129,7 +129,7 @@ final class ReachabilityFileTests: XCTestCase {
 
     /// Objects as `git rev-list --objects` lists them for `args`.
     func revListObjects(_ args: [String], in work: String) throws -> Set<ObjectID> {
-        let out = try git(["rev-list", "--objects"] + args, in: work).stdout
+        let out = try git(["rev-list", "--objects"] + args, in: work).text
         return Set(out.split(separator: "\n").compactMap { ObjectID(hex: String($0.prefix(40))) })
     }
 
@@ -175,7 +175,7 @@ final class ReachabilityFileTests: XCTestCase {
         XCTAssertEqual(try ObjectWalk(store: repo, closed: marked).missingObjects(reachableFrom: [tip], excluding: r.tips), [])
 
         // A new object gone missing is still found.
-        let newBlob = try XCTUnwrap(ObjectID(hex: try git(["rev-parse", "HEAD:new/dir/new.txt"], in: work).stdout
+        let newBlob = try XCTUnwrap(ObjectID(hex: try git(["rev-parse", "HEAD:new/dir/new.txt"], in: work).text
             .trimmingCharacters(in: .whitespacesAndNewlines)))
         let loose = r.gitDir + "/objects/" + newBlob.hex.prefix(2) + "/" + newBlob.hex.dropFirst(2)
         try FileManager.default.removeItem(atPath: loose)
@@ -183,25 +183,25 @@ final class ReachabilityFileTests: XCTestCase {
             .missingObjects(reachableFrom: [tip], excluding: r.tips), [newBlob])
 
         // A tree naming a marked blob as a subtree, in a commit on a marked parent.
-        let blob = try XCTUnwrap(ObjectID(hex: try git(["rev-parse", "\(r.tips[0].hex)^{commit}:big.txt"], in: work).stdout
+        let blob = try XCTUnwrap(ObjectID(hex: try git(["rev-parse", "\(r.tips[0].hex)^{commit}:big.txt"], in: work).text
             .trimmingCharacters(in: .whitespacesAndNewlines)))
         XCTAssertTrue(marked.contains(blob))
         let tree = Data("40000 evil\0".utf8) + Data(blob.bytes)
-        let evilTree = try git(["hash-object", "--literally", "-t", "tree", "-w", "--stdin"], in: work, input: tree).stdout
+        let evilTree = try git(["hash-object", "--literally", "-t", "tree", "-w", "--stdin"], in: work, input: tree).text
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        let parent = try git(["rev-parse", "\(r.tips[0].hex)^{commit}"], in: work).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        let evil = try XCTUnwrap(ObjectID(hex: try git(["commit-tree", evilTree, "-p", parent, "-m", "evil"], in: work).stdout
+        let parent = try git(["rev-parse", "\(r.tips[0].hex)^{commit}"], in: work).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let evil = try XCTUnwrap(ObjectID(hex: try git(["commit-tree", evilTree, "-p", parent, "-m", "evil"], in: work).text
             .trimmingCharacters(in: .whitespacesAndNewlines)))
         let again = try Repository.open(r.gitDir)
         XCTAssertThrowsError(try ObjectWalk(store: again, closed: marked).missingObjects(reachableFrom: [evil], excluding: r.tips)) { error in
             XCTAssertTrue("\(error)".contains("expected a tree"), "\(error)")
         }
         // And a commit naming a marked tree as its parent.
-        let markedTree = try XCTUnwrap(ObjectID(hex: try git(["rev-parse", "\(parent)^{tree}"], in: work).stdout
+        let markedTree = try XCTUnwrap(ObjectID(hex: try git(["rev-parse", "\(parent)^{tree}"], in: work).text
             .trimmingCharacters(in: .whitespacesAndNewlines)))
         let body = "tree \(markedTree.hex)\nparent \(markedTree.hex)\nauthor A <a@b> 1700000000 +0000\ncommitter A <a@b> 1700000000 +0000\n\nbad parent\n"
         let badParent = try XCTUnwrap(ObjectID(hex: try git(["hash-object", "--literally", "-t", "commit", "-w", "--stdin"], in: work,
-                                                             input: Data(body.utf8)).stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
+                                                             input: Data(body.utf8)).text.trimmingCharacters(in: .whitespacesAndNewlines)))
         XCTAssertThrowsError(try ObjectWalk(store: try Repository.open(r.gitDir), closed: marked)
             .missingObjects(reachableFrom: [badParent], excluding: r.tips)) { error in
             XCTAssertTrue("\(error)".contains("expected a commit"), "\(error)")
