@@ -15,7 +15,7 @@ public struct ObjectWalk: Sendable {
     public let verifyReads: Bool
     /// Objects known to be stored with everything they reach (`ClosedObjects`): the
     /// walk treats them as reachable from the haves and stops there, without reading
-    /// them (a link to one must still name its type). For a server they must be objects
+    /// them (a commit or tree named by a link must still be one). For a server they must be objects
     /// the receiver has; for a receiver's check, objects it already has.
     public let closed: ClosedObjects
 
@@ -305,21 +305,16 @@ public struct ObjectWalk: Sendable {
             counts.trees += 1
             if list { trees.append(id) }
             var subtrees: [ObjectID] = []
-            var closedProblem: GitError?
             try treeEntries(obj, id) { entry, isTree in
                 if isTree {
                     subtrees.append(entry)
-                } else if !excluded.contains(entry) {
-                    if !closed.isEmpty, let type = closed.type(of: entry) {
-                        if type != .blob, closedProblem == nil {
-                            closedProblem = GitError(.invalidObject, "object \(entry) is a \(type.name), expected a blob")
-                        }
-                    } else if seen.insert(entry) {
-                        reachedBlob(entry)
-                    }
+                } else if !excluded.contains(entry), closed.isEmpty || !closed.contains(entry), seen.insert(entry) {
+                    // Blobs are not read, so their type is not checked (as for those
+                    // reached otherwise): a closed one is only looked up in the index,
+                    // not in the pack, whose pages would add to the walk's memory.
+                    reachedBlob(entry)
                 }
             }
-            if let closedProblem { throw closedProblem }
             treeStack.append(contentsOf: subtrees.reversed())
         }
         if collectMissing {
