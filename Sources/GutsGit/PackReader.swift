@@ -140,6 +140,27 @@ public final class PackReader: ObjectStore, @unchecked Sendable {
     /// The entry offset of the object at sorted position `i` (nil when the index is bad there).
     public func offset(at i: Int) -> Int? { index.offset(at: i) }
 
+    /// The type of the object at sorted position `i`, from entry headers alone (a
+    /// delta has its base's type), without inflating anything; nil when the entry or
+    /// its chain of bases is bad, too deep or outside the pack.
+    public func type(at i: Int) -> ObjectType? {
+        guard var cur = index.offset(at: i) else { return nil }
+        let b = pack.buffer
+        let end = pack.count - 20
+        for _ in 0...max(1, limits.maxDeltaDepth) {
+            guard let h = try? PackEntryHeader.parse(b, at: cur, end: end, limit: limits.maxObjectSize) else { return nil }
+            if !h.isDelta { return ObjectType(rawValue: h.kind) }
+            if h.kind == PackEntryKind.ofsDelta {
+                cur = h.baseOffset
+            } else if let base = h.baseID, let j = index.find(base), let off = index.offset(at: j) {
+                cur = off
+            } else {
+                return nil
+            }
+        }
+        return nil
+    }
+
     /// The pack's trailer checksum.
     public var checksumBytes: [UInt8] { Array(pack.buffer[(pack.count - 20)...]) }
 

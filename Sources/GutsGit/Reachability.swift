@@ -13,12 +13,29 @@ public struct ObjectWalk: Sendable {
     /// indexed) turns it off: on a 300k-object history the hashing was a third of the
     /// walk. Structure is still checked.
     public let verifyReads: Bool
+    /// Objects known to be stored with everything they reach (`ClosedObjects`): the
+    /// walk treats them as reachable from the haves and stops there, without reading
+    /// them (a commit or tree named by a link must still be one). For a server they must be objects
+    /// the receiver has; for a receiver's check, objects it already has.
+    public let closed: ClosedObjects
 
-    public init(store: any ObjectStore, limits: ObjectLimits = .default, shallow: Set<ObjectID> = [], verifyReads: Bool = true) {
+    public init(store: any ObjectStore, limits: ObjectLimits = .default, shallow: Set<ObjectID> = [], verifyReads: Bool = true,
+                closed: ClosedObjects = ClosedObjects()) {
         self.store = store
         self.limits = limits
         self.shallow = shallow
         self.verifyReads = verifyReads
+        self.closed = closed
+    }
+
+    /// Whether `id` is a closed object; throws when it is one of another type than a
+    /// link to it says.
+    private func isClosed(_ id: ObjectID, as expected: ObjectType) throws -> Bool {
+        guard !closed.isEmpty, let type = closed.type(of: id) else { return false }
+        guard type == expected else {
+            throw GitError(.invalidObject, "object \(id) is a \(type.name), expected a \(expected.name)")
+        }
+        return true
     }
 
     /// Reads through the store, hashing or not as `verifyReads` says.
@@ -159,6 +176,11 @@ public struct ObjectWalk: Sendable {
         var walk = CommitQueue()
 
         for have in haves {
+            if !closed.isEmpty && closed.contains(have) {
+                // Everything it reaches is closed: nothing to walk.
+                excluded.insert(have)
+                continue
+            }
             var id = have
             for _ in 0..<32 {
                 guard excluded.insert(id).inserted, let obj = try? load(id) else { break }
@@ -183,7 +205,7 @@ public struct ObjectWalk: Sendable {
         }
         var pendingTips = tips
         while let id = pendingTips.popLast() {
-            guard !excluded.contains(id), seen.insert(id) else { continue }
+            guard !excluded.contains(id), closed.isEmpty || !closed.contains(id), seen.insert(id) else { continue }
             guard let obj = try read(id) else { continue }
             switch obj.type {
             case .tag:
@@ -210,6 +232,7 @@ public struct ObjectWalk: Sendable {
                 excluded.insert(id)
                 guard !shallow.contains(id), let obj = try? load(id), obj.type == .commit else { continue }
                 for p in try commitLinks(obj, id).parents {
+                    if try isClosed(p, as: .commit) { continue }
                     if walk.markUninteresting(p) { continue }
                     if let parent = try? load(p), parent.type == .commit {
                         walk.push(p, date: Self.commitDate(parent), interesting: false)
@@ -227,6 +250,15 @@ public struct ObjectWalk: Sendable {
             let (tree, allParents) = try commitLinks(obj, id)
             wantTrees.append(tree)
             for p in shallow.contains(id) ? [] : allParents {
+                if try isClosed(p, as: .commit) {
+                    // A boundary parent: its tree is excluded (a base for thin deltas),
+                    // and step 3 stops there since it is closed too.
+                    excluded.insert(p)
+                    if let parent = try? load(p), parent.type == .commit {
+                        excludedTreeRoots.append(try commitLinks(parent, p).tree)
+                    }
+                    continue
+                }
                 if walk.isUninteresting(p) {
                     if let parent = try? load(p), parent.type == .commit {
                         excludedTreeRoots.append(try commitLinks(parent, p).tree)
@@ -249,6 +281,8 @@ public struct ObjectWalk: Sendable {
         while let id = treeStack.popLast() {
             guard walked.insert(id).inserted else { continue }
             excluded.insert(id)
+            // Below a closed tree everything is closed: step 4 stops at it.
+            if !closed.isEmpty && closed.contains(id) { continue }
             guard let obj = try? load(id), obj.type == .tree else { continue }
             try treeEntries(obj, id) { entry, isTree in
                 if isTree {
@@ -263,7 +297,7 @@ public struct ObjectWalk: Sendable {
         var trees: [ObjectID] = []
         treeStack = wantTrees.reversed()
         while let id = treeStack.popLast() {
-            guard !excluded.contains(id), seen.insert(id) else { continue }
+            guard !excluded.contains(id), try !isClosed(id, as: .tree), seen.insert(id) else { continue }
             guard let obj = try read(id) else { continue }
             guard obj.type == .tree else {
                 throw GitError(.invalidObject, "object \(id) is a \(obj.type.name), expected a tree")
@@ -274,7 +308,10 @@ public struct ObjectWalk: Sendable {
             try treeEntries(obj, id) { entry, isTree in
                 if isTree {
                     subtrees.append(entry)
-                } else if !excluded.contains(entry), seen.insert(entry) {
+                } else if !excluded.contains(entry), closed.isEmpty || !closed.contains(entry), seen.insert(entry) {
+                    // Blobs are not read, so their type is not checked (as for those
+                    // reached otherwise): a closed one is only looked up in the index,
+                    // not in the pack, whose pages would add to the walk's memory.
                     reachedBlob(entry)
                 }
             }

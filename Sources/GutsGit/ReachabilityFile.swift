@@ -18,13 +18,15 @@ import GutsSupport
 ///                                 object at sorted index position i is reachable
 ///     checksum                    20 bytes, SHA-1 of everything before it
 ///
-/// The file is only a cache: it is used when the request asks for exactly `tips` with
-/// no haves, and every want was checked to be a current ref tip before, so the objects
+/// The file is only a cache. A server answers a first mirror from it when the request
+/// asks for exactly `tips` with no haves, and every want was checked to be a current
+/// ref tip before, so the objects
 /// it names are reachable from current refs whatever happened to the refs since it was
 /// written (a deleted or rewound ref changes the tips a mirror asks for, and the file
 /// stops matching). Anything wrong with it (size, magic, another pack, unsorted tips,
 /// bits past the end, a tip not marked, checksum) makes `load` return nil, and the
-/// server walks instead.
+/// server walks instead. Walks for incremental requests and checks stop at the objects
+/// it marks (`ClosedObjects`).
 public struct ReachabilityFile: Sendable, Equatable {
     public static let suffix = ".reach"
     static let magic = Array("GUTSRCH1".utf8)
@@ -170,5 +172,58 @@ public struct ReachabilityFile: Sendable, Equatable {
 
     static func append32(_ out: inout [UInt8], _ v: UInt32) {
         out += [UInt8(v >> 24), UInt8(truncatingIfNeeded: v >> 16), UInt8(truncatingIfNeeded: v >> 8), UInt8(truncatingIfNeeded: v)]
+    }
+}
+
+/// Objects stored with everything they reach: those marked in the sound reachability
+/// files of a repository's packs. A walk that meets one stops there (`ObjectWalk`'s
+/// `closed`), as git's revision walk stops at what a bitmap marks, instead of reading
+/// the history and trees below it again.
+///
+/// Why a mark can be trusted: a file is written by this node only, from a walk that
+/// found every object reachable from its tips in its pack (a server's full walk, or a
+/// client's check of its first sync), and is loaded only when it is sound for the pack
+/// it names (`ReachabilityFile.load`). Packs are never changed in place, so the marked
+/// objects and everything they reach stay in that pack for as long as the file matches
+/// it, whatever happens to the refs.
+public struct ClosedObjects: Sendable {
+    let marked: [(pack: PackReader, reachable: PositionSet)]
+
+    /// No object.
+    public init() { marked = [] }
+
+    init(marked: [(pack: PackReader, reachable: PositionSet)]) { self.marked = marked }
+
+    public var isEmpty: Bool { marked.isEmpty }
+
+    /// Whether `id` is marked (from the pack index and the marks alone: no pack entry
+    /// is read).
+    public func contains(_ id: ObjectID) -> Bool {
+        for m in marked {
+            if let i = m.pack.position(of: id), m.reachable.contains(i) { return true }
+        }
+        return false
+    }
+
+    /// The type of `id` when it is marked, nil when it is not (or its pack entry is bad).
+    public func type(of id: ObjectID) -> ObjectType? {
+        for m in marked {
+            if let i = m.pack.position(of: id), m.reachable.contains(i) { return m.pack.type(at: i) }
+        }
+        return nil
+    }
+
+    /// The marks of every sound reachability file among `packs`. With `coveredBy`, only
+    /// files whose tips are all in that set (a server asked with those haves: the
+    /// client holds everything they reach, hence everything such a file marks).
+    public static func load(_ packs: [PackReader], coveredBy haves: Set<ObjectID>? = nil,
+                            problem: ((String) -> Void)? = nil) -> ClosedObjects {
+        var marked: [(pack: PackReader, reachable: PositionSet)] = []
+        for pack in packs {
+            guard let file = ReachabilityFile.load(for: pack, problem: problem) else { continue }
+            if let haves, !file.tips.allSatisfy(haves.contains) { continue }
+            marked.append((pack, file.reachable))
+        }
+        return ClosedObjects(marked: marked)
     }
 }

@@ -28,9 +28,9 @@ extension Repository {
             }
         }
         let lock = try LockFile(commonDirectory + "/packed-refs")
-        let current = try listRefs().filter { $0.symbolicTarget == nil }.map { "\($0.name) \($0.id)" }
-        let before = expected.filter { $0.symbolicTarget == nil }.map { "\($0.name) \($0.id)" }
-        guard current == before else {
+        let current = try listRefs().filter { $0.symbolicTarget == nil }
+        let before = expected.filter { $0.symbolicTarget == nil }
+        guard current.count == before.count, zip(current, before).allSatisfy({ $0.name == $1.name && $0.id == $1.id }) else {
             throw GitError(.refConflict, "refs changed while syncing; nothing was updated (run again)")
         }
         // A peeled value already recorded for the same object is kept: peeling every

@@ -237,14 +237,31 @@ extension Repository {
     /// The entries of `packed-refs` ([] when absent).
     func packedRefs() throws -> [Ref] {
         let path = commonDirectory + "/packed-refs"
-        guard Files.exists(path) else { return [] }
+        // Its identity (device, inode, size, modification and change times) tells
+        // whether the last parse still holds: git and guts replace the file by renaming
+        // a new one over it, and any change in place moves its change time. File times
+        // come from a coarse clock, so two changes a few milliseconds apart can share
+        // one: a parse is only cached (and a cached one only used) once the file's
+        // change time is more than 100 ms in the past, when a later change can no longer
+        // carry the same time.
+        var st = stat()
+        guard stat(path, &st) == 0 else { return [] }
+        let stamp = [Int(st.st_dev), Int(st.st_ino), Int(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+                     st.st_ctim.tv_sec, st.st_ctim.tv_nsec]
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let age = Double(now.tv_sec - st.st_ctim.tv_sec) + Double(now.tv_nsec - st.st_ctim.tv_nsec) / 1e9
+        let settled = age > 0.1
+        if settled, let refs = cachedPackedRefs(stamp) { return refs }
         let bytes: [UInt8]
         do {
             bytes = try Files.read(path, limit: limits.maxRefFileSize)
         } catch {
             throw GitError.io(error)
         }
-        return try bytes.withUnsafeBytes { try Refs.parsePacked(bytes: $0) }
+        let refs = try bytes.withUnsafeBytes { try Refs.parsePacked(bytes: $0) }
+        if settled { cachePackedRefs(refs, stamp: stamp) }
+        return refs
     }
 
     /// Names of loose refs under `refs/`, found without recursion.
@@ -290,11 +307,17 @@ extension Repository {
     /// sorted by name. Symbolic refs appear resolved, with `symbolicTarget` set;
     /// dangling symbolic refs and invalid names are left out.
     public func listRefs() throws -> [Ref] {
-        var byName: [String: Ref] = [:]
         let packed = try packedRefs()
+        let loose = looseRefNames().filter { Refs.checkRefFormat($0) && !$0.hasSuffix(".lock") }
+        if loose.isEmpty {
+            // Usually packed-refs alone, already in order: sorted only when it is not.
+            if zip(packed, packed.dropFirst()).allSatisfy({ Refs.byteOrder($0.name, $1.name) }) { return packed }
+            return packed.sorted { Refs.byteOrder($0.name, $1.name) }
+        }
+        var byName: [String: Ref] = [:]
         for r in packed { byName[r.name] = r }
         var looseSeen = 0
-        for name in looseRefNames() where Refs.checkRefFormat(name) && !name.hasSuffix(".lock") {
+        for name in loose {
             looseSeen += 1
             switch try readLooseRef(name) {
             case .direct(let id)?: byName[name] = Ref(name: name, id: id)

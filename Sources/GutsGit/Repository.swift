@@ -45,6 +45,19 @@ public final class Repository: ObjectStore, @unchecked Sendable {
     private var packProblems: [(String, String)] = []
     /// Modification time of `objects/pack` when the packs were listed.
     private var loadedStamp: (Int, Int)?
+    /// packed-refs as last parsed, with the identity of the file it was parsed from
+    /// (device, inode, size, modification time in ns, change time in ns): a sync reads
+    /// refs four or five times, and parsing a thousand lines each time added up.
+    private var packedCache: (stamp: [Int], refs: [Ref])?
+
+    /// The cached parse of packed-refs when `stamp` still describes the file.
+    func cachedPackedRefs(_ stamp: [Int]) -> [Ref]? {
+        lock.locked { packedCache.flatMap { $0.stamp == stamp ? $0.refs : nil } }
+    }
+
+    func cachePackedRefs(_ refs: [Ref], stamp: [Int]) {
+        lock.locked { packedCache = (stamp, refs) }
+    }
 
     init(gitDirectory: String, commonDirectory: String, limits: ObjectLimits) {
         self.gitDirectory = gitDirectory

@@ -330,8 +330,9 @@ public enum SyncClient {
         let quarantine = repo.objectsDirectory + "/" + quarantinePrefix + Hex.encode(randomBytes(6))
         defer { Files.removeTree(quarantine) }
         if !plan.wants.isEmpty {
+            // The pack is fsynced while it is indexed and checked; installed only once durable.
             let received = try receivePack(plan: plan, name: name, connection: connection, quarantine: quarantine,
-                                           options: options, started: started)
+                                           options: options, started: started, syncLater: true)
             report.bytesReceived = received.bytes
             MemoryTrace.mark("sync: received")
             options.progress?(SyncProgress(phase: .indexing, bytes: received.bytes, objects: received.objects,
@@ -363,6 +364,9 @@ public enum SyncClient {
             }
             MemoryTrace.mark("sync: checked")
             report.objectsReceived = indexed.count - indexed.appendedBases
+            if let code = received.durable?.wait(), code != 0 {
+                throw SyncFailure.local(FileError(path: received.path, operation: "fsync", code: code).description)
+            }
             do {
                 try repo.installPack(packPath: indexed.packPath, indexPath: indexed.indexPath)
             } catch {
@@ -413,8 +417,11 @@ public enum SyncClient {
     }
 
     /// Receives the Objects stream into `<quarantine>/incoming.pack`.
+    /// With `syncLater`, the pack is fsynced in the background (`durable`), and the
+    /// caller must wait for that before installing it; otherwise it is fsynced here.
     static func receivePack(plan: SyncPlan, name: RepositoryName, connection: any PeerLink, quarantine: String,
-                            options: SyncOptions, started: Instant) throws -> (path: String, bytes: Int, objects: Int?, prescan: PackPrescan) {
+                            options: SyncOptions, started: Instant, syncLater: Bool = false)
+        throws -> (path: String, bytes: Int, objects: Int?, prescan: PackPrescan, durable: BackgroundFsync?) {
         do {
             try Files.makeDirectories(quarantine)
         } catch {
@@ -469,12 +476,17 @@ public enum SyncClient {
             }
             if chunk.final { break }
         }
-        guard fsync(fd) == 0 else { throw SyncFailure.local(FileError(path: packPath, operation: "fsync", code: errno).description) }
-        close(fd)
+        var durable: BackgroundFsync?
+        if syncLater {
+            durable = BackgroundFsync(fd: fd)
+        } else {
+            guard fsync(fd) == 0 else { throw SyncFailure.local(FileError(path: packPath, operation: "fsync", code: errno).description) }
+            close(fd)
+        }
         closed = true
         prescan.finish(total: limits.bytes)
         complete = true
-        return (packPath, limits.bytes, objects, prescan)
+        return (packPath, limits.bytes, objects, prescan, durable)
     }
 
     /// After a first sync, the check's walk is what a serving walk from the new refs
@@ -541,7 +553,12 @@ public enum SyncClient {
         let store = CombinedStore([incoming, repo])
         // The indexer hashed every received object and wrote the index from those
         // names, and the repository's own objects were hashed as they came in.
-        let walk = ObjectWalk(store: store, limits: limits, verifyReads: false)
+        // What this repository's own reachability files mark is stored with all it
+        // reaches: the walk stops there (`ClosedObjects`), so an incremental check costs
+        // what is new, not the boundary's whole tree. Only our files, written after our
+        // own checks, are trusted so; the received pack can add no marks.
+        let walk = ObjectWalk(store: store, limits: limits, verifyReads: false,
+                              closed: plan.haves.isEmpty ? ClosedObjects() : ClosedObjects.load(repo.packs))
         var result: ObjectWalk.Result
         do {
             result = try walk.checkReceived(incoming, reachableFrom: plan.wants, excluding: plan.haves)

@@ -66,7 +66,10 @@ public struct SyncPlan: Equatable, Sendable {
             guard seen.insert(entry.name).inserted else { throw Invalid.duplicateRef(entry.name) }
             remoteRefs.append((entry.name, id))
         }
-        remoteRefs.sort { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }
+        // Peers send refs sorted: sorted here only when they are not.
+        if !zip(remoteRefs, remoteRefs.dropFirst()).allSatisfy({ GutsGit.Refs.byteOrder($0.name, $1.name) }) {
+            remoteRefs.sort { GutsGit.Refs.byteOrder($0.name, $1.name) }
+        }
         // Refused now, as the peer's fault, rather than by the ref update after the transfer.
         for r in remoteRefs {
             var prefix = Substring()
@@ -90,7 +93,9 @@ public struct SyncPlan: Equatable, Sendable {
         let before = Dictionary(localDirect.map { ($0.name, $0.id) }, uniquingKeysWith: { a, _ in a })
         let after = Dictionary(remoteRefs.map { ($0.name, $0.id) }, uniquingKeysWith: { a, _ in a })
         var changes: [RefChange] = []
-        for name in Set(before.keys).union(after.keys).sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) {
+        var names = Array(before.keys)
+        for r in remoteRefs where before[r.name] == nil { names.append(r.name) }
+        for name in names.sorted(by: GutsGit.Refs.byteOrder) {
             if before[name] != after[name] { changes.append(RefChange(name: name, old: before[name], new: after[name])) }
         }
         let headChanges = !remote.head.isEmpty && after[remote.head] != nil && remote.head != localHead

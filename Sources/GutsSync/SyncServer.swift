@@ -377,15 +377,20 @@ public final class SyncServer: Sendable {
                 }
             }
         }
+        // A reachability file whose tips are all among the haves marks objects the
+        // receiver has, with all they reach: the walk stops at them instead of reading
+        // the haves' history and the boundary's whole tree.
+        let closed = haves.isEmpty ? ClosedObjects()
+            : ClosedObjects.load(repo.packs, coveredBy: Set(haves), problem: { self.log("ignoring \($0)") })
         // Our own objects were hashed when they came in: the walk does not hash them
         // again (the receiver hashes everything it gets).
-        let walk = try ObjectWalk(store: repo, verifyReads: false).objects(reachableFrom: wants, excluding: haves)
+        let walk = try ObjectWalk(store: repo, verifyReads: false, closed: closed).objects(reachableFrom: wants, excluding: haves)
         var record: (ReachabilityFile, PackReader)?
         if haves.isEmpty && !asked.isEmpty && Set(asked) == allTips, let pack = repo.packs.max(by: { $0.count < $1.count }),
            let file = ReachabilityFile.from(walked: walk.objects, tips: asked, pack: pack) {
             record = (file, pack)
         }
-        return SendPlan(objects: walk.objects, excluded: walk.excluded, source: "walk",
+        return SendPlan(objects: walk.objects, excluded: walk.excluded, source: closed.isEmpty ? "walk" : "walk to the reachability file",
                         seconds: Instant.now().seconds(since: started), record: record)
     }
 

@@ -8,7 +8,7 @@ import GutsSupport
 /// `git daemon`, both on loopback, in the same run, on the same repository.
 ///
 ///     guts-bench sync [--repo PATH] [--commits N] [--blobs N] [--rounds N]
-///                     [--no-git-fsck] [--timeout SECONDS] [--keep]
+///                     [--no-git-fsck] [--timeout SECONDS] [--keep] [--first-once]
 ///
 /// Without --repo a repository is generated with `git fast-import` (N commits over
 /// 400 text files that change a little each time, plus a few larger binary files
@@ -16,7 +16,9 @@ import GutsSupport
 /// `git repack -adf --depth=50 --window=10`. With --repo PATH a local mirror clone of
 /// PATH is served (PATH itself is never modified). --timeout is passed to `guts sync`
 /// (its no-pack-data limit, 30 s by default, can be too short for a large first mirror
-/// on a loaded machine).
+/// on a loaded machine). --first-once measures the first mirror in round 1 only and
+/// starts later rounds from copies (`cp -a`) of round 1's fresh mirrors, to iterate on
+/// the incremental and no-op figures quickly; its first-mirror figure is one sample.
 ///
 /// Each round measures, for every tool, with a fresh client each round:
 ///   first        first mirror (`guts sync` into an empty home; `git clone --mirror`)
@@ -37,6 +39,8 @@ enum SyncBench {
         var rounds = 3
         var gitFsck = true
         var keep = false
+        /// Measure the first mirror in round 1 only; later rounds copy its mirrors.
+        var firstOnce = false
         /// `guts sync --timeout` (nil: guts' default).
         var timeout: String?
     }
@@ -89,10 +93,11 @@ enum SyncBench {
             case "--rounds", "--runs": o.rounds = max(1, value().flatMap { Int($0) } ?? o.rounds)
             case "--no-git-fsck": o.gitFsck = false
             case "--keep": o.keep = true
+            case "--first-once": o.firstOnce = true
             case "--timeout": o.timeout = value()
             case "sync": break
             default:
-                print("usage: guts-bench sync [--repo PATH] [--commits N] [--blobs N] [--rounds N] [--no-git-fsck] [--timeout SECONDS] [--keep]")
+                print("usage: guts-bench sync [--repo PATH] [--commits N] [--blobs N] [--rounds N] [--no-git-fsck] [--timeout SECONDS] [--keep] [--first-once]")
                 return 2
             }
             i += 1
@@ -213,10 +218,30 @@ enum SyncBench {
             // Alternate the order so no tool always runs on the warmer cache.
             let order = round % 2 == 0 ? tools : Array(tools.reversed())
             let upstreamRefs = refs(upstream)
+            let pristine = temp + "/first-mirrors"
             for tool in order {
+                // guts: the whole home (its known_peers too, as after a first mirror).
+                let copied = tool == .guts ? dir + "/guts-home" : mirror(tool, dir)
+                if o.firstOnce && round > 0 {
+                    // A copy of round 1's fresh mirror (see --first-once).
+                    let target = copied
+                    try? Files.makeDirectories(Files.directoryName(target))
+                    guard Processes.run(["/bin/cp", "-a", pristine + "/\(tool.label)", target], env: nil) == 0 else {
+                        print("  cannot copy round 1's \(tool.label) mirror")
+                        return false
+                    }
+                    continue
+                }
                 guard let s = measure(tool, .first, dir: dir) else { return false }
                 samples[Phase.first.rawValue][tool.rawValue].append(s)
                 if round == 0 { storedPack[tool] = packBytes(mirror(tool, dir)) }
+                if o.firstOnce && round == 0 {
+                    try? Files.makeDirectories(pristine)
+                    guard Processes.run(["/bin/cp", "-a", copied, pristine + "/\(tool.label)"], env: nil) == 0 else {
+                        print("  cannot keep a copy of the \(tool.label) mirror")
+                        return false
+                    }
+                }
             }
             for tool in tools where refs(mirror(tool, dir)) != upstreamRefs {
                 print("  MISMATCH: refs of the \(tool.label) mirror differ from upstream after the first mirror")
@@ -373,6 +398,7 @@ enum SyncBench {
                 if tools.contains(.gitFsck) { line += "  " + ratio(m[0], m[2]) }
                 print(line)
             }
+            if o.firstOnce { print("  (--first-once: the first mirror was measured in round 1 only; later rounds started from copies)") }
             print("")
             print("peak RSS, MB (median)      " + tools.map { pad($0.label, 10) }.joined() + "  guts/git")
             for phase in Phase.allCases {

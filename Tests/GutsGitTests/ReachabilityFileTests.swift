@@ -126,4 +126,85 @@ final class ReachabilityFileTests: XCTestCase {
         XCTAssertEqual(PackMaintenance.removeLeftovers(r.repo, olderThan: 0), 1)
         XCTAssertFalse(Files.exists(orphan))
     }
+
+    /// Objects as `git rev-list --objects` lists them for `args`.
+    func revListObjects(_ args: [String], in work: String) throws -> Set<ObjectID> {
+        let out = try git(["rev-list", "--objects"] + args, in: work).text
+        return Set(out.split(separator: "\n").compactMap { ObjectID(hex: String($0.prefix(40))) })
+    }
+
+    /// Walks stop at what a reachability file marks (`ClosedObjects`): the same objects
+    /// as without the marks for new history on top of the recorded tips, a missing new
+    /// object is still found, a server only uses a file whose tips the haves cover, and
+    /// a link into a marked object must still name its type.
+    func testClosedObjectsStopTheWalkAndKeepTypes() throws {
+        let r = try makePacked()
+        let work = (r.gitDir as NSString).deletingLastPathComponent
+        try XCTUnwrap(ReachabilityFile.from(walked: r.walked, tips: r.tips, pack: r.pack)).write(for: r.pack)
+        let closed = ClosedObjects.load(r.repo.packs)
+        XCTAssertFalse(closed.isEmpty)
+        for t in r.tips { XCTAssertTrue(closed.contains(t)) }
+        let unique = ReachabilityFile.normalize(r.tips)
+        XCTAssertGreaterThan(unique.count, 1)
+        XCTAssertFalse(ClosedObjects.load(r.repo.packs, coveredBy: Set(unique)).isEmpty)
+        XCTAssertTrue(ClosedObjects.load(r.repo.packs, coveredBy: Set(unique.dropFirst())).isEmpty,
+                      "a file with a tip the receiver did not name is not used by a server")
+
+        // New history on top, loose: a changed file deep down, a new directory, a merge.
+        try writeFile(work + "/dir1/sub/file0.txt", "changed\n")
+        try writeFile(work + "/new/dir/new.txt", "new\n")
+        try git(["add", "-A"], in: work)
+        try git(["commit", "-q", "-m", "on top"], in: work, date: 1_700_000_000)
+        try git(["checkout", "-q", "-b", "other", "HEAD~1"], in: work)
+        try writeFile(work + "/other.txt", "other\n")
+        try git(["add", "-A"], in: work)
+        try git(["commit", "-q", "-m", "other"], in: work, date: 1_700_000_060)
+        try git(["checkout", "-q", "main"], in: work)
+        try git(["merge", "-q", "--no-ff", "-m", "merge other", "other"], in: work, date: 1_700_000_120)
+        let repo = try Repository.open(r.gitDir)
+        let tip = try XCTUnwrap(try repo.resolveRef("refs/heads/main"))
+        let marked = ClosedObjects.load(repo.packs)
+        let expected = try revListObjects([tip.hex, "--not"] + r.tips.map(\.hex), in: work)
+        let plain = try ObjectWalk(store: repo).objects(reachableFrom: [tip], excluding: r.tips)
+        let stopping = try ObjectWalk(store: repo, closed: marked).objects(reachableFrom: [tip], excluding: r.tips)
+        XCTAssertEqual(Set(plain.objects), expected)
+        XCTAssertEqual(Set(stopping.objects), expected)
+        for id in stopping.objects { XCTAssertFalse(marked.contains(id)) }
+        // Without haves at all, the marks alone stop it.
+        XCTAssertEqual(Set(try ObjectWalk(store: repo, closed: marked).objects(reachableFrom: [tip]).objects), expected)
+        XCTAssertEqual(try ObjectWalk(store: repo, closed: marked).missingObjects(reachableFrom: [tip], excluding: r.tips), [])
+
+        // A new object gone missing is still found.
+        let newBlob = try XCTUnwrap(ObjectID(hex: try git(["rev-parse", "HEAD:new/dir/new.txt"], in: work).text
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        let loose = r.gitDir + "/objects/" + newBlob.hex.prefix(2) + "/" + newBlob.hex.dropFirst(2)
+        try FileManager.default.removeItem(atPath: loose)
+        XCTAssertEqual(try ObjectWalk(store: try Repository.open(r.gitDir), closed: marked)
+            .missingObjects(reachableFrom: [tip], excluding: r.tips), [newBlob])
+
+        // A tree naming a marked blob as a subtree, in a commit on a marked parent.
+        let blob = try XCTUnwrap(ObjectID(hex: try git(["rev-parse", "\(r.tips[0].hex)^{commit}:big.txt"], in: work).text
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        XCTAssertTrue(marked.contains(blob))
+        let tree = Data("40000 evil\0".utf8) + Data(blob.bytes)
+        let evilTree = try git(["hash-object", "--literally", "-t", "tree", "-w", "--stdin"], in: work, input: tree).text
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let parent = try git(["rev-parse", "\(r.tips[0].hex)^{commit}"], in: work).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let evil = try XCTUnwrap(ObjectID(hex: try git(["commit-tree", evilTree, "-p", parent, "-m", "evil"], in: work).text
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        let again = try Repository.open(r.gitDir)
+        XCTAssertThrowsError(try ObjectWalk(store: again, closed: marked).missingObjects(reachableFrom: [evil], excluding: r.tips)) { error in
+            XCTAssertTrue("\(error)".contains("expected a tree"), "\(error)")
+        }
+        // And a commit naming a marked tree as its parent.
+        let markedTree = try XCTUnwrap(ObjectID(hex: try git(["rev-parse", "\(parent)^{tree}"], in: work).text
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        let body = "tree \(markedTree.hex)\nparent \(markedTree.hex)\nauthor A <a@b> 1700000000 +0000\ncommitter A <a@b> 1700000000 +0000\n\nbad parent\n"
+        let badParent = try XCTUnwrap(ObjectID(hex: try git(["hash-object", "--literally", "-t", "commit", "-w", "--stdin"], in: work,
+                                                             input: Data(body.utf8)).text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        XCTAssertThrowsError(try ObjectWalk(store: try Repository.open(r.gitDir), closed: marked)
+            .missingObjects(reachableFrom: [badParent], excluding: r.tips)) { error in
+            XCTAssertTrue("\(error)".contains("expected a commit"), "\(error)")
+        }
+    }
 }

@@ -97,4 +97,63 @@ final class ReachabilityFileSyncTests: XCTestCase {
             XCTAssertFalse(try hasObject(mirrorD, id), "\(id) leaked from a reachability file")
         }
     }
+
+    /// Incremental syncs: the server's walk stops at what its file marks when the
+    /// client's haves include every tip of the file, and the client's check stops at
+    /// what its own file marks. New history of every kind (a change deep in the tree, a
+    /// new directory, a merge, new tags), then deletions and a rewind (the server's file
+    /// no longer covered by the haves), and a repack upstream that removes the file:
+    /// each time the mirror equals upstream and passes git fsck and guts verify.
+    func testIncrementalSyncsStopAtMarkedObjects() throws {
+        let f = try SyncFixture(h)
+        try f.buildHistory(commits: 10)
+        try f.startServer()
+        let first = try f.sync()
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertEqual(reachFiles(f.mirror).count, 1, "the client records its first check")
+        let deadline = Date().addingTimeInterval(30)
+        while reachFiles(f.upstream).isEmpty && Date() < deadline { usleep(20_000) }
+        XCTAssertEqual(reachFiles(f.upstream).count, 1, "the server records its walk")
+
+        // 1. New history on top of the recorded tips.
+        try f.commit("deep change", files: ["dir1/sub/file0.txt": "changed\n", "new/dir/new.txt": "new\n"])
+        try f.gitWork(["checkout", "-q", "side"])
+        try f.commit("side moves", files: ["side.txt": "side 2\n", "dir2/sub/other.txt": "other\n"])
+        try f.gitWork(["checkout", "-q", "main"])
+        try f.gitWork(["merge", "-q", "--no-ff", "-m", "merge side again", "side"])
+        try f.gitWork(["tag", "-a", "v2.0", "-m", "release 2.0"])
+        try f.push()
+        let second = try f.sync()
+        XCTAssertEqual(second.status, 0, second.stderr)
+        XCTAssertTrue(served(f, 2).contains("(walk to the reachability file "), servedLines(f).description)
+        try f.assertMirrorsUpstream()
+        try f.assertVerifies()
+        try SyncGit.bare(f.mirror, ["fsck", "--full", "--strict"])
+
+        // 2. A tag and a branch deleted, main rewound and moved on: the client's haves
+        //    no longer include every tip of the server's file, so the server walks as
+        //    before; the client's check still stops at its own file's marks.
+        try f.gitWork(["tag", "-d", "light"])
+        try f.gitWork(["branch", "-D", "side"])
+        try f.gitWork(["reset", "-q", "--hard", "HEAD~2"])
+        try f.commit("after the rewind", files: ["dir0/sub/file1.txt": "rewound\n"])
+        try f.push()
+        let third = try f.sync()
+        XCTAssertEqual(third.status, 0, third.stderr)
+        XCTAssertTrue(served(f, 3).contains("(walk "), servedLines(f).description)
+        XCTAssertFalse(servedLines(f).last?.contains("reachability file") ?? true, servedLines(f).description)
+        try f.assertMirrorsUpstream()
+        try f.assertVerifies()
+        try SyncGit.bare(f.mirror, ["fsck", "--full", "--strict"])
+
+        // 3. Upstream repacked (its file goes with the old pack), then more history.
+        try SyncGit.bare(f.upstream, ["repack", "-q", "-a", "-d"])
+        try f.commit("after the repack", files: ["big.txt": "replaced\n"])
+        try f.push()
+        let fourth = try f.sync()
+        XCTAssertEqual(fourth.status, 0, fourth.stderr)
+        try f.assertMirrorsUpstream()
+        try f.assertVerifies()
+        try SyncGit.bare(f.mirror, ["fsck", "--full", "--strict"])
+    }
 }

@@ -313,6 +313,10 @@ final class MaliciousSyncTests: XCTestCase {
         try f.startServer()
         let first = try f.sync()
         XCTAssertEqual(first.status, 0, first.stderr)
+        // The first sync recorded its check: the incremental checks below stop at what
+        // that file marks, so every lie is caught with it in use.
+        let packDir = f.mirror + "/objects/pack"
+        XCTAssertTrue(((try? FileManager.default.contentsOfDirectory(atPath: packDir)) ?? []).contains { $0.hasSuffix(".reach") })
         try advanceUpstream()
     }
 
