@@ -19,9 +19,12 @@ import NIOPosix
 public struct NodeLog: Sendable {
     public var info: @Sendable (String) -> Void
     public var debug: @Sendable (String) -> Void
-    public init(info: @escaping @Sendable (String) -> Void, debug: @escaping @Sendable (String) -> Void) {
+    /// False when `info` discards its lines (--quiet): per-connection lines are skipped.
+    public var infoEnabled: Bool
+    public init(info: @escaping @Sendable (String) -> Void, debug: @escaping @Sendable (String) -> Void, infoEnabled: Bool = true) {
         self.info = info
         self.debug = debug
+        self.infoEnabled = infoEnabled
     }
 }
 
@@ -207,6 +210,7 @@ public final class Node: Sendable {
         serviceOptions.minBackoff = options.minBackoff
         serviceOptions.maxBackoff = options.maxBackoff
         serviceOptions.learnBootstrap = options.knownPeers?.learn ?? []
+        serviceOptions.logsInfo = log.infoEnabled
         let local = Self.peerID(of: options.session)
         let service = NodeService(options: serviceOptions, localPeer: local, seed: Random.uint64())
         shell = NIOLoopBoundBox.makeBoxSendingValue(Shell(service: service), eventLoop: loop)
