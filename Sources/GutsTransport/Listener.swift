@@ -122,36 +122,35 @@ public final class Listener: Sendable {
     /// One listening socket per event loop, all on the same address (SO_REUSEPORT): the
     /// kernel spreads connections over them, and each loop accepts and serves its own, so
     /// no connection is handed from the accepting thread to another (NIO's single-socket
-    /// server hops three times per connection for that). Linux lets only sockets of the
-    /// same user join the group.
+    /// server hops three times per connection for that). The first socket is bound
+    /// without SO_REUSEPORT, so a port another program or node holds is refused as before
+    /// ("address already in use"); it joins the group once it listens. Should the kernel
+    /// refuse that, one socket serves all loops, as NIO does by default.
     public func bind(host: String, port: Int) throws -> SocketAddress {
         let loops = Array(group.makeIterator())
-        var bound: [Channel] = []
-        var address: SocketAddress?
-        do {
-            for loop in loops {
-                let bootstrap = serverBootstrap(loop: loop, shared: loops.count > 1)
-                let ch: Channel
-                if let first = address {
-                    ch = try bootstrap.bind(to: first).wait()
-                } else {
-                    ch = try bootstrap.bind(host: host, port: port).wait()
-                    guard let local = ch.localAddress else {
-                        ch.close(promise: nil)
-                        throw TransportError.notEstablished
-                    }
-                    address = local
-                }
-                bound.append(ch)
-            }
-        } catch {
-            for ch in bound { ch.close(promise: nil) }
-            throw error
+        let shared = loops.count > 1
+        let first = try serverBootstrap(loop: loops[0], children: loops[0]).bind(host: host, port: port).wait()
+        guard let address = first.localAddress else {
+            first.close(promise: nil)
+            throw TransportError.notEstablished
         }
-        guard let address else { throw TransportError.notEstablished }
+        var bound = [first]
+        if shared {
+            do {
+                try first.setOption(Self.reusePort, value: 1).wait()
+                for loop in loops.dropFirst() {
+                    bound.append(try serverBootstrap(loop: loop, children: loop, reusePort: true).bind(to: address).wait())
+                }
+            } catch {
+                for ch in bound { try? ch.close().wait() }
+                bound = [try serverBootstrap(loop: loops[0], children: group).bind(to: address).wait()]
+            }
+        }
         channels.withLockedValue { $0 = bound }
         return address
     }
+
+    static let reusePort = ChannelOptions.Types.SocketOption(level: .socket, name: NIOBSDSocket.Option(rawValue: SO_REUSEPORT))
 
     /// Level IPPROTO_TCP; options NIO has no name for.
     static func tcpOption(_ name: Int32) -> ChannelOptions.Types.SocketOption {
@@ -161,11 +160,11 @@ public final class Listener: Sendable {
     /// Seconds a connection may stay silent before it is accepted anyway (TCP_DEFER_ACCEPT).
     static let deferAcceptSeconds = 1
 
-    private func serverBootstrap(loop: EventLoop, shared: Bool) -> ServerBootstrap {
+    private func serverBootstrap(loop: EventLoop, children: EventLoopGroup, reusePort: Bool = false) -> ServerBootstrap {
         let template = config
         let limit = options.maxConnections
         let readRate = options.readRate
-        var bootstrap = ServerBootstrap(group: loop, childGroup: loop)
+        var bootstrap = ServerBootstrap(group: loop, childGroup: children)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             // Accepted sockets inherit TCP_NODELAY from the listening socket (Linux), which
@@ -176,8 +175,7 @@ public final class Listener: Sendable {
             // there, so accepting and reading them take one wake-up. A silent socket is
             // accepted after a second and then meets the handshake timeout as before.
             .serverChannelOption(Self.tcpOption(TCP_DEFER_ACCEPT), value: Self.deferAcceptSeconds)
-        if shared { bootstrap = bootstrap.serverChannelOption(
-            ChannelOptions.Types.SocketOption(level: .socket, name: NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1) }
+        if reusePort { bootstrap = bootstrap.serverChannelOption(Self.reusePort, value: 1) }
         return bootstrap
             // Out of file descriptors (EMFILE/ENFILE): stop accepting for a moment instead of
             // spinning on a listening socket that stays readable.
