@@ -130,7 +130,7 @@ enum ListenCommand: Command {
             sink.close(timeout: 2)
             context.useLogSink(nil)
         }
-        let log = NodeLog(info: { context.log($0) }, debug: { context.debug($0) })
+        let log = NodeLog(info: { context.log($0) }, debug: { context.debug($0) }, infoEnabled: !context.quiet)
         var nodeOptions = Node.Options(host: bind.host, port: bind.port, bootstrap: bootstrap,
                                        maxConnections: config.maxConnections, connectTimeout: config.connectTimeout,
                                        session: Network.sessionConfig(identity: identity, config: config))

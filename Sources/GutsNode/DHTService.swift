@@ -73,7 +73,8 @@ public final class DHTService: Sendable {
 
     struct State {
         var engine: DHTEngine
-        /// Open sessions by peer node ID (the latest one; DHT peers and clients alike).
+        /// Open sessions by peer node ID (the latest one): inbound sessions that list `dht`
+        /// and every session this node dialed (`tracks`).
         var sessions: [NodeID: Session] = [:]
         /// Contacts being dialed, with the messages waiting for the session.
         var dialing: [NodeID: [DHTMessage]] = [:]
@@ -203,8 +204,16 @@ public final class DHTService: Sendable {
 
     /// A session was established (either direction).
     public func connected(_ link: any PeerLink) {
+        // An inbound session that did not announce `dht` (a command, a client, a peer's
+        // dial-back probe) is never tracked: its requests are answered on the link they
+        // came on, and this node sends it none of its own. So no hop to the DHT loop for
+        // it, here or when it closes.
+        guard Self.tracks(link) else { return }
         onLoop { [self] in register(link) }
     }
+
+    /// Sessions this service registers: every outbound one, and inbound ones that list `dht`.
+    static func tracks(_ link: any PeerLink) -> Bool { !link.inbound || listsDHT(link) }
 
     private func register(_ link: any PeerLink) {
         guard !state.value.stopped, !link.isClosed, let info = link.peer, let remote = DHTAddress(link.remoteAddress) else { return }
@@ -254,6 +263,7 @@ public final class DHTService: Sendable {
 
     /// A session ended.
     public func disconnected(_ link: any PeerLink) {
+        guard Self.tracks(link) else { return }
         onLoop { [self] in
             guard let id = Self.nodeID(link) else { return }
             let rest = (state.value.links[id] ?? []).filter { !$0.isClosed && $0 !== link }

@@ -19,9 +19,12 @@ import NIOPosix
 public struct NodeLog: Sendable {
     public var info: @Sendable (String) -> Void
     public var debug: @Sendable (String) -> Void
-    public init(info: @escaping @Sendable (String) -> Void, debug: @escaping @Sendable (String) -> Void) {
+    /// False when `info` discards its lines (--quiet): per-connection lines are skipped.
+    public var infoEnabled: Bool
+    public init(info: @escaping @Sendable (String) -> Void, debug: @escaping @Sendable (String) -> Void, infoEnabled: Bool = true) {
         self.info = info
         self.debug = debug
+        self.infoEnabled = infoEnabled
     }
 }
 
@@ -207,6 +210,7 @@ public final class Node: Sendable {
         serviceOptions.minBackoff = options.minBackoff
         serviceOptions.maxBackoff = options.maxBackoff
         serviceOptions.learnBootstrap = options.knownPeers?.learn ?? []
+        serviceOptions.logsInfo = log.infoEnabled
         let local = Self.peerID(of: options.session)
         let service = NodeService(options: serviceOptions, localPeer: local, seed: Random.uint64())
         shell = NIOLoopBoundBox.makeBoxSendingValue(Shell(service: service), eventLoop: loop)
@@ -578,7 +582,7 @@ public final class Node: Sendable {
             switch result {
             case let .success(info):
                 if early == nil { self.announce(connection, info) }
-                self.loop.execute { self.register(connection, info: info, bootstrap: bootstrap) }
+                self.onLoop { self.register(connection, info: info, bootstrap: bootstrap) }
             case let .failure(error):
                 if let bootstrap {
                     self.loop.execute { self.apply(.dialFailed(bootstrap: bootstrap, reason: "\(error)")) }
@@ -617,11 +621,17 @@ public final class Node: Sendable {
             self.reputation.closed(connection)
             self.gossip.disconnected(connection)
             self.dht?.disconnected(connection)
-            self.loop.execute {
+            self.onLoop {
                 self.shell.value.links[link] = nil
                 self.apply(.closed(link, reason: reason))
             }
         }
+    }
+
+    /// Runs `body` on the node's loop: at once when called there (a connection served by
+    /// that loop), else queued. Saves a cross-thread hop for those connections.
+    private func onLoop(_ body: @escaping @Sendable () -> Void) {
+        if loop.inEventLoop { body() } else { loop.execute(body) }
     }
 
     /// A peer went over one of its budgets: what it sent is dropped, and the overrun

@@ -142,6 +142,9 @@ public struct NodeService: Sendable {
         /// Bootstrap peers (indices into `bootstrap`) dialled without a peer ID whose
         /// first session pins their identity and is recorded (known_peers accept-new).
         public var learnBootstrap: Set<Int> = []
+        /// Whether info lines are wanted: the per-connection ones are not even formatted
+        /// when they are not (a busy listener run with --quiet).
+        public var logsInfo = true
         public init() {}
     }
 
@@ -184,11 +187,13 @@ public struct NodeService: Sendable {
             if let b = bootstrap, options.learnBootstrap.contains(b), let endpoint = peers.pin(b, info.peerID) {
                 out.append(.remember(bootstrap: b, address: endpoint.address, info.peerID))
             }
-            let kind = info.capabilities.contains(GossipClient.capability) ? "gossip client" : (bootstrap != nil ? "bootstrap" : (inbound ? "inbound" : "outbound"))
-            out.append(.log(.info, "peer connected: \(info.peerID) \(address) (\(kind), \(Escape.text(info.agent)), protocol \(info.version), handshake \(Self.ms(info.handshakeSeconds)) ms)"))
+            if options.logsInfo {
+                let kind = info.capabilities.contains(GossipClient.capability) ? "gossip client" : (bootstrap != nil ? "bootstrap" : (inbound ? "inbound" : "outbound"))
+                out.append(.log(.info, "peer connected: \(info.peerID) \(address) (\(kind), \(Escape.text(info.agent)), protocol \(info.version), handshake \(Self.ms(info.handshakeSeconds)) ms)"))
+            }
         case let .closed(link, reason):
             if let gone = peers.closed(link, now: now, reconnect: !stopped) {
-                out.append(.log(.info, "peer disconnected: \(gone.info.peerID) \(gone.address) (\(Escape.text(reason)))"))
+                if options.logsInfo { out.append(.log(.info, "peer disconnected: \(gone.info.peerID) \(gone.address) (\(Escape.text(reason)))")) }
                 if let b = gone.bootstrap, let wait = peers.retryDelay(b) {
                     out.append(.log(.info, "bootstrap peer \(options.bootstrap[b]) disconnected; reconnecting in \(Self.seconds(wait)) s"))
                 }
@@ -236,6 +241,8 @@ public struct NodeService: Sendable {
     /// MIRRORING): they find what announcements missed. One that can only use connected
     /// peers (no address given) waits until a peer that serves objects is connected.
     mutating func dueMirrors(now: Instant) -> [NodeAction] {
+        // Runs after every event: without followed repositories, skip listing the peers.
+        guard !options.mirrors.isEmpty else { return [] }
         var out: [NodeAction] = []
         let connected = !peers.objectServers(preferring: nil).isEmpty
         if connected { mirrorer.peerAvailable(now: now) }

@@ -93,13 +93,19 @@ final class Reputation: Sendable {
             if s.book.standing(peer, now: now) == .disconnect {
                 return (Goodbye(code: .identityRejected, reason: "this identity's score is too low to connect; try again later"), nil)
             }
-            if s.sessions.values.filter({ $0.peer == peer }).count >= maxSessionsPerPeer {
+            // Counted without building arrays: this runs for every inbound handshake.
+            var sameIdentity = 0
+            var inboundCount = 0
+            for session in s.sessions.values {
+                if session.peer == peer { sameIdentity += 1 }
+                if session.inbound { inboundCount += 1 }
+            }
+            if sameIdentity >= maxSessionsPerPeer {
                 return (Goodbye(code: .tooManyConnections, reason: "at most \(maxSessionsPerPeer) sessions per peer"), nil)
             }
             var victim: (any PeerLink)?
-            let inbound = s.sessions.values.filter(\.inbound)
-            if inbound.count >= maxInbound {
-                let candidates = inbound.map { session in
+            if inboundCount >= maxInbound {
+                let candidates = s.sessions.values.filter(\.inbound).map { session in
                     EvictionCandidate(id: ObjectIdentifier(session.connection),
                                       group: (Self.address(of: session.connection) ?? session.ip)?.group ?? AddressGroup(.v4(0)),
                                       connectedSince: session.since,

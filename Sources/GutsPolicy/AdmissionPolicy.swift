@@ -124,12 +124,15 @@ public struct AdmissionPolicy<ID: Hashable & Sendable>: Sendable {
     }
 
     private mutating func remove(_ id: ID) {
-        guard let (group, index) = slots.removeValue(forKey: id), var ids = members[group], index < ids.count else { return }
-        let last = ids.removeLast()
-        if index < ids.count {
-            ids[index] = last
+        // In place: copying the group's array out of the dictionary and back would copy
+        // every element on each handshake's end.
+        guard let (group, index) = slots.removeValue(forKey: id), let at = members.index(forKey: group),
+              index < members.values[at].count else { return }
+        let last = members.values[at].removeLast()
+        if index < members.values[at].count {
+            members.values[at][index] = last
             slots[last] = (group, index)
         }
-        members[group] = ids.isEmpty ? nil : ids
+        if members.values[at].isEmpty { members.remove(at: at) }
     }
 }

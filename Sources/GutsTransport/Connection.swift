@@ -446,7 +446,9 @@ final class SessionHandler: ChannelDuplexHandler, @unchecked Sendable {
                 connection.state.withLockedValue { $0.discarded += 1 }
             case let .closed(reason):
                 finish(reason)
-                flushAndClose(context)
+                // Once the socket is closed (the peer's EOF) there is nothing to flush: no
+                // empty write, cutoff timer and close that would all fail.
+                if context.channel.isActive { flushAndClose(context) }
                 return
             }
         }

@@ -1,3 +1,4 @@
+import Glibc
 import GutsIdentity
 import GutsPolicy
 import GutsSupport
@@ -43,7 +44,7 @@ public final class Listener: Sendable {
         var policy: AdmissionPolicy<ObjectIdentifier>
         var connections: [ObjectIdentifier: PeerConnection] = [:]
     }
-    private let channel = NIOLockedValueBox<Channel?>(nil)
+    private let channels = NIOLockedValueBox<[Channel]>([])
     private let connections = NIOLockedValueBox([ObjectIdentifier: PeerConnection]())
 
     /// `onConnection` runs on the connection's event loop as soon as it is accepted
@@ -117,12 +118,65 @@ public final class Listener: Sendable {
     public var activeConnections: [PeerConnection] { connections.withLockedValue { Array($0.values) } }
 
     /// Binds and starts accepting. Returns the bound address (useful with port 0).
+    ///
+    /// One listening socket per event loop, all on the same address (SO_REUSEPORT): the
+    /// kernel spreads connections over them, and each loop accepts and serves its own, so
+    /// no connection is handed from the accepting thread to another (NIO's single-socket
+    /// server hops three times per connection for that). The first socket is bound
+    /// without SO_REUSEPORT, so a port another program or node holds is refused as before
+    /// ("address already in use"); it joins the group once it listens. Should the kernel
+    /// refuse that, one socket serves all loops, as NIO does by default.
     public func bind(host: String, port: Int) throws -> SocketAddress {
+        let loops = Array(group.makeIterator())
+        let shared = loops.count > 1
+        let first = try serverBootstrap(loop: loops[0], children: loops[0]).bind(host: host, port: port).wait()
+        guard let address = first.localAddress else {
+            first.close(promise: nil)
+            throw TransportError.notEstablished
+        }
+        var bound = [first]
+        if shared {
+            do {
+                try first.setOption(Self.reusePort, value: 1).wait()
+                for loop in loops.dropFirst() {
+                    bound.append(try serverBootstrap(loop: loop, children: loop, reusePort: true).bind(to: address).wait())
+                }
+            } catch {
+                for ch in bound { try? ch.close().wait() }
+                bound = [try serverBootstrap(loop: loops[0], children: group).bind(to: address).wait()]
+            }
+        }
+        channels.withLockedValue { $0 = bound }
+        return address
+    }
+
+    static let reusePort = ChannelOptions.Types.SocketOption(level: .socket, name: NIOBSDSocket.Option(rawValue: SO_REUSEPORT))
+
+    /// Level IPPROTO_TCP; options NIO has no name for.
+    static func tcpOption(_ name: Int32) -> ChannelOptions.Types.SocketOption {
+        ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: name))
+    }
+
+    /// Seconds a connection may stay silent before it is accepted anyway (TCP_DEFER_ACCEPT).
+    static let deferAcceptSeconds = 1
+
+    private func serverBootstrap(loop: EventLoop, children: EventLoopGroup, reusePort: Bool = false) -> ServerBootstrap {
         let template = config
         let limit = options.maxConnections
-        let bootstrap = ServerBootstrap(group: group)
+        let readRate = options.readRate
+        var bootstrap = ServerBootstrap(group: loop, childGroup: children)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Accepted sockets inherit TCP_NODELAY from the listening socket (Linux), which
+            // saves a getsockname and a setsockopt per connection. It is a TCP-level option:
+            // `.socketOption(.tcp_nodelay)` would set SOL_SOCKET option 1, SO_DEBUG.
+            .serverChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            // The dialling side speaks first (Noise message 1): accept when its bytes are
+            // there, so accepting and reading them take one wake-up. A silent socket is
+            // accepted after a second and then meets the handshake timeout as before.
+            .serverChannelOption(Self.tcpOption(TCP_DEFER_ACCEPT), value: Self.deferAcceptSeconds)
+        if reusePort { bootstrap = bootstrap.serverChannelOption(Self.reusePort, value: 1) }
+        return bootstrap
             // Out of file descriptors (EMFILE/ENFILE): stop accepting for a moment instead of
             // spinning on a listening socket that stays readable.
             .serverChannelInitializer { channel in
@@ -130,13 +184,13 @@ public final class Listener: Sendable {
                     try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
                 }
             }
-            // TCP_NODELAY is a TCP-level option: `.socketOption(.tcp_nodelay)` would set
-            // SOL_SOCKET option 1, which is SO_DEBUG.
-            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.recvAllocator, value: Tuning.receiveAllocator)
-            .childChannelOption(.writeBufferWaterMark, value: Tuning.writeWatermark)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // Set here rather than as child options: those are applied one future each.
+                    if let options = channel.syncOptions {
+                        try options.setOption(.recvAllocator, value: Tuning.receiveAllocator)
+                        try options.setOption(.writeBufferWaterMark, value: Tuning.writeWatermark)
+                    }
                     let connection = PeerConnection(channel: channel, inbound: true)
                     guard self.admitSocket(channel, connection) else { return }
                     var sessionConfig = template
@@ -155,22 +209,18 @@ public final class Listener: Sendable {
                     }
                     let session = Session(role: .responder, config: sessionConfig, now: .now())
                     try channel.pipeline.syncOperations.addHandler(SessionHandler(session: session, connection: connection,
-                                                                                                   readRate: self.options.readRate))
+                                                                                   readRate: readRate))
                     connection.closeFuture.whenComplete { _ in
                         _ = self.connections.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(connection)) }
                     }
                     self.onConnection(connection)
                 }
             }
-        let ch = try bootstrap.bind(host: host, port: port).wait()
-        channel.withLockedValue { $0 = ch }
-        guard let address = ch.localAddress else { throw TransportError.notEstablished }
-        return address
     }
 
     /// Stops accepting, says Goodbye(shutdown) to every peer, and waits (bounded) for them to close.
     public func shutdown(reason: String = "node shutting down", timeout: Double = 3) {
-        if let channel = channel.withLockedValue({ $0 }) { try? channel.close().wait() }
+        for channel in channels.withLockedValue({ $0 }) { try? channel.close().wait() }
         let all = activeConnections
         for c in all { c.close(.shutdown, reason) }
         let futures = all.map { $0.closeFuture.map { _ in () } }

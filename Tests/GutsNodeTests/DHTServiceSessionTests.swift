@@ -175,4 +175,39 @@ final class DHTServiceSessionTests: XCTestCase {
         s.stop().whenComplete { _ in }
         for l in [outbound, probe] { l.close(.shutdown, "done") }
     }
+
+    /// An inbound session that did not announce `dht` (a command run with a peer's key) is
+    /// served, its requests answered on it, but never tracked: the service does not hop to
+    /// its loop for it, and never sends its own requests on it, dialing the peer instead.
+    func testAnInboundSessionWithoutDHTIsAnsweredButNotUsed() throws {
+        let dials = NIOLockedValueBox<[(Endpoint, Bool)]>([])
+        let s = service(try key(1), dials: dials)
+        s.start(addresses: [try XCTUnwrap(DHTAddress("127.0.0.1:7000"))], saved: [])
+        let peerKey = try key(2)
+        // The peer becomes a contact through a session this node dialed, which then ends.
+        let outbound = try RecordingLink(key: peerKey, address: "127.0.0.1:9300", inbound: false, capabilities: ["dht", "gossip"], loop: s.loop)
+        s.connected(outbound)
+        try settle(s)
+        XCTAssertEqual(try s.status().wait().contacts, 1)
+        outbound.close(.shutdown, "done")
+        s.disconnected(outbound)
+        // A command run with the peer's key connects.
+        let client = try RecordingLink(key: peerKey, address: "127.0.0.1:46100", inbound: true, capabilities: ["ping"], loop: s.loop)
+        s.connected(client)
+        try settle(s)
+        XCTAssertTrue(client.dhtSent.isEmpty, "\(client.dhtSent)")
+        XCTAssertTrue(s.handle(.dht(.findNode(FindNode(requestID: 5, target: NodeID(publicKey: [7])))), from: client))
+        try settle(s)
+        XCTAssertEqual(client.dhtSent.count, 1)
+        guard case let .nodes(answer)? = client.dhtSent.first else { return XCTFail("\(client.dhtSent)") }
+        XCTAssertEqual(answer.requestID, 5)
+        // This node's own lookup reaches the contact by dialing it, not over the command's session.
+        s.lookup(.node(NodeID(publicKey: [8]))) { _ in }
+        try settle(s)
+        XCTAssertEqual(client.dhtSent.count, 1, "\(client.dhtSent)")
+        XCTAssertEqual(dials.withLockedValue { $0 }.map { "\($0.0.host):\($0.0.port) \($0.1)" }, ["127.0.0.1:9300 true"])
+        s.disconnected(client)
+        s.stop().whenComplete { _ in }
+        client.close(.shutdown, "done")
+    }
 }
