@@ -106,14 +106,14 @@ public enum PackIndexer {
         resolver.map = map
         let workers = max(1, threads)
         let issues = (0..<workers).map { _ in IssueList() }
-        let links = collectLinks ? PackLinks() : nil
+        let links = collectLinks ? PackLinks(workers: workers) : nil
         resolver.run(threads: workers) { _, type, body, id, worker in
             var named: [(ObjectID, ObjectType)] = []
             let found = ObjectChecker.check(type: type, body: body, limits: limits) { link, linkType in
                 if links != nil { named.append((link, linkType)) }
             }
             for issue in found { issues[worker].items.append((id, issue)) }
-            if let links, !named.isEmpty { links.add(named) }
+            if let links, !named.isEmpty { links.add(named, worker: worker) }
         }
         if let (i, e) = resolver.aborted ?? resolver.failures.first {
             throw e.prefixed("entry at \(entries.offsets[i]): ")
@@ -355,30 +355,64 @@ final class ChecksumTask: @unchecked Sendable {
 /// pack is indexed: a receiver checks a self-contained pack's completeness and extras
 /// from these instead of walking the history again.
 public final class PackLinks: @unchecked Sendable {
+    /// One worker's links, filled without a lock (a shared table under one lock
+    /// serialised the workers: trees name millions of links).
+    final class Shard {
+        var expected: [ObjectID: ObjectType] = [:]
+        var conflict: ObjectID?
+    }
+
     private let lock = Mutex()
+    private var shards: [Shard]
     private var expected: [ObjectID: ObjectType] = [:]
-    /// Named as two different types (one of them is wrong).
-    public private(set) var conflict: ObjectID?
+    private var merged = false
+    private var firstConflict: ObjectID?
 
-    init() {}
+    init(workers: Int = 1) {
+        shards = (0..<max(1, workers)).map { _ in Shard() }
+    }
 
-    func add(_ named: [(ObjectID, ObjectType)]) {
-        lock.locked {
-            for (id, type) in named {
+    /// Adds links found by `worker`; each worker adds only to its own shard, and
+    /// nothing is added once the links have been read.
+    func add(_ named: [(ObjectID, ObjectType)], worker: Int = 0) {
+        let shard = shards[min(max(0, worker), shards.count - 1)]
+        for (id, type) in named {
+            if let old = shard.expected[id] {
+                if old != type, shard.conflict == nil { shard.conflict = id }
+            } else {
+                shard.expected[id] = type
+            }
+        }
+    }
+
+    /// Merges the shards (once, when first read; the workers are done by then).
+    private func mergeLocked() {
+        guard !merged else { return }
+        merged = true
+        shards.sort { $0.expected.count > $1.expected.count }
+        expected = shards[0].expected
+        firstConflict = shards.lazy.compactMap(\.conflict).first
+        for shard in shards.dropFirst() {
+            for (id, type) in shard.expected {
                 if let old = expected[id] {
-                    if old != type, conflict == nil { conflict = id }
+                    if old != type, firstConflict == nil { firstConflict = id }
                 } else {
                     expected[id] = type
                 }
             }
         }
+        shards = []
     }
 
-    public var count: Int { lock.locked { expected.count } }
+    /// An object named as two different types (one of them is wrong), if any.
+    public var conflict: ObjectID? { lock.locked { mergeLocked(); return firstConflict } }
+
+    public var count: Int { lock.locked { mergeLocked(); return expected.count } }
 
     /// Each named object with its required type.
     public func forEach(_ body: (ObjectID, ObjectType) throws -> Void) rethrows {
         try lock.locked {
+            mergeLocked()
             for (id, t) in expected { try body(id, t) }
         }
     }
