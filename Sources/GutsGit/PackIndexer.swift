@@ -106,14 +106,14 @@ public enum PackIndexer {
         resolver.map = map
         let workers = max(1, threads)
         let issues = (0..<workers).map { _ in IssueList() }
-        let links = collectLinks ? PackLinks(workers: workers) : nil
+        let links = collectLinks ? PackLinks() : nil
         resolver.run(threads: workers) { _, type, body, id, worker in
             var named: [(ObjectID, ObjectType)] = []
             let found = ObjectChecker.check(type: type, body: body, limits: limits) { link, linkType in
                 if links != nil { named.append((link, linkType)) }
             }
             for issue in found { issues[worker].items.append((id, issue)) }
-            if let links, !named.isEmpty { links.add(named, worker: worker) }
+            if let links, !named.isEmpty { links.add(named) }
         }
         if let (i, e) = resolver.aborted ?? resolver.failures.first {
             throw e.prefixed("entry at \(entries.offsets[i]): ")
@@ -355,65 +355,65 @@ final class ChecksumTask: @unchecked Sendable {
 /// pack is indexed: a receiver checks a self-contained pack's completeness and extras
 /// from these instead of walking the history again.
 public final class PackLinks: @unchecked Sendable {
-    /// One worker's links, filled without a lock (a shared table under one lock
-    /// serialised the workers: trees name millions of links).
-    final class Shard {
-        var expected: [ObjectID: ObjectType] = [:]
-        var conflict: ObjectID?
-    }
-
-    private let lock = Mutex()
-    private var shards: [Shard]
-    private var expected: [ObjectID: ObjectType] = [:]
-    private var merged = false
+    /// The table is in stripes, by the first bits of the name, each with its own lock:
+    /// the workers add links at the same time (trees name millions of them; one table
+    /// under one lock serialised them), and each name is stored once. Plain memory
+    /// rather than an array of objects, so that adding a link costs no reference
+    /// counting.
+    static let stripeBits = 6
+    static let stripeCount = 1 << stripeBits
+    private let tables: UnsafeMutablePointer<[ObjectID: ObjectType]>
+    private let locks: UnsafeMutablePointer<pthread_mutex_t>
+    private let conflictLock = Mutex()
     private var firstConflict: ObjectID?
 
-    init(workers: Int = 1) {
-        shards = (0..<max(1, workers)).map { _ in Shard() }
+    init() {
+        tables = .allocate(capacity: PackLinks.stripeCount)
+        tables.initialize(repeating: [:], count: PackLinks.stripeCount)
+        locks = .allocate(capacity: PackLinks.stripeCount)
+        for k in 0..<PackLinks.stripeCount { pthread_mutex_init(locks + k, nil) }
     }
 
-    /// Adds links found by `worker`; each worker adds only to its own shard, and
-    /// nothing is added once the links have been read.
-    func add(_ named: [(ObjectID, ObjectType)], worker: Int = 0) {
-        let shard = shards[min(max(0, worker), shards.count - 1)]
+    deinit {
+        for k in 0..<PackLinks.stripeCount { pthread_mutex_destroy(locks + k) }
+        locks.deallocate()
+        tables.deinitialize(count: PackLinks.stripeCount)
+        tables.deallocate()
+    }
+
+    /// Adds the links one object names (any thread).
+    func add(_ named: [(ObjectID, ObjectType)]) {
         for (id, type) in named {
-            if let old = shard.expected[id] {
-                if old != type, shard.conflict == nil { shard.conflict = id }
-            } else {
-                shard.expected[id] = type
+            let k = Int(truncatingIfNeeded: id.w0 >> UInt64(64 - PackLinks.stripeBits))
+            pthread_mutex_lock(locks + k)
+            // One lookup: a conflict abandons the check, so which type stays is moot.
+            let old = tables[k].updateValue(type, forKey: id)
+            pthread_mutex_unlock(locks + k)
+            if let old, old != type {
+                conflictLock.locked { if firstConflict == nil { firstConflict = id } }
             }
         }
-    }
-
-    /// Merges the shards (once, when first read; the workers are done by then).
-    private func mergeLocked() {
-        guard !merged else { return }
-        merged = true
-        shards.sort { $0.expected.count > $1.expected.count }
-        expected = shards[0].expected
-        firstConflict = shards.lazy.compactMap(\.conflict).first
-        for shard in shards.dropFirst() {
-            for (id, type) in shard.expected {
-                if let old = expected[id] {
-                    if old != type, firstConflict == nil { firstConflict = id }
-                } else {
-                    expected[id] = type
-                }
-            }
-        }
-        shards = []
     }
 
     /// An object named as two different types (one of them is wrong), if any.
-    public var conflict: ObjectID? { lock.locked { mergeLocked(); return firstConflict } }
+    public var conflict: ObjectID? { conflictLock.locked { firstConflict } }
 
-    public var count: Int { lock.locked { mergeLocked(); return expected.count } }
+    public var count: Int {
+        var n = 0
+        for k in 0..<PackLinks.stripeCount {
+            pthread_mutex_lock(locks + k)
+            n += tables[k].count
+            pthread_mutex_unlock(locks + k)
+        }
+        return n
+    }
 
     /// Each named object with its required type.
     public func forEach(_ body: (ObjectID, ObjectType) throws -> Void) rethrows {
-        try lock.locked {
-            mergeLocked()
-            for (id, t) in expected { try body(id, t) }
+        for k in 0..<PackLinks.stripeCount {
+            pthread_mutex_lock(locks + k)
+            defer { pthread_mutex_unlock(locks + k) }
+            for (id, t) in tables[k] { try body(id, t) }
         }
     }
 }

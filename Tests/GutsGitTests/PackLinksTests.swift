@@ -4,19 +4,22 @@ import XCTest
 import GutsSupport
 
 /// The links the indexer collects for a first sync's self-contained check
-/// (`PackLinks`): each worker fills its own shard, and reading them merges the shards,
-/// so what is read does not depend on how the objects were split between workers.
+/// (`PackLinks`): a table in stripes, each with its own lock, that the workers fill at
+/// the same time; what is read does not depend on how the objects were split between
+/// workers.
 final class PackLinksTests: XCTestCase {
     func id(_ n: Int) -> ObjectID {
         ObjectID.compute(type: .blob, body: Array("object \(n)".utf8))
     }
 
-    func testShardsMergeToTheUnionAndConflictsAcrossShardsAreFound() {
-        let links = PackLinks(workers: 3)
-        for n in 0..<300 {
-            // Every link named by two workers, with the same type.
-            links.add([(id(n), n % 2 == 0 ? .blob : .tree)], worker: n % 3)
-            links.add([(id(n), n % 2 == 0 ? .blob : .tree)], worker: (n + 1) % 3)
+    func testLinksFromSeveralThreadsAreTheUnionAndConflictsAreFound() {
+        let links = PackLinks()
+        let ids = (0..<300).map { id($0) }
+        // Every link named twice, from three threads, with the same type.
+        DispatchQueue.concurrentPerform(iterations: 3) { k in
+            for n in 0..<300 where n % 3 == k || (n + 1) % 3 == k {
+                links.add([(ids[n], n % 2 == 0 ? .blob : .tree)])
+            }
         }
         XCTAssertNil(links.conflict)
         XCTAssertEqual(links.count, 300)
@@ -25,17 +28,13 @@ final class PackLinksTests: XCTestCase {
         XCTAssertEqual(seen.count, 300)
         for n in 0..<300 { XCTAssertEqual(seen[id(n)], n % 2 == 0 ? .blob : .tree) }
 
-        // Two types for one object in two workers' shards.
-        let across = PackLinks(workers: 2)
-        across.add([(id(1), .blob), (id(2), .tree)], worker: 0)
-        across.add([(id(3), .commit), (id(1), .tree)], worker: 1)
-        XCTAssertEqual(across.conflict, id(1))
-        XCTAssertEqual(across.count, 3)
-        // And within one worker's shard.
-        let within = PackLinks(workers: 2)
-        within.add([(id(4), .blob)], worker: 1)
-        within.add([(id(4), .commit)], worker: 1)
-        XCTAssertEqual(within.conflict, id(4))
+        // Two types for one object, named by two objects.
+        let clash = PackLinks()
+        clash.add([(id(1), .blob), (id(2), .tree)])
+        XCTAssertNil(clash.conflict)
+        clash.add([(id(3), .commit), (id(1), .tree)])
+        XCTAssertEqual(clash.conflict, id(1))
+        XCTAssertEqual(clash.count, 3)
     }
 
     /// On a real pack, one worker and two collect the same links.
