@@ -28,6 +28,9 @@ let package = Package(
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CMalloc"),
+        // The SHA-1 compression function on the x86-64 SHA instructions, header-only C
+        // (Swift cannot emit them); GutsGit falls back to its Swift one elsewhere.
+        .systemLibrary(name: "CSHA1"),
         // QUIC: ngtcp2 with its GnuTLS crypto backend (TLS 1.3 inside QUIC only).
         .systemLibrary(name: "CNgtcp2", pkgConfig: "libngtcp2_crypto_gnutls",
                        providers: [.apt(["libngtcp2-dev", "libngtcp2-crypto-gnutls-dev", "libgnutls28-dev"])]),
@@ -73,7 +76,7 @@ let package = Package(
             nioCore, nioPosix, nioLocks,
         ]),
         // Git objects, packs, refs and reachability. No networking.
-        .target(name: "GutsGit", dependencies: ["CZlib", "GutsSupport"]),
+        .target(name: "GutsGit", dependencies: ["CSHA1", "CZlib", "GutsSupport"]),
         // Argument parsing and the subcommands.
         .target(name: "GutsCLI", dependencies: [
             "GutsAddress", "GutsSupport", "GutsControl", "GutsCrypto", "GutsIdentity", "GutsWire", "GutsTransport", "GutsQUIC", "GutsNode", "GutsSync", "GutsDHT",

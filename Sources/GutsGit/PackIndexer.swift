@@ -355,31 +355,65 @@ final class ChecksumTask: @unchecked Sendable {
 /// pack is indexed: a receiver checks a self-contained pack's completeness and extras
 /// from these instead of walking the history again.
 public final class PackLinks: @unchecked Sendable {
-    private let lock = Mutex()
-    private var expected: [ObjectID: ObjectType] = [:]
-    /// Named as two different types (one of them is wrong).
-    public private(set) var conflict: ObjectID?
+    /// The table is in stripes, by the first bits of the name, each with its own lock:
+    /// the workers add links at the same time (trees name millions of them; one table
+    /// under one lock serialised them), and each name is stored once. Plain memory
+    /// rather than an array of objects, so that adding a link costs no reference
+    /// counting.
+    static let stripeBits = 6
+    static let stripeCount = 1 << stripeBits
+    private let tables: UnsafeMutablePointer<[ObjectID: ObjectType]>
+    private let locks: UnsafeMutablePointer<pthread_mutex_t>
+    private let conflictLock = Mutex()
+    private var firstConflict: ObjectID?
 
-    init() {}
+    init() {
+        tables = .allocate(capacity: PackLinks.stripeCount)
+        tables.initialize(repeating: [:], count: PackLinks.stripeCount)
+        locks = .allocate(capacity: PackLinks.stripeCount)
+        for k in 0..<PackLinks.stripeCount { pthread_mutex_init(locks + k, nil) }
+    }
 
+    deinit {
+        for k in 0..<PackLinks.stripeCount { pthread_mutex_destroy(locks + k) }
+        locks.deallocate()
+        tables.deinitialize(count: PackLinks.stripeCount)
+        tables.deallocate()
+    }
+
+    /// Adds the links one object names (any thread).
     func add(_ named: [(ObjectID, ObjectType)]) {
-        lock.locked {
-            for (id, type) in named {
-                if let old = expected[id] {
-                    if old != type, conflict == nil { conflict = id }
-                } else {
-                    expected[id] = type
-                }
+        for (id, type) in named {
+            let k = Int(truncatingIfNeeded: id.w0 >> UInt64(64 - PackLinks.stripeBits))
+            pthread_mutex_lock(locks + k)
+            // One lookup: a conflict abandons the check, so which type stays is moot.
+            let old = tables[k].updateValue(type, forKey: id)
+            pthread_mutex_unlock(locks + k)
+            if let old, old != type {
+                conflictLock.locked { if firstConflict == nil { firstConflict = id } }
             }
         }
     }
 
-    public var count: Int { lock.locked { expected.count } }
+    /// An object named as two different types (one of them is wrong), if any.
+    public var conflict: ObjectID? { conflictLock.locked { firstConflict } }
+
+    public var count: Int {
+        var n = 0
+        for k in 0..<PackLinks.stripeCount {
+            pthread_mutex_lock(locks + k)
+            n += tables[k].count
+            pthread_mutex_unlock(locks + k)
+        }
+        return n
+    }
 
     /// Each named object with its required type.
     public func forEach(_ body: (ObjectID, ObjectType) throws -> Void) rethrows {
-        try lock.locked {
-            for (id, t) in expected { try body(id, t) }
+        for k in 0..<PackLinks.stripeCount {
+            pthread_mutex_lock(locks + k)
+            defer { pthread_mutex_unlock(locks + k) }
+            for (id, t) in tables[k] { try body(id, t) }
         }
     }
 }

@@ -1,3 +1,5 @@
+import CSHA1
+
 /// SHA-1 (FIPS 180-4), used for git object IDs and pack/index trailers.
 ///
 /// The compression function is fully unrolled and reads blocks straight from raw
@@ -17,6 +19,9 @@ public struct SHA1: Sendable, SHA1Framing {
     /// A partial block (64 bytes) awaiting more input.
     var pending: SHA1Block = (0, 0, 0, 0, 0, 0, 0, 0)
     var pendingCount = 0
+    /// Whether blocks are compressed with the CPU's SHA instructions; tests turn it off
+    /// to compare with the Swift compression function.
+    var hardware = SHA1.hardwareAvailable
 
     /// A fresh hasher.
     public init() {}
@@ -66,8 +71,35 @@ public struct SHA1: Sendable, SHA1Framing {
         (x << n) | (x >> (32 &- n))
     }
 
-    /// Runs the compression function over `blocks` consecutive 64-byte blocks at `base`.
+    /// Whether the CPU has the SHA instructions (x86-64 SHA extensions), which
+    /// `guts_sha1_hardware_compress` uses.
+    static let hardwareAvailable = guts_sha1_hardware_available() != 0
+
+    /// Runs the compression function over `blocks` consecutive 64-byte blocks at `base`:
+    /// on the CPU's SHA instructions when it has them, else in Swift.
     mutating func compress(_ base: UnsafeRawPointer, blocks: Int) {
+        if hardware {
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 5) { buffer in
+                guard let state = buffer.baseAddress else { return }
+                state[0] = h0
+                state[1] = h1
+                state[2] = h2
+                state[3] = h3
+                state[4] = h4
+                guts_sha1_hardware_compress(state, base, blocks, nil)
+                h0 = state[0]
+                h1 = state[1]
+                h2 = state[2]
+                h3 = state[3]
+                h4 = state[4]
+            }
+        } else {
+            compressSoftware(base, blocks: blocks)
+        }
+    }
+
+    /// The compression function in Swift.
+    mutating func compressSoftware(_ base: UnsafeRawPointer, blocks: Int) {
         var a = h0, b = h1, c = h2, d = h3, e = h4
         var p = base
         var w0: UInt32 = 0, w1: UInt32 = 0, w2: UInt32 = 0, w3: UInt32 = 0

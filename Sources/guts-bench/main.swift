@@ -7,6 +7,7 @@ let suites: [(name: String, summary: String, run: ([String]) -> Int32)] = [
     ("channel", "handshakes/s and encrypted bulk throughput vs raw libsodium", ChannelBench.run),
     ("git", "objects verify vs git fsck --full, SHA-1 vs sha1sum", GitBench.run),
     ("sha1", "SHA-1 and collision-detecting SHA-1 (object names) vs sha1sum", SHA1Bench.run),
+    ("index", "the receiver's pack indexer in-process on a copy of a pack (for profiling)", IndexBench.run),
     ("sync", "first mirror and incremental sync vs git over git daemon", SyncBench.run),
     ("gossip", "gossip propagation latency and duplicates on real local nodes", GossipBench.run),
     ("hostile", "CPU and memory of hostile packs vs benign packs of the same size", HostileBench.run),

@@ -100,6 +100,76 @@ final class SHA1DCTests: XCTestCase {
         XCTAssertTrue(SHA1DC.hash(two).collisionDetected)
     }
 
+    // MARK: - The SHA instructions (hardware) against the Swift compression
+
+    func hashDC(_ data: [UInt8], hardware: Bool, pieces: Bool = false) -> (digest: [UInt8], collisionDetected: Bool) {
+        var h = SHA1DC()
+        h.hardware = hardware
+        if pieces {
+            var at = 0
+            var step = 1
+            while at < data.count {
+                let n = min(step, data.count - at)
+                h.update(data[at..<(at + n)])
+                at += n
+                step = step * 7 % 997 + 1
+            }
+        } else {
+            h.update(data)
+        }
+        return h.finalize()
+    }
+
+    func hashPlain(_ data: [UInt8], hardware: Bool) -> [UInt8] {
+        var h = SHA1()
+        h.hardware = hardware
+        h.update(data)
+        return h.finalize()
+    }
+
+    /// Where the CPU has the SHA instructions, both compressions give the same digests
+    /// and verdicts: on random data of every length around the block boundaries, fed
+    /// whole and in odd pieces, and on the public collisions (each detected either way,
+    /// including their colliding prefixes, and not without the last near-collision
+    /// block). The expanded words handed to the conditions are the message expansion's.
+    func testHardwareCompressionAgreesWithSwift() throws {
+        try XCTSkipUnless(SHA1.hardwareAvailable, "this CPU has no SHA instructions; only the Swift compression runs")
+        let s = seed()
+        var rng = SeededRandom(state: s)
+        var lengths = Array(0...200)
+        for _ in 0..<40 { lengths.append(Int.random(in: 201...100_000, using: &rng)) }
+        for n in lengths {
+            let data = rng.bytes(n)
+            let hw = hashDC(data, hardware: true), sw = hashDC(data, hardware: false)
+            XCTAssertEqual(hw.digest, sw.digest, "length \(n), seed \(s)")
+            XCTAssertFalse(hw.collisionDetected || sw.collisionDetected, "length \(n), seed \(s)")
+            XCTAssertEqual(hashDC(data, hardware: true, pieces: true).digest, sw.digest, "length \(n), seed \(s)")
+            XCTAssertEqual(hashPlain(data, hardware: true), hashPlain(data, hardware: false), "length \(n), seed \(s)")
+            XCTAssertEqual(hashPlain(data, hardware: true), sw.digest, "length \(n), seed \(s)")
+        }
+        var w = [UInt32](repeating: 0, count: 80)
+        for _ in 0..<2000 {
+            let block = rng.bytes(64)
+            let words = try XCTUnwrap(SHA1DC.hardwareWords(block))
+            block.withUnsafeBytes { b in w.withUnsafeMutableBufferPointer { SHA1DC.expand(b.baseAddress!, into: $0.baseAddress!) } }
+            XCTAssertEqual(words, Array(w[32..<68]), "seed \(s)")
+        }
+        for name in ["shattered-1.pdf", "shattered-2.pdf", "sha-mbles-1.bin", "sha-mbles-2.bin"] {
+            let data = try fixture(name)
+            for hardware in [true, false] {
+                for pieces in [false, true] {
+                    let r = hashDC(data, hardware: hardware, pieces: pieces)
+                    XCTAssertTrue(r.collisionDetected, "\(name) hardware \(hardware) pieces \(pieces)")
+                    XCTAssertEqual(r.digest, hashPlain(data, hardware: false), name)
+                }
+            }
+            if name.hasPrefix("shattered") {
+                XCTAssertTrue(hashDC(Array(data[0..<320]), hardware: true).collisionDetected, name)
+                XCTAssertFalse(hashDC(Array(data[0..<256]), hardware: true).collisionDetected, name)
+            }
+        }
+    }
+
     // MARK: - Honest data
 
     func testRandomDataHashesLikeSHA1AndIsNotFlagged() {
