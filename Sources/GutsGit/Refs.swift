@@ -309,11 +309,9 @@ extension Repository {
     public func listRefs() throws -> [Ref] {
         let packed = try packedRefs()
         let loose = looseRefNames().filter { Refs.checkRefFormat($0) && !$0.hasSuffix(".lock") }
-        if loose.isEmpty {
-            // Usually packed-refs alone, already in order: sorted only when it is not.
-            if zip(packed, packed.dropFirst()).allSatisfy({ Refs.byteOrder($0.name, $1.name) }) { return packed }
-            return packed.sorted { Refs.byteOrder($0.name, $1.name) }
-        }
+        // Usually packed-refs alone, strictly in order, as it is then returned. Out of
+        // order or with a name twice, it goes the general way, which keeps one per name.
+        if loose.isEmpty, zip(packed, packed.dropFirst()).allSatisfy({ Refs.byteOrder($0.name, $1.name) }) { return packed }
         var byName: [String: Ref] = [:]
         for r in packed { byName[r.name] = r }
         var looseSeen = 0
@@ -326,7 +324,7 @@ extension Repository {
             case nil: break
             }
         }
-        // Usually packed-refs alone, already in order: sorted only when it is not.
+        // With no loose refs and no name twice, packed-refs as it is, sorted.
         var refs = packed.count == byName.count && looseSeen == 0 ? packed : Array(byName.values)
         if !zip(refs, refs.dropFirst()).allSatisfy({ Refs.byteOrder($0.name, $1.name) }) {
             refs.sort { Refs.byteOrder($0.name, $1.name) }

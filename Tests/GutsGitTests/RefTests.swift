@@ -85,6 +85,20 @@ final class RefTests: XCTestCase {
         XCTAssertEqual(summary.refs, 304)
     }
 
+    /// packed-refs with no loose refs is returned as it stands only when strictly in
+    /// order: a name written twice (a damaged or hostile file) is listed once, and an
+    /// unsorted file comes back sorted.
+    func testPackedRefsAloneAreListedOncePerNameAndSorted() throws {
+        let dir = try makeHistoryRepository(self, commits: 2)
+        try git(["pack-refs", "--all"], in: dir)
+        let head = try git(["rev-parse", "HEAD"], in: dir).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let parent = try git(["rev-parse", "HEAD~1"], in: dir).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let lines = ["\(head) refs/heads/b", "\(parent) refs/heads/a", "\(head) refs/heads/b"]
+        try ("# pack-refs with: peeled \n" + lines.joined(separator: "\n") + "\n").write(toFile: try Repository.open(dir).commonDirectory + "/packed-refs", atomically: true, encoding: .utf8)
+        let names = try Repository.open(dir).listRefs().map(\.name)
+        XCTAssertEqual(names.filter { $0.hasPrefix("refs/heads/") }, ["refs/heads/a", "refs/heads/b"])
+    }
+
     func testUpdateAndDeleteRefs() throws {
         let dir = try makeHistoryRepository(self, commits: 3)
         let repo = try Repository.open(dir)
