@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import GutsSupport
 
 /// The entries of a pack, located: where each starts and ends (one past its last
 /// byte) and its kind, 17 bytes an entry (a whole parsed header per entry took 88; at
@@ -554,25 +555,13 @@ final class DeltaResolver: @unchecked Sendable {
 
 /// Runs `body(0..<count)` on `count` threads (the caller's thread is worker 0).
 func parallel(_ count: Int, _ body: @escaping (Int) -> Void) {
-    final class Box: @unchecked Sendable {
-        let run: () -> Void
-        init(_ run: @escaping () -> Void) { self.run = run }
-    }
     var threads: [pthread_t] = []
     var inline: [Int] = []
     if count > 1 {
         for w in 1..<count {
-            let box = Unmanaged.passRetained(Box { body(w) }).toOpaque()
-            var t = pthread_t()
-            let rc = pthread_create(&t, nil, { raw in
-                guard let raw else { return nil }
-                Unmanaged<Box>.fromOpaque(raw).takeRetainedValue().run()
-                return nil
-            }, box)
-            if rc == 0 {
+            if let t = Threads.start({ body(w) }) {
                 threads.append(t)
             } else {
-                Unmanaged<Box>.fromOpaque(box).release()
                 inline.append(w)
             }
         }

@@ -48,23 +48,9 @@ public final class PackPrescan: @unchecked Sendable {
     public init(path: String, limits: ObjectLimits) {
         self.path = path
         self.limits = limits
-        final class Box: @unchecked Sendable {
-            let scan: PackPrescan
-            init(_ scan: PackPrescan) { self.scan = scan }
-        }
-        let box = Unmanaged.passRetained(Box(self)).toOpaque()
-        var t = pthread_t()
-        let rc = pthread_create(&t, nil, { raw in
-            guard let raw else { return nil }
-            let scan = Unmanaged<Box>.fromOpaque(raw).takeRetainedValue().scan
-            let result = scan.run()
-            scan.mutex.locked { scan.outcome = result }
-            return nil
-        }, box)
-        if rc == 0 {
-            thread = t
-        } else {
-            Unmanaged<Box>.fromOpaque(box).release()
+        thread = Threads.start {
+            let result = self.run()
+            self.mutex.locked { self.outcome = result }
         }
     }
 

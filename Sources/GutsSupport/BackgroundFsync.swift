@@ -15,17 +15,9 @@ public final class BackgroundFsync: @unchecked Sendable {
     /// can be started the fsync runs here and now.
     public init(fd: Int32) {
         self.fd = fd
-        let box = Unmanaged.passRetained(self).toOpaque()
-        var t = pthread_t()
-        let rc = pthread_create(&t, nil, { raw in
-            guard let raw else { return nil }
-            Unmanaged<BackgroundFsync>.fromOpaque(raw).takeRetainedValue().run()
-            return nil
-        }, box)
-        if rc == 0 {
+        if let t = Threads.start({ self.run() }) {
             mutex.locked { thread = t }
         } else {
-            Unmanaged<BackgroundFsync>.fromOpaque(box).release()
             run()
         }
     }

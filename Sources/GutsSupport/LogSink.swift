@@ -44,20 +44,9 @@ public final class LogSink: @unchecked Sendable {
         self.maxBytes = max(1, maxBytes)
         self.maxLines = max(1, maxLines)
         self.maxLineBytes = max(16, maxLineBytes)
-        var tid = pthread_t()
         // The thread owns a reference until it ends, so the sink outlives its queue.
-        let arg = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&tid, nil, { raw in
-            guard let raw else { return nil }
-            Unmanaged<LogSink>.fromOpaque(raw).takeRetainedValue().drain()
-            return nil
-        }, arg)
-        if rc == 0 {
-            pthread_detach(tid)
-        } else {
-            // No thread: lines are still accepted and counted, never written.
-            Unmanaged<LogSink>.fromOpaque(arg).release()
-        }
+        // Without a thread, lines are still accepted and counted, never written.
+        if let thread = Threads.start({ self.drain() }) { pthread_detach(thread) }
     }
 
     /// Queues `line` (a newline is added) without waiting for the descriptor; drops and
