@@ -73,14 +73,7 @@ final class SHA1DCTests: XCTestCase {
             XCTAssertFalse(SHA1DC.hash(Array(data[0..<256])).collisionDetected, "\(name) without its last block")
             // Fed in odd pieces, the verdict is the same.
             var h = SHA1DC()
-            var at = 0
-            var step = 1
-            while at < data.count {
-                let n = min(step, data.count - at)
-                h.update(data[at..<(at + n)])
-                at += n
-                step = step * 3 % 1000 + 1
-            }
+            forEachPiece(of: data, factor: 3, modulus: 1000) { h.update($0) }
             XCTAssertTrue(h.collisionDetected, name)
             let streamed = h.finalize()
             XCTAssertTrue(streamed.collisionDetected)
@@ -106,14 +99,7 @@ final class SHA1DCTests: XCTestCase {
         var h = SHA1DC()
         h.hardware = hardware
         if pieces {
-            var at = 0
-            var step = 1
-            while at < data.count {
-                let n = min(step, data.count - at)
-                h.update(data[at..<(at + n)])
-                at += n
-                step = step * 7 % 997 + 1
-            }
+            forEachPiece(of: data, factor: 7, modulus: 997) { h.update($0) }
         } else {
             h.update(data)
         }
@@ -373,5 +359,18 @@ final class SHA1DCTests: XCTestCase {
             XCTAssertEqual(problems.filter { $0.severity == .error }.map(\.kind), [.sha1Collision], "\(problems)")
         }
         XCTAssertNoThrow(try PackIndexer.index(packPath: base + "/in.pack"))
+    }
+}
+
+/// Hands `data` to `body` in pieces of uneven sizes (1, then each next size
+/// `size * factor % modulus + 1`), as a stream would arrive.
+private func forEachPiece(of data: [UInt8], factor: Int, modulus: Int, _ body: (ArraySlice<UInt8>) -> Void) {
+    var at = 0
+    var step = 1
+    while at < data.count {
+        let n = min(step, data.count - at)
+        body(data[at..<(at + n)])
+        at += n
+        step = step * factor % modulus + 1
     }
 }
