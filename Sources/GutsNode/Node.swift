@@ -616,7 +616,7 @@ public final class Node: Sendable {
             self.established.withLockedValue { _ = $0.removeValue(forKey: key) }
             if case let .localGoodbye(goodbye)? = close,
                [ReasonCode.protocolViolation, .unknownMessageType, .messageTooLarge].contains(goodbye.code) {
-                self.reputation.record(.protocolViolation, connection, reason: goodbye.reason)
+                self.reputation.closedForViolation(connection, reason: goodbye.reason)
             }
             self.reputation.closed(connection)
             self.gossip.disconnected(connection)

@@ -19,6 +19,9 @@ final class Reputation: Sendable {
         let ip: IPAddress?
         let inbound: Bool
         let since: Instant
+        /// Closed by this node for the peer's score: the close is the verdict on penalties
+        /// already counted, not a new violation.
+        var closedForScore = false
     }
 
     struct State {
@@ -157,6 +160,14 @@ final class Reputation: Sendable {
         record(event, peer: peer, address: Self.address(of: connection), reason: reason)
     }
 
+    /// A session this node closed with a Goodbye that names a violation: the violation is
+    /// charged, unless the close was itself the verdict of the peer's score (which would
+    /// charge the same offence twice).
+    func closedForViolation(_ connection: any PeerLink, reason: String) {
+        let verdict = state.withLockedValue { $0.sessions[ObjectIdentifier(connection)]?.closedForScore ?? false }
+        if !verdict { record(.protocolViolation, connection, reason: reason) }
+    }
+
     func record(_ event: ScoreEvent, peer: PeerID, address: IPAddress?, reason: String) {
         let now = Instant.now()
         let (standing, victims, score): (PeerStanding, [any PeerLink], Double) = state.withLockedValue { s in
@@ -164,7 +175,13 @@ final class Reputation: Sendable {
             s.dirty = true
             let victims: [any PeerLink]
             switch standing {
-            case .disconnect, .banned: victims = s.sessions.values.filter { $0.peer == peer }.map(\.connection)
+            case .disconnect, .banned:
+                var closing: [any PeerLink] = []
+                for (key, session) in s.sessions where session.peer == peer {
+                    s.sessions[key]?.closedForScore = true
+                    closing.append(session.connection)
+                }
+                victims = closing
             default: victims = []
             }
             return (standing, victims, s.book.score(peer, now: now))

@@ -200,7 +200,7 @@ final class DHTTests: XCTestCase {
 
         // A provider record with a bad signature, from a second attacker (the first one's
         // requests are over the rate, so its record would be dropped unread): a forgery,
-        // which bans at once.
+        // a protocol violation (-60), which disconnects it at once.
         let forger = Ed25519KeyPair.generate()
         let forgerID = try PeerID(publicKey: forger.publicKey).description
         var forgerConfig = config
@@ -211,10 +211,10 @@ final class DHTTests: XCTestCase {
                                     addresses: [address], signature: [UInt8](repeating: 0, count: 64))
         forgerLink.send(.app(DHTMessage.addProvider(AddProvider(record: forged))))
         boot.waitFor("the forged record to be penalised") { _, err in err.contains("protocol-violation (dht: invalid DHT record: bad signature)") }
-        boot.waitFor("the forger to be banned") { _, err in err.contains("score: banning \(String(forgerID.prefix(12)))") }
+        boot.waitFor("the forger to be disconnected") { _, err in err.contains("score: disconnecting \(String(forgerID.prefix(12)))") }
         scores = try guts("n0", ["--json", "peers", "score", forgerID])
         entry = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(scores.stdout.utf8)) as? [String: Any], scores.stdout)
-        XCTAssertEqual(entry["state"] as? String, "banned", scores.stdout)
+        XCTAssertEqual(entry["state"] as? String, "disconnect", scores.stdout)
 
         // Legitimate lookups through the same node still succeed.
         let again = try guts("client", ["find", "--ephemeral", "--bootstrap", bootLine, rid])

@@ -256,26 +256,63 @@ final class DefenceTests: XCTestCase {
         try legitimatePing(line)
     }
 
-    /// Forged gossip from a client costs its score; repeated, it is banned, and the ban
-    /// survives a restart of the node.
-    func testForgingClientIsBannedAndTheBanSurvivesARestart() throws {
-        let (node, line) = try node()
-        let forger = Ed25519KeyPair.generate()
+    /// Sends forged gossip (a victim's origin, the forger's signature) over fresh sessions
+    /// until the node refuses the forger; returns how many sessions it got.
+    func forge(_ line: String, _ config: SessionConfig, limit: Int = 20) -> Int {
         let victim = Ed25519KeyPair.generate()
-        let config = session(forger, caps: ["ping", "gossip-client"], protocols: MessageRegistry([GossipProtocol()]))
         var attempts = 0
-        while attempts < 20 {
-            guard let client = try? dial(line, config) else { break }  // refused: banned
+        while attempts < limit {
+            guard let client = try? dial(line, config) else { break }  // refused
             attempts += 1
-            var g = Gossip(topic: "news", origin: victim.publicKey, sequence: 1, timestamp: UInt64(Date().timeIntervalSince1970 * 1000),
-                           data: Array("forged".utf8), signature: [])
-            g.signature = forger.sign(g.signedBytes)
+            var g = Gossip(topic: "news", origin: victim.publicKey, sequence: UInt64(attempts),
+                           timestamp: UInt64(Date().timeIntervalSince1970 * 1000), data: Array("forged".utf8), signature: [])
+            g.signature = config.identity.sign(g.signedBytes)
             client.send(.gossip(.gossip(g)))
             _ = try? client.nextMessage(timeout: 5).wait()  // the rejection (or the close)
             client.abort()
         }
-        node.waitFor("the forger to be banned", timeout: 10) { _, err in err.contains("score: banning") }
-        XCTAssertLessThan(attempts, 20)
+        return attempts
+    }
+
+    /// Forged gossip from a client costs its score (-20 each): at the third it is below the
+    /// disconnect threshold (-50), disconnected, and refused until its score recovers, which
+    /// the peer book keeps across a restart. Being refused is not a further offence, and
+    /// nothing bans its address: another identity from there is served.
+    func testForgingClientIsDisconnectedAndRefusedAcrossARestart() throws {
+        let (node, line) = try node()
+        let forger = Ed25519KeyPair.generate()
+        let config = session(forger, caps: ["ping", "gossip-client"], protocols: MessageRegistry([GossipProtocol()]))
+        let forgerID = try PeerID(publicKey: forger.publicKey).description
+        XCTAssertEqual(forge(line, config), 3, node.stderr)
+        node.waitFor("the forger to be disconnected") { _, err in err.contains("score: disconnecting \(forgerID.prefix(12))") }
+        XCTAssertFalse(node.stderr.contains("score: banning"), node.stderr)
+        XCTAssertThrowsError(try dial(line, config, from: "127.0.0.9")) { error in
+            XCTAssertTrue("\(error)".contains("score is too low"), "\(error)")
+        }
+        let other = try dial(line, session(caps: ["ping", "gossip-client"], protocols: MessageRegistry([GossipProtocol()])))
+        other.abort()
+        node.signal(SIGTERM)
+        XCTAssertEqual(node.wait(timeout: 10), 0)
+        let scores = try h.run(["--home", h.home("node"), "--json", "peers", "score", forgerID])
+        XCTAssertEqual(scores.status, 0, scores.stderr)
+        let entry = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(scores.stdout.utf8)) as? [String: Any], scores.stdout)
+        XCTAssertEqual(entry["state"] as? String, "disconnect", scores.stdout)
+        XCTAssertLessThan(entry["score"] as? Double ?? 0, -59, scores.stdout)
+        let (_, again) = try h.listen("node")
+        XCTAssertThrowsError(try dial(again, config)) { error in
+            XCTAssertTrue("\(error)".contains("score is too low"), "\(error)")
+        }
+        try legitimatePing(again)
+    }
+
+    /// With forgeries weighted past the ban threshold (-110 each), one forgery bans the
+    /// identity and its address; the ban survives a restart of the node.
+    func testForgingClientIsBannedAndTheBanSurvivesARestart() throws {
+        let (node, line) = try node(config: "score.invalid-gossip.weight = -110\n")
+        let forger = Ed25519KeyPair.generate()
+        let config = session(forger, caps: ["ping", "gossip-client"], protocols: MessageRegistry([GossipProtocol()]))
+        XCTAssertEqual(forge(line, config), 1, node.stderr)
+        node.waitFor("the forger to be banned") { _, err in err.contains("score: banning") }
         // Restart: the ban is in the peer book.
         node.signal(SIGTERM)
         XCTAssertEqual(node.wait(timeout: 10), 0)
