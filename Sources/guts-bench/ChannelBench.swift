@@ -55,17 +55,29 @@ enum ChannelBench {
         var floorRatios: [Double] = []
         var sessionRatios: [Double] = []
         var toFloor: [Double] = []
+        // The kernel's share of each responder's CPU, and the ratio per user CPU-second.
+        var listenerSystemShares: [Double] = []
+        var userRatios: [Double] = []
+        var floorSystemShares: [Double] = []
+        var floorUserRatios: [Double] = []
         for _ in 0..<rounds {
-            let cpuBefore = cpuSeconds(of: node.process.processIdentifier)
+            let timesBefore = cpuTimes(of: node.process.processIdentifier)
+            let cpuBefore = timesBefore.map { $0.user + $0.system }
             let started = Instant.now()
             let rate = handshakes(endpoint: endpoint, config: config, group: group, seconds: seconds, concurrency: concurrency)
             let elapsed = Instant.now().seconds(since: started)
-            let cpuAfter = cpuSeconds(of: node.process.processIdentifier)
+            let timesAfter = cpuTimes(of: node.process.processIdentifier)
+            let cpuAfter = timesAfter.map { $0.user + $0.system }
+
             rates.append(rate)
             let limit = cryptoLimit(seconds: seconds / 4)
             let full = cryptoLimit(seconds: seconds / 4, symmetric: true)
             limits.append(limit)
             fullLimits.append(full)
+            if let b = timesBefore, let a = timesAfter, a.user > b.user {
+                listenerSystemShares.append((a.system - b.system) / (a.user + a.system - b.user - b.system))
+                userRatios.append(rate * elapsed / (a.user - b.user) / limit)
+            }
             if let before = cpuBefore, let after = cpuAfter, after > before {
                 let own = rate * elapsed / (after - before)
                 perCore.append(own)
@@ -80,6 +92,11 @@ enum ChannelBench {
                         let floor = Double(after.completed - before.completed) / (after.cpuSeconds - before.cpuSeconds)
                         floorRatios.append(floor / limit)
                         toFloor.append(own / floor)
+                        let cpu = after.cpuSeconds - before.cpuSeconds, system = after.systemSeconds - before.systemSeconds
+                        if cpu > system {
+                            floorSystemShares.append(system / cpu)
+                            floorUserRatios.append(Double(after.completed - before.completed) / (cpu - system) / limit)
+                        }
                     }
                 }
             }
@@ -99,6 +116,10 @@ enum ChannelBench {
         }
         if !floorRatios.isEmpty {
             print("  floor, a responder with no framework (one thread, blocking sockets, the same Session; per CPU-second of that thread): ratio to the crypto limit \(String(format: "%.2f", Statistics.median(floorRatios))) [\(floorRatios.map { String(format: "%.2f", $0) }.joined(separator: ", "))]; guts listen reaches \(String(format: "%.2f", Statistics.median(toFloor))) of it [\(toFloor.map { String(format: "%.2f", $0) }.joined(separator: ", "))]")
+        }
+        if !listenerSystemShares.isEmpty {
+            func pct(_ v: [Double]) -> String { "\(Int((Statistics.median(v) * 100).rounded()))%" }
+            print("  kernel (system) time: \(pct(listenerSystemShares)) of guts listen's CPU\(floorSystemShares.isEmpty ? "" : ", \(pct(floorSystemShares)) of the floor's"); per user CPU-second the ratio to the crypto limit is \(String(format: "%.2f", Statistics.median(userRatios))) for guts listen\(floorUserRatios.isEmpty ? "" : " and \(String(format: "%.2f", Statistics.median(floorUserRatios))) for the floor") (medians)")
         }
 
         var speeds: [Double] = []
@@ -136,12 +157,25 @@ enum ChannelBench {
 
     /// User plus system CPU seconds a process has used, from /proc/PID/stat.
     static func cpuSeconds(of pid: Int32) -> Double? {
+        cpuTimes(of: pid).map { $0.user + $0.system }
+    }
+
+    /// User and system CPU seconds a process has used, from /proc/PID/stat.
+    static func cpuTimes(of pid: Int32) -> (user: Double, system: Double)? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = text.lastIndex(of: ")") else { return nil }
         let fields = text[text.index(after: close)...].split(separator: " ")
         // After the command: state is field 3, utime 14 and stime 15 (1-based in proc(5)).
         guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        let tick = Double(sysconf(Int32(_SC_CLK_TCK)))
+        return (user / tick, system / tick)
+    }
+
+    /// System (kernel) CPU seconds the calling thread has used.
+    static func threadSystemSeconds() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(1), &usage)  // RUSAGE_THREAD
+        return Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
     }
 
     static func value(after flag: String, in args: [String]) -> String? {

@@ -22,6 +22,7 @@ final class MinimalResponder: @unchecked Sendable {
     private var completed = 0
     private var failed = 0
     private var cpuSeconds = 0.0
+    private var systemSeconds = 0.0
     private var stopping = false
     private let finished = DispatchSemaphore(value: 0)
 
@@ -53,11 +54,12 @@ final class MinimalResponder: @unchecked Sendable {
         thread.start()
     }
 
-    /// Handshakes completed, failed, and the serving thread's CPU seconds so far.
-    var totals: (completed: Int, failed: Int, cpuSeconds: Double) {
+    /// Handshakes completed, failed, and the serving thread's CPU seconds so far (all of
+    /// them, and the part spent in the kernel).
+    var totals: (completed: Int, failed: Int, cpuSeconds: Double, systemSeconds: Double) {
         lock.lock()
         defer { lock.unlock() }
-        return (completed, failed, cpuSeconds)
+        return (completed, failed, cpuSeconds, systemSeconds)
     }
 
     /// Stops accepting and waits for the thread to end.
@@ -85,9 +87,11 @@ final class MinimalResponder: @unchecked Sendable {
             let ok = handshake(fd, &buffer)
             close(fd)
             let cpu = ChannelBench.threadCPUSeconds()
+            let system = ChannelBench.threadSystemSeconds()
             lock.lock()
             if ok { completed += 1 } else { failed += 1 }
             cpuSeconds = cpu
+            systemSeconds = system
             let stop = stopping
             lock.unlock()
             if stop { break }
