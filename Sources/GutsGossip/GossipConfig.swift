@@ -70,6 +70,16 @@ public struct GossipConfig: Sendable, Equatable {
     /// Points forgiven per second.
     public var penaltyDecayPerSecond: Double = 1
 
+    /// The points a rejected message costs its sender.
+    public func penalty(for rejection: GossipRejection) -> Double {
+        rejection == .tooOld || rejection == .tooNew ? stalePenalty : invalidMessagePenalty
+    }
+
+    /// `points` in units of an invalid message's penalty (1 when that penalty is not positive).
+    public func weight(ofPenalty points: Double) -> Double {
+        invalidMessagePenalty > 0 ? points / invalidMessagePenalty : 1
+    }
+
     /// The documented defaults.
     public init() {}
 

@@ -344,8 +344,7 @@ public struct GossipEngine: Sendable {
                                  into actions: inout [GossipAction]) {
         stats.rejected[rejection, default: 0] += 1
         guard let peer else { return }
-        let points = rejection == .tooOld || rejection == .tooNew ? config.stalePenalty : config.invalidMessagePenalty
-        penalize(peer, reason: rejection.description, points: points, now: now, into: &actions)
+        penalize(peer, reason: rejection.description, points: config.penalty(for: rejection), now: now, into: &actions)
     }
 
     private mutating func penalize(_ peer: PeerKey, reason: String, points: Double, now: UInt64,
@@ -358,7 +357,7 @@ public struct GossipEngine: Sendable {
         }
         state.penalty += points
         stats.penalties += 1
-        actions.append(.penalize(peer, reason: reason))
+        actions.append(.penalize(peer, reason: reason, weight: config.weight(ofPenalty: points)))
         if state.penalty >= config.penaltyThreshold {
             stats.disconnects += 1
             actions.append(.disconnect(peer, reason: "too many penalties (last: \(reason))"))

@@ -11,8 +11,12 @@ public enum GossipAction: Equatable, Sendable {
     /// A new valid message on a topic this node subscribes to; `from` is the peer it came
     /// from, or nil when it was published or injected locally.
     case deliver(Gossip, id: [UInt8], from: PeerKey?)
-    /// The peer sent something invalid (informational; the engine keeps the score).
-    case penalize(PeerKey, reason: String)
+    /// The peer sent something invalid (the engine keeps its own points). `weight` is the
+    /// penalty in units of an invalid message's (`GossipConfig.invalidMessagePenalty`): 1 for
+    /// a malformed or forged message, less for what honest peers can cause (a timestamp
+    /// outside the window, announcing or asking too fast), so a node's peer score can charge
+    /// in the same proportion.
+    case penalize(PeerKey, reason: String, weight: Double)
     /// The peer's penalties reached the threshold: close the connection. The engine has
     /// already forgotten the peer and ignores anything more from it.
     case disconnect(PeerKey, reason: String)

@@ -57,8 +57,12 @@ final class GossipService: Sendable {
     private let pinned: Set<String>
     /// What the service tells the node; set once, before the node starts.
     struct Hooks {
-        /// A peer or client sent invalid gossip (for its score).
-        var onOffence: (@Sendable (any PeerLink, String) -> Void)?
+        /// A peer or client sent invalid gossip (for its score), with the penalty's weight in
+        /// units of an invalid message's (`GossipAction.penalize`).
+        var onOffence: (@Sendable (any PeerLink, String, Double) -> Void)?
+        /// The engine disconnects a peer for its gossip penalties, each already reported
+        /// through `onOffence`: the close is their verdict, not a further offence.
+        var onVerdict: (@Sendable (any PeerLink) -> Void)?
         /// A peer was the first to bring a valid message of another origin.
         var onFirstDelivery: (@Sendable (any PeerLink) -> Void)?
         /// A client went over a budget.
@@ -68,9 +72,13 @@ final class GossipService: Sendable {
     }
 
     private let hooks = NIOLockedValueBox(Hooks())
-    var onOffence: (@Sendable (any PeerLink, String) -> Void)? {
+    var onOffence: (@Sendable (any PeerLink, String, Double) -> Void)? {
         get { hooks.withLockedValue { $0.onOffence } }
         set { hooks.withLockedValue { $0.onOffence = newValue } }
+    }
+    var onVerdict: (@Sendable (any PeerLink) -> Void)? {
+        get { hooks.withLockedValue { $0.onVerdict } }
+        set { hooks.withLockedValue { $0.onVerdict = newValue } }
     }
     var onFirstDelivery: (@Sendable (any PeerLink) -> Void)? {
         get { hooks.withLockedValue { $0.onFirstDelivery } }
@@ -207,7 +215,8 @@ final class GossipService: Sendable {
                 connection.send(.error(ErrorReply(requestID: 0, code: .badRequest, message: "gossip rejected: \(rejection)")))
                 log.info("gossip: rejected a message from client \(connection.remoteAddress): \(rejection)")
                 // Clients are scored like peers: a forged message costs the same.
-                onOffence?(connection, "\(rejection)")
+                let config = state.value.engine.config
+                onOffence?(connection, "\(rejection)", config.weight(ofPenalty: config.penalty(for: rejection)))
             }
             perform(actions)
         case let .subscribe(s):
@@ -299,13 +308,14 @@ final class GossipService: Sendable {
                     onFirstDelivery?(peer)
                 }
                 onDeliver?(gossip, id, from.flatMap { state.value.peers[$0] })
-            case let .penalize(key, reason):
+            case let .penalize(key, reason, weight):
                 log.info("gossip: penalised \(state.value.peers[key].map(Self.describe) ?? "peer"): \(reason)")
-                if let peer = state.value.peers[key] { onOffence?(peer, reason) }
+                if let peer = state.value.peers[key] { onOffence?(peer, reason, weight) }
             case let .disconnect(key, reason):
                 if let conn = state.value.peers.removeValue(forKey: key) {
                     state.value.keys[ObjectIdentifier(conn)] = nil
                     log.info("gossip: disconnecting \(Self.describe(conn)): \(reason)")
+                    onVerdict?(conn)
                     conn.close(.protocolViolation, "gossip penalties: \(reason)")
                 }
             }

@@ -251,7 +251,10 @@ public final class Node: Sendable {
         }
         selfRef.withLockedValue { $0 = self }
         gossip.onDeliver = { [weak self] message, _, _ in self?.delivered(message) }
-        gossip.onOffence = { [weak self] connection, reason in self?.reputation.record(.invalidGossip, connection, reason: "gossip: \(reason)") }
+        gossip.onOffence = { [weak self] connection, reason, weight in
+            self?.reputation.record(.invalidGossip, connection, count: weight, reason: "gossip: \(reason)")
+        }
+        gossip.onVerdict = { [weak self] connection in self?.reputation.verdict(on: connection) }
         gossip.onOverrun = { [weak self] connection, what in self?.reputation.overrun(connection, reason: "over its \(what) budget") }
         gossip.onFirstDelivery = { [weak self] connection in self?.reputation.record(.firstDelivery, connection, reason: "delivered first") }
     }

@@ -19,9 +19,9 @@ final class Reputation: Sendable {
         let ip: IPAddress?
         let inbound: Bool
         let since: Instant
-        /// Closed by this node for the peer's score: the close is the verdict on penalties
-        /// already counted, not a new violation.
-        var closedForScore = false
+        /// Closed by this node for the peer's score (or the gossip engine's penalties): the
+        /// close is the verdict on penalties already counted, not a new violation.
+        var closedByVerdict = false
     }
 
     struct State {
@@ -155,30 +155,36 @@ final class Reputation: Sendable {
     /// Records an event of `connection`'s peer and enforces the verdict: graylisted peers
     /// are ignored (see `isGraylisted`), those below the disconnect threshold are
     /// disconnected, banned ones disconnected and refused until the ban ends.
-    func record(_ event: ScoreEvent, _ connection: any PeerLink, reason: String) {
+    func record(_ event: ScoreEvent, _ connection: any PeerLink, count: Double = 1, reason: String) {
         guard let peer = connection.peer?.peerID else { return }
-        record(event, peer: peer, address: Self.address(of: connection), reason: reason)
+        record(event, count: count, peer: peer, address: Self.address(of: connection), reason: reason)
+    }
+
+    /// `connection` is about to be closed as the verdict on offences already charged (by
+    /// the gossip engine): its close is not charged again.
+    func verdict(on connection: any PeerLink) {
+        state.withLockedValue { $0.sessions[ObjectIdentifier(connection)]?.closedByVerdict = true }
     }
 
     /// A session this node closed with a Goodbye that names a violation: the violation is
     /// charged, unless the close was itself the verdict of the peer's score (which would
     /// charge the same offence twice).
     func closedForViolation(_ connection: any PeerLink, reason: String) {
-        let verdict = state.withLockedValue { $0.sessions[ObjectIdentifier(connection)]?.closedForScore ?? false }
+        let verdict = state.withLockedValue { $0.sessions[ObjectIdentifier(connection)]?.closedByVerdict ?? false }
         if !verdict { record(.protocolViolation, connection, reason: reason) }
     }
 
-    func record(_ event: ScoreEvent, peer: PeerID, address: IPAddress?, reason: String) {
+    func record(_ event: ScoreEvent, count: Double = 1, peer: PeerID, address: IPAddress?, reason: String) {
         let now = Instant.now()
         let (standing, victims, score): (PeerStanding, [any PeerLink], Double) = state.withLockedValue { s in
-            let standing = s.book.record(event, peer: peer, address: address, now: now)
+            let standing = s.book.record(event, count: count, peer: peer, address: address, now: now)
             s.dirty = true
             let victims: [any PeerLink]
             switch standing {
             case .disconnect, .banned:
                 var closing: [any PeerLink] = []
                 for (key, session) in s.sessions where session.peer == peer {
-                    s.sessions[key]?.closedForScore = true
+                    s.sessions[key]?.closedByVerdict = true
                     closing.append(session.connection)
                 }
                 victims = closing

@@ -75,6 +75,11 @@ public enum ScoreEvent: String, CaseIterable, Sendable {
 ///     uptime               +0.05 / 60  / 1 day     (per minute; at most +3)
 ///     answered-ping        +0.2  / 10  / 1 h       (at most +2)
 ///
+/// invalid-gossip counts a forged or malformed message as 1 and, in the gossip engine's
+/// proportion (guts-protocol(7): 5 or 10 points against 25), a timestamp outside the window
+/// as 0.2 and an IHave or IWant over its rate as 0.4: honest peers with skewed clocks cause
+/// the first, so three of them must not disconnect a peer.
+///
 /// Thresholds (a score strictly below one applies it): graylist -20 (ignore the peer's gossip
 /// and requests), disconnect -50, ban -100. So a new peer is disconnected after one protocol
 /// violation and banned after two within a few hours; a peer with every reward maxed needs

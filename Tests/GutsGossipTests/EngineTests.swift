@@ -115,7 +115,7 @@ final class EngineTests: XCTestCase {
         // The last two have the same ID as the genuine message: they must not poison the seen-cache.
         for (peer, forged) in zip([PeerKey(1), 2, 3, 4], [tamperedData, wrongOrigin, wrongSignature, shortSignature]) {
             let actions = engine.receive(.gossip(forged), from: peer, now: at(1), wallClockMillis: wall(1))
-            XCTAssertEqual(actions, [.penalize(peer, reason: "bad signature")])
+            XCTAssertEqual(actions, [.penalize(peer, reason: "bad signature", weight: 1)])
         }
         XCTAssertEqual(engine.stats.rejected[.badSignature], 4)
         XCTAssertEqual(engine.stats.delivered, 0)
@@ -135,7 +135,7 @@ final class EngineTests: XCTestCase {
             let g = signedGossip("t\(i)", by: key, timestamp: UInt64(Int64(clock) + Int64(offset * 1000)))
             let actions = engine.receive(.gossip(g), from: 1, now: now, wallClockMillis: clock)
             if let expected {
-                XCTAssertEqual(actions, [.penalize(1, reason: expected.description)], "offset \(offset)")
+                XCTAssertEqual(actions, [.penalize(1, reason: expected.description, weight: 0.2)], "offset \(offset)")
             } else {
                 XCTAssertEqual(actions.delivered, [g], "offset \(offset)")
             }
@@ -155,11 +155,11 @@ final class EngineTests: XCTestCase {
         badOrigin.origin = Array(key.publicKey.prefix(31))
 
         XCTAssertEqual(engine.receive(.gossip(badTopic), from: 1, now: at(0), wallClockMillis: wall(0)),
-                       [.penalize(1, reason: "invalid topic")])
+                       [.penalize(1, reason: "invalid topic", weight: 1)])
         XCTAssertEqual(engine.receive(.gossip(oversize), from: 2, now: at(0), wallClockMillis: wall(0)),
-                       [.penalize(2, reason: "data too large")])
+                       [.penalize(2, reason: "data too large", weight: 1)])
         XCTAssertEqual(engine.receive(.gossip(badOrigin), from: 3, now: at(0), wallClockMillis: wall(0)),
-                       [.penalize(3, reason: "invalid origin")])
+                       [.penalize(3, reason: "invalid origin", weight: 1)])
         XCTAssertEqual(engine.stats.rejected, [.invalidTopic: 1, .dataTooLarge: 1, .invalidOrigin: 1])
 
         // The same rules for local publishing.
@@ -398,7 +398,7 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(engine.penalty(of: 1), 90)
         // ...the next one crosses the threshold.
         let actions = engine.receive(.gossip(forged(6)), from: 1, now: at(60), wallClockMillis: wall(60))
-        XCTAssertEqual(actions, [.penalize(1, reason: "bad signature"),
+        XCTAssertEqual(actions, [.penalize(1, reason: "bad signature", weight: 1),
                                  .disconnect(1, reason: "too many penalties (last: bad signature)")])
         XCTAssertEqual(engine.connectedPeers, [2])
         XCTAssertEqual(engine.eagerPeers("chat"), [2])
@@ -421,6 +421,9 @@ final class EngineTests: XCTestCase {
         }
         XCTAssertEqual(iWantPenalties, 1, "a burst of 8192 requested IDs is tolerated, not more")
         XCTAssertEqual(iHavePenalties, 1, "a burst of 4096 announced IDs is tolerated, not more")
+        // A flood penalty weighs 10 points against an invalid message's 25.
+        let over = engine.receive(.iWant(IWant(ids: ids)), from: 1, now: at(0), wallClockMillis: wall(0))
+        XCTAssertTrue(over.contains { if case .penalize(1, _, 0.4) = $0 { true } else { false } }, "\(over)")
         // The budget refills with time.
         XCTAssertEqual(engine.receive(.iWant(IWant(ids: ids)), from: 1, now: at(1), wallClockMillis: wall(1)).penalized, [])
     }

@@ -47,7 +47,7 @@ extension [GossipAction] {
     }
 
     var penalized: [PeerKey] {
-        compactMap { if case let .penalize(peer, _) = $0 { return peer } else { return nil } }
+        compactMap { if case let .penalize(peer, _, _) = $0 { return peer } else { return nil } }
     }
 
     var disconnected: [PeerKey] {

@@ -305,6 +305,66 @@ final class DefenceTests: XCTestCase {
         try legitimatePing(again)
     }
 
+    /// A message whose timestamp is outside the window is what an honest peer with a skewed
+    /// clock sends: it costs a fifth of a forgery (the gossip engine's 5 points against 25),
+    /// so four of them leave a client connected and in good standing, where four forgeries
+    /// would have disconnected it.
+    func testStaleGossipCostsAFifthOfAForgery() throws {
+        let (_, line) = try node()
+        let skewed = Ed25519KeyPair.generate()
+        let client = try dial(line, session(skewed, caps: ["ping", "gossip-client"], protocols: MessageRegistry([GossipProtocol()])))
+        for i in 0..<4 {
+            var g = Gossip(topic: "news", origin: skewed.publicKey, sequence: UInt64(i + 1),
+                           timestamp: UInt64(Date().timeIntervalSince1970 * 1000) - 600_000, data: Array("late".utf8), signature: [])
+            g.signature = skewed.sign(g.signedBytes)
+            client.send(.gossip(.gossip(g)))
+            let reply = try client.nextMessage(timeout: 5).wait()
+            guard case let .error(e) = reply else { return XCTFail("expected an Error, got \(reply)") }
+            XCTAssertTrue(e.message.contains("timestamp too old"), e.message)
+        }
+        client.send(.ping(nonce: 7))
+        let pong = try client.nextMessage(timeout: 5).wait()
+        guard case .pong(nonce: 7) = pong else { return XCTFail("expected Pong 7, got \(pong)") }
+        let id = try PeerID(publicKey: skewed.publicKey).description
+        let scores = try h.run(["--home", h.home("node"), "--json", "peers", "score", id])
+        XCTAssertEqual(scores.status, 0, scores.stderr)
+        let entry = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(scores.stdout.utf8)) as? [String: Any], scores.stdout)
+        let charged = try XCTUnwrap((entry["components"] as? [String: Double])?["invalid-gossip"], scores.stdout)
+        XCTAssertEqual(charged, -16, accuracy: 0.1, scores.stdout)
+        XCTAssertEqual(entry["state"] as? String, "ok", scores.stdout)
+        client.abort()
+    }
+
+    /// The gossip engine disconnects a peer whose gossip points reach 100 (here about twenty
+    /// stale messages on a topic the node carries). Each was already charged to the peer's
+    /// score; the disconnect is their verdict and costs nothing more: with invalid gossip
+    /// weighted -1, the peer ends near -4 and in good standing, not -64 and refused.
+    func testTheGossipEnginesDisconnectIsNotChargedAgain() throws {
+        let (node, line) = try node(config: "score.invalid-gossip.weight = -1\n")
+        let skewed = Ed25519KeyPair.generate()
+        let config = session(skewed, caps: ["ping", "gossip"], protocols: MessageRegistry([GossipProtocol()]))
+        let peer = try dial(line, config)
+        // 5 points each, forgiven at 1 a second: the 21st or 22nd reaches 100.
+        for i in 0..<22 {
+            var g = Gossip(topic: Topic.commits, origin: skewed.publicKey, sequence: UInt64(i + 1),
+                           timestamp: UInt64(Date().timeIntervalSince1970 * 1000) - 600_000, data: Array("late".utf8), signature: [])
+            g.signature = skewed.sign(g.signedBytes)
+            peer.send(.gossip(.gossip(g)))
+        }
+        node.waitFor("the gossip engine to disconnect the peer") { _, err in err.contains("gossip: disconnecting") }
+        XCTAssertNoThrow(try peer.nextMessage(timeout: 5).wait())
+        let id = try PeerID(publicKey: skewed.publicKey).description
+        let scores = try h.run(["--home", h.home("node"), "--json", "peers", "score", id])
+        XCTAssertEqual(scores.status, 0, scores.stderr)
+        let entry = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(scores.stdout.utf8)) as? [String: Any], scores.stdout)
+        let components = try XCTUnwrap(entry["components"] as? [String: Double], scores.stdout)
+        XCTAssertEqual(components["invalid-gossip"] ?? 0, -4.2, accuracy: 0.25, scores.stdout)
+        XCTAssertEqual(components["protocol-violation"] ?? 0, 0, scores.stdout)
+        XCTAssertEqual(entry["state"] as? String, "ok", scores.stdout)
+        // It may come back at once.
+        try dial(line, config).abort()
+    }
+
     /// With forgeries weighted past the ban threshold (-110 each), one forgery bans the
     /// identity and its address; the ban survives a restart of the node.
     func testForgingClientIsBannedAndTheBanSurvivesARestart() throws {
