@@ -212,11 +212,12 @@ final class GossipService: Sendable {
             case .failure(.duplicate):
                 connection.send(.gossip(.iHave(IHave(topic: g.topic, ids: [g.id]))))
             case let .failure(rejection):
-                connection.send(.error(ErrorReply(requestID: 0, code: .badRequest, message: "gossip rejected: \(rejection)")))
                 log.info("gossip: rejected a message from client \(connection.remoteAddress): \(rejection)")
-                // Clients are scored like peers: a forged message costs the same.
+                // Clients are scored like peers: a forged message costs the same. Scored before
+                // the answer, so a client that comes back on reading it meets its new score.
                 let config = state.value.engine.config
                 onOffence?(connection, "\(rejection)", config.weight(ofPenalty: config.penalty(for: rejection)))
+                connection.send(.error(ErrorReply(requestID: 0, code: .badRequest, message: "gossip rejected: \(rejection)")))
             }
             perform(actions)
         case let .subscribe(s):
