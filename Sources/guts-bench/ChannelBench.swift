@@ -68,7 +68,6 @@ enum ChannelBench {
             let elapsed = Instant.now().seconds(since: started)
             let timesAfter = cpuTimes(of: node.process.processIdentifier)
             let cpuAfter = timesAfter.map { $0.user + $0.system }
-
             rates.append(rate)
             let limit = cryptoLimit(seconds: seconds / 4)
             let full = cryptoLimit(seconds: seconds / 4, symmetric: true)
