@@ -82,8 +82,9 @@ public enum ScoreEvent: String, CaseIterable, Sendable {
 ///
 /// Thresholds (a score strictly below one applies it): graylist -20 (ignore the peer's gossip
 /// and requests), disconnect -50, ban -100. So a new peer is disconnected after one protocol
-/// violation and banned after two within a few hours; a peer with every reward maxed needs
-/// three. A ban lasts `banBase` (10 min) on the first offence and `banGrowth` (2) times longer
+/// violation and refused until its score recovers (about 6 h at the defaults); a second one
+/// before then (on a session still open, or one this node dialed) bans it. A peer with every
+/// reward maxed needs three. A ban lasts `banBase` (10 min) on the first offence and `banGrowth` (2) times longer
 /// on each repeat, up to `banMax` (7 days). Automatic address bans last at most
 /// `addressBanMax` (1 hour): many honest users can share one address behind a NAT.
 public struct ScoreParameters: Equatable, Sendable {
